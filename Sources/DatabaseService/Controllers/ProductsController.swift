@@ -1,0 +1,172 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Shared
+
+/// `/api/products`: the internal, curl-able product storage API.
+struct ProductsController<Context: RequestContext> {
+    let store: any ProductStore
+
+    /// The most operations one batch may carry.
+    static var maxBatchOperations: Int { 1000 }
+    /// Batches carry whole products, so they may be larger than a public request body.
+    static var maxBatchBodySize: Int { 64 * 1024 * 1024 }
+
+    var endpoints: RouteCollection<Context> {
+        RouteCollection(context: Context.self)
+            .post(use: upsert)
+            .get(use: list)
+            .post("batch", use: applyBatch)
+            .get("{id}", use: show)
+            .delete("{id}", use: delete)
+    }
+
+    /// POST /api/products: stores one product if its version is newer (201 created, 200 updated or unchanged).
+    @Sendable func upsert(_ request: Request, context: Context) async throws -> Response {
+        let input = try await request.decodeJSON(as: StoredProductInput.self)
+        let product = try input.product()
+        try ProductRules.validate(product)
+        let tenant = try request.tenant()
+        let outcome = try await store.apply([.upsert(tenant: tenant, product: product)])[0]
+        switch outcome {
+        case .inserted:
+            return .json(product, status: .created)
+        case .updated:
+            return .json(product)
+        case .stale(let storedVersion, let deleted):
+            if !deleted, storedVersion == product.version, let stored = try await store.product(tenant: tenant, id: product.id) {
+                return .json(stored)
+            }
+            throw APIError.versionConflict(
+                "Product \(product.id) is stored at version \(storedVersion)\(deleted ? " (deleted)" : ""); version \(product.version) is not newer")
+        }
+    }
+
+    /// POST /api/products/batch: applies versioned upserts and deletes in one transaction.
+    @Sendable func applyBatch(_ request: Request, context: Context) async throws -> WriteBatchResult {
+        let batch = try await request.decodeJSON(as: WriteBatch.self, maxSize: Self.maxBatchBodySize)
+        guard batch.operations.count <= Self.maxBatchOperations else {
+            throw APIError.invalidParameter("operations", "A batch may carry at most \(Self.maxBatchOperations) operations")
+        }
+        var results = [OperationResult?](repeating: nil, count: batch.operations.count)
+        var valid: [(index: Int, operation: WriteOperation)] = []
+        for (index, operation) in batch.operations.enumerated() {
+            do {
+                try Self.validate(operation)
+                valid.append((index, operation))
+            } catch {
+                results[index] = OperationResult(id: operation.productID, outcome: .rejected, error: "\(error.code): \(error.message)")
+            }
+        }
+        let outcomes = try await store.apply(valid.map(\.operation))
+        for ((index, operation), outcome) in zip(valid, outcomes) {
+            switch outcome {
+            case .inserted, .updated: results[index] = OperationResult(id: operation.productID, outcome: .applied)
+            case .stale: results[index] = OperationResult(id: operation.productID, outcome: .stale)
+            }
+        }
+        return WriteBatchResult(results: results.map { $0! })
+    }
+
+    /// GET /api/products: live products in id order, paged with `starting_after`.
+    @Sendable func list(_ request: Request, context: Context) async throws -> ProductPage {
+        let query = request.uri.queryParameters
+        let limit = try ListLimit.parse(query["limit"].map(String.init))
+        let type = query["type"].map(String.init)
+        let startingAfter = query["starting_after"].map(String.init)
+        return try await store.list(tenant: try request.tenant(), limit: limit, startingAfter: startingAfter, type: type)
+    }
+
+    /// GET /api/products/{id}: one live product.
+    @Sendable func show(_ request: Request, context: Context) async throws -> Product {
+        let id = try context.parameters.require("id")
+        guard let product = try await store.product(tenant: try request.tenant(), id: id) else {
+            throw APIError.notFound("Product not found", param: "id")
+        }
+        return product
+    }
+
+    /// DELETE /api/products/{id}[?version=N]: leaves a tombstone so that older writes cannot bring it back.
+    @Sendable func delete(_ request: Request, context: Context) async throws -> Response {
+        let id = try context.parameters.require("id")
+        var version: Int64?
+        if let raw = request.uri.queryParameters["version"] {
+            guard let parsed = Int64(raw), parsed >= 1 else {
+                throw APIError.invalidParameter("version", "version must be a positive integer")
+            }
+            version = parsed
+        }
+        let timestamp = Timestamp.now()
+        switch try await store.delete(tenant: try request.tenant(), id: id, version: version, deletedAt: timestamp) {
+        case .deleted(let version, let name):
+            return .json(DeleteReceipt(productID: id, name: name, version: version, timestamp: timestamp))
+        case .notFound:
+            throw APIError.notFound("Product not found", param: "id")
+        case .stale(let storedVersion):
+            throw APIError.versionConflict("Product \(id) is stored at version \(storedVersion); version \(version ?? 0) is not newer")
+        }
+    }
+
+    static func validate(_ operation: WriteOperation) throws(APIError) {
+        switch operation {
+        case .upsert(_, let product):
+            try ProductRules.validate(product)
+        case .delete(_, let id, let version, let deletedAt):
+            guard !id.isEmpty, id.count <= 64 else { throw .invalidParameter("id", "Product id must be 1 to 64 characters") }
+            guard version >= 1 else { throw .invalidParameter("version", "version must be at least 1") }
+            guard Timestamp.parse(deletedAt) != nil else { throw .invalidParameter("deleted_at", "deleted_at must be an RFC 3339 timestamp") }
+        }
+        guard Tenant.isValid(operation.tenant) else { throw .invalidParameter("tenant", "tenant is not a valid tenant id") }
+    }
+}
+
+/// The body of `POST /api/products`: a product with storage fields defaulted for curl users.
+struct StoredProductInput: Decodable {
+    var id: String
+    var name: String
+    var type: String?
+    var metadata: [String: String]?
+    var createdAt: String?
+    var updatedAt: String?
+    var version: Int64?
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, type, metadata, version
+        case createdAt = "created_at"
+        case updatedAt = "updated_at"
+    }
+
+    func product() throws(APIError) -> Product {
+        let now = Timestamp.now()
+        return Product(
+            id: id, name: try ProductRules.validName(name), type: try ProductRules.validType(type ?? ProductRules.defaultType),
+            metadata: metadata ?? [:], createdAt: createdAt ?? now, updatedAt: updatedAt ?? createdAt ?? now, version: version ?? 1)
+    }
+}
+
+/// The body of a successful `DELETE /api/products/{id}`.
+struct DeleteReceipt: Encodable, ResponseEncodable {
+    var status = "deleted"
+    var productID: String
+    var name: String
+    var version: Int64
+    var timestamp: String
+
+    enum CodingKeys: String, CodingKey {
+        case status, name, version, timestamp
+        case productID = "product_id"
+    }
+}
+
+extension Request {
+    /// The tenant a request acts for: the `X-Tenant-ID` header, else `default`.
+    func tenant() throws(APIError) -> String {
+        guard let name = HTTPField.Name(HTTPDatabaseServiceClient.tenantHeader), let tenant = headers[name] else {
+            return defaultTenant
+        }
+        guard Tenant.isValid(tenant) else {
+            throw APIError.invalidParameter(HTTPDatabaseServiceClient.tenantHeader, "not a valid tenant id")
+        }
+        return tenant
+    }
+}

@@ -1,0 +1,163 @@
+import Foundation
+import GRDB
+import Shared
+
+/// `ProductStore` on SQLite through GRDB: one `DatabasePool` (WAL) for the life of the process.
+final class SQLiteProductStore: ProductStore {
+    let pool: DatabasePool
+    var backend: String { "sqlite" }
+
+    /// Opens (creating if needed) the database file and runs the migrations.
+    init(path: String) throws {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        configuration.prepareDatabase { db in
+            // WAL keeps each commit durable with one fsync of the log; NORMAL is the documented safe pairing.
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
+        pool = try DatabasePool(path: path, configuration: configuration)
+        try Self.migrator.migrate(pool)
+    }
+
+    /// Migrations are named and never edited once shipped; add new ones at the end.
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1-products") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE products (
+                        tenant TEXT NOT NULL,
+                        id TEXT NOT NULL,
+                        name TEXT NOT NULL,
+                        type TEXT NOT NULL,
+                        metadata TEXT NOT NULL,
+                        created_at TEXT NOT NULL,
+                        updated_at TEXT NOT NULL,
+                        version INTEGER NOT NULL,
+                        deleted INTEGER NOT NULL DEFAULT 0,
+                        PRIMARY KEY (tenant, id)
+                    ) WITHOUT ROWID
+                    """)
+        }
+        return migrator
+    }
+
+    func apply(_ operations: [WriteOperation]) async throws -> [ApplyOutcome] {
+        let rows = try operations.map(Self.row(for:))
+        return try await pool.write { db in
+            try rows.map { try Self.store($0, in: db) }
+        }
+    }
+
+    func delete(tenant: String, id: String, version: Int64?, deletedAt: String) async throws -> DeleteOutcome {
+        try await pool.write { db in
+            guard let stored = try Self.state(tenant: tenant, id: id, in: db), !stored.deleted else {
+                return .notFound
+            }
+            let newVersion = version ?? stored.version + 1
+            guard newVersion > stored.version else { return .stale(storedVersion: stored.version) }
+            let row = Self.Row(tenant: tenant, id: id, name: stored.name, type: "", metadata: "{}",
+                               createdAt: deletedAt, updatedAt: deletedAt, version: newVersion, deleted: true)
+            _ = try Self.store(row, in: db)
+            return .deleted(version: newVersion, name: stored.name)
+        }
+    }
+
+    func product(tenant: String, id: String) async throws -> Product? {
+        try await pool.read { db in
+            try GRDB.Row.fetchOne(
+                db, sql: "SELECT * FROM products WHERE tenant = ? AND id = ? AND deleted = 0", arguments: [tenant, id]
+            ).map(Self.product(from:))
+        }
+    }
+
+    func list(tenant: String, limit: Int, startingAfter: String?, type: String?) async throws -> ProductPage {
+        try await pool.read { db in
+            var sql = "SELECT * FROM products WHERE tenant = ? AND deleted = 0"
+            var arguments: StatementArguments = [tenant]
+            if let startingAfter {
+                sql += " AND id > ?"
+                arguments += [startingAfter]
+            }
+            if let type {
+                sql += " AND type = ?"
+                arguments += [type]
+            }
+            sql += " ORDER BY id LIMIT ?"
+            arguments += [limit + 1]
+            var products = try GRDB.Row.fetchAll(db, sql: sql, arguments: arguments).map(Self.product(from:))
+            let hasMore = products.count > limit
+            if hasMore { products.removeLast() }
+            return ProductPage(products: products, hasMore: hasMore)
+        }
+    }
+
+    func ping() async throws {
+        _ = try await pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
+    }
+
+    // MARK: Rows
+
+    private struct Row: Sendable {
+        var tenant, id, name, type, metadata, createdAt, updatedAt: String
+        var version: Int64
+        var deleted: Bool
+    }
+
+    private static func row(for operation: WriteOperation) throws -> Row {
+        switch operation {
+        case .upsert(let tenant, let product):
+            let metadata = String(decoding: try JSONCoding.encoder.encode(product.metadata), as: UTF8.self)
+            return Row(tenant: tenant, id: product.id, name: product.name, type: product.type, metadata: metadata,
+                       createdAt: product.createdAt, updatedAt: product.updatedAt, version: product.version, deleted: false)
+        case .delete(let tenant, let id, let version, let deletedAt):
+            return Row(tenant: tenant, id: id, name: "", type: "", metadata: "{}",
+                       createdAt: deletedAt, updatedAt: deletedAt, version: version, deleted: true)
+        }
+    }
+
+    /// Stores a row only if its version is newer than the stored one; a tombstone keeps its original creation time.
+    private static func store(_ row: Row, in db: Database) throws -> ApplyOutcome {
+        let existing = try state(tenant: row.tenant, id: row.id, in: db)
+        if let existing, existing.version >= row.version {
+            return .stale(storedVersion: existing.version, deleted: existing.deleted)
+        }
+        if row.deleted {
+            // Keep the last name so a delete can report it; the rest of a tombstone is never read.
+            try db.execute(
+                sql: """
+                    INSERT INTO products (tenant, id, name, type, metadata, created_at, updated_at, version, deleted)
+                    VALUES (?, ?, ?, '', '{}', ?, ?, ?, 1)
+                    ON CONFLICT (tenant, id) DO UPDATE SET
+                        updated_at = excluded.updated_at, version = excluded.version, deleted = 1
+                    """,
+                arguments: [row.tenant, row.id, row.name, row.createdAt, row.updatedAt, row.version])
+        } else {
+            try db.execute(
+                sql: """
+                    INSERT INTO products (tenant, id, name, type, metadata, created_at, updated_at, version, deleted)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)
+                    ON CONFLICT (tenant, id) DO UPDATE SET
+                        name = excluded.name, type = excluded.type, metadata = excluded.metadata,
+                        created_at = excluded.created_at, updated_at = excluded.updated_at,
+                        version = excluded.version, deleted = 0
+                    """,
+                arguments: [row.tenant, row.id, row.name, row.type, row.metadata, row.createdAt, row.updatedAt, row.version])
+        }
+        return existing == nil ? .inserted : .updated
+    }
+
+    private static func state(tenant: String, id: String, in db: Database) throws -> (version: Int64, deleted: Bool, name: String)? {
+        try GRDB.Row.fetchOne(
+            db, sql: "SELECT version, deleted, name FROM products WHERE tenant = ? AND id = ?", arguments: [tenant, id]
+        ).map { ($0["version"], $0["deleted"], $0["name"]) }
+    }
+
+    private static func product(from row: GRDB.Row) throws -> Product {
+        let metadataText: String = row["metadata"]
+        return Product(
+            id: row["id"], name: row["name"], type: row["type"],
+            metadata: try JSONCoding.decoder.decode([String: String].self, from: Data(metadataText.utf8)),
+            createdAt: row["created_at"], updatedAt: row["updated_at"], version: row["version"])
+    }
+}

@@ -1,0 +1,78 @@
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Shared
+
+/// Settings the Products Service's application is built from.
+struct ProductsServiceSettings: Sendable {
+    var host = "127.0.0.1"
+    var port = 8080
+    var databaseServiceURL = "http://127.0.0.1:8081"
+    /// Where the journal and dead letters live.
+    var dataDirectory = "./data/products"
+    /// False: pending writes are kept in memory only (`--journal off`).
+    var journalEnabled = true
+    var logLevel: Logger.Level = .info
+    var persistence = PersistenceSettings()
+    var backlogAlertAfter: Duration = .seconds(60)
+    var syncFlushTimeout: Duration = .seconds(10)
+}
+
+/// Builds the Products Service; `main` and the tests both call it.
+///
+/// `services` run before the service's own and stop after them (the shared HTTP client, in `main`).
+func buildApplication(
+    settings: ProductsServiceSettings,
+    database: any DatabaseServiceClient,
+    services: [any Service] = [],
+    onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
+) throws -> some ApplicationProtocol {
+    var logger = Logger(label: "products-service")
+    logger.logLevel = settings.logLevel
+    let journal = try Journal(
+        directory: settings.journalEnabled ? settings.dataDirectory + "/journal" : nil, logger: logger)
+    let deadLetters = try DeadLetterStore(directory: settings.journalEnabled ? settings.dataDirectory : nil)
+    let cache = CatalogCache()
+    let pending = journal.unconfirmedOperations()
+    for operation in pending { cache.replay(operation) }
+    if !pending.isEmpty {
+        logger.notice("replayed pending writes from the journal", metadata: ["operations": "\(pending.count)"])
+    }
+    if !settings.journalEnabled {
+        logger.warning("journal is off: writes not yet persisted are lost if the process stops")
+    }
+    let gate = SyncGate()
+    let worker = PersistenceWorker(
+        journal: journal, cache: cache, database: database, deadLetters: deadLetters, gate: gate,
+        settings: settings.persistence, logger: logger)
+    let catalog = Catalog(cache: cache, journal: journal, database: database, worker: worker, gate: gate)
+    let loader = CatalogLoader(catalog: catalog, retryMaxDelay: settings.persistence.retryMaxDelay, logger: logger)
+
+    let router = buildRouter(catalog: catalog, settings: settings)
+    // Shutdown runs in reverse: the server stops taking requests, the loader stops, the worker flushes,
+    // then the journal closes, then whatever `services` holds.
+    return Application(
+        router: router,
+        configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "products-service"),
+        services: services + [JournalCloser(journal: journal), worker, loader],
+        onServerRunning: onServerRunning,
+        logger: logger
+    )
+}
+
+/// The routes and middleware of the Products Service.
+func buildRouter(catalog: Catalog, settings: ProductsServiceSettings) -> Router<AppRequestContext> {
+    let router = Router(context: AppRequestContext.self)
+    router.add(middleware: CORSHeadersMiddleware())
+    router.add(middleware: LogRequestsMiddleware(.debug))
+    router.add(middleware: ErrorMiddleware())
+    let routes = RouteRecorder(router)
+    routes.addRoutes(
+        ServiceController(catalog: catalog, databaseServiceURL: settings.databaseServiceURL, backlogAlertAfter: settings.backlogAlertAfter)
+            .endpoints)
+    routes.addRoutes(ProductsController(catalog: catalog).endpoints, atPath: "/products")
+    routes.addRoutes(CacheController(catalog: catalog, syncFlushTimeout: settings.syncFlushTimeout).endpoints, atPath: "/cache")
+    routes.addMethodNotAllowedHandling()
+    return router
+}

@@ -1,0 +1,140 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import Logging
+import Shared
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The `products-service` executable: the public Products API.
+@main
+struct ProductsServiceCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "products-service",
+        abstract: "The public Products API: an in-memory catalog with a durable write-behind journal.")
+
+    @Option(help: "Address to listen on (env HOST).")
+    var host: String = Settings.env("HOST", default: "127.0.0.1")
+
+    @Option(help: "Port to listen on; 0 picks a free one (env PORT).")
+    var port: Int = Settings.env("PORT", default: 8080)
+
+    @Option(help: "Base URL of the Database Service (env DATABASE_SERVICE_URL).")
+    var databaseServiceURL: String = Settings.env("DATABASE_SERVICE_URL", default: "http://127.0.0.1:8081")
+
+    @Option(help: "Directory for the journal and dead letters (env DATA_DIR).")
+    var dataDir: String = Settings.env("DATA_DIR", default: "./data/products")
+
+    @Option(help: "on: writes are durable before they are acknowledged; off: memory only (env JOURNAL).")
+    var journal: JournalMode = Settings.env("JOURNAL", default: .on)
+
+    @Option(help: "Most writes sent to the Database Service in one batch (env BATCH_SIZE).")
+    var batchSize: Int = Settings.env("BATCH_SIZE", default: 256)
+
+    @Option(help: "Seconds a graceful shutdown keeps flushing pending writes (env SHUTDOWN_TIMEOUT).")
+    var shutdownTimeout: Double = Settings.env("SHUTDOWN_TIMEOUT", default: 10)
+
+    @Option(help: "First retry delay, in seconds, when the Database Service fails; doubles per failure (env RETRY_BASE_DELAY).")
+    var retryBaseDelay: Double = Settings.env("RETRY_BASE_DELAY", default: 0.1)
+
+    @Option(help: "Longest retry delay, in seconds, when the Database Service fails (env RETRY_MAX_DELAY).")
+    var retryMaxDelay: Double = Settings.env("RETRY_MAX_DELAY", default: 5)
+
+    @Option(help: "Seconds POST /cache/sync waits for pending writes to be flushed (env SYNC_TIMEOUT).")
+    var syncTimeout: Double = Settings.env("SYNC_TIMEOUT", default: 10)
+
+    @Option(help: "Seconds after which an unpersisted write makes /health report degraded (env BACKLOG_ALERT_AFTER).")
+    var backlogAlertAfter: Double = Settings.env("BACKLOG_ALERT_AFTER", default: 60)
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical (env LOG_LEVEL).")
+    var logLevel: Logger.Level = Settings.env("LOG_LEVEL", default: .info)
+
+    enum JournalMode: String, ExpressibleByArgument, CaseIterable {
+        case on, off
+    }
+
+    func run() async throws {
+        try Settings.validatePort(port)
+        guard let url = URL(string: databaseServiceURL), ["http", "https"].contains(url.scheme ?? ""), url.host != nil else {
+            throw SettingError("--database-service-url (DATABASE_SERVICE_URL): '\(databaseServiceURL)' is not an http(s) URL")
+        }
+        guard (1...PersistenceSettings.maxBatchSize).contains(batchSize) else {
+            throw SettingError("--batch-size (BATCH_SIZE): must be 1 to \(PersistenceSettings.maxBatchSize)")
+        }
+        let durations = [
+            ("--shutdown-timeout (SHUTDOWN_TIMEOUT)", shutdownTimeout), ("--retry-base-delay (RETRY_BASE_DELAY)", retryBaseDelay),
+            ("--retry-max-delay (RETRY_MAX_DELAY)", retryMaxDelay), ("--sync-timeout (SYNC_TIMEOUT)", syncTimeout),
+            ("--backlog-alert-after (BACKLOG_ALERT_AFTER)", backlogAlertAfter),
+        ]
+        for (name, value) in durations where !(value > 0 && value < 86_400) {
+            throw SettingError("\(name): must be a number of seconds above 0")
+        }
+        try DataDirectory.claim(dataDir)
+        LoggingSetup.bootstrap(level: logLevel)
+
+        var settings = ProductsServiceSettings(
+            host: host, port: port, databaseServiceURL: databaseServiceURL, dataDirectory: dataDir,
+            journalEnabled: journal == .on, logLevel: logLevel)
+        settings.persistence.batchSize = batchSize
+        settings.persistence.shutdownFlushTimeout = .seconds(shutdownTimeout)
+        settings.persistence.retryBaseDelay = .seconds(retryBaseDelay)
+        settings.persistence.retryMaxDelay = .seconds(max(retryMaxDelay, retryBaseDelay))
+        settings.syncFlushTimeout = .seconds(syncTimeout)
+        settings.backlogAlertAfter = .seconds(backlogAlertAfter)
+
+        var clientConfiguration = HTTPClient.Configuration()
+        clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 16)
+        clientConfiguration.timeout = .init(connect: .seconds(2))
+        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
+        let database = HTTPDatabaseServiceClient(http: http, baseURL: databaseServiceURL)
+        let started = StartupFlag()
+        let address = "\(host):\(port)"
+        let app: any ApplicationProtocol
+        do {
+            app = try buildApplication(settings: settings, database: database, services: [HTTPClientCloser(client: http)]) { channel in
+                started.set()
+                Logger(label: "products-service").notice(
+                    "listening",
+                    metadata: [
+                        "address": "\(channel.localAddress.flatMap { $0.port.map { "\(host):\($0)" } } ?? address)",
+                        "database_service": "\(databaseServiceURL)", "journal": "\(journal.rawValue)",
+                    ])
+            }
+        } catch {
+            try await http.shutdown()
+            throw SettingError("--data-dir (DATA_DIR): cannot open the journal in \(dataDir): \(error)")
+        }
+        do {
+            try await app.runService()
+        } catch where !started.isSet {
+            try? await http.shutdown()
+            throw SettingError("--host/--port (HOST/PORT): cannot listen on \(host):\(port): \(error)")
+        }
+    }
+}
+
+/// The data directory: created if needed, checked writable, and locked for this process alone.
+enum DataDirectory {
+    /// Held for the life of the process; the kernel releases the lock when it exits, however it exits.
+    nonisolated(unsafe) private static var lockDescriptor: Int32 = -1
+
+    static func claim(_ path: String) throws {
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            throw SettingError("--data-dir (DATA_DIR): cannot create \(path): \(error.localizedDescription)")
+        }
+        let descriptor = open(path + "/LOCK", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else {
+            throw SettingError("--data-dir (DATA_DIR): \(path) is not writable: \(String(cString: strerror(errno)))")
+        }
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            close(descriptor)
+            throw SettingError("--data-dir (DATA_DIR): \(path) is in use by another products-service process")
+        }
+        lockDescriptor = descriptor
+    }
+}

@@ -1,0 +1,130 @@
+import Hummingbird
+import Shared
+
+/// `/`, `/health` and `/livez`: what the service is and how it is doing.
+struct ServiceController<Context: RequestContext> {
+    let catalog: Catalog
+    let databaseServiceURL: String
+    /// A backlog older than this makes the service `degraded`.
+    let backlogAlertAfter: Duration
+
+    var endpoints: RouteCollection<Context> {
+        RouteCollection(context: Context.self)
+            .get("/", use: index)
+            .get("health", use: health)
+            .get("livez", use: live)
+    }
+
+    /// GET /: a short description of the service and its endpoints.
+    @Sendable func index(_ request: Request, context: Context) -> Response {
+        .json(
+            ServiceIndex(
+                service: "products-service", cacheSize: catalog.cache.count, dbService: databaseServiceURL,
+                healthCheck: "/health", endpoints: endpointDescriptions))
+    }
+
+    /// GET /health: `starting` until the catalog is loaded, `degraded` when the Database Service is unreachable
+    /// or the write backlog is too old, `unhealthy` (503) when writes cannot be journaled.
+    @Sendable func health(_ request: Request, context: Context) async -> Response {
+        let started = ContinuousClock.now
+        let database: DatabaseStatus
+        do {
+            _ = try await catalog.database.health()
+            database = DatabaseStatus(url: databaseServiceURL, status: "connected", latencyMs: Self.milliseconds(since: started), lastError: nil)
+        } catch {
+            let status = if case .unreachable = error { "unreachable" } else { "error: \(error)" }
+            database = DatabaseStatus(url: databaseServiceURL, status: status, latencyMs: Self.milliseconds(since: started), lastError: "\(error)")
+        }
+        let persistence = PersistenceReport(catalog: catalog)
+        let status: String
+        if persistence.journalError != nil {
+            status = "unhealthy"
+        } else if !catalog.isLoaded {
+            status = "starting"
+        } else if database.status != "connected" || (persistence.oldestPendingAgeSeconds ?? 0) > backlogAlertAfter.seconds {
+            status = "degraded"
+        } else {
+            status = "healthy"
+        }
+        let report = HealthReport(
+            status: status, timestamp: Timestamp.now(), service: "products-service", cacheEntries: catalog.cache.count,
+            databaseService: database, persistence: persistence)
+        return .json(report, status: status == "unhealthy" ? .serviceUnavailable : .ok)
+    }
+
+    /// GET /livez: the process is up; a static body, also the benchmark's framework ceiling.
+    @Sendable func live(_ request: Request, context: Context) -> Response {
+        .json(buffer: liveBody)
+    }
+
+    private static func milliseconds(since start: ContinuousClock.Instant) -> Double {
+        ((ContinuousClock.now - start).seconds * 1_000_000).rounded() / 1000
+    }
+}
+
+private let liveBody = ByteBuffer(string: #"{"status":"ok"}"#)
+
+private let endpointDescriptions: [String: String] = [
+    "GET /": "this description",
+    "GET /health": "health of the service, its journal and the Database Service",
+    "GET /livez": "liveness probe",
+    "POST /products": "create a product {name, type?, metadata?}",
+    "GET /products": "list products in creation order (?type=&limit=)",
+    "GET /products/{id}": "get one product",
+    "DELETE /products/{id}": "delete a product",
+    "GET /cache/stats": "cache and write-behind statistics",
+    "POST /cache/sync": "flush pending writes and reconcile the cache with the Database Service",
+]
+
+/// The body of `GET /`.
+struct ServiceIndex: Encodable {
+    var service: String
+    var cacheSize: Int
+    var dbService: String
+    var healthCheck: String
+    var endpoints: [String: String]
+
+    enum CodingKeys: String, CodingKey {
+        case service, endpoints
+        case cacheSize = "cache_size"
+        case dbService = "db_service"
+        case healthCheck = "health_check"
+    }
+}
+
+/// The body of `GET /health`.
+struct HealthReport: Encodable {
+    var status: String
+    var timestamp: String
+    var service: String
+    var cacheEntries: Int
+    var databaseService: DatabaseStatus
+    var persistence: PersistenceReport
+
+    enum CodingKeys: String, CodingKey {
+        case status, timestamp, service, persistence
+        case cacheEntries = "cache_entries"
+        case databaseService = "database_service"
+    }
+}
+
+/// The Database Service as `/health` sees it.
+struct DatabaseStatus: Encodable {
+    var url: String
+    var status: String
+    var latencyMs: Double
+    var lastError: String?
+
+    enum CodingKeys: String, CodingKey {
+        case url, status
+        case latencyMs = "latency_ms"
+        case lastError = "last_error"
+    }
+}
+
+extension Duration {
+    /// The duration in seconds, as a floating-point number.
+    var seconds: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+}

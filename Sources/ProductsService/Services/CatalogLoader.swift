@@ -1,0 +1,37 @@
+import Logging
+import ServiceLifecycle
+import Shared
+
+/// Loads the full catalog from the Database Service at start, retrying in the background until it succeeds.
+struct CatalogLoader: Service {
+    let catalog: Catalog
+    let retryMaxDelay: Duration
+    let logger: Logger
+
+    func run() async throws {
+        var attempt = 0
+        let started = ContinuousClock.now
+        while !Task.isShuttingDownGracefully {
+            attempt += 1
+            do {
+                let tenants = Set([defaultTenant]).union(catalog.journal.unconfirmedOperations().map(\.tenant))
+                try await cancelWhenGracefulShutdown {
+                    try await catalog.load(tenants: tenants, logger: logger)
+                }
+                logger.notice(
+                    "catalog loaded; ready",
+                    metadata: ["products": "\(catalog.cache.count)", "seconds": "\((ContinuousClock.now - started).components.seconds)"])
+                break
+            } catch {
+                if Task.isShuttingDownGracefully { return }
+                logger.warning(
+                    "loading the catalog failed; serving from the journal and retrying",
+                    metadata: ["attempt": "\(attempt)", "error": "\(error)"])
+                let delay = min(Duration.milliseconds(200) * (1 << min(attempt, 10)), retryMaxDelay)
+                try? await Task.sleep(for: delay * Double.random(in: 0.5...1.0))
+            }
+        }
+        // A service that returns ends the group: wait for shutdown instead.
+        try? await gracefulShutdown()
+    }
+}

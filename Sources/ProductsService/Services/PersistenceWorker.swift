@@ -1,0 +1,184 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Shared
+import Synchronization
+
+/// Tuning of the persistence worker.
+struct PersistenceSettings: Sendable {
+    /// The Database Service accepts at most this many operations per batch.
+    static let maxBatchSize = 1000
+    var batchSize = 256
+    var retryBaseDelay: Duration = .milliseconds(100)
+    var retryMaxDelay: Duration = .seconds(5)
+    /// How long a graceful shutdown keeps flushing before leaving the rest in the journal.
+    var shutdownFlushTimeout: Duration = .seconds(10)
+}
+
+/// What the worker has been doing, for `/health` and `/cache/stats`.
+struct PersistenceStatus: Sendable {
+    var consecutiveFailures = 0
+    var lastError: String?
+    var lastErrorAt: String?
+    var lastFlushAt: String?
+    var flushedOperations = 0
+}
+
+/// Drains the journal to the Database Service in batches, coalescing writes to one product, retrying
+/// without limit with exponential backoff and jitter, and setting aside writes it rejects as invalid.
+final class PersistenceWorker: Service, Sendable {
+    let journal: Journal
+    let cache: CatalogCache
+    let database: any DatabaseServiceClient
+    let deadLetters: DeadLetterStore
+    let gate: SyncGate
+    let settings: PersistenceSettings
+    let logger: Logger
+    private let state = Mutex(PersistenceStatus())
+
+    init(
+        journal: Journal, cache: CatalogCache, database: any DatabaseServiceClient, deadLetters: DeadLetterStore,
+        gate: SyncGate, settings: PersistenceSettings, logger: Logger
+    ) {
+        self.journal = journal
+        self.cache = cache
+        self.database = database
+        self.deadLetters = deadLetters
+        self.gate = gate
+        self.settings = settings
+        self.logger = logger
+    }
+
+    var status: PersistenceStatus { state.withLock { $0 } }
+
+    func run() async throws {
+        // Wake on new work until shutdown begins; then keep draining until empty or the deadline passes.
+        try? await cancelWhenGracefulShutdown { () async throws in
+            for await _ in self.journal.pendingSignals {
+                await self.drain(until: nil)
+            }
+        }
+        let deadline = ContinuousClock.now + settings.shutdownFlushTimeout
+        await drain(until: deadline)
+        let left = journal.backlog.count
+        if left > 0 {
+            logger.warning("shutdown flush deadline passed; writes stay in the journal for the next start", metadata: ["pending": "\(left)"])
+        } else {
+            logger.info("journal flushed before shutdown")
+        }
+    }
+
+    /// Sends batches until nothing is pending or the deadline (if any) passes.
+    func drain(until deadline: ContinuousClock.Instant?) async {
+        while true {
+            if let deadline, ContinuousClock.now >= deadline { return }
+            if deadline == nil, Task.isShuttingDownGracefully { return }
+            let entries = journal.oldestPending(limit: settings.batchSize)
+            guard !entries.isEmpty else { return }
+            let sent = await gate.withGate { await self.send(entries) }
+            if !sent { await backOff(deadline: deadline) }
+        }
+    }
+
+    /// Sends one batch; returns false when it must be retried.
+    private func send(_ entries: [JournalEntry]) async -> Bool {
+        let operations = Self.coalesce(entries.map(\.operation))
+        do {
+            let rejected = try await apply(operations)
+            try deadLetters.add(rejected)
+            for letter in rejected {
+                logger.error(
+                    "write rejected by the Database Service; dead-lettered",
+                    metadata: ["product_id": "\(letter.operation.productID)", "version": "\(letter.operation.version)", "error": "\(letter.error)"])
+            }
+        } catch {
+            let attempt = state.withLock { status in
+                status.consecutiveFailures += 1
+                status.lastError = "\(error)"
+                status.lastErrorAt = Timestamp.now()
+                return status.consecutiveFailures
+            }
+            logger.warning(
+                "persisting batch failed; will retry",
+                metadata: [
+                    "attempt": "\(attempt)", "operations": "\(operations.count)",
+                    "first_product_id": "\(operations.first?.productID ?? "")", "error": "\(error)",
+                ])
+            return false
+        }
+        for operation in operations {
+            if case .delete(let tenant, let id, let version, _) = operation {
+                cache.confirmDelete(tenant: tenant, id: id, version: version)
+            }
+        }
+        journal.acknowledge(through: entries.last!.sequence)
+        state.withLock { status in
+            status.consecutiveFailures = 0
+            status.lastFlushAt = Timestamp.now()
+            status.flushedOperations += operations.count
+        }
+        logger.debug("batch persisted", metadata: ["operations": "\(operations.count)"])
+        return true
+    }
+
+    /// Applies operations; returns those rejected as invalid. A batch refused whole with a 4xx is retried
+    /// one operation at a time so that one bad write cannot wedge the queue.
+    private func apply(_ operations: [WriteOperation]) async throws(DatabaseClientError) -> [DeadLetter] {
+        let result: WriteBatchResult
+        do {
+            result = try await database.apply(WriteBatch(operations: operations))
+        } catch {
+            guard error.isClientError else { throw error }
+            guard operations.count > 1 else {
+                return [DeadLetter(operation: operations[0], error: "\(error)", deadLetteredAt: Timestamp.now())]
+            }
+            var rejected: [DeadLetter] = []
+            for operation in operations { rejected += try await apply([operation]) }
+            return rejected
+        }
+        return zip(operations, result.results).compactMap { operation, result in
+            guard result.outcome == .rejected else { return nil }
+            return DeadLetter(operation: operation, error: result.error ?? "rejected", deadLetteredAt: Timestamp.now())
+        }
+    }
+
+    /// Keeps only the newest operation of each product, in the order of first appearance.
+    static func coalesce(_ operations: [WriteOperation]) -> [WriteOperation] {
+        struct Key: Hashable { var tenant: String; var id: String }
+        var newest: [Key: Int] = [:]
+        var result: [WriteOperation] = []
+        for operation in operations {
+            let key = Key(tenant: operation.tenant, id: operation.productID)
+            if let index = newest[key] {
+                if operation.version > result[index].version { result[index] = operation }
+            } else {
+                newest[key] = result.count
+                result.append(operation)
+            }
+        }
+        return result
+    }
+
+    /// Exponential backoff with full jitter, capped; never past the deadline.
+    private func backOff(deadline: ContinuousClock.Instant?) async {
+        let attempt = state.withLock { $0.consecutiveFailures }
+        let base = settings.retryBaseDelay * Int(min(1 << min(attempt, 20), 1 << 20))
+        let cap = min(base, settings.retryMaxDelay)
+        var delay = cap * Double.random(in: 0.5...1.0)
+        if let deadline { delay = min(delay, max(.zero, deadline - .now)) }
+        try? await Task.sleep(for: delay)
+    }
+
+    /// Waits until every write accepted before the call is confirmed by the Database Service.
+    func flush(timeout: Duration) async throws(APIError) {
+        let target = journal.latestSequence
+        let deadline = ContinuousClock.now + timeout
+        while !journal.isAcknowledged(through: target) {
+            guard ContinuousClock.now < deadline else {
+                throw APIError.serviceUnavailable(
+                    "database_unavailable", "Pending writes could not be flushed to the Database Service: \(status.lastError ?? "timed out")")
+            }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+    }
+}

@@ -1,0 +1,251 @@
+import NIOCore
+import Shared
+import Synchronization
+
+/// A product as cached: the value and its JSON, encoded once per change so reads never re-encode.
+struct CachedProduct: Sendable {
+    var product: Product
+    var json: ByteBuffer
+
+    init(_ product: Product) {
+        self.product = product
+        self.json = Self.encode(product)
+    }
+
+    static func encode(_ product: Product) -> ByteBuffer {
+        do { return try JSONCoding.encode(product) } catch { preconditionFailure("encoding a product failed: \(error)") }
+    }
+}
+
+/// The in-memory catalog: every tenant's products by id and in creation (id) order.
+///
+/// It also remembers deletes that the Database Service has not confirmed yet, so that a read-through
+/// or a reconciliation can never bring a deleted product back.
+final class CatalogCache: Sendable {
+    private let state = Mutex(State())
+
+    private struct State {
+        var tenants: [String: TenantCatalog] = [:]
+        var hits = 0
+        var misses = 0
+    }
+
+    private struct TenantCatalog {
+        var products: [String: CachedProduct] = [:]
+        /// Ids in ascending order, which is creation order.
+        var order: [String] = []
+        /// Unconfirmed deletes: id to the version of the delete.
+        var pendingDeletes: [String: Int64] = [:]
+        /// Counts deletes, so a read-through that raced with one does not cache its stale answer.
+        var deleteCount: UInt64 = 0
+        var jsonBytes = 0
+
+        mutating func put(_ cached: CachedProduct) {
+            let id = cached.product.id
+            if let old = products.updateValue(cached, forKey: id) {
+                jsonBytes -= old.json.readableBytes
+            } else if let last = order.last, last > id {
+                order.insert(id, at: order.insertionIndex(of: id))
+            } else {
+                order.append(id)
+            }
+            jsonBytes += cached.json.readableBytes
+        }
+
+        mutating func remove(_ id: String) -> CachedProduct? {
+            guard let old = products.removeValue(forKey: id) else { return nil }
+            jsonBytes -= old.json.readableBytes
+            let index = order.insertionIndex(of: id)
+            if index < order.count, order[index] == id { order.remove(at: index) }
+            return old
+        }
+    }
+
+    // MARK: Reads
+
+    /// The cached product, counting a hit or a miss.
+    func get(tenant: String, id: String) -> CachedProduct? {
+        state.withLock { state in
+            let found = state.tenants[tenant]?.products[id]
+            if found == nil { state.misses += 1 } else { state.hits += 1 }
+            return found
+        }
+    }
+
+    /// Up to `limit` products in creation order, optionally of one type.
+    func list(tenant: String, type: String?, limit: Int) -> [ByteBuffer] {
+        state.withLock { state in
+            guard let catalog = state.tenants[tenant] else { return [] }
+            var result: [ByteBuffer] = []
+            result.reserveCapacity(min(limit, catalog.order.count))
+            for id in catalog.order {
+                guard let cached = catalog.products[id] else { continue }
+                if let type, cached.product.type != type { continue }
+                result.append(cached.json)
+                if result.count == limit { break }
+            }
+            return result
+        }
+    }
+
+    /// Whether a delete of this product is waiting for the Database Service.
+    func isPendingDelete(tenant: String, id: String) -> Bool {
+        state.withLock { $0.tenants[tenant]?.pendingDeletes[id] != nil }
+    }
+
+    /// A token that changes whenever a product of the tenant is deleted.
+    func deleteCount(tenant: String) -> UInt64 {
+        state.withLock { $0.tenants[tenant]?.deleteCount ?? 0 }
+    }
+
+    // MARK: Writes
+
+    /// Stores a product and runs `record` (which journals the change) in the same critical section,
+    /// so that the journal holds the changes of each product in the order the cache saw them.
+    func put<Result>(tenant: String, _ cached: CachedProduct, record: () throws -> Result) rethrows -> Result {
+        try state.withLock { state in
+            let result = try record()
+            state.tenants[tenant, default: TenantCatalog()].put(cached)
+            return result
+        }
+    }
+
+    /// Removes a product, remembers its delete until confirmed, and journals it in the same critical section.
+    /// Returns nil (journaling nothing) when the product is not cached.
+    func remove<Result>(
+        tenant: String, id: String, record: (_ removed: CachedProduct) throws -> (Result, deleteVersion: Int64)
+    ) rethrows -> (CachedProduct, Result)? {
+        try state.withLock { state in
+            guard let cached = state.tenants[tenant]?.products[id] else { return nil }
+            let (result, version) = try record(cached)
+            var catalog = state.tenants.removeValue(forKey: tenant) ?? TenantCatalog()
+            _ = catalog.remove(id)
+            catalog.pendingDeletes[id] = version
+            catalog.deleteCount &+= 1
+            state.tenants[tenant] = catalog
+            return (cached, result)
+        }
+    }
+
+    /// Journals the delete of a product the cache does not hold (found only in the Database Service),
+    /// unless it was cached or deleted meanwhile. Returns nil when it was deleted meanwhile.
+    func recordUncachedDelete<Result>(
+        tenant: String, id: String, version: Int64, record: () throws -> Result
+    ) rethrows -> Result? {
+        try state.withLock { state in
+            var catalog = state.tenants.removeValue(forKey: tenant) ?? TenantCatalog()
+            defer { state.tenants[tenant] = catalog }
+            guard catalog.pendingDeletes[id] == nil, catalog.products[id] == nil else { return nil }
+            let result = try record()
+            catalog.pendingDeletes[id] = version
+            catalog.deleteCount &+= 1
+            return result
+        }
+    }
+
+    /// Caches a product read from the Database Service, unless a delete happened since `deleteCount` was taken
+    /// or a newer version is already cached.
+    func putIfUnchanged(tenant: String, _ cached: CachedProduct, deleteCount: UInt64) {
+        state.withLock { state in
+            let catalog = state.tenants[tenant]
+            guard (catalog?.deleteCount ?? 0) == deleteCount, catalog?.pendingDeletes[cached.product.id] == nil else { return }
+            if let existing = catalog?.products[cached.product.id], existing.product.version >= cached.product.version { return }
+            state.tenants[tenant, default: TenantCatalog()].put(cached)
+        }
+    }
+
+    /// Forgets a pending delete once the Database Service has stored it (or a newer state).
+    func confirmDelete(tenant: String, id: String, version: Int64) {
+        state.withLock { state in
+            if let pending = state.tenants[tenant]?.pendingDeletes[id], pending <= version {
+                state.tenants[tenant]?.pendingDeletes[id] = nil
+            }
+        }
+    }
+
+    /// Replays a journaled operation at start: applies it if newer than what is cached.
+    func replay(_ operation: WriteOperation) {
+        state.withLock { state in
+            var catalog = state.tenants.removeValue(forKey: operation.tenant) ?? TenantCatalog()
+            defer { state.tenants[operation.tenant] = catalog }
+            let id = operation.productID
+            if let existing = catalog.products[id], existing.product.version >= operation.version { return }
+            if let deleted = catalog.pendingDeletes[id], deleted >= operation.version { return }
+            switch operation {
+            case .upsert(_, let product):
+                catalog.put(CachedProduct(product))
+            case .delete(_, _, let version, _):
+                _ = catalog.remove(id)
+                catalog.pendingDeletes[id] = version
+                catalog.deleteCount &+= 1
+            }
+        }
+    }
+
+    /// Makes the tenant's cache match the Database Service's full catalog, keeping what is still pending.
+    ///
+    /// `databaseProducts` is every live product the Database Service holds; `pending` is every operation
+    /// not yet confirmed by it. The caller guarantees no confirmation happens between the listing and this call.
+    /// Returns how many products were added or replaced, and how many dropped.
+    @discardableResult
+    func reconcile(tenant: String, databaseProducts: [Product], pending: [WriteOperation]) -> (updated: Int, dropped: Int) {
+        let pendingIDs = Set(pending.lazy.filter { $0.tenant == tenant }.map(\.productID))
+        return state.withLock { state in
+            var catalog = state.tenants.removeValue(forKey: tenant) ?? TenantCatalog()
+            defer { state.tenants[tenant] = catalog }
+            var updated = 0
+            var inDatabase = Set<String>(minimumCapacity: databaseProducts.count)
+            for product in databaseProducts {
+                inDatabase.insert(product.id)
+                if let deleted = catalog.pendingDeletes[product.id], deleted >= product.version { continue }
+                if let existing = catalog.products[product.id], existing.product.version >= product.version { continue }
+                catalog.put(CachedProduct(product))
+                updated += 1
+            }
+            let stale = catalog.order.filter { !inDatabase.contains($0) && !pendingIDs.contains($0) }
+            for id in stale { _ = catalog.remove(id) }
+            return (updated, stale.count)
+        }
+    }
+
+    // MARK: Statistics
+
+    struct Statistics: Sendable {
+        var totalProducts: Int
+        var approximateBytes: Int
+        var productTypes: [String: Int]
+        var hits: Int
+        var misses: Int
+    }
+
+    func statistics(tenant: String) -> Statistics {
+        state.withLock { state in
+            let catalog = state.tenants[tenant] ?? TenantCatalog()
+            var types: [String: Int] = [:]
+            for cached in catalog.products.values { types[cached.product.type, default: 0] += 1 }
+            // The JSON bytes, the decoded value (about as large again) and per-entry bookkeeping.
+            let bytes = catalog.jsonBytes * 2 + catalog.products.count * 160
+            return Statistics(
+                totalProducts: catalog.products.count, approximateBytes: bytes, productTypes: types,
+                hits: state.hits, misses: state.misses)
+        }
+    }
+
+    /// Products cached across all tenants.
+    var count: Int {
+        state.withLock { $0.tenants.values.reduce(0) { $0 + $1.products.count } }
+    }
+}
+
+extension Array where Element == String {
+    /// The index of the first element not less than `value` in this sorted array.
+    func insertionIndex(of value: String) -> Int {
+        var low = 0
+        var high = count
+        while low < high {
+            let mid = (low + high) / 2
+            if self[mid] < value { low = mid + 1 } else { high = mid }
+        }
+        return low
+    }
+}

@@ -1,0 +1,62 @@
+import Foundation
+import Shared
+import Synchronization
+
+/// A write the Database Service rejected as invalid, kept aside so the queue keeps moving.
+struct DeadLetter: Codable, Sendable, Equatable {
+    var operation: WriteOperation
+    var error: String
+    var deadLetteredAt: String
+
+    enum CodingKeys: String, CodingKey {
+        case operation, error
+        case deadLetteredAt = "dead_lettered_at"
+    }
+}
+
+/// The dead-letter area: `dead-letters.jsonl` under the data directory (memory only with the journal off).
+final class DeadLetterStore: Sendable {
+    private let path: String?
+    private let state: Mutex<(count: Int, recent: [DeadLetter])>
+    static let recentLimit = 100
+
+    init(directory: String?) throws {
+        path = directory.map { $0 + "/dead-letters.jsonl" }
+        var recent: [DeadLetter] = []
+        var count = 0
+        if let path, let data = FileManager.default.contents(atPath: path) {
+            for line in data.split(separator: UInt8(ascii: "\n")) {
+                guard let letter = try? JSONCoding.decoder.decode(DeadLetter.self, from: Data(line)) else { continue }
+                count += 1
+                recent.append(letter)
+            }
+        }
+        state = Mutex((count, Array(recent.suffix(Self.recentLimit))))
+    }
+
+    /// Records rejected writes durably before they leave the journal.
+    func add(_ letters: [DeadLetter]) throws {
+        guard !letters.isEmpty else { return }
+        if let path {
+            var bytes = Data()
+            for letter in letters {
+                bytes.append(try JSONCoding.encoder.encode(letter))
+                bytes.append(UInt8(ascii: "\n"))
+            }
+            if !FileManager.default.fileExists(atPath: path) {
+                _ = FileManager.default.createFile(atPath: path, contents: nil)
+            }
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+            defer { try? handle.close() }
+            try handle.seekToEnd()
+            try handle.write(contentsOf: bytes)
+            try handle.synchronize()
+        }
+        state.withLock { state in
+            state.count += letters.count
+            state.recent = Array((state.recent + letters).suffix(Self.recentLimit))
+        }
+    }
+
+    var snapshot: (count: Int, recent: [DeadLetter]) { state.withLock { $0 } }
+}

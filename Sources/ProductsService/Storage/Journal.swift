@@ -1,0 +1,412 @@
+import DequeModule
+import Foundation
+import Logging
+import NIOCore
+import Shared
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A write waiting to be confirmed by the Database Service, numbered in journal order.
+struct JournalEntry: Sendable {
+    var sequence: UInt64
+    var operation: WriteOperation
+    /// When the write was acknowledged to its client.
+    var recordedAt: ContinuousClock.Instant
+}
+
+/// The write-behind journal: every write is recorded here before it is acknowledged, and stays until the
+/// Database Service confirms it.
+///
+/// With a directory, records are appended to segment files and made durable with `fdatasync`; concurrent
+/// writers share one sync (group commit) done on a dedicated thread, never on the cooperative pool. Without
+/// one (`--journal off`), pending writes live only in memory.
+final class Journal: @unchecked Sendable {
+    // Everything mutable below is guarded by `condition`.
+    private let condition = NSCondition()
+    private let file: SegmentedLog?
+    private let logger: Logger
+
+    /// Sequence number of the last record appended.
+    private var lastSequence: UInt64
+    /// Sequence number of the last record known durable.
+    private var durableSequence: UInt64
+    /// Records appended but not yet written and synced.
+    private var unsynced: [JournalEntry] = []
+    private var unsyncedBytes = ByteBuffer()
+    /// Durable records not yet confirmed by the Database Service, oldest first.
+    private var pending: Deque<JournalEntry> = []
+    /// Everything up to here is confirmed by the Database Service.
+    private var acknowledgedSequence: UInt64
+    private var acknowledgementToWrite: UInt64?
+    private var waiters: [(sequence: UInt64, continuation: CheckedContinuation<Void, any Error>)] = []
+    private var failure: (any Error)?
+    private var stopping = false
+    private var flusherDone = false
+    private let pendingSignal: AsyncStream<Void>.Continuation
+    /// Yields whenever new durable work is pending; the persistence worker waits on it.
+    let pendingSignals: AsyncStream<Void>
+
+    var isDurable: Bool { file != nil }
+
+    /// Opens the journal in `directory` (nil: memory only) and recovers what was pending.
+    init(directory: String?, segmentSize: Int = 16 * 1024 * 1024, logger: Logger) throws {
+        self.logger = logger
+        (pendingSignals, pendingSignal) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+        guard let directory else {
+            file = nil
+            lastSequence = 0
+            durableSequence = 0
+            acknowledgedSequence = 0
+            return
+        }
+        let log = try SegmentedLog(directory: directory, segmentSize: segmentSize)
+        let recovered = try log.recover()
+        file = log
+        lastSequence = recovered.lastSequence
+        durableSequence = recovered.lastSequence
+        acknowledgedSequence = recovered.acknowledged
+        let now = ContinuousClock.now
+        pending = Deque(recovered.pending.map { JournalEntry(sequence: $0.sequence, operation: $0.operation, recordedAt: now) })
+        if !pending.isEmpty { pendingSignal.yield() }
+        let thread = Thread { self.flushLoop() }
+        thread.name = "journal-flusher"
+        thread.start()
+    }
+
+    // MARK: Writers
+
+    /// Records an operation; call it inside the cache's critical section so journal order is cache order.
+    /// Returns the ticket to wait on with `waitUntilDurable`.
+    func append(_ operation: WriteOperation, encoded: ByteBuffer) throws -> UInt64 {
+        condition.lock()
+        defer { condition.unlock() }
+        if let failure { throw failure }
+        lastSequence += 1
+        let entry = JournalEntry(sequence: lastSequence, operation: operation, recordedAt: .now)
+        if file == nil {
+            durableSequence = lastSequence
+            pending.append(entry)
+            pendingSignal.yield()
+        } else {
+            unsynced.append(entry)
+            var record = encoded
+            unsyncedBytes.writeBuffer(&record)
+            unsyncedBytes.writeInteger(UInt8(ascii: "\n"))
+            condition.signal()
+        }
+        return lastSequence
+    }
+
+    /// Encodes an operation as its journal record (outside any lock).
+    static func encode(_ operation: WriteOperation) -> ByteBuffer {
+        do { return try JSONCoding.encode(operation) } catch { preconditionFailure("encoding a journal record failed: \(error)") }
+    }
+
+    /// The record of an upsert, spliced around the product's JSON that the cache already holds.
+    /// Tenant ids are restricted to characters that need no JSON escaping.
+    static func encodeUpsert(tenant: String, productJSON: ByteBuffer) -> ByteBuffer {
+        var record = ByteBuffer()
+        record.reserveCapacity(productJSON.readableBytes + tenant.utf8.count + 40)
+        record.writeString(#"{"op":"upsert","tenant":""# + tenant + #"","product":"#)
+        record.writeImmutableBuffer(productJSON)
+        record.writeInteger(UInt8(ascii: "}"))
+        return record
+    }
+
+    /// Suspends until the record with this ticket is durable; throws if the journal cannot be written.
+    func waitUntilDurable(_ sequence: UInt64) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            condition.lock()
+            if durableSequence >= sequence {
+                condition.unlock()
+                continuation.resume()
+            } else if let failure {
+                condition.unlock()
+                continuation.resume(throwing: failure)
+            } else {
+                waiters.append((sequence, continuation))
+                condition.unlock()
+            }
+        }
+    }
+
+    // MARK: The persistence worker
+
+    /// The oldest pending entries, at most `limit`.
+    func oldestPending(limit: Int) -> [JournalEntry] {
+        condition.lock()
+        defer { condition.unlock() }
+        return Array(pending.prefix(limit))
+    }
+
+    /// Every operation not yet confirmed by the Database Service, including those still being synced.
+    func unconfirmedOperations() -> [WriteOperation] {
+        condition.lock()
+        defer { condition.unlock() }
+        return pending.map(\.operation) + unsynced.map(\.operation)
+    }
+
+    /// Removes every entry up to `sequence`: the Database Service has them (or they are dead-lettered).
+    func acknowledge(through sequence: UInt64) {
+        condition.lock()
+        defer { condition.unlock() }
+        while let first = pending.first, first.sequence <= sequence { pending.removeFirst() }
+        acknowledgedSequence = max(acknowledgedSequence, sequence)
+        if file != nil {
+            // Written with the next group; losing it only means replaying writes the Database Service ignores.
+            acknowledgementToWrite = acknowledgedSequence
+            condition.signal()
+        }
+    }
+
+    /// Sequence number of the latest write accepted so far.
+    var latestSequence: UInt64 {
+        condition.lock()
+        defer { condition.unlock() }
+        return lastSequence
+    }
+
+    /// Whether every write up to `sequence` is confirmed.
+    func isAcknowledged(through sequence: UInt64) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return acknowledgedSequence >= sequence
+    }
+
+    struct Backlog: Sendable {
+        var count: Int
+        var oldestRecordedAt: ContinuousClock.Instant?
+        var failure: String?
+    }
+
+    var backlog: Backlog {
+        condition.lock()
+        defer { condition.unlock() }
+        return Backlog(
+            count: pending.count + unsynced.count,
+            oldestRecordedAt: pending.first?.recordedAt ?? unsynced.first?.recordedAt,
+            failure: failure.map { "\($0)" })
+    }
+
+    // MARK: Shutdown
+
+    /// Writes what is buffered, stops the flusher thread and closes the files.
+    func close() {
+        condition.lock()
+        stopping = true
+        condition.broadcast()
+        while file != nil && !flusherDone { condition.wait() }
+        condition.unlock()
+        pendingSignal.finish()
+    }
+
+    // MARK: The flusher thread
+
+    private func flushLoop() {
+        guard let file else { return }
+        condition.lock()
+        while true {
+            while unsynced.isEmpty && acknowledgementToWrite == nil && !stopping { condition.wait() }
+            if unsynced.isEmpty && acknowledgementToWrite == nil && stopping { break }
+            let entries = unsynced
+            var bytes = unsyncedBytes
+            unsynced.removeAll(keepingCapacity: true)
+            unsyncedBytes = ByteBuffer()
+            if let acknowledged = acknowledgementToWrite {
+                bytes.writeString(#"{"ack":\#(acknowledged)}"# + "\n")
+                acknowledgementToWrite = nil
+            }
+            let acknowledged = acknowledgedSequence
+            let lastInGroup = entries.last?.sequence
+            condition.unlock()
+
+            var writeError: (any Error)?
+            do {
+                try file.append(bytes, lastSequence: lastInGroup, acknowledged: acknowledged)
+            } catch {
+                writeError = error
+            }
+
+            condition.lock()
+            var ready: [CheckedContinuation<Void, any Error>] = []
+            var failed: [CheckedContinuation<Void, any Error>] = []
+            if let writeError {
+                // A journal that cannot be written cannot promise durability: refuse writes from now on.
+                failure = JournalError.writeFailed("\(writeError)")
+                logger.critical("journal write failed; refusing writes", metadata: ["error": "\(writeError)"])
+                failed = waiters.map(\.continuation)
+                waiters.removeAll()
+            } else if let lastInGroup {
+                durableSequence = lastInGroup
+                pending.append(contentsOf: entries)
+                waiters.removeAll { waiter in
+                    guard waiter.sequence <= lastInGroup else { return false }
+                    ready.append(waiter.continuation)
+                    return true
+                }
+            }
+            condition.unlock()
+            for continuation in ready { continuation.resume() }
+            for continuation in failed { continuation.resume(throwing: JournalError.writeFailed("\(writeError!)")) }
+            if !entries.isEmpty && writeError == nil { pendingSignal.yield() }
+            condition.lock()
+        }
+        file.close()
+        flusherDone = true
+        condition.broadcast()
+        condition.unlock()
+    }
+}
+
+/// Why the journal refused a write.
+enum JournalError: Error, CustomStringConvertible {
+    case writeFailed(String)
+    case corrupt(String)
+
+    var description: String {
+        switch self {
+        case .writeFailed(let reason): "journal write failed: \(reason)"
+        case .corrupt(let reason): "journal is corrupt: \(reason)"
+        }
+    }
+}
+
+/// The journal's files: `segment-<first sequence>.log`, each a list of JSON lines, either a write operation
+/// or `{"ack":N}` (everything up to N is confirmed). Only the flusher thread touches it after recovery.
+final class SegmentedLog: @unchecked Sendable {
+    let directory: String
+    let segmentSize: Int
+    private var descriptor: Int32 = -1
+    private var currentSize = 0
+    /// First sequence number of each segment, oldest first.
+    private var segmentBases: [UInt64] = []
+
+    init(directory: String, segmentSize: Int) throws {
+        self.directory = directory
+        self.segmentSize = segmentSize
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+
+    struct Recovered {
+        var pending: [(sequence: UInt64, operation: WriteOperation)]
+        var lastSequence: UInt64
+        var acknowledged: UInt64
+    }
+
+    /// Reads every segment, drops a torn last line (a crash mid-write), and opens the newest for appending.
+    func recover() throws -> Recovered {
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory)
+        segmentBases = names.compactMap { name -> UInt64? in
+            guard name.hasPrefix("segment-"), name.hasSuffix(".log") else { return nil }
+            return UInt64(name.dropFirst("segment-".count).dropLast(".log".count))
+        }.sorted()
+        var operations: [(sequence: UInt64, operation: WriteOperation)] = []
+        var acknowledged: UInt64 = 0
+        var lastSequence: UInt64 = 0
+        for (index, base) in segmentBases.enumerated() {
+            let path = segmentPath(base)
+            let data = try Data(contentsOf: URL(fileURLWithPath: path))
+            var sequence = base - 1
+            var offset = 0
+            var validLength = 0
+            let isLast = index == segmentBases.count - 1
+            while offset < data.count {
+                guard let newline = data[offset...].firstIndex(of: UInt8(ascii: "\n")) else {
+                    guard isLast else { throw JournalError.corrupt("\(path): unterminated record at byte \(offset)") }
+                    break  // torn write at the end of the newest segment
+                }
+                let line = data[offset..<newline]
+                if line.starts(with: Data(#"{"ack":"#.utf8)) {
+                    guard let ack = try? JSONCoding.decoder.decode(AckRecord.self, from: line) else {
+                        throw JournalError.corrupt("\(path): unreadable acknowledgement at byte \(offset)")
+                    }
+                    acknowledged = max(acknowledged, ack.ack)
+                } else if !line.isEmpty {
+                    guard let operation = try? JSONCoding.decoder.decode(WriteOperation.self, from: line) else {
+                        // Only the very last record of the newest segment may be torn.
+                        guard isLast, newline == data.count - 1 else {
+                            throw JournalError.corrupt("\(path): unreadable record at byte \(offset)")
+                        }
+                        break
+                    }
+                    sequence += 1
+                    operations.append((sequence, operation))
+                }
+                offset = newline + 1
+                validLength = offset
+            }
+            lastSequence = max(lastSequence, sequence)
+            if isLast && validLength < data.count {
+                guard truncate(path, off_t(validLength)) == 0 else { throw JournalError.corrupt("\(path): cannot truncate torn record") }
+            }
+        }
+        if segmentBases.isEmpty {
+            try openNewSegment(base: 1, acknowledged: 0)
+        } else {
+            try openForAppend(segmentPath(segmentBases.last!))
+        }
+        return Recovered(pending: operations.filter { $0.sequence > acknowledged }, lastSequence: lastSequence, acknowledged: acknowledged)
+    }
+
+    /// Appends bytes and syncs them; rolls to a new segment when the current one is full and drops
+    /// segments whose every record is confirmed.
+    func append(_ bytes: ByteBuffer, lastSequence: UInt64?, acknowledged: UInt64) throws {
+        try bytes.withUnsafeReadableBytes { buffer in
+            var written = 0
+            while written < buffer.count {
+                let result = write(descriptor, buffer.baseAddress! + written, buffer.count - written)
+                if result < 0 {
+                    if errno == EINTR { continue }
+                    throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
+                }
+                written += result
+            }
+        }
+        guard fdatasync(descriptor) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        currentSize += bytes.readableBytes
+        if currentSize >= segmentSize, let lastSequence {
+            try openNewSegment(base: lastSequence + 1, acknowledged: acknowledged)
+        }
+        // A segment can go once the next one starts at or before the first unconfirmed record.
+        while segmentBases.count > 1, segmentBases[1] <= acknowledged + 1 {
+            unlink(segmentPath(segmentBases.removeFirst()))
+        }
+    }
+
+    func close() {
+        if descriptor >= 0 { _ = Glibc.close(descriptor) }
+        descriptor = -1
+    }
+
+    private func segmentPath(_ base: UInt64) -> String {
+        directory + "/segment-" + String(repeating: "0", count: max(0, 20 - String(base).count)) + String(base) + ".log"
+    }
+
+    private func openForAppend(_ path: String) throws {
+        close()
+        descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        currentSize = Int(lseek(descriptor, 0, SEEK_END))
+    }
+
+    private func openNewSegment(base: UInt64, acknowledged: UInt64) throws {
+        let path = segmentPath(base)
+        try openForAppend(path)
+        segmentBases.append(base)
+        // Carry the confirmation mark so it survives the deletion of older segments.
+        try append(ByteBuffer(string: #"{"ack":\#(acknowledged)}"# + "\n"), lastSequence: nil, acknowledged: acknowledged)
+        let directoryDescriptor = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if directoryDescriptor >= 0 {
+            _ = fsync(directoryDescriptor)
+            _ = Glibc.close(directoryDescriptor)
+        }
+    }
+}
+
+private struct AckRecord: Decodable {
+    var ack: UInt64
+}

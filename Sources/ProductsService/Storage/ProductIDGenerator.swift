@@ -1,0 +1,38 @@
+import Foundation
+import Synchronization
+
+/// Generates product ids `prod_` + a 26-character ULID: 48 bits of milliseconds and 80 random bits.
+///
+/// Ids sort by creation time; within one millisecond (or if the clock steps back) the previous id is
+/// incremented, so ids from one process are strictly increasing.
+final class ProductIDGenerator: Sendable {
+    private let last = Mutex<UInt128>(0)
+
+    private static let alphabet = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ".utf8)
+    static let prefix = "prod_"
+
+    func next(now: Date = Date()) -> String {
+        let milliseconds = UInt128(UInt64(max(0, now.timeIntervalSince1970 * 1000)))
+        var random = UInt128(0)
+        withUnsafeMutableBytes(of: &random) { bytes in
+            var generator = SystemRandomNumberGenerator()
+            for index in 0..<10 { bytes[index] = generator.next() }
+        }
+        let candidate = (milliseconds << 80) | random
+        let value = last.withLock { last in
+            last = candidate > last ? candidate : last &+ 1
+            return last
+        }
+        return Self.prefix + Self.encode(value)
+    }
+
+    static func encode(_ value: UInt128) -> String {
+        var characters = [UInt8](repeating: 0, count: 26)
+        var remaining = value
+        for index in stride(from: 25, through: 0, by: -1) {
+            characters[index] = alphabet[Int(remaining & 0x1F)]
+            remaining >>= 5
+        }
+        return String(decoding: characters, as: UTF8.self)
+    }
+}

@@ -1,0 +1,51 @@
+import Foundation
+
+/// The calls the Products Service makes to the Database Service.
+package protocol DatabaseServiceClient: Sendable {
+    /// The product, or nil when the Database Service has none (or only a tombstone).
+    func product(tenant: String, id: String) async throws(DatabaseClientError) -> Product?
+    /// One page of live products in id order.
+    func listProducts(tenant: String, limit: Int, startingAfter: String?) async throws(DatabaseClientError) -> ProductPage
+    /// Applies a batch of versioned writes in one transaction.
+    func apply(_ batch: WriteBatch) async throws(DatabaseClientError) -> WriteBatchResult
+    /// The Database Service's health report.
+    func health() async throws(DatabaseClientError) -> DatabaseHealth
+}
+
+/// Why a call to the Database Service failed.
+package enum DatabaseClientError: Error, Sendable, CustomStringConvertible {
+    /// No answer: connection refused, timeout, reset. Worth retrying.
+    case unreachable(String)
+    /// An answer with an error status; 4xx means the request itself is at fault.
+    case rejected(status: Int, body: APIError.Body?)
+    /// An answer that could not be understood.
+    case invalidResponse(String)
+
+    package var isClientError: Bool {
+        if case .rejected(let status, _) = self { return (400..<500).contains(status) && status != 408 && status != 429 }
+        return false
+    }
+
+    package var description: String {
+        switch self {
+        case .unreachable(let reason): "unreachable: \(reason)"
+        case .rejected(let status, let body): "HTTP \(status)\(body.map { ": \($0.code): \($0.error)" } ?? "")"
+        case .invalidResponse(let reason): "invalid response: \(reason)"
+        }
+    }
+}
+
+/// The Database Service's `GET /health` body.
+package struct DatabaseHealth: Codable, Sendable, Equatable {
+    package var status: String
+    package var service: String
+    package var backend: String
+    package var timestamp: String
+
+    package init(status: String, service: String, backend: String, timestamp: String) {
+        self.status = status
+        self.service = service
+        self.backend = backend
+        self.timestamp = timestamp
+    }
+}

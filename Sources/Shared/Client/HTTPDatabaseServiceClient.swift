@@ -1,0 +1,85 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// The Database Service client over HTTP, on one long-lived, pooled `HTTPClient`.
+package struct HTTPDatabaseServiceClient: DatabaseServiceClient {
+    package static let tenantHeader = "X-Tenant-ID"
+
+    let http: HTTPClient
+    let baseURL: String
+    /// Deadline for single reads on the request path (read-through on a cache miss, health).
+    let readTimeout: TimeAmount
+    /// Deadline for bulk calls (catalog pages, write batches).
+    let bulkTimeout: TimeAmount
+
+    package init(http: HTTPClient, baseURL: String, readTimeout: TimeAmount = .seconds(2), bulkTimeout: TimeAmount = .seconds(30)) {
+        self.http = http
+        self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        self.readTimeout = readTimeout
+        self.bulkTimeout = bulkTimeout
+    }
+
+    package func product(tenant: String, id: String) async throws(DatabaseClientError) -> Product? {
+        let response = try await send(.GET, "/api/products/\(Self.escape(id))", tenant: tenant, timeout: readTimeout, accepting: [200, 404])
+        return response.status == 404 ? nil : try decode(Product.self, response.body)
+    }
+
+    package func listProducts(tenant: String, limit: Int, startingAfter: String?) async throws(DatabaseClientError) -> ProductPage {
+        var path = "/api/products?limit=\(limit)"
+        if let startingAfter { path += "&starting_after=\(Self.escape(startingAfter))" }
+        let response = try await send(.GET, path, tenant: tenant, timeout: bulkTimeout)
+        return try decode(ProductPage.self, response.body)
+    }
+
+    package func apply(_ batch: WriteBatch) async throws(DatabaseClientError) -> WriteBatchResult {
+        let body: ByteBuffer
+        do { body = try JSONCoding.encode(batch) } catch { throw .invalidResponse("encoding batch: \(error)") }
+        let response = try await send(.POST, "/api/products/batch", tenant: nil, body: body, timeout: bulkTimeout)
+        let result = try decode(WriteBatchResult.self, response.body)
+        guard result.results.count == batch.operations.count else {
+            throw .invalidResponse("batch of \(batch.operations.count) answered with \(result.results.count) results")
+        }
+        return result
+    }
+
+    package func health() async throws(DatabaseClientError) -> DatabaseHealth {
+        let response = try await send(.GET, "/health", tenant: nil, timeout: readTimeout)
+        return try decode(DatabaseHealth.self, response.body)
+    }
+
+    private func send(
+        _ method: HTTPMethod, _ path: String, tenant: String?, body: ByteBuffer? = nil, timeout: TimeAmount,
+        accepting accepted: Set<Int> = [200, 201]
+    ) async throws(DatabaseClientError) -> (status: Int, body: ByteBuffer) {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.method = method
+        if let tenant { request.headers.add(name: Self.tenantHeader, value: tenant) }
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(body)
+        }
+        let status: Int
+        let bytes: ByteBuffer
+        do {
+            let response = try await http.execute(request, timeout: timeout)
+            status = Int(response.status.code)
+            bytes = try await response.body.collect(upTo: 64 * 1024 * 1024)
+        } catch {
+            throw .unreachable(String(describing: error))
+        }
+        guard accepted.contains(status) else {
+            throw .rejected(status: status, body: try? JSONCoding.decoder.decode(APIError.Body.self, from: bytes))
+        }
+        return (status, bytes)
+    }
+
+    private func decode<T: Decodable>(_ type: T.Type, _ buffer: ByteBuffer) throws(DatabaseClientError) -> T {
+        do { return try JSONCoding.decoder.decode(type, from: buffer) } catch { throw .invalidResponse("\(T.self): \(error)") }
+    }
+
+    static func escape(_ component: String) -> String {
+        component.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(["/", "?", "&", "="])) ?? component
+    }
+}

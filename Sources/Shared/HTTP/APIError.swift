@@ -1,0 +1,91 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// The one error type of both services, rendered as `{"error","code","param"}`.
+package struct APIError: Error, HTTPResponseError, Sendable, Equatable {
+    package var status: HTTPResponse.Status
+    package var code: String
+    package var message: String
+    package var param: String?
+    package var headers: HTTPFields
+
+    package init(_ status: HTTPResponse.Status, code: String, message: String, param: String? = nil, headers: HTTPFields = [:]) {
+        self.status = status
+        self.code = code
+        self.message = message
+        self.param = param
+        self.headers = headers
+    }
+
+    /// The JSON body of every error response.
+    package struct Body: Codable, Sendable, Equatable {
+        package var error: String
+        package var code: String
+        package var param: String?
+    }
+
+    package var body: Body { Body(error: message, code: code, param: param) }
+
+    package func response(from request: Request, context: some RequestContext) throws -> Response {
+        var response = Response.json(body, status: status)
+        response.headers.append(contentsOf: headers)
+        return response
+    }
+
+    // MARK: The stable error codes (listed in the README)
+
+    package static func invalidJSON(_ detail: String) -> APIError {
+        APIError(.badRequest, code: "invalid_json", message: "Request body is not valid JSON: \(detail)")
+    }
+
+    package static func invalidBody(_ message: String) -> APIError {
+        APIError(.badRequest, code: "invalid_body", message: message)
+    }
+
+    package static func missingParameter(_ param: String, _ message: String) -> APIError {
+        APIError(.badRequest, code: "parameter_missing", message: message, param: param)
+    }
+
+    package static func invalidParameter(_ param: String, _ message: String) -> APIError {
+        APIError(.badRequest, code: "parameter_invalid", message: message, param: param)
+    }
+
+    package static func unknownParameter(_ param: String) -> APIError {
+        APIError(.badRequest, code: "parameter_unknown", message: "Unknown field '\(param)'", param: param)
+    }
+
+    package static func notFound(_ message: String, param: String? = nil) -> APIError {
+        APIError(.notFound, code: "resource_missing", message: message, param: param)
+    }
+
+    package static let routeNotFound = APIError(.notFound, code: "route_not_found", message: "No such route")
+
+    package static func methodNotAllowed(allowed: [HTTPRequest.Method]) -> APIError {
+        let allow = allowed.map(\.rawValue).joined(separator: ", ")
+        return APIError(
+            .methodNotAllowed, code: "method_not_allowed",
+            message: "Method not allowed; allowed: \(allow)", headers: [.allow: allow])
+    }
+
+    package static func bodyTooLarge(limit: Int) -> APIError {
+        APIError(.contentTooLarge, code: "body_too_large", message: "Request body exceeds \(limit) bytes")
+    }
+
+    package static func unsupportedMediaType(_ got: String) -> APIError {
+        APIError(
+            .unsupportedMediaType, code: "unsupported_media_type",
+            message: "Content-Type must be application/json, got '\(got)'")
+    }
+
+    package static func versionConflict(_ message: String) -> APIError {
+        APIError(.conflict, code: "version_conflict", message: message)
+    }
+
+    package static func serviceUnavailable(_ code: String, _ message: String) -> APIError {
+        APIError(.serviceUnavailable, code: code, message: message, headers: [.retryAfter: "1"])
+    }
+
+    package static let internalError = APIError(
+        .internalServerError, code: "internal_error", message: "An unexpected error occurred")
+}

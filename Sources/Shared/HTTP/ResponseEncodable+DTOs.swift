@@ -1,0 +1,6 @@
+import Hummingbird
+
+extension Product: ResponseEncodable {}
+extension ProductPage: ResponseEncodable {}
+extension WriteBatchResult: ResponseEncodable {}
+extension DatabaseHealth: ResponseEncodable {}

@@ -1,0 +1,66 @@
+/// The validation rules a product must satisfy, enforced by both services.
+package enum ProductRules {
+    package static let maxNameLength = 250
+    package static let maxTypeLength = 64
+    package static let maxMetadataKeys = 50
+    package static let maxMetadataKeyLength = 40
+    package static let maxMetadataValueLength = 500
+    package static let defaultType = "physical"
+
+    /// Trims and checks a name; returns the stored form.
+    package static func validName(_ raw: String, param: String = "name") throws(APIError) -> String {
+        let name = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !name.isEmpty else {
+            throw APIError.invalidParameter(param, "Product name must not be empty or blank")
+        }
+        guard name.count <= maxNameLength else {
+            throw APIError.invalidParameter(param, "Product name must be at most \(maxNameLength) characters")
+        }
+        return name
+    }
+
+    /// Trims and checks a product type; returns the stored form.
+    package static func validType(_ raw: String, param: String = "type") throws(APIError) -> String {
+        let type = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !type.isEmpty, type.count <= maxTypeLength else {
+            throw APIError.invalidParameter(param, "Product type must be 1 to \(maxTypeLength) characters")
+        }
+        return type
+    }
+
+    /// Checks the size limits of a metadata object.
+    package static func validateMetadata(_ metadata: [String: String], param: String = "metadata") throws(APIError) {
+        guard metadata.count <= maxMetadataKeys else {
+            throw APIError.invalidParameter(param, "metadata may have at most \(maxMetadataKeys) keys")
+        }
+        for (key, value) in metadata {
+            guard !key.isEmpty, key.count <= maxMetadataKeyLength, !key.contains("["), !key.contains("]") else {
+                throw APIError.invalidParameter(
+                    "\(param)[\(key)]", "metadata keys must be 1 to \(maxMetadataKeyLength) characters without [ or ]")
+            }
+            guard value.count <= maxMetadataValueLength else {
+                throw APIError.invalidParameter(
+                    "\(param)[\(key)]", "metadata values must be at most \(maxMetadataValueLength) characters")
+            }
+        }
+    }
+
+    /// Checks a whole product as stored, as the Database Service does before applying it.
+    package static func validate(_ product: Product) throws(APIError) {
+        guard !product.id.isEmpty, product.id.count <= 64 else {
+            throw APIError.invalidParameter("id", "Product id must be 1 to 64 characters")
+        }
+        guard product.version >= 1 else {
+            throw APIError.invalidParameter("version", "version must be at least 1")
+        }
+        _ = try validName(product.name)
+        _ = try validType(product.type)
+        try validateMetadata(product.metadata)
+        guard Timestamp.parse(product.createdAt) != nil else {
+            throw APIError.invalidParameter("created_at", "created_at must be an RFC 3339 timestamp")
+        }
+        guard Timestamp.parse(product.updatedAt) != nil else {
+            throw APIError.invalidParameter("updated_at", "updated_at must be an RFC 3339 timestamp")
+        }
+    }
+}

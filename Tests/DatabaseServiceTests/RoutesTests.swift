@@ -1,0 +1,95 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+@testable import DatabaseService
+import Shared
+
+@Suite("Database Service routes")
+struct RoutesTests {
+    func withApp(_ test: @escaping @Sendable (any TestClientProtocol) async throws -> Void) async throws {
+        let (store, directory) = try makeStore()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let app = buildApplication(settings: DatabaseServiceSettings(), store: store)
+        try await app.test(.router, test)
+    }
+
+    func post(_ client: some TestClientProtocol, _ uri: String, _ json: String, headers: HTTPFields = [:]) async throws -> TestResponse {
+        var headers = headers
+        headers[.contentType] = "application/json"
+        return try await client.execute(uri: uri, method: .post, headers: headers, body: ByteBuffer(string: json))
+    }
+
+    @Test("POST upserts: 201 created, 200 on an idempotent retry or a newer version, 409 when older")
+    func upsert() async throws {
+        try await withApp { client async throws in
+            #expect(try await post(client, "/api/products", #"{"id":"p1","name":"Lamp"}"#).status == .created)
+            #expect(try await post(client, "/api/products", #"{"id":"p1","name":"Lamp"}"#).status == .ok)
+            #expect(try await post(client, "/api/products", #"{"id":"p1","name":"Lamp 2","version":2}"#).status == .ok)
+            let stale = try await post(client, "/api/products", #"{"id":"p1","name":"Old","version":1}"#)
+            #expect(stale.status == .conflict)
+            let fetched = try await client.execute(uri: "/api/products/p1", method: .get)
+            #expect(try JSONDecoder().decode(Product.self, from: fetched.body).name == "Lamp 2")
+        }
+    }
+
+    @Test("a batch applies valid operations in one go and reports invalid ones as rejected")
+    func batch() async throws {
+        try await withApp { client async throws in
+            let now = Timestamp.now()
+            let body = """
+                {"operations":[
+                  {"op":"upsert","tenant":"default","product":{"id":"a","name":"A","type":"t","metadata":{},"created_at":"\(now)","updated_at":"\(now)","version":1}},
+                  {"op":"upsert","tenant":"default","product":{"id":"b","name":" ","type":"t","metadata":{},"created_at":"\(now)","updated_at":"\(now)","version":1}},
+                  {"op":"upsert","tenant":"default","product":{"id":"a","name":"A0","type":"t","metadata":{},"created_at":"\(now)","updated_at":"\(now)","version":1}},
+                  {"op":"delete","tenant":"default","id":"c","version":2,"deleted_at":"\(now)"}
+                ]}
+                """
+            let response = try await post(client, "/api/products/batch", body)
+            #expect(response.status == .ok)
+            let result = try JSONDecoder().decode(WriteBatchResult.self, from: response.body)
+            #expect(result.results.map(\.outcome) == [.applied, .rejected, .stale, .applied])
+            #expect(result.results[1].error?.contains("name") == true)
+            let page = try await client.execute(uri: "/api/products", method: .get)
+            #expect(try JSONDecoder().decode(ProductPage.self, from: page.body).products.map(\.id) == ["a"])
+        }
+    }
+
+    @Test("the tenant header scopes every route")
+    func tenantHeader() async throws {
+        try await withApp { client async throws in
+            let acme: HTTPFields = [HTTPField.Name("X-Tenant-ID")!: "acme"]
+            #expect(try await post(client, "/api/products", #"{"id":"p1","name":"Acme lamp"}"#, headers: acme).status == .created)
+            #expect(try await client.execute(uri: "/api/products/p1", method: .get).status == .notFound)
+            #expect(try await client.execute(uri: "/api/products/p1", method: .get, headers: acme).status == .ok)
+            let bad: HTTPFields = [HTTPField.Name("X-Tenant-ID")!: "Not Valid"]
+            #expect(try await client.execute(uri: "/api/products", method: .get, headers: bad).status == .badRequest)
+        }
+    }
+
+    @Test("DELETE: 200 with the name, 404 when absent, 409 when the version is not newer")
+    func delete() async throws {
+        try await withApp { client async throws in
+            _ = try await post(client, "/api/products", #"{"id":"p1","name":"Lamp","version":3}"#)
+            #expect(try await client.execute(uri: "/api/products/p1?version=2", method: .delete).status == .conflict)
+            let deleted = try await client.execute(uri: "/api/products/p1", method: .delete)
+            #expect(deleted.status == .ok)
+            #expect(String(buffer: deleted.body).contains(#""name":"Lamp""#))
+            #expect(try await client.execute(uri: "/api/products/p1", method: .delete).status == .notFound)
+            #expect(try await client.execute(uri: "/api/products/p1", method: .get).status == .notFound)
+        }
+    }
+
+    @Test("health reports the backend")
+    func health() async throws {
+        try await withApp { client async throws in
+            let response = try await client.execute(uri: "/health", method: .get)
+            #expect(response.status == .ok)
+            let health = try JSONDecoder().decode(DatabaseHealth.self, from: response.body)
+            #expect(health.backend == "sqlite")
+            #expect(health.status == "healthy")
+        }
+    }
+}

@@ -1,0 +1,161 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One of the two executables, started for real on a loopback port, with its log captured to a file.
+final class ServiceProcess: @unchecked Sendable {
+    let process = Process()
+    let logURL: URL
+    private(set) var port = 0
+    var baseURL: String { "http://127.0.0.1:\(port)" }
+
+    /// Where the built executables are: `SERVICE_BIN_DIR`, else next to the test bundle.
+    static let binaryDirectory: URL = {
+        if let directory = ProcessInfo.processInfo.environment["SERVICE_BIN_DIR"] {
+            return URL(fileURLWithPath: directory)
+        }
+        var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        while url.path != "/" {
+            url.deleteLastPathComponent()
+            if FileManager.default.isExecutableFile(atPath: url.appendingPathComponent("products-service").path) { return url }
+        }
+        return URL(fileURLWithPath: FileManager.default.currentDirectoryPath + "/.build/debug")
+    }()
+
+    private init(binary: String, arguments: [String], environment: [String: String], logURL: URL) {
+        self.logURL = logURL
+        process.executableURL = Self.binaryDirectory.appendingPathComponent(binary)
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        for key in ["HOST", "PORT", "DATABASE", "DATA_DIR", "DATABASE_SERVICE_URL", "JOURNAL", "LOG_LEVEL"] { env[key] = nil }
+        env.merge(environment) { $1 }
+        process.environment = env
+    }
+
+    /// Starts a binary and waits until it logs the address it listens on.
+    static func start(
+        _ binary: String, _ arguments: [String], environment: [String: String] = [:], in directory: TemporaryDirectory
+    ) async throws -> ServiceProcess {
+        let logURL = directory.url.appendingPathComponent("\(binary)-\(UUID().uuidString.prefix(8)).log")
+        let service = ServiceProcess(binary: binary, arguments: arguments, environment: environment, logURL: logURL)
+        try service.launch()
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline {
+            if let port = service.listeningPort() {
+                service.port = port
+                return service
+            }
+            if !service.process.isRunning {
+                throw ServiceProcessError.exited(binary: binary, status: service.process.terminationStatus, log: service.log)
+            }
+            try await Task.sleep(for: .milliseconds(25))
+        }
+        service.kill()
+        throw ServiceProcessError.notListening(binary: binary, log: service.log)
+    }
+
+    /// Runs a binary to completion (for settings that must fail at start); returns its exit status and output.
+    static func runToExit(_ binary: String, _ arguments: [String], environment: [String: String] = [:], in directory: TemporaryDirectory)
+        async throws -> (status: Int32, output: String)
+    {
+        let logURL = directory.url.appendingPathComponent("\(binary)-exit-\(UUID().uuidString.prefix(8)).log")
+        let service = ServiceProcess(binary: binary, arguments: arguments, environment: environment, logURL: logURL)
+        try service.launch()
+        let status = try await service.waitForExit(timeout: .seconds(30))
+        return (status, service.log)
+    }
+
+    private func launch() throws {
+        _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: logURL)
+        process.standardOutput = handle
+        process.standardError = handle
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        try handle.close()
+    }
+
+    var log: String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }
+
+    private func listeningPort() -> Int? {
+        guard let range = log.range(of: #"address=[0-9.]+:([0-9]+)"#, options: .regularExpression) else { return nil }
+        return Int(log[range].split(separator: ":").last!)
+    }
+
+    /// `kill -9`: no chance to flush anything.
+    func kill() {
+        guard process.isRunning else { return }
+        Glibc.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// SIGTERM and wait for a graceful exit; returns the exit status.
+    @discardableResult
+    func terminate(timeout: Duration = .seconds(30)) async throws -> Int32 {
+        guard process.isRunning else { return process.terminationStatus }
+        Glibc.kill(process.processIdentifier, SIGTERM)
+        return try await waitForExit(timeout: timeout)
+    }
+
+    private func waitForExit(timeout: Duration) async throws -> Int32 {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning {
+            guard ContinuousClock.now < deadline else {
+                kill()
+                throw ServiceProcessError.didNotExit(log: log)
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return process.terminationStatus
+    }
+
+    deinit { kill() }
+}
+
+enum ServiceProcessError: Error, CustomStringConvertible {
+    case exited(binary: String, status: Int32, log: String)
+    case notListening(binary: String, log: String)
+    case didNotExit(log: String)
+
+    var description: String {
+        switch self {
+        case .exited(let binary, let status, let log): "\(binary) exited with status \(status) before listening:\n\(log)"
+        case .notListening(let binary, let log): "\(binary) did not report a listening address:\n\(log)"
+        case .didNotExit(let log): "process did not exit in time:\n\(log)"
+        }
+    }
+}
+
+/// A directory removed when the test ends.
+final class TemporaryDirectory: @unchecked Sendable {
+    let url: URL
+    var path: String { url.path }
+
+    init() throws {
+        url = FileManager.default.temporaryDirectory.appendingPathComponent("products-it-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(at: url) }
+}
+
+/// A loopback port that was free a moment ago, for a service that must come back on the same port.
+func freePort() throws -> Int {
+    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(descriptor) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+            bind(descriptor, pointer, length) == 0 && getsockname(descriptor, pointer, &length) == 0
+        }
+    }
+    guard bound else { throw ServiceProcessError.notListening(binary: "freePort", log: "bind failed") }
+    return Int(UInt16(bigEndian: address.sin_port))
+}

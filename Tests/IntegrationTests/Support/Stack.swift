@@ -1,0 +1,164 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOFoundationCompat
+import NIOHTTP1
+import Shared
+import Testing
+
+/// An HTTP response as the tests see it.
+struct HTTPResult: Sendable {
+    var status: Int
+    var headers: HTTPHeaders
+    var body: ByteBuffer
+
+    var text: String { String(buffer: body) }
+
+    func json<T: Decodable>(_ type: T.Type = T.self) throws -> T {
+        try JSONDecoder().decode(type, from: body)
+    }
+
+    /// The body as a JSON object.
+    var object: [String: Any] {
+        (try? JSONSerialization.jsonObject(with: Data(buffer: body))) as? [String: Any] ?? [:]
+    }
+
+    var error: APIError.Body? { try? json(APIError.Body.self) }
+}
+
+/// Plain HTTP calls over the shared client.
+enum HTTP {
+    static func send(
+        _ method: HTTPMethod, _ url: String, body: String? = nil, bytes: [UInt8]? = nil, contentType: String? = "application/json",
+        headers: [(String, String)] = []
+    ) async throws -> HTTPResult {
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if let payload = body.map({ ByteBuffer(string: $0) }) ?? bytes.map({ ByteBuffer(bytes: $0) }) {
+            if let contentType { request.headers.add(name: "Content-Type", value: contentType) }
+            request.body = .bytes(payload)
+        }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        return HTTPResult(status: Int(response.status.code), headers: response.headers, body: try await response.body.collect(upTo: 100 << 20))
+    }
+
+    static func get(_ url: String) async throws -> HTTPResult { try await send(.GET, url) }
+
+    static func post(_ url: String, json: String) async throws -> HTTPResult { try await send(.POST, url, body: json) }
+
+    static func delete(_ url: String) async throws -> HTTPResult { try await send(.DELETE, url) }
+}
+
+/// Both services for one test: the Database Service on a fixed port (so it can be restarted in place),
+/// SQLite and the journal in a private directory.
+final class Stack: @unchecked Sendable {
+    let directory: TemporaryDirectory
+    let databasePort: Int
+    var database: ServiceProcess?
+    var products: ServiceProcess?
+
+    var sqlitePath: String { directory.path + "/db/products.sqlite" }
+    var dataDirectory: String { directory.path + "/products" }
+    var databaseURL: String { "http://127.0.0.1:\(databasePort)" }
+    var productsURL: String { products!.baseURL }
+
+    init() throws {
+        directory = try TemporaryDirectory()
+        databasePort = try freePort()
+    }
+
+    @discardableResult
+    func startDatabase() async throws -> ServiceProcess {
+        let process = try await ServiceProcess.start(
+            "database-service", ["--port", "\(databasePort)", "--database", sqlitePath], in: directory)
+        database = process
+        return process
+    }
+
+    @discardableResult
+    func startProducts(_ extra: [String] = []) async throws -> ServiceProcess {
+        let process = try await ServiceProcess.start(
+            "products-service",
+            ["--port", "0", "--database-service-url", databaseURL, "--data-dir", dataDirectory, "--retry-max-delay", "0.5"] + extra,
+            in: directory)
+        products = process
+        return process
+    }
+
+    /// Starts both, and waits until the Products Service has loaded the catalog.
+    static func started(_ productsArguments: [String] = []) async throws -> Stack {
+        let stack = try Stack()
+        try await stack.startDatabase()
+        try await stack.startProducts(productsArguments)
+        try await stack.waitForStatus("healthy")
+        return stack
+    }
+
+    func waitForStatus(_ status: String, timeout: Duration = .seconds(30)) async throws {
+        try await eventually("products-service /health is \(status)", timeout: timeout) {
+            try await HTTP.get(self.productsURL + "/health").object["status"] as? String == status
+        }
+    }
+
+    /// Waits until every acknowledged write has been confirmed by the Database Service.
+    func waitUntilPersisted(timeout: Duration = .seconds(60)) async throws {
+        try await eventually("no pending writes", timeout: timeout) {
+            try await HTTP.get(self.productsURL + "/cache/stats").object["pending_writes"] as? Int == 0
+        }
+    }
+
+    /// Creates a product through the Products Service and returns it.
+    func create(_ name: String, type: String? = nil, metadata: [String: String]? = nil) async throws -> Product {
+        var body: [String: Any] = ["name": name]
+        if let type { body["type"] = type }
+        if let metadata { body["metadata"] = metadata }
+        let json = String(decoding: try JSONSerialization.data(withJSONObject: body), as: UTF8.self)
+        let response = try await HTTP.post(productsURL + "/products", json: json)
+        try #require(response.status == 201, "create answered \(response.status): \(response.text)")
+        return try response.json(Product.self)
+    }
+
+    /// Every live product the Database Service holds, through all pages.
+    func databaseProducts() async throws -> [Product] {
+        var products: [Product] = []
+        var cursor = ""
+        while true {
+            let page = try await HTTP.get(databaseURL + "/api/products?limit=1000" + cursor).json(ProductPage.self)
+            products += page.products
+            guard page.hasMore, let last = page.products.last else { return products }
+            cursor = "&starting_after=\(last.id)"
+        }
+    }
+
+    /// The Products Service's listing (up to 1000).
+    func listedProducts() async throws -> [Product] {
+        try await HTTP.get(productsURL + "/products?limit=1000").json([Product].self)
+    }
+
+    func stop() async {
+        if let products { _ = try? await products.terminate() }
+        if let database { _ = try? await database.terminate() }
+    }
+
+    deinit {
+        products?.kill()
+        database?.kill()
+    }
+}
+
+/// Polls `condition` until it holds or the timeout passes (then the test fails with `what`).
+func eventually(_ what: String, timeout: Duration = .seconds(30), _ condition: () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    var lastError: (any Error)?
+    while ContinuousClock.now < deadline {
+        do {
+            if try await condition() { return }
+        } catch {
+            lastError = error
+        }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    Issue.record("timed out waiting for: \(what)\(lastError.map { " (last error: \($0))" } ?? "")")
+    throw CancellationError()
+}

@@ -1,0 +1,106 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+@testable import Shared
+
+@Suite("Shared middleware")
+struct MiddlewareTests {
+    struct Boom: Error {}
+
+    /// A small app wired the way both services wire theirs.
+    func makeApp() -> some ApplicationProtocol {
+        let router = Router(context: AppRequestContext.self)
+        router.add(middleware: CORSHeadersMiddleware())
+        router.add(middleware: ErrorMiddleware())
+        let routes = RouteRecorder(router)
+        routes.get("items/{id}") { _, context in try context.parameters.require("id") }
+        routes.delete("items/{id}") { _, _ in "gone" }
+        routes.get("fail") { _, _ -> String in throw Boom() }
+        routes.get("teapot") { _, _ -> String in throw APIError(.badRequest, code: "teapot", message: "short and stout", param: "spout") }
+        routes.post("echo") { request, _ -> String in
+            let value = try await request.decodeJSON(as: [String: String].self)
+            return value["say"] ?? ""
+        }
+        routes.addMethodNotAllowedHandling()
+        return Application(router: router)
+    }
+
+    @Test("errors become {error, code, param} JSON with CORS headers; unexpected ones a 500 without details")
+    func errorShape() async throws {
+        try await makeApp().test(.router) { client in
+            do {
+                let response = try await client.execute(uri: "/teapot", method: .get)
+                #expect(response.status == .badRequest)
+                #expect(response.headers[.accessControlAllowOrigin] == "*")
+                let body = try JSONDecoder().decode(APIError.Body.self, from: response.body)
+                #expect(body == APIError.Body(error: "short and stout", code: "teapot", param: "spout"))
+            }
+            do {
+                let response = try await client.execute(uri: "/fail", method: .get)
+                #expect(response.status == .internalServerError)
+                #expect(try JSONDecoder().decode(APIError.Body.self, from: response.body).code == "internal_error")
+                #expect(!String(buffer: response.body).contains("Boom"))
+            }
+            do {
+                let response = try await client.execute(uri: "/missing", method: .get)
+                #expect(response.status == .notFound)
+                #expect(try JSONDecoder().decode(APIError.Body.self, from: response.body).code == "route_not_found")
+                #expect(response.headers[.accessControlAllowOrigin] == "*")
+            }
+        }
+    }
+
+    @Test("a known path under another method is 405 with an Allow header")
+    func methodNotAllowed() async throws {
+        try await makeApp().test(.router) { client in
+            do {
+                let response = try await client.execute(uri: "/items/7", method: .put)
+                #expect(response.status == .methodNotAllowed)
+                #expect(response.headers[.allow] == "GET, DELETE, OPTIONS")
+                #expect(try JSONDecoder().decode(APIError.Body.self, from: response.body).code == "method_not_allowed")
+            }
+            do {
+                let response = try await client.execute(uri: "/items/7", method: .get)
+                #expect(String(buffer: response.body) == "7")
+            }
+        }
+    }
+
+    @Test("preflight OPTIONS answers 204 with the allowed methods and headers")
+    func preflight() async throws {
+        try await makeApp().test(.router) { client in
+            do {
+                let response = try await client.execute(uri: "/items/7", method: .options, headers: [.origin: "https://shop.example"])
+                #expect(response.status == .noContent)
+                #expect(response.headers[.accessControlAllowMethods]?.contains("DELETE") == true)
+                #expect(response.headers[.accessControlAllowHeaders]?.contains("Authorization") == true)
+            }
+        }
+    }
+
+    @Test("bodies: wrong content type 415, over 1 MiB 413, malformed 400")
+    func bodies() async throws {
+        try await makeApp().test(.router) { client in
+            do {
+                let response = try await client.execute(uri: "/echo", method: .post, headers: [.contentType: "application/json"], body: ByteBuffer(string: #"{"say":"hi"}"#))
+                #expect(String(buffer: response.body) == "hi")
+            }
+            do {
+                let response = try await client.execute(uri: "/echo", method: .post, headers: [.contentType: "text/plain"], body: ByteBuffer(string: "{}"))
+                #expect(response.status == .unsupportedMediaType)
+            }
+            let big = ByteBuffer(string: #"{"say":""# + String(repeating: "a", count: 1_100_000) + #""}"#)
+            do {
+                let response = try await client.execute(uri: "/echo", method: .post, headers: [.contentType: "application/json"], body: big)
+                #expect(response.status == .contentTooLarge)
+                #expect(try JSONDecoder().decode(APIError.Body.self, from: response.body).code == "body_too_large")
+            }
+            do {
+                let response = try await client.execute(uri: "/echo", method: .post, headers: [.contentType: "application/json"], body: ByteBuffer(string: "{"))
+                #expect(response.status == .badRequest)
+            }
+        }
+    }
+}
