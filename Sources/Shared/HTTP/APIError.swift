@@ -23,6 +23,12 @@ package struct APIError: Error, HTTPResponseError, Sendable, Equatable {
         package var error: String
         package var code: String
         package var param: String?
+
+        package init(error: String, code: String, param: String? = nil) {
+            self.error = error
+            self.code = code
+            self.param = param
+        }
     }
 
     package var body: Body { Body(error: message, code: code, param: param) }

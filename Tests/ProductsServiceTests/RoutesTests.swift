@@ -1,0 +1,163 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+@testable import ProductsService
+import Shared
+
+@Suite("Products Service routes")
+struct RoutesTests {
+    /// Runs a test against the app on a fresh data directory and the given Database Service double.
+    func withApp(
+        database: FakeDatabaseService = FakeDatabaseService(), journal: Bool = true,
+        _ test: @escaping @Sendable (any TestClientProtocol) async throws -> Void
+    ) async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var settings = ProductsServiceSettings(dataDirectory: directory, journalEnabled: journal)
+        settings.persistence.retryBaseDelay = .milliseconds(10)
+        settings.persistence.retryMaxDelay = .milliseconds(50)
+        settings.syncFlushTimeout = .milliseconds(500)
+        let app = try buildApplication(settings: settings, database: database)
+        try await app.test(.router, test)
+    }
+
+    func create(_ client: some TestClientProtocol, _ json: String) async throws -> TestResponse {
+        try await client.execute(uri: "/products", method: .post, headers: [.contentType: "application/json"], body: ByteBuffer(string: json))
+    }
+
+    func waitFor(_ what: String, _ condition: () async throws -> Bool) async throws {
+        for _ in 0..<400 {
+            if try await condition() { return }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        Issue.record("timed out waiting for \(what)")
+    }
+
+    func stats(_ client: some TestClientProtocol) async throws -> [String: Any] {
+        let response = try await client.execute(uri: "/cache/stats", method: .get)
+        return try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as! [String: Any]
+    }
+
+    @Test("create, read, list and delete, persisted to the Database Service in the background")
+    func lifecycle() async throws {
+        let database = FakeDatabaseService()
+        try await withApp(database: database) { client async throws in
+            let created = try await create(client, #"{"name":"Lamp","type":"lighting","metadata":{"watts":"60"}}"#)
+            #expect(created.status == .created)
+            let product = try JSONDecoder().decode(Product.self, from: created.body)
+            #expect(product.type == "lighting" && product.version == 1)
+
+            let fetched = try await client.execute(uri: "/products/\(product.id)", method: .get)
+            #expect(try JSONDecoder().decode(Product.self, from: fetched.body) == product)
+            let listed = try await client.execute(uri: "/products?type=lighting", method: .get)
+            #expect(try JSONDecoder().decode([Product].self, from: listed.body) == [product])
+
+            try await waitFor("persisted") { database.live(product.id) == product }
+            let deleted = try await client.execute(uri: "/products/\(product.id)", method: .delete)
+            #expect(deleted.status == .ok)
+            try await waitFor("delete persisted") { database.live(product.id) == nil && database.batchCount >= 2 }
+            #expect(try await client.execute(uri: "/products/\(product.id)", method: .get).status == .notFound)
+        }
+    }
+
+    @Test("while the Database Service is down, writes are accepted and counted, then drained")
+    func outage() async throws {
+        let database = FakeDatabaseService()
+        database.isDown = true
+        try await withApp(database: database) { client async throws in
+            for index in 0..<10 { #expect(try await create(client, #"{"name":"P\#(index)"}"#).status == .created) }
+            try await waitFor("failures counted") {
+                let persistence = try await stats(client)["persistence"] as? [String: Any]
+                return (persistence?["consecutive_failures"] as? Int ?? 0) >= 2
+            }
+            let before = try await stats(client)
+            #expect(before["pending_writes"] as? Int == 10)
+            #expect((before["persistence"] as? [String: Any])?["last_error"] as? String != nil)
+            let sync = try await client.execute(uri: "/cache/sync", method: .post)
+            #expect(sync.status == .serviceUnavailable, "sync cannot flush while the Database Service is down")
+            #expect(sync.headers[.retryAfter] != nil)
+
+            database.isDown = false
+            try await waitFor("drained") { database.liveCount == 10 }
+            try await waitFor("no pending") { try await stats(client)["pending_writes"] as? Int == 0 }
+            #expect(try await client.execute(uri: "/cache/sync", method: .post).status == .ok)
+        }
+    }
+
+    @Test("writes the Database Service rejects are dead-lettered and do not wedge the queue")
+    func deadLetters() async throws {
+        for wholeBatch in [false, true] {
+            let database = FakeDatabaseService()
+            database.reject(name: "Poison")
+            if wholeBatch { database.refuseBatchesWhole() }
+            database.isDown = true
+            try await withApp(database: database) { client async throws in
+                _ = try await create(client, #"{"name":"Good 1"}"#)
+                _ = try await create(client, #"{"name":"Poison"}"#)
+                _ = try await create(client, #"{"name":"Good 2"}"#)
+                database.isDown = false
+                try await waitFor("good ones persisted") { database.liveCount == 2 }
+                try await waitFor("queue empty") { try await stats(client)["pending_writes"] as? Int == 0 }
+                let letters = (try await stats(client)["persistence"] as? [String: Any])?["dead_letters"] as? [String: Any]
+                #expect(letters?["count"] as? Int == 1, "whole batch refused: \(wholeBatch)")
+                let recent = letters?["recent"] as? [[String: Any]]
+                #expect((recent?.first?["operation"] as? [String: Any])?["op"] as? String == "upsert")
+                #expect(recent?.first?["error"] as? String != nil)
+            }
+        }
+    }
+
+    @Test("a product only the Database Service has is read through, listed, and deletable")
+    func readThroughAndUncachedDelete() async throws {
+        let database = FakeDatabaseService()
+        let now = Timestamp.now()
+        let stored = Product(id: "prod_stored", name: "Stored", type: "physical", metadata: [:], createdAt: now, updatedAt: now, version: 4)
+        try await withApp(database: database) { client async throws in
+            try await waitFor("loaded") {
+                let health = try await client.execute(uri: "/health", method: .get)
+                return String(buffer: health.body).contains(#""status":"healthy""#)
+            }
+            database.seed(stored)
+            let fetched = try await client.execute(uri: "/products/prod_stored", method: .get)
+            #expect(fetched.status == .ok)
+            let deleted = try await client.execute(uri: "/products/prod_stored", method: .delete)
+            #expect(deleted.status == .ok)
+            database.seed(Product(id: "prod_other", name: "Other", type: "physical", metadata: [:], createdAt: now, updatedAt: now, version: 1))
+            let deletedUncached = try await client.execute(uri: "/products/prod_other", method: .delete)
+            #expect(deletedUncached.status == .ok)
+            #expect(String(buffer: deletedUncached.body).contains(#""name":"Other""#))
+            try await waitFor("deletes persisted") { database.liveCount == 0 }
+        }
+    }
+
+    @Test("health: starting until loaded, degraded when the Database Service is unreachable")
+    func health() async throws {
+        let database = FakeDatabaseService()
+        database.isDown = true
+        try await withApp(database: database) { client async throws in
+            let starting = try await client.execute(uri: "/health", method: .get)
+            #expect(String(buffer: starting.body).contains(#""status":"starting""#))
+            #expect(String(buffer: starting.body).contains(#""status":"unreachable""#))
+            database.isDown = false
+            try await waitFor("healthy") {
+                String(buffer: try await client.execute(uri: "/health", method: .get).body).contains(#""status":"healthy""#)
+            }
+            database.isDown = true
+            let degraded = try await client.execute(uri: "/health", method: .get)
+            #expect(String(buffer: degraded.body).contains(#""status":"degraded""#))
+        }
+    }
+
+    @Test("the journal-off mode answers the same way")
+    func journalOff() async throws {
+        let database = FakeDatabaseService()
+        try await withApp(database: database, journal: false) { client async throws in
+            #expect(try await create(client, #"{"name":"Volatile"}"#).status == .created)
+            try await waitFor("persisted") { database.liveCount == 1 }
+            let persistence = try await stats(client)["persistence"] as? [String: Any]
+            #expect(persistence?["journal"] as? String == "off")
+        }
+    }
+}

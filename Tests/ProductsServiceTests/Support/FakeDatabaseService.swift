@@ -1,0 +1,83 @@
+import Foundation
+import Synchronization
+
+@testable import ProductsService
+import Shared
+
+/// An in-memory Database Service with the real versioning rules, that can be switched off or made to
+/// reject products: failure injection that a real process cannot give deterministically in a route test.
+final class FakeDatabaseService: DatabaseServiceClient {
+    struct Stored { var product: Product?; var version: Int64 }
+
+    typealias State = (rows: [String: Stored], down: Bool, rejectNames: Set<String>, refuseBatchesWhole: Bool, batches: Int)
+    private let state = Mutex<State>(([:], false, [], false, 0))
+
+    var isDown: Bool {
+        get { state.withLock { $0.down } }
+        set { state.withLock { $0.down = newValue } }
+    }
+
+    /// Products with these names are rejected as invalid.
+    func reject(name: String) { state.withLock { _ = $0.rejectNames.insert(name) } }
+
+    /// Answer a batch containing a rejected product with 400 for the whole batch, as a stricter server would.
+    func refuseBatchesWhole() { state.withLock { $0.refuseBatchesWhole = true } }
+
+    var batchCount: Int { state.withLock { $0.batches } }
+
+    func live(_ id: String) -> Product? { state.withLock { $0.rows["default/" + id]?.product } }
+
+    var liveCount: Int { state.withLock { $0.rows.values.filter { $0.product != nil }.count } }
+
+    func seed(_ product: Product, tenant: String = defaultTenant) {
+        state.withLock { $0.rows[tenant + "/" + product.id] = Stored(product: product, version: product.version) }
+    }
+
+    func product(tenant: String, id: String) async throws(DatabaseClientError) -> Product? {
+        try state.withLock { (state: inout State) throws(DatabaseClientError) in
+            guard !state.down else { throw .unreachable("connection refused") }
+            return state.rows[tenant + "/" + id]?.product
+        }
+    }
+
+    func listProducts(tenant: String, limit: Int, startingAfter: String?) async throws(DatabaseClientError) -> ProductPage {
+        try state.withLock { (state: inout State) throws(DatabaseClientError) in
+            guard !state.down else { throw .unreachable("connection refused") }
+            let all = state.rows.filter { $0.key.hasPrefix(tenant + "/") }.compactMap(\.value.product)
+                .filter { startingAfter == nil || $0.id > startingAfter! }.sorted { $0.id < $1.id }
+            return ProductPage(products: Array(all.prefix(limit)), hasMore: all.count > limit)
+        }
+    }
+
+    func apply(_ batch: WriteBatch) async throws(DatabaseClientError) -> WriteBatchResult {
+        try state.withLock { (state: inout State) throws(DatabaseClientError) in
+            guard !state.down else { throw .unreachable("connection refused") }
+            state.batches += 1
+            let rejectedNames = state.rejectNames
+            func isRejected(_ operation: WriteOperation) -> Bool {
+                if case .upsert(_, let product) = operation { return rejectedNames.contains(product.name) }
+                return false
+            }
+            if state.refuseBatchesWhole, batch.operations.contains(where: isRejected) {
+                throw .rejected(status: 400, body: APIError.Body(error: "bad product", code: "parameter_invalid", param: "name"))
+            }
+            return WriteBatchResult(results: batch.operations.map { operation in
+                if isRejected(operation) { return OperationResult(id: operation.productID, outcome: .rejected, error: "bad name") }
+                let key = operation.tenant + "/" + operation.productID
+                if let stored = state.rows[key], stored.version >= operation.version {
+                    return OperationResult(id: operation.productID, outcome: .stale)
+                }
+                switch operation {
+                case .upsert(_, let product): state.rows[key] = Stored(product: product, version: product.version)
+                case .delete(_, _, let version, _): state.rows[key] = Stored(product: nil, version: version)
+                }
+                return OperationResult(id: operation.productID, outcome: .applied)
+            })
+        }
+    }
+
+    func health() async throws(DatabaseClientError) -> DatabaseHealth {
+        guard !isDown else { throw .unreachable("connection refused") }
+        return DatabaseHealth(status: "healthy", service: "fake", backend: "memory", timestamp: Timestamp.now())
+    }
+}
