@@ -105,6 +105,8 @@ struct RoutesTests {
                 let recent = letters?["recent"] as? [[String: Any]]
                 #expect((recent?.first?["operation"] as? [String: Any])?["op"] as? String == "upsert")
                 #expect(recent?.first?["error"] as? String != nil)
+                let listed = try await client.execute(uri: "/products", method: .get)
+                #expect(try JSONDecoder().decode([Product].self, from: listed.body).map(\.name) == ["Good 1", "Good 2"], "refused write evicted")
             }
         }
     }

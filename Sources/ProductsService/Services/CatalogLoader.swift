@@ -9,21 +9,25 @@ struct CatalogLoader: Service {
     let logger: Logger
 
     func run() async throws {
-        var attempt = 0
+        try? await cancelWhenGracefulShutdown { () async throws in await self.loadUntilDone() }
+        // A service that returns ends the group: once loaded, wait for shutdown instead.
+        try? await gracefulShutdown()
+    }
+
+    private func loadUntilDone() async {
         let started = ContinuousClock.now
-        while !Task.isShuttingDownGracefully {
+        var attempt = 0
+        while !Task.isCancelled {
             attempt += 1
             do {
                 let tenants = Set([defaultTenant]).union(catalog.journal.unconfirmedOperations().map(\.tenant))
-                try await cancelWhenGracefulShutdown {
-                    try await catalog.load(tenants: tenants, logger: logger)
-                }
+                try await catalog.load(tenants: tenants, logger: logger)
                 logger.notice(
                     "catalog loaded; ready",
-                    metadata: ["products": "\(catalog.cache.count)", "seconds": "\((ContinuousClock.now - started).components.seconds)"])
-                break
+                    metadata: ["products": "\(catalog.cache.count)", "seconds": "\((ContinuousClock.now - started).seconds)"])
+                return
             } catch {
-                if Task.isShuttingDownGracefully { return }
+                if Task.isCancelled { return }
                 logger.warning(
                     "loading the catalog failed; serving from the journal and retrying",
                     metadata: ["attempt": "\(attempt)", "error": "\(error)"])
@@ -31,7 +35,5 @@ struct CatalogLoader: Service {
                 try? await Task.sleep(for: delay * Double.random(in: 0.5...1.0))
             }
         }
-        // A service that returns ends the group: wait for shutdown instead.
-        try? await gracefulShutdown()
     }
 }

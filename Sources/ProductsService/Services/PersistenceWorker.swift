@@ -87,6 +87,11 @@ final class PersistenceWorker: Service, Sendable {
             let rejected = try await apply(operations)
             try deadLetters.add(rejected)
             for letter in rejected {
+                // The cache must not keep showing a write the Database Service will never hold.
+                switch letter.operation {
+                case .upsert(let tenant, let product): cache.evict(tenant: tenant, id: product.id, version: product.version)
+                case .delete(let tenant, let id, let version, _): cache.confirmDelete(tenant: tenant, id: id, version: version)
+                }
                 logger.error(
                     "write rejected by the Database Service; dead-lettered",
                     metadata: ["product_id": "\(letter.operation.productID)", "version": "\(letter.operation.version)", "error": "\(letter.error)"])

@@ -154,6 +154,15 @@ final class CatalogCache: Sendable {
         }
     }
 
+    /// Drops a product if the cache holds exactly this version of it (a write refused for good);
+    /// a later read goes to the Database Service for the state it does hold.
+    func evict(tenant: String, id: String, version: Int64) {
+        state.withLock { state in
+            guard state.tenants[tenant]?.products[id]?.product.version == version else { return }
+            _ = state.tenants[tenant]?.remove(id)
+        }
+    }
+
     /// Forgets a pending delete once the Database Service has stored it (or a newer state).
     func confirmDelete(tenant: String, id: String, version: Int64) {
         state.withLock { state in

@@ -1,0 +1,201 @@
+import Foundation
+import Shared
+import Synchronization
+import Testing
+
+/// No sequence of crashes, restarts and outages loses an acknowledged write or resurrects a delete.
+/// Real binaries, real `kill -9`.
+@Suite("Durability with real processes")
+struct DurabilityTests {
+    /// The catalog both services must end with: every acknowledged create, minus every acknowledged delete.
+    func expectConverged(_ stack: Stack, to expected: Set<String>, deleted: Set<String>) async throws {
+        try await stack.waitUntilPersisted()
+        let inDatabase = try await stack.databaseProducts().map(\.id)
+        #expect(Set(inDatabase) == expected, "Database Service holds exactly the acknowledged catalog")
+        #expect(inDatabase.count == Set(inDatabase).count, "no duplicates in the Database Service")
+        let listed = try await stack.listedProducts().map(\.id)
+        #expect(Set(listed) == expected, "Products Service lists exactly the acknowledged catalog")
+        #expect(listed.count == Set(listed).count, "no duplicates in the listing")
+        for id in deleted.prefix(20) {
+            #expect(try await HTTP.get(stack.databaseURL + "/api/products/\(id)").status == 404, "\(id) stays deleted in the DB")
+            #expect(try await HTTP.get(stack.productsURL + "/products/\(id)").status == 404, "\(id) stays deleted")
+        }
+    }
+
+    @Test("Database Service down, writes acknowledged, Products Service killed -9: all of it lands after restart")
+    func killDuringOutage() async throws {
+        let stack = try Stack()
+        try await stack.startProducts()
+        var created: [String] = []
+        for index in 0..<40 { created.append(try await stack.create("Acked \(index)").id) }
+        var deleted: Set<String> = []
+        for id in created.enumerated().filter({ $0.offset % 4 == 0 }).map(\.element) {
+            #expect(try await HTTP.delete(stack.productsURL + "/products/\(id)").status == 200)
+            deleted.insert(id)
+        }
+        stack.products!.kill()
+
+        try await stack.startDatabase()
+        try await stack.startProducts()
+        #expect(try await stack.listedProducts().count == 30, "the journal's view is served at once, before the catalog loads")
+        try await stack.waitForStatus("healthy")
+        try await expectConverged(stack, to: Set(created).subtracting(deleted), deleted: deleted)
+        await stack.stop()
+    }
+
+    @Test("the Database Service killed and restarted during a stream of writes: both end at the acknowledged history")
+    func databaseRestartsDuringWrites() async throws {
+        let stack = try await Stack.started()
+        let chaosFinished = Flag()
+        let chaos = Task {
+            defer { chaosFinished.set() }
+            for _ in 0..<3 {
+                try await Task.sleep(for: .milliseconds(400))
+                stack.database!.kill()
+                try await Task.sleep(for: .milliseconds(300))
+                try await stack.startDatabase()
+            }
+        }
+        var live: [String] = []
+        var deleted: Set<String> = []
+        let deadline = ContinuousClock.now + .seconds(3)
+        var index = 0
+        while ContinuousClock.now < deadline || !chaosFinished.isSet {
+            index += 1
+            if index % 3 == 0, let victim = live.popLast() {
+                let response = try await HTTP.delete(stack.productsURL + "/products/\(victim)")
+                #expect(response.status == 200, "delete \(victim): \(response.text)")
+                deleted.insert(victim)
+            } else {
+                live.append(try await stack.create("Stream \(index)").id)
+            }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        try await chaos.value
+        #expect(live.count > 50)
+        try await expectConverged(stack, to: Set(live), deleted: deleted)
+        await stack.stop()
+    }
+
+    @Test("a delete made while the Database Service is down stays deleted through sync and restart")
+    func deleteDuringOutage() async throws {
+        let stack = try await Stack.started(["--sync-timeout", "0.5"])
+        let product = try await stack.create("Doomed")
+        let survivor = try await stack.create("Survivor")
+        try await stack.waitUntilPersisted()
+        try await stack.database!.terminate()
+
+        #expect(try await HTTP.delete(stack.productsURL + "/products/\(product.id)").status == 200)
+        let failedSync = try await HTTP.send(.POST, stack.productsURL + "/cache/sync")
+        #expect(failedSync.status == 503)
+        #expect(failedSync.error?.code == "database_unavailable")
+        #expect(try await HTTP.get(stack.productsURL + "/products/\(product.id)").status == 404)
+
+        try await stack.startDatabase()
+        try await eventually("sync succeeds once the Database Service is back") {
+            try await HTTP.send(.POST, stack.productsURL + "/cache/sync").status == 200
+        }
+        #expect(try await HTTP.get(stack.productsURL + "/products/\(product.id)").status == 404)
+        try await stack.products!.terminate()
+        try await stack.startProducts()
+        try await stack.waitForStatus("healthy")
+        #expect(try await HTTP.send(.POST, stack.productsURL + "/cache/sync").status == 200)
+        try await expectConverged(stack, to: [survivor.id], deleted: [product.id])
+        await stack.stop()
+    }
+
+    @Test("updates delivered to the Database Service out of order: the newer survives")
+    func outOfOrder() async throws {
+        let stack = try Stack()
+        try await stack.startDatabase()
+        let api = stack.databaseURL + "/api/products"
+        #expect(try await HTTP.post(api, json: #"{"id":"p1","name":"Version 2","version":2}"#).status == 201)
+        #expect(try await HTTP.post(api, json: #"{"id":"p1","name":"Version 1","version":1}"#).status == 409)
+        #expect(try await HTTP.get(api + "/p1").json(Product.self).name == "Version 2")
+
+        let now = Timestamp.now()
+        func upsert(_ version: Int64) -> String {
+            #"{"op":"upsert","product":{"id":"p2","name":"V\#(version)","type":"t","metadata":{},"created_at":"\#(now)","updated_at":"\#(now)","version":\#(version)}}"#
+        }
+        let batch = try await HTTP.post(api + "/batch", json: #"{"operations":[\#(upsert(4)),\#(upsert(3))]}"#)
+        #expect(try batch.json(WriteBatchResult.self).results.map(\.outcome) == [.applied, .stale])
+        #expect(try await HTTP.get(api + "/p2").json(Product.self).name == "V4")
+
+        let delete = #"{"op":"delete","id":"p2","version":5,"deleted_at":"\#(now)"}"#
+        _ = try await HTTP.post(api + "/batch", json: #"{"operations":[\#(delete),\#(upsert(4))]}"#)
+        #expect(try await HTTP.get(api + "/p2").status == 404, "a replayed older write cannot resurrect a delete")
+        await stack.stop()
+    }
+
+    @Test("SIGTERM with a backlog and the Database Service up: the backlog is flushed, nothing is lost")
+    func sigtermFlushes() async throws {
+        let stack = try Stack()
+        // A long retry delay: after its first failure the worker sleeps, so only shutdown can flush.
+        try await stack.startProducts(["--retry-base-delay", "60", "--retry-max-delay", "60"])
+        var created: [String] = []
+        for index in 0..<25 { created.append(try await stack.create("Backlog \(index)").id) }
+        try await eventually("the worker failed once and is backing off") {
+            let persistence = try await HTTP.get(stack.productsURL + "/cache/stats").object["persistence"] as? [String: Any]
+            return (persistence?["consecutive_failures"] as? Int ?? 0) >= 1
+        }
+        try await stack.startDatabase()
+        #expect(try await HTTP.get(stack.productsURL + "/cache/stats").object["pending_writes"] as? Int == 25)
+
+        let status = try await stack.products!.terminate(timeout: .seconds(20))
+        #expect(status == 0)
+        #expect(Set(try await stack.databaseProducts().map(\.id)) == Set(created))
+
+        // Restarted with the Database Service out of reach, the journal has nothing left to replay.
+        try await stack.database!.terminate()
+        try await stack.startProducts()
+        let stats = try await HTTP.get(stack.productsURL + "/cache/stats").object
+        #expect(stats["pending_writes"] as? Int == 0)
+        await stack.stop()
+    }
+
+    @Test("a restart loads the catalog without POST /cache/sync")
+    func warmRestart() async throws {
+        let stack = try await Stack.started()
+        var created: [String] = []
+        for index in 0..<12 { created.append(try await stack.create("Warm \(index)").id) }
+        try await stack.waitUntilPersisted()
+        try await stack.products!.terminate()
+        // Lose the journal entirely: the catalog must come from the Database Service alone.
+        try FileManager.default.removeItem(atPath: stack.dataDirectory)
+        try await stack.startProducts()
+        try await stack.waitForStatus("healthy")
+        #expect(try await stack.listedProducts().map(\.id) == created)
+        await stack.stop()
+    }
+
+    @Test("a journaled write the Database Service refuses is dead-lettered and the rest still land")
+    func deadLetter() async throws {
+        let stack = try Stack()
+        let journal = stack.dataDirectory + "/journal"
+        try FileManager.default.createDirectory(atPath: journal, withIntermediateDirectories: true)
+        let now = Timestamp.now()
+        func record(_ id: String, _ name: String) -> String {
+            #"{"op":"upsert","tenant":"default","product":{"id":"\#(id)","name":"\#(name)","type":"t","metadata":{},"created_at":"\#(now)","updated_at":"\#(now)","version":1}}"#
+        }
+        let lines = [record("prod_good1", "Good"), record("prod_bad", "   "), record("prod_good2", "Good too")]
+        try (lines.joined(separator: "\n") + "\n").write(toFile: journal + "/segment-00000000000000000001.log", atomically: true, encoding: .utf8)
+
+        try await stack.startDatabase()
+        try await stack.startProducts()
+        try await stack.waitUntilPersisted()
+        #expect(Set(try await stack.databaseProducts().map(\.id)) == ["prod_good1", "prod_good2"])
+        let persistence = try await HTTP.get(stack.productsURL + "/cache/stats").object["persistence"] as? [String: Any]
+        let letters = persistence?["dead_letters"] as? [String: Any]
+        #expect(letters?["count"] as? Int == 1)
+        #expect(FileManager.default.fileExists(atPath: stack.dataDirectory + "/dead-letters.jsonl"))
+        #expect(Set(try await stack.listedProducts().map(\.id)) == ["prod_good1", "prod_good2"])
+        await stack.stop()
+    }
+}
+
+/// A flag one task sets and another reads.
+final class Flag: Sendable {
+    private let value = Atomic<Bool>(false)
+    func set() { value.store(true, ordering: .releasing) }
+    var isSet: Bool { value.load(ordering: .acquiring) }
+}
