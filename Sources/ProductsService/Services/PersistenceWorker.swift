@@ -97,6 +97,8 @@ final class PersistenceWorker: Service, Sendable {
                     metadata: ["product_id": "\(letter.operation.productID)", "version": "\(letter.operation.version)", "error": "\(letter.error)"])
             }
         } catch {
+            // Cancelled by shutdown: not a failure; the final flush sends the batch again (harmlessly, if it landed).
+            if Task.isCancelled { return false }
             let attempt = state.withLock { status in
                 status.consecutiveFailures += 1
                 status.lastError = "\(error)"

@@ -1,0 +1,35 @@
+# syntax=docker/dockerfile:1
+# One image with both executables; docker-compose.yml picks the command for each service.
+
+# ---- build ----
+FROM swift:6.3-noble AS build
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libsqlite3-dev \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /build
+# Resolve dependencies first so they are cached while only sources change.
+COPY Package.swift ./
+RUN swift package resolve
+COPY Sources ./Sources
+COPY Tests ./Tests
+# The same release build bench/run runs on the development machines.
+RUN swift build -c release --static-swift-stdlib \
+    && mkdir /staging \
+    && cp "$(swift build -c release --static-swift-stdlib --show-bin-path)/products-service" \
+          "$(swift build -c release --static-swift-stdlib --show-bin-path)/database-service" /staging/
+
+# ---- run ----
+FROM ubuntu:noble
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libsqlite3-0 ca-certificates tzdata curl \
+    && rm -rf /var/lib/apt/lists/*
+# An unprivileged user owning /data, so named volumes mounted there start writable.
+RUN useradd --system --user-group --create-home --home-dir /app app \
+    && mkdir -p /data \
+    && chown app:app /data
+COPY --from=build /staging/ /usr/local/bin/
+USER app:app
+WORKDIR /app
+ENV HOST=0.0.0.0
+EXPOSE 8080 8081
+CMD ["products-service"]
