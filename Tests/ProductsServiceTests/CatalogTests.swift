@@ -49,7 +49,7 @@ struct CatalogCacheTests {
         cache.put(tenant: "t", CachedProduct(product("kept-newer2", version: 3))) {}
 
         let database = [product("kept-newer", version: 3), product("replaced", version: 2), product("new"), product("kept-newer2", version: 2)]
-        let result = cache.reconcile(tenant: "t", databaseProducts: database, pending: [.upsert(tenant: "t", product: product("pending-create"))])
+        let result = cache.reconcile(tenant: "t", databaseProducts: database, pending: { [.upsert(tenant: "t", product: product("pending-create"))] })
         #expect(result.updated == 2)
         #expect(result.dropped == 1)
         #expect(cache.get(tenant: "t", id: "kept-newer") == nil, "a pending delete is not undone")

@@ -152,6 +152,33 @@ struct RoutesTests {
         }
     }
 
+    @Test("syncs racing with creates never drop an acknowledged product from the cache")
+    func syncRacingCreates() async throws {
+        let database = FakeDatabaseService()
+        try await withApp(database: database) { client async throws in
+            let created = try await withThrowingTaskGroup(of: [String].self) { group in
+                for worker in 0..<4 {
+                    group.addTask {
+                        var ids: [String] = []
+                        for index in 0..<100 {
+                            let response = try await create(client, #"{"name":"W\#(worker) \#(index)"}"#)
+                            ids.append(try JSONDecoder().decode(Product.self, from: response.body).id)
+                        }
+                        return ids
+                    }
+                }
+                group.addTask {
+                    for _ in 0..<30 { _ = try await client.execute(uri: "/cache/sync", method: .post) }
+                    return []
+                }
+                return try await group.reduce(into: []) { $0 += $1 }
+            }
+            let listed = try await client.execute(uri: "/products?limit=1000", method: .get)
+            let ids = Set(try JSONDecoder().decode([Product].self, from: listed.body).map(\.id))
+            #expect(ids == Set(created))
+        }
+    }
+
     @Test("the journal-off mode answers the same way")
     func journalOff() async throws {
         let database = FakeDatabaseService()

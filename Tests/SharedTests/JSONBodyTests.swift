@@ -28,15 +28,29 @@ struct JSONBodyTests {
             "[\"a\u{01}\"]", #"{"a":1} {"#, "{'a':1}", "[1 2]", String(repeating: "[", count: 300) + String(repeating: "]", count: 300),
         ]
         for json in invalid {
-            #expect(StrictJSON.problem(in: ByteBuffer(string: json)) != nil, "\(json)")
+            #expect(throws: JSONSyntaxError.self, "\(json)") { try JSONValue.parse(ByteBuffer(string: json)) }
         }
         let valid = [
             #"{"a":1}"#, " [ ] ", "{}", #"{"a":[1,-2.5e+3,true,false,null,{"b":"\u00e9\n"}]}"#, "0", #""s""#, "-0.0E-1",
             String(repeating: "[", count: 200) + String(repeating: "]", count: 200),
         ]
         for json in valid {
-            #expect(StrictJSON.problem(in: ByteBuffer(string: json)) == nil, "\(json)")
+            #expect(throws: Never.self, "\(json)") { try JSONValue.parse(ByteBuffer(string: json)) }
         }
+    }
+
+    @Test("the parser decodes strings, escapes, surrogate pairs, numbers and nesting like Foundation")
+    func parsing() throws {
+        let text = #"{"s":"a\"b\\c\/d\n\t\u00e9\ud83d\ude00 é","n":-12.5e1,"z":0,"b":[true,false,null],"o":{"k":{}},"dup":1,"dup":2}"#
+        let value = try JSONValue.parse(ByteBuffer(string: text))
+        #expect(value == .object([
+            "s": .string("a\"b\\c/d\n\té😀 é"), "n": .number(-125), "z": .number(0),
+            "b": .array([.bool(true), .bool(false), .null]), "o": .object(["k": .object([:])]), "dup": .number(2),
+        ]))
+        for bad in [#"["\ud83d"]"#, #"["\ude00"]"#, #"["\ud83d\u0041"]"#] {
+            #expect(throws: JSONSyntaxError.self, "\(bad)") { try JSONValue.parse(ByteBuffer(string: bad)) }
+        }
+        #expect(throws: JSONSyntaxError.self) { try JSONValue.parse(ByteBuffer(bytes: [0x22, 0xC3, 0x28, 0x22])) }
     }
 
     @Test("each decoding failure maps to a 400 that names its field")
@@ -146,5 +160,60 @@ struct CodingTests {
         let withoutTenant = try JSONCoding.decoder.decode(
             WriteOperation.self, from: Data(#"{"op":"delete","id":"x","version":2,"deleted_at":"\#(now)"}"#.utf8))
         #expect(withoutTenant.tenant == defaultTenant)
+    }
+}
+
+@Suite("JSON writer")
+struct JSONWriterTests {
+    func product(name: String, metadata: [String: String]) -> Product {
+        Product(
+            id: "prod_01", name: name, type: "t\"ype", metadata: metadata, createdAt: "2026-01-07T14:00:00.000Z",
+            updatedAt: "2026-01-07T14:00:01.000Z", version: 42)
+    }
+
+    @Test("products and operations decode with Foundation to the same values, awkward strings included")
+    func roundTrip() throws {
+        let awkward = "quote \" backslash \\ slash / newline \n tab \t bell \u{07} nul \u{00} é 😀 \u{2028}"
+        let samples = [
+            product(name: "Lamp", metadata: [:]),
+            product(name: awkward, metadata: [awkward: awkward, "b": "2", "a": "1"]),
+        ]
+        for sample in samples {
+            #expect(try JSONDecoder().decode(Product.self, from: sample.json) == sample)
+            #expect(try JSONValue.parse(sample.json) != .null, "our parser reads what we write")
+        }
+        let operations: [WriteOperation] = [
+            .upsert(tenant: "acme", product: samples[1]),
+            .delete(tenant: "default", id: "prod_\u{01}", version: 3, deletedAt: "2026-01-07T14:00:00.000Z"),
+        ]
+        let batch = WriteBatch(operations: operations)
+        #expect(try JSONDecoder().decode(WriteBatch.self, from: batch.json).operations == operations)
+        #expect(String(buffer: samples[1].json).contains(#""metadata":{"a":"1","b":"2","#), "metadata keys sorted")
+        #expect(String(buffer: samples[0].json).hasPrefix(#"{"id":"prod_01","#))
+    }
+}
+
+@Suite("Timestamps")
+struct TimestampTests {
+    @Test("the fast formatter agrees with Foundation's, before 1970 too")
+    func formatting() {
+        let foundation = Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt)
+        // Exactly representable fractions: other binary fractions round differently between implementations.
+        for seconds in [0, 1_767_794_400.5, 951_782_400.875, -86_400.25, 4_102_444_799.125, 1_709_164_800] as [Double] {
+            let date = Date(timeIntervalSince1970: seconds)
+            #expect(Timestamp.format(date) == foundation.format(date), "\(seconds)")
+        }
+    }
+
+    @Test("RFC 3339 shapes are recognised; others are not")
+    func validity() {
+        for valid in ["2026-01-07T14:00:00Z", "2026-01-07T14:00:00.123Z", "2026-01-07T14:00:00.1+02:00", "2026-01-07T14:00:00-05:30"] {
+            #expect(Timestamp.isValid(valid), "\(valid)")
+            #expect(Timestamp.parse(valid) != nil, "\(valid)")
+        }
+        for invalid in ["", "2026-01-07", "2026-13-07T14:00:00Z", "2026-01-07T24:00:00Z", "2026-01-07T14:00:00", "2026-01-07T14:00:00.Z",
+                        "2026-01-07T14:00:00+0200", "2026-01-07 14:00:00Z", "2026-01-07t14:00:00z", "yesterday", "2026-01-07T14:00:00Zjunk"] {
+            #expect(!Timestamp.isValid(invalid), "\(invalid)")
+        }
     }
 }

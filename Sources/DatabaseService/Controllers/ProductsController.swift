@@ -114,7 +114,7 @@ struct ProductsController<Context: RequestContext> {
         case .delete(_, let id, let version, let deletedAt):
             guard !id.isEmpty, id.count <= 64 else { throw .invalidParameter("id", "Product id must be 1 to 64 characters") }
             guard version >= 1 else { throw .invalidParameter("version", "version must be at least 1") }
-            guard Timestamp.parse(deletedAt) != nil else { throw .invalidParameter("deleted_at", "deleted_at must be an RFC 3339 timestamp") }
+            guard Timestamp.isValid(deletedAt) else { throw .invalidParameter("deleted_at", "deleted_at must be an RFC 3339 timestamp") }
         }
         guard Tenant.isValid(operation.tenant) else { throw .invalidParameter("tenant", "tenant is not a valid tenant id") }
     }

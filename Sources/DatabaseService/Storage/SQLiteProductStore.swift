@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import NIOCore
 import Shared
 
 /// `ProductStore` on SQLite through GRDB: one `DatabasePool` (WAL) for the life of the process.
@@ -43,7 +44,7 @@ final class SQLiteProductStore: ProductStore {
     }
 
     func apply(_ operations: [WriteOperation]) async throws -> [ApplyOutcome] {
-        let rows = try operations.map(Self.row(for:))
+        let rows = operations.map(Self.row(for:))
         return try await pool.write { db in
             try rows.map { try Self.store($0, in: db) }
         }
@@ -104,10 +105,12 @@ final class SQLiteProductStore: ProductStore {
         var deleted: Bool
     }
 
-    private static func row(for operation: WriteOperation) throws -> Row {
+    private static func row(for operation: WriteOperation) -> Row {
         switch operation {
         case .upsert(let tenant, let product):
-            let metadata = String(decoding: try JSONCoding.encoder.encode(product.metadata), as: UTF8.self)
+            var buffer = ByteBuffer()
+            JSONWriter.writeObject(product.metadata, into: &buffer)
+            let metadata = String(buffer: buffer)
             return Row(tenant: tenant, id: product.id, name: product.name, type: product.type, metadata: metadata,
                        createdAt: product.createdAt, updatedAt: product.updatedAt, version: product.version, deleted: false)
         case .delete(let tenant, let id, let version, let deletedAt):
@@ -124,16 +127,17 @@ final class SQLiteProductStore: ProductStore {
         }
         if row.deleted {
             // Keep the last name so a delete can report it; the rest of a tombstone is never read.
-            try db.execute(
+            // Statements are prepared once per connection and reused: preparing dominated batch writes.
+            try db.cachedStatement(
                 sql: """
                     INSERT INTO products (tenant, id, name, type, metadata, created_at, updated_at, version, deleted)
                     VALUES (?, ?, ?, '', '{}', ?, ?, ?, 1)
                     ON CONFLICT (tenant, id) DO UPDATE SET
                         updated_at = excluded.updated_at, version = excluded.version, deleted = 1
-                    """,
-                arguments: [row.tenant, row.id, row.name, row.createdAt, row.updatedAt, row.version])
+                    """
+            ).execute(arguments: [row.tenant, row.id, row.name, row.createdAt, row.updatedAt, row.version])
         } else {
-            try db.execute(
+            try db.cachedStatement(
                 sql: """
                     INSERT INTO products (tenant, id, name, type, metadata, created_at, updated_at, version, deleted)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)
@@ -141,16 +145,15 @@ final class SQLiteProductStore: ProductStore {
                         name = excluded.name, type = excluded.type, metadata = excluded.metadata,
                         created_at = excluded.created_at, updated_at = excluded.updated_at,
                         version = excluded.version, deleted = 0
-                    """,
-                arguments: [row.tenant, row.id, row.name, row.type, row.metadata, row.createdAt, row.updatedAt, row.version])
+                    """
+            ).execute(arguments: [row.tenant, row.id, row.name, row.type, row.metadata, row.createdAt, row.updatedAt, row.version])
         }
         return existing == nil ? .inserted : .updated
     }
 
     private static func state(tenant: String, id: String, in db: Database) throws -> (version: Int64, deleted: Bool, name: String)? {
-        try GRDB.Row.fetchOne(
-            db, sql: "SELECT version, deleted, name FROM products WHERE tenant = ? AND id = ?", arguments: [tenant, id]
-        ).map { ($0["version"], $0["deleted"], $0["name"]) }
+        let statement = try db.cachedStatement(sql: "SELECT version, deleted, name FROM products WHERE tenant = ? AND id = ?")
+        return try GRDB.Row.fetchOne(statement, arguments: [tenant, id]).map { ($0["version"], $0["deleted"], $0["name"]) }
     }
 
     private static func product(from row: GRDB.Row) throws -> Product {

@@ -15,7 +15,7 @@ struct ProductsController<Context: RequestContext> {
 
     /// POST /products: creates a product (201); durable once answered, persisted to the Database Service in the background.
     @Sendable func create(_ request: Request, context: Context) async throws -> Response {
-        let input = try await request.decodeJSON(as: NewProductInput.self)
+        let input = try NewProductInput(json: try await request.parseJSON())
         let created = try await catalog.create(tenant: defaultTenant, input)
         return .json(buffer: created.json, status: .created)
     }

@@ -38,11 +38,10 @@ final class Catalog: Sendable {
             id: ids.next(), name: input.name, type: input.type, metadata: input.metadata,
             createdAt: now, updatedAt: now, version: 1)
         let cached = CachedProduct(product)
-        let record = Journal.encodeUpsert(tenant: tenant, productJSON: cached.json)
+        let operation = WriteOperation.upsert(tenant: tenant, product: product)
+        let record = operation.json
         let ticket = try journaling {
-            try cache.put(tenant: tenant, cached) {
-                try journal.append(.upsert(tenant: tenant, product: product), encoded: record)
-            }
+            try cache.put(tenant: tenant, cached) { try journal.append(operation, encoded: record) }
         }
         try await waitUntilDurable(ticket)
         return cached
@@ -57,7 +56,7 @@ final class Catalog: Sendable {
                 try cache.remove(tenant: tenant, id: id) { removed in
                     let version = removed.product.version + 1
                     let operation = WriteOperation.delete(tenant: tenant, id: id, version: version, deletedAt: deletedAt)
-                    return (try journal.append(operation, encoded: Journal.encode(operation)), version)
+                    return (try journal.append(operation, encoded: operation.json), version)
                 }
             }
             if let (product, ticket) = removed {
@@ -69,7 +68,7 @@ final class Catalog: Sendable {
             let operation = WriteOperation.delete(tenant: tenant, id: id, version: stored.version + 1, deletedAt: deletedAt)
             let ticket = try journaling {
                 try cache.recordUncachedDelete(tenant: tenant, id: id, version: stored.version + 1) {
-                    try journal.append(operation, encoded: Journal.encode(operation))
+                    try journal.append(operation, encoded: operation.json)
                 }
             }
             if let ticket {
@@ -126,7 +125,7 @@ final class Catalog: Sendable {
         do {
             return try await gate.withGate {
                 let products = try await self.fetchAll(tenant: tenant, logger: nil)
-                return self.cache.reconcile(tenant: tenant, databaseProducts: products, pending: self.journal.unconfirmedOperations())
+                return self.cache.reconcile(tenant: tenant, databaseProducts: products, pending: self.journal.unconfirmedOperations)
             }
         } catch let error as DatabaseClientError {
             throw APIError.serviceUnavailable("database_unavailable", "Could not read the catalog from the Database Service: \(error)")
@@ -136,10 +135,9 @@ final class Catalog: Sendable {
     /// Loads every tenant's full catalog at start, over what the journal replayed, then marks the cache authoritative.
     func load(tenants: Set<String>, logger: Logger) async throws {
         try await gate.withGate {
-            let pending = self.journal.unconfirmedOperations()
             for tenant in tenants.sorted() {
                 let products = try await self.fetchAll(tenant: tenant, logger: logger)
-                self.cache.reconcile(tenant: tenant, databaseProducts: products, pending: pending)
+                self.cache.reconcile(tenant: tenant, databaseProducts: products, pending: self.journal.unconfirmedOperations)
             }
         }
         loaded.store(true, ordering: .releasing)
@@ -178,42 +176,38 @@ final class Catalog: Sendable {
 }
 
 /// A validated `POST /products` body.
-struct NewProductInput: Decodable, Sendable {
+struct NewProductInput: Sendable {
     var name: String
     var type: String
     var metadata: [String: String]
 
-    enum CodingKeys: String, CodingKey {
-        case name, type, metadata
-    }
-
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        guard container.contains(.name) else { throw APIError.missingParameter("name", "Product name is required") }
-        name = try ProductRules.validName(Self.string(container, .name, what: "Product name"))
-        type = container.contains(.type)
-            ? try ProductRules.validType(Self.string(container, .type, what: "Product type"))
-            : ProductRules.defaultType
-        if container.contains(.metadata) {
-            guard try !container.decodeNil(forKey: .metadata) else {
-                throw APIError.invalidParameter("metadata", "metadata must be an object of string values, not null")
+    /// Builds the input from a parsed body; every fault is a 400 naming its field. Unknown fields are ignored.
+    init(json: JSONValue) throws(APIError) {
+        guard case .object(let fields) = json else { throw .invalidBody("Request body must be a JSON object") }
+        guard let name = fields["name"] else { throw .missingParameter("name", "Product name is required") }
+        self.name = try ProductRules.validName(Self.string(name, "name", what: "Product name"))
+        type = try fields["type"].map { value throws(APIError) in
+            try ProductRules.validType(Self.string(value, "type", what: "Product type"))
+        } ?? ProductRules.defaultType
+        metadata = [:]
+        switch fields["metadata"] {
+        case nil:
+            break
+        case .object(let entries):
+            for (key, value) in entries {
+                guard case .string(let text) = value else {
+                    throw .invalidParameter("metadata[\(key)]", "'metadata[\(key)]' must be a string, not \(value.typeName)")
+                }
+                metadata[key] = text
             }
-            metadata = try container.decode([String: String].self, forKey: .metadata)
             try ProductRules.validateMetadata(metadata)
-        } else {
-            metadata = [:]
+        case .some(let other):
+            throw .invalidParameter("metadata", "metadata must be an object of string values, not \(other.typeName)")
         }
     }
 
-    /// A field that must be a string: null and other JSON types are refused with a message naming it.
-    private static func string(_ container: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys, what: String) throws -> String {
-        if try container.decodeNil(forKey: key) {
-            throw APIError.invalidParameter(key.stringValue, "\(what) must be a string, not null")
-        }
-        do {
-            return try container.decode(String.self, forKey: key)
-        } catch is DecodingError {
-            throw APIError.invalidParameter(key.stringValue, "\(what) must be a string")
-        }
+    private static func string(_ value: JSONValue, _ param: String, what: String) throws(APIError) -> String {
+        guard case .string(let text) = value else { throw .invalidParameter(param, "\(what) must be a string, not \(value.typeName)") }
+        return text
     }
 }

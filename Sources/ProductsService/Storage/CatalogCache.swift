@@ -9,11 +9,7 @@ struct CachedProduct: Sendable {
 
     init(_ product: Product) {
         self.product = product
-        self.json = Self.encode(product)
-    }
-
-    static func encode(_ product: Product) -> ByteBuffer {
-        do { return try JSONCoding.encode(product) } catch { preconditionFailure("encoding a product failed: \(error)") }
+        self.json = product.json
     }
 }
 
@@ -193,13 +189,14 @@ final class CatalogCache: Sendable {
 
     /// Makes the tenant's cache match the Database Service's full catalog, keeping what is still pending.
     ///
-    /// `databaseProducts` is every live product the Database Service holds; `pending` is every operation
-    /// not yet confirmed by it. The caller guarantees no confirmation happens between the listing and this call.
-    /// Returns how many products were added or replaced, and how many dropped.
+    /// `databaseProducts` is every live product the Database Service holds; `pending` returns every operation
+    /// not yet confirmed by it. It is read inside the cache's critical section, the order writes take their locks
+    /// in, so a write is either in it or comes after the merge. The caller guarantees no confirmation happens
+    /// between the listing and this call. Returns how many products were added or replaced, and how many dropped.
     @discardableResult
-    func reconcile(tenant: String, databaseProducts: [Product], pending: [WriteOperation]) -> (updated: Int, dropped: Int) {
-        let pendingIDs = Set(pending.lazy.filter { $0.tenant == tenant }.map(\.productID))
-        return state.withLock { state in
+    func reconcile(tenant: String, databaseProducts: [Product], pending: () -> [WriteOperation]) -> (updated: Int, dropped: Int) {
+        state.withLock { state in
+            let pendingIDs = Set(pending().lazy.filter { $0.tenant == tenant }.map(\.productID))
             var catalog = state.tenants.removeValue(forKey: tenant) ?? TenantCatalog()
             defer { state.tenants[tenant] = catalog }
             var updated = 0

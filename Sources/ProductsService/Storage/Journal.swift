@@ -79,8 +79,8 @@ final class Journal: @unchecked Sendable {
 
     // MARK: Writers
 
-    /// Records an operation; call it inside the cache's critical section so journal order is cache order.
-    /// Returns the ticket to wait on with `waitUntilDurable`.
+    /// Records an operation, given its JSON encoded outside any lock; call it inside the cache's critical
+    /// section so journal order is cache order. Returns the ticket to wait on with `waitUntilDurable`.
     func append(_ operation: WriteOperation, encoded: ByteBuffer) throws -> UInt64 {
         condition.lock()
         defer { condition.unlock() }
@@ -99,22 +99,6 @@ final class Journal: @unchecked Sendable {
             condition.signal()
         }
         return lastSequence
-    }
-
-    /// Encodes an operation as its journal record (outside any lock).
-    static func encode(_ operation: WriteOperation) -> ByteBuffer {
-        do { return try JSONCoding.encode(operation) } catch { preconditionFailure("encoding a journal record failed: \(error)") }
-    }
-
-    /// The record of an upsert, spliced around the product's JSON that the cache already holds.
-    /// Tenant ids are restricted to characters that need no JSON escaping.
-    static func encodeUpsert(tenant: String, productJSON: ByteBuffer) -> ByteBuffer {
-        var record = ByteBuffer()
-        record.reserveCapacity(productJSON.readableBytes + tenant.utf8.count + 40)
-        record.writeString(#"{"op":"upsert","tenant":""# + tenant + #"","product":"#)
-        record.writeImmutableBuffer(productJSON)
-        record.writeInteger(UInt8(ascii: "}"))
-        return record
     }
 
     /// Suspends until the record with this ticket is durable; throws if the journal cannot be written.

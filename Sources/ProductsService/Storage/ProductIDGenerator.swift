@@ -13,11 +13,9 @@ final class ProductIDGenerator: Sendable {
 
     func next(now: Date = Date()) -> String {
         let milliseconds = UInt128(UInt64(max(0, now.timeIntervalSince1970 * 1000)))
-        var random = UInt128(0)
-        withUnsafeMutableBytes(of: &random) { bytes in
-            var generator = SystemRandomNumberGenerator()
-            for index in 0..<10 { bytes[index] = generator.next() }
-        }
+        // Each draw is a system call: take the 80 random bits in two.
+        var generator = SystemRandomNumberGenerator()
+        let random = UInt128(generator.next() as UInt64) << 16 | UInt128(generator.next() as UInt16)
         let candidate = (milliseconds << 80) | random
         let value = last.withLock { last in
             last = candidate > last ? candidate : last &+ 1

@@ -34,9 +34,7 @@ package struct HTTPDatabaseServiceClient: DatabaseServiceClient {
     }
 
     package func apply(_ batch: WriteBatch) async throws(DatabaseClientError) -> WriteBatchResult {
-        let body: ByteBuffer
-        do { body = try JSONCoding.encode(batch) } catch { throw .invalidResponse("encoding batch: \(error)") }
-        let response = try await send(.POST, "/api/products/batch", tenant: nil, body: body, timeout: bulkTimeout)
+        let response = try await send(.POST, "/api/products/batch", tenant: nil, body: batch.json, timeout: bulkTimeout)
         let result = try decode(WriteBatchResult.self, response.body)
         guard result.results.count == batch.operations.count else {
             throw .invalidResponse("batch of \(batch.operations.count) answered with \(result.results.count) results")

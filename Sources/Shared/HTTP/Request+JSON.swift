@@ -25,15 +25,30 @@ extension Request {
         let buffer = try await collectJSONBody(maxSize: maxSize)
         return try JSONBody.decode(type, from: buffer)
     }
+
+    /// Parses a JSON body (strictly), for inputs built by hand from the parsed value.
+    package func parseJSON(maxSize: Int = AppRequestContext.maxBodySize) async throws -> JSONValue {
+        try JSONBody.parse(try await collectJSONBody(maxSize: maxSize))
+    }
 }
 
 /// Decoding of request bodies with errors clients can act on.
 package enum JSONBody {
-    package static func decode<T: Decodable>(_ type: T.Type, from buffer: ByteBuffer) throws -> T {
+    /// Parses strict JSON; an empty or malformed body is a 400.
+    package static func parse(_ buffer: ByteBuffer) throws(APIError) -> JSONValue {
         guard buffer.readableBytes > 0 else {
             throw APIError.invalidBody("Request body is empty; a JSON object is required")
         }
-        if let problem = StrictJSON.problem(in: buffer) { throw APIError.invalidJSON(problem) }
+        do {
+            return try JSONValue.parse(buffer)
+        } catch {
+            throw APIError.invalidJSON(error.description)
+        }
+    }
+
+    package static func decode<T: Decodable>(_ type: T.Type, from buffer: ByteBuffer) throws -> T {
+        // Foundation's decoder is lenient (trailing commas); refuse what is not strict JSON first.
+        _ = try parse(buffer)
         do {
             return try JSONCoding.decoder.decode(type, from: buffer)
         } catch let error as APIError {

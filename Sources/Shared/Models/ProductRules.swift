@@ -56,10 +56,10 @@ package enum ProductRules {
         _ = try validName(product.name)
         _ = try validType(product.type)
         try validateMetadata(product.metadata)
-        guard Timestamp.parse(product.createdAt) != nil else {
+        guard Timestamp.isValid(product.createdAt) else {
             throw APIError.invalidParameter("created_at", "created_at must be an RFC 3339 timestamp")
         }
-        guard Timestamp.parse(product.updatedAt) != nil else {
+        guard Timestamp.isValid(product.updatedAt) else {
             throw APIError.invalidParameter("updated_at", "updated_at must be an RFC 3339 timestamp")
         }
     }

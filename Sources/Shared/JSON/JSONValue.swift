@@ -1,0 +1,261 @@
+import NIOCore
+
+/// A parsed JSON document. Parsing is strict RFC 8259 (Foundation's parser accepts trailing commas in
+/// objects) with a nesting limit, so hostile input cannot exhaust the stack.
+package indirect enum JSONValue: Sendable, Equatable {
+    case object([String: JSONValue])
+    case array([JSONValue])
+    case string(String)
+    case number(Double)
+    case bool(Bool)
+    case null
+
+    package static let maxDepth = 256
+
+    /// Parses one JSON value; the error says what is wrong and where.
+    package static func parse(_ buffer: ByteBuffer) throws(JSONSyntaxError) -> JSONValue {
+        try buffer.withUnsafeReadableBytes { bytes throws(JSONSyntaxError) in
+            var parser = Parser(bytes: bytes)
+            return try parser.document()
+        }
+    }
+
+    /// A short name of the value's JSON type, for error messages.
+    package var typeName: String {
+        switch self {
+        case .object: "an object"
+        case .array: "an array"
+        case .string: "a string"
+        case .number: "a number"
+        case .bool: "a boolean"
+        case .null: "null"
+        }
+    }
+}
+
+/// Why a body is not JSON.
+package struct JSONSyntaxError: Error, CustomStringConvertible {
+    package let description: String
+}
+
+private struct Parser {
+    let bytes: UnsafeRawBufferPointer
+    var index = 0
+    var depth = 0
+
+    init(bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+
+    var current: UInt8? { index < bytes.count ? bytes[index] : nil }
+
+    func failure(_ what: String) -> JSONSyntaxError { JSONSyntaxError(description: "\(what) at byte \(index)") }
+
+    mutating func skipWhitespace() {
+        while index < bytes.count {
+            switch bytes[index] {
+            case 0x20, 0x09, 0x0A, 0x0D: index += 1
+            default: return
+            }
+        }
+    }
+
+    mutating func document() throws(JSONSyntaxError) -> JSONValue {
+        skipWhitespace()
+        let value = try self.value()
+        skipWhitespace()
+        guard index == bytes.count else { throw failure("unexpected data after the JSON value") }
+        return value
+    }
+
+    mutating func value() throws(JSONSyntaxError) -> JSONValue {
+        switch current {
+        case UInt8(ascii: "{"): return try object()
+        case UInt8(ascii: "["): return try array()
+        case UInt8(ascii: "\""): return .string(try string())
+        case UInt8(ascii: "t"): try literal("true"); return .bool(true)
+        case UInt8(ascii: "f"): try literal("false"); return .bool(false)
+        case UInt8(ascii: "n"): try literal("null"); return .null
+        case .some(let byte) where byte == UInt8(ascii: "-") || (0x30...0x39).contains(byte): return .number(try number())
+        default: throw failure("expected a JSON value")
+        }
+    }
+
+    mutating func enter() throws(JSONSyntaxError) {
+        depth += 1
+        guard depth <= JSONValue.maxDepth else { throw failure("nesting deeper than \(JSONValue.maxDepth)") }
+        index += 1
+        skipWhitespace()
+    }
+
+    mutating func object() throws(JSONSyntaxError) -> JSONValue {
+        try enter()
+        defer { depth -= 1 }
+        var members: [String: JSONValue] = [:]
+        if current == UInt8(ascii: "}") {
+            index += 1
+            return .object(members)
+        }
+        while true {
+            guard current == UInt8(ascii: "\"") else { throw failure("expected a string key") }
+            let key = try string()
+            skipWhitespace()
+            guard current == UInt8(ascii: ":") else { throw failure("expected ':'") }
+            index += 1
+            skipWhitespace()
+            members[key] = try value()
+            skipWhitespace()
+            switch current {
+            case UInt8(ascii: ","):
+                index += 1
+                skipWhitespace()
+            case UInt8(ascii: "}"):
+                index += 1
+                return .object(members)
+            default:
+                throw failure("expected ',' or '}'")
+            }
+        }
+    }
+
+    mutating func array() throws(JSONSyntaxError) -> JSONValue {
+        try enter()
+        defer { depth -= 1 }
+        var elements: [JSONValue] = []
+        if current == UInt8(ascii: "]") {
+            index += 1
+            return .array(elements)
+        }
+        while true {
+            elements.append(try value())
+            skipWhitespace()
+            switch current {
+            case UInt8(ascii: ","):
+                index += 1
+                skipWhitespace()
+            case UInt8(ascii: "]"):
+                index += 1
+                return .array(elements)
+            default:
+                throw failure("expected ',' or ']'")
+            }
+        }
+    }
+
+    mutating func literal(_ word: StaticString) throws(JSONSyntaxError) {
+        let count = word.utf8CodeUnitCount
+        guard index + count <= bytes.count, (0..<count).allSatisfy({ bytes[index + $0] == word.utf8Start[$0] }) else {
+            throw failure("invalid literal")
+        }
+        index += count
+    }
+
+    mutating func digits() -> Bool {
+        let start = index
+        while let byte = current, (0x30...0x39).contains(byte) { index += 1 }
+        return index > start
+    }
+
+    mutating func number() throws(JSONSyntaxError) -> Double {
+        let start = index
+        if current == UInt8(ascii: "-") { index += 1 }
+        if current == UInt8(ascii: "0") {
+            index += 1
+        } else if !digits() {
+            throw failure("invalid number")
+        }
+        if current == UInt8(ascii: ".") {
+            index += 1
+            guard digits() else { throw failure("invalid number") }
+        }
+        if current == UInt8(ascii: "e") || current == UInt8(ascii: "E") {
+            index += 1
+            if current == UInt8(ascii: "+") || current == UInt8(ascii: "-") { index += 1 }
+            guard digits() else { throw failure("invalid number") }
+        }
+        let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+        guard let value = Double(text) else { throw failure("invalid number") }
+        return value
+    }
+
+    /// A string starting at the opening quote: escapes decoded, raw control characters and invalid UTF-8 refused.
+    mutating func string() throws(JSONSyntaxError) -> String {
+        index += 1
+        let start = index
+        // Fast path: no escapes.
+        while let byte = current, byte != UInt8(ascii: "\""), byte != UInt8(ascii: "\\") {
+            guard byte >= 0x20 else { throw failure("control character in string") }
+            index += 1
+        }
+        guard let stop = current else { throw failure("unterminated string") }
+        var utf8 = [UInt8](UnsafeRawBufferPointer(rebasing: bytes[start..<index]))
+        if stop == UInt8(ascii: "\\") {
+            try escapedTail(into: &utf8)
+        }
+        index += 1  // closing quote
+        guard let string = String(validating: utf8, as: UTF8.self) else { throw failure("invalid UTF-8 in string") }
+        return string
+    }
+
+    mutating func escapedTail(into utf8: inout [UInt8]) throws(JSONSyntaxError) {
+        while let byte = current {
+            switch byte {
+            case UInt8(ascii: "\""):
+                return
+            case UInt8(ascii: "\\"):
+                index += 1
+                guard let escaped = current else { throw failure("unterminated string") }
+                index += 1
+                switch escaped {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): utf8.append(escaped)
+                case UInt8(ascii: "b"): utf8.append(0x08)
+                case UInt8(ascii: "f"): utf8.append(0x0C)
+                case UInt8(ascii: "n"): utf8.append(0x0A)
+                case UInt8(ascii: "r"): utf8.append(0x0D)
+                case UInt8(ascii: "t"): utf8.append(0x09)
+                case UInt8(ascii: "u"): try unicodeEscape(into: &utf8)
+                default: throw failure("invalid escape")
+                }
+            case 0x00..<0x20:
+                throw failure("control character in string")
+            default:
+                utf8.append(byte)
+                index += 1
+            }
+        }
+        throw failure("unterminated string")
+    }
+
+    mutating func hex4() throws(JSONSyntaxError) -> UInt32 {
+        guard index + 4 <= bytes.count else { throw failure("invalid \\u escape") }
+        var value: UInt32 = 0
+        for offset in 0..<4 {
+            let byte = bytes[index + offset]
+            let digit: UInt8
+            switch byte {
+            case 0x30...0x39: digit = byte - 0x30
+            case 0x41...0x46: digit = byte - 0x41 + 10
+            case 0x61...0x66: digit = byte - 0x61 + 10
+            default: throw failure("invalid \\u escape")
+            }
+            value = value << 4 | UInt32(digit)
+        }
+        index += 4
+        return value
+    }
+
+    mutating func unicodeEscape(into utf8: inout [UInt8]) throws(JSONSyntaxError) {
+        var scalar = try hex4()
+        if (0xD800...0xDBFF).contains(scalar) {
+            guard current == UInt8(ascii: "\\"), index + 1 < bytes.count, bytes[index + 1] == UInt8(ascii: "u") else {
+                throw failure("unpaired surrogate")
+            }
+            index += 2
+            let low = try hex4()
+            guard (0xDC00...0xDFFF).contains(low) else { throw failure("unpaired surrogate") }
+            scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+        } else if (0xDC00...0xDFFF).contains(scalar) {
+            throw failure("unpaired surrogate")
+        }
+        guard let unicode = Unicode.Scalar(scalar) else { throw failure("invalid \\u escape") }
+        utf8.append(contentsOf: String(Character(unicode)).utf8)
+    }
+}
