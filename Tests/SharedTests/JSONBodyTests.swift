@@ -83,6 +83,8 @@ struct ProductRulesTests {
     @Test("names are trimmed and must be 1 to 250 characters")
     func names() throws {
         #expect(try ProductRules.validName("  Lamp \n") == "Lamp")
+        #expect(try ProductRules.validName("\u{3000}Two  words\t") == "Two  words")
+        #expect(try ProductRules.validName("Lamp") == "Lamp")
         #expect(throws: APIError.self) { try ProductRules.validName("   ") }
         #expect(throws: APIError.self) { try ProductRules.validName(String(repeating: "x", count: 251)) }
         #expect(try ProductRules.validName(String(repeating: "é", count: 250)).count == 250)

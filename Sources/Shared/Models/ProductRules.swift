@@ -9,7 +9,7 @@ package enum ProductRules {
 
     /// Trims and checks a name; returns the stored form.
     package static func validName(_ raw: String, param: String = "name") throws(APIError) -> String {
-        let name = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+        let name = trimmed(raw)
         guard !name.isEmpty else {
             throw APIError.invalidParameter(param, "Product name must not be empty or blank")
         }
@@ -21,11 +21,18 @@ package enum ProductRules {
 
     /// Trims and checks a product type; returns the stored form.
     package static func validType(_ raw: String, param: String = "type") throws(APIError) -> String {
-        let type = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+        let type = trimmed(raw)
         guard !type.isEmpty, type.count <= maxTypeLength else {
             throw APIError.invalidParameter(param, "Product type must be 1 to \(maxTypeLength) characters")
         }
         return type
+    }
+
+    /// Without leading and trailing white space (Unicode's definition), sparing Foundation's bridging on every write.
+    static func trimmed(_ text: String) -> String {
+        guard let first = text.firstIndex(where: { !$0.isWhitespace }) else { return "" }
+        let last = text.lastIndex(where: { !$0.isWhitespace })!
+        return first == text.startIndex && last == text.index(before: text.endIndex) ? text : String(text[first...last])
     }
 
     /// Checks the size limits of a metadata object.
