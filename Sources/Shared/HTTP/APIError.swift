@@ -57,10 +57,6 @@ package struct APIError: Error, HTTPResponseError, Sendable, Equatable {
         APIError(.badRequest, code: "parameter_invalid", message: message, param: param)
     }
 
-    package static func unknownParameter(_ param: String) -> APIError {
-        APIError(.badRequest, code: "parameter_unknown", message: "Unknown field '\(param)'", param: param)
-    }
-
     package static func notFound(_ message: String, param: String? = nil) -> APIError {
         APIError(.notFound, code: "resource_missing", message: message, param: param)
     }

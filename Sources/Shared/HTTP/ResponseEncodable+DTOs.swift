@@ -3,4 +3,3 @@ import Hummingbird
 extension Product: ResponseEncodable {}
 extension ProductPage: ResponseEncodable {}
 extension WriteBatchResult: ResponseEncodable {}
-extension DatabaseHealth: ResponseEncodable {}
