@@ -58,9 +58,9 @@ struct DurabilityTests {
         }
         var live: [String] = []
         var deleted: Set<String> = []
-        let deadline = ContinuousClock.now + .seconds(3)
         var index = 0
-        while ContinuousClock.now < deadline || !chaosFinished.isSet {
+        // Keep writing until the chaos is over and a fair number of writes were made, however fast the machine.
+        while !chaosFinished.isSet || index < 150 {
             index += 1
             if index % 3 == 0, let victim = live.popLast() {
                 let response = try await HTTP.delete(stack.productsURL + "/products/\(victim)")
@@ -72,7 +72,6 @@ struct DurabilityTests {
             try await Task.sleep(for: .milliseconds(5))
         }
         try await chaos.value
-        #expect(live.count > 50)
         try await expectConverged(stack, to: Set(live), deleted: deleted)
         await stack.stop()
     }

@@ -127,6 +127,37 @@ struct JournalTests {
         #expect(Set(reopened.unconfirmedOperations().map(\.productID)).count == 500)
     }
 
+    @Test("a group being synced still counts as unconfirmed, so a reconciliation cannot drop it")
+    func syncingGroupIsUnconfirmed() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let taken = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        let journal = try Journal(directory: directory, logger: logger) {
+            taken.signal()
+            release.wait()
+        }
+        let operation = upsert("in-flight")
+        let ticket = try journal.append(operation, encoded: operation.json)
+        await Self.wait(for: taken)
+        #expect(journal.unconfirmedOperations().map(\.productID) == ["in-flight"])
+        #expect(journal.backlog.count == 1)
+        release.signal()
+        try await journal.waitUntilDurable(ticket)
+        #expect(journal.unconfirmedOperations().map(\.productID) == ["in-flight"], "durable, not yet confirmed")
+        journal.close()
+    }
+
+    /// Waits on a semaphore off the cooperative pool.
+    static func wait(for semaphore: DispatchSemaphore) async {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                semaphore.wait()
+                continuation.resume()
+            }
+        }
+    }
+
     @Test("memory-only mode keeps pending writes without files")
     func memoryOnly() async throws {
         let journal = try Journal(directory: nil, logger: logger)

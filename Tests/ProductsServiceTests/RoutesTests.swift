@@ -168,7 +168,7 @@ struct RoutesTests {
                     }
                 }
                 group.addTask {
-                    for _ in 0..<30 { _ = try await client.execute(uri: "/cache/sync", method: .post) }
+                    for _ in 0..<100 { _ = try await client.execute(uri: "/cache/sync", method: .post) }
                     return []
                 }
                 return try await group.reduce(into: []) { $0 += $1 }

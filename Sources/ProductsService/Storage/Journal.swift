@@ -34,9 +34,11 @@ final class Journal: @unchecked Sendable {
     private var lastSequence: UInt64
     /// Sequence number of the last record known durable.
     private var durableSequence: UInt64
-    /// Records appended but not yet written and synced.
+    /// Records appended but not yet taken by the flusher.
     private var unsynced: [JournalEntry] = []
     private var unsyncedBytes = ByteBuffer()
+    /// The group the flusher is writing and syncing now: still unconfirmed, though in no other list.
+    private var syncing: [JournalEntry] = []
     /// Durable records not yet confirmed by the Database Service, oldest first.
     private var pending: Deque<JournalEntry> = []
     /// Everything up to here is confirmed by the Database Service.
@@ -51,10 +53,15 @@ final class Journal: @unchecked Sendable {
     let pendingSignals: AsyncStream<Void>
 
     var isDurable: Bool { file != nil }
+    /// Called by the flusher after it takes a group and before it writes it; tests use it to hold a group mid-sync.
+    private let beforeWrite: (@Sendable () -> Void)?
 
     /// Opens the journal in `directory` (nil: memory only) and recovers what was pending.
-    init(directory: String?, segmentSize: Int = 16 * 1024 * 1024, logger: Logger) throws {
+    init(
+        directory: String?, segmentSize: Int = 16 * 1024 * 1024, logger: Logger, beforeWrite: (@Sendable () -> Void)? = nil
+    ) throws {
         self.logger = logger
+        self.beforeWrite = beforeWrite
         (pendingSignals, pendingSignal) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
         guard let directory else {
             file = nil
@@ -131,7 +138,7 @@ final class Journal: @unchecked Sendable {
     func unconfirmedOperations() -> [WriteOperation] {
         condition.lock()
         defer { condition.unlock() }
-        return pending.map(\.operation) + unsynced.map(\.operation)
+        return pending.map(\.operation) + syncing.map(\.operation) + unsynced.map(\.operation)
     }
 
     /// Removes every entry up to `sequence`: the Database Service has them (or they are dead-lettered).
@@ -171,8 +178,8 @@ final class Journal: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         return Backlog(
-            count: pending.count + unsynced.count,
-            oldestRecordedAt: pending.first?.recordedAt ?? unsynced.first?.recordedAt,
+            count: pending.count + syncing.count + unsynced.count,
+            oldestRecordedAt: pending.first?.recordedAt ?? syncing.first?.recordedAt ?? unsynced.first?.recordedAt,
             failure: failure.map { "\($0)" })
     }
 
@@ -197,6 +204,7 @@ final class Journal: @unchecked Sendable {
             while unsynced.isEmpty && acknowledgementToWrite == nil && !stopping { condition.wait() }
             if unsynced.isEmpty && acknowledgementToWrite == nil && stopping { break }
             let entries = unsynced
+            syncing = entries
             var bytes = unsyncedBytes
             unsynced.removeAll(keepingCapacity: true)
             unsyncedBytes = ByteBuffer()
@@ -207,6 +215,7 @@ final class Journal: @unchecked Sendable {
             let acknowledged = acknowledgedSequence
             let lastInGroup = entries.last?.sequence
             condition.unlock()
+            beforeWrite?()
 
             var writeError: (any Error)?
             do {
@@ -216,6 +225,7 @@ final class Journal: @unchecked Sendable {
             }
 
             condition.lock()
+            syncing.removeAll()
             var ready: [CheckedContinuation<Void, any Error>] = []
             var failed: [CheckedContinuation<Void, any Error>] = []
             if let writeError {

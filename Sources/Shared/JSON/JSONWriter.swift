@@ -47,21 +47,24 @@ package enum JSONWriter {
     }
 }
 
+extension ByteBuffer {
+    /// Writes `prefix` (punctuation and a key) and then `value` as a JSON string.
+    fileprivate mutating func writeJSONString(_ value: String, after prefix: StaticString) {
+        writeStaticString(prefix)
+        JSONWriter.writeString(value, into: &self)
+    }
+}
+
 extension Product {
     /// The product's JSON: `id` first, then the other fields, metadata keys sorted.
     package func writeJSON(into buffer: inout ByteBuffer) {
-        buffer.writeStaticString("{\"id\":")
-        JSONWriter.writeString(id, into: &buffer)
-        buffer.writeStaticString(",\"name\":")
-        JSONWriter.writeString(name, into: &buffer)
-        buffer.writeStaticString(",\"type\":")
-        JSONWriter.writeString(type, into: &buffer)
+        buffer.writeJSONString(id, after: "{\"id\":")
+        buffer.writeJSONString(name, after: ",\"name\":")
+        buffer.writeJSONString(type, after: ",\"type\":")
         buffer.writeStaticString(",\"metadata\":")
         JSONWriter.writeObject(metadata, into: &buffer)
-        buffer.writeStaticString(",\"created_at\":")
-        JSONWriter.writeString(createdAt, into: &buffer)
-        buffer.writeStaticString(",\"updated_at\":")
-        JSONWriter.writeString(updatedAt, into: &buffer)
+        buffer.writeJSONString(createdAt, after: ",\"created_at\":")
+        buffer.writeJSONString(updatedAt, after: ",\"updated_at\":")
         buffer.writeStaticString(",\"version\":")
         buffer.writeString(String(version))
         buffer.writeInteger(UInt8(ascii: "}"))
@@ -81,19 +84,15 @@ extension WriteOperation {
     package func writeJSON(into buffer: inout ByteBuffer) {
         switch self {
         case .upsert(let tenant, let product):
-            buffer.writeStaticString("{\"op\":\"upsert\",\"tenant\":")
-            JSONWriter.writeString(tenant, into: &buffer)
+            buffer.writeJSONString(tenant, after: "{\"op\":\"upsert\",\"tenant\":")
             buffer.writeStaticString(",\"product\":")
             product.writeJSON(into: &buffer)
         case .delete(let tenant, let id, let version, let deletedAt):
-            buffer.writeStaticString("{\"op\":\"delete\",\"tenant\":")
-            JSONWriter.writeString(tenant, into: &buffer)
-            buffer.writeStaticString(",\"id\":")
-            JSONWriter.writeString(id, into: &buffer)
+            buffer.writeJSONString(tenant, after: "{\"op\":\"delete\",\"tenant\":")
+            buffer.writeJSONString(id, after: ",\"id\":")
             buffer.writeStaticString(",\"version\":")
             buffer.writeString(String(version))
-            buffer.writeStaticString(",\"deleted_at\":")
-            JSONWriter.writeString(deletedAt, into: &buffer)
+            buffer.writeJSONString(deletedAt, after: ",\"deleted_at\":")
         }
         buffer.writeInteger(UInt8(ascii: "}"))
     }
