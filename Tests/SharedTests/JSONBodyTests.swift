@@ -188,6 +188,9 @@ struct JSONWriterTests {
             .upsert(tenant: "acme", product: samples[1]),
             .delete(tenant: "default", id: "prod_\u{01}", version: 3, deletedAt: "2026-01-07T14:00:00.000Z"),
         ]
+        let page = ProductPage(products: samples, hasMore: true)
+        #expect(try JSONDecoder().decode(ProductPage.self, from: page.json) == page)
+        #expect(try JSONDecoder().decode(ProductPage.self, from: ProductPage(products: [], hasMore: false).json).products.isEmpty)
         let batch = WriteBatch(operations: operations)
         #expect(try JSONDecoder().decode(WriteBatch.self, from: batch.json).operations == operations)
         #expect(String(buffer: samples[1].json).contains(#""metadata":{"a":"1","b":"2","#), "metadata keys sorted")

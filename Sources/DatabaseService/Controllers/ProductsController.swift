@@ -30,12 +30,12 @@ struct ProductsController<Context: RequestContext> {
         let outcome = try await store.apply([.upsert(tenant: tenant, product: product)])[0]
         switch outcome {
         case .inserted:
-            return .json(product, status: .created)
+            return .json(buffer: product.json, status: .created)
         case .updated:
-            return .json(product)
+            return .json(buffer: product.json)
         case .stale(let storedVersion, let deleted):
             if !deleted, storedVersion == product.version, let stored = try await store.product(tenant: tenant, id: product.id) {
-                return .json(stored)
+                return .json(buffer: stored.json)
             }
             throw APIError.versionConflict(
                 "Product \(product.id) is stored at version \(storedVersion)\(deleted ? " (deleted)" : ""); version \(product.version) is not newer")

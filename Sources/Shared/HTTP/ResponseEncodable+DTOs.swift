@@ -1,5 +1,16 @@
 import Hummingbird
 
-extension Product: ResponseEncodable {}
-extension ProductPage: ResponseEncodable {}
+// Products and pages go through `JSONWriter`, so both services write a product the same way (`id` first).
+extension Product: ResponseGenerator {
+    package func response(from request: Request, context: some RequestContext) -> Response {
+        .json(buffer: json)
+    }
+}
+
+extension ProductPage: ResponseGenerator {
+    package func response(from request: Request, context: some RequestContext) -> Response {
+        .json(buffer: json)
+    }
+}
+
 extension WriteBatchResult: ResponseEncodable {}

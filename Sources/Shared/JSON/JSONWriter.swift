@@ -79,6 +79,21 @@ extension Product {
     }
 }
 
+extension ProductPage {
+    /// `{"products":[...],"has_more":bool}`.
+    package var json: ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(products.count * 256 + 32)
+        buffer.writeStaticString("{\"products\":[")
+        for (index, product) in products.enumerated() {
+            if index > 0 { buffer.writeInteger(UInt8(ascii: ",")) }
+            product.writeJSON(into: &buffer)
+        }
+        buffer.writeStaticString(hasMore ? "],\"has_more\":true}" : "],\"has_more\":false}")
+        return buffer
+    }
+}
+
 extension WriteOperation {
     /// The operation's JSON, as the batch endpoint and the journal take it.
     package func writeJSON(into buffer: inout ByteBuffer) {
