@@ -13,10 +13,12 @@ RUN swift package resolve
 COPY Sources ./Sources
 COPY Tests ./Tests
 # The same release build bench/run runs on the development machines.
+# Each executable reads its OpenAPI document from the resource bundle beside it.
 RUN swift build -c release --static-swift-stdlib \
+    && bin="$(swift build -c release --static-swift-stdlib --show-bin-path)" \
     && mkdir /staging \
-    && cp "$(swift build -c release --static-swift-stdlib --show-bin-path)/products-service" \
-          "$(swift build -c release --static-swift-stdlib --show-bin-path)/database-service" /staging/
+    && cp "$bin/products-service" "$bin/database-service" /staging/ \
+    && cp -R "$bin/products-platform_ProductsService.resources" "$bin/products-platform_DatabaseService.resources" /staging/
 
 # ---- run ----
 FROM ubuntu:noble

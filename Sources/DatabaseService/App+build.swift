@@ -1,3 +1,4 @@
+import Foundation
 import Hummingbird
 import Logging
 import NIOCore
@@ -14,10 +15,10 @@ struct DatabaseServiceSettings: Sendable {
 func buildApplication(
     settings: DatabaseServiceSettings, store: any ProductStore,
     onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
-) -> some ApplicationProtocol {
+) throws -> some ApplicationProtocol {
     var logger = Logger(label: "database-service")
     logger.logLevel = settings.logLevel
-    let router = buildRouter(store: store)
+    let router = try buildRouter(store: store).router
     return Application(
         router: router,
         configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "database-service"),
@@ -26,15 +27,19 @@ func buildApplication(
     )
 }
 
-/// The routes and middleware of the Database Service.
-func buildRouter(store: any ProductStore) -> Router<AppRequestContext> {
+/// The routes (recorded, for the OpenAPI check) and middleware of the Database Service.
+func buildRouter(store: any ProductStore) throws -> RouteRecorder<AppRequestContext> {
     let router = Router(context: AppRequestContext.self)
     router.add(middleware: CORSHeadersMiddleware())
     router.add(middleware: LogRequestsMiddleware(.debug))
     router.add(middleware: ErrorMiddleware())
+    router.add(middleware: StorageErrorMiddleware())
     let routes = RouteRecorder(router)
     routes.addRoutes(HealthController(store: store).endpoints)
+    routes.addRoutes(
+        try OpenAPIController(documentAt: Bundle.module.url(forResource: "openapi", withExtension: "json"), title: "Database Service")
+            .endpoints)
     routes.addRoutes(ProductsController(store: store).endpoints, atPath: "/api/products")
     routes.addMethodNotAllowedHandling()
-    return router
+    return routes
 }

@@ -37,7 +37,7 @@ struct Serve: AsyncParsableCommand {
         let store = try openStore()
         let settings = DatabaseServiceSettings(host: host, port: port, logLevel: logLevel)
         let started = StartupFlag()
-        let app = buildApplication(settings: settings, store: store) { channel in
+        let app = try buildApplication(settings: settings, store: store) { channel in
             started.set()
             Logger(label: "database-service").notice(
                 "listening", metadata: ["address": "\(settings.host):\(channel.localAddress?.port ?? settings.port)", "backend": "\(store.backend)"])

@@ -1,3 +1,4 @@
+import Foundation
 import Hummingbird
 import Logging
 import NIOCore
@@ -30,8 +31,11 @@ func buildApplication(
 ) throws -> some ApplicationProtocol {
     var logger = Logger(label: "products-service")
     logger.logLevel = settings.logLevel
+    let idempotency = try IdempotencyStore(directory: settings.journalEnabled ? settings.dataDirectory : nil, logger: logger)
     let journal = try Journal(
-        directory: settings.journalEnabled ? settings.dataDirectory + "/journal" : nil, logger: logger)
+        directory: settings.journalEnabled ? settings.dataDirectory + "/journal" : nil, logger: logger,
+        beforeDropping: { try idempotency.file(through: $0) })
+    idempotency.restore(journal.recoveredIdempotency)
     let deadLetters = try DeadLetterStore(directory: settings.journalEnabled ? settings.dataDirectory : nil)
     let cache = CatalogCache()
     let pending = journal.unconfirmedOperations()
@@ -46,10 +50,10 @@ func buildApplication(
     let worker = PersistenceWorker(
         journal: journal, cache: cache, database: database, deadLetters: deadLetters, gate: gate,
         settings: settings.persistence, logger: logger)
-    let catalog = Catalog(cache: cache, journal: journal, database: database, worker: worker, gate: gate)
+    let catalog = Catalog(cache: cache, journal: journal, database: database, worker: worker, gate: gate, idempotency: idempotency)
     let loader = CatalogLoader(catalog: catalog, retryMaxDelay: settings.persistence.retryMaxDelay, logger: logger)
 
-    let router = buildRouter(catalog: catalog, settings: settings)
+    let router = try buildRouter(catalog: catalog, settings: settings).router
     // Shutdown runs in reverse: the server stops taking requests, the loader stops, the worker flushes,
     // then the journal closes, then whatever `services` holds.
     return Application(
@@ -61,8 +65,8 @@ func buildApplication(
     )
 }
 
-/// The routes and middleware of the Products Service.
-func buildRouter(catalog: Catalog, settings: ProductsServiceSettings) -> Router<AppRequestContext> {
+/// The routes (recorded, for the OpenAPI check) and middleware of the Products Service.
+func buildRouter(catalog: Catalog, settings: ProductsServiceSettings) throws -> RouteRecorder<AppRequestContext> {
     let router = Router(context: AppRequestContext.self)
     router.add(middleware: CORSHeadersMiddleware())
     router.add(middleware: LogRequestsMiddleware(.debug))
@@ -73,6 +77,9 @@ func buildRouter(catalog: Catalog, settings: ProductsServiceSettings) -> Router<
             .endpoints)
     routes.addRoutes(ProductsController(catalog: catalog).endpoints, atPath: "/products")
     routes.addRoutes(CacheController(catalog: catalog, syncFlushTimeout: settings.syncFlushTimeout).endpoints, atPath: "/cache")
+    routes.addRoutes(
+        try OpenAPIController(documentAt: Bundle.module.url(forResource: "openapi", withExtension: "json"), title: "Products Service")
+            .endpoints)
     routes.addMethodNotAllowedHandling()
-    return router
+    return routes
 }

@@ -12,7 +12,7 @@ struct RoutesTests {
     func withApp(_ test: @escaping @Sendable (any TestClientProtocol) async throws -> Void) async throws {
         let (store, directory) = try makeStore()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let app = buildApplication(settings: DatabaseServiceSettings(), store: store)
+        let app = try buildApplication(settings: DatabaseServiceSettings(), store: store)
         try await app.test(.router, test)
     }
 
@@ -91,5 +91,21 @@ struct RoutesTests {
             #expect(health.backend == "sqlite")
             #expect(health.status == "healthy")
         }
+    }
+}
+
+@Suite("OpenAPI document")
+struct OpenAPIDocumentTests {
+    @Test("the repository's document describes exactly the routes the Database Service serves")
+    func specMatchesRoutes() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("spec-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let routes = try buildRouter(store: try SQLiteProductStore(path: directory + "/db.sqlite")).operations
+        let document = try Data(contentsOf: URL(fileURLWithPath: #filePath + "/../../../Sources/DatabaseService/Resources/openapi.json").standardized)
+        let documented = try OpenAPIController<AppRequestContext>.operations(in: document)
+        #expect(routes.subtracting(documented).isEmpty, "served but not documented")
+        #expect(documented.subtracting(routes).isEmpty, "documented but not served")
+        #expect(routes.contains("POST /api/products/batch") && routes.count > 6)
     }
 }

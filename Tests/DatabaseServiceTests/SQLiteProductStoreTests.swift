@@ -57,7 +57,7 @@ struct SQLiteProductStoreTests {
         #expect(try await store.delete(tenant: "t", id: "p", version: nil, deletedAt: now) == .notFound)
         _ = try await store.apply([.upsert(tenant: "t", product: product("p", version: 1))])
         #expect(try await store.product(tenant: "t", id: "p") == nil, "a replayed create does not bring it back")
-        #expect(try await store.list(tenant: "t", limit: 10, startingAfter: nil, type: nil).products.isEmpty)
+        #expect(try await store.list(tenant: "t", query: ProductQuery(limit: 10)).products.isEmpty)
     }
 
     @Test("conditional delete refuses a version that is not newer")
@@ -80,16 +80,16 @@ struct SQLiteProductStoreTests {
         var cursor: String?
         var pages = 0
         repeat {
-            let page = try await store.list(tenant: "a", limit: 10, startingAfter: cursor, type: nil)
+            let page = try await store.list(tenant: "a", query: ProductQuery(limit: 10, cursor: cursor.map(ProductQuery.Cursor.startingAfter)))
             seen += page.products.map(\.id)
             cursor = page.hasMore ? page.products.last?.id : nil
             pages += 1
         } while cursor != nil
         #expect(seen == ids)
         #expect(pages == 3)
-        #expect(try await store.list(tenant: "a", limit: 10, startingAfter: nil, type: "ten").products.map(\.id)
+        #expect(try await store.list(tenant: "a", query: { var query = ProductQuery(limit: 10); query.type = "ten"; return query }()).products.map(\.id)
             == ["prod_000", "prod_010", "prod_020"])
-        #expect(try await store.list(tenant: "b", limit: 10, startingAfter: nil, type: nil).products.map(\.id) == ["prod_b"])
+        #expect(try await store.list(tenant: "b", query: ProductQuery(limit: 10)).products.map(\.id) == ["prod_b"])
         #expect(try await store.product(tenant: "b", id: "prod_000") == nil)
     }
 

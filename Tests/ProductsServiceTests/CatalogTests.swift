@@ -32,10 +32,10 @@ struct CatalogCacheTests {
     func order() {
         let cache = CatalogCache()
         for id in ["c", "a", "d", "b"] { cache.put(tenant: "t", CachedProduct(product(id))) {} }
-        let listed = cache.list(tenant: "t", type: nil, limit: 10).map { String(buffer: $0) }
-        #expect(listed.map { $0.contains(#""id":"a""#) } == [true, false, false, false])
-        #expect(cache.list(tenant: "t", type: nil, limit: 2).count == 2)
-        #expect(cache.list(tenant: "other", type: nil, limit: 10).isEmpty)
+        #expect(cache.list(tenant: "t", query: ProductQuery(limit: 10)).products.map(\.product.id) == ["a", "b", "c", "d"])
+        let page = cache.list(tenant: "t", query: ProductQuery(limit: 2))
+        #expect(page.products.map(\.product.id) == ["a", "b"] && page.hasMore)
+        #expect(cache.list(tenant: "other", query: ProductQuery(limit: 10)).products.isEmpty)
     }
 
     @Test("reconcile adds, replaces older versions, drops what the database lost, keeps what is pending")

@@ -133,10 +133,10 @@ struct JournalTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let taken = DispatchSemaphore(value: 0)
         let release = DispatchSemaphore(value: 0)
-        let journal = try Journal(directory: directory, logger: logger) {
+        let journal = try Journal(directory: directory, logger: logger, beforeWrite: {
             taken.signal()
             release.wait()
-        }
+        })
         let operation = upsert("in-flight")
         let ticket = try journal.append(operation, encoded: operation.json)
         await Self.wait(for: taken)

@@ -23,7 +23,7 @@ struct ProductsController<Context: RequestContext> {
 
     /// POST /api/products: stores one product if its version is newer (201 created, 200 updated or unchanged).
     @Sendable func upsert(_ request: Request, context: Context) async throws -> Response {
-        let input = try await request.decodeJSON(as: StoredProductInput.self)
+        let input = try await request.decodeJSON(as: StoredProductInput.self, allowedFields: StoredProductInput.fields)
         let product = try input.product()
         try ProductRules.validate(product)
         let tenant = try request.tenant()
@@ -68,13 +68,9 @@ struct ProductsController<Context: RequestContext> {
         return WriteBatchResult(results: results.map { $0! })
     }
 
-    /// GET /api/products: live products in id order, paged with `starting_after`.
+    /// GET /api/products: live products in id order, filtered, paged with `starting_after` or `ending_before`.
     @Sendable func list(_ request: Request, context: Context) async throws -> ProductPage {
-        let query = request.uri.queryParameters
-        let limit = try ListLimit.parse(query["limit"].map(String.init))
-        let type = query["type"].map(String.init)
-        let startingAfter = query["starting_after"].map(String.init)
-        return try await store.list(tenant: try request.tenant(), limit: limit, startingAfter: startingAfter, type: type)
+        try await store.list(tenant: try request.tenant(), query: try ProductQuery.parse(query: request.uri.query))
     }
 
     /// GET /api/products/{id}: one live product.
@@ -112,7 +108,9 @@ struct ProductsController<Context: RequestContext> {
         case .upsert(_, let product):
             try ProductRules.validate(product)
         case .delete(_, let id, let version, let deletedAt):
-            guard !id.isEmpty, id.count <= 64 else { throw .invalidParameter("id", "Product id must be 1 to 64 characters") }
+            guard !id.isEmpty, id.count <= ProductRules.maxIDLength else {
+                throw .invalidParameter("id", "Product id must be 1 to \(ProductRules.maxIDLength) characters")
+            }
             guard version >= 1 else { throw .invalidParameter("version", "version must be at least 1") }
             guard Timestamp.isValid(deletedAt) else { throw .invalidParameter("deleted_at", "deleted_at must be an RFC 3339 timestamp") }
         }
@@ -130,11 +128,13 @@ struct StoredProductInput: Decodable {
     var updatedAt: String?
     var version: Int64?
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case id, name, type, metadata, version
         case createdAt = "created_at"
         case updatedAt = "updated_at"
     }
+
+    static let fields = Set(CodingKeys.allCases.map(\.stringValue))
 
     func product() throws(APIError) -> Product {
         let now = Timestamp.now()

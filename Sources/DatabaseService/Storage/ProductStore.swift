@@ -8,8 +8,9 @@ protocol ProductStore: Sendable {
     func delete(tenant: String, id: String, version: Int64?, deletedAt: String) async throws -> DeleteOutcome
     /// The live product, or nil when absent or deleted.
     func product(tenant: String, id: String) async throws -> Product?
-    /// Live products in id order after `startingAfter`, at most `limit` of them, and whether more exist.
-    func list(tenant: String, limit: Int, startingAfter: String?, type: String?) async throws -> ProductPage
+    /// Live products matching the query's filters, at most `limit` of them in id order from its cursor,
+    /// and whether more exist in the direction of paging.
+    func list(tenant: String, query: ProductQuery) async throws -> ProductPage
     /// Checks that the backend answers.
     func ping() async throws
     /// The backend's name, reported by `/health`.

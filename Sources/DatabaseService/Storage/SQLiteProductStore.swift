@@ -15,6 +15,8 @@ final class SQLiteProductStore: ProductStore {
         configuration.prepareDatabase { db in
             // WAL keeps each commit durable with one fsync of the log; NORMAL is the documented safe pairing.
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            db.add(function: Self.epochMilliseconds)
+            db.add(function: Self.fold)
         }
         pool = try DatabasePool(path: path, configuration: configuration)
         try Self.migrator.migrate(pool)
@@ -72,29 +74,65 @@ final class SQLiteProductStore: ProductStore {
         }
     }
 
-    func list(tenant: String, limit: Int, startingAfter: String?, type: String?) async throws -> ProductPage {
+    func list(tenant: String, query: ProductQuery) async throws -> ProductPage {
         try await pool.read { db in
             var sql = "SELECT * FROM products WHERE tenant = ? AND deleted = 0"
             var arguments: StatementArguments = [tenant]
-            if let startingAfter {
+            var descending = false
+            switch query.cursor {
+            case .startingAfter(let id):
                 sql += " AND id > ?"
-                arguments += [startingAfter]
+                arguments += [id]
+            case .endingBefore(let id):
+                sql += " AND id < ?"
+                arguments += [id]
+                descending = true
+            case nil:
+                break
             }
-            if let type {
+            if let type = query.type {
                 sql += " AND type = ?"
                 arguments += [type]
             }
-            sql += " ORDER BY id LIMIT ?"
-            arguments += [limit + 1]
+            if let ids = query.ids {
+                sql += " AND id IN (\(Array(repeating: "?", count: ids.count).joined(separator: ", ")))"
+                arguments += StatementArguments(ids)
+            }
+            for (comparison, bound) in [(">=", query.createdGTE), (">", query.createdGT), ("<=", query.createdLTE), ("<", query.createdLT)] {
+                if let bound {
+                    sql += " AND products_epoch_ms(created_at) \(comparison) ?"
+                    arguments += [bound]
+                }
+            }
+            if let search = query.foldedSearch {
+                sql += " AND instr(products_fold(name), ?) > 0"
+                arguments += [search]
+            }
+            sql += descending ? " ORDER BY id DESC LIMIT ?" : " ORDER BY id LIMIT ?"
+            arguments += [query.limit + 1]
             var products = try GRDB.Row.fetchAll(db, sql: sql, arguments: arguments).map(Self.product(from:))
-            let hasMore = products.count > limit
+            let hasMore = products.count > query.limit
             if hasMore { products.removeLast() }
+            if descending { products.reverse() }
             return ProductPage(products: products, hasMore: hasMore)
         }
     }
 
     func ping() async throws {
         _ = try await pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
+    }
+
+    // MARK: SQL functions
+
+    /// `products_epoch_ms(created_at)`: milliseconds since the epoch, as the `created[...]` filters compare them.
+    private static let epochMilliseconds = DatabaseFunction("products_epoch_ms", argumentCount: 1, pure: true) { values in
+        String.fromDatabaseValue(values[0]).flatMap(Timestamp.epochMilliseconds)
+    }
+
+    /// `products_fold(name)`: the case folding `q` matches under, the same as the Products Service's (SQLite's
+    /// `lower` folds ASCII only).
+    private static let fold = DatabaseFunction("products_fold", argumentCount: 1, pure: true) { values in
+        String.fromDatabaseValue(values[0]).map(ProductQuery.fold)
     }
 
     // MARK: Rows

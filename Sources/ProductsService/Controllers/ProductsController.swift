@@ -1,4 +1,6 @@
+import HTTPTypes
 import Hummingbird
+import NIOCore
 import Shared
 
 /// `/products`: the public catalog API.
@@ -10,35 +12,127 @@ struct ProductsController<Context: RequestContext> {
             .post(use: create)
             .get(use: list)
             .get("{id}", use: show)
+            .put("{id}", use: replace)
+            .patch("{id}", use: update)
             .delete("{id}", use: delete)
     }
 
     /// POST /products: creates a product (201); durable once answered, persisted to the Database Service in the background.
     @Sendable func create(_ request: Request, context: Context) async throws -> Response {
-        let input = try NewProductInput(json: try await request.parseJSON())
-        let created = try await catalog.create(tenant: defaultTenant, input)
-        return .json(buffer: created.json, status: .created)
+        let body = try await request.collectJSONBody()
+        return try await idempotently(request, body: body) { idempotent in
+            let input = try ProductInput(json: try JSONBody.parse(body))
+            let created = try await catalog.create(tenant: defaultTenant, input, idempotent: idempotent)
+            return Self.response(created, status: .created)
+        }
     }
 
-    /// GET /products?type=&limit=: products in creation order, oldest first.
+    /// GET /products: products in creation order, oldest first, filtered and paged; `Link` points to the next page.
     @Sendable func list(_ request: Request, context: Context) async throws -> Response {
-        let query = request.uri.queryParameters
-        let limit = try ListLimit.parse(query["limit"].map(String.init))
-        let type = query["type"].map(String.init)
-        return .json(buffer: catalog.list(tenant: defaultTenant, type: type, limit: limit))
+        let query = try ProductQuery.parse(query: request.uri.query)
+        let page = try await catalog.list(tenant: defaultTenant, query: query)
+        var body = ByteBuffer()
+        body.reserveCapacity(page.products.reduce(2) { $0 + $1.json.readableBytes + 1 })
+        body.writeInteger(UInt8(ascii: "["))
+        for (index, item) in page.products.enumerated() {
+            if index > 0 { body.writeInteger(UInt8(ascii: ",")) }
+            body.writeImmutableBuffer(item.json)
+        }
+        body.writeInteger(UInt8(ascii: "]"))
+        var response = Response.json(buffer: body)
+        if let link = Self.link(for: page, query: query, request: request) { response.headers[.link] = link }
+        return response
     }
 
-    /// GET /products/{id}: from the cache, else read through from the Database Service.
+    /// GET /products/{id}: from the cache, else read through from the Database Service; 304 on a matching `If-None-Match`.
     @Sendable func show(_ request: Request, context: Context) async throws -> Response {
         let id = try context.parameters.require("id")
-        return .json(buffer: try await catalog.product(tenant: defaultTenant, id: id))
+        let condition = try EntityTag.condition(.ifNoneMatch, in: request.headers)
+        let product = try await catalog.product(tenant: defaultTenant, id: id)
+        if let condition, condition.matchesWeakly(product.etag) {
+            return Response(status: .notModified, headers: [.eTag: product.etag])
+        }
+        return Self.response(product)
     }
 
-    /// DELETE /products/{id}: removed from the cache at once, deleted in the Database Service in the background.
+    /// PUT /products/{id}: replaces name, type and metadata (200); honours `If-Match`.
+    @Sendable func replace(_ request: Request, context: Context) async throws -> Response {
+        let id = try context.parameters.require("id")
+        let condition = try EntityTag.condition(.ifMatch, in: request.headers)
+        let input = try ProductInput(json: try await request.parseJSON(), replacing: id)
+        let updated = try await catalog.update(tenant: defaultTenant, id: id, condition: condition) { product in
+            input.applied(to: product)
+        }
+        return Self.response(updated)
+    }
+
+    /// PATCH /products/{id}: changes the fields given, merging metadata (200); honours `If-Match` and `Idempotency-Key`.
+    @Sendable func update(_ request: Request, context: Context) async throws -> Response {
+        let id = try context.parameters.require("id")
+        let condition = try EntityTag.condition(.ifMatch, in: request.headers)
+        let body = try await request.collectJSONBody()
+        return try await idempotently(request, body: body) { idempotent in
+            let patch = try ProductPatch(json: try JSONBody.parse(body), id: id)
+            let updated = try await catalog.update(tenant: defaultTenant, id: id, condition: condition, idempotent: idempotent) {
+                product throws(APIError) in try patch.applied(to: product)
+            }
+            return Self.response(updated)
+        }
+    }
+
+    /// DELETE /products/{id}: removed from the cache at once, deleted in the Database Service in the background; honours `If-Match`.
     @Sendable func delete(_ request: Request, context: Context) async throws -> Response {
         let id = try context.parameters.require("id")
-        let name = try await catalog.delete(tenant: defaultTenant, id: id)
+        let condition = try EntityTag.condition(.ifMatch, in: request.headers)
+        let name = try await catalog.delete(tenant: defaultTenant, id: id, condition: condition)
         return .json(DeleteReceipt(productID: id, name: name, timestamp: Timestamp.now()))
+    }
+
+    // MARK: Helpers
+
+    /// A single product, with its `ETag`.
+    static func response(_ product: CachedProduct, status: HTTPResponse.Status = .ok) -> Response {
+        var response = Response.json(buffer: product.json, status: status)
+        response.headers[.eTag] = product.etag
+        return response
+    }
+
+    /// Runs a write at most once per `Idempotency-Key`: a retry of a completed one gets its answer again.
+    private func idempotently(
+        _ request: Request, body: ByteBuffer, perform: (IdempotentRequest?) async throws -> Response
+    ) async throws -> Response {
+        guard let idempotent = try IdempotentRequest(
+            tenant: defaultTenant, method: request.method.rawValue, path: request.uri.path, headers: request.headers, body: body)
+        else { return try await perform(nil) }
+        if let record = try catalog.idempotency.begin(idempotent) {
+            var response = Response.json(
+                buffer: ByteBuffer(string: record.body), status: HTTPResponse.Status(code: record.status))
+            response.headers[.eTag] = record.etag
+            response.headers[.idempotentReplayed] = "true"
+            return response
+        }
+        do {
+            return try await perform(idempotent)
+        } catch {
+            catalog.idempotency.abandon(idempotent)
+            throw error
+        }
+    }
+
+    /// The RFC 8288 `Link` field of a page: `next` when more follow it; for a page read backwards, `prev`
+    /// when more precede it, and `next` back towards where the reader came from.
+    static func link(for page: (products: [CachedProduct], hasMore: Bool), query: ProductQuery, request: Request) -> String? {
+        guard let first = page.products.first?.product.id, let last = page.products.last?.product.id else { return nil }
+        let scheme = request.headers[.xForwardedProto] ?? "http"
+        let base = "\(scheme)://\(request.head.authority ?? "localhost")\(request.uri.path)?"
+        var links: [String] = []
+        if case .endingBefore = query.cursor {
+            if page.hasMore { links.append("<\(base)\(query.queryString(cursor: .endingBefore(first)))>; rel=\"prev\"") }
+            links.append("<\(base)\(query.queryString(cursor: .startingAfter(last)))>; rel=\"next\"")
+        } else if page.hasMore {
+            links.append("<\(base)\(query.queryString(cursor: .startingAfter(last)))>; rel=\"next\"")
+        }
+        return links.isEmpty ? nil : links.joined(separator: ", ")
     }
 }
 
@@ -53,4 +147,9 @@ struct DeleteReceipt: Encodable {
         case status, name, timestamp
         case productID = "product_id"
     }
+}
+
+extension HTTPField.Name {
+    static let xForwardedProto = Self("X-Forwarded-Proto")!
+    static let link = Self("Link")!
 }

@@ -6,11 +6,16 @@ import Synchronization
 struct CachedProduct: Sendable {
     var product: Product
     var json: ByteBuffer
+    /// `created_at` in milliseconds since the Unix epoch, for the `created[...]` filters.
+    var createdAt: Int64?
 
     init(_ product: Product) {
         self.product = product
         self.json = product.json
+        self.createdAt = Timestamp.epochMilliseconds(product.createdAt)
     }
+
+    var etag: String { EntityTag.product(id: product.id, version: product.version) }
 }
 
 /// The in-memory catalog: every tenant's products by id and in creation (id) order.
@@ -68,19 +73,45 @@ final class CatalogCache: Sendable {
         }
     }
 
-    /// Up to `limit` products in creation order, optionally of one type.
-    func list(tenant: String, type: String?, limit: Int) -> [ByteBuffer] {
+    /// The products matching a query's filters from its cursor on, at most `limit` of them in creation (id) order,
+    /// and whether more match in the direction of paging.
+    func list(tenant: String, query: ProductQuery) -> (products: [CachedProduct], hasMore: Bool) {
+        state.withLock { state in
+            guard let catalog = state.tenants[tenant] else { return ([], false) }
+            var result: [CachedProduct] = []
+            result.reserveCapacity(min(query.limit + 1, catalog.products.count))
+            func visit(_ id: String) -> Bool {
+                if let cached = catalog.products[id], query.matches(cached.product, createdAt: cached.createdAt) {
+                    result.append(cached)
+                }
+                return result.count <= query.limit
+            }
+            // With `ids`, walk those (sorted) instead of the whole catalog.
+            let order = query.ids ?? catalog.order
+            switch query.cursor {
+            case nil:
+                for id in order where !visit(id) { break }
+            case .startingAfter(let cursor):
+                var index = order.insertionIndex(of: cursor)
+                if index < order.count, order[index] == cursor { index += 1 }
+                for id in order[index...] where !visit(id) { break }
+            case .endingBefore(let cursor):
+                for id in order[..<order.insertionIndex(of: cursor)].reversed() where !visit(id) { break }
+                result.reverse()
+            }
+            let hasMore = result.count > query.limit
+            if hasMore {
+                if case .endingBefore = query.cursor { result.removeFirst() } else { result.removeLast() }
+            }
+            return (result, hasMore)
+        }
+    }
+
+    /// Which of these ids the cache decides for: cached, or deleted and not yet confirmed.
+    func decided(tenant: String, ids: some Sequence<String>) -> Set<String> {
         state.withLock { state in
             guard let catalog = state.tenants[tenant] else { return [] }
-            var result: [ByteBuffer] = []
-            result.reserveCapacity(min(limit, catalog.order.count))
-            for id in catalog.order {
-                guard let cached = catalog.products[id] else { continue }
-                if let type, cached.product.type != type { continue }
-                result.append(cached.json)
-                if result.count == limit { break }
-            }
-            return result
+            return Set(ids.filter { catalog.products[$0] != nil || catalog.pendingDeletes[$0] != nil })
         }
     }
 
@@ -103,6 +134,19 @@ final class CatalogCache: Sendable {
             let result = try record()
             state.tenants[tenant, default: TenantCatalog()].put(cached)
             return result
+        }
+    }
+
+    /// Replaces a cached product with what `change` makes of it, in the critical section where `change` also
+    /// journals it. Returns nil (changing nothing) when the product is not cached.
+    func update<Result>(
+        tenant: String, id: String, change: (_ current: CachedProduct) throws -> (CachedProduct, Result)
+    ) rethrows -> (CachedProduct, Result)? {
+        try state.withLock { state in
+            guard let current = state.tenants[tenant]?.products[id] else { return nil }
+            let (updated, result) = try change(current)
+            state.tenants[tenant]?.put(updated)
+            return (updated, result)
         }
     }
 
@@ -242,18 +286,5 @@ final class CatalogCache: Sendable {
     /// Products cached across all tenants.
     var count: Int {
         state.withLock { $0.tenants.values.reduce(0) { $0 + $1.products.count } }
-    }
-}
-
-extension Array where Element == String {
-    /// The index of the first element not less than `value` in this sorted array.
-    func insertionIndex(of value: String) -> Int {
-        var low = 0
-        var high = count
-        while low < high {
-            let mid = (low + high) / 2
-            if self[mid] < value { low = mid + 1 } else { high = mid }
-        }
-        return low
     }
 }

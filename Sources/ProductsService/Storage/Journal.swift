@@ -56,9 +56,16 @@ final class Journal: @unchecked Sendable {
     /// Called by the flusher after it takes a group and before it writes it; tests use it to hold a group mid-sync.
     private let beforeWrite: (@Sendable () -> Void)?
 
+    /// Idempotency records found in the segments at start, confirmed or not.
+    private(set) var recoveredIdempotency: [IdempotencyRecord] = []
+
     /// Opens the journal in `directory` (nil: memory only) and recovers what was pending.
+    ///
+    /// `beforeDropping` is called on the flusher thread with the last sequence number of segments about to be
+    /// deleted; if it throws, they are kept for now.
     init(
-        directory: String?, segmentSize: Int = 16 * 1024 * 1024, logger: Logger, beforeWrite: (@Sendable () -> Void)? = nil
+        directory: String?, segmentSize: Int = 16 * 1024 * 1024, logger: Logger,
+        beforeDropping: (@Sendable (UInt64) throws -> Void)? = nil, beforeWrite: (@Sendable () -> Void)? = nil
     ) throws {
         self.logger = logger
         self.beforeWrite = beforeWrite
@@ -70,8 +77,9 @@ final class Journal: @unchecked Sendable {
             acknowledgedSequence = 0
             return
         }
-        let log = try SegmentedLog(directory: directory, segmentSize: segmentSize)
+        let log = try SegmentedLog(directory: directory, segmentSize: segmentSize, logger: logger, beforeDropping: beforeDropping)
         let recovered = try log.recover()
+        recoveredIdempotency = recovered.idempotency
         file = log
         lastSequence = recovered.lastSequence
         durableSequence = recovered.lastSequence
@@ -278,10 +286,14 @@ final class SegmentedLog: @unchecked Sendable {
     private var currentSize = 0
     /// First sequence number of each segment, oldest first.
     private var segmentBases: [UInt64] = []
+    private let logger: Logger
+    private let beforeDropping: (@Sendable (UInt64) throws -> Void)?
 
-    init(directory: String, segmentSize: Int) throws {
+    init(directory: String, segmentSize: Int, logger: Logger, beforeDropping: (@Sendable (UInt64) throws -> Void)? = nil) throws {
         self.directory = directory
         self.segmentSize = segmentSize
+        self.logger = logger
+        self.beforeDropping = beforeDropping
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     }
 
@@ -289,6 +301,7 @@ final class SegmentedLog: @unchecked Sendable {
         var pending: [(sequence: UInt64, operation: WriteOperation)]
         var lastSequence: UInt64
         var acknowledged: UInt64
+        var idempotency: [IdempotencyRecord]
     }
 
     /// Reads every segment, drops a torn last line (a crash mid-write), and opens the newest for appending.
@@ -301,6 +314,7 @@ final class SegmentedLog: @unchecked Sendable {
         var operations: [(sequence: UInt64, operation: WriteOperation)] = []
         var acknowledged: UInt64 = 0
         var lastSequence: UInt64 = 0
+        var idempotency: [IdempotencyRecord] = []
         for (index, base) in segmentBases.enumerated() {
             let path = segmentPath(base)
             let data = try Data(contentsOf: URL(fileURLWithPath: path))
@@ -329,6 +343,11 @@ final class SegmentedLog: @unchecked Sendable {
                     }
                     sequence += 1
                     operations.append((sequence, operation))
+                    if line.firstRange(of: Data(#""idempotency":"#.utf8)) != nil,
+                       var record = (try? JSONCoding.decoder.decode(IdempotentLine.self, from: line))?.idempotency {
+                        record.sequence = sequence
+                        idempotency.append(record)
+                    }
                 }
                 offset = newline + 1
                 validLength = offset
@@ -343,32 +362,31 @@ final class SegmentedLog: @unchecked Sendable {
         } else {
             try openForAppend(segmentPath(segmentBases.last!))
         }
-        return Recovered(pending: operations.filter { $0.sequence > acknowledged }, lastSequence: lastSequence, acknowledged: acknowledged)
+        return Recovered(
+            pending: operations.filter { $0.sequence > acknowledged }, lastSequence: lastSequence, acknowledged: acknowledged,
+            idempotency: idempotency)
     }
 
     /// Appends bytes and syncs them; rolls to a new segment when the current one is full and drops
     /// segments whose every record is confirmed.
     func append(_ bytes: ByteBuffer, lastSequence: UInt64?, acknowledged: UInt64) throws {
-        try bytes.withUnsafeReadableBytes { buffer in
-            var written = 0
-            while written < buffer.count {
-                let result = write(descriptor, buffer.baseAddress! + written, buffer.count - written)
-                if result < 0 {
-                    if errno == EINTR { continue }
-                    throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
-                }
-                written += result
-            }
-        }
+        try bytes.withUnsafeReadableBytes { try writeFully(descriptor, $0) }
         guard fdatasync(descriptor) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
         currentSize += bytes.readableBytes
         if currentSize >= segmentSize, let lastSequence {
             try openNewSegment(base: lastSequence + 1, acknowledged: acknowledged)
         }
         // A segment can go once the next one starts at or before the first unconfirmed record.
-        while segmentBases.count > 1, segmentBases[1] <= acknowledged + 1 {
-            unlink(segmentPath(segmentBases.removeFirst()))
+        var droppable = 0
+        while droppable + 1 < segmentBases.count, segmentBases[droppable + 1] <= acknowledged + 1 { droppable += 1 }
+        guard droppable > 0 else { return }
+        do {
+            try beforeDropping?(segmentBases[droppable] - 1)
+        } catch {
+            logger.error("cannot file idempotency records; keeping journal segments", metadata: ["error": "\(error)"])
+            return
         }
+        for _ in 0..<droppable { unlink(segmentPath(segmentBases.removeFirst())) }
     }
 
     func close() {
@@ -401,6 +419,24 @@ final class SegmentedLog: @unchecked Sendable {
     }
 }
 
+/// Writes all of `bytes` to a file descriptor, retrying short and interrupted writes.
+func writeFully(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer) throws {
+    var written = 0
+    while written < bytes.count {
+        let result = write(descriptor, bytes.baseAddress! + written, bytes.count - written)
+        if result < 0 {
+            if errno == EINTR { continue }
+            throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
+        }
+        written += result
+    }
+}
+
 private struct AckRecord: Decodable {
     var ack: UInt64
+}
+
+/// The idempotency record a journal line may carry beside its operation.
+private struct IdempotentLine: Decodable {
+    var idempotency: IdempotencyRecord?
 }

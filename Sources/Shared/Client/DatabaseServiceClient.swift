@@ -4,8 +4,8 @@ import Foundation
 package protocol DatabaseServiceClient: Sendable {
     /// The product, or nil when the Database Service has none (or only a tombstone).
     func product(tenant: String, id: String) async throws(DatabaseClientError) -> Product?
-    /// One page of live products in id order.
-    func listProducts(tenant: String, limit: Int, startingAfter: String?) async throws(DatabaseClientError) -> ProductPage
+    /// One page of live products in id order, filtered and paged as the query says.
+    func listProducts(tenant: String, query: ProductQuery) async throws(DatabaseClientError) -> ProductPage
     /// Applies a batch of versioned writes in one transaction.
     func apply(_ batch: WriteBatch) async throws(DatabaseClientError) -> WriteBatchResult
     /// The Database Service's health report.

@@ -26,9 +26,8 @@ package struct HTTPDatabaseServiceClient: DatabaseServiceClient {
         return response.status == 404 ? nil : try decode(Product.self, response.body)
     }
 
-    package func listProducts(tenant: String, limit: Int, startingAfter: String?) async throws(DatabaseClientError) -> ProductPage {
-        var path = "/api/products?limit=\(limit)"
-        if let startingAfter { path += "&starting_after=\(Self.escape(startingAfter))" }
+    package func listProducts(tenant: String, query: ProductQuery) async throws(DatabaseClientError) -> ProductPage {
+        let path = "/api/products?" + query.queryString(cursor: query.cursor)
         let response = try await send(.GET, path, tenant: tenant, timeout: bulkTimeout)
         return try decode(ProductPage.self, response.body)
     }

@@ -8,13 +8,19 @@ package struct APIError: Error, HTTPResponseError, Sendable, Equatable {
     package var code: String
     package var message: String
     package var param: String?
+    /// The product's current version, on `precondition_failed`.
+    package var currentVersion: Int64?
     package var headers: HTTPFields
 
-    package init(_ status: HTTPResponse.Status, code: String, message: String, param: String? = nil, headers: HTTPFields = [:]) {
+    package init(
+        _ status: HTTPResponse.Status, code: String, message: String, param: String? = nil, currentVersion: Int64? = nil,
+        headers: HTTPFields = [:]
+    ) {
         self.status = status
         self.code = code
         self.message = message
         self.param = param
+        self.currentVersion = currentVersion
         self.headers = headers
     }
 
@@ -23,15 +29,22 @@ package struct APIError: Error, HTTPResponseError, Sendable, Equatable {
         package var error: String
         package var code: String
         package var param: String?
+        package var currentVersion: Int64?
 
-        package init(error: String, code: String, param: String? = nil) {
+        package init(error: String, code: String, param: String? = nil, currentVersion: Int64? = nil) {
             self.error = error
             self.code = code
             self.param = param
+            self.currentVersion = currentVersion
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case error, code, param
+            case currentVersion = "current_version"
         }
     }
 
-    package var body: Body { Body(error: message, code: code, param: param) }
+    package var body: Body { Body(error: message, code: code, param: param, currentVersion: currentVersion) }
 
     package func response(from request: Request, context: some RequestContext) throws -> Response {
         var response = Response.json(body, status: status)
@@ -55,6 +68,10 @@ package struct APIError: Error, HTTPResponseError, Sendable, Equatable {
 
     package static func invalidParameter(_ param: String, _ message: String) -> APIError {
         APIError(.badRequest, code: "parameter_invalid", message: message, param: param)
+    }
+
+    package static func unknownParameter(_ param: String, in place: String = "body") -> APIError {
+        APIError(.badRequest, code: "parameter_unknown", message: "Unknown \(place) parameter '\(param)'", param: param)
     }
 
     package static func notFound(_ message: String, param: String? = nil) -> APIError {
@@ -83,6 +100,23 @@ package struct APIError: Error, HTTPResponseError, Sendable, Equatable {
     package static func versionConflict(_ message: String) -> APIError {
         APIError(.conflict, code: "version_conflict", message: message)
     }
+
+    /// An `If-Match` that does not match: the body carries the current version, the headers its `ETag`.
+    package static func preconditionFailed(id: String, currentVersion: Int64) -> APIError {
+        APIError(
+            .preconditionFailed, code: "precondition_failed",
+            message: "If-Match does not match product \(id), now at version \(currentVersion)",
+            param: "If-Match", currentVersion: currentVersion, headers: [.eTag: EntityTag.product(id: id, version: currentVersion)])
+    }
+
+    package static let idempotencyKeyReused = APIError(
+        .unprocessableContent, code: "idempotency_key_reused",
+        message: "This Idempotency-Key was already used with a different request", param: "Idempotency-Key")
+
+    package static let idempotencyKeyInUse = APIError(
+        .conflict, code: "idempotency_key_in_use",
+        message: "A request with this Idempotency-Key is still being processed; retry later", param: "Idempotency-Key",
+        headers: [.retryAfter: "1"])
 
     package static func serviceUnavailable(_ code: String, _ message: String) -> APIError {
         APIError(.serviceUnavailable, code: code, message: message, headers: [.retryAfter: "1"])

@@ -11,8 +11,8 @@ package struct CORSHeadersMiddleware<Context: RequestContext>: RouterMiddleware 
     package init(
         allowOrigin: String = "*",
         allowMethods: [HTTPRequest.Method] = [.get, .post, .put, .patch, .delete, .options],
-        allowHeaders: [String] = ["Content-Type", "Authorization"],
-        exposeHeaders: [String] = ["Link", "ETag", "Retry-After"]
+        allowHeaders: [String] = ["Content-Type", "Authorization", "If-Match", "If-None-Match", "Idempotency-Key"],
+        exposeHeaders: [String] = ["Link", "ETag", "Retry-After", "Idempotent-Replayed"]
     ) {
         self.headers = [
             .accessControlAllowOrigin: allowOrigin,

@@ -22,6 +22,14 @@ package final class RouteRecorder<Context: RequestContext>: RouterMethods {
         return self
     }
 
+    /// Every route as `METHOD /path/{parameter}`, the way an OpenAPI document names its operations.
+    package var operations: Set<String> {
+        Set(routes.map { route in
+            let segments = route.path.split(separator: "/").map { $0.first == ":" ? "{\($0.dropFirst())}" : String($0) }
+            return "\(route.method.rawValue) /" + segments.joined(separator: "/")
+        })
+    }
+
     /// Adds the 405 middleware; call it after every route is registered, so it wraps only the not-found responder.
     package func addMethodNotAllowedHandling() {
         router.add(middleware: MethodNotAllowedMiddleware<Context>(routes: routes))

@@ -21,9 +21,12 @@ extension Request {
     }
 
     /// Decodes a JSON body into `T`, mapping every decoding failure to a 400 that names the fault.
-    package func decodeJSON<T: Decodable>(as type: T.Type, maxSize: Int = AppRequestContext.maxBodySize) async throws -> T {
+    /// With `allowedFields`, the body must be an object with no other fields (else 400 `parameter_unknown`).
+    package func decodeJSON<T: Decodable>(
+        as type: T.Type, maxSize: Int = AppRequestContext.maxBodySize, allowedFields: Set<String>? = nil
+    ) async throws -> T {
         let buffer = try await collectJSONBody(maxSize: maxSize)
-        return try JSONBody.decode(type, from: buffer)
+        return try JSONBody.decode(type, from: buffer, allowedFields: allowedFields)
     }
 
     /// Parses a JSON body (strictly), for inputs built by hand from the parsed value.
@@ -46,9 +49,13 @@ package enum JSONBody {
         }
     }
 
-    package static func decode<T: Decodable>(_ type: T.Type, from buffer: ByteBuffer) throws -> T {
+    package static func decode<T: Decodable>(_ type: T.Type, from buffer: ByteBuffer, allowedFields: Set<String>? = nil) throws -> T {
         // Foundation's decoder is lenient (trailing commas); refuse what is not strict JSON first.
-        _ = try parse(buffer)
+        let value = try parse(buffer)
+        if let allowedFields, case .object(let fields) = value,
+           let unknown = fields.keys.sorted().first(where: { !allowedFields.contains($0) }) {
+            throw APIError.unknownParameter(unknown)
+        }
         do {
             return try JSONCoding.decoder.decode(type, from: buffer)
         } catch let error as APIError {

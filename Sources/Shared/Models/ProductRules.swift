@@ -1,5 +1,6 @@
 /// The validation rules a product must satisfy, enforced by both services.
 package enum ProductRules {
+    package static let maxIDLength = 64
     package static let maxNameLength = 250
     package static let maxTypeLength = 64
     package static let maxMetadataKeys = 50
@@ -40,22 +41,25 @@ package enum ProductRules {
         guard metadata.count <= maxMetadataKeys else {
             throw APIError.invalidParameter(param, "metadata may have at most \(maxMetadataKeys) keys")
         }
-        for (key, value) in metadata {
-            guard !key.isEmpty, key.count <= maxMetadataKeyLength, !key.contains("["), !key.contains("]") else {
-                throw APIError.invalidParameter(
-                    "\(param)[\(key)]", "metadata keys must be 1 to \(maxMetadataKeyLength) characters without [ or ]")
-            }
-            guard value.count <= maxMetadataValueLength else {
-                throw APIError.invalidParameter(
-                    "\(param)[\(key)]", "metadata values must be at most \(maxMetadataValueLength) characters")
-            }
+        for (key, value) in metadata { try validateMetadataEntry(key, value, param: param) }
+    }
+
+    /// Checks one metadata entry: the key 1 to 40 characters without brackets, the value at most 500.
+    package static func validateMetadataEntry(_ key: String, _ value: String?, param: String = "metadata") throws(APIError) {
+        guard !key.isEmpty, key.count <= maxMetadataKeyLength, !key.contains("["), !key.contains("]") else {
+            throw APIError.invalidParameter(
+                "\(param)[\(key)]", "metadata keys must be 1 to \(maxMetadataKeyLength) characters without [ or ]")
+        }
+        guard (value?.count ?? 0) <= maxMetadataValueLength else {
+            throw APIError.invalidParameter(
+                "\(param)[\(key)]", "metadata values must be at most \(maxMetadataValueLength) characters")
         }
     }
 
     /// Checks a whole product as stored, as the Database Service does before applying it.
     package static func validate(_ product: Product) throws(APIError) {
-        guard !product.id.isEmpty, product.id.count <= 64 else {
-            throw APIError.invalidParameter("id", "Product id must be 1 to 64 characters")
+        guard !product.id.isEmpty, product.id.count <= maxIDLength else {
+            throw APIError.invalidParameter("id", "Product id must be 1 to \(maxIDLength) characters")
         }
         guard product.version >= 1 else {
             throw APIError.invalidParameter("version", "version must be at least 1")

@@ -104,3 +104,47 @@ extension Int64 {
         self - floorDivided(by: divisor) * divisor
     }
 }
+
+extension Timestamp {
+    /// Milliseconds since the Unix epoch of an RFC 3339 timestamp (fraction truncated to milliseconds, offset applied);
+    /// computed without Foundation, since the cache keeps one per product.
+    package static func epochMilliseconds(_ string: String) -> Int64? {
+        guard isValid(string) else { return nil }
+        let utf8 = Array(string.utf8)
+        func number(_ offset: Int, _ width: Int) -> Int64 {
+            utf8[offset..<offset + width].reduce(0) { $0 * 10 + Int64($1 - 0x30) }
+        }
+        let days = daysSinceEpoch(year: number(0, 4), month: number(5, 2), day: number(8, 2))
+        var milliseconds = ((days * 24 + number(11, 2)) * 60 + number(14, 2)) * 60_000 + min(number(17, 2), 59) * 1000
+        var index = 19
+        if utf8[index] == UInt8(ascii: ".") {
+            index += 1
+            var scale: Int64 = 100
+            while (0x30...0x39).contains(utf8[index]) {
+                milliseconds += Int64(utf8[index] - 0x30) * scale
+                scale /= 10
+                index += 1
+            }
+        }
+        if utf8[index] != UInt8(ascii: "Z") {
+            let offset = (number(index + 1, 2) * 60 + number(index + 4, 2)) * 60_000
+            milliseconds += utf8[index] == UInt8(ascii: "+") ? -offset : offset
+        }
+        return milliseconds
+    }
+
+    /// Formats milliseconds since the Unix epoch as `2026-01-07T14:00:00.000Z`.
+    package static func format(epochMilliseconds: Int64) -> String {
+        format(Date(timeIntervalSince1970: Double(epochMilliseconds) / 1000))
+    }
+
+    /// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+    private static func daysSinceEpoch(year: Int64, month: Int64, day: Int64) -> Int64 {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yearOfEra = y - era * 400
+        let dayOfYear = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        return era * 146_097 + dayOfEra - 719_468
+    }
+}

@@ -9,8 +9,10 @@ import Shared
 final class FakeDatabaseService: DatabaseServiceClient {
     struct Stored { var product: Product?; var version: Int64 }
 
-    typealias State = (rows: [String: Stored], down: Bool, rejectNames: Set<String>, refuseBatchesWhole: Bool, batches: Int)
-    private let state = Mutex<State>(([:], false, [], false, 0))
+    typealias State = (
+        rows: [String: Stored], down: Bool, rejectNames: Set<String>, refuseBatchesWhole: Bool, batches: Int, listCalls: Int
+    )
+    private let state = Mutex<State>(([:], false, [], false, 0, 0))
 
     var isDown: Bool {
         get { state.withLock { $0.down } }
@@ -24,6 +26,9 @@ final class FakeDatabaseService: DatabaseServiceClient {
     func refuseBatchesWhole() { state.withLock { $0.refuseBatchesWhole = true } }
 
     var batchCount: Int { state.withLock { $0.batches } }
+
+    /// How many pages have been listed.
+    var listCount: Int { state.withLock { $0.listCalls } }
 
     func live(_ id: String) -> Product? { state.withLock { $0.rows["default/" + id]?.product } }
 
@@ -40,12 +45,23 @@ final class FakeDatabaseService: DatabaseServiceClient {
         }
     }
 
-    func listProducts(tenant: String, limit: Int, startingAfter: String?) async throws(DatabaseClientError) -> ProductPage {
+    /// Pages the way the Database Service does: filters, then `limit` from the cursor, oldest first.
+    func listProducts(tenant: String, query: ProductQuery) async throws(DatabaseClientError) -> ProductPage {
         try state.withLock { (state: inout State) throws(DatabaseClientError) in
             guard !state.down else { throw .unreachable("connection refused") }
+            state.listCalls += 1
             let all = state.rows.filter { $0.key.hasPrefix(tenant + "/") }.compactMap(\.value.product)
-                .filter { startingAfter == nil || $0.id > startingAfter! }.sorted { $0.id < $1.id }
-            return ProductPage(products: Array(all.prefix(limit)), hasMore: all.count > limit)
+                .filter { query.matches($0, createdAt: Timestamp.epochMilliseconds($0.createdAt)) }.sorted { $0.id < $1.id }
+            switch query.cursor {
+            case nil:
+                return ProductPage(products: Array(all.prefix(query.limit)), hasMore: all.count > query.limit)
+            case .startingAfter(let id):
+                let after = all.filter { $0.id > id }
+                return ProductPage(products: Array(after.prefix(query.limit)), hasMore: after.count > query.limit)
+            case .endingBefore(let id):
+                let before = all.filter { $0.id < id }
+                return ProductPage(products: Array(before.suffix(query.limit)), hasMore: before.count > query.limit)
+            }
         }
     }
 

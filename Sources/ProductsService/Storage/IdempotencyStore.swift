@@ -1,0 +1,256 @@
+import DequeModule
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import Shared
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A completed idempotent request: what a retry with the same key and the same request gets back.
+struct IdempotencyRecord: Codable, Sendable, Equatable {
+    var tenant: String
+    var key: String
+    /// Identifies the request (method, path and body), so a key reused for another request is refused.
+    var fingerprint: String
+    var status: Int
+    /// The response body: the product as it was written.
+    var body: String
+    var etag: String
+    /// When the request was answered, in milliseconds since the Unix epoch.
+    var createdAt: Int64
+    /// The journal record that carries it (0 without a journal).
+    var sequence: UInt64
+
+    enum CodingKeys: String, CodingKey {
+        case tenant, key, fingerprint, status, body, etag, sequence
+        case createdAt = "created_at"
+    }
+}
+
+/// An `Idempotency-Key` request as it arrives: the key and the fingerprint of what it asks.
+struct IdempotentRequest: Sendable {
+    var tenant: String
+    var key: String
+    var fingerprint: String
+
+    static let maxKeyLength = 255
+
+    /// Reads the header; nil when absent, a 400 when empty or too long.
+    init?(tenant: String, method: String, path: String, headers: HTTPFields, body: ByteBuffer) throws(APIError) {
+        guard let key = headers[.idempotencyKey] else { return nil }
+        guard !key.isEmpty, key.count <= Self.maxKeyLength else {
+            throw APIError.invalidParameter("Idempotency-Key", "Idempotency-Key must be 1 to \(Self.maxKeyLength) characters")
+        }
+        self.tenant = tenant
+        self.key = key
+        fingerprint = Self.fingerprint(method: method, path: path, body: body)
+    }
+
+    /// FNV-1a (64-bit) of the method, path and body bytes, in hex.
+    static func fingerprint(method: String, path: String, body: ByteBuffer) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        func mix(_ byte: UInt8) {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01b3
+        }
+        for byte in method.utf8 { mix(byte) }
+        mix(0x20)
+        for byte in path.utf8 { mix(byte) }
+        mix(0x0A)
+        body.withUnsafeReadableBytes { for byte in $0 { mix(byte) } }
+        return String(hash, radix: 16)
+    }
+}
+
+/// Idempotency keys for 24 hours, following the IETF httpapi `Idempotency-Key` draft.
+///
+/// A record is written in the same journal line as the write it answers, so the two are durable together.
+/// Before the journal drops a segment, the records in it are copied to `idempotency.jsonl`, which is compacted
+/// at start. With the journal off, keys live in memory only.
+final class IdempotencyStore: Sendable {
+    static let retention: Duration = .seconds(24 * 60 * 60)
+
+    private struct Key: Hashable {
+        var tenant: String
+        var key: String
+    }
+
+    private enum Entry {
+        case inFlight(fingerprint: String)
+        case done(IdempotencyRecord)
+    }
+
+    private struct State {
+        var entries: [Key: Entry] = [:]
+        /// Completed keys by age, for expiry.
+        var byAge: Deque<(key: Key, createdAt: Int64)> = []
+        /// Records written to the journal but not yet to the file, in journal order.
+        var unfiled: Deque<IdempotencyRecord> = []
+    }
+
+    private let state = Mutex(State())
+    private let path: String?
+    private let logger: Logger
+
+    /// Loads the unexpired records of `directory/idempotency.jsonl` (nil: memory only).
+    init(directory: String?, logger: Logger) throws {
+        self.logger = logger
+        path = directory.map { $0 + "/idempotency.jsonl" }
+        guard let path, let data = FileManager.default.contents(atPath: path) else { return }
+        let cutoff = Self.now() - Self.retentionMilliseconds
+        var kept: [IdempotencyRecord] = []
+        var total = 0
+        for line in data.split(separator: UInt8(ascii: "\n")) {
+            total += 1
+            // A torn last line (a crash while copying) is dropped: its journal segment was not deleted.
+            guard let record = try? JSONCoding.decoder.decode(IdempotencyRecord.self, from: Data(line)) else { continue }
+            if record.createdAt >= cutoff { kept.append(record) }
+        }
+        state.withLock { state in
+            for record in kept { Self.complete(record, in: &state) }
+        }
+        if kept.count < total { try Self.rewrite(path, with: kept) }
+    }
+
+    /// Adds the records recovered from the journal's segments at start.
+    func restore(_ records: [IdempotencyRecord]) {
+        let cutoff = Self.now() - Self.retentionMilliseconds
+        state.withLock { state in
+            for record in records where record.createdAt >= cutoff {
+                Self.complete(record, in: &state)
+                state.unfiled.append(record)
+            }
+        }
+    }
+
+    /// What to do with an idempotent request: nil to perform it (its key is now in flight), or the record to replay.
+    /// A key in flight is a 409; a key used for another request is a 422.
+    func begin(_ request: IdempotentRequest) throws(APIError) -> IdempotencyRecord? {
+        let key = Key(tenant: request.tenant, key: request.key)
+        let now = Self.now()
+        return try state.withLock { state throws(APIError) in
+            Self.expire(before: now - Self.retentionMilliseconds, in: &state)
+            switch state.entries[key] {
+            case nil:
+                state.entries[key] = .inFlight(fingerprint: request.fingerprint)
+                return nil
+            case .inFlight:
+                throw APIError.idempotencyKeyInUse
+            case .done(let record):
+                guard record.fingerprint == request.fingerprint else { throw APIError.idempotencyKeyReused }
+                return record
+            }
+        }
+    }
+
+    /// The record of a write about to be journaled (its key stays in flight until `finish`).
+    func record(for request: IdempotentRequest, status: Int, product: CachedProduct) -> IdempotencyRecord {
+        IdempotencyRecord(
+            tenant: request.tenant, key: request.key, fingerprint: request.fingerprint, status: status,
+            body: String(buffer: product.json), etag: product.etag, createdAt: Self.now(), sequence: 0)
+    }
+
+    /// Notes a record just journaled with `sequence`; call it in the journal's critical section, so records
+    /// reach the file in journal order.
+    func journaled(_ record: IdempotencyRecord, sequence: UInt64) {
+        var record = record
+        record.sequence = sequence
+        state.withLock { $0.unfiled.append(record) }
+    }
+
+    /// The write is durable: retries now replay it.
+    func finish(_ record: IdempotencyRecord) {
+        state.withLock { state in Self.complete(record, in: &state) }
+    }
+
+    /// The request failed before anything was written: its key may be used again.
+    func abandon(_ request: IdempotentRequest) {
+        state.withLock { state in
+            if case .inFlight = state.entries[Key(tenant: request.tenant, key: request.key)] {
+                state.entries[Key(tenant: request.tenant, key: request.key)] = nil
+            }
+        }
+    }
+
+    /// Copies the records of journal lines up to `sequence` to the file and syncs it; the journal calls this
+    /// before deleting segments that hold them.
+    func file(through sequence: UInt64) throws {
+        let records = state.withLock { state in
+            var records: [IdempotencyRecord] = []
+            while let first = state.unfiled.first, first.sequence <= sequence { records.append(state.unfiled.removeFirst()) }
+            return records
+        }
+        guard let path, !records.isEmpty else { return }
+        do {
+            var bytes = Data()
+            for record in records {
+                bytes.append(try JSONCoding.encoder.encode(record))
+                bytes.append(UInt8(ascii: "\n"))
+            }
+            try Self.append(bytes, to: path)
+        } catch {
+            state.withLock { state in
+                for record in records.reversed() { state.unfiled.prepend(record) }
+            }
+            throw error
+        }
+    }
+
+    /// How many completed keys are held.
+    var count: Int {
+        state.withLock { state in state.byAge.count }
+    }
+
+    // MARK: Helpers
+
+    private static let retentionMilliseconds = Int64(retention.components.seconds) * 1000
+
+    private static func now() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)) }
+
+    private static func complete(_ record: IdempotencyRecord, in state: inout State) {
+        let key = Key(tenant: record.tenant, key: record.key)
+        if case .done = state.entries[key] { return }
+        state.entries[key] = .done(record)
+        state.byAge.append((key, record.createdAt))
+    }
+
+    private static func expire(before cutoff: Int64, in state: inout State) {
+        while let oldest = state.byAge.first, oldest.createdAt < cutoff {
+            state.byAge.removeFirst()
+            if case .done(let record) = state.entries[oldest.key], record.createdAt < cutoff {
+                state.entries[oldest.key] = nil
+            }
+        }
+    }
+
+    private static func append(_ bytes: Data, to path: String) throws {
+        let descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        defer { close(descriptor) }
+        try bytes.withUnsafeBytes { try writeFully(descriptor, $0) }
+        guard fsync(descriptor) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+    }
+
+    /// Replaces the file with `records`, atomically.
+    private static func rewrite(_ path: String, with records: [IdempotencyRecord]) throws {
+        var bytes = Data()
+        for record in records {
+            bytes.append(try JSONCoding.encoder.encode(record))
+            bytes.append(UInt8(ascii: "\n"))
+        }
+        let temporary = path + ".tmp"
+        unlink(temporary)
+        try append(bytes, to: temporary)
+        guard rename(temporary, path) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+    }
+}
+
+extension HTTPField.Name {
+    static let idempotencyKey = Self("Idempotency-Key")!
+    static let idempotentReplayed = Self("Idempotent-Replayed")!
+}

@@ -1,0 +1,157 @@
+/// A product listing's cursor, filters and limit, as both services accept them in the query string.
+package struct ProductQuery: Sendable, Equatable {
+    /// Where a page starts: after a product (forwards) or before one (backwards); both page in id order.
+    package enum Cursor: Sendable, Equatable {
+        case startingAfter(String)
+        case endingBefore(String)
+    }
+
+    package var limit = ListLimit.default
+    package var cursor: Cursor?
+    package var type: String?
+    /// Only these ids (at most `maxIDs`), sorted and without duplicates.
+    package var ids: [String]?
+    /// Bounds on `created_at`, in milliseconds since the Unix epoch.
+    package var createdGTE: Int64?
+    package var createdGT: Int64?
+    package var createdLTE: Int64?
+    package var createdLT: Int64?
+    /// A case-insensitive substring of the name, as given.
+    package var search: String? {
+        didSet { foldedSearch = search.map(Self.fold) }
+    }
+    package private(set) var foldedSearch: String?
+
+    package static let maxIDs = 100
+    package static let maxSearchLength = 250
+    package static let parameterNames: Set<String> = [
+        "limit", "starting_after", "ending_before", "type", "ids", "created[gte]", "created[gt]", "created[lte]", "created[lt]", "q",
+    ]
+
+    package init(limit: Int = ListLimit.default, cursor: Cursor? = nil) {
+        self.limit = limit
+        self.cursor = cursor
+    }
+
+    /// The case folding `q` and names are compared under.
+    package static func fold(_ text: String) -> String { text.lowercased() }
+
+    /// Whether any filter (anything but the cursor and limit) is set.
+    package var isFiltered: Bool {
+        type != nil || ids != nil || createdGTE != nil || createdGT != nil || createdLTE != nil || createdLT != nil || search != nil
+    }
+
+    /// Whether a product passes the filters; `createdAt` is its `created_at` in epoch milliseconds.
+    package func matches(_ product: Product, createdAt: Int64?) -> Bool {
+        if let type, product.type != type { return false }
+        if let ids, ids.binarySearch(product.id) == nil { return false }
+        if createdGTE != nil || createdGT != nil || createdLTE != nil || createdLT != nil {
+            guard let createdAt else { return false }
+            if let createdGTE, createdAt < createdGTE { return false }
+            if let createdGT, createdAt <= createdGT { return false }
+            if let createdLTE, createdAt > createdLTE { return false }
+            if let createdLT, createdAt >= createdLT { return false }
+        }
+        if let foldedSearch, !Self.fold(product.name).contains(foldedSearch) { return false }
+        return true
+    }
+
+    // MARK: Query strings
+
+    /// Parses a raw query string; unknown, repeated or invalid parameters are 400s naming the parameter.
+    package static func parse(query: String?) throws(APIError) -> ProductQuery {
+        var result = ProductQuery()
+        var seen = Set<String>()
+        for (name, value) in try QueryString.parse(query) {
+            guard parameterNames.contains(name) else { throw APIError.unknownParameter(name, in: "query") }
+            guard seen.insert(name).inserted else { throw APIError.invalidParameter(name, "'\(name)' may be given only once") }
+            switch name {
+            case "limit":
+                result.limit = try ListLimit.parse(value)
+            case "starting_after", "ending_before":
+                let id = try productID(value, name)
+                guard result.cursor == nil else {
+                    throw APIError.invalidParameter(name, "starting_after and ending_before cannot be used together")
+                }
+                result.cursor = name == "starting_after" ? .startingAfter(id) : .endingBefore(id)
+            case "type":
+                guard !value.isEmpty, value.count <= ProductRules.maxTypeLength else {
+                    throw APIError.invalidParameter(name, "type must be 1 to \(ProductRules.maxTypeLength) characters")
+                }
+                result.type = value
+            case "ids":
+                let ids = try value.split(separator: ",", omittingEmptySubsequences: false).map { id throws(APIError) in
+                    try productID(String(id), name)
+                }
+                guard ids.count <= maxIDs else { throw APIError.invalidParameter(name, "ids may list at most \(maxIDs) ids") }
+                result.ids = Array(Set(ids)).sorted()
+            case "q":
+                guard !value.isEmpty, value.count <= maxSearchLength else {
+                    throw APIError.invalidParameter(name, "q must be 1 to \(maxSearchLength) characters")
+                }
+                result.search = value
+            default:  // created[...]
+                let milliseconds = try time(value, name)
+                switch name {
+                case "created[gte]": result.createdGTE = milliseconds
+                case "created[gt]": result.createdGT = milliseconds
+                case "created[lte]": result.createdLTE = milliseconds
+                default: result.createdLT = milliseconds
+                }
+            }
+        }
+        return result
+    }
+
+    /// The query string for this listing (filters and limit), with `cursor` in place of this one's.
+    package func queryString(cursor: Cursor?) -> String {
+        var pairs: [(name: String, value: String)] = [("limit", String(limit))]
+        if let type { pairs.append(("type", type)) }
+        if let ids { pairs.append(("ids", ids.joined(separator: ","))) }
+        for (name, bound) in [("created[gte]", createdGTE), ("created[gt]", createdGT), ("created[lte]", createdLTE), ("created[lt]", createdLT)] {
+            if let bound { pairs.append((name, Timestamp.format(epochMilliseconds: bound))) }
+        }
+        if let search { pairs.append(("q", search)) }
+        switch cursor {
+        case .startingAfter(let id): pairs.append(("starting_after", id))
+        case .endingBefore(let id): pairs.append(("ending_before", id))
+        case nil: break
+        }
+        return QueryString.encode(pairs)
+    }
+
+    private static func productID(_ value: String, _ name: String) throws(APIError) -> String {
+        guard !value.isEmpty, value.count <= ProductRules.maxIDLength else {
+            throw APIError.invalidParameter(name, "'\(name)' must hold product ids of 1 to \(ProductRules.maxIDLength) characters")
+        }
+        return value
+    }
+
+    /// An RFC 3339 timestamp or whole Unix seconds, as epoch milliseconds.
+    private static func time(_ value: String, _ name: String) throws(APIError) -> Int64 {
+        if let milliseconds = Timestamp.epochMilliseconds(value) { return milliseconds }
+        if !value.isEmpty, value.count <= 12, value.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let seconds = Int64(value) {
+            return seconds * 1000
+        }
+        throw APIError.invalidParameter(name, "'\(name)' must be an RFC 3339 timestamp or Unix seconds")
+    }
+}
+
+extension Array where Element == String {
+    /// The index of the first element not less than `value` in this sorted array.
+    package func insertionIndex(of value: String) -> Int {
+        var low = 0
+        var high = count
+        while low < high {
+            let mid = (low + high) / 2
+            if self[mid] < value { low = mid + 1 } else { high = mid }
+        }
+        return low
+    }
+
+    /// The index of `value` in this sorted array, if present.
+    package func binarySearch(_ value: String) -> Int? {
+        let index = insertionIndex(of: value)
+        return index < count && self[index] == value ? index : nil
+    }
+}

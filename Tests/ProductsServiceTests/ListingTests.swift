@@ -1,0 +1,140 @@
+import Foundation
+import Testing
+
+@testable import ProductsService
+import Shared
+
+@Suite("Listing: filters and cursors over the cache and the Database Service")
+struct ListingTests {
+    static func product(_ index: Int, type: String? = nil, name: String? = nil, version: Int64 = 1) -> Product {
+        let created = Timestamp.format(epochMilliseconds: 1_700_000_000_000 + Int64(index) * 1000)
+        return Product(
+            id: String(format: "prod_%05d", index), name: name ?? "Item \(index)", type: type ?? (index % 3 == 0 ? "digital" : "physical"),
+            metadata: [:], createdAt: created, updatedAt: created, version: version)
+    }
+
+    /// Every page of a listing, following the cursor the way a client follows `Link`, forwards or backwards.
+    static func walk(
+        _ query: ProductQuery, backwards: Bool = false, page: (ProductQuery) async throws -> (products: [CachedProduct], hasMore: Bool)
+    ) async throws -> [String] {
+        var query = query
+        var pages: [[String]] = []
+        while true {
+            let result = try await page(query)
+            let ids = result.products.map(\.product.id)
+            pages.append(ids)
+            guard result.hasMore, let first = ids.first, let last = ids.last else { break }
+            query.cursor = backwards ? .endingBefore(first) : .startingAfter(last)
+            if pages.count > 10_000 { Issue.record("paging does not end"); break }
+        }
+        return backwards ? pages.reversed().flatMap { $0 } : pages.flatMap { $0 }
+    }
+
+    @Test("the cache pages forwards and backwards with every filter, visiting each match once")
+    func cachePaging() async throws {
+        let cache = CatalogCache()
+        let products = (0..<250).map { Self.product($0, name: $0 % 5 == 0 ? "Red SHIRT \($0)" : nil) }
+        for product in products.shuffled() { cache.put(tenant: "t", CachedProduct(product)) {} }
+        var queries: [ProductQuery] = []
+        for limit in [1, 7, 100, 1000] {
+            var query = ProductQuery(limit: limit)
+            queries.append(query)
+            query.type = "digital"
+            queries.append(query)
+            query.search = "red shirt"
+            query.createdGTE = 1_700_000_010_000
+            query.createdLT = 1_700_000_200_000
+            queries.append(query)
+            var byIDs = ProductQuery(limit: limit)
+            byIDs.ids = ["prod_00003", "prod_00010", "prod_00200", "prod_99999"]
+            byIDs.createdGT = 1_700_000_003_000
+            queries.append(byIDs)
+        }
+        for query in queries {
+            let expected = products.filter { query.matches($0, createdAt: Timestamp.epochMilliseconds($0.createdAt)) }.map(\.id)
+            let forwards = try await Self.walk(query) { cache.list(tenant: "t", query: $0) }
+            #expect(forwards == expected, "forwards, limit \(query.limit)")
+            var fromEnd = query
+            fromEnd.cursor = .endingBefore("prod_99999")
+            let backwards = try await Self.walk(fromEnd, backwards: true) { cache.list(tenant: "t", query: $0) }
+            #expect(backwards == expected, "backwards, limit \(query.limit)")
+        }
+    }
+
+    @Test("before the catalog is loaded, pages merge the Database Service with the cache's pending writes and deletes")
+    func mergedPaging() async throws {
+        let database = FakeDatabaseService()
+        let fixture = try CatalogFixture(database: database)
+        defer { fixture.close(); fixture.remove() }
+        var expected: [String: Product] = [:]
+        for index in 0..<300 {
+            let product = Self.product(index)
+            database.seed(product)
+            expected[product.id] = product
+        }
+        // Changes the Database Service has not seen yet, as replayed from the journal at start.
+        for index in stride(from: 0, to: 300, by: 7) {
+            fixture.catalog.cache.replay(.delete(tenant: defaultTenant, id: Self.product(index).id, version: 2, deletedAt: Timestamp.now()))
+            expected[Self.product(index).id] = nil
+        }
+        for index in stride(from: 1, to: 300, by: 11) where index % 7 != 0 {
+            let changed = Self.product(index, type: "digital", name: "Changed \(index)", version: 2)
+            fixture.catalog.cache.replay(.upsert(tenant: defaultTenant, product: changed))
+            expected[changed.id] = changed
+        }
+        for index in 300..<320 {
+            let created = Self.product(index)
+            fixture.catalog.cache.replay(.upsert(tenant: defaultTenant, product: created))
+            expected[created.id] = created
+        }
+        #expect(!fixture.catalog.isLoaded)
+        let all = expected.values.sorted { $0.id < $1.id }
+        for limit in [1, 9, 100] {
+            var queries = [ProductQuery(limit: limit)]
+            var digital = ProductQuery(limit: limit)
+            digital.type = "digital"
+            queries.append(digital)
+            var search = ProductQuery(limit: limit)
+            search.search = "CHANGED"
+            queries.append(search)
+            for query in queries {
+                let matching = all.filter { query.matches($0, createdAt: Timestamp.epochMilliseconds($0.createdAt)) }.map(\.id)
+                let forwards = try await Self.walk(query) { try await fixture.catalog.list(tenant: defaultTenant, query: $0) }
+                #expect(forwards == matching, "forwards, limit \(limit)")
+                var fromEnd = query
+                fromEnd.cursor = .endingBefore("prod_99999")
+                let backwards = try await Self.walk(fromEnd, backwards: true) {
+                    try await fixture.catalog.list(tenant: defaultTenant, query: $0)
+                }
+                #expect(backwards == matching, "backwards, limit \(limit)")
+            }
+        }
+        #expect(database.listCount > 0, "the Database Service was asked")
+        let page = try await fixture.catalog.list(tenant: defaultTenant, query: ProductQuery(limit: 1000))
+        #expect(page.products.first { $0.product.id == Self.product(1).id }?.product.name == "Changed 1", "the cache's newer version wins")
+    }
+
+    @Test("before the catalog is loaded and with the Database Service down, a listing is a 503")
+    func unavailable() async throws {
+        let database = FakeDatabaseService()
+        database.isDown = true
+        let fixture = try CatalogFixture(database: database)
+        defer { fixture.close(); fixture.remove() }
+        await #expect(throws: APIError.self) { try await fixture.catalog.list(tenant: defaultTenant, query: ProductQuery()) }
+    }
+}
+
+@Suite("OpenAPI document")
+struct OpenAPIDocumentTests {
+    @Test("the repository's document describes exactly the routes the Products Service serves")
+    func specMatchesRoutes() throws {
+        let fixture = try CatalogFixture()
+        defer { fixture.close(); fixture.remove() }
+        let routes = try buildRouter(catalog: fixture.catalog, settings: ProductsServiceSettings()).operations
+        let document = try Data(contentsOf: URL(fileURLWithPath: #filePath + "/../../../Sources/ProductsService/Resources/openapi.json").standardized)
+        let documented = try OpenAPIController<AppRequestContext>.operations(in: document)
+        #expect(routes.subtracting(documented).isEmpty, "served but not documented")
+        #expect(documented.subtracting(routes).isEmpty, "documented but not served")
+        #expect(routes.contains("PATCH /products/{id}") && routes.count > 10)
+    }
+}
