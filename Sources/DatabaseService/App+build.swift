@@ -9,16 +9,18 @@ struct DatabaseServiceSettings: Sendable {
     var host = "127.0.0.1"
     var port = 8081
     var logLevel: Logger.Level = .info
+    /// The secret every `/api` call must carry; nil: open (development only).
+    var serviceToken: String?
 }
 
 /// Builds the Database Service on a given store; `main` and the tests both call it.
 func buildApplication(
-    settings: DatabaseServiceSettings, store: any ProductStore,
+    settings: DatabaseServiceSettings, store: any ProductStore & APIKeyStore,
     onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
 ) throws -> some ApplicationProtocol {
     var logger = Logger(label: "database-service")
     logger.logLevel = settings.logLevel
-    let router = try buildRouter(store: store).router
+    let router = try buildRouter(store: store, serviceToken: settings.serviceToken).router
     return Application(
         router: router,
         configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "database-service"),
@@ -28,7 +30,7 @@ func buildApplication(
 }
 
 /// The routes (recorded, for the OpenAPI check) and middleware of the Database Service.
-func buildRouter(store: any ProductStore) throws -> RouteRecorder<AppRequestContext> {
+func buildRouter(store: any ProductStore & APIKeyStore, serviceToken: String? = nil) throws -> RouteRecorder<AppRequestContext> {
     let router = Router(context: AppRequestContext.self)
     router.add(middleware: CORSHeadersMiddleware())
     router.add(middleware: LogRequestsMiddleware(.debug))
@@ -39,7 +41,12 @@ func buildRouter(store: any ProductStore) throws -> RouteRecorder<AppRequestCont
     routes.addRoutes(
         try OpenAPIController(documentAt: Bundle.module.url(forResource: "openapi", withExtension: "json"), title: "Database Service")
             .endpoints)
-    routes.addRoutes(ProductsController(store: store).endpoints, atPath: "/api/products")
+    let api = RouteCollection(context: AppRequestContext.self)
+    if let serviceToken { api.add(middleware: ServiceTokenMiddleware(token: serviceToken)) }
+    api.addRoutes(ProductsController(store: store).endpoints, atPath: "/products")
+    api.addRoutes(KeysController(keys: store).endpoints, atPath: "/keys")
+    api.addRoutes(TenantsController(keys: store).endpoints, atPath: "/tenants")
+    routes.addRoutes(api, atPath: "/api")
     routes.addMethodNotAllowedHandling()
     return routes
 }

@@ -18,6 +18,15 @@ struct ProductsServiceSettings: Sendable {
     var persistence = PersistenceSettings()
     var backlogAlertAfter: Duration = .seconds(60)
     var syncFlushTimeout: Duration = .seconds(10)
+    /// Never run open, even while no API key exists or that cannot be checked.
+    var requireAPIKeys = false
+    /// Requests a second per API key on average (0: no limit), and the burst allowed above it.
+    var rateLimit: Double = 100
+    var rateBurst = 200
+    /// Origins browsers may call from; empty: `*` while no API key exists, none once keys exist.
+    var corsOrigins: [String] = []
+    /// How often the Database Service is asked whether any API key exists.
+    var authModeInterval: Duration = .seconds(2)
 }
 
 /// Builds the Products Service; `main` and the tests both call it.
@@ -52,31 +61,45 @@ func buildApplication(
         settings: settings.persistence, logger: logger)
     let catalog = Catalog(cache: cache, journal: journal, database: database, worker: worker, gate: gate, idempotency: idempotency)
     let loader = CatalogLoader(catalog: catalog, retryMaxDelay: settings.persistence.retryMaxDelay, logger: logger)
+    let authenticator = Authenticator(
+        database: database, directory: settings.journalEnabled ? settings.dataDirectory : nil, logger: logger,
+        requireKeys: settings.requireAPIKeys)
+    let authMonitor = AuthModeMonitor(authenticator: authenticator, interval: settings.authModeInterval)
 
-    let router = try buildRouter(catalog: catalog, settings: settings).router
+    let router = try buildRouter(catalog: catalog, authenticator: authenticator, settings: settings).router
     // Shutdown runs in reverse: the server stops taking requests, the loader stops, the worker flushes,
     // then the journal closes, then whatever `services` holds.
     return Application(
         router: router,
         configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "products-service"),
-        services: services + [JournalCloser(journal: journal), worker, loader],
+        services: services + [JournalCloser(journal: journal), worker, loader, authMonitor],
         onServerRunning: onServerRunning,
         logger: logger
     )
 }
 
 /// The routes (recorded, for the OpenAPI check) and middleware of the Products Service.
-func buildRouter(catalog: Catalog, settings: ProductsServiceSettings) throws -> RouteRecorder<AppRequestContext> {
+func buildRouter(
+    catalog: Catalog, authenticator: Authenticator, settings: ProductsServiceSettings
+) throws -> RouteRecorder<AppRequestContext> {
     let router = Router(context: AppRequestContext.self)
-    router.add(middleware: CORSHeadersMiddleware())
+    let cors: CORSPolicy =
+        if settings.corsOrigins.isEmpty { .anyOriginWhile { authenticator.mode != .enforced } }
+        else if settings.corsOrigins.contains("*") { .anyOrigin }
+        else { .origins(Set(settings.corsOrigins)) }
+    router.add(middleware: CORSHeadersMiddleware(policy: cors))
     router.add(middleware: LogRequestsMiddleware(.debug))
     router.add(middleware: ErrorMiddleware())
     let routes = RouteRecorder(router)
+    let auth = AuthMiddleware<AppRequestContext>(
+        authenticator: authenticator, rateLimiter: RateLimiter(rate: settings.rateLimit, burst: settings.rateBurst))
     routes.addRoutes(
-        ServiceController(catalog: catalog, databaseServiceURL: settings.databaseServiceURL, backlogAlertAfter: settings.backlogAlertAfter)
-            .endpoints)
-    routes.addRoutes(ProductsController(catalog: catalog).endpoints, atPath: "/products")
-    routes.addRoutes(CacheController(catalog: catalog, syncFlushTimeout: settings.syncFlushTimeout).endpoints, atPath: "/cache")
+        ServiceController(
+            catalog: catalog, databaseServiceURL: settings.databaseServiceURL, backlogAlertAfter: settings.backlogAlertAfter,
+            authenticator: authenticator
+        ).endpoints)
+    routes.addRoutes(ProductsController(catalog: catalog, auth: auth).endpoints, atPath: "/products")
+    routes.addRoutes(CacheController(catalog: catalog, syncFlushTimeout: settings.syncFlushTimeout, auth: auth).endpoints, atPath: "/cache")
     routes.addRoutes(
         try OpenAPIController(documentAt: Bundle.module.url(forResource: "openapi", withExtension: "json"), title: "Products Service")
             .endpoints)

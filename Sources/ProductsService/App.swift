@@ -49,6 +49,26 @@ struct ProductsServiceCommand: AsyncParsableCommand {
     @Option(help: "Seconds after which an unpersisted write makes /health report degraded (env BACKLOG_ALERT_AFTER).")
     var backlogAlertAfter: Double = Settings.env("BACKLOG_ALERT_AFTER", default: 60)
 
+    @Option(help: "Secret sent to the Database Service on every call; must match its own (env SERVICE_TOKEN).")
+    var serviceToken: String = Settings.env("SERVICE_TOKEN", default: "")
+
+    @Option(help: "File holding the service token, such as a Docker secret; wins over --service-token (env SERVICE_TOKEN_FILE).")
+    var serviceTokenFile: String = Settings.env("SERVICE_TOKEN_FILE", default: "")
+
+    @Flag(
+        inversion: .prefixedNo,
+        help: "Refuse requests without an API key even while none exists, and while that cannot be checked (env REQUIRE_API_KEYS).")
+    var requireAPIKeys: Bool = Settings.env("REQUIRE_API_KEYS", default: false)
+
+    @Option(help: "Requests a second allowed per API key on average; 0 turns the limit off (env RATE_LIMIT).")
+    var rateLimit: Double = Settings.env("RATE_LIMIT", default: 100)
+
+    @Option(help: "Requests an API key may send in a burst above its rate (env RATE_BURST).")
+    var rateBurst: Int = Settings.env("RATE_BURST", default: 200)
+
+    @Option(help: "Comma-separated browser origins allowed by CORS; empty: * while no API key exists, none after (env CORS_ORIGINS).")
+    var corsOrigins: String = Settings.env("CORS_ORIGINS", default: "")
+
     @Option(help: "trace, debug, info, notice, warning, error or critical (env LOG_LEVEL).")
     var logLevel: Logger.Level = Settings.env("LOG_LEVEL", default: .info)
 
@@ -72,8 +92,17 @@ struct ProductsServiceCommand: AsyncParsableCommand {
         for (name, value) in durations where !(value > 0 && value < 86_400) {
             throw SettingError("\(name): must be a number of seconds above 0")
         }
+        guard rateLimit >= 0, rateLimit.isFinite else { throw SettingError("--rate-limit (RATE_LIMIT): must be 0 or more requests a second") }
+        guard rateBurst >= 1 else { throw SettingError("--rate-burst (RATE_BURST): must be at least 1") }
+        let origins = corsOrigins.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        for origin in origins where origin != "*" {
+            guard let url = URL(string: origin), ["http", "https"].contains(url.scheme ?? ""), url.host != nil, url.path.isEmpty else {
+                throw SettingError("--cors-origins (CORS_ORIGINS): '\(origin)' is not an origin such as https://shop.example.com")
+            }
+        }
+        let token = try Settings.secret(serviceToken, file: serviceTokenFile, name: "service-token")
         try DataDirectory.claim(dataDir)
-        LoggingSetup.bootstrap(level: logLevel)
+        LoggingSetup.bootstrap(level: logLevel, secrets: token.map { [$0] } ?? [])
 
         var settings = ProductsServiceSettings(
             host: host, port: port, databaseServiceURL: databaseServiceURL, dataDirectory: dataDir,
@@ -84,12 +113,16 @@ struct ProductsServiceCommand: AsyncParsableCommand {
         settings.persistence.retryMaxDelay = .seconds(max(retryMaxDelay, retryBaseDelay))
         settings.syncFlushTimeout = .seconds(syncTimeout)
         settings.backlogAlertAfter = .seconds(backlogAlertAfter)
+        settings.requireAPIKeys = requireAPIKeys
+        settings.rateLimit = rateLimit
+        settings.rateBurst = rateBurst
+        settings.corsOrigins = origins
 
         var clientConfiguration = HTTPClient.Configuration()
         clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 16)
         clientConfiguration.timeout = .init(connect: .seconds(2))
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
-        let database = HTTPDatabaseServiceClient(http: http, baseURL: databaseServiceURL)
+        let database = HTTPDatabaseServiceClient(http: http, baseURL: databaseServiceURL, serviceToken: token)
         let started = StartupFlag()
         let address = "\(host):\(port)"
         let app: any ApplicationProtocol

@@ -16,6 +16,17 @@ package enum Settings {
         return value
     }
 
+    /// A secret given inline or, preferably, as a file (a Docker secret); the file wins, trimmed of white space.
+    package static func secret(_ value: String, file: String, name: String) throws -> String? {
+        guard !file.isEmpty else { return value.isEmpty ? nil : value }
+        guard let contents = FileManager.default.contents(atPath: file) else {
+            throw SettingError("--\(name)-file: cannot read \(file)")
+        }
+        let secret = String(decoding: contents, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !secret.isEmpty else { throw SettingError("--\(name)-file: \(file) is empty") }
+        return secret
+    }
+
     /// Checks that a listening port is in range (0 picks a free one).
     package static func validatePort(_ port: Int) throws {
         guard (0...65535).contains(port) else {

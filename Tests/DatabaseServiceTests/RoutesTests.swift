@@ -9,11 +9,47 @@ import Shared
 
 @Suite("Database Service routes")
 struct RoutesTests {
-    func withApp(_ test: @escaping @Sendable (any TestClientProtocol) async throws -> Void) async throws {
+    func withApp(
+        serviceToken: String? = nil, _ test: @escaping @Sendable (any TestClientProtocol, SQLiteProductStore) async throws -> Void
+    ) async throws {
         let (store, directory) = try makeStore()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let app = try buildApplication(settings: DatabaseServiceSettings(), store: store)
-        try await app.test(.router, test)
+        let app = try buildApplication(settings: DatabaseServiceSettings(serviceToken: serviceToken), store: store)
+        try await app.test(.router) { client in try await test(client, store) }
+    }
+
+    func withApp(_ test: @escaping @Sendable (any TestClientProtocol) async throws -> Void) async throws {
+        try await withApp(serviceToken: nil) { client, _ in try await test(client) }
+    }
+
+    @Test("with a service token, every /api route refuses a missing or wrong token, and answers the right one")
+    func serviceToken() async throws {
+        try await withApp(serviceToken: "t0ken-for-tests") { client, store async throws in
+            for (method, uri) in [
+                (HTTPRequest.Method.get, "/api/products"), (.get, "/api/products/p1"), (.delete, "/api/products/p1"),
+                (.post, "/api/products/batch"), (.post, "/api/products"), (.get, "/api/keys/status"), (.post, "/api/keys/verify"),
+                (.get, "/api/tenants"),
+            ] {
+                for headers: HTTPFields in [[:], [.authorization: "Bearer wrong"], [.authorization: "t0ken-for-tests"]] {
+                    let response = try await client.execute(uri: uri, method: method, headers: headers)
+                    #expect(response.status == .unauthorized, "\(method) \(uri)")
+                    #expect(!String(buffer: response.body).contains("t0ken"), "the token is never echoed")
+                }
+            }
+            #expect(try await client.execute(uri: "/health", method: .get).status == .ok, "health stays public")
+            let authorized: HTTPFields = [.authorization: "Bearer t0ken-for-tests", .init("X-Tenant-ID")!: "acme"]
+            #expect(try await client.execute(uri: "/api/products", method: .get, headers: authorized).status == .ok)
+
+            let (grant, key) = try await store.createKey(tenant: "acme", scope: .readOnly)
+            let status = try await client.execute(uri: "/api/keys/status", method: .get, headers: authorized)
+            #expect(String(buffer: status.body) == #"{"active_keys":1}"#)
+            let verify = try await post(client, "/api/keys/verify", #"{"key_hash":"\#(APIKey.hash(key))"}"#, headers: authorized)
+            #expect(try JSONDecoder().decode(KeyGrant.self, from: verify.body) == grant)
+            #expect(try await post(client, "/api/keys/verify", #"{"key_hash":"\#(APIKey.hash("sk_nope"))"}"#, headers: authorized).status == .notFound)
+            #expect(try await post(client, "/api/keys/verify", #"{"key_hash":"\#(key)"}"#, headers: authorized).status == .badRequest)
+            let tenants = try await client.execute(uri: "/api/tenants", method: .get, headers: authorized)
+            #expect(String(buffer: tenants.body) == #"{"tenants":["acme"]}"#)
+        }
     }
 
     func post(_ client: some TestClientProtocol, _ uri: String, _ json: String, headers: HTTPFields = [:]) async throws -> TestResponse {

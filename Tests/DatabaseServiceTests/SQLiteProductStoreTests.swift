@@ -18,6 +18,31 @@ func product(_ id: String, version: Int64, name: String = "Name", type: String =
 
 @Suite("SQLite product store")
 struct SQLiteProductStoreTests {
+    @Test("API keys: stored as hashes, verified with their grant and last use, listed, revoked")
+    func keys() async throws {
+        let (store, directory) = try makeStore()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        #expect(try await store.activeKeyCount() == 0)
+        let (writer, writerKey) = try await store.createKey(tenant: "acme", scope: .readWrite)
+        let (reader, readerKey) = try await store.createKey(tenant: "globex", scope: .readOnly)
+        #expect(try await store.activeKeyCount() == 2)
+        #expect(try await store.verifyKey(hash: APIKey.hash(writerKey)) == writer)
+        #expect(try await store.verifyKey(hash: APIKey.hash(readerKey)) == reader)
+        #expect(try await store.verifyKey(hash: APIKey.hash(APIKey.generate())) == nil)
+        let listed = try await store.keys()
+        #expect(listed.map(\.id) == [writer.id, reader.id])
+        #expect(listed.allSatisfy { $0.lastUsedAt != nil && $0.revokedAt == nil })
+        let stored = try await store.pool.read { db in try String.fetchAll(db, sql: "SELECT key_hash FROM api_keys") }
+        #expect(!stored.contains(writerKey) && stored.contains(APIKey.hash(writerKey)), "only the hash is stored")
+
+        #expect(try await store.revokeKey(id: writer.id))
+        #expect(try await !store.revokeKey(id: writer.id), "already revoked")
+        #expect(try await store.verifyKey(hash: APIKey.hash(writerKey)) == nil)
+        #expect(try await store.activeKeyCount() == 1)
+        _ = try await store.apply([.upsert(tenant: "initech", product: product("p", version: 1))])
+        #expect(try await store.tenants() == ["globex", "initech"])
+    }
+
     @Test("a newer version replaces, an older or equal one is ignored")
     func versioning() async throws {
         let (store, directory) = try makeStore()

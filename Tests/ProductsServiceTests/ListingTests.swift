@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Testing
 
 @testable import ProductsService
@@ -130,7 +131,8 @@ struct OpenAPIDocumentTests {
     func specMatchesRoutes() throws {
         let fixture = try CatalogFixture()
         defer { fixture.close(); fixture.remove() }
-        let routes = try buildRouter(catalog: fixture.catalog, settings: ProductsServiceSettings()).operations
+        let authenticator = Authenticator(database: fixture.database, directory: nil, logger: Logger(label: "test"))
+        let routes = try buildRouter(catalog: fixture.catalog, authenticator: authenticator, settings: ProductsServiceSettings()).operations
         let document = try Data(contentsOf: URL(fileURLWithPath: #filePath + "/../../../Sources/ProductsService/Resources/openapi.json").standardized)
         let documented = try OpenAPIController<AppRequestContext>.operations(in: document)
         #expect(routes.subtracting(documented).isEmpty, "served but not documented")

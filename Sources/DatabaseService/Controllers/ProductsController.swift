@@ -111,6 +111,7 @@ struct ProductsController<Context: RequestContext> {
             guard !id.isEmpty, id.count <= ProductRules.maxIDLength else {
                 throw .invalidParameter("id", "Product id must be 1 to \(ProductRules.maxIDLength) characters")
             }
+            try ProductRules.checkNoNUL(id, param: "id")
             guard version >= 1 else { throw .invalidParameter("version", "version must be at least 1") }
             guard Timestamp.isValid(deletedAt) else { throw .invalidParameter("deleted_at", "deleted_at must be an RFC 3339 timestamp") }
         }

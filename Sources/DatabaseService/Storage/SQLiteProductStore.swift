@@ -42,6 +42,20 @@ final class SQLiteProductStore: ProductStore {
                     ) WITHOUT ROWID
                     """)
         }
+        migrator.registerMigration("v2-api-keys") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE api_keys (
+                        id TEXT NOT NULL PRIMARY KEY,
+                        tenant TEXT NOT NULL,
+                        scope TEXT NOT NULL,
+                        key_hash TEXT NOT NULL UNIQUE,
+                        created_at TEXT NOT NULL,
+                        last_used_at TEXT,
+                        revoked_at TEXT
+                    )
+                    """)
+        }
         return migrator
     }
 
@@ -200,5 +214,63 @@ final class SQLiteProductStore: ProductStore {
             id: row["id"], name: row["name"], type: row["type"],
             metadata: try JSONCoding.decoder.decode([String: String].self, from: Data(metadataText.utf8)),
             createdAt: row["created_at"], updatedAt: row["updated_at"], version: row["version"])
+    }
+}
+
+extension SQLiteProductStore: APIKeyStore {
+    func createKey(tenant: String, scope: KeyGrant.Scope) async throws -> (grant: KeyGrant, key: String) {
+        let key = APIKey.generate()
+        let grant = KeyGrant(id: APIKey.generateID(), tenant: tenant, scope: scope)
+        try await pool.write { db in
+            try db.execute(
+                sql: "INSERT INTO api_keys (id, tenant, scope, key_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+                arguments: [grant.id, tenant, scope.rawValue, APIKey.hash(key), Timestamp.now()])
+        }
+        return (grant, key)
+    }
+
+    func keys() async throws -> [APIKeyRecord] {
+        try await pool.read { db in
+            try GRDB.Row.fetchAll(db, sql: "SELECT * FROM api_keys ORDER BY created_at, id").map { row in
+                APIKeyRecord(
+                    id: row["id"], tenant: row["tenant"], scope: KeyGrant.Scope(rawValue: row["scope"]) ?? .readOnly,
+                    createdAt: row["created_at"], lastUsedAt: row["last_used_at"], revokedAt: row["revoked_at"])
+            }
+        }
+    }
+
+    func revokeKey(id: String) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(
+                sql: "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", arguments: [Timestamp.now(), id])
+            return db.changesCount > 0
+        }
+    }
+
+    func verifyKey(hash: String) async throws -> KeyGrant? {
+        try await pool.write { db in
+            guard let row = try GRDB.Row.fetchOne(
+                db, sql: "SELECT id, tenant, scope FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL", arguments: [hash])
+            else { return nil }
+            let grant = KeyGrant(id: row["id"], tenant: row["tenant"], scope: KeyGrant.Scope(rawValue: row["scope"]) ?? .readOnly)
+            try db.execute(sql: "UPDATE api_keys SET last_used_at = ? WHERE id = ?", arguments: [Timestamp.now(), grant.id])
+            return grant
+        }
+    }
+
+    func activeKeyCount() async throws -> Int {
+        try await pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL") ?? 0 }
+    }
+
+    func tenants() async throws -> [String] {
+        try await pool.read { db in
+            try String.fetchAll(
+                db,
+                sql: """
+                    SELECT DISTINCT tenant FROM products WHERE deleted = 0
+                    UNION SELECT tenant FROM api_keys WHERE revoked_at IS NULL
+                    ORDER BY 1
+                    """)
+        }
     }
 }

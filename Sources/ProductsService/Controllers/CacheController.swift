@@ -2,20 +2,22 @@ import Hummingbird
 import Shared
 
 /// `/cache`: statistics about the cache and the write-behind queue, and reconciliation with the Database Service.
-struct CacheController<Context: RequestContext> {
+struct CacheController<Context: TenantRequestContext> {
     let catalog: Catalog
     let syncFlushTimeout: Duration
+    let auth: AuthMiddleware<Context>
 
     var endpoints: RouteCollection<Context> {
         RouteCollection(context: Context.self)
+            .add(middleware: auth)
             .get("stats", use: stats)
             .post("sync", use: sync)
     }
 
     /// GET /cache/stats: cache size and types, hit rate, and the persistence backlog with its dead letters.
     @Sendable func stats(_ request: Request, context: Context) async throws -> Response {
-        let statistics = catalog.cache.statistics(tenant: defaultTenant)
-        let persistence = PersistenceReport(catalog: catalog)
+        let statistics = catalog.cache.statistics(tenant: context.tenant)
+        let persistence = PersistenceReport(catalog: catalog, tenant: context.tenant)
         let kilobytes = Double(statistics.approximateBytes) / 1024
         return .json(
             CacheStats(
@@ -32,12 +34,12 @@ struct CacheController<Context: RequestContext> {
 
     /// POST /cache/sync: flushes pending writes, then reconciles the cache with the Database Service's full catalog.
     @Sendable func sync(_ request: Request, context: Context) async throws -> Response {
-        let result = try await catalog.sync(tenant: defaultTenant, flushTimeout: syncFlushTimeout)
+        let result = try await catalog.sync(tenant: context.tenant, flushTimeout: syncFlushTimeout)
         context.logger.info("cache synced", metadata: ["updated": "\(result.updated)", "dropped": "\(result.dropped)"])
         return .json(
             SyncReport(
                 synced: result.updated, dropped: result.dropped,
-                cacheSize: catalog.cache.statistics(tenant: defaultTenant).totalProducts, timestamp: Timestamp.now()))
+                cacheSize: catalog.cache.statistics(tenant: context.tenant).totalProducts, timestamp: Timestamp.now()))
     }
 }
 
@@ -93,7 +95,8 @@ struct PersistenceReport: Encodable {
         var recent: [DeadLetter]
     }
 
-    init(catalog: Catalog) {
+    /// The queue's state; dead letters only of `tenant` (nil: their count only, for the public `/health`).
+    init(catalog: Catalog, tenant: String?) {
         let backlog = catalog.journal.backlog
         let status = catalog.worker.status
         let letters = catalog.worker.deadLetters.snapshot
@@ -105,7 +108,12 @@ struct PersistenceReport: Encodable {
         lastErrorAt = status.lastErrorAt
         lastFlushAt = status.lastFlushAt
         journalError = backlog.failure
-        deadLetters = DeadLetters(count: letters.count, recent: letters.recent)
+        if let tenant {
+            let recent = letters.recent.filter { $0.operation.tenant == tenant }
+            deadLetters = DeadLetters(count: letters.countByTenant[tenant] ?? 0, recent: recent)
+        } else {
+            deadLetters = DeadLetters(count: letters.count, recent: [])
+        }
     }
 
     enum CodingKeys: String, CodingKey {

@@ -4,11 +4,13 @@ import NIOCore
 import Shared
 
 /// `/products`: the public catalog API.
-struct ProductsController<Context: RequestContext> {
+struct ProductsController<Context: TenantRequestContext> {
     let catalog: Catalog
+    let auth: AuthMiddleware<Context>
 
     var endpoints: RouteCollection<Context> {
         RouteCollection(context: Context.self)
+            .add(middleware: auth)
             .post(use: create)
             .get(use: list)
             .get("{id}", use: show)
@@ -20,9 +22,9 @@ struct ProductsController<Context: RequestContext> {
     /// POST /products: creates a product (201); durable once answered, persisted to the Database Service in the background.
     @Sendable func create(_ request: Request, context: Context) async throws -> Response {
         let body = try await request.collectJSONBody()
-        return try await idempotently(request, body: body) { idempotent in
+        return try await idempotently(request, context: context, body: body) { idempotent in
             let input = try ProductInput(json: try JSONBody.parse(body))
-            let created = try await catalog.create(tenant: defaultTenant, input, idempotent: idempotent)
+            let created = try await catalog.create(tenant: context.tenant, input, idempotent: idempotent)
             return Self.response(created, status: .created)
         }
     }
@@ -30,7 +32,7 @@ struct ProductsController<Context: RequestContext> {
     /// GET /products: products in creation order, oldest first, filtered and paged; `Link` points to the next page.
     @Sendable func list(_ request: Request, context: Context) async throws -> Response {
         let query = try ProductQuery.parse(query: request.uri.query)
-        let page = try await catalog.list(tenant: defaultTenant, query: query)
+        let page = try await catalog.list(tenant: context.tenant, query: query)
         var body = ByteBuffer()
         body.reserveCapacity(page.products.reduce(2) { $0 + $1.json.readableBytes + 1 })
         body.writeInteger(UInt8(ascii: "["))
@@ -48,7 +50,7 @@ struct ProductsController<Context: RequestContext> {
     @Sendable func show(_ request: Request, context: Context) async throws -> Response {
         let id = try context.parameters.require("id")
         let condition = try EntityTag.condition(.ifNoneMatch, in: request.headers)
-        let product = try await catalog.product(tenant: defaultTenant, id: id)
+        let product = try await catalog.product(tenant: context.tenant, id: id)
         if let condition, condition.matchesWeakly(product.etag) {
             return Response(status: .notModified, headers: [.eTag: product.etag])
         }
@@ -60,7 +62,7 @@ struct ProductsController<Context: RequestContext> {
         let id = try context.parameters.require("id")
         let condition = try EntityTag.condition(.ifMatch, in: request.headers)
         let input = try ProductInput(json: try await request.parseJSON(), replacing: id)
-        let updated = try await catalog.update(tenant: defaultTenant, id: id, condition: condition) { product in
+        let updated = try await catalog.update(tenant: context.tenant, id: id, condition: condition) { product in
             input.applied(to: product)
         }
         return Self.response(updated)
@@ -71,9 +73,9 @@ struct ProductsController<Context: RequestContext> {
         let id = try context.parameters.require("id")
         let condition = try EntityTag.condition(.ifMatch, in: request.headers)
         let body = try await request.collectJSONBody()
-        return try await idempotently(request, body: body) { idempotent in
+        return try await idempotently(request, context: context, body: body) { idempotent in
             let patch = try ProductPatch(json: try JSONBody.parse(body), id: id)
-            let updated = try await catalog.update(tenant: defaultTenant, id: id, condition: condition, idempotent: idempotent) {
+            let updated = try await catalog.update(tenant: context.tenant, id: id, condition: condition, idempotent: idempotent) {
                 product throws(APIError) in try patch.applied(to: product)
             }
             return Self.response(updated)
@@ -84,7 +86,7 @@ struct ProductsController<Context: RequestContext> {
     @Sendable func delete(_ request: Request, context: Context) async throws -> Response {
         let id = try context.parameters.require("id")
         let condition = try EntityTag.condition(.ifMatch, in: request.headers)
-        let name = try await catalog.delete(tenant: defaultTenant, id: id, condition: condition)
+        let name = try await catalog.delete(tenant: context.tenant, id: id, condition: condition)
         return .json(DeleteReceipt(productID: id, name: name, timestamp: Timestamp.now()))
     }
 
@@ -99,10 +101,10 @@ struct ProductsController<Context: RequestContext> {
 
     /// Runs a write at most once per `Idempotency-Key`: a retry of a completed one gets its answer again.
     private func idempotently(
-        _ request: Request, body: ByteBuffer, perform: (IdempotentRequest?) async throws -> Response
+        _ request: Request, context: Context, body: ByteBuffer, perform: (IdempotentRequest?) async throws -> Response
     ) async throws -> Response {
         guard let idempotent = try IdempotentRequest(
-            tenant: defaultTenant, method: request.method.rawValue, path: request.uri.path, headers: request.headers, body: body)
+            tenant: context.tenant, method: request.method.rawValue, path: request.uri.path, headers: request.headers, body: body)
         else { return try await perform(nil) }
         if let record = try catalog.idempotency.begin(idempotent) {
             var response = Response.json(

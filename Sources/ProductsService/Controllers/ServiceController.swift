@@ -7,6 +7,7 @@ struct ServiceController<Context: RequestContext> {
     let databaseServiceURL: String
     /// A backlog older than this makes the service `degraded`.
     let backlogAlertAfter: Duration
+    let authenticator: Authenticator
 
     var endpoints: RouteCollection<Context> {
         RouteCollection(context: Context.self)
@@ -30,12 +31,14 @@ struct ServiceController<Context: RequestContext> {
         let database: DatabaseStatus
         do {
             _ = try await catalog.database.health()
+            // An /api call too: a wrong service token shows here rather than only in failing writes.
+            _ = try await catalog.database.keyStatus()
             database = DatabaseStatus(url: databaseServiceURL, status: "connected", latencyMs: Self.milliseconds(since: started), lastError: nil)
         } catch {
             let status = if case .unreachable = error { "unreachable" } else { "error: \(error)" }
             database = DatabaseStatus(url: databaseServiceURL, status: status, latencyMs: Self.milliseconds(since: started), lastError: "\(error)")
         }
-        let persistence = PersistenceReport(catalog: catalog)
+        let persistence = PersistenceReport(catalog: catalog, tenant: nil)
         let status: String
         if persistence.journalError != nil {
             status = "unhealthy"
@@ -47,8 +50,8 @@ struct ServiceController<Context: RequestContext> {
             status = "healthy"
         }
         let report = HealthReport(
-            status: status, timestamp: Timestamp.now(), service: "products-service", cacheEntries: catalog.cache.count,
-            databaseService: database, persistence: persistence)
+            status: status, timestamp: Timestamp.now(), service: "products-service", auth: authenticator.mode.reported,
+            cacheEntries: catalog.cache.count, databaseService: database, persistence: persistence)
         return .json(report, status: status == "unhealthy" ? .serviceUnavailable : .ok)
     }
 
@@ -101,12 +104,15 @@ struct HealthReport: Encodable {
     var status: String
     var timestamp: String
     var service: String
+    /// `disabled` (no API key exists: open as tenant `default`), `enabled`, or `unknown` until the Database
+    /// Service has answered once.
+    var auth: String
     var cacheEntries: Int
     var databaseService: DatabaseStatus
     var persistence: PersistenceReport
 
     enum CodingKeys: String, CodingKey {
-        case status, timestamp, service, persistence
+        case status, timestamp, service, persistence, auth
         case cacheEntries = "cache_entries"
         case databaseService = "database_service"
     }
@@ -130,5 +136,15 @@ extension Duration {
     /// The duration in seconds, as a floating-point number.
     var seconds: Double {
         Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+}
+
+extension Authenticator.Mode {
+    var reported: String {
+        switch self {
+        case .open: "disabled"
+        case .enforced: "enabled"
+        case .unknown: "unknown"
+        }
     }
 }

@@ -20,7 +20,9 @@ struct CatalogLoader: Service {
         while !Task.isCancelled {
             attempt += 1
             do {
-                let tenants = Set([defaultTenant]).union(catalog.journal.unconfirmedOperations().map(\.tenant))
+                let tenants = Set([defaultTenant])
+                    .union(try await catalog.database.tenants())
+                    .union(catalog.journal.unconfirmedOperations().map(\.tenant))
                 try await catalog.load(tenants: tenants, logger: logger)
                 logger.notice(
                     "catalog loaded; ready",

@@ -27,8 +27,6 @@ final class CatalogCache: Sendable {
 
     private struct State {
         var tenants: [String: TenantCatalog] = [:]
-        var hits = 0
-        var misses = 0
     }
 
     private struct TenantCatalog {
@@ -40,6 +38,8 @@ final class CatalogCache: Sendable {
         /// Counts deletes, so a read-through that raced with one does not cache its stale answer.
         var deleteCount: UInt64 = 0
         var jsonBytes = 0
+        var hits = 0
+        var misses = 0
 
         mutating func put(_ cached: CachedProduct) {
             let id = cached.product.id
@@ -68,7 +68,7 @@ final class CatalogCache: Sendable {
     func get(tenant: String, id: String) -> CachedProduct? {
         state.withLock { state in
             let found = state.tenants[tenant]?.products[id]
-            if found == nil { state.misses += 1 } else { state.hits += 1 }
+            if found == nil { state.tenants[tenant, default: TenantCatalog()].misses += 1 } else { state.tenants[tenant]?.hits += 1 }
             return found
         }
     }
@@ -279,7 +279,7 @@ final class CatalogCache: Sendable {
             let bytes = catalog.jsonBytes * 3 + catalog.products.count * 400
             return Statistics(
                 totalProducts: catalog.products.count, approximateBytes: bytes, productTypes: types,
-                hits: state.hits, misses: state.misses)
+                hits: catalog.hits, misses: catalog.misses)
         }
     }
 

@@ -14,24 +14,38 @@ struct DeadLetter: Codable, Sendable, Equatable {
     }
 }
 
+extension DeadLetterStore.Snapshot {
+    /// Counts a letter and keeps it among the most recent.
+    mutating func add(_ letter: DeadLetter) {
+        count += 1
+        countByTenant[letter.operation.tenant, default: 0] += 1
+        recent.append(letter)
+        if recent.count > DeadLetterStore.recentLimit { recent.removeFirst(recent.count - DeadLetterStore.recentLimit) }
+    }
+}
+
 /// The dead-letter area: `dead-letters.jsonl` under the data directory (memory only with the journal off).
 final class DeadLetterStore: Sendable {
     private let path: String?
-    private let state: Mutex<(count: Int, recent: [DeadLetter])>
+    private let state: Mutex<Snapshot>
+
+    struct Snapshot: Sendable {
+        var count = 0
+        var countByTenant: [String: Int] = [:]
+        var recent: [DeadLetter] = []
+    }
     static let recentLimit = 100
 
     init(directory: String?) throws {
         path = directory.map { $0 + "/dead-letters.jsonl" }
-        var recent: [DeadLetter] = []
-        var count = 0
+        var snapshot = Snapshot()
         if let path, let data = FileManager.default.contents(atPath: path) {
             for line in data.split(separator: UInt8(ascii: "\n")) {
                 guard let letter = try? JSONCoding.decoder.decode(DeadLetter.self, from: Data(line)) else { continue }
-                count += 1
-                recent.append(letter)
+                snapshot.add(letter)
             }
         }
-        state = Mutex((count, Array(recent.suffix(Self.recentLimit))))
+        state = Mutex(snapshot)
     }
 
     /// Records rejected writes durably before they leave the journal.
@@ -53,10 +67,9 @@ final class DeadLetterStore: Sendable {
             try handle.synchronize()
         }
         state.withLock { state in
-            state.count += letters.count
-            state.recent = Array((state.recent + letters).suffix(Self.recentLimit))
+            for letter in letters { state.add(letter) }
         }
     }
 
-    var snapshot: (count: Int, recent: [DeadLetter]) { state.withLock { $0 } }
+    var snapshot: Snapshot { state.withLock { $0 } }
 }

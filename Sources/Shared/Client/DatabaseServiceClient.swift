@@ -10,6 +10,12 @@ package protocol DatabaseServiceClient: Sendable {
     func apply(_ batch: WriteBatch) async throws(DatabaseClientError) -> WriteBatchResult
     /// The Database Service's health report.
     func health() async throws(DatabaseClientError) -> DatabaseHealth
+    /// The grant of the active API key with this SHA-256, or nil when there is none.
+    func verifyKey(hash: String) async throws(DatabaseClientError) -> KeyGrant?
+    /// How many API keys are active.
+    func keyStatus() async throws(DatabaseClientError) -> KeyStatus
+    /// Every tenant with live products or an active key.
+    func tenants() async throws(DatabaseClientError) -> [String]
 }
 
 /// Why a call to the Database Service failed.

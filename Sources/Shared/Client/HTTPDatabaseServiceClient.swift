@@ -9,13 +9,19 @@ package struct HTTPDatabaseServiceClient: DatabaseServiceClient {
 
     let http: HTTPClient
     let baseURL: String
+    /// Sent as `Authorization: Bearer` on every call; the Database Service trusts the tenant header only with it.
+    let serviceToken: String?
     /// Deadline for single reads on the request path (read-through on a cache miss, health).
     let readTimeout: TimeAmount
     /// Deadline for bulk calls (catalog pages, write batches).
     let bulkTimeout: TimeAmount
 
-    package init(http: HTTPClient, baseURL: String, readTimeout: TimeAmount = .seconds(2), bulkTimeout: TimeAmount = .seconds(30)) {
+    package init(
+        http: HTTPClient, baseURL: String, serviceToken: String? = nil, readTimeout: TimeAmount = .seconds(2),
+        bulkTimeout: TimeAmount = .seconds(30)
+    ) {
         self.http = http
+        self.serviceToken = serviceToken
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.readTimeout = readTimeout
         self.bulkTimeout = bulkTimeout
@@ -46,6 +52,22 @@ package struct HTTPDatabaseServiceClient: DatabaseServiceClient {
         return try decode(DatabaseHealth.self, response.body)
     }
 
+    package func verifyKey(hash: String) async throws(DatabaseClientError) -> KeyGrant? {
+        var body = ByteBuffer(string: #"{"key_hash":"#)
+        JSONWriter.writeString(hash, into: &body)
+        body.writeString("}")
+        let response = try await send(.POST, "/api/keys/verify", tenant: nil, body: body, timeout: readTimeout, accepting: [200, 404])
+        return response.status == 404 ? nil : try decode(KeyGrant.self, response.body)
+    }
+
+    package func keyStatus() async throws(DatabaseClientError) -> KeyStatus {
+        try decode(KeyStatus.self, try await send(.GET, "/api/keys/status", tenant: nil, timeout: readTimeout).body)
+    }
+
+    package func tenants() async throws(DatabaseClientError) -> [String] {
+        try decode(TenantList.self, try await send(.GET, "/api/tenants", tenant: nil, timeout: bulkTimeout).body).tenants
+    }
+
     private func send(
         _ method: HTTPMethod, _ path: String, tenant: String?, body: ByteBuffer? = nil, timeout: TimeAmount,
         accepting accepted: Set<Int> = [200, 201]
@@ -53,6 +75,7 @@ package struct HTTPDatabaseServiceClient: DatabaseServiceClient {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = method
         if let tenant { request.headers.add(name: Self.tenantHeader, value: tenant) }
+        if let serviceToken { request.headers.add(name: "Authorization", value: "Bearer " + serviceToken) }
         if let body {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(body)

@@ -118,6 +118,27 @@ package struct APIError: Error, HTTPResponseError, Sendable, Equatable {
         message: "A request with this Idempotency-Key is still being processed; retry later", param: "Idempotency-Key",
         headers: [.retryAfter: "1"])
 
+    /// No key, or one that is not (or no longer) valid: 401 with a `WWW-Authenticate` challenge. The key itself
+    /// is never echoed.
+    package static func unauthorized(_ message: String) -> APIError {
+        APIError(
+            .unauthorized, code: "authentication_required", message: message,
+            headers: [.wwwAuthenticate: #"Bearer realm="products""#])
+    }
+
+    package static let readOnlyKey = APIError(
+        .forbidden, code: "read_only_key", message: "This API key is read-only; writes need a read_write key")
+
+    package static func rateLimited(retryAfter seconds: Int) -> APIError {
+        APIError(
+            .tooManyRequests, code: "rate_limited", message: "Too many requests for this API key; retry after \(seconds) s",
+            headers: [.retryAfter: String(seconds)])
+    }
+
+    package static let invalidServiceToken = APIError(
+        .unauthorized, code: "invalid_service_token", message: "A valid service token is required",
+        headers: [.wwwAuthenticate: #"Bearer realm="database-service""#])
+
     package static func serviceUnavailable(_ code: String, _ message: String) -> APIError {
         APIError(.serviceUnavailable, code: code, message: message, headers: [.retryAfter: "1"])
     }

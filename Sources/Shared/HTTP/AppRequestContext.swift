@@ -2,9 +2,19 @@ import Foundation
 import Hummingbird
 import Logging
 
-/// The request context of both services: a 1 MiB body limit and the shared JSON coders.
-package struct AppRequestContext: RequestContext {
+/// A request context that carries the tenant a request acts for, once authenticated.
+package protocol TenantRequestContext: RequestContext {
+    /// The tenant: the API key's, or `default` when the service runs open.
+    var tenant: String { get set }
+    /// The public id of the API key used, if any (for rate limits and logs; never the key).
+    var keyID: String? { get set }
+}
+
+/// The request context of both services: a 1 MiB body limit, the shared JSON coders, and the tenant.
+package struct AppRequestContext: TenantRequestContext {
     package var coreContext: CoreRequestContextStorage
+    package var tenant = defaultTenant
+    package var keyID: String?
 
     package init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)

@@ -80,7 +80,8 @@ package enum EntityTag {
 }
 
 extension String {
-    fileprivate func leftPadded(to width: Int) -> String {
+    /// Zero-padded on the left to `width` characters.
+    func leftPadded(to width: Int) -> String {
         count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 

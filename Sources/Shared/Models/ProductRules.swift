@@ -8,8 +8,14 @@ package enum ProductRules {
     package static let maxMetadataValueLength = 500
     package static let defaultType = "physical"
 
+    /// Refuses U+0000: storage backends (SQLite's C strings, PostgreSQL's text) cannot keep it.
+    package static func checkNoNUL(_ text: String, param: String) throws(APIError) {
+        guard !text.utf8.contains(0) else { throw APIError.invalidParameter(param, "'\(param)' must not contain the NUL character") }
+    }
+
     /// Trims and checks a name; returns the stored form.
     package static func validName(_ raw: String, param: String = "name") throws(APIError) -> String {
+        try checkNoNUL(raw, param: param)
         let name = trimmed(raw)
         guard !name.isEmpty else {
             throw APIError.invalidParameter(param, "Product name must not be empty or blank")
@@ -22,6 +28,7 @@ package enum ProductRules {
 
     /// Trims and checks a product type; returns the stored form.
     package static func validType(_ raw: String, param: String = "type") throws(APIError) -> String {
+        try checkNoNUL(raw, param: param)
         let type = trimmed(raw)
         guard !type.isEmpty, type.count <= maxTypeLength else {
             throw APIError.invalidParameter(param, "Product type must be 1 to \(maxTypeLength) characters")
@@ -46,6 +53,7 @@ package enum ProductRules {
 
     /// Checks one metadata entry: the key 1 to 40 characters without brackets, the value at most 500.
     package static func validateMetadataEntry(_ key: String, _ value: String?, param: String = "metadata") throws(APIError) {
+        try checkNoNUL(key + (value ?? ""), param: "\(param)[\(key)]")
         guard !key.isEmpty, key.count <= maxMetadataKeyLength, !key.contains("["), !key.contains("]") else {
             throw APIError.invalidParameter(
                 "\(param)[\(key)]", "metadata keys must be 1 to \(maxMetadataKeyLength) characters without [ or ]")
@@ -61,6 +69,7 @@ package enum ProductRules {
         guard !product.id.isEmpty, product.id.count <= maxIDLength else {
             throw APIError.invalidParameter("id", "Product id must be 1 to \(maxIDLength) characters")
         }
+        try checkNoNUL(product.id, param: "id")
         guard product.version >= 1 else {
             throw APIError.invalidParameter("version", "version must be at least 1")
         }

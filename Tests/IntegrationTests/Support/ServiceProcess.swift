@@ -30,7 +30,10 @@ final class ServiceProcess: @unchecked Sendable {
         process.executableURL = Self.binaryDirectory.appendingPathComponent(binary)
         process.arguments = arguments
         var env = ProcessInfo.processInfo.environment
-        for key in ["HOST", "PORT", "DATABASE", "DATA_DIR", "DATABASE_SERVICE_URL", "JOURNAL", "LOG_LEVEL"] { env[key] = nil }
+        for key in [
+            "HOST", "PORT", "DATABASE", "DATA_DIR", "DATABASE_SERVICE_URL", "JOURNAL", "LOG_LEVEL", "SERVICE_TOKEN", "SERVICE_TOKEN_FILE", "REQUIRE_API_KEYS", "RATE_LIMIT",
+            "RATE_BURST", "CORS_ORIGINS",
+        ] { env[key] = nil }
         env.merge(environment) { $1 }
         process.environment = env
     }

@@ -57,6 +57,8 @@ final class Stack: @unchecked Sendable {
     let databasePort: Int
     var database: ServiceProcess?
     var products: ServiceProcess?
+    /// The shared secret both services are started with, if any.
+    var serviceToken: String?
 
     var sqlitePath: String { directory.path + "/db/products.sqlite" }
     var dataDirectory: String { directory.path + "/products" }
@@ -71,7 +73,7 @@ final class Stack: @unchecked Sendable {
     @discardableResult
     func startDatabase() async throws -> ServiceProcess {
         let process = try await ServiceProcess.start(
-            "database-service", ["--port", "\(databasePort)", "--database", sqlitePath], in: directory)
+            "database-service", ["--port", "\(databasePort)", "--database", sqlitePath] + tokenArguments, in: directory)
         database = process
         return process
     }
@@ -80,10 +82,35 @@ final class Stack: @unchecked Sendable {
     func startProducts(_ extra: [String] = []) async throws -> ServiceProcess {
         let process = try await ServiceProcess.start(
             "products-service",
-            ["--port", "0", "--database-service-url", databaseURL, "--data-dir", dataDirectory, "--retry-max-delay", "0.5"] + extra,
+            ["--port", "0", "--database-service-url", databaseURL, "--data-dir", dataDirectory, "--retry-max-delay", "0.5"]
+                + tokenArguments + extra,
             in: directory)
         products = process
         return process
+    }
+
+    private var tokenArguments: [String] { serviceToken.map { ["--service-token", $0] } ?? [] }
+
+    /// Runs `database-service keys ...` on this stack's database; returns its output.
+    func keys(_ arguments: [String]) async throws -> String {
+        let result = try await ServiceProcess.runToExit("database-service", ["keys"] + arguments + ["--database", sqlitePath], in: directory)
+        try #require(result.status == 0, "keys \(arguments) exited \(result.status): \(result.output)")
+        return result.output
+    }
+
+    /// Creates an API key with the CLI; returns its public id and the key.
+    func createKey(tenant: String, readOnly: Bool = false) async throws -> (id: String, key: String) {
+        let output = try await keys(["create", "--tenant", tenant] + (readOnly ? ["--read-only"] : []))
+        let id = try #require(output.firstMatch(of: /key_[0-9A-Za-z]+/)).output
+        let key = try #require(output.firstMatch(of: /sk_[0-9A-Za-z]{43}/)).output
+        return (String(id), String(key))
+    }
+
+    /// Every log line both services wrote so far (the keys command's own output excluded: it prints keys by design).
+    var serviceLogs: String {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        return names.filter { $0.hasSuffix(".log") && !$0.contains("-exit-") }
+            .compactMap { try? String(contentsOfFile: directory.path + "/" + $0, encoding: .utf8) }.joined(separator: "\n")
     }
 
     /// Starts both, and waits until the Products Service has loaded the catalog.
@@ -102,9 +129,10 @@ final class Stack: @unchecked Sendable {
     }
 
     /// Waits until every acknowledged write has been confirmed by the Database Service.
-    func waitUntilPersisted(timeout: Duration = .seconds(60)) async throws {
+    func waitUntilPersisted(key: String? = nil, timeout: Duration = .seconds(60)) async throws {
         try await eventually("no pending writes", timeout: timeout) {
-            try await HTTP.get(self.productsURL + "/cache/stats").object["pending_writes"] as? Int == 0
+            let stats = try await HTTP.send(.GET, self.productsURL + "/cache/stats", headers: key.map { [("Authorization", "Bearer " + $0)] } ?? [])
+            return stats.object["pending_writes"] as? Int == 0
         }
     }
 

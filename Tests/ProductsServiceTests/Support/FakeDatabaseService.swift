@@ -92,6 +92,35 @@ final class FakeDatabaseService: DatabaseServiceClient {
         }
     }
 
+    /// Keys by hash; none: the service runs open.
+    private let keys = Mutex<[String: KeyGrant]>([:])
+
+    /// Adds an API key and returns it.
+    func addKey(tenant: String, scope: KeyGrant.Scope = .readWrite) -> String {
+        let key = APIKey.generate()
+        keys.withLock { $0[APIKey.hash(key)] = KeyGrant(id: APIKey.generateID(), tenant: tenant, scope: scope) }
+        return key
+    }
+
+    func removeKeys() { keys.withLock { $0.removeAll() } }
+
+    func verifyKey(hash: String) async throws(DatabaseClientError) -> KeyGrant? {
+        guard !isDown else { throw .unreachable("connection refused") }
+        return keys.withLock { $0[hash] }
+    }
+
+    func keyStatus() async throws(DatabaseClientError) -> KeyStatus {
+        guard !isDown else { throw .unreachable("connection refused") }
+        return KeyStatus(activeKeys: keys.withLock { $0.count })
+    }
+
+    func tenants() async throws(DatabaseClientError) -> [String] {
+        try state.withLock { (state: inout State) throws(DatabaseClientError) in
+            guard !state.down else { throw .unreachable("connection refused") }
+            return Array(Set(state.rows.keys.map { String($0.prefix { $0 != "/" }) })).sorted()
+        }
+    }
+
     func health() async throws(DatabaseClientError) -> DatabaseHealth {
         guard !isDown else { throw .unreachable("connection refused") }
         return DatabaseHealth(status: "healthy", service: "fake", backend: "memory", timestamp: Timestamp.now())

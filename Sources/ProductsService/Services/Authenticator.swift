@@ -1,0 +1,193 @@
+import Foundation
+import HTTPTypes
+import Logging
+import ServiceLifecycle
+import Shared
+import Synchronization
+
+/// Who a request acts for. API keys are verified with the Database Service (by hash) and cached for
+/// `freshFor`; a revoked key is refused within `usableFor` even when the Database Service cannot be asked.
+/// While no key exists at all, the service runs open, as the `default` tenant.
+final class Authenticator: Sendable {
+    enum Mode: UInt8, Sendable {
+        /// Not known yet: the Database Service has not answered since a first start. Requests without a key are
+        /// served as in open mode, so that writes are taken during an outage (`--require-api-keys` closes this).
+        case unknown
+        /// No key exists: requests without a key act for `default`.
+        case open
+        /// Keys exist: every request needs one.
+        case enforced
+    }
+
+    static let maxCachedKeys = 10_000
+    /// How long a verification is reused without asking again.
+    let freshFor: Duration
+    /// How long it is still trusted when the Database Service cannot be asked: the bound on a revoked key.
+    let usableFor: Duration
+
+    private struct Entry {
+        var grant: KeyGrant?
+        var verifiedAt: ContinuousClock.Instant
+    }
+
+    private let database: any DatabaseServiceClient
+    private let modeFile: String?
+    private let logger: Logger
+    private let currentMode: Atomic<UInt8>
+    /// Never run open, whatever the Database Service says (`--require-api-keys`).
+    let requireKeys: Bool
+    private let entries = Mutex<[String: Entry]>([:])
+
+    /// `directory` keeps the last mode seen, so a restart while the Database Service is down keeps it.
+    init(
+        database: any DatabaseServiceClient, directory: String?, logger: Logger, requireKeys: Bool = false,
+        freshFor: Duration = .seconds(5), usableFor: Duration = .seconds(10)
+    ) {
+        self.database = database
+        self.requireKeys = requireKeys
+        self.freshFor = freshFor
+        self.usableFor = usableFor
+        self.logger = logger
+        modeFile = directory.map { $0 + "/auth-mode" }
+        let saved = modeFile.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }
+        let initial: Mode = requireKeys || saved == "enforced" ? .enforced : saved == "open" ? .open : .unknown
+        currentMode = Atomic(initial.rawValue)
+    }
+
+    var mode: Mode { Mode(rawValue: currentMode.load(ordering: .acquiring)) ?? .unknown }
+
+    /// The grant of the request's key, or nil for a request without one while the service runs open.
+    func authenticate(_ headers: HTTPFields) async throws -> KeyGrant? {
+        guard let key = Self.presentedKey(headers) else {
+            if mode == .unknown { await refreshMode() }
+            guard mode != .enforced else {
+                throw APIError.unauthorized("An API key is required: 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+            }
+            return nil
+        }
+        guard APIKey.isWellFormed(key) else { throw APIError.unauthorized("The API key is not valid") }
+        let hash = APIKey.hash(key)
+        let now = ContinuousClock.now
+        let cached = entries.withLock { $0[hash] }
+        if let cached, now - cached.verifiedAt < freshFor { return try Self.granted(cached.grant) }
+        let grant: KeyGrant?
+        do {
+            grant = try await database.verifyKey(hash: hash)
+        } catch {
+            // The Database Service cannot say: a recent answer still counts, an old one does not.
+            if let cached, now - cached.verifiedAt < usableFor { return try Self.granted(cached.grant) }
+            logger.warning("cannot verify an API key", metadata: ["error": "\(error)"])
+            throw Self.unavailable
+        }
+        entries.withLock { entries in
+            if entries.count >= Self.maxCachedKeys { entries = entries.filter { now - $0.value.verifiedAt < freshFor } }
+            if entries.count >= Self.maxCachedKeys { entries.removeAll() }
+            entries[hash] = Entry(grant: grant, verifiedAt: now)
+        }
+        if grant != nil { setMode(.enforced) }
+        return try Self.granted(grant)
+    }
+
+    /// Asks the Database Service whether any key exists, and runs open or enforced accordingly.
+    func refreshMode() async {
+        do {
+            setMode(try await database.keyStatus().activeKeys > 0 ? .enforced : .open)
+        } catch {
+            logger.debug("cannot read the API key status", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func setMode(_ mode: Mode) {
+        let mode = requireKeys ? .enforced : mode
+        let previous = Mode(rawValue: currentMode.exchange(mode.rawValue, ordering: .acquiringAndReleasing))
+        guard previous != mode else { return }
+        switch mode {
+        case .open:
+            logger.warning("AUTHENTICATION IS DISABLED: no API key exists, so anyone can use the API as tenant 'default'; create one with 'database-service keys create'")
+        case .enforced:
+            logger.notice("API keys exist: every request needs one")
+        case .unknown:
+            break
+        }
+        if let modeFile {
+            do {
+                try Data((mode == .open ? "open" : "enforced").utf8).write(to: URL(fileURLWithPath: modeFile), options: .atomic)
+            } catch {
+                logger.error("cannot save the authentication mode", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    private static func granted(_ grant: KeyGrant?) throws -> KeyGrant {
+        guard let grant else { throw APIError.unauthorized("The API key is not valid or has been revoked") }
+        return grant
+    }
+
+    private static let unavailable = APIError.serviceUnavailable(
+        "auth_unavailable", "API keys cannot be verified now: the Database Service is unreachable")
+
+    /// `Authorization: Bearer <key>`, else `X-API-Key: <key>`.
+    static func presentedKey(_ headers: HTTPFields) -> String? {
+        if let authorization = headers[.authorization] {
+            let parts = authorization.split(separator: " ", maxSplits: 1)
+            if parts.count == 2, parts[0].lowercased() == "bearer" { return parts[1].trimmingCharacters(in: .whitespaces) }
+            return ""
+        }
+        return headers[.xAPIKey]
+    }
+}
+
+/// Keeps the authentication mode current: polls the Database Service for whether any key exists.
+struct AuthModeMonitor: Service {
+    let authenticator: Authenticator
+    let interval: Duration
+
+    func run() async throws {
+        try? await cancelWhenGracefulShutdown { () async throws in
+            // A moment's wait first keeps a start that fails (a port in use) to its one-line error; a request
+            // without a key in the meantime asks at once.
+            try await Task.sleep(for: .milliseconds(250))
+            while !Task.isCancelled {
+                await authenticator.refreshMode()
+                try await Task.sleep(for: interval)
+            }
+        }
+        try? await gracefulShutdown()
+    }
+}
+
+/// Per-key token buckets: `rate` requests a second on average, bursts of up to `burst`.
+final class RateLimiter: Sendable {
+    private struct Bucket {
+        var tokens: Double
+        var updatedAt: ContinuousClock.Instant
+    }
+
+    let rate: Double
+    let burst: Double
+    private let buckets = Mutex<[String: Bucket]>([:])
+
+    init(rate: Double, burst: Int) {
+        self.rate = rate
+        self.burst = Double(max(burst, 1))
+    }
+
+    /// Takes a token for `key`; nil when allowed, else whole seconds until one is available.
+    func consume(_ key: String, now: ContinuousClock.Instant = .now) -> Int? {
+        guard rate > 0 else { return nil }
+        return buckets.withLock { buckets in
+            var bucket = buckets[key] ?? Bucket(tokens: burst, updatedAt: now)
+            let elapsed = now - bucket.updatedAt
+            bucket.tokens = min(burst, bucket.tokens + rate * (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))
+            bucket.updatedAt = now
+            defer { buckets[key] = bucket }
+            guard bucket.tokens >= 1 else { return max(1, Int(((1 - bucket.tokens) / rate).rounded(.up))) }
+            bucket.tokens -= 1
+            return nil
+        }
+    }
+}
+
+extension HTTPField.Name {
+    static let xAPIKey = Self("X-API-Key")!
+}

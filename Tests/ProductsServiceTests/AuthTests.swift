@@ -1,0 +1,91 @@
+import Foundation
+import HTTPTypes
+import Logging
+import Testing
+
+@testable import ProductsService
+import Shared
+
+@Suite("Authentication")
+struct AuthTests {
+    let logger = Logger(label: "test")
+
+    func headers(bearer key: String) -> HTTPFields { [.authorization: "Bearer " + key] }
+
+    @Test("open while no key exists; once one does, every request needs one and acts for the key's tenant")
+    func modes() async throws {
+        let database = FakeDatabaseService()
+        let authenticator = Authenticator(database: database, directory: nil, logger: logger)
+        #expect(authenticator.mode == .unknown)
+        #expect(try await authenticator.authenticate([:]) == nil, "no key anywhere: open, as default")
+        #expect(authenticator.mode == .open)
+
+        let key = database.addKey(tenant: "acme")
+        let grant = try await authenticator.authenticate(headers(bearer: key))
+        #expect(grant?.tenant == "acme" && grant?.scope == .readWrite)
+        #expect(authenticator.mode == .enforced, "a valid key switches enforcement on at once")
+        await #expect(throws: APIError.self) { try await authenticator.authenticate([:]) }
+        #expect(try await authenticator.authenticate([.xAPIKey: key])?.tenant == "acme", "X-API-Key works too")
+        for bad in ["Bearer sk_short", "Basic abc", "Bearer " + APIKey.generate()] {
+            await #expect { try await authenticator.authenticate([.authorization: bad]) } throws: { error in
+                (error as? APIError)?.status == .unauthorized && (error as? APIError)?.headers[.wwwAuthenticate] != nil
+            }
+        }
+    }
+
+    @Test("a revoked key keeps working only while its verification is fresh; the Database Service down keeps it at most usableFor")
+    func revocation() async throws {
+        let database = FakeDatabaseService()
+        let authenticator = Authenticator(
+            database: database, directory: nil, logger: logger, freshFor: .milliseconds(300), usableFor: .seconds(3))
+        let key = database.addKey(tenant: "acme")
+        #expect(try await authenticator.authenticate(headers(bearer: key)) != nil)
+        database.removeKeys()
+        #expect(try await authenticator.authenticate(headers(bearer: key)) != nil, "cached")
+        try await Task.sleep(for: .milliseconds(400))
+        await #expect(throws: APIError.self) { try await authenticator.authenticate(headers(bearer: key)) }
+
+        let other = database.addKey(tenant: "acme")
+        #expect(try await authenticator.authenticate(headers(bearer: other)) != nil)
+        database.isDown = true
+        try await Task.sleep(for: .milliseconds(400))
+        #expect(try await authenticator.authenticate(headers(bearer: other)) != nil, "stale but within usableFor")
+        try await Task.sleep(for: .seconds(3))
+        await #expect { try await authenticator.authenticate(headers(bearer: other)) } throws: { error in
+            (error as? APIError)?.code == "auth_unavailable"
+        }
+    }
+
+    @Test("the last mode seen survives a restart, so an outage at start does not open the service; --require-api-keys pins it")
+    func persistedMode() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let database = FakeDatabaseService()
+        _ = database.addKey(tenant: "acme")
+        await Authenticator(database: database, directory: directory, logger: logger).refreshMode()
+        database.isDown = true
+        let restarted = Authenticator(database: database, directory: directory, logger: logger)
+        #expect(restarted.mode == .enforced)
+        await #expect { try await restarted.authenticate([:]) } throws: { ($0 as? APIError)?.status == .unauthorized }
+        let fresh = Authenticator(database: database, directory: nil, logger: logger)
+        #expect(try await fresh.authenticate([:]) == nil, "never told otherwise: requests without a key are taken, as when open")
+        let pinned = Authenticator(database: database, directory: nil, logger: logger, requireKeys: true)
+        await #expect { try await pinned.authenticate([:]) } throws: { ($0 as? APIError)?.status == .unauthorized }
+        database.isDown = false
+        database.removeKeys()
+        await pinned.refreshMode()
+        #expect(pinned.mode == .enforced, "--require-api-keys never opens")
+    }
+
+    @Test("token buckets: a burst, then the rate; keys are limited apart")
+    func rateLimit() {
+        let limiter = RateLimiter(rate: 10, burst: 3)
+        let start = ContinuousClock.now
+        #expect((0..<3).map { _ in limiter.consume("a", now: start) } == [nil, nil, nil])
+        #expect(limiter.consume("a", now: start) == 1)
+        #expect(limiter.consume("b", now: start) == nil)
+        #expect(limiter.consume("a", now: start + .milliseconds(100)) == nil, "one token back after 1/rate")
+        #expect(limiter.consume("a", now: start + .milliseconds(100)) != nil)
+        #expect(RateLimiter(rate: 0, burst: 1).consume("a") == nil, "0 turns the limit off")
+    }
+}
