@@ -31,13 +31,17 @@ func buildApplication(
 
 /// The routes (recorded, for the OpenAPI check) and middleware of the Database Service.
 func buildRouter(store: any ProductStore & APIKeyStore, serviceToken: String? = nil) throws -> RouteRecorder<AppRequestContext> {
+    MetricsSetup.bootstrap()
+    let store = InstrumentedStore(base: store)
     let router = Router(context: AppRequestContext.self)
+    router.add(middleware: RequestIDMiddleware())
+    router.add(middleware: MetricsMiddleware())
     router.add(middleware: CORSHeadersMiddleware())
-    router.add(middleware: LogRequestsMiddleware(.debug))
     router.add(middleware: ErrorMiddleware())
     router.add(middleware: StorageErrorMiddleware())
     let routes = RouteRecorder(router)
     routes.addRoutes(HealthController(store: store).endpoints)
+    routes.addRoutes(MetricsController().endpoints)
     routes.addRoutes(
         try OpenAPIController(documentAt: Bundle.module.url(forResource: "openapi", withExtension: "json"), title: "Database Service")
             .endpoints)

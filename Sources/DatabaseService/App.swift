@@ -17,13 +17,51 @@ struct DatabaseServiceCommand: AsyncParsableCommand {
 
 /// The storage a command works on.
 struct StorageOptions: ParsableArguments {
-    @Option(help: "SQLite file path; postgres:// URLs are reserved for the PostgreSQL backend (env DATABASE).")
+    @Option(help: "A SQLite file path, or postgres://user:password@host:port/database[?sslmode=disable|prefer|require] (env DATABASE).")
     var database: String = Settings.env("DATABASE", default: "./data/db/products.sqlite")
 
-    func openStore() throws -> SQLiteProductStore {
-        if database.hasPrefix("postgres://") || database.hasPrefix("postgresql://") {
-            throw SettingError("--database (DATABASE): the PostgreSQL backend is not available yet; use a SQLite file path")
+    @Option(help: "File holding the PostgreSQL password, such as a Docker secret; wins over the URL's (env DATABASE_PASSWORD_FILE).")
+    var databasePasswordFile: String = Settings.env("DATABASE_PASSWORD_FILE", default: "")
+
+    @Option(help: "Most PostgreSQL connections this process opens (env DATABASE_POOL_SIZE).")
+    var databasePoolSize: Int = Settings.env("DATABASE_POOL_SIZE", default: 20)
+
+    var isPostgres: Bool { database.hasPrefix("postgres://") || database.hasPrefix("postgresql://") }
+
+    /// The password in a PostgreSQL URL, so that logs can redact it.
+    var databasePassword: String? { isPostgres ? (try? postgresURL()).flatMap { URLComponents(string: $0)?.password } : nil }
+
+    /// The PostgreSQL URL, with the password from `--database-password-file` when one is given.
+    func postgresURL() throws -> String {
+        guard let password = try Settings.secret("", file: databasePasswordFile, name: "database-password") else { return database }
+        guard var components = URLComponents(string: database) else { return database }
+        components.password = password
+        return components.string ?? database
+    }
+
+    /// Opens the store and runs `body` with it: for PostgreSQL, with the connection pool running and the
+    /// migrations applied; for SQLite, on the file (created if needed, migrated).
+    func withStore<T: Sendable>(
+        logger: Logger = Logger(label: "database-service"), _ body: @escaping @Sendable (any ProductStore & APIKeyStore) async throws -> T
+    ) async throws -> T {
+        guard isPostgres else { return try await body(try openSQLite()) }
+        guard (1...1000).contains(databasePoolSize) else { throw SettingError("--database-pool-size (DATABASE_POOL_SIZE): must be 1 to 1000") }
+        let store = try PostgresProductStore(url: try postgresURL(), logger: logger, maximumConnections: databasePoolSize)
+        return try await store.run {
+            do {
+                try await withDeadline(.seconds(15)) {
+                    try await store.checkConnection()
+                    try await store.migrate()
+                }
+            } catch {
+                let reason = String(reflecting: error).split(whereSeparator: \.isNewline).joined(separator: " ")
+                throw SettingError("--database (DATABASE): cannot use PostgreSQL at \(PostgresProductStore.redacted(database)): \(reason)")
+            }
+            return try await body(store)
         }
+    }
+
+    func openSQLite() throws -> SQLiteProductStore {
         let directory = URL(fileURLWithPath: database).deletingLastPathComponent().path
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -55,19 +93,28 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical (env LOG_LEVEL).")
     var logLevel: Logger.Level = Settings.env("LOG_LEVEL", default: .info)
 
+    @Option(help: "text, or json: one JSON object per line (env LOG_FORMAT).")
+    var logFormat: LogFormat = Settings.env("LOG_FORMAT", default: .text)
+
     func run() async throws {
         try Settings.validatePort(port)
         let token = try Settings.secret(serviceToken, file: serviceTokenFile, name: "service-token")
-        LoggingSetup.bootstrap(level: logLevel, secrets: token.map { [$0] } ?? [])
-        let store = try storage.openStore()
-        let settings = DatabaseServiceSettings(host: host, port: port, logLevel: logLevel, serviceToken: token)
+        LoggingSetup.bootstrap(level: logLevel, format: logFormat, secrets: [token, storage.databasePassword].compactMap { $0 })
+        try await storage.withStore { store in try await serve(store, token: token) }
+    }
 
+    private func serve(_ store: any ProductStore & APIKeyStore, token: String?) async throws {
+        let settings = DatabaseServiceSettings(host: host, port: port, logLevel: logLevel, serviceToken: token)
         let started = StartupFlag()
         let app = try buildApplication(settings: settings, store: store) { channel in
             started.set()
             let logger = Logger(label: "database-service")
             logger.notice(
-                "listening", metadata: ["address": "\(settings.host):\(channel.localAddress?.port ?? settings.port)", "backend": "\(store.backend)"])
+                "listening",
+                metadata: [
+                    "address": "\(settings.host):\(channel.localAddress?.port ?? settings.port)", "backend": "\(store.backend)",
+                    "pool": "\(store.poolDescription)",
+                ])
             if token == nil {
                 logger.warning("no service token: /api trusts any caller and its X-Tenant-ID; set --service-token (SERVICE_TOKEN) outside development")
             }
@@ -78,4 +125,22 @@ struct Serve: AsyncParsableCommand {
             throw SettingError("--host/--port (HOST/PORT): cannot listen on \(host):\(port): \(error)")
         }
     }
+}
+
+/// Runs `body`, giving up with `DeadlineExceeded` after `timeout` (the pool retries a refused connection forever).
+func withDeadline<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: timeout)
+            throw DeadlineExceeded(timeout: timeout)
+        }
+        defer { group.cancelAll() }
+        return try await group.next()!
+    }
+}
+
+struct DeadlineExceeded: Error, CustomStringConvertible {
+    let timeout: Duration
+    var description: String { "no answer within \(timeout.components.seconds) s" }
 }

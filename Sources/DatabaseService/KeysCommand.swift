@@ -24,7 +24,9 @@ struct Keys: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let created = try await storage.openStore().createKey(tenant: tenant, scope: readOnly ? .readOnly : .readWrite)
+            let scope: KeyGrant.Scope = readOnly ? .readOnly : .readWrite
+            let tenant = tenant
+            let created = try await storage.withStore { store in try await store.createKey(tenant: tenant, scope: scope) }
             print("Created \(created.grant.id) for tenant \(tenant) (\(created.grant.scope.rawValue)). Store the key now; it is not shown again:")
             print(created.key)
         }
@@ -37,7 +39,7 @@ struct Keys: AsyncParsableCommand {
         @OptionGroup var storage: StorageOptions
 
         func run() async throws {
-            let keys = try await storage.openStore().keys()
+            let keys = try await storage.withStore { store in try await store.keys() }
             if keys.isEmpty { print("No API keys: the Products Service runs open, as tenant 'default'.") }
             for key in keys {
                 var line = "\(key.id)  tenant=\(key.tenant)  scope=\(key.scope.rawValue)  created=\(key.createdAt)"
@@ -58,7 +60,8 @@ struct Keys: AsyncParsableCommand {
         var keyID: String
 
         func run() async throws {
-            guard try await storage.openStore().revokeKey(id: keyID) else {
+            let keyID = keyID
+            guard try await storage.withStore({ store in try await store.revokeKey(id: keyID) }) else {
                 throw ValidationError("no active key \(keyID)")
             }
             print("Revoked \(keyID); the Products Service refuses it within 10 seconds.")

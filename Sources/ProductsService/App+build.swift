@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import Logging
+import Metrics
 import NIOCore
 import ServiceLifecycle
 import Shared
@@ -82,13 +83,15 @@ func buildApplication(
 func buildRouter(
     catalog: Catalog, authenticator: Authenticator, settings: ProductsServiceSettings
 ) throws -> RouteRecorder<AppRequestContext> {
+    MetricsSetup.bootstrap()
     let router = Router(context: AppRequestContext.self)
     let cors: CORSPolicy =
         if settings.corsOrigins.isEmpty { .anyOriginWhile { authenticator.mode != .enforced } }
         else if settings.corsOrigins.contains("*") { .anyOrigin }
         else { .origins(Set(settings.corsOrigins)) }
+    router.add(middleware: RequestIDMiddleware())
+    router.add(middleware: MetricsMiddleware())
     router.add(middleware: CORSHeadersMiddleware(policy: cors))
-    router.add(middleware: LogRequestsMiddleware(.debug))
     router.add(middleware: ErrorMiddleware())
     let routes = RouteRecorder(router)
     let auth = AuthMiddleware<AppRequestContext>(
@@ -98,6 +101,7 @@ func buildRouter(
             catalog: catalog, databaseServiceURL: settings.databaseServiceURL, backlogAlertAfter: settings.backlogAlertAfter,
             authenticator: authenticator
         ).endpoints)
+    routes.addRoutes(MetricsController(refresh: { ProductsMetrics.refresh(catalog) }).endpoints)
     routes.addRoutes(ProductsController(catalog: catalog, auth: auth).endpoints, atPath: "/products")
     routes.addRoutes(CacheController(catalog: catalog, syncFlushTimeout: settings.syncFlushTimeout, auth: auth).endpoints, atPath: "/cache")
     routes.addRoutes(
@@ -105,4 +109,19 @@ func buildRouter(
             .endpoints)
     routes.addMethodNotAllowedHandling()
     return routes
+}
+
+/// The gauges `/metrics` reads from state when scraped.
+enum ProductsMetrics {
+    static func refresh(_ catalog: Catalog) {
+        let totals = catalog.cache.totals
+        Gauge(label: "products_cache_products").record(totals.products)
+        Gauge(label: "products_cache_approximate_bytes").record(totals.approximateBytes)
+        Gauge(label: "products_cache_loaded").record(catalog.isLoaded ? 1 : 0)
+        let backlog = catalog.journal.backlog
+        Gauge(label: "products_journal_pending_writes").record(backlog.count)
+        let age = backlog.oldestRecordedAt.map { (ContinuousClock.now - $0).seconds } ?? 0
+        Gauge(label: "products_journal_oldest_pending_seconds").record(age)
+        Gauge(label: "products_dead_letters").record(catalog.worker.deadLetters.snapshot.count)
+    }
 }

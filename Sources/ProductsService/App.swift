@@ -72,6 +72,9 @@ struct ProductsServiceCommand: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical (env LOG_LEVEL).")
     var logLevel: Logger.Level = Settings.env("LOG_LEVEL", default: .info)
 
+    @Option(help: "text, or json: one JSON object per line (env LOG_FORMAT).")
+    var logFormat: LogFormat = Settings.env("LOG_FORMAT", default: .text)
+
     enum JournalMode: String, ExpressibleByArgument, CaseIterable {
         case on, off
     }
@@ -102,7 +105,7 @@ struct ProductsServiceCommand: AsyncParsableCommand {
         }
         let token = try Settings.secret(serviceToken, file: serviceTokenFile, name: "service-token")
         try DataDirectory.claim(dataDir)
-        LoggingSetup.bootstrap(level: logLevel, secrets: token.map { [$0] } ?? [])
+        LoggingSetup.bootstrap(level: logLevel, format: logFormat, secrets: token.map { [$0] } ?? [])
 
         var settings = ProductsServiceSettings(
             host: host, port: port, databaseServiceURL: databaseServiceURL, dataDirectory: dataDir,

@@ -1,17 +1,79 @@
 import ArgumentParser
 import Foundation
 import Logging
+import NIOCore
+
+/// How log lines are written: for people, or one JSON object per line for log shippers.
+package enum LogFormat: String, ExpressibleByArgument, CaseIterable, Sendable {
+    case text, json
+}
 
 /// Process-wide logging set-up shared by both executables.
 package enum LoggingSetup {
     /// Sends log lines to standard error at `level`, with API keys and `secrets` redacted; call once at start.
-    package static func bootstrap(level: Logger.Level, secrets: [String] = []) {
+    package static func bootstrap(level: Logger.Level, format: LogFormat = .text, secrets: [String] = []) {
         let secrets = secrets.filter { !$0.isEmpty }
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return RedactingLogHandler(wrapped: handler, secrets: secrets)
+            switch format {
+            case .text:
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return RedactingLogHandler(wrapped: handler, secrets: secrets)
+            case .json:
+                var handler = JSONLogHandler(label: label)
+                handler.logLevel = level
+                return RedactingLogHandler(wrapped: handler, secrets: secrets)
+            }
         }
+    }
+}
+
+/// One JSON object per line on standard error: `timestamp`, `level`, `label`, `message`, then the metadata.
+package struct JSONLogHandler: LogHandler {
+    package var logLevel: Logger.Level = .info
+    package var metadata: Logger.Metadata = [:]
+    let label: String
+    let write: @Sendable (String) -> Void
+
+    package init(label: String, write: @escaping @Sendable (String) -> Void = JSONLogHandler.standardError) {
+        self.label = label
+        self.write = write
+    }
+
+    package subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    package func log(event: LogEvent) {
+        var fields = metadata.merging(event.metadata ?? [:]) { $1 }.mapValues(Self.json)
+        fields["timestamp"] = .string(Timestamp.now())
+        fields["level"] = .string(event.level.rawValue)
+        fields["label"] = .string(label)
+        fields["message"] = .string(event.message.description)
+        if let error = event.error { fields["error"] = .string("\(error)") }
+        var buffer = ByteBuffer()
+        JSONValue.object(fields).write(into: &buffer)
+        buffer.writeInteger(UInt8(ascii: "\n"))
+        write(String(buffer: buffer))
+    }
+
+    private static func json(_ value: Logger.Metadata.Value) -> JSONValue {
+        switch value {
+        case .string(let text): .string(text)
+        case .stringConvertible(let convertible): .string(convertible.description)
+        case .array(let values): .array(values.map(json))
+        case .dictionary(let values): .object(values.mapValues(json))
+        }
+    }
+
+    private static let lock = NSLock()
+
+    /// Writes a whole line at once, so lines from concurrent tasks never interleave.
+    package static let standardError: @Sendable (String) -> Void = { line in
+        lock.lock()
+        defer { lock.unlock() }
+        FileHandle.standardError.write(Data(line.utf8))
     }
 }
 
@@ -40,13 +102,11 @@ package struct RedactingLogHandler<Wrapped: LogHandler>: LogHandler {
         set { wrapped[metadataKey: key] = newValue }
     }
 
-    package func log(
-        level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String,
-        line: UInt
-    ) {
-        wrapped.log(
-            level: level, message: "\(redact(message.description))", metadata: metadata?.mapValues(redact), source: source,
-            file: file, function: function, line: line)
+    package func log(event: LogEvent) {
+        var event = event
+        event.message = "\(redact(event.message.description))"
+        event.metadata = event.metadata?.mapValues(redact)
+        wrapped.log(event: event)
     }
 
     package func redact(_ text: String) -> String {

@@ -107,9 +107,9 @@ struct BadInputTests {
         await stack.stop()
     }
 
-    @Test("the Database Service refuses bad products and stale versions with 4xx")
-    func databaseBadInput() async throws {
-        let stack = try await Stack.started()
+    @Test("the Database Service refuses bad products and stale versions with 4xx", arguments: Backend.available)
+    func databaseBadInput(backend: Backend) async throws {
+        let stack = try await Stack.started(backend: backend)
         let api = stack.databaseURL + "/api/products"
         let cases: [(String, Int, String)] = [
             ("{}", 400, "parameter_missing"),

@@ -11,9 +11,9 @@ struct CatalogAPITests {
         String(decoding: try! JSONSerialization.data(withJSONObject: object), as: UTF8.self)
     }
 
-    @Test("PATCH replaces given fields and merges metadata; PUT replaces wholesale; both bump the version and persist")
-    func updates() async throws {
-        let stack = try await Stack.started()
+    @Test("PATCH replaces given fields and merges metadata; PUT replaces wholesale; both bump the version and persist", arguments: Backend.available)
+    func updates(backend: Backend) async throws {
+        let stack = try await Stack.started(backend: backend)
         let base = stack.productsURL
         let created = try await stack.create("Shirt", type: "apparel", metadata: ["color": "red", "size": "M"])
 
@@ -119,9 +119,9 @@ struct CatalogAPITests {
         return pages
     }
 
-    @Test("paging through 2,500 products with limit=100 visits each exactly once, forwards and backwards")
-    func paging() async throws {
-        let stack = try await Stack.started()
+    @Test("paging through 2,500 products with limit=100 visits each exactly once, forwards and backwards", arguments: Backend.available)
+    func paging(backend: Backend) async throws {
+        let stack = try await Stack.started(backend: backend)
         let base = stack.productsURL
         let created = try await withThrowingTaskGroup(of: [String].self) { group in
             for worker in 0..<10 {
@@ -160,9 +160,9 @@ struct CatalogAPITests {
         await stack.stop()
     }
 
-    @Test("filters combine with each other, cursors and limit, alike in both services")
-    func filters() async throws {
-        let stack = try await Stack.started()
+    @Test("filters combine with each other, cursors and limit, alike in both services", arguments: Backend.available)
+    func filters(backend: Backend) async throws {
+        let stack = try await Stack.started(backend: backend)
         let base = stack.productsURL
         var products: [Product] = []
         for index in 0..<30 {
@@ -214,9 +214,9 @@ struct CatalogAPITests {
         await stack.stop()
     }
 
-    @Test("an Idempotency-Key replays the first answer, even across kill -9; another body is 422; one product is created")
-    func idempotency() async throws {
-        let stack = try await Stack.started()
+    @Test("an Idempotency-Key replays the first answer, even across kill -9; another body is 422; one product is created", arguments: Backend.available)
+    func idempotency(backend: Backend) async throws {
+        let stack = try await Stack.started(backend: backend)
         let base = stack.productsURL
         let body = #"{"name":"Once only","metadata":{"sku":"A-1"}}"#
         let first = try await HTTP.send(.POST, base + "/products", body: body, headers: [("Idempotency-Key", "order-42")])

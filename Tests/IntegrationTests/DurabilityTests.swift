@@ -22,9 +22,9 @@ struct DurabilityTests {
         }
     }
 
-    @Test("Database Service down, writes acknowledged, Products Service killed -9: all of it lands after restart")
-    func killDuringOutage() async throws {
-        let stack = try Stack()
+    @Test("Database Service down, writes acknowledged, Products Service killed -9: all of it lands after restart", arguments: Backend.available)
+    func killDuringOutage(backend: Backend) async throws {
+        let stack = try Stack(backend)
         try await stack.startProducts()
         var created: [String] = []
         for index in 0..<40 { created.append(try await stack.create("Acked \(index)").id) }
@@ -43,9 +43,9 @@ struct DurabilityTests {
         await stack.stop()
     }
 
-    @Test("the Database Service killed and restarted during a stream of writes: both end at the acknowledged history")
-    func databaseRestartsDuringWrites() async throws {
-        let stack = try await Stack.started()
+    @Test("the Database Service killed and restarted during a stream of writes: both end at the acknowledged history", arguments: Backend.available)
+    func databaseRestartsDuringWrites(backend: Backend) async throws {
+        let stack = try await Stack.started(backend: backend)
         let chaosFinished = Flag()
         let chaos = Task {
             defer { chaosFinished.set() }
@@ -76,9 +76,9 @@ struct DurabilityTests {
         await stack.stop()
     }
 
-    @Test("a delete made while the Database Service is down stays deleted through sync and restart")
-    func deleteDuringOutage() async throws {
-        let stack = try await Stack.started(["--sync-timeout", "0.5"])
+    @Test("a delete made while the Database Service is down stays deleted through sync and restart", arguments: Backend.available)
+    func deleteDuringOutage(backend: Backend) async throws {
+        let stack = try await Stack.started(["--sync-timeout", "0.5"], backend: backend)
         let product = try await stack.create("Doomed")
         let survivor = try await stack.create("Survivor")
         try await stack.waitUntilPersisted()
@@ -103,9 +103,9 @@ struct DurabilityTests {
         await stack.stop()
     }
 
-    @Test("updates delivered to the Database Service out of order: the newer survives")
-    func outOfOrder() async throws {
-        let stack = try Stack()
+    @Test("updates delivered to the Database Service out of order: the newer survives", arguments: Backend.available)
+    func outOfOrder(backend: Backend) async throws {
+        let stack = try Stack(backend)
         try await stack.startDatabase()
         let api = stack.databaseURL + "/api/products"
         #expect(try await HTTP.post(api, json: #"{"id":"p1","name":"Version 2","version":2}"#).status == 201)
@@ -126,9 +126,9 @@ struct DurabilityTests {
         await stack.stop()
     }
 
-    @Test("SIGTERM with a backlog and the Database Service up: the backlog is flushed, nothing is lost")
-    func sigtermFlushes() async throws {
-        let stack = try Stack()
+    @Test("SIGTERM with a backlog and the Database Service up: the backlog is flushed, nothing is lost", arguments: Backend.available)
+    func sigtermFlushes(backend: Backend) async throws {
+        let stack = try Stack(backend)
         // A long retry delay: after its first failure the worker sleeps, so only shutdown can flush.
         try await stack.startProducts(["--retry-base-delay", "60", "--retry-max-delay", "60"])
         var created: [String] = []
@@ -152,9 +152,9 @@ struct DurabilityTests {
         await stack.stop()
     }
 
-    @Test("a restart loads the catalog without POST /cache/sync")
-    func warmRestart() async throws {
-        let stack = try await Stack.started()
+    @Test("a restart loads the catalog without POST /cache/sync", arguments: Backend.available)
+    func warmRestart(backend: Backend) async throws {
+        let stack = try await Stack.started(backend: backend)
         var created: [String] = []
         for index in 0..<12 { created.append(try await stack.create("Warm \(index)").id) }
         try await stack.waitUntilPersisted()
@@ -167,9 +167,9 @@ struct DurabilityTests {
         await stack.stop()
     }
 
-    @Test("a journaled write the Database Service refuses is dead-lettered and the rest still land")
-    func deadLetter() async throws {
-        let stack = try Stack()
+    @Test("a journaled write the Database Service refuses is dead-lettered and the rest still land", arguments: Backend.available)
+    func deadLetter(backend: Backend) async throws {
+        let stack = try Stack(backend)
         let journal = stack.dataDirectory + "/journal"
         try FileManager.default.createDirectory(atPath: journal, withIntermediateDirectories: true)
         let now = Timestamp.now()

@@ -7,9 +7,9 @@ import Testing
 /// Both services started for real, driven over HTTP: every endpoint and every bad input.
 @Suite("Stack over HTTP")
 struct StackTests {
-    @Test("every Products Service endpoint answers as documented")
-    func everyEndpoint() async throws {
-        let stack = try await Stack.started()
+    @Test("every Products Service endpoint answers as documented", arguments: Backend.available)
+    func everyEndpoint(backend: Backend) async throws {
+        let stack = try await Stack.started(backend: backend)
         let base = stack.productsURL
 
         let index = try await HTTP.get(base + "/")
@@ -86,9 +86,9 @@ struct StackTests {
         await stack.stop()
     }
 
-    @Test("a cache miss reads through to the Database Service and caches the product")
-    func readThrough() async throws {
-        let stack = try await Stack.started()
+    @Test("a cache miss reads through to the Database Service and caches the product", arguments: Backend.available)
+    func readThrough(backend: Backend) async throws {
+        let stack = try await Stack.started(backend: backend)
         let direct = try await HTTP.post(
             stack.databaseURL + "/api/products", json: #"{"id":"prod_direct","name":"Only in the DB","type":"digital"}"#)
         #expect(direct.status == 201)
@@ -126,9 +126,9 @@ struct StackTests {
         await stack.stop()
     }
 
-    @Test("a product only in the Database Service can be deleted through the Products Service")
-    func deleteUncached() async throws {
-        let stack = try await Stack.started()
+    @Test("a product only in the Database Service can be deleted through the Products Service", arguments: Backend.available)
+    func deleteUncached(backend: Backend) async throws {
+        let stack = try await Stack.started(backend: backend)
         _ = try await HTTP.post(stack.databaseURL + "/api/products", json: #"{"id":"prod_dbonly","name":"DB only"}"#)
         let deleted = try await HTTP.delete(stack.productsURL + "/products/prod_dbonly")
         #expect(deleted.status == 200)

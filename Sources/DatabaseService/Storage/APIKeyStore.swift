@@ -25,3 +25,18 @@ struct APIKeyRecord: Sendable, Equatable {
     var lastUsedAt: String?
     var revokedAt: String?
 }
+
+/// The `api_keys` table, the same on both backends (migration `v2-api-keys`; never edit it once shipped).
+enum APIKeySchema {
+    static let createTable = """
+        CREATE TABLE api_keys (
+            id TEXT NOT NULL PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            key_hash TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            last_used_at TEXT,
+            revoked_at TEXT
+        )
+        """
+}

@@ -15,6 +15,10 @@ protocol ProductStore: Sendable {
     func ping() async throws
     /// The backend's name, reported by `/health`.
     var backend: String { get }
+    /// The last migration applied, reported by `/health`.
+    func schemaVersion() async throws -> String?
+    /// The connection pool, as `/health` reports it.
+    var poolDescription: String { get }
 }
 
 /// What storing one versioned operation did.

@@ -43,18 +43,7 @@ final class SQLiteProductStore: ProductStore {
                     """)
         }
         migrator.registerMigration("v2-api-keys") { db in
-            try db.execute(
-                sql: """
-                    CREATE TABLE api_keys (
-                        id TEXT NOT NULL PRIMARY KEY,
-                        tenant TEXT NOT NULL,
-                        scope TEXT NOT NULL,
-                        key_hash TEXT NOT NULL UNIQUE,
-                        created_at TEXT NOT NULL,
-                        last_used_at TEXT,
-                        revoked_at TEXT
-                    )
-                    """)
+            try db.execute(sql: APIKeySchema.createTable)
         }
         return migrator
     }
@@ -135,6 +124,12 @@ final class SQLiteProductStore: ProductStore {
     func ping() async throws {
         _ = try await pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
     }
+
+    func schemaVersion() async throws -> String? {
+        try await pool.read { db in try Self.migrator.appliedMigrations(db).last }
+    }
+
+    var poolDescription: String { "1 writer, up to \(pool.configuration.maximumReaderCount) readers (WAL)" }
 
     // MARK: SQL functions
 

@@ -14,6 +14,7 @@ struct ServiceController<Context: RequestContext> {
             .get("/", use: index)
             .get("health", use: health)
             .get("livez", use: live)
+            .get("readyz", use: ready)
     }
 
     /// GET /: a short description of the service and its endpoints.
@@ -30,13 +31,16 @@ struct ServiceController<Context: RequestContext> {
         let started = ContinuousClock.now
         let database: DatabaseStatus
         do {
-            _ = try await catalog.database.health()
+            let health = try await catalog.database.health()
             // An /api call too: a wrong service token shows here rather than only in failing writes.
             _ = try await catalog.database.keyStatus()
-            database = DatabaseStatus(url: databaseServiceURL, status: "connected", latencyMs: Self.milliseconds(since: started), lastError: nil)
+            database = DatabaseStatus(
+                url: databaseServiceURL, status: "connected", latencyMs: Self.milliseconds(since: started), version: health.version,
+                backend: health.backend, lastError: catalog.worker.status.lastError)
         } catch {
             let status = if case .unreachable = error { "unreachable" } else { "error: \(error)" }
-            database = DatabaseStatus(url: databaseServiceURL, status: status, latencyMs: Self.milliseconds(since: started), lastError: "\(error)")
+            database = DatabaseStatus(
+                url: databaseServiceURL, status: status, latencyMs: Self.milliseconds(since: started), lastError: "\(error)")
         }
         let persistence = PersistenceReport(catalog: catalog, tenant: nil)
         let status: String
@@ -50,14 +54,26 @@ struct ServiceController<Context: RequestContext> {
             status = "healthy"
         }
         let report = HealthReport(
-            status: status, timestamp: Timestamp.now(), service: "products-service", auth: authenticator.mode.reported,
-            cacheEntries: catalog.cache.count, databaseService: database, persistence: persistence)
+            status: status, timestamp: Timestamp.now(), service: "products-service", version: ServiceVersion.current,
+            auth: authenticator.mode.reported, cacheReady: catalog.isLoaded, cacheEntries: catalog.cache.count,
+            databaseService: database, persistence: persistence)
         return .json(report, status: status == "unhealthy" ? .serviceUnavailable : .ok)
     }
 
     /// GET /livez: the process is up; a static body, also the benchmark's framework ceiling.
     @Sendable func live(_ request: Request, context: Context) -> Response {
         .json(buffer: liveBody)
+    }
+
+    /// GET /readyz: 200 once the catalog is loaded and the journal can be written; 503 until then.
+    @Sendable func ready(_ request: Request, context: Context) throws -> Response {
+        guard catalog.isLoaded else {
+            throw APIError.serviceUnavailable("not_ready", "The catalog is still loading from the Database Service")
+        }
+        guard catalog.journal.backlog.failure == nil else {
+            throw APIError.serviceUnavailable("journal_unavailable", "The journal cannot be written; writes are refused")
+        }
+        return .json(buffer: liveBody)
     }
 
     private static func milliseconds(since start: ContinuousClock.Instant) -> Double {
@@ -71,6 +87,8 @@ private let endpointDescriptions: [String: String] = [
     "GET /": "this description",
     "GET /health": "health of the service, its journal and the Database Service",
     "GET /livez": "liveness probe",
+    "GET /readyz": "readiness probe: 503 until the catalog is loaded",
+    "GET /metrics": "Prometheus metrics",
     "POST /products": "create a product {name, type?, metadata?} (Idempotency-Key)",
     "GET /products": "list products in creation order (?limit=&starting_after=&ending_before=&type=&ids=&created[gte|gt|lte|lt]=&q=)",
     "GET /products/{id}": "get one product (If-None-Match)",
@@ -104,15 +122,19 @@ struct HealthReport: Encodable {
     var status: String
     var timestamp: String
     var service: String
+    var version: String
     /// `disabled` (no API key exists: open as tenant `default`), `enabled`, or `unknown` until the Database
     /// Service has answered once.
     var auth: String
+    /// Whether the full catalog is loaded: the cache then answers every read.
+    var cacheReady: Bool
     var cacheEntries: Int
     var databaseService: DatabaseStatus
     var persistence: PersistenceReport
 
     enum CodingKeys: String, CodingKey {
-        case status, timestamp, service, persistence, auth
+        case status, timestamp, service, version, persistence, auth
+        case cacheReady = "cache_ready"
         case cacheEntries = "cache_entries"
         case databaseService = "database_service"
     }
@@ -123,10 +145,14 @@ struct DatabaseStatus: Encodable {
     var url: String
     var status: String
     var latencyMs: Double
+    /// The Database Service's version and storage backend, when it answered.
+    var version: String?
+    var backend: String?
+    /// Why the last call to it failed, if the last one did (a health check, or a batch of writes).
     var lastError: String?
 
     enum CodingKeys: String, CodingKey {
-        case url, status
+        case url, status, version, backend
         case latencyMs = "latency_ms"
         case lastError = "last_error"
     }

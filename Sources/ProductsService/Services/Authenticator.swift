@@ -37,6 +37,8 @@ final class Authenticator: Sendable {
     /// Never run open, whatever the Database Service says (`--require-api-keys`).
     let requireKeys: Bool
     private let entries = Mutex<[String: Entry]>([:])
+    /// Set once the first request without a key has waited for the mode to be known (only that one waits).
+    private let firstCheckDone = Atomic<Bool>(false)
 
     /// `directory` keeps the last mode seen, so a restart while the Database Service is down keeps it.
     init(
@@ -59,7 +61,7 @@ final class Authenticator: Sendable {
     /// The grant of the request's key, or nil for a request without one while the service runs open.
     func authenticate(_ headers: HTTPFields) async throws -> KeyGrant? {
         guard let key = Self.presentedKey(headers) else {
-            if mode == .unknown { await refreshMode() }
+            if mode == .unknown, !firstCheckDone.exchange(true, ordering: .acquiringAndReleasing) { await refreshMode() }
             guard mode != .enforced else {
                 throw APIError.unauthorized("An API key is required: 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
             }

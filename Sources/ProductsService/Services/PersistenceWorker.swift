@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import ServiceLifecycle
 import Shared
 import Synchronization
@@ -83,6 +84,7 @@ final class PersistenceWorker: Service, Sendable {
     /// Sends one batch; returns false when it must be retried.
     private func send(_ entries: [JournalEntry]) async -> Bool {
         let operations = Self.coalesce(entries.map(\.operation))
+        let started = ContinuousClock.now
         do {
             let rejected = try await apply(operations)
             try deadLetters.add(rejected)
@@ -97,6 +99,7 @@ final class PersistenceWorker: Service, Sendable {
                     metadata: ["product_id": "\(letter.operation.productID)", "version": "\(letter.operation.version)", "error": "\(letter.error)"])
             }
         } catch {
+            Self.flushDuration(outcome: "failed").recordInterval(since: started)
             // Cancelled by shutdown: not a failure; the final flush sends the batch again (harmlessly, if it landed).
             if Task.isCancelled { return false }
             let attempt = state.withLock { status in
@@ -119,6 +122,8 @@ final class PersistenceWorker: Service, Sendable {
             }
         }
         journal.acknowledge(through: entries.last!.sequence)
+        Self.flushDuration(outcome: "persisted").recordInterval(since: started)
+        Self.batchSize.record(operations.count)
         state.withLock { status in
             status.consecutiveFailures = 0
             status.lastFlushAt = Timestamp.now()
@@ -147,6 +152,12 @@ final class PersistenceWorker: Service, Sendable {
             guard result.outcome == .rejected else { return nil }
             return DeadLetter(operation: operation, error: result.error ?? "rejected", deadLetteredAt: Timestamp.now())
         }
+    }
+
+    private static let batchSize = Recorder(label: "products_flush_batch_operations", aggregate: true)
+
+    private static func flushDuration(outcome: String) -> Metrics.Timer {
+        Metrics.Timer(label: "products_flush_duration", dimensions: [("outcome", outcome)])
     }
 
     /// Keeps only the newest operation of each product, in the order of first appearance.

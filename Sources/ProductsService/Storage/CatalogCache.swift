@@ -1,3 +1,4 @@
+import Metrics
 import NIOCore
 import Shared
 import Synchronization
@@ -68,7 +69,13 @@ final class CatalogCache: Sendable {
     func get(tenant: String, id: String) -> CachedProduct? {
         state.withLock { state in
             let found = state.tenants[tenant]?.products[id]
-            if found == nil { state.tenants[tenant, default: TenantCatalog()].misses += 1 } else { state.tenants[tenant]?.hits += 1 }
+            if found == nil {
+                state.tenants[tenant, default: TenantCatalog()].misses += 1
+                Self.misses.increment()
+            } else {
+                state.tenants[tenant]?.hits += 1
+                Self.hits.increment()
+            }
             return found
         }
     }
@@ -259,6 +266,16 @@ final class CatalogCache: Sendable {
     }
 
     // MARK: Statistics
+
+    private static let hits = Counter(label: "products_cache_hits")
+    private static let misses = Counter(label: "products_cache_misses")
+
+    /// Products and approximate bytes across all tenants, for `/metrics`.
+    var totals: (products: Int, approximateBytes: Int) {
+        state.withLock { state in
+            state.tenants.values.reduce((0, 0)) { ($0.0 + $1.products.count, $0.1 + $1.jsonBytes * 3 + $1.products.count * 400) }
+        }
+    }
 
     struct Statistics: Sendable {
         var totalProducts: Int

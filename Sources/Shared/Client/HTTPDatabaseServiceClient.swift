@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import Metrics
 import NIOCore
 import NIOHTTP1
 
@@ -76,27 +77,52 @@ package struct HTTPDatabaseServiceClient: DatabaseServiceClient {
         request.method = method
         if let tenant { request.headers.add(name: Self.tenantHeader, value: tenant) }
         if let serviceToken { request.headers.add(name: "Authorization", value: "Bearer " + serviceToken) }
+        // The request this call is made for (none for background work: then a trace of its own).
+        let trace = RequestTrace.current ?? RequestTrace(headers: [:])
+        request.headers.add(name: "X-Request-ID", value: trace.requestID)
+        request.headers.add(name: "traceparent", value: trace.outgoingTraceparent())
         if let body {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(body)
         }
         let status: Int
         let bytes: ByteBuffer
+        let started = ContinuousClock.now
+        let operation = Self.operationName(method, path)
         do {
             let response = try await http.execute(request, timeout: timeout)
             status = Int(response.status.code)
             bytes = try await response.body.collect(upTo: 64 * 1024 * 1024)
         } catch {
+            Self.callDuration(operation, outcome: "unreachable").recordInterval(since: started)
             throw .unreachable(String(describing: error))
         }
         guard accepted.contains(status) else {
+            Self.callDuration(operation, outcome: "http_\(status)").recordInterval(since: started)
             throw .rejected(status: status, body: try? JSONCoding.decoder.decode(APIError.Body.self, from: bytes))
         }
+        Self.callDuration(operation, outcome: "ok").recordInterval(since: started)
         return (status, bytes)
     }
 
     private func decode<T: Decodable>(_ type: T.Type, _ buffer: ByteBuffer) throws(DatabaseClientError) -> T {
         do { return try JSONCoding.decoder.decode(type, from: buffer) } catch { throw .invalidResponse("\(T.self): \(error)") }
+    }
+
+    /// `products_database_call_duration_seconds{operation, outcome}`: every call to the Database Service.
+    private static func callDuration(_ operation: String, outcome: String) -> Metrics.Timer {
+        Metrics.Timer(label: "products_database_call_duration", dimensions: [("operation", operation), ("outcome", outcome)])
+    }
+
+    /// A low-cardinality name for a call: its method and route, without ids or query.
+    private static func operationName(_ method: HTTPMethod, _ path: String) -> String {
+        let route = path.split(separator: "?").first.map(String.init) ?? path
+        switch route {
+        case "/api/products", "/api/products/batch", "/api/keys/verify", "/api/keys/status", "/api/tenants", "/health":
+            return "\(method.rawValue) \(route)"
+        default:
+            return "\(method.rawValue) /api/products/{id}"
+        }
     }
 
     static func escape(_ component: String) -> String {

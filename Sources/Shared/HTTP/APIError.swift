@@ -10,6 +10,8 @@ package struct APIError: Error, HTTPResponseError, Sendable, Equatable {
     package var param: String?
     /// The product's current version, on `precondition_failed`.
     package var currentVersion: Int64?
+    /// The request's `X-Request-ID`, filled in by the error middleware.
+    package var requestID: String?
     package var headers: HTTPFields
 
     package init(
@@ -30,23 +32,28 @@ package struct APIError: Error, HTTPResponseError, Sendable, Equatable {
         package var code: String
         package var param: String?
         package var currentVersion: Int64?
+        package var requestID: String?
 
-        package init(error: String, code: String, param: String? = nil, currentVersion: Int64? = nil) {
+        package init(error: String, code: String, param: String? = nil, currentVersion: Int64? = nil, requestID: String? = nil) {
             self.error = error
             self.code = code
             self.param = param
             self.currentVersion = currentVersion
+            self.requestID = requestID
         }
 
         enum CodingKeys: String, CodingKey {
             case error, code, param
             case currentVersion = "current_version"
+            case requestID = "request_id"
         }
     }
 
-    package var body: Body { Body(error: message, code: code, param: param, currentVersion: currentVersion) }
+    package var body: Body { Body(error: message, code: code, param: param, currentVersion: currentVersion, requestID: requestID) }
 
     package func response(from request: Request, context: some RequestContext) throws -> Response {
+        var body = body
+        if body.requestID == nil, case .string(let id) = context.logger[metadataKey: "request_id"] { body.requestID = id }
         var response = Response.json(body, status: status)
         response.headers.append(contentsOf: headers)
         return response

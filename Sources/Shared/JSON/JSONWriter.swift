@@ -133,3 +133,31 @@ extension WriteBatch {
         return buffer
     }
 }
+
+extension JSONValue {
+    /// Writes this value as compact JSON, object keys sorted.
+    package func write(into buffer: inout ByteBuffer) {
+        switch self {
+        case .object(let fields):
+            buffer.writeInteger(UInt8(ascii: "{"))
+            for (index, key) in fields.keys.sorted().enumerated() {
+                if index > 0 { buffer.writeInteger(UInt8(ascii: ",")) }
+                JSONWriter.writeString(key, into: &buffer)
+                buffer.writeInteger(UInt8(ascii: ":"))
+                fields[key]!.write(into: &buffer)
+            }
+            buffer.writeInteger(UInt8(ascii: "}"))
+        case .array(let values):
+            buffer.writeInteger(UInt8(ascii: "["))
+            for (index, value) in values.enumerated() {
+                if index > 0 { buffer.writeInteger(UInt8(ascii: ",")) }
+                value.write(into: &buffer)
+            }
+            buffer.writeInteger(UInt8(ascii: "]"))
+        case .string(let text): JSONWriter.writeString(text, into: &buffer)
+        case .number(let number): buffer.writeString(number.isFinite ? "\(number)" : "null")
+        case .bool(let flag): buffer.writeString(flag ? "true" : "false")
+        case .null: buffer.writeString("null")
+        }
+    }
+}

@@ -84,8 +84,9 @@ final class ServiceProcess: @unchecked Sendable {
     var log: String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }
 
     private func listeningPort() -> Int? {
-        guard let range = log.range(of: #"address=[0-9.]+:([0-9]+)"#, options: .regularExpression) else { return nil }
-        return Int(log[range].split(separator: ":").last!)
+        // Text logs say address=HOST:PORT; JSON logs "address":"HOST:PORT".
+        guard let range = log.range(of: #"address("?[=:]"?)[0-9.]+:[0-9]+"#, options: .regularExpression) else { return nil }
+        return Int(log[range].split(separator: ":").last!.prefix { $0.isNumber })
     }
 
     /// `kill -9`: no chance to flush anything.

@@ -50,11 +50,40 @@ enum HTTP {
     static func delete(_ url: String) async throws -> HTTPResult { try await send(.DELETE, url) }
 }
 
+/// The Database Service's storage in an integration test: SQLite always, PostgreSQL when `TEST_POSTGRES_URL`
+/// names a server (`scripts/test` starts one).
+enum Backend: String, Sendable, CustomTestStringConvertible {
+    case sqlite, postgresql
+
+    var testDescription: String { rawValue }
+
+    static let postgresURL = ProcessInfo.processInfo.environment["TEST_POSTGRES_URL"].flatMap { $0.isEmpty ? nil : $0 }
+    static var available: [Backend] { postgresURL == nil ? [.sqlite] : [.sqlite, .postgresql] }
+
+    /// A new, empty database on the test server (with psql, which comes with the server); returns its URL.
+    static func createPostgresDatabase() throws -> String {
+        let admin = try #require(postgresURL)
+        let name = "products_it_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["psql", admin, "-q", "-c", "CREATE DATABASE \(name)"]
+        try process.run()
+        process.waitUntilExit()
+        try #require(process.terminationStatus == 0, "psql could not create a database")
+        var components = try #require(URLComponents(string: admin))
+        components.path = "/" + name
+        return try #require(components.string)
+    }
+}
+
 /// Both services for one test: the Database Service on a fixed port (so it can be restarted in place),
-/// SQLite and the journal in a private directory.
+/// its storage (SQLite, or a fresh PostgreSQL database) and the journal in a private directory.
 final class Stack: @unchecked Sendable {
     let directory: TemporaryDirectory
     let databasePort: Int
+    let backend: Backend
+    /// The PostgreSQL database, when the backend is PostgreSQL.
+    let postgresURL: String?
     var database: ServiceProcess?
     var products: ServiceProcess?
     /// The shared secret both services are started with, if any.
@@ -65,15 +94,20 @@ final class Stack: @unchecked Sendable {
     var databaseURL: String { "http://127.0.0.1:\(databasePort)" }
     var productsURL: String { products!.baseURL }
 
-    init() throws {
+    init(_ backend: Backend = .sqlite) throws {
         directory = try TemporaryDirectory()
         databasePort = try freePort()
+        self.backend = backend
+        postgresURL = backend == .postgresql ? try Backend.createPostgresDatabase() : nil
     }
+
+    /// The Database Service's `--database`.
+    var databaseLocation: String { postgresURL ?? sqlitePath }
 
     @discardableResult
     func startDatabase() async throws -> ServiceProcess {
         let process = try await ServiceProcess.start(
-            "database-service", ["--port", "\(databasePort)", "--database", sqlitePath] + tokenArguments, in: directory)
+            "database-service", ["--port", "\(databasePort)", "--database", databaseLocation] + tokenArguments, in: directory)
         database = process
         return process
     }
@@ -93,7 +127,7 @@ final class Stack: @unchecked Sendable {
 
     /// Runs `database-service keys ...` on this stack's database; returns its output.
     func keys(_ arguments: [String]) async throws -> String {
-        let result = try await ServiceProcess.runToExit("database-service", ["keys"] + arguments + ["--database", sqlitePath], in: directory)
+        let result = try await ServiceProcess.runToExit("database-service", ["keys"] + arguments + ["--database", databaseLocation], in: directory)
         try #require(result.status == 0, "keys \(arguments) exited \(result.status): \(result.output)")
         return result.output
     }
@@ -114,8 +148,8 @@ final class Stack: @unchecked Sendable {
     }
 
     /// Starts both, and waits until the Products Service has loaded the catalog.
-    static func started(_ productsArguments: [String] = []) async throws -> Stack {
-        let stack = try Stack()
+    static func started(_ productsArguments: [String] = [], backend: Backend = .sqlite) async throws -> Stack {
+        let stack = try Stack(backend)
         try await stack.startDatabase()
         try await stack.startProducts(productsArguments)
         try await stack.waitForStatus("healthy")

@@ -1,0 +1,192 @@
+import Foundation
+import Testing
+
+@testable import DatabaseService
+import Shared
+
+/// A fresh SQLite store in a temporary directory.
+func makeStore() throws -> (SQLiteProductStore, URL) {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("db-tests-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    return (try SQLiteProductStore(path: directory.appendingPathComponent("products.sqlite").path), directory)
+}
+
+func product(_ id: String, version: Int64, name: String = "Name", type: String = "physical") -> Product {
+    let now = Timestamp.now()
+    return Product(id: id, name: name, type: type, metadata: ["v": "\(version)"], createdAt: now, updatedAt: now, version: version)
+}
+
+@Suite("Product store, on SQLite and PostgreSQL")
+struct ProductStoreTests {
+    @Test("API keys: stored as hashes, verified with their grant and last use, listed, revoked", arguments: StoreBackend.available)
+    func keys(backend: StoreBackend) async throws {
+        try await backend.withStore { store, reopen async throws in
+            #expect(try await store.activeKeyCount() == 0)
+            let (writer, writerKey) = try await store.createKey(tenant: "acme", scope: .readWrite)
+            let (reader, readerKey) = try await store.createKey(tenant: "globex", scope: .readOnly)
+            #expect(try await store.activeKeyCount() == 2)
+            #expect(try await store.verifyKey(hash: APIKey.hash(writerKey)) == writer)
+            #expect(try await store.verifyKey(hash: APIKey.hash(readerKey)) == reader)
+            #expect(try await store.verifyKey(hash: APIKey.hash(APIKey.generate())) == nil)
+            let listed = try await store.keys()
+            #expect(listed.map(\.id) == [writer.id, reader.id])
+            #expect(listed.allSatisfy { $0.lastUsedAt != nil && $0.revokedAt == nil })
+            if let sqlite = store as? SQLiteProductStore {
+                let stored = try await sqlite.pool.read { db in try String.fetchAll(db, sql: "SELECT key_hash FROM api_keys") }
+                #expect(!stored.contains(writerKey) && stored.contains(APIKey.hash(writerKey)), "only the hash is stored")
+            }
+
+            #expect(try await store.revokeKey(id: writer.id))
+            #expect(try await !store.revokeKey(id: writer.id), "already revoked")
+            #expect(try await store.verifyKey(hash: APIKey.hash(writerKey)) == nil)
+            #expect(try await store.activeKeyCount() == 1)
+            _ = try await store.apply([.upsert(tenant: "initech", product: product("p", version: 1))])
+            #expect(try await store.tenants() == ["globex", "initech"])
+        }
+    }
+
+    @Test("a newer version replaces, an older or equal one is ignored", arguments: StoreBackend.available)
+    func versioning(backend: StoreBackend) async throws {
+        try await backend.withStore { store, reopen async throws in
+            #expect(try await store.apply([.upsert(tenant: "t", product: product("p", version: 1))]) == [.inserted])
+            #expect(try await store.apply([.upsert(tenant: "t", product: product("p", version: 3, name: "Three"))]) == [.updated])
+            #expect(try await store.apply([.upsert(tenant: "t", product: product("p", version: 2, name: "Two"))])
+                == [.stale(storedVersion: 3, deleted: false)])
+            #expect(try await store.apply([.upsert(tenant: "t", product: product("p", version: 3, name: "Again"))])
+                == [.stale(storedVersion: 3, deleted: false)])
+            #expect(try await store.product(tenant: "t", id: "p")?.name == "Three")
+        }
+    }
+
+    @Test("two updates delivered out of order, even in one batch: the newer survives", arguments: StoreBackend.available)
+    func outOfOrder(backend: StoreBackend) async throws {
+        try await backend.withStore { store, reopen async throws in
+            _ = try await store.apply([
+                .upsert(tenant: "t", product: product("p", version: 5, name: "Five")),
+                .upsert(tenant: "t", product: product("p", version: 4, name: "Four")),
+            ])
+            #expect(try await store.product(tenant: "t", id: "p")?.name == "Five")
+        }
+    }
+
+    @Test("a tombstone stops older writes from resurrecting the product, even one never seen before", arguments: StoreBackend.available)
+    func tombstones(backend: StoreBackend) async throws {
+        try await backend.withStore { store, reopen async throws in
+            let now = Timestamp.now()
+            #expect(try await store.apply([.delete(tenant: "t", id: "ghost", version: 2, deletedAt: now)]) == [.inserted])
+            #expect(try await store.apply([.upsert(tenant: "t", product: product("ghost", version: 1))])
+                == [.stale(storedVersion: 2, deleted: true)])
+            #expect(try await store.product(tenant: "t", id: "ghost") == nil)
+
+            _ = try await store.apply([.upsert(tenant: "t", product: product("p", version: 1, name: "Lamp"))])
+            #expect(try await store.delete(tenant: "t", id: "p", version: nil, deletedAt: now) == .deleted(version: 2, name: "Lamp"))
+            #expect(try await store.delete(tenant: "t", id: "p", version: nil, deletedAt: now) == .notFound)
+            _ = try await store.apply([.upsert(tenant: "t", product: product("p", version: 1))])
+            #expect(try await store.product(tenant: "t", id: "p") == nil, "a replayed create does not bring it back")
+            #expect(try await store.list(tenant: "t", query: ProductQuery(limit: 10)).products.isEmpty)
+        }
+    }
+
+    @Test("conditional delete refuses a version that is not newer", arguments: StoreBackend.available)
+    func conditionalDelete(backend: StoreBackend) async throws {
+        try await backend.withStore { store, reopen async throws in
+            _ = try await store.apply([.upsert(tenant: "t", product: product("p", version: 3))])
+            #expect(try await store.delete(tenant: "t", id: "p", version: 3, deletedAt: Timestamp.now()) == .stale(storedVersion: 3))
+            #expect(try await store.delete(tenant: "t", id: "p", version: 4, deletedAt: Timestamp.now()) == .deleted(version: 4, name: "Name"))
+        }
+    }
+
+    @Test("listing pages in id order with has_more, filters by type, and keeps tenants apart", arguments: StoreBackend.available)
+    func listing(backend: StoreBackend) async throws {
+        try await backend.withStore { store, reopen async throws in
+            let ids = (0..<25).map { String(format: "prod_%03d", $0) }
+            _ = try await store.apply(ids.shuffled().map { .upsert(tenant: "a", product: product($0, version: 1, type: $0.hasSuffix("0") ? "ten" : "other")) })
+            _ = try await store.apply([.upsert(tenant: "b", product: product("prod_b", version: 1))])
+            var seen: [String] = []
+            var cursor: String?
+            var pages = 0
+            repeat {
+                let page = try await store.list(tenant: "a", query: ProductQuery(limit: 10, cursor: cursor.map(ProductQuery.Cursor.startingAfter)))
+                seen += page.products.map(\.id)
+                cursor = page.hasMore ? page.products.last?.id : nil
+                pages += 1
+            } while cursor != nil
+            #expect(seen == ids)
+            #expect(pages == 3)
+            #expect(try await store.list(tenant: "a", query: { var query = ProductQuery(limit: 10); query.type = "ten"; return query }()).products.map(\.id)
+                == ["prod_000", "prod_010", "prod_020"])
+            #expect(try await store.list(tenant: "b", query: ProductQuery(limit: 10)).products.map(\.id) == ["prod_b"])
+            #expect(try await store.product(tenant: "b", id: "prod_000") == nil)
+        }
+    }
+
+    @Test("metadata round-trips, and reopening the store keeps everything (migrations run once)", arguments: StoreBackend.available)
+    func reopen(backend: StoreBackend) async throws {
+        try await backend.withStore { store, reopen async throws in
+            var stored = product("p", version: 1)
+            stored.metadata = ["emoji": "🧪", "quote": "\"x\""]
+            _ = try await store.apply([.upsert(tenant: "t", product: stored)])
+            let expected = stored
+            try await reopen { reopened async throws in
+                #expect(try await reopened.product(tenant: "t", id: "p") == expected)
+                #expect(try await reopened.schemaVersion() == "v2-api-keys")
+                try await reopened.ping()
+            }
+        }
+    }
+
+    @Test("filters and both cursors select the same products on every backend", arguments: StoreBackend.available)
+    func filters(backend: StoreBackend) async throws {
+        try await backend.withStore { store, _ async throws in
+            var products: [Product] = []
+            for index in 0..<40 {
+                let created = Timestamp.format(epochMilliseconds: 1_767_225_600_000 + Int64(index) * 60_000)
+                products.append(Product(
+                    id: String(format: "prod_%03d", index), name: index % 4 == 0 ? "Grüne JACKE \(index)" : "Hut \(index)",
+                    type: index % 3 == 0 ? "digital" : "physical", metadata: [:], createdAt: created, updatedAt: created, version: 1))
+            }
+            _ = try await store.apply(products.shuffled().map { .upsert(tenant: "t", product: $0) })
+            _ = try await store.apply([.delete(tenant: "t", id: "prod_004", version: 2, deletedAt: Timestamp.now())])
+            let live = products.filter { $0.id != "prod_004" }
+            var queries: [ProductQuery] = []
+            for raw in [
+                "q=grüne%20jacke", "q=JACKE&type=digital", "ids=prod_001,prod_004,prod_017,prod_999", "created[gte]=2026-01-01T00:10:00Z",
+                "created[gt]=1767226200&created[lt]=2026-01-01T00:20:00.000Z", "created[lte]=2026-01-01T01:15:00%2B01:00",
+                "type=physical&starting_after=prod_020", "q=hut&ending_before=prod_030&limit=5", "ending_before=prod_002",
+            ] { queries.append(try ProductQuery.parse(query: raw)) }
+            for query in queries {
+                var expected = live.filter { query.matches($0, createdAt: Timestamp.epochMilliseconds($0.createdAt)) }
+                switch query.cursor {
+                case .startingAfter(let id): expected = Array(expected.filter { $0.id > id }.prefix(query.limit))
+                case .endingBefore(let id): expected = Array(expected.filter { $0.id < id }.suffix(query.limit))
+                case nil: expected = Array(expected.prefix(query.limit))
+                }
+                #expect(try await store.list(tenant: "t", query: query).products.map(\.id) == expected.map(\.id), "\(query)")
+            }
+        }
+    }
+
+    @Test("concurrent batches for the same products end in the newest version of each", arguments: StoreBackend.available)
+    func concurrentBatches(backend: StoreBackend) async throws {
+        try await backend.withStore { store, reopen async throws in
+            try await reopen { second async throws in
+                // Two stores (for PostgreSQL: two pools, as two processes have) apply interleaved versions at once.
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for (writer, parity) in [(store, 0), (second, 1)] {
+                        group.addTask {
+                            for version in stride(from: Int64(1 + parity), through: 40, by: 2) {
+                                let batch = (0..<10).map { WriteOperation.upsert(tenant: "t", product: product("p\($0)", version: version, name: "v\(version)")) }
+                                _ = try await writer.apply(batch.shuffled())
+                            }
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+                for index in 0..<10 {
+                    let stored = try await store.product(tenant: "t", id: "p\(index)")
+                    #expect(stored?.version == 40 && stored?.name == "v40", "p\(index)")
+                }
+            }
+        }
+    }
+}
