@@ -150,20 +150,23 @@ struct TenantTests {
         let stack = try Stack()
         try await stack.startDatabase()
         let key = try await stack.createKey(tenant: "acme")
-        try await stack.startProducts(["--rate-limit", "1", "--rate-burst", "3", "--cors-origins", "https://shop.example"])
+        // One token a minute: the burst of 3 is all there is, however slow the machine.
+        try await stack.startProducts(["--rate-limit", "0.0167", "--rate-burst", "3", "--cors-origins", "https://shop.example"])
         try await stack.waitForStatus("healthy")
         let url = stack.productsURL + "/products"
         var statuses: [Int] = []
-        for _ in 0..<5 { statuses.append(try await Self.call(.GET, url, key: key.key).status) }
-        #expect(statuses.prefix(3).allSatisfy { $0 == 200 })
+        for _ in 0..<3 { statuses.append(try await Self.call(.GET, url, key: key.key).status) }
+        #expect(statuses == [200, 200, 200])
         let limited = try await Self.call(.GET, url, key: key.key)
         #expect(limited.status == 429 && limited.error?.code == "rate_limited")
-        #expect(Int(limited.headers.first(name: "Retry-After") ?? "") ?? 0 >= 1)
+        #expect(Int(limited.headers.first(name: "Retry-After") ?? "") ?? 0 >= 30)
+        let other = try await stack.createKey(tenant: "acme")
+        #expect(try await Self.call(.GET, url, key: other.key).status == 200, "another key has its own bucket")
 
         let allowed = try await HTTP.send(.GET, stack.productsURL + "/health", headers: [("Origin", "https://shop.example")])
         #expect(allowed.headers.first(name: "Access-Control-Allow-Origin") == "https://shop.example")
-        let other = try await HTTP.send(.GET, stack.productsURL + "/health", headers: [("Origin", "https://evil.example")])
-        #expect(other.headers.first(name: "Access-Control-Allow-Origin") == nil)
+        let evil = try await HTTP.send(.GET, stack.productsURL + "/health", headers: [("Origin", "https://evil.example")])
+        #expect(evil.headers.first(name: "Access-Control-Allow-Origin") == nil)
         await stack.stop()
     }
 
