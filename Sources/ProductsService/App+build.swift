@@ -41,7 +41,7 @@ func buildApplication(
 ) throws -> some ApplicationProtocol {
     var logger = Logger(label: "products-service")
     logger.logLevel = settings.logLevel
-    let idempotency = try IdempotencyStore(directory: settings.journalEnabled ? settings.dataDirectory : nil, logger: logger)
+    let idempotency = try IdempotencyStore(directory: settings.journalEnabled ? settings.dataDirectory : nil)
     let journal = try Journal(
         directory: settings.journalEnabled ? settings.dataDirectory + "/journal" : nil, logger: logger,
         beforeDropping: { try idempotency.file(through: $0) })

@@ -42,7 +42,7 @@ struct IdempotencyTests {
 
     @Test("an abandoned key (the request failed) may be used again")
     func abandon() throws {
-        let store = try IdempotencyStore(directory: nil, logger: logger)
+        let store = try IdempotencyStore(directory: nil)
         let first = try request("k")
         #expect(try store.begin(first) == nil)
         store.abandon(first)
@@ -90,7 +90,7 @@ struct IdempotencyTests {
         ]
         let lines = try records.map { String(decoding: try JSONCoding.encoder.encode($0), as: UTF8.self) }.joined(separator: "\n") + "\n"
         try lines.write(toFile: directory + "/idempotency.jsonl", atomically: true, encoding: .utf8)
-        let store = try IdempotencyStore(directory: directory, logger: logger)
+        let store = try IdempotencyStore(directory: directory)
         #expect(store.count == 1)
         let rewritten = try String(contentsOfFile: directory + "/idempotency.jsonl", encoding: .utf8)
         #expect(!rewritten.contains(#""key":"old""#) && rewritten.contains(#""key":"new""#), "the file was compacted")

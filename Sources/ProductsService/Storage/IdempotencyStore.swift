@@ -95,11 +95,9 @@ final class IdempotencyStore: Sendable {
 
     private let state = Mutex(State())
     private let path: String?
-    private let logger: Logger
 
     /// Loads the unexpired records of `directory/idempotency.jsonl` (nil: memory only).
-    init(directory: String?, logger: Logger) throws {
-        self.logger = logger
+    init(directory: String?) throws {
         path = directory.map { $0 + "/idempotency.jsonl" }
         guard let path, let data = FileManager.default.contents(atPath: path) else { return }
         let cutoff = Self.now() - Self.retentionMilliseconds

@@ -36,11 +36,6 @@ package struct ProductQuery: Sendable, Equatable {
     /// The case folding `q` and names are compared under.
     package static func fold(_ text: String) -> String { text.lowercased() }
 
-    /// Whether any filter (anything but the cursor and limit) is set.
-    package var isFiltered: Bool {
-        type != nil || ids != nil || createdGTE != nil || createdGT != nil || createdLTE != nil || createdLT != nil || search != nil
-    }
-
     /// Whether a product passes the filters; `createdAt` is its `created_at` in epoch milliseconds.
     package func matches(_ product: Product, createdAt: Int64?) -> Bool {
         if let type, product.type != type { return false }

@@ -20,7 +20,7 @@ final class CatalogFixture: @unchecked Sendable {
         let logger = Logger(label: "test")
         self.directory = try directory ?? temporaryDirectory()
         self.database = database
-        let idempotency = try IdempotencyStore(directory: self.directory, logger: logger)
+        let idempotency = try IdempotencyStore(directory: self.directory)
         journal = try Journal(
             directory: self.directory + "/journal", segmentSize: segmentSize, logger: logger,
             beforeDropping: { try idempotency.file(through: $0) }, beforeWrite: beforeWrite)
