@@ -183,7 +183,8 @@ final class PersistenceWorker: Service, Sendable {
         let base = settings.retryBaseDelay * Int(min(1 << min(attempt, 20), 1 << 20))
         let cap = min(base, settings.retryMaxDelay)
         var delay = cap * Double.random(in: 0.5...1.0)
-        if let deadline { delay = min(delay, max(.zero, deadline - .now)) }
+        // Draining for shutdown: the time left is short, so retry often rather than sleep it away in one wait.
+        if let deadline { delay = min(delay, .milliseconds(250), max(.zero, deadline - .now)) }
         try? await Task.sleep(for: delay)
     }
 
