@@ -108,7 +108,7 @@ struct ProductsController<Context: RequestContext> {
         case .upsert(_, let product):
             try ProductRules.validate(product)
         case .delete(_, let id, let version, let deletedAt):
-            guard !id.isEmpty, id.count <= ProductRules.maxIDLength else {
+            guard !id.isEmpty, id.unicodeScalars.count <= ProductRules.maxIDLength else {
                 throw .invalidParameter("id", "Product id must be 1 to \(ProductRules.maxIDLength) characters")
             }
             try ProductRules.checkNoNUL(id, param: "id")

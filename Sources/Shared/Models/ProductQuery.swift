@@ -70,7 +70,7 @@ package struct ProductQuery: Sendable, Equatable {
                 }
                 result.cursor = name == "starting_after" ? .startingAfter(id) : .endingBefore(id)
             case "type":
-                guard !value.isEmpty, value.count <= ProductRules.maxTypeLength else {
+                guard !value.isEmpty, value.unicodeScalars.count <= ProductRules.maxTypeLength else {
                     throw APIError.invalidParameter(name, "type must be 1 to \(ProductRules.maxTypeLength) characters")
                 }
                 result.type = value
@@ -81,7 +81,7 @@ package struct ProductQuery: Sendable, Equatable {
                 guard ids.count <= maxIDs else { throw APIError.invalidParameter(name, "ids may list at most \(maxIDs) ids") }
                 result.ids = Array(Set(ids)).sorted()
             case "q":
-                guard !value.isEmpty, value.count <= maxSearchLength else {
+                guard !value.isEmpty, value.unicodeScalars.count <= maxSearchLength else {
                     throw APIError.invalidParameter(name, "q must be 1 to \(maxSearchLength) characters")
                 }
                 result.search = value
@@ -116,7 +116,7 @@ package struct ProductQuery: Sendable, Equatable {
     }
 
     private static func productID(_ value: String, _ name: String) throws(APIError) -> String {
-        guard !value.isEmpty, value.count <= ProductRules.maxIDLength else {
+        guard !value.isEmpty, value.unicodeScalars.count <= ProductRules.maxIDLength else {
             throw APIError.invalidParameter(name, "'\(name)' must hold product ids of 1 to \(ProductRules.maxIDLength) characters")
         }
         return value

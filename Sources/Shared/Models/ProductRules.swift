@@ -20,7 +20,7 @@ package enum ProductRules {
         guard !name.isEmpty else {
             throw APIError.invalidParameter(param, "Product name must not be empty or blank")
         }
-        guard name.count <= maxNameLength else {
+        guard name.unicodeScalars.count <= maxNameLength else {
             throw APIError.invalidParameter(param, "Product name must be at most \(maxNameLength) characters")
         }
         return name
@@ -30,7 +30,7 @@ package enum ProductRules {
     package static func validType(_ raw: String, param: String = "type") throws(APIError) -> String {
         try checkNoNUL(raw, param: param)
         let type = trimmed(raw)
-        guard !type.isEmpty, type.count <= maxTypeLength else {
+        guard !type.isEmpty, type.unicodeScalars.count <= maxTypeLength else {
             throw APIError.invalidParameter(param, "Product type must be 1 to \(maxTypeLength) characters")
         }
         return type
@@ -51,14 +51,15 @@ package enum ProductRules {
         for (key, value) in metadata { try validateMetadataEntry(key, value, param: param) }
     }
 
-    /// Checks one metadata entry: the key 1 to 40 characters without brackets, the value at most 500.
+    /// Checks one metadata entry: the key 1 to 40 characters without brackets, the value at most 500. Lengths are
+    /// counted in Unicode scalars, as JSON Schema (and the OpenAPI documents) count them.
     package static func validateMetadataEntry(_ key: String, _ value: String?, param: String = "metadata") throws(APIError) {
         try checkNoNUL(key + (value ?? ""), param: "\(param)[\(key)]")
-        guard !key.isEmpty, key.count <= maxMetadataKeyLength, !key.contains("["), !key.contains("]") else {
+        guard !key.isEmpty, key.unicodeScalars.count <= maxMetadataKeyLength, !key.contains("["), !key.contains("]") else {
             throw APIError.invalidParameter(
                 "\(param)[\(key)]", "metadata keys must be 1 to \(maxMetadataKeyLength) characters without [ or ]")
         }
-        guard (value?.count ?? 0) <= maxMetadataValueLength else {
+        guard (value?.unicodeScalars.count ?? 0) <= maxMetadataValueLength else {
             throw APIError.invalidParameter(
                 "\(param)[\(key)]", "metadata values must be at most \(maxMetadataValueLength) characters")
         }
@@ -66,7 +67,7 @@ package enum ProductRules {
 
     /// Checks a whole product as stored, as the Database Service does before applying it.
     package static func validate(_ product: Product) throws(APIError) {
-        guard !product.id.isEmpty, product.id.count <= maxIDLength else {
+        guard !product.id.isEmpty, product.id.unicodeScalars.count <= maxIDLength else {
             throw APIError.invalidParameter("id", "Product id must be 1 to \(maxIDLength) characters")
         }
         try checkNoNUL(product.id, param: "id")
