@@ -23,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        // Already in the dependency graph (swift-nio builds it): portable file descriptors for durable files.
+        .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
     ],
     targets: [
         .target(
@@ -54,6 +56,7 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             resources: [.copy("Resources/openapi.json")]
         ),
@@ -79,7 +82,11 @@ let package = Package(
         ),
         .testTarget(
             name: "ProductsServiceTests",
-            dependencies: ["ProductsService", "Shared", .product(name: "HummingbirdTesting", package: "hummingbird")]
+            dependencies: [
+                "ProductsService", "Shared",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
         ),
         .testTarget(
             name: "DatabaseServiceTests",

@@ -28,6 +28,8 @@ struct ProductsServiceSettings: Sendable {
     var corsOrigins: [String] = []
     /// How often the Database Service is asked whether any API key exists.
     var authModeInterval: Duration = .seconds(2)
+    /// How journal appends are made durable; tests inject failures.
+    var journalSync: AppendOnlyFile.Sync = AppendOnlyFile.syncData
 }
 
 /// Builds the Products Service; `main` and the tests both call it.
@@ -41,30 +43,15 @@ func buildApplication(
 ) throws -> some ApplicationProtocol {
     var logger = Logger(label: "products-service")
     logger.logLevel = settings.logLevel
-    let idempotency = try IdempotencyStore(directory: settings.journalEnabled ? settings.dataDirectory : nil)
-    let journal = try Journal(
-        directory: settings.journalEnabled ? settings.dataDirectory + "/journal" : nil, logger: logger,
-        beforeDropping: { try idempotency.file(through: $0) })
-    idempotency.restore(journal.recoveredIdempotency)
-    let deadLetters = try DeadLetterStore(directory: settings.journalEnabled ? settings.dataDirectory : nil)
-    let cache = CatalogCache()
-    let pending = journal.unconfirmedOperations()
-    for operation in pending { cache.replay(operation) }
-    if !pending.isEmpty {
-        logger.notice("replayed pending writes from the journal", metadata: ["operations": "\(pending.count)"])
-    }
+    let directory = settings.journalEnabled ? settings.dataDirectory : nil
+    let catalog = Catalog(
+        try Catalog.Parts(directory: directory, database: database, logger: logger, sync: settings.journalSync),
+        persistence: settings.persistence, logger: logger)
     if !settings.journalEnabled {
         logger.warning("journal is off: writes not yet persisted are lost if the process stops")
     }
-    let gate = SyncGate()
-    let worker = PersistenceWorker(
-        journal: journal, cache: cache, database: database, deadLetters: deadLetters, gate: gate,
-        settings: settings.persistence, logger: logger)
-    let catalog = Catalog(cache: cache, journal: journal, database: database, worker: worker, gate: gate, idempotency: idempotency)
     let loader = CatalogLoader(catalog: catalog, retryMaxDelay: settings.persistence.retryMaxDelay, logger: logger)
-    let authenticator = Authenticator(
-        database: database, directory: settings.journalEnabled ? settings.dataDirectory : nil, logger: logger,
-        requireKeys: settings.requireAPIKeys)
+    let authenticator = Authenticator(database: database, directory: directory, logger: logger, requireKeys: settings.requireAPIKeys)
     let authMonitor = AuthModeMonitor(authenticator: authenticator, interval: settings.authModeInterval)
 
     let router = try buildRouter(catalog: catalog, authenticator: authenticator, settings: settings).router
@@ -73,7 +60,7 @@ func buildApplication(
     return Application(
         router: router,
         configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "products-service"),
-        services: services + [JournalCloser(journal: journal), worker, loader, authMonitor],
+        services: services + catalog.services + [loader, authMonitor],
         onServerRunning: onServerRunning,
         logger: logger
     )
@@ -114,14 +101,16 @@ func buildRouter(
 /// The gauges `/metrics` reads from state when scraped.
 enum ProductsMetrics {
     static func refresh(_ catalog: Catalog) {
-        let totals = catalog.cache.totals
+        let totals = catalog.cacheTotals
         Gauge(label: "products_cache_products").record(totals.products)
         Gauge(label: "products_cache_approximate_bytes").record(totals.approximateBytes)
         Gauge(label: "products_cache_loaded").record(catalog.isLoaded ? 1 : 0)
-        let backlog = catalog.journal.backlog
-        Gauge(label: "products_journal_pending_writes").record(backlog.count)
-        let age = backlog.oldestRecordedAt.map { (ContinuousClock.now - $0).seconds } ?? 0
+        let persistence = catalog.persistence
+        Gauge(label: "products_journal_pending_writes").record(persistence.backlog.count)
+        let age = persistence.backlog.oldestRecordedAt.map { (ContinuousClock.now - $0).seconds } ?? 0
         Gauge(label: "products_journal_oldest_pending_seconds").record(age)
-        Gauge(label: "products_dead_letters").record(catalog.worker.deadLetters.snapshot.count)
+        Gauge(label: "products_journal_syncs").record(persistence.backlog.syncs)
+        Gauge(label: "products_journal_failed").record(persistence.backlog.failure == nil ? 0 : 1)
+        Gauge(label: "products_dead_letters").record(persistence.deadLetters.count)
     }
 }

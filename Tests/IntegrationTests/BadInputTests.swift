@@ -3,6 +3,8 @@ import Shared
 import Testing
 
 /// Bad input gets a 4xx JSON error naming the fault, never a 500, and changes nothing.
+
+/// Bad input gets a 4xx JSON error naming the fault, never a 500, and changes nothing.
 @Suite("Bad input over HTTP")
 struct BadInputTests {
     struct Case: Sendable, CustomStringConvertible {
@@ -133,44 +135,6 @@ struct BadInputTests {
         #expect(try await HTTP.get(api + "/p1").json(Product.self).version == 2)
         #expect(try await HTTP.send(.DELETE, api + "/p1?version=abc").status == 400)
         #expect(try await HTTP.post(api + "/batch", json: #"{"operations":[{"op":"explode"}]}"#).status == 400)
-        await stack.stop()
-    }
-}
-
-/// Settings that cannot work end the process at start with a one-line error naming the setting.
-@Suite("Settings")
-struct SettingsTests {
-    func expectRefused(_ binary: String, _ arguments: [String], environment: [String: String] = [:], naming setting: String) async throws {
-        let directory = try TemporaryDirectory()
-        let (status, output) = try await ServiceProcess.runToExit(binary, arguments, environment: environment, in: directory)
-        #expect(status != 0, "\(binary) \(arguments) should fail; output:\n\(output)")
-        let lines = output.split(separator: "\n")
-        #expect(lines.count == 1, "one line: \(output)")
-        #expect(output.contains(setting), "names \(setting): \(output)")
-    }
-
-    @Test("bad settings are refused")
-    func refused() async throws {
-        let directory = try TemporaryDirectory()
-        let file = directory.path + "/a-file"
-        _ = FileManager.default.createFile(atPath: file, contents: Data("x".utf8))
-        try await expectRefused("products-service", ["--database-service-url", "not a url", "--data-dir", directory.path + "/p1"], naming: "--database-service-url")
-        try await expectRefused("products-service", ["--database-service-url", "ftp://host", "--data-dir", directory.path + "/p2"], naming: "--database-service-url")
-        try await expectRefused("products-service", ["--data-dir", file + "/sub"], naming: "--data-dir")
-        try await expectRefused("products-service", ["--port", "70000", "--data-dir", directory.path + "/p3"], naming: "--port")
-        try await expectRefused("products-service", ["--data-dir", directory.path + "/p4"], environment: ["PORT": "abc"], naming: "PORT")
-        try await expectRefused("database-service", ["--database", "postgres://u:p@localhost/db"], naming: "--database")
-        try await expectRefused("database-service", ["--database", file + "/db.sqlite"], naming: "--database")
-    }
-
-    @Test("a port in use is refused, and a data directory in use by another process too")
-    func inUse() async throws {
-        let stack = try await Stack.started()
-        let busyPort = "\(stack.databasePort)"
-        try await expectRefused("database-service", ["--port", busyPort, "--database", stack.directory.path + "/other.sqlite"], naming: "--port")
-        try await expectRefused(
-            "products-service", ["--port", "0", "--data-dir", stack.dataDirectory, "--database-service-url", stack.databaseURL],
-            naming: "--data-dir")
         await stack.stop()
     }
 }

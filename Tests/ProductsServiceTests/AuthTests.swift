@@ -36,21 +36,25 @@ struct AuthTests {
     @Test("a revoked key keeps working only while its verification is fresh; the Database Service down keeps it at most usableFor")
     func revocation() async throws {
         let database = FakeDatabaseService()
+        let clock = ManualClock()
         let authenticator = Authenticator(
-            database: database, directory: nil, logger: logger, freshFor: .milliseconds(300), usableFor: .seconds(3))
+            database: database, directory: nil, logger: logger, freshFor: .seconds(5), usableFor: .seconds(10), clock: { clock.now })
         let key = database.addKey(tenant: "acme")
         #expect(try await authenticator.authenticate(headers(bearer: key)) != nil)
         database.removeKeys()
-        #expect(try await authenticator.authenticate(headers(bearer: key)) != nil, "cached")
-        try await Task.sleep(for: .milliseconds(400))
-        await #expect(throws: APIError.self) { try await authenticator.authenticate(headers(bearer: key)) }
+        clock.advance(by: .seconds(4))
+        #expect(try await authenticator.authenticate(headers(bearer: key)) != nil, "cached while fresh")
+        clock.advance(by: .seconds(2))
+        await #expect { try await authenticator.authenticate(headers(bearer: key)) } throws: { error in
+            (error as? APIError)?.status == .unauthorized
+        }
 
         let other = database.addKey(tenant: "acme")
         #expect(try await authenticator.authenticate(headers(bearer: other)) != nil)
         database.isDown = true
-        try await Task.sleep(for: .milliseconds(400))
+        clock.advance(by: .seconds(6))
         #expect(try await authenticator.authenticate(headers(bearer: other)) != nil, "stale but within usableFor")
-        try await Task.sleep(for: .seconds(3))
+        clock.advance(by: .seconds(5))
         await #expect { try await authenticator.authenticate(headers(bearer: other)) } throws: { error in
             (error as? APIError)?.code == "auth_unavailable"
         }

@@ -19,20 +19,22 @@ struct IdempotencyTests {
         try ProductInput(json: .object(["name": .string(name)]))
     }
 
-    @Test("a key is in flight until its write is durable, then replays; another request with it is refused")
+    @Test("a key is in flight until its write is durable, then replays through the catalog; another request with it is refused")
     func lifecycle() async throws {
         let held = HeldFlusher()
         let fixture = try CatalogFixture(beforeWrite: { held.wait() })
         defer { fixture.close(); fixture.remove() }
         let first = try request("k1")
-        #expect(try fixture.idempotency.begin(first) == nil)
         held.hold()
         let creation = Task { try await fixture.catalog.create(tenant: defaultTenant, try input("A"), idempotent: first) }
         try await held.waitUntilHolding()
         #expect(throws: APIError.idempotencyKeyInUse) { try fixture.idempotency.begin(first) }
         held.release()
-        let created = try await creation.value
-        let replay = try #require(try fixture.idempotency.begin(first))
+        let created = try await creation.value.written
+        guard case .replayed(let replay) = try await fixture.catalog.create(tenant: defaultTenant, try input("A"), idempotent: first) else {
+            Issue.record("a retry with the same key and body replays")
+            return
+        }
         #expect(replay.status == 201)
         #expect(replay.body == String(buffer: created.json))
         #expect(replay.etag == created.etag)
@@ -57,11 +59,10 @@ struct IdempotencyTests {
         for index in 0..<20 {
             let key = "key-\(index)"
             let idempotent = try request(key, body: "\(index)")
-            #expect(try fixture.idempotency.begin(idempotent) == nil)
-            created[key] = try await fixture.catalog.create(tenant: defaultTenant, try input("P\(index)"), idempotent: idempotent)
+            created[key] = try await fixture.catalog.create(tenant: defaultTenant, try input("P\(index)"), idempotent: idempotent).written
         }
         // Confirm everything: the flusher drops the old segments, filing their records first.
-        fixture.journal.acknowledge(through: fixture.journal.latestSequence)
+        fixture.journal.confirm(through: fixture.journal.latestSequence)
         _ = try await fixture.catalog.create(tenant: defaultTenant, try input("after"))
         fixture.close()
         let segments = try FileManager.default.contentsOfDirectory(atPath: fixture.directory + "/journal")
@@ -94,47 +95,5 @@ struct IdempotencyTests {
         #expect(store.count == 1)
         let rewritten = try String(contentsOfFile: directory + "/idempotency.jsonl", encoding: .utf8)
         #expect(!rewritten.contains(#""key":"old""#) && rewritten.contains(#""key":"new""#), "the file was compacted")
-    }
-}
-
-extension CatalogFixture {
-    /// A fixture on the same directory, as after a restart.
-    static func reopen(_ fixture: CatalogFixture) throws -> CatalogFixture {
-        try CatalogFixture(directory: fixture.directory, database: fixture.database)
-    }
-}
-
-/// Holds the journal's flusher before it writes, so a write stays in flight while the test looks.
-final class HeldFlusher: @unchecked Sendable {
-    private let condition = NSCondition()
-    private var held = false
-    private var holding = false
-
-    func hold() { condition.withLock { held = true } }
-
-    func release() {
-        condition.withLock {
-            held = false
-            condition.broadcast()
-        }
-    }
-
-    /// Called on the flusher thread.
-    func wait() {
-        condition.withLock {
-            while held {
-                holding = true
-                condition.wait()
-            }
-            holding = false
-        }
-    }
-
-    func waitUntilHolding() async throws {
-        for _ in 0..<500 {
-            if condition.withLock({ holding }) { return }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        Issue.record("the flusher never reached the hold")
     }
 }

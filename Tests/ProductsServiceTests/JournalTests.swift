@@ -1,28 +1,16 @@
 import Foundation
 import Logging
 import NIOCore
+import SystemPackage
 import Testing
 
 @testable import ProductsService
 import Shared
 
-func temporaryDirectory() throws -> String {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("journal-\(UUID().uuidString)").path
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
-
-func upsert(_ id: String, version: Int64 = 1, name: String = "Name") -> WriteOperation {
-    let now = Timestamp.now()
-    return .upsert(
-        tenant: defaultTenant,
-        product: Product(id: id, name: name, type: "physical", metadata: [:], createdAt: now, updatedAt: now, version: version))
-}
-
 extension Journal {
     /// Appends and waits until durable, as a write request does.
     func record(_ operation: WriteOperation) async throws {
-        try await waitUntilDurable(try append(operation, encoded: operation.json))
+        try await waitUntilDurable(try append(JournalRecord(operation)))
     }
 }
 
@@ -37,7 +25,7 @@ struct JournalTests {
         do {
             let journal = try Journal(directory: directory, logger: logger)
             for index in 0..<5 { try await journal.record(upsert("p\(index)")) }
-            journal.acknowledge(through: 2)
+            journal.confirm(through: 2)
             try await journal.record(.delete(tenant: defaultTenant, id: "p4", version: 2, deletedAt: Timestamp.now()))
             journal.close()
         }
@@ -99,7 +87,7 @@ struct JournalTests {
         for index in 0..<60 { try await journal.record(upsert(String(format: "p%03d", index))) }
         let segmentsBefore = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasPrefix("segment-") }
         #expect(segmentsBefore.count > 3)
-        journal.acknowledge(through: 50)
+        journal.confirm(through: 50)
         try await journal.record(upsert("p060"))
         let segmentsAfter = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasPrefix("segment-") }
         #expect(segmentsAfter.count < segmentsBefore.count)
@@ -109,22 +97,66 @@ struct JournalTests {
         #expect(reopened.unconfirmedOperations().map(\.productID) == (50..<61).map { String(format: "p%03d", $0) })
     }
 
-    @Test("concurrent writers are all made durable, sharing syncs")
+    @Test("writers that arrive while a group is being synced share the next sync")
     func groupCommit() async throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let journal = try Journal(directory: directory, logger: logger)
+        let held = HeldFlusher()
+        held.hold()
+        let journal = try Journal(directory: directory, logger: logger, beforeWrite: { held.wait() })
+        let first = try journal.append(JournalRecord(upsert("p0")))
+        try await held.waitUntilHolding()
+        // The flusher holds a group of one; 499 more writers arrive meanwhile.
+        let tickets = try (1..<500).map { try journal.append(JournalRecord(upsert("p\($0)"))) }
+        held.release()
+        try await journal.waitUntilDurable(first)
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for index in 0..<500 {
-                group.addTask { try await journal.record(upsert("p\(index)")) }
-            }
+            for ticket in tickets { group.addTask { try await journal.waitUntilDurable(ticket) } }
             try await group.waitForAll()
         }
+        #expect(journal.backlog.syncs == 2, "one sync for the first write, one for the 499 behind it")
         #expect(journal.backlog.count == 500)
         journal.close()
         let reopened = try Journal(directory: directory, logger: logger)
         defer { reopened.close() }
         #expect(Set(reopened.unconfirmedOperations().map(\.productID)).count == 500)
+    }
+
+    @Test("a failed sync loses only what was not durable: its writers are told, the file is cut back, later writes are refused")
+    func syncFailure() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let faults = SyncFaults()
+        let journal = try Journal(directory: directory, logger: logger, sync: faults.sync)
+        try await journal.record(upsert("durable"))
+        faults.failing = true
+        let lost = try journal.append(JournalRecord(upsert("lost")))
+        await #expect(throws: JournalError.self) { try await journal.waitUntilDurable(lost) }
+        #expect(throws: JournalError.self) { try journal.append(JournalRecord(upsert("refused"))) }
+        #expect(journal.backlog.failure != nil)
+        #expect(journal.latestSequence == 1, "the lost record is no longer counted as accepted")
+        await #expect(throws: JournalError.self) { try await journal.waitUntilConfirmed(lost) }
+        journal.close()
+
+        let reopened = try Journal(directory: directory, logger: logger)
+        defer { reopened.close() }
+        #expect(reopened.unconfirmedOperations().map(\.productID) == ["durable"], "the failed record did not reach the file")
+    }
+
+    @Test("waiting for confirmation returns once the Database Service has the write, and can be cancelled")
+    func confirmation() async throws {
+        let journal = try Journal(directory: nil, logger: logger)
+        defer { journal.close() }
+        try await journal.record(upsert("a"))
+        try await journal.record(upsert("b"))
+        let waiting = Task { try await journal.waitUntilConfirmed(2) }
+        journal.confirm(through: 1)
+        try await Task.sleep(for: .milliseconds(20))
+        journal.confirm(through: 2)
+        try await waiting.value
+        let cancelled = Task { try await journal.waitUntilConfirmed(3) }
+        cancelled.cancel()
+        await #expect(throws: CancellationError.self) { try await cancelled.value }
     }
 
     @Test("a group being synced still counts as unconfirmed, so a reconciliation cannot drop it")
@@ -137,8 +169,7 @@ struct JournalTests {
             taken.signal()
             release.wait()
         })
-        let operation = upsert("in-flight")
-        let ticket = try journal.append(operation, encoded: operation.json)
+        let ticket = try journal.append(JournalRecord(upsert("in-flight")))
         await Self.wait(for: taken)
         #expect(journal.unconfirmedOperations().map(\.productID) == ["in-flight"])
         #expect(journal.backlog.count == 1)
@@ -164,9 +195,27 @@ struct JournalTests {
         try await journal.record(upsert("p"))
         #expect(!journal.isDurable)
         #expect(journal.backlog.count == 1)
-        journal.acknowledge(through: 1)
+        journal.confirm(through: 1)
         #expect(journal.backlog.count == 0)
-        #expect(journal.isAcknowledged(through: 1))
+        #expect(journal.isConfirmed(through: 1))
         journal.close()
+    }
+}
+
+/// A sync that fails on demand, as a full or failing disk makes `fdatasync` fail.
+final class SyncFaults: @unchecked Sendable {
+    private let lock = NSLock()
+    private var isFailing = false
+
+    var failing: Bool {
+        get { lock.withLock { isFailing } }
+        set { lock.withLock { isFailing = newValue } }
+    }
+
+    var sync: AppendOnlyFile.Sync {
+        { descriptor in
+            if self.failing { throw Errno.ioError }
+            try AppendOnlyFile.syncData(descriptor)
+        }
     }
 }

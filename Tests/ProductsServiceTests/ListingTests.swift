@@ -34,8 +34,9 @@ struct ListingTests {
     @Test("the cache pages forwards and backwards with every filter, visiting each match once")
     func cachePaging() async throws {
         let cache = CatalogCache()
-        let products = (0..<250).map { Self.product($0, name: $0 % 5 == 0 ? "Red SHIRT \($0)" : nil) }
-        for product in products.shuffled() { cache.put(tenant: "t", CachedProduct(product)) {} }
+        // Several times the chunk a listing copies out of the lock at once, so pages cross chunk boundaries.
+        let products = (0..<(CatalogCache.listChunk * 4 + 17)).map { Self.product($0, name: $0 % 5 == 0 ? "Red SHIRT \($0)" : nil) }
+        for product in products.shuffled() { cache.replay(.upsert(tenant: "t", product: product)) }
         var queries: [ProductQuery] = []
         for limit in [1, 7, 100, 1000] {
             var query = ProductQuery(limit: limit)
@@ -75,17 +76,17 @@ struct ListingTests {
         }
         // Changes the Database Service has not seen yet, as replayed from the journal at start.
         for index in stride(from: 0, to: 300, by: 7) {
-            fixture.catalog.cache.replay(.delete(tenant: defaultTenant, id: Self.product(index).id, version: 2, deletedAt: Timestamp.now()))
+            fixture.cache.replay(.delete(tenant: defaultTenant, id: Self.product(index).id, version: 2, deletedAt: Timestamp.now()))
             expected[Self.product(index).id] = nil
         }
         for index in stride(from: 1, to: 300, by: 11) where index % 7 != 0 {
             let changed = Self.product(index, type: "digital", name: "Changed \(index)", version: 2)
-            fixture.catalog.cache.replay(.upsert(tenant: defaultTenant, product: changed))
+            fixture.cache.replay(.upsert(tenant: defaultTenant, product: changed))
             expected[changed.id] = changed
         }
         for index in 300..<320 {
             let created = Self.product(index)
-            fixture.catalog.cache.replay(.upsert(tenant: defaultTenant, product: created))
+            fixture.cache.replay(.upsert(tenant: defaultTenant, product: created))
             expected[created.id] = created
         }
         #expect(!fixture.catalog.isLoaded)
@@ -121,22 +122,8 @@ struct ListingTests {
         database.isDown = true
         let fixture = try CatalogFixture(database: database)
         defer { fixture.close(); fixture.remove() }
-        await #expect(throws: APIError.self) { try await fixture.catalog.list(tenant: defaultTenant, query: ProductQuery()) }
-    }
-}
-
-@Suite("OpenAPI document")
-struct OpenAPIDocumentTests {
-    @Test("the repository's document describes exactly the routes the Products Service serves")
-    func specMatchesRoutes() throws {
-        let fixture = try CatalogFixture()
-        defer { fixture.close(); fixture.remove() }
-        let authenticator = Authenticator(database: fixture.database, directory: nil, logger: Logger(label: "test"))
-        let routes = try buildRouter(catalog: fixture.catalog, authenticator: authenticator, settings: ProductsServiceSettings()).operations
-        let document = try Data(contentsOf: URL(fileURLWithPath: #filePath + "/../../../Sources/ProductsService/Resources/openapi.json").standardized)
-        let documented = try OpenAPIController<AppRequestContext>.operations(in: document)
-        #expect(routes.subtracting(documented).isEmpty, "served but not documented")
-        #expect(documented.subtracting(routes).isEmpty, "documented but not served")
-        #expect(routes.contains("PATCH /products/{id}") && routes.count > 10)
+        await #expect { try await fixture.catalog.list(tenant: defaultTenant, query: ProductQuery()) } throws: { error in
+            (error as? APIError)?.code == "database_unavailable" && (error as? APIError)?.status == .serviceUnavailable
+        }
     }
 }

@@ -10,7 +10,7 @@ import Shared
 struct RoutesTests {
     /// Runs a test against the app on a fresh data directory and the given Database Service double.
     func withApp(
-        database: FakeDatabaseService = FakeDatabaseService(), journal: Bool = true,
+        database: FakeDatabaseService = FakeDatabaseService(), journal: Bool = true, sync: AppendOnlyFile.Sync? = nil,
         _ test: @escaping @Sendable (any TestClientProtocol) async throws -> Void
     ) async throws {
         let directory = try temporaryDirectory()
@@ -19,20 +19,13 @@ struct RoutesTests {
         settings.persistence.retryBaseDelay = .milliseconds(10)
         settings.persistence.retryMaxDelay = .milliseconds(50)
         settings.syncFlushTimeout = .milliseconds(500)
+        if let sync { settings.journalSync = sync }
         let app = try buildApplication(settings: settings, database: database)
         try await app.test(.router, test)
     }
 
     func create(_ client: some TestClientProtocol, _ json: String) async throws -> TestResponse {
         try await client.execute(uri: "/products", method: .post, headers: [.contentType: "application/json"], body: ByteBuffer(string: json))
-    }
-
-    func waitFor(_ what: String, _ condition: () async throws -> Bool) async throws {
-        for _ in 0..<400 {
-            if try await condition() { return }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        Issue.record("timed out waiting for \(what)")
     }
 
     func stats(_ client: some TestClientProtocol) async throws -> [String: Any] {
@@ -187,6 +180,30 @@ struct RoutesTests {
             try await waitFor("persisted") { database.liveCount == 1 }
             let persistence = try await stats(client)["persistence"] as? [String: Any]
             #expect(persistence?["journal"] as? String == "off")
+        }
+    }
+
+    @Test("after a journal failure, writes are 503, the failed write is nowhere, and /health and /readyz say so")
+    func journalFailure() async throws {
+        let faults = SyncFaults()
+        try await withApp(sync: faults.sync) { client async throws in
+            try await waitFor("ready") { try await client.execute(uri: "/readyz", method: .get).status == .ok }
+            #expect(try await create(client, #"{"name":"Before"}"#).status == .created)
+            faults.failing = true
+            let failed = try await create(client, #"{"name":"Phantom"}"#)
+            #expect(failed.status == .serviceUnavailable)
+            #expect(String(buffer: failed.body).contains(#""code":"journal_unavailable""#))
+            let listed = try await client.execute(uri: "/products", method: .get)
+            #expect(try JSONDecoder().decode([Product].self, from: listed.body).map(\.name) == ["Before"])
+            faults.failing = false
+            #expect(try await create(client, #"{"name":"After"}"#).status == .serviceUnavailable, "refused until a restart")
+            let health = try await client.execute(uri: "/health", method: .get)
+            #expect(health.status == .serviceUnavailable)
+            #expect(String(buffer: health.body).contains(#""status":"unhealthy""#))
+            #expect(String(buffer: health.body).contains(#""journal_error":"#))
+            let ready = try await client.execute(uri: "/readyz", method: .get)
+            #expect(ready.status == .serviceUnavailable)
+            #expect(String(buffer: ready.body).contains(#""code":"journal_unavailable""#))
         }
     }
 }

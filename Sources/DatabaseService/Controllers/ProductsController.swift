@@ -7,11 +7,6 @@ import Shared
 struct ProductsController<Context: RequestContext> {
     let store: any ProductStore
 
-    /// The most operations one batch may carry.
-    static var maxBatchOperations: Int { 1000 }
-    /// Batches carry whole products, so they may be larger than a public request body.
-    static var maxBatchBodySize: Int { 64 * 1024 * 1024 }
-
     var endpoints: RouteCollection<Context> {
         RouteCollection(context: Context.self)
             .post(use: upsert)
@@ -44,9 +39,10 @@ struct ProductsController<Context: RequestContext> {
 
     /// POST /api/products/batch: applies versioned upserts and deletes in one transaction.
     @Sendable func applyBatch(_ request: Request, context: Context) async throws -> WriteBatchResult {
-        let batch = try await request.decodeJSON(as: WriteBatch.self, maxSize: Self.maxBatchBodySize)
-        guard batch.operations.count <= Self.maxBatchOperations else {
-            throw APIError.invalidParameter("operations", "A batch may carry at most \(Self.maxBatchOperations) operations")
+        let batch = try await request.decodeJSON(
+            as: WriteBatch.self, maxSize: ServiceContract.maxBatchBodySize, allowedFields: ServiceContract.batchFields)
+        guard batch.operations.count <= ServiceContract.maxBatchOperations else {
+            throw APIError.invalidParameter("operations", "A batch may carry at most \(ServiceContract.maxBatchOperations) operations")
         }
         var results = [OperationResult?](repeating: nil, count: batch.operations.count)
         var valid: [(index: Int, operation: WriteOperation)] = []
@@ -162,11 +158,9 @@ struct DeleteReceipt: Encodable, ResponseEncodable {
 extension Request {
     /// The tenant a request acts for: the `X-Tenant-ID` header, else `default`.
     func tenant() throws(APIError) -> String {
-        guard let name = HTTPField.Name(HTTPDatabaseServiceClient.tenantHeader), let tenant = headers[name] else {
-            return defaultTenant
-        }
+        guard let tenant = headers[.tenantID] else { return defaultTenant }
         guard Tenant.isValid(tenant) else {
-            throw APIError.invalidParameter(HTTPDatabaseServiceClient.tenantHeader, "not a valid tenant id")
+            throw APIError.invalidParameter(HTTPField.Name.tenantID.rawName, "not a valid tenant id")
         }
         return tenant
     }

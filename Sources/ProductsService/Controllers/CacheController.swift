@@ -16,8 +16,8 @@ struct CacheController<Context: TenantRequestContext> {
 
     /// GET /cache/stats: cache size and types, hit rate, and the persistence backlog with its dead letters.
     @Sendable func stats(_ request: Request, context: Context) async throws -> Response {
-        let statistics = catalog.cache.statistics(tenant: context.tenant)
-        let persistence = PersistenceReport(catalog: catalog, tenant: context.tenant)
+        let statistics = catalog.statistics(tenant: context.tenant)
+        let persistence = PersistenceReport(catalog.persistence, tenant: context.tenant)
         let kilobytes = Double(statistics.approximateBytes) / 1024
         return .json(
             CacheStats(
@@ -39,7 +39,7 @@ struct CacheController<Context: TenantRequestContext> {
         return .json(
             SyncReport(
                 synced: result.updated, dropped: result.dropped,
-                cacheSize: catalog.cache.statistics(tenant: context.tenant).totalProducts, timestamp: Timestamp.now()))
+                cacheSize: catalog.statistics(tenant: context.tenant).totalProducts, timestamp: Timestamp.now()))
     }
 }
 
@@ -96,23 +96,20 @@ struct PersistenceReport: Encodable {
     }
 
     /// The queue's state; dead letters only of `tenant` (nil: their count only, for the public `/health`).
-    init(catalog: Catalog, tenant: String?) {
-        let backlog = catalog.journal.backlog
-        let status = catalog.worker.status
-        let letters = catalog.worker.deadLetters.snapshot
-        journal = catalog.journal.isDurable ? "on" : "off"
-        pending = backlog.count
-        oldestPendingAgeSeconds = backlog.oldestRecordedAt.map { ((ContinuousClock.now - $0).seconds * 1000).rounded() / 1000 }
-        consecutiveFailures = status.consecutiveFailures
-        lastError = status.lastError
-        lastErrorAt = status.lastErrorAt
-        lastFlushAt = status.lastFlushAt
-        journalError = backlog.failure
+    init(_ state: Catalog.PersistenceState, tenant: String?) {
+        journal = state.journalIsDurable ? "on" : "off"
+        pending = state.backlog.count
+        oldestPendingAgeSeconds = state.backlog.oldestRecordedAt.map { ((ContinuousClock.now - $0).seconds * 1000).rounded() / 1000 }
+        consecutiveFailures = state.worker.consecutiveFailures
+        lastError = state.worker.lastError
+        lastErrorAt = state.worker.lastErrorAt
+        lastFlushAt = state.worker.lastFlushAt
+        journalError = state.backlog.failure
         if let tenant {
-            let recent = letters.recent.filter { $0.operation.tenant == tenant }
-            deadLetters = DeadLetters(count: letters.countByTenant[tenant] ?? 0, recent: recent)
+            let recent = state.deadLetters.recent.filter { $0.operation.tenant == tenant }
+            deadLetters = DeadLetters(count: state.deadLetters.countByTenant[tenant] ?? 0, recent: recent)
         } else {
-            deadLetters = DeadLetters(count: letters.count, recent: [])
+            deadLetters = DeadLetters(count: state.deadLetters.count, recent: [])
         }
     }
 

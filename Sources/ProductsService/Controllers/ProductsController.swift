@@ -22,11 +22,9 @@ struct ProductsController<Context: TenantRequestContext> {
     /// POST /products: creates a product (201); durable once answered, persisted to the Database Service in the background.
     @Sendable func create(_ request: Request, context: Context) async throws -> Response {
         let body = try await request.collectJSONBody()
-        return try await idempotently(request, context: context, body: body) { idempotent in
-            let input = try ProductInput(json: try JSONBody.parse(body))
-            let created = try await catalog.create(tenant: context.tenant, input, idempotent: idempotent)
-            return Self.response(created, status: .created)
-        }
+        let idempotent = try IdempotentRequest(request, tenant: context.tenant, body: body)
+        let input = try ProductInput(json: try JSONBody.parse(body))
+        return Self.response(try await catalog.create(tenant: context.tenant, input, idempotent: idempotent), status: .created)
     }
 
     /// GET /products: products in creation order, oldest first, filtered and paged; `Link` points to the next page.
@@ -62,10 +60,10 @@ struct ProductsController<Context: TenantRequestContext> {
         let id = try context.parameters.require("id")
         let condition = try EntityTag.condition(.ifMatch, in: request.headers)
         let input = try ProductInput(json: try await request.parseJSON(), replacing: id)
-        let updated = try await catalog.update(tenant: context.tenant, id: id, condition: condition) { product in
+        let result = try await catalog.update(tenant: context.tenant, id: id, condition: condition) { product in
             input.applied(to: product)
         }
-        return Self.response(updated)
+        return Self.response(result)
     }
 
     /// PATCH /products/{id}: changes the fields given, merging metadata (200); honours `If-Match` and `Idempotency-Key`.
@@ -73,13 +71,12 @@ struct ProductsController<Context: TenantRequestContext> {
         let id = try context.parameters.require("id")
         let condition = try EntityTag.condition(.ifMatch, in: request.headers)
         let body = try await request.collectJSONBody()
-        return try await idempotently(request, context: context, body: body) { idempotent in
-            let patch = try ProductPatch(json: try JSONBody.parse(body), id: id)
-            let updated = try await catalog.update(tenant: context.tenant, id: id, condition: condition, idempotent: idempotent) {
-                product throws(APIError) in try patch.applied(to: product)
-            }
-            return Self.response(updated)
+        let idempotent = try IdempotentRequest(request, tenant: context.tenant, body: body)
+        let patch = try ProductPatch(json: try JSONBody.parse(body), id: id)
+        let result = try await catalog.update(tenant: context.tenant, id: id, condition: condition, idempotent: idempotent) {
+            product throws(APIError) in try patch.applied(to: product)
         }
+        return Self.response(result)
     }
 
     /// DELETE /products/{id}: removed from the cache at once, deleted in the Database Service in the background; honours `If-Match`.
@@ -99,25 +96,16 @@ struct ProductsController<Context: TenantRequestContext> {
         return response
     }
 
-    /// Runs a write at most once per `Idempotency-Key`: a retry of a completed one gets its answer again.
-    private func idempotently(
-        _ request: Request, context: Context, body: ByteBuffer, perform: (IdempotentRequest?) async throws -> Response
-    ) async throws -> Response {
-        guard let idempotent = try IdempotentRequest(
-            tenant: context.tenant, method: request.method.rawValue, path: request.uri.path, headers: request.headers, body: body)
-        else { return try await perform(nil) }
-        if let record = try catalog.idempotency.begin(idempotent) {
-            var response = Response.json(
-                buffer: ByteBuffer(string: record.body), status: HTTPResponse.Status(code: record.status))
+    /// A write's answer: the product written, or the first answer again (`Idempotent-Replayed: true`).
+    static func response(_ result: Catalog.WriteResult, status: HTTPResponse.Status = .ok) -> Response {
+        switch result {
+        case .written(let product):
+            return response(product, status: status)
+        case .replayed(let record):
+            var response = Response.json(buffer: ByteBuffer(string: record.body), status: HTTPResponse.Status(code: record.status))
             response.headers[.eTag] = record.etag
             response.headers[.idempotentReplayed] = "true"
             return response
-        }
-        do {
-            return try await perform(idempotent)
-        } catch {
-            catalog.idempotency.abandon(idempotent)
-            throw error
         }
     }
 

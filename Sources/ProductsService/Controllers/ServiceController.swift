@@ -21,7 +21,7 @@ struct ServiceController<Context: RequestContext> {
     @Sendable func index(_ request: Request, context: Context) -> Response {
         .json(
             ServiceIndex(
-                service: "products-service", cacheSize: catalog.cache.count, dbService: databaseServiceURL,
+                service: "products-service", cacheSize: catalog.cacheTotals.products, dbService: databaseServiceURL,
                 healthCheck: "/health", endpoints: endpointDescriptions))
     }
 
@@ -30,19 +30,17 @@ struct ServiceController<Context: RequestContext> {
     @Sendable func health(_ request: Request, context: Context) async -> Response {
         let started = ContinuousClock.now
         let database: DatabaseStatus
+        let persistence = PersistenceReport(catalog.persistence, tenant: nil)
         do {
-            let health = try await catalog.database.health()
-            // An /api call too: a wrong service token shows here rather than only in failing writes.
-            _ = try await catalog.database.keyStatus()
+            let health = try await catalog.checkDatabase()
             database = DatabaseStatus(
                 url: databaseServiceURL, status: "connected", latencyMs: Self.milliseconds(since: started), version: health.version,
-                backend: health.backend, lastError: catalog.worker.status.lastError)
+                backend: health.backend, lastError: persistence.lastError)
         } catch {
             let status = if case .unreachable = error { "unreachable" } else { "error: \(error)" }
             database = DatabaseStatus(
                 url: databaseServiceURL, status: status, latencyMs: Self.milliseconds(since: started), lastError: "\(error)")
         }
-        let persistence = PersistenceReport(catalog: catalog, tenant: nil)
         let status: String
         if persistence.journalError != nil {
             status = "unhealthy"
@@ -55,7 +53,7 @@ struct ServiceController<Context: RequestContext> {
         }
         let report = HealthReport(
             status: status, timestamp: Timestamp.now(), service: "products-service", version: ServiceVersion.current,
-            auth: authenticator.mode.reported, cacheReady: catalog.isLoaded, cacheEntries: catalog.cache.count,
+            auth: authenticator.mode.reported, cacheReady: catalog.isLoaded, cacheEntries: catalog.cacheTotals.products,
             databaseService: database, persistence: persistence)
         return .json(report, status: status == "unhealthy" ? .serviceUnavailable : .ok)
     }
@@ -65,13 +63,13 @@ struct ServiceController<Context: RequestContext> {
         .json(buffer: liveBody)
     }
 
-    /// GET /readyz: 200 once the catalog is loaded and the journal can be written; 503 until then.
+    /// GET /readyz: 200 once the catalog is loaded while the journal can be written; 503 otherwise.
     @Sendable func ready(_ request: Request, context: Context) throws -> Response {
+        if let failure = catalog.journalFailure {
+            throw APIError.serviceUnavailable("journal_unavailable", "The journal cannot be written; writes are refused (\(failure))")
+        }
         guard catalog.isLoaded else {
             throw APIError.serviceUnavailable("not_ready", "The catalog is still loading from the Database Service")
-        }
-        guard catalog.journal.backlog.failure == nil else {
-            throw APIError.serviceUnavailable("journal_unavailable", "The journal cannot be written; writes are refused")
         }
         return .json(buffer: liveBody)
     }

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Logging
+import NIOCore
 import ServiceLifecycle
 import Shared
 import Synchronization
@@ -40,11 +41,16 @@ final class Authenticator: Sendable {
     /// Set once the first request without a key has waited for the mode to be known (only that one waits).
     private let firstCheckDone = Atomic<Bool>(false)
 
+    /// The time verifications are aged by; tests move it by hand.
+    private let now: @Sendable () -> ContinuousClock.Instant
+
     /// `directory` keeps the last mode seen, so a restart while the Database Service is down keeps it.
     init(
         database: any DatabaseServiceClient, directory: String?, logger: Logger, requireKeys: Bool = false,
-        freshFor: Duration = .seconds(5), usableFor: Duration = .seconds(10)
+        freshFor: Duration = .seconds(5), usableFor: Duration = .seconds(10),
+        clock now: @escaping @Sendable () -> ContinuousClock.Instant = { .now }
     ) {
+        self.now = now
         self.database = database
         self.requireKeys = requireKeys
         self.freshFor = freshFor
@@ -69,7 +75,7 @@ final class Authenticator: Sendable {
         }
         guard APIKey.isWellFormed(key) else { throw APIError.unauthorized("The API key is not valid") }
         let hash = APIKey.hash(key)
-        let now = ContinuousClock.now
+        let now = self.now()
         let cached = entries.withLock { $0[hash] }
         if let cached, now - cached.verifiedAt < freshFor { return try Self.granted(cached.grant) }
         let grant: KeyGrant?
@@ -113,7 +119,7 @@ final class Authenticator: Sendable {
         }
         if let modeFile {
             do {
-                try Data((mode == .open ? "open" : "enforced").utf8).write(to: URL(fileURLWithPath: modeFile), options: .atomic)
+                try DurableFile.replace(modeFile, with: ByteBuffer(string: mode == .open ? "open" : "enforced"))
             } catch {
                 logger.error("cannot save the authentication mode", metadata: ["error": "\(error)"])
             }

@@ -1,62 +1,102 @@
 import Foundation
 import Logging
 import NIOCore
+import ServiceLifecycle
 import Shared
 import Synchronization
 
 /// The Products Service's operations on the catalog: the cache answers, the journal makes writes durable,
-/// the Database Service fills misses and is reconciled with.
+/// the Database Service fills misses and is reconciled with. Controllers, the loader and metrics go through it;
+/// its parts stay private.
 final class Catalog: Sendable {
-    let cache: CatalogCache
-    let journal: Journal
-    let database: any DatabaseServiceClient
-    let worker: PersistenceWorker
-    let gate: SyncGate
-    let idempotency: IdempotencyStore
-    let ids = ProductIDGenerator()
+    private let cache: CatalogCache
+    private let journal: Journal
+    private let database: any DatabaseServiceClient
+    private let worker: PersistenceWorker
+    private let gate: SyncGate
+    private let idempotency: IdempotencyStore
+    private let ids = ProductIDGenerator()
     private let loaded = Atomic<Bool>(false)
 
     /// Catalog pages asked of the Database Service when loading or reconciling.
     static let pageSize = 1000
 
-    init(
-        cache: CatalogCache, journal: Journal, database: any DatabaseServiceClient, worker: PersistenceWorker, gate: SyncGate,
-        idempotency: IdempotencyStore
-    ) {
-        self.cache = cache
-        self.idempotency = idempotency
-        self.journal = journal
-        self.database = database
-        self.worker = worker
-        self.gate = gate
+    /// What a catalog is made of, opened on a data directory: the journal replayed into the cache and the
+    /// idempotency records restored. Tests keep the parts to look inside.
+    struct Parts: Sendable {
+        let cache: CatalogCache
+        let journal: Journal
+        let idempotency: IdempotencyStore
+        let deadLetters: DeadLetterStore
+        let database: any DatabaseServiceClient
+
+        /// Opens the stores in `directory` (nil: memory only, `--journal off`).
+        init(
+            directory: String?, database: any DatabaseServiceClient, logger: Logger, segmentSize: Int = 16 << 20,
+            beforeWrite: (@Sendable () -> Void)? = nil, sync: @escaping AppendOnlyFile.Sync = AppendOnlyFile.syncData
+        ) throws {
+            let idempotency = try IdempotencyStore(directory: directory)
+            journal = try Journal(
+                directory: directory.map { $0 + "/journal" }, segmentSize: segmentSize, logger: logger,
+                beforeDropping: { try idempotency.file(through: $0) }, beforeWrite: beforeWrite, sync: sync)
+            let recovered = journal.takeRecoveredRecords()
+            idempotency.restore(recovered)
+            self.idempotency = idempotency
+            deadLetters = try DeadLetterStore(directory: directory)
+            cache = CatalogCache()
+            let pending = journal.unconfirmedOperations()
+            for operation in pending { cache.replay(operation) }
+            if !pending.isEmpty {
+                logger.notice("replayed pending writes from the journal", metadata: ["operations": "\(pending.count)"])
+            }
+            self.database = database
+        }
     }
+
+    init(_ parts: Parts, persistence: PersistenceSettings, logger: Logger) {
+        cache = parts.cache
+        journal = parts.journal
+        database = parts.database
+        idempotency = parts.idempotency
+        gate = SyncGate()
+        worker = PersistenceWorker(
+            journal: parts.journal, cache: parts.cache, database: parts.database, deadLetters: parts.deadLetters, gate: gate,
+            settings: persistence, logger: logger)
+    }
+
+    /// The services that persist the catalog: the persistence worker, and (after it stops) the journal's closing.
+    var services: [any Service] { [JournalCloser(journal: journal), worker] }
 
     /// True once the full catalog has been loaded from the Database Service: a cache miss is then authoritative.
     var isLoaded: Bool { loaded.load(ordering: .acquiring) }
 
     // MARK: Writes
 
-    /// Creates a product: cached and journaled (with its idempotency record, if any), then acknowledged once
-    /// the journal has it on disk.
-    func create(tenant: String, _ input: ProductInput, idempotent: IdempotentRequest? = nil) async throws -> CachedProduct {
-        let now = Timestamp.now()
-        let product = Product(
-            id: ids.next(), name: input.name, type: input.type, metadata: input.metadata,
-            createdAt: now, updatedAt: now, version: 1)
-        let cached = CachedProduct(product)
-        let operation = WriteOperation.upsert(tenant: tenant, product: product)
-        let record = idempotent.map { idempotency.record(for: $0, status: 201, product: cached) }
-        let line = journalLine(operation, record)
-        let ticket = try journaling {
-            try cache.put(tenant: tenant, cached) {
-                let ticket = try journal.append(operation, encoded: line)
-                if let record { idempotency.journaled(record, sequence: ticket) }
-                return ticket
+    /// What a write answered: the product it wrote, or the first answer of an idempotent request retried.
+    enum WriteResult: Sendable {
+        case written(CachedProduct)
+        case replayed(IdempotencyRecord)
+    }
+
+    /// Creates a product, durable once this returns.
+    func create(tenant: String, _ input: ProductInput, idempotent: IdempotentRequest? = nil) async throws -> WriteResult {
+        try await idempotently(idempotent, status: 201) { makeRecord in
+            let now = Timestamp.now()
+            let product = Product(
+                id: ids.next(), name: input.name, type: input.type, metadata: input.metadata,
+                createdAt: now, updatedAt: now, version: 1)
+            let cached = CachedProduct(product)
+            let record = makeRecord(cached)
+            var ticket: UInt64 = 0
+            try journaling {
+                try cache.stage(tenant: tenant, cached) {
+                    ticket = try journal(.upsert(tenant: tenant, product: product), record)
+                    return ticket
+                }
             }
+            try await waitUntilDurable(ticket)
+            return (cached, record)
         }
-        try await waitUntilDurable(ticket)
-        if let record { idempotency.finish(record) }
-        return cached
     }
 
     /// Updates a product (cached, or read through first) with `change`, at the next version, if `condition`
@@ -64,36 +104,38 @@ final class Catalog: Sendable {
     func update(
         tenant: String, id: String, condition: EntityTag.Condition?, idempotent: IdempotentRequest? = nil,
         change: (Product) throws(APIError) -> Product
-    ) async throws -> CachedProduct {
-        for _ in 0..<3 {
-            if cache.get(tenant: tenant, id: id) == nil { _ = try await product(tenant: tenant, id: id) }
-            let now = Timestamp.now()
-            let outcome = try journaling {
-                try cache.update(tenant: tenant, id: id) { current in
-                    if let condition, !condition.matchesStrongly(current.etag) {
-                        throw APIError.preconditionFailed(id: id, currentVersion: current.product.version)
-                    }
-                    var product = try change(current.product)
-                    product.id = id
-                    product.createdAt = current.product.createdAt
-                    product.updatedAt = now
-                    product.version = current.product.version + 1
-                    let updated = CachedProduct(product)
-                    let operation = WriteOperation.upsert(tenant: tenant, product: product)
-                    let record = idempotent.map { idempotency.record(for: $0, status: 200, product: updated) }
-                    let ticket = try journal.append(operation, encoded: journalLine(operation, record))
-                    if let record { idempotency.journaled(record, sequence: ticket) }
-                    return (updated, (ticket, record))
+    ) async throws -> WriteResult {
+        try await idempotently(idempotent, status: 200) { makeRecord in
+            for _ in 0..<3 {
+                if cache.latest(tenant: tenant, id: id) == nil {
+                    if cache.isPendingDelete(tenant: tenant, id: id) { throw productNotFound }
+                    _ = try await product(tenant: tenant, id: id)
                 }
+                let now = Timestamp.now()
+                let staged = try journaling {
+                    try cache.stageUpdate(tenant: tenant, id: id) { current in
+                        if let condition, !condition.matchesStrongly(current.etag) {
+                            throw APIError.preconditionFailed(id: id, currentVersion: current.product.version)
+                        }
+                        var product = try change(current.product)
+                        product.id = id
+                        product.createdAt = current.product.createdAt
+                        product.updatedAt = now
+                        product.version = current.product.version + 1
+                        let updated = CachedProduct(product)
+                        let record = makeRecord(updated)
+                        let ticket = try journal(.upsert(tenant: tenant, product: product), record)
+                        return (updated, ticket, (ticket, record))
+                    }
+                }
+                // Not cached: deleted meanwhile, or the read-through was not cached because a delete raced it.
+                guard let (updated, (ticket, record)) = staged else { continue }
+                try await waitUntilDurable(ticket)
+                return (updated, record)
             }
-            // Not cached: deleted meanwhile, or the read-through was not cached because a delete raced it.
-            guard let (updated, (ticket, record)) = outcome else { continue }
-            try await waitUntilDurable(ticket)
-            if let record { idempotency.finish(record) }
-            return updated
+            if cache.isPendingDelete(tenant: tenant, id: id) { throw productNotFound }
+            throw APIError.versionConflict("Product \(id) changed while being updated; retry")
         }
-        if cache.isPendingDelete(tenant: tenant, id: id) { throw productNotFound }
-        throw APIError.versionConflict("Product \(id) changed while being updated; retry")
     }
 
     /// Deletes a product, cached or found only in the Database Service, if `condition` (an `If-Match`) holds;
@@ -102,32 +144,34 @@ final class Catalog: Sendable {
         let deletedAt = Timestamp.now()
         // A read-through may cache the product while we look it up; then the cached path applies.
         for _ in 0..<3 {
+            var ticket: UInt64 = 0
             let removed = try journaling {
-                try cache.remove(tenant: tenant, id: id) { removed in
-                    if let condition, !condition.matchesStrongly(removed.etag) {
-                        throw APIError.preconditionFailed(id: id, currentVersion: removed.product.version)
+                try cache.stageDelete(tenant: tenant, id: id) { current in
+                    if let condition, !condition.matchesStrongly(current.etag) {
+                        throw APIError.preconditionFailed(id: id, currentVersion: current.product.version)
                     }
-                    let version = removed.product.version + 1
-                    let operation = WriteOperation.delete(tenant: tenant, id: id, version: version, deletedAt: deletedAt)
-                    return (try journal.append(operation, encoded: operation.json), version)
+                    let version = current.product.version + 1
+                    ticket = try journal(.delete(tenant: tenant, id: id, version: version, deletedAt: deletedAt), nil)
+                    return (version, ticket)
                 }
             }
-            if let (product, ticket) = removed {
+            if let removed {
                 try await waitUntilDurable(ticket)
-                return product.product.name
+                return removed.product.name
             }
             if cache.isPendingDelete(tenant: tenant, id: id) { throw productNotFound }
             guard let stored = try await databaseProduct(tenant: tenant, id: id) else { throw productNotFound }
             if let condition, !condition.matchesStrongly(EntityTag.product(id: id, version: stored.version)) {
                 throw APIError.preconditionFailed(id: id, currentVersion: stored.version)
             }
-            let operation = WriteOperation.delete(tenant: tenant, id: id, version: stored.version + 1, deletedAt: deletedAt)
-            let ticket = try journaling {
-                try cache.recordUncachedDelete(tenant: tenant, id: id, version: stored.version + 1) {
-                    try journal.append(operation, encoded: operation.json)
+            let version = stored.version + 1
+            let staged = try journaling {
+                try cache.stageUncachedDelete(tenant: tenant, id: id, version: version) {
+                    ticket = try journal(.delete(tenant: tenant, id: id, version: version, deletedAt: deletedAt), nil)
+                    return ticket
                 }
             }
-            if let ticket {
+            if staged {
                 try await waitUntilDurable(ticket)
                 return stored.name
             }
@@ -135,15 +179,35 @@ final class Catalog: Sendable {
         throw APIError.versionConflict("Product \(id) changed while being deleted; retry")
     }
 
-    /// The journal line of a write: the operation, with the idempotency record of its request when there is one.
-    private func journalLine(_ operation: WriteOperation, _ record: IdempotencyRecord?) -> ByteBuffer {
-        var line = operation.json
-        guard let record, let encoded = try? JSONCoding.encoder.encode(record) else { return line }
-        line.moveWriterIndex(to: line.writerIndex - 1)  // the operation's closing brace
-        line.writeString(#","idempotency":"#)
-        line.writeBytes(encoded)
-        line.writeInteger(UInt8(ascii: "}"))
-        return line
+    // MARK: Idempotency
+
+    /// Runs a write at most once per `Idempotency-Key`, the one place where a key is begun, replayed, finished
+    /// or abandoned. `write` gets the maker of the key's record, to journal it in the same line as the write,
+    /// and returns the product written and that record.
+    private func idempotently(
+        _ request: IdempotentRequest?, status: Int,
+        write: (_ makeRecord: (CachedProduct) -> IdempotencyRecord?) async throws -> (CachedProduct, IdempotencyRecord?)
+    ) async throws -> WriteResult {
+        guard let request else { return .written(try await write { _ in nil }.0) }
+        if let record = try idempotency.begin(request) { return .replayed(record) }
+        do {
+            let (product, record) = try await write { product in
+                self.idempotency.record(for: request, status: status, product: product)
+            }
+            if let record { idempotency.finish(record) }
+            return .written(product)
+        } catch {
+            idempotency.abandon(request)
+            throw error
+        }
+    }
+
+    /// Journals a write with its idempotency record; call it in the cache's critical section. The record is
+    /// queued for `idempotency.jsonl` in journal order.
+    private func journal(_ operation: WriteOperation, _ record: IdempotencyRecord?) throws(JournalError) -> UInt64 {
+        let ticket = try journal.append(JournalRecord(operation, idempotency: record))
+        if let record { idempotency.journaled(record, sequence: ticket) }
+        return ticket
     }
 
     // MARK: Reads
@@ -151,7 +215,7 @@ final class Catalog: Sendable {
     /// A product from the cache, else from the Database Service (then cached).
     func product(tenant: String, id: String) async throws -> CachedProduct {
         if let cached = cache.get(tenant: tenant, id: id) { return cached }
-        if cache.isPendingDelete(tenant: tenant, id: id) { throw productNotFound }
+        if cache.isVisiblyDeleted(tenant: tenant, id: id) { throw productNotFound }
         let deletes = cache.deleteCount(tenant: tenant)
         guard let product = try await databaseProduct(tenant: tenant, id: id) else { throw productNotFound }
         let cached = CachedProduct(product)
@@ -228,7 +292,7 @@ final class Catalog: Sendable {
 
     /// Flushes pending writes, then makes the tenant's cache match the Database Service's full catalog.
     func sync(tenant: String, flushTimeout: Duration) async throws -> (updated: Int, dropped: Int) {
-        try await worker.flush(timeout: flushTimeout)
+        try await flush(timeout: flushTimeout)
         do {
             return try await gate.withGate {
                 let products = try await self.fetchAll(tenant: tenant, logger: nil)
@@ -239,8 +303,31 @@ final class Catalog: Sendable {
         }
     }
 
-    /// Loads every tenant's full catalog at start, over what the journal replayed, then marks the cache authoritative.
-    func load(tenants: Set<String>, logger: Logger) async throws {
+    /// Waits until every write accepted before the call is confirmed by the Database Service.
+    func flush(timeout: Duration) async throws(APIError) {
+        let target = journal.latestSequence
+        let confirmed = await withTaskGroup(of: Bool.self) { group in
+            group.addTask { (try? await self.journal.waitUntilConfirmed(target)) != nil }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            defer { group.cancelAll() }
+            return await group.next() ?? false
+        }
+        guard confirmed else {
+            throw APIError.serviceUnavailable(
+                "database_unavailable",
+                "Pending writes could not be flushed to the Database Service: \(worker.status.lastError ?? "timed out")")
+        }
+    }
+
+    /// Loads every tenant's full catalog (the Database Service's tenants, `default`, and those with writes in
+    /// the journal) over what the journal replayed, then marks the cache authoritative.
+    func load(logger: Logger) async throws {
+        let tenants = Set([defaultTenant])
+            .union(try await database.tenants())
+            .union(journal.unconfirmedOperations().map(\.tenant))
         try await gate.withGate {
             for tenant in tenants.sorted() {
                 let products = try await self.fetchAll(tenant: tenant, logger: logger)
@@ -266,6 +353,38 @@ final class Catalog: Sendable {
         }
     }
 
+    // MARK: Status
+
+    /// One tenant's cache figures.
+    func statistics(tenant: String) -> CatalogCache.Statistics { cache.statistics(tenant: tenant) }
+
+    /// Products cached and their approximate bytes, across tenants.
+    var cacheTotals: (products: Int, approximateBytes: Int) { cache.totals }
+
+    /// The write-behind queue as it stands.
+    struct PersistenceState: Sendable {
+        var journalIsDurable: Bool
+        var backlog: Journal.Backlog
+        var worker: PersistenceStatus
+        var deadLetters: DeadLetterStore.Snapshot
+    }
+
+    var persistence: PersistenceState {
+        PersistenceState(
+            journalIsDurable: journal.isDurable, backlog: journal.backlog, worker: worker.status, deadLetters: worker.deadLetterSnapshot)
+    }
+
+    /// Why writes are refused, once the journal has failed.
+    var journalFailure: String? { journal.backlog.failure }
+
+    /// The Database Service's health, and an authenticated call too: a wrong service token shows here rather
+    /// than only in failing writes.
+    func checkDatabase() async throws(DatabaseClientError) -> DatabaseHealth {
+        let health = try await database.health()
+        _ = try await database.keyStatus()
+        return health
+    }
+
     // MARK: Helpers
 
     private var productNotFound: APIError { .notFound("Product not found", param: "id") }
@@ -274,8 +393,16 @@ final class Catalog: Sendable {
         do { return try body() } catch let error as JournalError { throw Self.unavailable(error) }
     }
 
+    /// Waits until the journal has the write on disk, then shows it (and every write before it) to readers.
+    /// If the journal fails instead, every write not on disk is dropped from the cache before the client hears.
     private func waitUntilDurable(_ ticket: UInt64) async throws {
-        do { try await journal.waitUntilDurable(ticket) } catch let error as JournalError { throw Self.unavailable(error) }
+        do {
+            try await journal.waitUntilDurable(ticket)
+        } catch let error as JournalError {
+            cache.discardStaged(after: journal.latestSequence)
+            throw Self.unavailable(error)
+        }
+        cache.promote(through: ticket)
     }
 
     private static func unavailable(_ error: JournalError) -> APIError {

@@ -20,13 +20,10 @@ struct CatalogLoader: Service {
         while !Task.isCancelled {
             attempt += 1
             do {
-                let tenants = Set([defaultTenant])
-                    .union(try await catalog.database.tenants())
-                    .union(catalog.journal.unconfirmedOperations().map(\.tenant))
-                try await catalog.load(tenants: tenants, logger: logger)
+                try await catalog.load(logger: logger)
                 logger.notice(
                     "catalog loaded; ready",
-                    metadata: ["products": "\(catalog.cache.count)", "seconds": "\((ContinuousClock.now - started).seconds)"])
+                    metadata: ["products": "\(catalog.cacheTotals.products)", "seconds": "\((ContinuousClock.now - started).seconds)"])
                 return
             } catch {
                 if Task.isCancelled { return }

@@ -8,7 +8,7 @@ import Synchronization
 /// Tuning of the persistence worker.
 struct PersistenceSettings: Sendable {
     /// The Database Service accepts at most this many operations per batch.
-    static let maxBatchSize = 1000
+    static let maxBatchSize = ServiceContract.maxBatchOperations
     var batchSize = 256
     var retryBaseDelay: Duration = .milliseconds(100)
     var retryMaxDelay: Duration = .seconds(5)
@@ -28,13 +28,13 @@ struct PersistenceStatus: Sendable {
 /// Drains the journal to the Database Service in batches, coalescing writes to one product, retrying
 /// without limit with exponential backoff and jitter, and setting aside writes it rejects as invalid.
 final class PersistenceWorker: Service, Sendable {
-    let journal: Journal
-    let cache: CatalogCache
-    let database: any DatabaseServiceClient
-    let deadLetters: DeadLetterStore
-    let gate: SyncGate
-    let settings: PersistenceSettings
-    let logger: Logger
+    private let journal: Journal
+    private let cache: CatalogCache
+    private let database: any DatabaseServiceClient
+    private let deadLetters: DeadLetterStore
+    private let gate: SyncGate
+    private let settings: PersistenceSettings
+    private let logger: Logger
     private let state = Mutex(PersistenceStatus())
 
     init(
@@ -51,6 +51,9 @@ final class PersistenceWorker: Service, Sendable {
     }
 
     var status: PersistenceStatus { state.withLock { $0 } }
+
+    /// The dead letters kept so far.
+    var deadLetterSnapshot: DeadLetterStore.Snapshot { deadLetters.snapshot }
 
     func run() async throws {
         // Wake on new work until shutdown begins; then keep draining until empty or the deadline passes.
@@ -121,7 +124,7 @@ final class PersistenceWorker: Service, Sendable {
                 cache.confirmDelete(tenant: tenant, id: id, version: version)
             }
         }
-        journal.acknowledge(through: entries.last!.sequence)
+        journal.confirm(through: entries.last!.sequence)
         Self.flushDuration(outcome: "persisted").recordInterval(since: started)
         Self.batchSize.record(operations.count)
         state.withLock { status in
@@ -186,18 +189,5 @@ final class PersistenceWorker: Service, Sendable {
         // Draining for shutdown: the time left is short, so retry often rather than sleep it away in one wait.
         if let deadline { delay = min(delay, .milliseconds(250), max(.zero, deadline - .now)) }
         try? await Task.sleep(for: delay)
-    }
-
-    /// Waits until every write accepted before the call is confirmed by the Database Service.
-    func flush(timeout: Duration) async throws(APIError) {
-        let target = journal.latestSequence
-        let deadline = ContinuousClock.now + timeout
-        while !journal.isAcknowledged(through: target) {
-            guard ContinuousClock.now < deadline else {
-                throw APIError.serviceUnavailable(
-                    "database_unavailable", "Pending writes could not be flushed to the Database Service: \(status.lastError ?? "timed out")")
-            }
-            try? await Task.sleep(for: .milliseconds(20))
-        }
     }
 }

@@ -1,3 +1,4 @@
+import DequeModule
 import Metrics
 import NIOCore
 import Shared
@@ -22,13 +23,44 @@ struct CachedProduct: Sendable {
 
 /// The in-memory catalog: every tenant's products by id and in creation (id) order.
 ///
+/// A write is **staged** while its journal record is not yet durable: later writes build on it, but readers
+/// do not see it until `promote(through:)` makes it visible, and `discardStaged(after:)` drops it if the journal
+/// fails. So no reader ever sees a write that could still be lost.
+///
 /// It also remembers deletes that the Database Service has not confirmed yet, so that a read-through
 /// or a reconciliation can never bring a deleted product back.
 final class CatalogCache: Sendable {
     private let state = Mutex(State())
 
+    /// Products a listing copies out of the lock at a time: the longest any filter keeps others waiting.
+    static let listChunk = 256
+
     private struct State {
         var tenants: [String: TenantCatalog] = [:]
+        /// Writes journaled but not yet durable, in journal order.
+        var staged: Deque<StagedWrite> = []
+
+        mutating func stage(_ write: StagedWrite) {
+            staged.append(write)
+            tenants[write.tenant, default: TenantCatalog()].staged[write.id] = (write.ticket, write.change)
+        }
+    }
+
+    private struct StagedWrite {
+        var ticket: UInt64
+        var tenant: String
+        var id: String
+        var change: Change
+    }
+
+    /// The newest state a write gave a product: its new version, or its deletion at a version.
+    private enum Change {
+        case put(CachedProduct)
+        case delete(version: Int64)
+
+        var product: CachedProduct? {
+            if case .put(let product) = self { product } else { nil }
+        }
     }
 
     private struct TenantCatalog {
@@ -37,9 +69,12 @@ final class CatalogCache: Sendable {
         var order: [String] = []
         /// Unconfirmed deletes: id to the version of the delete.
         var pendingDeletes: [String: Int64] = [:]
+        /// The newest staged change of each product that has one, and its journal ticket.
+        var staged: [String: (ticket: UInt64, change: Change)] = [:]
         /// Counts deletes, so a read-through that raced with one does not cache its stale answer.
         var deleteCount: UInt64 = 0
         var jsonBytes = 0
+        var productTypes: [String: Int] = [:]
         var hits = 0
         var misses = 0
 
@@ -48,30 +83,89 @@ final class CatalogCache: Sendable {
         /// process RSS: 200,000 products with two metadata entries measured about 1.1 KB each, before the ETag.
         var approximateBytes: Int { jsonBytes * 3 + products.count * 464 }
 
+        /// What a writer builds on: the staged change if there is one, else what readers see.
+        func latest(_ id: String) -> CachedProduct? {
+            if let staged = staged[id] { return staged.change.product }
+            return products[id]
+        }
+
+        /// Whether a delete of this product is staged or waiting for the Database Service.
+        func isDeleted(_ id: String) -> Bool {
+            if let staged = staged[id] { return staged.change.product == nil }
+            return pendingDeletes[id] != nil
+        }
+
         mutating func put(_ cached: CachedProduct) {
             let id = cached.product.id
             if let old = products.updateValue(cached, forKey: id) {
                 jsonBytes -= old.json.readableBytes
+                countType(old.product.type, -1)
             } else if let last = order.last, last > id {
                 order.insert(id, at: order.insertionIndex(of: id))
             } else {
                 order.append(id)
             }
             jsonBytes += cached.json.readableBytes
+            countType(cached.product.type, 1)
         }
 
         mutating func remove(_ id: String) -> CachedProduct? {
             guard let old = products.removeValue(forKey: id) else { return nil }
             jsonBytes -= old.json.readableBytes
+            countType(old.product.type, -1)
             let index = order.insertionIndex(of: id)
             if index < order.count, order[index] == id { order.remove(at: index) }
             return old
         }
+
+        mutating func delete(_ id: String, version: Int64) {
+            if let existing = products[id], existing.product.version >= version { return }
+            _ = remove(id)
+            pendingDeletes[id] = max(pendingDeletes[id] ?? 0, version)
+            deleteCount &+= 1
+        }
+
+        private mutating func countType(_ type: String, _ delta: Int) {
+            let count = productTypes[type, default: 0] + delta
+            productTypes[type] = count == 0 ? nil : count
+        }
+
+        /// Copies up to `limit` products out, walking `ids` (sorted) in paging order from `position`.
+        func chunk(of ids: [String], from position: ListPosition, limit: Int) -> [CachedProduct] {
+            var chunk: [CachedProduct] = []
+            chunk.reserveCapacity(limit)
+            switch position {
+            case .start:
+                for id in ids {
+                    if let cached = products[id] { chunk.append(cached) }
+                    if chunk.count == limit { break }
+                }
+            case .after(let cursor):
+                var index = ids.insertionIndex(of: cursor)
+                if index < ids.count, ids[index] == cursor { index += 1 }
+                for id in ids[index...] {
+                    if let cached = products[id] { chunk.append(cached) }
+                    if chunk.count == limit { break }
+                }
+            case .before(let cursor):
+                for id in ids[..<ids.insertionIndex(of: cursor)].reversed() {
+                    if let cached = products[id] { chunk.append(cached) }
+                    if chunk.count == limit { break }
+                }
+            }
+            return chunk
+        }
+    }
+
+    private enum ListPosition {
+        case start
+        case after(String)
+        case before(String)
     }
 
     // MARK: Reads
 
-    /// The cached product, counting a hit or a miss.
+    /// The product as readers see it, counting a hit or a miss.
     func get(tenant: String, id: String) -> CachedProduct? {
         state.withLock { state in
             let found = state.tenants[tenant]?.products[id]
@@ -86,38 +180,51 @@ final class CatalogCache: Sendable {
         }
     }
 
+    /// The product as writers see it: with staged writes, and nil when deleted.
+    func latest(tenant: String, id: String) -> CachedProduct? {
+        state.withLock { $0.tenants[tenant]?.latest(id) }
+    }
+
     /// The products matching a query's filters from its cursor on, at most `limit` of them in creation (id) order,
     /// and whether more match in the direction of paging.
+    ///
+    /// The lock is held only to copy a chunk of products out; filters run outside it, so a selective filter over
+    /// a large catalog delays no other request by more than one chunk's copy. A page read across chunks sees each
+    /// product once, as it was when its chunk was copied.
     func list(tenant: String, query: ProductQuery) -> (products: [CachedProduct], hasMore: Bool) {
-        state.withLock { state in
-            guard let catalog = state.tenants[tenant] else { return ([], false) }
-            var result: [CachedProduct] = []
-            result.reserveCapacity(min(query.limit + 1, catalog.products.count))
-            func visit(_ id: String) -> Bool {
-                if let cached = catalog.products[id], query.matches(cached.product, createdAt: cached.createdAt) {
-                    result.append(cached)
-                }
-                return result.count <= query.limit
-            }
-            // With `ids`, walk those (sorted) instead of the whole catalog.
-            let order = query.ids ?? catalog.order
+        list(tenant: tenant, query: query) { query.matches($0.product, createdAt: $0.createdAt) }
+    }
+
+    /// `list` with the filters given as a predicate (tests pause in it).
+    func list(
+        tenant: String, query: ProductQuery, where matches: (CachedProduct) -> Bool
+    ) -> (products: [CachedProduct], hasMore: Bool) {
+        let backwards = if case .endingBefore = query.cursor { true } else { false }
+        var position: ListPosition =
             switch query.cursor {
-            case nil:
-                for id in order where !visit(id) { break }
-            case .startingAfter(let cursor):
-                var index = order.insertionIndex(of: cursor)
-                if index < order.count, order[index] == cursor { index += 1 }
-                for id in order[index...] where !visit(id) { break }
-            case .endingBefore(let cursor):
-                for id in order[..<order.insertionIndex(of: cursor)].reversed() where !visit(id) { break }
-                result.reverse()
+            case nil: .start
+            case .startingAfter(let cursor): .after(cursor)
+            case .endingBefore(let cursor): .before(cursor)
             }
-            let hasMore = result.count > query.limit
-            if hasMore {
-                if case .endingBefore = query.cursor { result.removeFirst() } else { result.removeLast() }
+        // Without filters every product copied is a match: one chunk of the page's size does.
+        let chunkSize = query.hasFilters ? Self.listChunk : query.limit + 1
+        var result: [CachedProduct] = []
+        result.reserveCapacity(min(query.limit + 1, 1024))
+        while result.count <= query.limit {
+            let chunk = state.withLock { state in
+                state.tenants[tenant].map { $0.chunk(of: query.ids ?? $0.order, from: position, limit: chunkSize) } ?? []
             }
-            return (result, hasMore)
+            for cached in chunk where matches(cached) {
+                result.append(cached)
+                if result.count > query.limit { break }
+            }
+            guard chunk.count == chunkSize, let last = chunk.last?.product.id else { break }
+            position = backwards ? .before(last) : .after(last)
         }
+        let hasMore = result.count > query.limit
+        if hasMore { result.removeLast() }
+        if backwards { result.reverse() }
+        return (result, hasMore)
     }
 
     /// Which of these ids the cache decides for: cached, or deleted and not yet confirmed.
@@ -128,8 +235,13 @@ final class CatalogCache: Sendable {
         }
     }
 
-    /// Whether a delete of this product is waiting for the Database Service.
+    /// Whether a delete of this product is staged or waiting for the Database Service.
     func isPendingDelete(tenant: String, id: String) -> Bool {
+        state.withLock { $0.tenants[tenant]?.isDeleted(id) ?? false }
+    }
+
+    /// Whether readers are told this product is gone: its delete is durable and not yet confirmed.
+    func isVisiblyDeleted(tenant: String, id: String) -> Bool {
         state.withLock { $0.tenants[tenant]?.pendingDeletes[id] != nil }
     }
 
@@ -140,59 +252,81 @@ final class CatalogCache: Sendable {
 
     // MARK: Writes
 
-    /// Stores a product and runs `record` (which journals the change) in the same critical section,
-    /// so that the journal holds the changes of each product in the order the cache saw them.
-    func put<Result>(tenant: String, _ cached: CachedProduct, record: () throws -> Result) rethrows -> Result {
+    /// Stages a new product; `journal` records it in the same critical section, so that the journal holds the
+    /// changes of each product in the order the cache saw them, and returns its ticket.
+    func stage(tenant: String, _ cached: CachedProduct, journal: () throws -> UInt64) rethrows {
         try state.withLock { state in
-            let result = try record()
-            state.tenants[tenant, default: TenantCatalog()].put(cached)
-            return result
+            let ticket = try journal()
+            state.stage(StagedWrite(ticket: ticket, tenant: tenant, id: cached.product.id, change: .put(cached)))
         }
     }
 
-    /// Replaces a cached product with what `change` makes of it, in the critical section where `change` also
-    /// journals it. Returns nil (changing nothing) when the product is not cached.
-    func update<Result>(
-        tenant: String, id: String, change: (_ current: CachedProduct) throws -> (CachedProduct, Result)
+    /// Stages what `change` makes of the latest version of a product, in the critical section where `change`
+    /// also journals it (returning the new version and its ticket). Returns nil, changing nothing, when the
+    /// cache holds no such product.
+    func stageUpdate<Result>(
+        tenant: String, id: String, change: (_ current: CachedProduct) throws -> (CachedProduct, ticket: UInt64, Result)
     ) rethrows -> (CachedProduct, Result)? {
         try state.withLock { state in
-            guard let current = state.tenants[tenant]?.products[id] else { return nil }
-            let (updated, result) = try change(current)
-            state.tenants[tenant]?.put(updated)
+            guard let current = state.tenants[tenant]?.latest(id) else { return nil }
+            let (updated, ticket, result) = try change(current)
+            state.stage(StagedWrite(ticket: ticket, tenant: tenant, id: id, change: .put(updated)))
             return (updated, result)
         }
     }
 
-    /// Removes a product, remembers its delete until confirmed, and journals it in the same critical section.
-    /// Returns nil (journaling nothing) when the product is not cached.
-    func remove<Result>(
-        tenant: String, id: String, record: (_ removed: CachedProduct) throws -> (Result, deleteVersion: Int64)
-    ) rethrows -> (CachedProduct, Result)? {
+    /// Stages the delete of a cached product, in the critical section where `journal` records it (returning
+    /// the delete's version and its ticket). Returns nil, journaling nothing, when the product is not cached.
+    func stageDelete(
+        tenant: String, id: String, journal: (_ removed: CachedProduct) throws -> (version: Int64, ticket: UInt64)
+    ) rethrows -> CachedProduct? {
         try state.withLock { state in
-            guard let cached = state.tenants[tenant]?.products[id] else { return nil }
-            let (result, version) = try record(cached)
-            var catalog = state.tenants.removeValue(forKey: tenant) ?? TenantCatalog()
-            _ = catalog.remove(id)
-            catalog.pendingDeletes[id] = version
-            catalog.deleteCount &+= 1
-            state.tenants[tenant] = catalog
-            return (cached, result)
+            guard let current = state.tenants[tenant]?.latest(id) else { return nil }
+            let (version, ticket) = try journal(current)
+            state.stage(StagedWrite(ticket: ticket, tenant: tenant, id: id, change: .delete(version: version)))
+            return current
         }
     }
 
-    /// Journals the delete of a product the cache does not hold (found only in the Database Service),
-    /// unless it was cached or deleted meanwhile. Returns nil when it was deleted meanwhile.
-    func recordUncachedDelete<Result>(
-        tenant: String, id: String, version: Int64, record: () throws -> Result
-    ) rethrows -> Result? {
+    /// Stages the delete of a product the cache does not hold (found only in the Database Service) unless it was
+    /// cached, written or deleted meanwhile; `journal` records it and returns its ticket. False when it was.
+    func stageUncachedDelete(tenant: String, id: String, version: Int64, journal: () throws -> UInt64) rethrows -> Bool {
         try state.withLock { state in
-            var catalog = state.tenants.removeValue(forKey: tenant) ?? TenantCatalog()
-            defer { state.tenants[tenant] = catalog }
-            guard catalog.pendingDeletes[id] == nil, catalog.products[id] == nil else { return nil }
-            let result = try record()
-            catalog.pendingDeletes[id] = version
-            catalog.deleteCount &+= 1
-            return result
+            let catalog = state.tenants[tenant]
+            guard catalog?.latest(id) == nil, !(catalog?.isDeleted(id) ?? false) else { return false }
+            let ticket = try journal()
+            state.stage(StagedWrite(ticket: ticket, tenant: tenant, id: id, change: .delete(version: version)))
+            return true
+        }
+    }
+
+    /// Makes every staged write up to `ticket` visible to readers: the journal has them on disk.
+    func promote(through ticket: UInt64) {
+        state.withLock { state in
+            while let first = state.staged.first, first.ticket <= ticket {
+                state.staged.removeFirst()
+                var catalog = state.tenants.removeValue(forKey: first.tenant) ?? TenantCatalog()
+                switch first.change {
+                case .put(let cached):
+                    let id = cached.product.id
+                    let newer = (catalog.products[id]?.product.version ?? 0) < cached.product.version
+                        && (catalog.pendingDeletes[id] ?? 0) < cached.product.version
+                    if newer { catalog.put(cached) }
+                case .delete(let version):
+                    catalog.delete(first.id, version: version)
+                }
+                if catalog.staged[first.id]?.ticket == first.ticket { catalog.staged[first.id] = nil }
+                state.tenants[first.tenant] = catalog
+            }
+        }
+    }
+
+    /// Forgets every staged write after `ticket`: the journal failed and will never have them.
+    func discardStaged(after ticket: UInt64) {
+        promote(through: ticket)
+        state.withLock { state in
+            for write in state.staged { state.tenants[write.tenant]?.staged[write.id] = nil }
+            state.staged.removeAll()
         }
     }
 
@@ -225,7 +359,7 @@ final class CatalogCache: Sendable {
         }
     }
 
-    /// Replays a journaled operation at start: applies it if newer than what is cached.
+    /// Replays a journaled operation at start (it is durable): applies it if newer than what is cached.
     func replay(_ operation: WriteOperation) {
         state.withLock { state in
             var catalog = state.tenants.removeValue(forKey: operation.tenant) ?? TenantCatalog()
@@ -234,12 +368,8 @@ final class CatalogCache: Sendable {
             if let existing = catalog.products[id], existing.product.version >= operation.version { return }
             if let deleted = catalog.pendingDeletes[id], deleted >= operation.version { return }
             switch operation {
-            case .upsert(_, let product):
-                catalog.put(CachedProduct(product))
-            case .delete(_, _, let version, _):
-                _ = catalog.remove(id)
-                catalog.pendingDeletes[id] = version
-                catalog.deleteCount &+= 1
+            case .upsert(_, let product): catalog.put(CachedProduct(product))
+            case .delete(_, _, let version, _): catalog.delete(id, version: version)
             }
         }
     }
@@ -291,13 +421,12 @@ final class CatalogCache: Sendable {
         var misses: Int
     }
 
+    /// One tenant's figures; kept up to date by every change, so reading them is O(types), not O(products).
     func statistics(tenant: String) -> Statistics {
         state.withLock { state in
             let catalog = state.tenants[tenant] ?? TenantCatalog()
-            var types: [String: Int] = [:]
-            for cached in catalog.products.values { types[cached.product.type, default: 0] += 1 }
             return Statistics(
-                totalProducts: catalog.products.count, approximateBytes: catalog.approximateBytes, productTypes: types,
+                totalProducts: catalog.products.count, approximateBytes: catalog.approximateBytes, productTypes: catalog.productTypes,
                 hits: catalog.hits, misses: catalog.misses)
         }
     }

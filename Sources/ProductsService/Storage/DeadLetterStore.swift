@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import Shared
 import Synchronization
 
@@ -11,6 +12,15 @@ struct DeadLetter: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case operation, error
         case deadLetteredAt = "dead_lettered_at"
+    }
+
+    /// The letter's JSON line, as `dead-letters.jsonl` holds it.
+    func writeJSON(into buffer: inout ByteBuffer) {
+        buffer.writeStaticString("{\"operation\":")
+        operation.writeJSON(into: &buffer)
+        buffer.writeJSONString(error, after: ",\"error\":")
+        buffer.writeJSONString(deadLetteredAt, after: ",\"dead_lettered_at\":")
+        buffer.writeInteger(UInt8(ascii: "}"))
     }
 }
 
@@ -52,19 +62,12 @@ final class DeadLetterStore: Sendable {
     func add(_ letters: [DeadLetter]) throws {
         guard !letters.isEmpty else { return }
         if let path {
-            var bytes = Data()
+            var bytes = ByteBuffer()
             for letter in letters {
-                bytes.append(try JSONCoding.encoder.encode(letter))
-                bytes.append(UInt8(ascii: "\n"))
+                letter.writeJSON(into: &bytes)
+                bytes.writeInteger(UInt8(ascii: "\n"))
             }
-            if !FileManager.default.fileExists(atPath: path) {
-                _ = FileManager.default.createFile(atPath: path, contents: nil)
-            }
-            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-            defer { try? handle.close() }
-            try handle.seekToEnd()
-            try handle.write(contentsOf: bytes)
-            try handle.synchronize()
+            try DurableFile.append(bytes, to: path)
         }
         state.withLock { state in
             for letter in letters { state.add(letter) }

@@ -7,10 +7,6 @@ import NIOCore
 import Shared
 import Synchronization
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// A completed idempotent request: what a retry with the same key and the same request gets back.
 struct IdempotencyRecord: Codable, Sendable, Equatable {
     var tenant: String
@@ -30,6 +26,32 @@ struct IdempotencyRecord: Codable, Sendable, Equatable {
         case tenant, key, fingerprint, status, body, etag, sequence
         case createdAt = "created_at"
     }
+
+    /// The record's JSON, as the journal and `idempotency.jsonl` hold it.
+    func writeJSON(into buffer: inout ByteBuffer) {
+        buffer.writeJSONString(tenant, after: "{\"tenant\":")
+        buffer.writeJSONString(key, after: ",\"key\":")
+        buffer.writeJSONString(fingerprint, after: ",\"fingerprint\":")
+        buffer.writeStaticString(",\"status\":")
+        buffer.writeString(String(status))
+        buffer.writeJSONString(body, after: ",\"body\":")
+        buffer.writeJSONString(etag, after: ",\"etag\":")
+        buffer.writeStaticString(",\"created_at\":")
+        buffer.writeString(String(createdAt))
+        buffer.writeStaticString(",\"sequence\":")
+        buffer.writeString(String(sequence))
+        buffer.writeInteger(UInt8(ascii: "}"))
+    }
+
+    /// Records as JSON lines.
+    static func lines(_ records: some Sequence<IdempotencyRecord>) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        for record in records {
+            record.writeJSON(into: &buffer)
+            buffer.writeInteger(UInt8(ascii: "\n"))
+        }
+        return buffer
+    }
 }
 
 /// An `Idempotency-Key` request as it arrives: the key and the fingerprint of what it asks.
@@ -39,6 +61,11 @@ struct IdempotentRequest: Sendable {
     var fingerprint: String
 
     static let maxKeyLength = 255
+
+    /// Reads the `Idempotency-Key` of a request whose body is `body`; nil when absent, a 400 when empty or too long.
+    init?(_ request: Request, tenant: String, body: ByteBuffer) throws(APIError) {
+        try self.init(tenant: tenant, method: request.method.rawValue, path: request.uri.path, headers: request.headers, body: body)
+    }
 
     /// Reads the header; nil when absent, a 400 when empty or too long.
     init?(tenant: String, method: String, path: String, headers: HTTPFields, body: ByteBuffer) throws(APIError) {
@@ -115,11 +142,13 @@ final class IdempotencyStore: Sendable {
         if kept.count < total { try Self.rewrite(path, with: kept) }
     }
 
-    /// Adds the records recovered from the journal's segments at start.
-    func restore(_ records: [IdempotencyRecord]) {
+    /// Adds the records found in the journal's segments at start, with the sequence of the line carrying each.
+    func restore(_ recovered: [(sequence: UInt64, record: JournalRecord)]) {
         let cutoff = Self.now() - Self.retentionMilliseconds
         state.withLock { state in
-            for record in records where record.createdAt >= cutoff {
+            for (sequence, journaled) in recovered {
+                guard var record = journaled.idempotency, record.createdAt >= cutoff else { continue }
+                record.sequence = sequence
                 Self.complete(record, in: &state)
                 state.unfiled.append(record)
             }
@@ -185,12 +214,7 @@ final class IdempotencyStore: Sendable {
         }
         guard let path, !records.isEmpty else { return }
         do {
-            var bytes = Data()
-            for record in records {
-                bytes.append(try JSONCoding.encoder.encode(record))
-                bytes.append(UInt8(ascii: "\n"))
-            }
-            try Self.append(bytes, to: path)
+            try DurableFile.append(IdempotencyRecord.lines(records), to: path)
         } catch {
             state.withLock { state in
                 for record in records.reversed() { state.unfiled.prepend(record) }
@@ -226,25 +250,9 @@ final class IdempotencyStore: Sendable {
         }
     }
 
-    private static func append(_ bytes: Data, to path: String) throws {
-        let descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-        defer { close(descriptor) }
-        try bytes.withUnsafeBytes { try writeFully(descriptor, $0) }
-        guard fsync(descriptor) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-    }
-
     /// Replaces the file with `records`, atomically.
     private static func rewrite(_ path: String, with records: [IdempotencyRecord]) throws {
-        var bytes = Data()
-        for record in records {
-            bytes.append(try JSONCoding.encoder.encode(record))
-            bytes.append(UInt8(ascii: "\n"))
-        }
-        let temporary = path + ".tmp"
-        unlink(temporary)
-        try append(bytes, to: temporary)
-        guard rename(temporary, path) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        try DurableFile.replace(path, with: IdempotencyRecord.lines(records))
     }
 }
 

@@ -3,27 +3,28 @@ import Foundation
 import Logging
 import NIOCore
 import Shared
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import SystemPackage
 
 /// A write waiting to be confirmed by the Database Service, numbered in journal order.
 struct JournalEntry: Sendable {
     var sequence: UInt64
     var operation: WriteOperation
-    /// When the write was acknowledged to its client.
+    /// When the write was recorded.
     var recordedAt: ContinuousClock.Instant
 }
 
-/// The write-behind journal: every write is recorded here before it is acknowledged, and stays until the
-/// Database Service confirms it.
+/// The write-behind journal: every write is recorded here, and made durable before it is acknowledged to its
+/// client; it stays until the Database Service has it.
+///
+/// Two words mark a record's progress: **durable** (on disk here: the client may be answered) and
+/// **confirmed** (the Database Service has stored it: the record may go).
 ///
 /// With a directory, records are appended to segment files and made durable with `fdatasync`; concurrent
 /// writers share one sync (group commit) done on a dedicated thread, never on the cooperative pool. Without
-/// one (`--journal off`), pending writes live only in memory.
+/// one (`--journal off`), records are "durable" at once and pending writes live only in memory.
+///
+/// A failed write or sync is final: the records of that group and every later one are discarded (their writers
+/// are told), the file is cut back, and from then on every write is refused until a restart.
 final class Journal: @unchecked Sendable {
     // Everything mutable below is guarded by `condition`.
     private let condition = NSCondition()
@@ -32,7 +33,7 @@ final class Journal: @unchecked Sendable {
 
     /// Sequence number of the last record appended.
     private var lastSequence: UInt64
-    /// Sequence number of the last record known durable.
+    /// Every record up to here is durable.
     private var durableSequence: UInt64
     /// Records appended but not yet taken by the flusher.
     private var unsynced: [JournalEntry] = []
@@ -41,13 +42,17 @@ final class Journal: @unchecked Sendable {
     private var syncing: [JournalEntry] = []
     /// Durable records not yet confirmed by the Database Service, oldest first.
     private var pending: Deque<JournalEntry> = []
-    /// Everything up to here is confirmed by the Database Service.
-    private var acknowledgedSequence: UInt64
-    private var acknowledgementToWrite: UInt64?
-    private var waiters: [(sequence: UInt64, continuation: CheckedContinuation<Void, any Error>)] = []
-    private var failure: (any Error)?
+    /// Every record up to here is confirmed by the Database Service.
+    private var confirmedSequence: UInt64
+    private var confirmationToWrite: UInt64?
+    private var durabilityWaiters: [(sequence: UInt64, continuation: CheckedContinuation<Void, any Error>)] = []
+    private var confirmationWaiters: [UInt64: (sequence: UInt64, continuation: CheckedContinuation<Void, any Error>)] = [:]
+    private var nextWaiterID: UInt64 = 0
+    private var failure: JournalError?
+    private var syncs = 0
     private var stopping = false
     private var flusherDone = false
+    private var recovered: [(sequence: UInt64, record: JournalRecord)] = []
     private let pendingSignal: AsyncStream<Void>.Continuation
     /// Yields whenever new durable work is pending; the persistence worker waits on it.
     let pendingSignals: AsyncStream<Void>
@@ -56,16 +61,14 @@ final class Journal: @unchecked Sendable {
     /// Called by the flusher after it takes a group and before it writes it; tests use it to hold a group mid-sync.
     private let beforeWrite: (@Sendable () -> Void)?
 
-    /// Idempotency records found in the segments at start, confirmed or not.
-    private(set) var recoveredIdempotency: [IdempotencyRecord] = []
-
     /// Opens the journal in `directory` (nil: memory only) and recovers what was pending.
     ///
     /// `beforeDropping` is called on the flusher thread with the last sequence number of segments about to be
-    /// deleted; if it throws, they are kept for now.
+    /// deleted; if it throws, they are kept for now. `sync` makes appended bytes durable (tests inject failures).
     init(
         directory: String?, segmentSize: Int = 16 * 1024 * 1024, logger: Logger,
-        beforeDropping: (@Sendable (UInt64) throws -> Void)? = nil, beforeWrite: (@Sendable () -> Void)? = nil
+        beforeDropping: (@Sendable (UInt64) throws -> Void)? = nil, beforeWrite: (@Sendable () -> Void)? = nil,
+        sync: @escaping AppendOnlyFile.Sync = AppendOnlyFile.syncData
     ) throws {
         self.logger = logger
         self.beforeWrite = beforeWrite
@@ -74,49 +77,60 @@ final class Journal: @unchecked Sendable {
             file = nil
             lastSequence = 0
             durableSequence = 0
-            acknowledgedSequence = 0
+            confirmedSequence = 0
             return
         }
-        let log = try SegmentedLog(directory: directory, segmentSize: segmentSize, logger: logger, beforeDropping: beforeDropping)
-        let recovered = try log.recover()
-        recoveredIdempotency = recovered.idempotency
+        let log = try SegmentedLog(
+            directory: directory, segmentSize: segmentSize, logger: logger, beforeDropping: beforeDropping, sync: sync)
+        let found = try log.recover()
         file = log
-        lastSequence = recovered.lastSequence
-        durableSequence = recovered.lastSequence
-        acknowledgedSequence = recovered.acknowledged
+        lastSequence = found.lastSequence
+        durableSequence = found.lastSequence
+        confirmedSequence = found.confirmed
+        recovered = found.records
         let now = ContinuousClock.now
-        pending = Deque(recovered.pending.map { JournalEntry(sequence: $0.sequence, operation: $0.operation, recordedAt: now) })
+        pending = Deque(
+            found.records.lazy.filter { $0.sequence > found.confirmed }
+                .map { JournalEntry(sequence: $0.sequence, operation: $0.record.operation, recordedAt: now) })
         if !pending.isEmpty { pendingSignal.yield() }
         let thread = Thread { self.flushLoop() }
         thread.name = "journal-flusher"
         thread.start()
     }
 
+    /// Every record found in the segments at start, confirmed or not, in journal order; handed over once.
+    func takeRecoveredRecords() -> [(sequence: UInt64, record: JournalRecord)] {
+        condition.withLock {
+            defer { recovered = [] }
+            return recovered
+        }
+    }
+
     // MARK: Writers
 
-    /// Records an operation, given its JSON encoded outside any lock; call it inside the cache's critical
-    /// section so journal order is cache order. Returns the ticket to wait on with `waitUntilDurable`.
-    func append(_ operation: WriteOperation, encoded: ByteBuffer) throws -> UInt64 {
+    /// Records a write; call it inside the cache's critical section so journal order is cache order.
+    /// Returns the ticket to wait on with `waitUntilDurable`.
+    func append(_ record: JournalRecord) throws(JournalError) -> UInt64 {
         condition.lock()
         defer { condition.unlock() }
         if let failure { throw failure }
         lastSequence += 1
-        let entry = JournalEntry(sequence: lastSequence, operation: operation, recordedAt: .now)
+        let entry = JournalEntry(sequence: lastSequence, operation: record.operation, recordedAt: .now)
         if file == nil {
             durableSequence = lastSequence
             pending.append(entry)
             pendingSignal.yield()
         } else {
             unsynced.append(entry)
-            var record = encoded
-            unsyncedBytes.writeBuffer(&record)
+            var line = record.line
+            unsyncedBytes.writeBuffer(&line)
             unsyncedBytes.writeInteger(UInt8(ascii: "\n"))
             condition.signal()
         }
         return lastSequence
     }
 
-    /// Suspends until the record with this ticket is durable; throws if the journal cannot be written.
+    /// Suspends until the record with this ticket is durable; throws `JournalError` if it never will be.
     func waitUntilDurable(_ sequence: UInt64) async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             condition.lock()
@@ -127,9 +141,39 @@ final class Journal: @unchecked Sendable {
                 condition.unlock()
                 continuation.resume(throwing: failure)
             } else {
-                waiters.append((sequence, continuation))
+                durabilityWaiters.append((sequence, continuation))
                 condition.unlock()
             }
+        }
+    }
+
+    /// Suspends until every record up to `sequence` is confirmed by the Database Service. Throws
+    /// `CancellationError` when the task is cancelled, and `JournalError` for records the journal lost.
+    func waitUntilConfirmed(_ sequence: UInt64) async throws {
+        let id = condition.withLock {
+            nextWaiterID += 1
+            return nextWaiterID
+        }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                condition.lock()
+                if confirmedSequence >= sequence {
+                    condition.unlock()
+                    continuation.resume()
+                } else if let failure, sequence > durableSequence {
+                    condition.unlock()
+                    continuation.resume(throwing: failure)
+                } else if Task.isCancelled {
+                    condition.unlock()
+                    continuation.resume(throwing: CancellationError())
+                } else {
+                    confirmationWaiters[id] = (sequence, continuation)
+                    condition.unlock()
+                }
+            }
+        } onCancel: {
+            let waiter = condition.withLock { confirmationWaiters.removeValue(forKey: id) }
+            waiter?.continuation.resume(throwing: CancellationError())
         }
     }
 
@@ -137,58 +181,61 @@ final class Journal: @unchecked Sendable {
 
     /// The oldest pending entries, at most `limit`.
     func oldestPending(limit: Int) -> [JournalEntry] {
-        condition.lock()
-        defer { condition.unlock() }
-        return Array(pending.prefix(limit))
+        condition.withLock { Array(pending.prefix(limit)) }
     }
 
-    /// Every operation not yet confirmed by the Database Service, including those still being synced.
+    /// Every operation not yet confirmed by the Database Service, including those not yet durable.
     func unconfirmedOperations() -> [WriteOperation] {
-        condition.lock()
-        defer { condition.unlock() }
-        return pending.map(\.operation) + syncing.map(\.operation) + unsynced.map(\.operation)
+        condition.withLock { pending.map(\.operation) + syncing.map(\.operation) + unsynced.map(\.operation) }
     }
 
     /// Removes every entry up to `sequence`: the Database Service has them (or they are dead-lettered).
-    func acknowledge(through sequence: UInt64) {
+    func confirm(through sequence: UInt64) {
         condition.lock()
-        defer { condition.unlock() }
         while let first = pending.first, first.sequence <= sequence { pending.removeFirst() }
-        acknowledgedSequence = max(acknowledgedSequence, sequence)
+        confirmedSequence = max(confirmedSequence, sequence)
         if file != nil {
             // Written with the next group; losing it only means replaying writes the Database Service ignores.
-            acknowledgementToWrite = acknowledgedSequence
+            confirmationToWrite = confirmedSequence
             condition.signal()
         }
+        var ready: [CheckedContinuation<Void, any Error>] = []
+        confirmationWaiters = confirmationWaiters.filter { _, waiter in
+            guard waiter.sequence <= confirmedSequence else { return true }
+            ready.append(waiter.continuation)
+            return false
+        }
+        condition.unlock()
+        for continuation in ready { continuation.resume() }
     }
 
-    /// Sequence number of the latest write accepted so far.
+    /// Sequence number of the latest write accepted (and not lost to a journal failure).
     var latestSequence: UInt64 {
-        condition.lock()
-        defer { condition.unlock() }
-        return lastSequence
+        condition.withLock { lastSequence }
     }
 
     /// Whether every write up to `sequence` is confirmed.
-    func isAcknowledged(through sequence: UInt64) -> Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        return acknowledgedSequence >= sequence
+    func isConfirmed(through sequence: UInt64) -> Bool {
+        condition.withLock { confirmedSequence >= sequence }
     }
 
     struct Backlog: Sendable {
+        /// Writes recorded and not yet confirmed.
         var count: Int
         var oldestRecordedAt: ContinuousClock.Instant?
+        /// Why the journal refuses writes, once it does.
         var failure: String?
+        /// Group commits so far: each one write and one sync, for any number of records.
+        var syncs: Int
     }
 
     var backlog: Backlog {
-        condition.lock()
-        defer { condition.unlock() }
-        return Backlog(
-            count: pending.count + syncing.count + unsynced.count,
-            oldestRecordedAt: pending.first?.recordedAt ?? syncing.first?.recordedAt ?? unsynced.first?.recordedAt,
-            failure: failure.map { "\($0)" })
+        condition.withLock {
+            Backlog(
+                count: pending.count + syncing.count + unsynced.count,
+                oldestRecordedAt: pending.first?.recordedAt ?? syncing.first?.recordedAt ?? unsynced.first?.recordedAt,
+                failure: failure.map(\.description), syncs: syncs)
+        }
     }
 
     // MARK: Shutdown
@@ -209,51 +256,65 @@ final class Journal: @unchecked Sendable {
         guard let file else { return }
         condition.lock()
         while true {
-            while unsynced.isEmpty && acknowledgementToWrite == nil && !stopping { condition.wait() }
-            if unsynced.isEmpty && acknowledgementToWrite == nil && stopping { break }
+            while unsynced.isEmpty && confirmationToWrite == nil && !stopping { condition.wait() }
+            if failure != nil || (unsynced.isEmpty && confirmationToWrite == nil && stopping) { break }
             let entries = unsynced
             syncing = entries
             var bytes = unsyncedBytes
             unsynced.removeAll(keepingCapacity: true)
             unsyncedBytes = ByteBuffer()
-            if let acknowledged = acknowledgementToWrite {
-                bytes.writeString(#"{"ack":\#(acknowledged)}"# + "\n")
-                acknowledgementToWrite = nil
+            if let confirmed = confirmationToWrite {
+                bytes.writeString(#"{"ack":\#(confirmed)}"# + "\n")
+                confirmationToWrite = nil
             }
-            let acknowledged = acknowledgedSequence
+            let confirmed = confirmedSequence
             let lastInGroup = entries.last?.sequence
             condition.unlock()
             beforeWrite?()
 
             var writeError: (any Error)?
             do {
-                try file.append(bytes, lastSequence: lastInGroup, acknowledged: acknowledged)
+                try file.append(bytes, lastSequence: lastInGroup, confirmed: confirmed)
             } catch {
                 writeError = error
             }
 
             condition.lock()
+            syncs += 1
             syncing.removeAll()
             var ready: [CheckedContinuation<Void, any Error>] = []
             var failed: [CheckedContinuation<Void, any Error>] = []
             if let writeError {
-                // A journal that cannot be written cannot promise durability: refuse writes from now on.
-                failure = JournalError.writeFailed("\(writeError)")
-                logger.critical("journal write failed; refusing writes", metadata: ["error": "\(writeError)"])
-                failed = waiters.map(\.continuation)
-                waiters.removeAll()
+                // A journal that cannot be written cannot promise durability: this group and every record after
+                // it are lost (their writers hear so), and writes are refused from now on.
+                let failure = JournalError.writeFailed("\(writeError)")
+                self.failure = failure
+                logger.critical(
+                    "journal write failed; refusing writes",
+                    metadata: ["error": "\(writeError)", "lost_records": "\(entries.count + unsynced.count)"])
+                unsynced.removeAll()
+                unsyncedBytes = ByteBuffer()
+                lastSequence = durableSequence
+                failed = durabilityWaiters.map(\.continuation)
+                durabilityWaiters.removeAll()
+                confirmationWaiters = confirmationWaiters.filter { _, waiter in
+                    guard waiter.sequence > durableSequence else { return true }
+                    failed.append(waiter.continuation)
+                    return false
+                }
             } else if let lastInGroup {
                 durableSequence = lastInGroup
                 pending.append(contentsOf: entries)
-                waiters.removeAll { waiter in
+                durabilityWaiters.removeAll { waiter in
                     guard waiter.sequence <= lastInGroup else { return false }
                     ready.append(waiter.continuation)
                     return true
                 }
             }
+            let failure = self.failure
             condition.unlock()
             for continuation in ready { continuation.resume() }
-            for continuation in failed { continuation.resume(throwing: JournalError.writeFailed("\(writeError!)")) }
+            for continuation in failed { continuation.resume(throwing: failure!) }
             if !entries.isEmpty && writeError == nil { pendingSignal.yield() }
             condition.lock()
         }
@@ -277,31 +338,35 @@ enum JournalError: Error, CustomStringConvertible {
     }
 }
 
-/// The journal's files: `segment-<first sequence>.log`, each a list of JSON lines, either a write operation
+/// The journal's files: `segment-<first sequence>.log`, each a list of JSON lines, either a journal record
 /// or `{"ack":N}` (everything up to N is confirmed). Only the flusher thread touches it after recovery.
 final class SegmentedLog: @unchecked Sendable {
     let directory: String
     let segmentSize: Int
-    private var descriptor: Int32 = -1
-    private var currentSize = 0
+    private var current: AppendOnlyFile?
     /// First sequence number of each segment, oldest first.
     private var segmentBases: [UInt64] = []
     private let logger: Logger
     private let beforeDropping: (@Sendable (UInt64) throws -> Void)?
+    private let sync: AppendOnlyFile.Sync
 
-    init(directory: String, segmentSize: Int, logger: Logger, beforeDropping: (@Sendable (UInt64) throws -> Void)? = nil) throws {
+    init(
+        directory: String, segmentSize: Int, logger: Logger, beforeDropping: (@Sendable (UInt64) throws -> Void)? = nil,
+        sync: @escaping AppendOnlyFile.Sync = AppendOnlyFile.syncData
+    ) throws {
         self.directory = directory
         self.segmentSize = segmentSize
         self.logger = logger
         self.beforeDropping = beforeDropping
+        self.sync = sync
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     }
 
     struct Recovered {
-        var pending: [(sequence: UInt64, operation: WriteOperation)]
+        /// Every record in the segments, in journal order.
+        var records: [(sequence: UInt64, record: JournalRecord)]
         var lastSequence: UInt64
-        var acknowledged: UInt64
-        var idempotency: [IdempotencyRecord]
+        var confirmed: UInt64
     }
 
     /// Reads every segment, drops a torn last line (a crash mid-write), and opens the newest for appending.
@@ -311,10 +376,9 @@ final class SegmentedLog: @unchecked Sendable {
             guard name.hasPrefix("segment-"), name.hasSuffix(".log") else { return nil }
             return UInt64(name.dropFirst("segment-".count).dropLast(".log".count))
         }.sorted()
-        var operations: [(sequence: UInt64, operation: WriteOperation)] = []
-        var acknowledged: UInt64 = 0
+        var records: [(sequence: UInt64, record: JournalRecord)] = []
+        var confirmed: UInt64 = 0
         var lastSequence: UInt64 = 0
-        var idempotency: [IdempotencyRecord] = []
         for (index, base) in segmentBases.enumerated() {
             let path = segmentPath(base)
             let data = try Data(contentsOf: URL(fileURLWithPath: path))
@@ -329,12 +393,12 @@ final class SegmentedLog: @unchecked Sendable {
                 }
                 let line = data[offset..<newline]
                 if line.starts(with: Data(#"{"ack":"#.utf8)) {
-                    guard let ack = try? JSONCoding.decoder.decode(AckRecord.self, from: line) else {
+                    guard let ack = try? JSONCoding.decoder.decode(ConfirmationMark.self, from: line) else {
                         throw JournalError.corrupt("\(path): unreadable acknowledgement at byte \(offset)")
                     }
-                    acknowledged = max(acknowledged, ack.ack)
+                    confirmed = max(confirmed, ack.ack)
                 } else if !line.isEmpty {
-                    guard let operation = try? JSONCoding.decoder.decode(WriteOperation.self, from: line) else {
+                    guard let record = JournalRecord(line: line) else {
                         // Only the very last record of the newest segment may be torn.
                         guard isLast, newline == data.count - 1 else {
                             throw JournalError.corrupt("\(path): unreadable record at byte \(offset)")
@@ -342,43 +406,46 @@ final class SegmentedLog: @unchecked Sendable {
                         break
                     }
                     sequence += 1
-                    operations.append((sequence, operation))
-                    if line.firstRange(of: Data(#""idempotency":"#.utf8)) != nil,
-                       var record = (try? JSONCoding.decoder.decode(IdempotentLine.self, from: line))?.idempotency {
-                        record.sequence = sequence
-                        idempotency.append(record)
-                    }
+                    records.append((sequence, record))
                 }
                 offset = newline + 1
                 validLength = offset
             }
             lastSequence = max(lastSequence, sequence)
             if isLast && validLength < data.count {
-                guard truncate(path, off_t(validLength)) == 0 else { throw JournalError.corrupt("\(path): cannot truncate torn record") }
+                do {
+                    let file = try SystemPackage.FileDescriptor.open(FilePath(path), .writeOnly, options: [.closeOnExec])
+                    defer { try? file.close() }
+                    try file.resize(to: Int64(validLength))
+                } catch {
+                    throw JournalError.corrupt("\(path): cannot truncate torn record: \(error)")
+                }
             }
         }
         if segmentBases.isEmpty {
-            try openNewSegment(base: 1, acknowledged: 0)
+            try openNewSegment(base: 1, confirmed: 0)
         } else {
-            try openForAppend(segmentPath(segmentBases.last!))
+            current = try AppendOnlyFile(path: segmentPath(segmentBases.last!), sync: sync)
         }
-        return Recovered(
-            pending: operations.filter { $0.sequence > acknowledged }, lastSequence: lastSequence, acknowledged: acknowledged,
-            idempotency: idempotency)
+        return Recovered(records: records, lastSequence: lastSequence, confirmed: confirmed)
     }
 
     /// Appends bytes and syncs them; rolls to a new segment when the current one is full and drops
     /// segments whose every record is confirmed.
-    func append(_ bytes: ByteBuffer, lastSequence: UInt64?, acknowledged: UInt64) throws {
-        try bytes.withUnsafeReadableBytes { try writeFully(descriptor, $0) }
-        guard fdatasync(descriptor) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-        currentSize += bytes.readableBytes
-        if currentSize >= segmentSize, let lastSequence {
-            try openNewSegment(base: lastSequence + 1, acknowledged: acknowledged)
+    func append(_ bytes: ByteBuffer, lastSequence: UInt64?, confirmed: UInt64) throws {
+        guard let current else { throw JournalError.writeFailed("the journal is closed") }
+        try current.append(bytes)
+        if current.size >= segmentSize, let lastSequence {
+            // The group is durable whatever happens here: a segment that cannot be started is tried again later.
+            do {
+                try openNewSegment(base: lastSequence + 1, confirmed: confirmed)
+            } catch {
+                logger.error("cannot start a new journal segment; appending to the current one", metadata: ["error": "\(error)"])
+            }
         }
         // A segment can go once the next one starts at or before the first unconfirmed record.
         var droppable = 0
-        while droppable + 1 < segmentBases.count, segmentBases[droppable + 1] <= acknowledged + 1 { droppable += 1 }
+        while droppable + 1 < segmentBases.count, segmentBases[droppable + 1] <= confirmed + 1 { droppable += 1 }
         guard droppable > 0 else { return }
         do {
             try beforeDropping?(segmentBases[droppable] - 1)
@@ -386,57 +453,30 @@ final class SegmentedLog: @unchecked Sendable {
             logger.error("cannot file idempotency records; keeping journal segments", metadata: ["error": "\(error)"])
             return
         }
-        for _ in 0..<droppable { unlink(segmentPath(segmentBases.removeFirst())) }
+        for _ in 0..<droppable { try? FileManager.default.removeItem(atPath: segmentPath(segmentBases.removeFirst())) }
     }
 
     func close() {
-        if descriptor >= 0 { _ = Glibc.close(descriptor) }
-        descriptor = -1
+        current?.close()
+        current = nil
     }
 
     private func segmentPath(_ base: UInt64) -> String {
         directory + "/segment-" + String(repeating: "0", count: max(0, 20 - String(base).count)) + String(base) + ".log"
     }
 
-    private func openForAppend(_ path: String) throws {
-        close()
-        descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-        currentSize = Int(lseek(descriptor, 0, SEEK_END))
-    }
-
-    private func openNewSegment(base: UInt64, acknowledged: UInt64) throws {
-        let path = segmentPath(base)
-        try openForAppend(path)
-        segmentBases.append(base)
+    private func openNewSegment(base: UInt64, confirmed: UInt64) throws {
+        let file = try AppendOnlyFile(path: segmentPath(base), sync: sync)
         // Carry the confirmation mark so it survives the deletion of older segments.
-        try append(ByteBuffer(string: #"{"ack":\#(acknowledged)}"# + "\n"), lastSequence: nil, acknowledged: acknowledged)
-        let directoryDescriptor = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if directoryDescriptor >= 0 {
-            _ = fsync(directoryDescriptor)
-            _ = Glibc.close(directoryDescriptor)
-        }
+        try file.append(ByteBuffer(string: #"{"ack":\#(confirmed)}"# + "\n"))
+        DurableFile.syncDirectory(directory)
+        current?.close()
+        current = file
+        segmentBases.append(base)
     }
 }
 
-/// Writes all of `bytes` to a file descriptor, retrying short and interrupted writes.
-func writeFully(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer) throws {
-    var written = 0
-    while written < bytes.count {
-        let result = write(descriptor, bytes.baseAddress! + written, bytes.count - written)
-        if result < 0 {
-            if errno == EINTR { continue }
-            throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
-        }
-        written += result
-    }
-}
-
-private struct AckRecord: Decodable {
+/// `{"ack":N}`: every record up to N is confirmed.
+private struct ConfirmationMark: Decodable {
     var ack: UInt64
-}
-
-/// The idempotency record a journal line may carry beside its operation.
-private struct IdempotentLine: Decodable {
-    var idempotency: IdempotencyRecord?
 }

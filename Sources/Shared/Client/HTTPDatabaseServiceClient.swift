@@ -1,13 +1,12 @@
 import AsyncHTTPClient
 import Foundation
+import HTTPTypes
 import Metrics
 import NIOCore
 import NIOHTTP1
 
 /// The Database Service client over HTTP, on one long-lived, pooled `HTTPClient`.
 package struct HTTPDatabaseServiceClient: DatabaseServiceClient {
-    package static let tenantHeader = "X-Tenant-ID"
-
     let http: HTTPClient
     let baseURL: String
     /// Sent as `Authorization: Bearer` on every call; the Database Service trusts the tenant header only with it.
@@ -75,14 +74,14 @@ package struct HTTPDatabaseServiceClient: DatabaseServiceClient {
     ) async throws(DatabaseClientError) -> (status: Int, body: ByteBuffer) {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = method
-        if let tenant { request.headers.add(name: Self.tenantHeader, value: tenant) }
-        if let serviceToken { request.headers.add(name: "Authorization", value: "Bearer " + serviceToken) }
+        if let tenant { request.headers.add(name: HTTPField.Name.tenantID.rawName, value: tenant) }
+        if let serviceToken { request.headers.add(name: HTTPField.Name.authorization.rawName, value: "Bearer " + serviceToken) }
         // The request this call is made for (none for background work: then a trace of its own).
         let trace = RequestTrace.current ?? RequestTrace(headers: [:])
-        request.headers.add(name: "X-Request-ID", value: trace.requestID)
-        request.headers.add(name: "traceparent", value: trace.outgoingTraceparent())
+        request.headers.add(name: HTTPField.Name.xRequestID.rawName, value: trace.requestID)
+        request.headers.add(name: HTTPField.Name.traceparent.rawName, value: trace.outgoingTraceparent())
         if let body {
-            request.headers.add(name: "Content-Type", value: "application/json")
+            request.headers.add(name: HTTPField.Name.contentType.rawName, value: "application/json")
             request.body = .bytes(body)
         }
         let status: Int

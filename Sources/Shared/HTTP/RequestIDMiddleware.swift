@@ -56,9 +56,17 @@ package struct RequestTrace: Sendable, Equatable {
 
 /// Gives every request its ids: echoed in `X-Request-ID`, on every log line of the request (the context's logger,
 /// where the error middleware also finds it for error bodies), and (as a task local) on calls made to the
-/// Database Service. Logs each request once, at `info`.
+/// Database Service. Logs each client request once, at `info`; probes and internal polls at `debug`, so an idle
+/// stack stays quiet.
 package struct RequestIDMiddleware<Context: RequestContext>: RouterMiddleware {
-    package init() {}
+    /// Paths asked by health checkers, scrapers and the other service's polling: logged at `debug`.
+    package static var probePaths: Set<String> { ["/livez", "/readyz", "/health", "/metrics", "/api/keys/status"] }
+
+    let quietPaths: Set<String>
+
+    package init(quietPaths: Set<String> = Self.probePaths) {
+        self.quietPaths = quietPaths
+    }
 
     package func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let trace = RequestTrace(headers: request.headers)
@@ -82,16 +90,12 @@ package struct RequestIDMiddleware<Context: RequestContext>: RouterMiddleware {
     private func log(_ request: Request, context: Context, status: HTTPResponse.Status, since started: ContinuousClock.Instant) {
         let elapsed = ContinuousClock.now - started
         let milliseconds = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
-        context.logger.info(
+        context.logger.log(
+            level: quietPaths.contains(request.uri.path) ? .debug : .info,
             "request",
             metadata: [
                 "method": "\(request.method)", "path": "\(request.uri.path)", "status": "\(status.code)",
                 "duration_ms": "\((milliseconds * 1000).rounded() / 1000)",
             ])
     }
-}
-
-extension HTTPField.Name {
-    package static let xRequestID = Self("X-Request-ID")!
-    package static let traceparent = Self("traceparent")!
 }

@@ -49,7 +49,7 @@ package enum JSONWriter {
 
 extension ByteBuffer {
     /// Writes `prefix` (punctuation and a key) and then `value` as a JSON string.
-    fileprivate mutating func writeJSONString(_ value: String, after prefix: StaticString) {
+    package mutating func writeJSONString(_ value: String, after prefix: StaticString) {
         writeStaticString(prefix)
         JSONWriter.writeString(value, into: &self)
     }
@@ -97,6 +97,12 @@ extension ProductPage {
 extension WriteOperation {
     /// The operation's JSON, as the batch endpoint and the journal take it.
     package func writeJSON(into buffer: inout ByteBuffer) {
+        writeJSONFields(into: &buffer)
+        buffer.writeInteger(UInt8(ascii: "}"))
+    }
+
+    /// The operation's object without its closing brace, for a record that adds fields of its own.
+    package func writeJSONFields(into buffer: inout ByteBuffer) {
         switch self {
         case .upsert(let tenant, let product):
             buffer.writeJSONString(tenant, after: "{\"op\":\"upsert\",\"tenant\":")
@@ -109,7 +115,6 @@ extension WriteOperation {
             buffer.writeString(String(version))
             buffer.writeJSONString(deletedAt, after: ",\"deleted_at\":")
         }
-        buffer.writeInteger(UInt8(ascii: "}"))
     }
 
     package var json: ByteBuffer {

@@ -36,6 +36,11 @@ package struct ProductQuery: Sendable, Equatable {
     /// The case folding `q` and names are compared under.
     package static func fold(_ text: String) -> String { text.lowercased() }
 
+    /// Whether any filter may leave a product out (`ids` only chooses which products are walked).
+    package var hasFilters: Bool {
+        type != nil || createdGTE != nil || createdGT != nil || createdLTE != nil || createdLT != nil || foldedSearch != nil
+    }
+
     /// Whether a product passes the filters; `createdAt` is its `created_at` in epoch milliseconds.
     package func matches(_ product: Product, createdAt: Int64?) -> Bool {
         if let type, product.type != type { return false }

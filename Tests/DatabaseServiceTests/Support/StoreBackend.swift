@@ -71,14 +71,3 @@ enum TestPostgres {
         _ = try await store.run { try await store.client.query(PostgresQuery(unsafeSQL: sql), logger: logger) }
     }
 }
-
-@Suite("PostgreSQL for the tests")
-struct PostgresAvailabilityTests {
-    @Test("when PostgreSQL is required (CI, scripts/test), TEST_POSTGRES_URL names a server that answers")
-    func available() async throws {
-        guard TestPostgres.required || TestPostgres.url != nil else { return }
-        let url = try #require(TestPostgres.url, "REQUIRE_POSTGRES=1 but TEST_POSTGRES_URL is not set: PostgreSQL tests would be skipped")
-        let store = try PostgresProductStore(url: url, logger: TestPostgres.logger, maximumConnections: 1)
-        try await store.run { try await store.ping() }
-    }
-}

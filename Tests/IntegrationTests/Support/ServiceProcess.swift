@@ -3,6 +3,8 @@ import Testing
 
 #if canImport(Glibc)
 import Glibc
+#elseif canImport(Darwin)
+import Darwin
 #endif
 
 /// One of the two executables, started for real on a loopback port, with its log captured to a file.
@@ -92,7 +94,7 @@ final class ServiceProcess: @unchecked Sendable {
     /// `kill -9`: no chance to flush anything.
     func kill() {
         guard process.isRunning else { return }
-        Glibc.kill(process.processIdentifier, SIGKILL)
+        deliver(SIGKILL, to: process.processIdentifier)
         process.waitUntilExit()
     }
 
@@ -100,7 +102,7 @@ final class ServiceProcess: @unchecked Sendable {
     @discardableResult
     func terminate(timeout: Duration = .seconds(30)) async throws -> Int32 {
         guard process.isRunning else { return process.terminationStatus }
-        Glibc.kill(process.processIdentifier, SIGTERM)
+        process.terminate()  // SIGTERM
         return try await waitForExit(timeout: timeout)
     }
 
@@ -162,4 +164,9 @@ func freePort() throws -> Int {
     }
     guard bound else { throw ServiceProcessError.notListening(binary: "freePort", log: "bind failed") }
     return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// Sends a signal; a free function, so `kill` here is the C call and not `ServiceProcess.kill()`.
+private func deliver(_ signal: Int32, to process: Int32) {
+    _ = kill(process, signal)
 }

@@ -5,34 +5,32 @@ import Logging
 import Shared
 
 /// A catalog on a temporary journal and a fake Database Service, with no background services running:
-/// the persistence worker and the loader are driven by the test.
+/// the persistence worker and the loader are driven by the test. The parts stay reachable for looking inside.
 final class CatalogFixture: @unchecked Sendable {
     let directory: String
     let database: FakeDatabaseService
-    let journal: Journal
-    let idempotency: IdempotencyStore
+    let parts: Catalog.Parts
     let catalog: Catalog
+
+    var cache: CatalogCache { parts.cache }
+    var journal: Journal { parts.journal }
+    var idempotency: IdempotencyStore { parts.idempotency }
 
     init(
         directory: String? = nil, database: FakeDatabaseService = FakeDatabaseService(), segmentSize: Int = 16 << 20,
-        beforeWrite: (@Sendable () -> Void)? = nil
+        beforeWrite: (@Sendable () -> Void)? = nil, sync: @escaping AppendOnlyFile.Sync = AppendOnlyFile.syncData
     ) throws {
         let logger = Logger(label: "test")
         self.directory = try directory ?? temporaryDirectory()
         self.database = database
-        let idempotency = try IdempotencyStore(directory: self.directory)
-        journal = try Journal(
-            directory: self.directory + "/journal", segmentSize: segmentSize, logger: logger,
-            beforeDropping: { try idempotency.file(through: $0) }, beforeWrite: beforeWrite)
-        idempotency.restore(journal.recoveredIdempotency)
-        self.idempotency = idempotency
-        let cache = CatalogCache()
-        for operation in journal.unconfirmedOperations() { cache.replay(operation) }
-        let gate = SyncGate()
-        let worker = PersistenceWorker(
-            journal: journal, cache: cache, database: database, deadLetters: try DeadLetterStore(directory: self.directory),
-            gate: gate, settings: PersistenceSettings(), logger: logger)
-        catalog = Catalog(cache: cache, journal: journal, database: database, worker: worker, gate: gate, idempotency: idempotency)
+        parts = try Catalog.Parts(
+            directory: self.directory, database: database, logger: logger, segmentSize: segmentSize, beforeWrite: beforeWrite, sync: sync)
+        catalog = Catalog(parts, persistence: PersistenceSettings(), logger: logger)
+    }
+
+    /// A fixture on the same directory, as after a restart.
+    static func reopen(_ fixture: CatalogFixture) throws -> CatalogFixture {
+        try CatalogFixture(directory: fixture.directory, database: fixture.database)
     }
 
     func close() {
@@ -42,4 +40,19 @@ final class CatalogFixture: @unchecked Sendable {
     func remove() {
         try? FileManager.default.removeItem(atPath: directory)
     }
+}
+
+extension Catalog.WriteResult {
+    /// The product written; fails the test for a replay.
+    var written: CachedProduct {
+        get throws {
+            guard case .written(let product) = self else { throw TestFailure("expected a write, got a replay") }
+            return product
+        }
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
 }

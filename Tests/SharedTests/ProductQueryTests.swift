@@ -1,7 +1,6 @@
 import Foundation
 import HTTPTypes
 import Testing
-
 import Logging
 import Shared
 
@@ -74,70 +73,5 @@ struct ProductQueryTests {
         #expect(Timestamp.epochMilliseconds("2026-11-27") == nil)
         let now = Timestamp.now()
         #expect(Timestamp.format(epochMilliseconds: Timestamp.epochMilliseconds(now)!) == now)
-    }
-}
-
-@Suite("Entity tags")
-struct EntityTagTests {
-    @Test("a product's tag is strong, quoted and changes with the version; odd id characters are escaped")
-    func tags() {
-        #expect(EntityTag.product(id: "prod_1", version: 3) == #""prod_1.v3""#)
-        #expect(EntityTag.product(id: "a \"b\"%", version: 1) == #""a%20%22b%22%25.v1""#)
-    }
-
-    @Test("If-Match compares strongly, If-None-Match weakly; * matches anything")
-    func conditions() throws {
-        let current = #""prod_1.v3""#
-        func condition(_ value: String, _ name: HTTPField.Name = .ifMatch) throws -> EntityTag.Condition {
-            try #require(try EntityTag.condition(name, in: [name: value]))
-        }
-        #expect(try condition(current).matchesStrongly(current))
-        #expect(try condition(#""other", "prod_1.v3""#).matchesStrongly(current))
-        #expect(try !condition(#"W/"prod_1.v3""#).matchesStrongly(current))
-        #expect(try condition(#"W/"prod_1.v3""#).matchesWeakly(current))
-        #expect(try !condition(#""prod_1.v2""#).matchesWeakly(current))
-        #expect(try condition("*").matchesStrongly(current))
-        #expect(try EntityTag.condition(.ifMatch, in: [:]) == nil)
-        for bad in ["prod_1.v3", #""unterminated"#, #""a" "b""#, ""] {
-            #expect(throws: APIError.self, "\(bad)") { try EntityTag.condition(.ifMatch, in: [.ifMatch: bad]) }
-        }
-    }
-}
-
-@Suite("API keys and secrets")
-struct APIKeyTests {
-    @Test("keys are sk_ and 43 base62 characters, unique, hashed with SHA-256")
-    func shape() {
-        let keys = (0..<100).map { _ in APIKey.generate() }
-        #expect(Set(keys).count == 100)
-        for key in keys {
-            #expect(key.wholeMatch(of: /sk_[0-9A-Za-z]{43}/) != nil)
-            #expect(APIKey.isWellFormed(key))
-        }
-        #expect(APIKey.generateID().wholeMatch(of: /key_[0-9A-Za-z]{20}/) != nil)
-        #expect(!APIKey.isWellFormed("sk_short") && !APIKey.isWellFormed("pk_" + String(repeating: "a", count: 43)))
-        #expect(APIKey.hash("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-        #expect(APIKey.constantTimeEquals("token", "token") && !APIKey.constantTimeEquals("token", "tokem"))
-    }
-
-    @Test("log lines and metadata lose keys and configured secrets")
-    func redaction() {
-        let key = APIKey.generate()
-        let handler = RedactingLogHandler(wrapped: SwiftLogNoOpLogHandler(), secrets: ["s3cret-token"])
-        #expect(handler.redact("auth Bearer \(key) failed") == "auth Bearer sk_[REDACTED] failed")
-        #expect(handler.redact("token=s3cret-token;") == "token=[REDACTED];")
-        #expect(handler.redact("mask_sk_ok and sk_") == "mask_sk_ok and sk_", "short sk_ words are not keys")
-    }
-}
-
-@Suite("Lengths as the OpenAPI documents count them")
-struct LengthTests {
-    @Test("limits count Unicode scalars, as JSON Schema does, not grapheme clusters")
-    func scalars() throws {
-        let combining = String(repeating: "e\u{301}", count: 40)  // 40 characters, 80 scalars
-        #expect(combining.count == 40)
-        #expect(throws: APIError.self) { try ProductRules.validType(combining) }
-        #expect(throws: APIError.self) { try ProductRules.validateMetadataEntry(combining, "v") }
-        #expect(try ProductRules.validType(String(repeating: "e\u{301}", count: 32)).unicodeScalars.count == 64)
     }
 }

@@ -1,0 +1,20 @@
+import HTTPTypes
+
+/// What the Products Service and the Database Service must agree on, declared once.
+package enum ServiceContract {
+    /// The most operations one write batch (`POST /api/products/batch`) may carry.
+    package static let maxBatchOperations = 1000
+    /// The largest batch body: batches carry whole products, so they may be larger than a public request body.
+    package static let maxBatchBodySize = 64 * 1024 * 1024
+    /// The fields a batch body may have.
+    package static let batchFields: Set<String> = ["operations"]
+}
+
+extension HTTPField.Name {
+    /// The tenant a service-to-service call acts for; trusted only with the service token.
+    package static let tenantID = Self("X-Tenant-ID")!
+    /// The request's id, echoed to the client and forwarded to the Database Service.
+    package static let xRequestID = Self("X-Request-ID")!
+    /// The W3C trace context forwarded to the Database Service.
+    package static let traceparent = Self("traceparent")!
+}

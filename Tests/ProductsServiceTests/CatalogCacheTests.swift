@@ -1,0 +1,213 @@
+import Foundation
+import Testing
+
+@testable import ProductsService
+import Shared
+
+@Suite("Catalog cache")
+struct CatalogCacheTests {
+    /// Stages a product and makes it visible at once, as a write whose journal record is durable.
+    func put(_ cache: CatalogCache, _ tenant: String, _ product: Product, ticket: UInt64) {
+        cache.stage(tenant: tenant, CachedProduct(product)) { ticket }
+        cache.promote(through: ticket)
+    }
+
+    @Test("listing is in id (creation) order whatever the insertion order")
+    func order() {
+        let cache = CatalogCache()
+        for (ticket, id) in ["c", "a", "d", "b"].enumerated() { put(cache, "t", product(id), ticket: UInt64(ticket + 1)) }
+        #expect(cache.list(tenant: "t", query: ProductQuery(limit: 10)).products.map(\.product.id) == ["a", "b", "c", "d"])
+        let page = cache.list(tenant: "t", query: ProductQuery(limit: 2))
+        #expect(page.products.map(\.product.id) == ["a", "b"] && page.hasMore)
+        #expect(cache.list(tenant: "other", query: ProductQuery(limit: 10)).products.isEmpty)
+    }
+
+    @Test("a staged write is invisible to readers until promoted, while writers build on it")
+    func stagedWrites() throws {
+        let cache = CatalogCache()
+        put(cache, "t", product("p", version: 1, name: "One"), ticket: 1)
+        let staged = try #require(cache.stageUpdate(tenant: "t", id: "p") { current in
+            var changed = current.product
+            changed.version += 1
+            changed.name = "Two"
+            return (CachedProduct(changed), 2, ())
+        })
+        #expect(staged.0.product.version == 2)
+        #expect(cache.get(tenant: "t", id: "p")?.product.name == "One", "readers see only durable writes")
+        #expect(cache.list(tenant: "t", query: ProductQuery()).products.map(\.product.name) == ["One"])
+        #expect(cache.latest(tenant: "t", id: "p")?.product.name == "Two", "writers see the staged one")
+        cache.stage(tenant: "t", CachedProduct(product("q"))) { 3 }
+        #expect(cache.get(tenant: "t", id: "q") == nil)
+        #expect(cache.list(tenant: "t", query: ProductQuery()).products.count == 1)
+
+        cache.promote(through: 2)
+        #expect(cache.get(tenant: "t", id: "p")?.product.name == "Two")
+        #expect(cache.get(tenant: "t", id: "q") == nil, "ticket 3 is not durable yet")
+        cache.promote(through: 3)
+        #expect(cache.get(tenant: "t", id: "q") != nil)
+    }
+
+    @Test("a staged delete hides nothing from readers until durable, but writers already see the product gone")
+    func stagedDelete() throws {
+        let cache = CatalogCache()
+        put(cache, "t", product("p"), ticket: 1)
+        #expect(cache.stageDelete(tenant: "t", id: "p") { _ in (2, 2) } != nil)
+        #expect(cache.get(tenant: "t", id: "p") != nil)
+        #expect(cache.latest(tenant: "t", id: "p") == nil)
+        #expect(cache.isPendingDelete(tenant: "t", id: "p"))
+        #expect(!cache.isVisiblyDeleted(tenant: "t", id: "p"))
+        cache.promote(through: 2)
+        #expect(cache.get(tenant: "t", id: "p") == nil)
+        #expect(cache.isVisiblyDeleted(tenant: "t", id: "p"))
+    }
+
+    @Test("when the journal fails, staged writes are dropped and readers keep the last durable state")
+    func discard() throws {
+        let cache = CatalogCache()
+        put(cache, "t", product("kept", version: 1, name: "Durable"), ticket: 1)
+        _ = cache.stageUpdate(tenant: "t", id: "kept") { current in
+            var changed = current.product
+            changed.version = 2
+            changed.name = "Lost"
+            return (CachedProduct(changed), 2, ())
+        }
+        cache.stage(tenant: "t", CachedProduct(product("phantom"))) { 3 }
+        _ = cache.stageDelete(tenant: "t", id: "kept") { _ in (3, 4) }
+        cache.discardStaged(after: 1)
+        #expect(cache.get(tenant: "t", id: "kept")?.product.name == "Durable")
+        #expect(cache.latest(tenant: "t", id: "kept")?.product.name == "Durable", "writers build on the durable state again")
+        #expect(cache.get(tenant: "t", id: "phantom") == nil)
+        #expect(cache.latest(tenant: "t", id: "phantom") == nil)
+        #expect(!cache.isPendingDelete(tenant: "t", id: "kept"))
+        cache.promote(through: 10)
+        #expect(cache.get(tenant: "t", id: "phantom") == nil, "a discarded write never comes back")
+    }
+
+    @Test("a long filtered listing does not hold the lock: a GET by id completes while the listing is paused in its filter")
+    func listingDoesNotBlockReads() async throws {
+        let cache = CatalogCache()
+        for index in 0..<(CatalogCache.listChunk * 4) { cache.replay(.upsert(tenant: "t", product: product(String(format: "p%05d", index)))) }
+        let inFilter = DispatchSemaphore(value: 0)
+        let resume = DispatchSemaphore(value: 0)
+        var query = ProductQuery(limit: 10)
+        query.search = "no such name"
+        let listing = Task.detached {
+            var first = true
+            return cache.list(tenant: "t", query: query) { _ in
+                if first {
+                    first = false
+                    inFilter.signal()
+                    resume.wait()
+                }
+                return false
+            }
+        }
+        await Self.wait(for: inFilter)
+        // A lock held across the filter would block this read until the listing resumes: run it off the pool, with a deadline.
+        let read = await Self.offThePool(timeout: .seconds(5)) { cache.get(tenant: "t", id: "p00100") != nil }
+        resume.signal()
+        #expect(read == true, "the read completed while the listing was paused")
+        let page = await listing.value
+        #expect(page.products.isEmpty && !page.hasMore)
+    }
+
+    @Test("reconcile adds, replaces older versions, drops what the database lost, keeps what is pending")
+    func reconcile() {
+        let cache = CatalogCache()
+        cache.replay(.upsert(tenant: "t", product: product("kept-newer", version: 3)))
+        cache.replay(.upsert(tenant: "t", product: product("replaced", version: 1)))
+        cache.replay(.upsert(tenant: "t", product: product("gone")))
+        cache.replay(.upsert(tenant: "t", product: product("pending-create")))
+        cache.replay(.delete(tenant: "t", id: "kept-newer", version: 4, deletedAt: Timestamp.now()))
+        cache.replay(.upsert(tenant: "t", product: product("kept-newer2", version: 3)))
+
+        let database = [product("kept-newer", version: 3), product("replaced", version: 2), product("new"), product("kept-newer2", version: 2)]
+        let result = cache.reconcile(tenant: "t", databaseProducts: database, pending: { [.upsert(tenant: "t", product: product("pending-create"))] })
+        #expect(result.updated == 2)
+        #expect(result.dropped == 1)
+        #expect(cache.get(tenant: "t", id: "kept-newer") == nil, "a pending delete is not undone")
+        #expect(cache.get(tenant: "t", id: "replaced")?.product.version == 2)
+        #expect(cache.get(tenant: "t", id: "new") != nil)
+        #expect(cache.get(tenant: "t", id: "gone") == nil)
+        #expect(cache.get(tenant: "t", id: "pending-create") != nil)
+        #expect(cache.get(tenant: "t", id: "kept-newer2")?.product.version == 3)
+    }
+
+    @Test("a read-through that raced with a delete is not cached")
+    func raceWithDelete() {
+        let cache = CatalogCache()
+        let before = cache.deleteCount(tenant: "t")
+        #expect(cache.stageUncachedDelete(tenant: "t", id: "x", version: 2) { 1 })
+        cache.promote(through: 1)
+        cache.putIfUnchanged(tenant: "t", CachedProduct(product("x")), deleteCount: before)
+        #expect(cache.get(tenant: "t", id: "x") == nil)
+        #expect(cache.isPendingDelete(tenant: "t", id: "x"))
+        cache.confirmDelete(tenant: "t", id: "x", version: 2)
+        #expect(!cache.isPendingDelete(tenant: "t", id: "x"))
+    }
+
+    @Test("replay applies journal records in version order only")
+    func replay() {
+        let cache = CatalogCache()
+        cache.replay(upsert("p", version: 2, name: "Two"))
+        cache.replay(upsert("p", version: 1, name: "One"))
+        #expect(cache.get(tenant: defaultTenant, id: "p")?.product.name == "Two")
+        cache.replay(.delete(tenant: defaultTenant, id: "p", version: 3, deletedAt: Timestamp.now()))
+        cache.replay(upsert("p", version: 2, name: "Two"))
+        #expect(cache.get(tenant: defaultTenant, id: "p") == nil)
+    }
+
+    @Test("statistics count types as products come and go")
+    func statistics() {
+        let cache = CatalogCache()
+        cache.replay(.upsert(tenant: "t", product: product("a", type: "lamp")))
+        cache.replay(.upsert(tenant: "t", product: product("b", type: "lamp")))
+        cache.replay(.upsert(tenant: "t", product: product("c", type: "chair")))
+        cache.replay(.upsert(tenant: "t", product: product("b", version: 2, type: "chair")))
+        cache.replay(.delete(tenant: "t", id: "a", version: 2, deletedAt: Timestamp.now()))
+        let statistics = cache.statistics(tenant: "t")
+        #expect(statistics.productTypes == ["chair": 2])
+        #expect(statistics.totalProducts == 2)
+    }
+
+    @Test("coalescing keeps the newest operation per product")
+    func coalesce() {
+        let operations = [upsert("a", version: 1), upsert("b", version: 1), upsert("a", version: 2),
+                          .delete(tenant: defaultTenant, id: "a", version: 3, deletedAt: Timestamp.now())]
+        let coalesced = PersistenceWorker.coalesce(operations)
+        #expect(coalesced.map(\.productID) == ["a", "b"])
+        #expect(coalesced[0].version == 3)
+    }
+
+    /// Waits on a semaphore off the cooperative pool.
+    static func wait(for semaphore: DispatchSemaphore) async {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                semaphore.wait()
+                continuation.resume()
+            }
+        }
+    }
+
+    /// Runs `body` on a thread of its own; nil when it has not returned within `timeout`.
+    static func offThePool<T: Sendable>(timeout: Duration, _ body: @escaping @Sendable () -> T) async -> T? {
+        let outcome = ThreadOutcome<T>()
+        Thread {
+            outcome.value = body()
+            outcome.done.signal()
+        }.start()
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            // The semaphore orders the write of `value` before this read.
+            if outcome.done.wait(timeout: .now()) == .success { return outcome.value }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return nil
+    }
+}
+
+/// What a thread hands back: written before `done` is signalled, read after.
+private final class ThreadOutcome<T>: @unchecked Sendable {
+    var value: T?
+    let done = DispatchSemaphore(value: 0)
+}

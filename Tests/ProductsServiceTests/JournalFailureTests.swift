@@ -1,0 +1,78 @@
+import Foundation
+import Testing
+
+@testable import ProductsService
+import Shared
+
+@Suite("Journal failure")
+struct JournalFailureTests {
+    func input(_ name: String) throws -> ProductInput {
+        try ProductInput(json: .object(["name": .string(name)]))
+    }
+
+    func isJournalUnavailable(_ error: any Error) -> Bool {
+        (error as? APIError)?.code == "journal_unavailable"
+    }
+
+    @Test("when fdatasync fails, no reader sees the failed writes: not while in flight, not after the 503, not after a restart")
+    func noPhantoms() async throws {
+        let held = HeldFlusher()
+        let faults = SyncFaults()
+        let fixture = try CatalogFixture(beforeWrite: { held.wait() }, sync: faults.sync)
+        defer { fixture.remove() }
+        let catalog = fixture.catalog
+        let kept = try await catalog.create(tenant: defaultTenant, try input("Kept")).written
+        let keptID = kept.product.id
+        func visible() async throws -> [String] {
+            try await catalog.list(tenant: defaultTenant, query: ProductQuery()).products.map { "\($0.product.id):\($0.product.name)" }
+        }
+        let before = try await visible()
+        #expect(before == ["\(keptID):Kept"])
+
+        held.hold()
+        faults.failing = true
+        let creation = Task { try await catalog.create(tenant: defaultTenant, try input("Phantom")) }
+        let update = Task {
+            try await catalog.update(tenant: defaultTenant, id: keptID, condition: nil) { product throws(APIError) in
+                var product = product
+                product.name = "Changed"
+                return product
+            }
+        }
+        let deletion = Task { try await catalog.delete(tenant: defaultTenant, id: keptID) }
+        try await held.waitUntilHolding()
+        try await Task.sleep(for: .milliseconds(50))  // let the other writes reach the journal too
+        #expect(try await visible() == before, "in flight: not visible")
+        #expect(try await catalog.product(tenant: defaultTenant, id: keptID).product.name == "Kept")
+
+        held.release()
+        await #expect { try await creation.value } throws: { isJournalUnavailable($0) }
+        await #expect { try await update.value } throws: { isJournalUnavailable($0) }
+        await #expect { try await deletion.value } throws: { isJournalUnavailable($0) }
+        #expect(try await visible() == before, "after the 503: not visible")
+        #expect(try await catalog.product(tenant: defaultTenant, id: keptID).product.version == 1)
+        #expect(catalog.journalFailure != nil, "the failure is reported")
+        await #expect { try await catalog.create(tenant: defaultTenant, try input("Later")) } throws: { isJournalUnavailable($0) }
+        fixture.close()
+
+        let restarted = try CatalogFixture.reopen(fixture)
+        defer { restarted.close() }
+        #expect(restarted.journal.unconfirmedOperations() == [.upsert(tenant: defaultTenant, product: kept.product)])
+        let afterRestart = try await restarted.catalog.list(tenant: defaultTenant, query: ProductQuery()).products.map(\.product.name)
+        #expect(afterRestart == ["Kept"], "after a restart: not visible")
+    }
+
+    @Test("a write is visible to readers only once durable")
+    func visibleOnceDurable() async throws {
+        let held = HeldFlusher()
+        let fixture = try CatalogFixture(beforeWrite: { held.wait() })
+        defer { fixture.close(); fixture.remove() }
+        held.hold()
+        let creation = Task { try await fixture.catalog.create(tenant: defaultTenant, try input("Soon")) }
+        try await held.waitUntilHolding()
+        #expect(try await fixture.catalog.list(tenant: defaultTenant, query: ProductQuery()).products.isEmpty)
+        held.release()
+        let created = try await creation.value.written
+        #expect(try await fixture.catalog.product(tenant: defaultTenant, id: created.product.id).product.name == "Soon")
+    }
+}
