@@ -13,17 +13,17 @@ struct CatalogCacheTests {
     }
 
     @Test("listing is in id (creation) order whatever the insertion order")
-    func order() {
+    func order() async {
         let cache = CatalogCache()
         for (ticket, id) in ["c", "a", "d", "b"].enumerated() { put(cache, "t", product(id), ticket: UInt64(ticket + 1)) }
-        #expect(cache.list(tenant: "t", query: ProductQuery(limit: 10)).products.map(\.product.id) == ["a", "b", "c", "d"])
-        let page = cache.list(tenant: "t", query: ProductQuery(limit: 2))
+        #expect(await cache.list(tenant: "t", query: ProductQuery(limit: 10)).products.map(\.product.id) == ["a", "b", "c", "d"])
+        let page = await cache.list(tenant: "t", query: ProductQuery(limit: 2))
         #expect(page.products.map(\.product.id) == ["a", "b"] && page.hasMore)
-        #expect(cache.list(tenant: "other", query: ProductQuery(limit: 10)).products.isEmpty)
+        #expect(await cache.list(tenant: "other", query: ProductQuery(limit: 10)).products.isEmpty)
     }
 
     @Test("a staged write is invisible to readers until promoted, while writers build on it")
-    func stagedWrites() throws {
+    func stagedWrites() async throws {
         let cache = CatalogCache()
         put(cache, "t", product("p", version: 1, name: "One"), ticket: 1)
         let staged = try #require(cache.stageUpdate(tenant: "t", id: "p") { current in
@@ -34,11 +34,11 @@ struct CatalogCacheTests {
         })
         #expect(staged.0.product.version == 2)
         #expect(cache.get(tenant: "t", id: "p")?.product.name == "One", "readers see only durable writes")
-        #expect(cache.list(tenant: "t", query: ProductQuery()).products.map(\.product.name) == ["One"])
+        #expect(await cache.list(tenant: "t", query: ProductQuery()).products.map(\.product.name) == ["One"])
         #expect(cache.latest(tenant: "t", id: "p")?.product.name == "Two", "writers see the staged one")
         cache.stage(tenant: "t", CachedProduct(product("q"))) { 3 }
         #expect(cache.get(tenant: "t", id: "q") == nil)
-        #expect(cache.list(tenant: "t", query: ProductQuery()).products.count == 1)
+        #expect(await cache.list(tenant: "t", query: ProductQuery()).products.count == 1)
 
         cache.promote(through: 2)
         #expect(cache.get(tenant: "t", id: "p")?.product.name == "Two")
@@ -93,7 +93,7 @@ struct CatalogCacheTests {
         query.search = "no such name"
         let listing = Task.detached {
             var first = true
-            return cache.list(tenant: "t", query: query) { _ in
+            return await cache.list(tenant: "t", query: query) { _ in
                 if first {
                     first = false
                     inFilter.signal()

@@ -54,11 +54,11 @@ struct ListingTests {
         }
         for query in queries {
             let expected = products.filter { query.matches($0, createdAt: Timestamp.epochMilliseconds($0.createdAt)) }.map(\.id)
-            let forwards = try await Self.walk(query) { cache.list(tenant: "t", query: $0) }
+            let forwards = try await Self.walk(query) { await cache.list(tenant: "t", query: $0) }
             #expect(forwards == expected, "forwards, limit \(query.limit)")
             var fromEnd = query
             fromEnd.cursor = .endingBefore("prod_99999")
-            let backwards = try await Self.walk(fromEnd, backwards: true) { cache.list(tenant: "t", query: $0) }
+            let backwards = try await Self.walk(fromEnd, backwards: true) { await cache.list(tenant: "t", query: $0) }
             #expect(backwards == expected, "backwards, limit \(query.limit)")
         }
     }

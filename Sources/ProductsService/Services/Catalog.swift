@@ -229,11 +229,11 @@ final class Catalog: Sendable {
     /// asked with the same query, and its answer is merged with what the cache decides (writes and deletes
     /// replayed from the journal or made since start).
     func list(tenant: String, query: ProductQuery) async throws -> (products: [CachedProduct], hasMore: Bool) {
-        if isLoaded { return cache.list(tenant: tenant, query: query) }
+        if isLoaded { return await cache.list(tenant: tenant, query: query) }
         do {
             return try await listMerged(tenant: tenant, query: query)
         } catch let error as DatabaseClientError {
-            if isLoaded { return cache.list(tenant: tenant, query: query) }
+            if isLoaded { return await cache.list(tenant: tenant, query: query) }
             throw APIError.serviceUnavailable(
                 "database_unavailable", "The catalog is still loading and the Database Service is unreachable: \(error)")
         }
@@ -256,7 +256,7 @@ final class Catalog: Sendable {
         }
         var fromCache = query
         fromCache.limit = wanted
-        let cached = cache.list(tenant: tenant, query: fromCache).products
+        let cached = await cache.list(tenant: tenant, query: fromCache).products
         // Merge the two id-ordered lists; keep `wanted` from the cursor's side.
         var merged: [CachedProduct] = []
         for item in (cached + fromDatabase).sorted(by: { $0.product.id < $1.product.id }) {

@@ -188,17 +188,17 @@ final class CatalogCache: Sendable {
     /// The products matching a query's filters from its cursor on, at most `limit` of them in creation (id) order,
     /// and whether more match in the direction of paging.
     ///
-    /// The lock is held only to copy a chunk of products out; filters run outside it, so a selective filter over
-    /// a large catalog delays no other request by more than one chunk's copy. A page read across chunks sees each
-    /// product once, as it was when its chunk was copied.
-    func list(tenant: String, query: ProductQuery) -> (products: [CachedProduct], hasMore: Bool) {
-        list(tenant: tenant, query: query) { query.matches($0.product, createdAt: $0.createdAt) }
+    /// The lock is held only to copy a chunk of products out; filters run outside it, and the task yields between
+    /// chunks, so a selective filter over a large catalog delays no other request, by lock or by thread, for more
+    /// than one chunk. A page read across chunks sees each product once, as it was when its chunk was copied.
+    func list(tenant: String, query: ProductQuery) async -> (products: [CachedProduct], hasMore: Bool) {
+        await list(tenant: tenant, query: query) { query.matches($0.product, createdAt: $0.createdAt) }
     }
 
     /// `list` with the filters given as a predicate (tests pause in it).
     func list(
         tenant: String, query: ProductQuery, where matches: (CachedProduct) -> Bool
-    ) -> (products: [CachedProduct], hasMore: Bool) {
+    ) async -> (products: [CachedProduct], hasMore: Bool) {
         let backwards = if case .endingBefore = query.cursor { true } else { false }
         var position: ListPosition =
             switch query.cursor {
@@ -218,8 +218,10 @@ final class CatalogCache: Sendable {
                 result.append(cached)
                 if result.count > query.limit { break }
             }
-            guard chunk.count == chunkSize, let last = chunk.last?.product.id else { break }
+            guard chunk.count == chunkSize, let last = chunk.last?.product.id, result.count <= query.limit else { break }
             position = backwards ? .before(last) : .after(last)
+            // The cooperative pool has one thread per core: a long scan gives the others their turn.
+            await Task.yield()
         }
         let hasMore = result.count > query.limit
         if hasMore { result.removeLast() }
