@@ -76,6 +76,21 @@ struct ObservabilityTests {
                 "each request is logged once at the default level")
     }
 
+    @Test("an idle stack is quiet: probes and the key-status poll log at debug, client requests at info")
+    func quietWhenIdle() async throws {
+        let stack = try await Stack.started()
+        for path in ["/livez", "/readyz", "/health", "/metrics"] { _ = try await HTTP.get(stack.productsURL + path) }
+        _ = try await HTTP.get(stack.productsURL + "/products")
+        // The Products Service asks the Database Service for the key status every 2 s.
+        try await Task.sleep(for: .seconds(2.5))
+        await stack.stop()
+        let requestLines = (stack.products!.log + stack.database!.log).split(separator: "\n").filter { $0.contains(" request") }
+        for probe in ["/livez", "/readyz", "/health", "/metrics", "/api/keys/status"] {
+            #expect(!requestLines.contains { $0.contains("path=\(probe) ") }, "\(probe) is not logged at info")
+        }
+        #expect(requestLines.contains { $0.contains("path=/products ") }, "a client request is")
+    }
+
     @Test("--log-format json writes one JSON object per line")
     func jsonLogs() async throws {
         let stack = try Stack()

@@ -450,7 +450,7 @@ final class SegmentedLog: @unchecked Sendable {
         do {
             try beforeDropping?(segmentBases[droppable] - 1)
         } catch {
-            logger.error("cannot file idempotency records; keeping journal segments", metadata: ["error": "\(error)"])
+            logger.error("cannot run the hook before dropping journal segments; keeping them", metadata: ["error": "\(error)"])
             return
         }
         for _ in 0..<droppable { try? FileManager.default.removeItem(atPath: segmentPath(segmentBases.removeFirst())) }
