@@ -63,6 +63,17 @@ struct ProductQueryTests {
         #expect(try check("created[lt]=1767268801"))
     }
 
+    @Test("q matches as folding the whole name would, ASCII fast path and Unicode names alike")
+    func searchFolding() {
+        let names = ["Red SHIRT 5", "red shirt", "Shirt", "", "AAAb", "Crème BRÛLÉE", "ÉCOLE", "İstanbul", "straße", "a\u{0301}b", "[x]"]
+        let needles = ["red shirt", "shirt", "aab", "b", "crème", "brûlée", "école", "istanbul", "i̇stanbul", "strasse", "straße", "á", "[x]", "z"]
+        for name in names {
+            for needle in needles.map(ProductQuery.fold) {
+                #expect(ProductQuery.name(name, containsFolded: needle) == ProductQuery.fold(name).contains(needle), "\(name) ~ \(needle)")
+            }
+        }
+    }
+
     @Test("epoch milliseconds agree with Foundation, offsets and fractions included")
     func epochMilliseconds() {
         for text in ["1970-01-01T00:00:00Z", "2026-11-27T11:47:39.123Z", "2024-02-29T23:59:59.999+05:30", "1999-12-31T23:00:00-01:00",

@@ -52,8 +52,33 @@ package struct ProductQuery: Sendable, Equatable {
             if let createdLTE, createdAt > createdLTE { return false }
             if let createdLT, createdAt >= createdLT { return false }
         }
-        if let foldedSearch, !Self.fold(product.name).contains(foldedSearch) { return false }
+        if let foldedSearch, !Self.name(product.name, containsFolded: foldedSearch) { return false }
         return true
+    }
+
+    /// Whether `name`, case-folded, contains `needle` (already folded). ASCII names and needles, the common
+    /// case, are compared byte by byte without folding a copy of the name: a search walks every product.
+    package static func name(_ name: String, containsFolded needle: String) -> Bool {
+        let fast: Bool? = name.utf8.withContiguousStorageIfAvailable { haystack in
+            needle.utf8.withContiguousStorageIfAvailable { needle -> Bool? in
+                guard needle.allSatisfy({ $0 < 0x80 }), haystack.allSatisfy({ $0 < 0x80 }) else { return nil }
+                return asciiContains(haystack, folding: needle)
+            } ?? nil
+        } ?? nil
+        return fast ?? fold(name).contains(needle)
+    }
+
+    private static func asciiContains(_ haystack: UnsafeBufferPointer<UInt8>, folding needle: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard !needle.isEmpty else { return true }
+        guard haystack.count >= needle.count else { return false }
+        @inline(__always) func lower(_ byte: UInt8) -> UInt8 { byte &- 0x41 < 26 ? byte | 0x20 : byte }
+        let first = needle[0]
+        for start in 0...(haystack.count - needle.count) where lower(haystack[start]) == first {
+            var offset = 1
+            while offset < needle.count, lower(haystack[start + offset]) == needle[offset] { offset += 1 }
+            if offset == needle.count { return true }
+        }
+        return false
     }
 
     // MARK: Query strings
