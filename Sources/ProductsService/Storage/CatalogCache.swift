@@ -1,4 +1,5 @@
 import DequeModule
+import Foundation
 import Metrics
 import NIOCore
 import Shared
@@ -34,6 +35,8 @@ final class CatalogCache: Sendable {
 
     /// Products a listing copies out of the lock at a time: the longest any filter keeps others waiting.
     static let listChunk = 256
+    /// Listings that scan beyond their first chunk take one of these: half the cores, at least one.
+    private let scanPermits = ScanPermits(count: max(1, ProcessInfo.processInfo.activeProcessorCount / 2))
 
     private struct State {
         var tenants: [String: TenantCatalog] = [:]
@@ -210,6 +213,8 @@ final class CatalogCache: Sendable {
         let chunkSize = query.hasFilters ? Self.listChunk : query.limit + 1
         var result: [CachedProduct] = []
         result.reserveCapacity(min(query.limit + 1, 1024))
+        var permit: ScanPermits.Permit?
+        defer { permit?.release() }
         while result.count <= query.limit {
             let chunk = state.withLock { state in
                 state.tenants[tenant].map { $0.chunk(of: query.ids ?? $0.order, from: position, limit: chunkSize) } ?? []
@@ -220,8 +225,13 @@ final class CatalogCache: Sendable {
             }
             guard chunk.count == chunkSize, let last = chunk.last?.product.id, result.count <= query.limit else { break }
             position = backwards ? .before(last) : .after(last)
-            // The cooperative pool has one thread per core: a long scan gives the others their turn.
-            await Task.yield()
+            // The cooperative pool has one thread per core: a long scan gives the others their turn, and only
+            // half the cores scan at once, so the rest always serve other requests.
+            if permit == nil {
+                permit = await scanPermits.acquire()
+            } else {
+                await Task.yield()
+            }
         }
         let hasMore = result.count > query.limit
         if hasMore { result.removeLast() }
@@ -436,5 +446,49 @@ final class CatalogCache: Sendable {
     /// Products cached across all tenants.
     var count: Int {
         state.withLock { $0.tenants.values.reduce(0) { $0 + $1.products.count } }
+    }
+}
+
+/// A counting semaphore for long scans: `acquire` suspends (never blocks a thread) until a permit is free.
+final class ScanPermits: Sendable {
+    private struct State {
+        var available: Int
+        var waiters: Deque<CheckedContinuation<Void, Never>> = []
+    }
+
+    private let state: Mutex<State>
+
+    init(count: Int) {
+        state = Mutex(State(available: count))
+    }
+
+    /// A permit held; give it back with `release`, exactly once.
+    struct Permit: Sendable {
+        fileprivate let permits: ScanPermits
+        func release() { permits.release() }
+    }
+
+    func acquire() async -> Permit {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let granted = state.withLock { state in
+                guard state.available > 0 else {
+                    state.waiters.append(continuation)
+                    return false
+                }
+                state.available -= 1
+                return true
+            }
+            if granted { continuation.resume() }
+        }
+        return Permit(permits: self)
+    }
+
+    private func release() {
+        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            if let waiter = state.waiters.popFirst() { return waiter }
+            state.available += 1
+            return nil
+        }
+        next?.resume()
     }
 }
