@@ -1,5 +1,6 @@
 import DequeModule
 import Foundation
+import NIOPosix
 import Metrics
 import NIOCore
 import Shared
@@ -35,8 +36,6 @@ final class CatalogCache: Sendable {
 
     /// Products a listing copies out of the lock at a time: the longest any filter keeps others waiting.
     static let listChunk = 256
-    /// Listings that scan beyond their first chunk take one of these: half the cores, at least one.
-    private let scanPermits = ScanPermits(count: max(1, ProcessInfo.processInfo.activeProcessorCount / 2))
 
     private struct State {
         var tenants: [String: TenantCatalog] = [:]
@@ -160,7 +159,7 @@ final class CatalogCache: Sendable {
         }
     }
 
-    private enum ListPosition {
+    private enum ListPosition: Sendable {
         case start
         case after(String)
         case before(String)
@@ -191,52 +190,87 @@ final class CatalogCache: Sendable {
     /// The products matching a query's filters from its cursor on, at most `limit` of them in creation (id) order,
     /// and whether more match in the direction of paging.
     ///
-    /// The lock is held only to copy a chunk of products out; filters run outside it, and the task yields between
-    /// chunks, so a selective filter over a large catalog delays no other request, by lock or by thread, for more
-    /// than one chunk. A page read across chunks sees each product once, as it was when its chunk was copied.
+    /// The lock is held only to copy a chunk of products out, and filters run outside it. A listing that needs
+    /// more than its first chunk (a selective filter over a large catalog) goes on in the background scan pool:
+    /// threads of lower priority, half the cores at most, so other requests keep their threads and their share
+    /// of the CPU. A page read across chunks sees each product once, as it was when its chunk was copied.
     func list(tenant: String, query: ProductQuery) async -> (products: [CachedProduct], hasMore: Bool) {
         await list(tenant: tenant, query: query) { query.matches($0.product, createdAt: $0.createdAt) }
     }
 
     /// `list` with the filters given as a predicate (tests pause in it).
     func list(
-        tenant: String, query: ProductQuery, where matches: (CachedProduct) -> Bool
+        tenant: String, query: ProductQuery, where matches: @escaping @Sendable (CachedProduct) -> Bool
     ) async -> (products: [CachedProduct], hasMore: Bool) {
-        let backwards = if case .endingBefore = query.cursor { true } else { false }
-        var position: ListPosition =
-            switch query.cursor {
-            case nil: .start
-            case .startingAfter(let cursor): .after(cursor)
-            case .endingBefore(let cursor): .before(cursor)
+        var scan = ListScan(tenant: tenant, query: query)
+        scan.step(in: self, matches: matches)
+        if !scan.isDone {
+            let pending = scan
+            let finished = try? await ScanPool.shared.runIfActive {
+                ScanPool.lowerCurrentThreadPriority()
+                var scan = pending
+                while !scan.isDone { scan.step(in: self, matches: matches) }
+                return scan
             }
-        // Without filters every product copied is a match: one chunk of the page's size does.
-        let chunkSize = query.hasFilters ? Self.listChunk : query.limit + 1
+            if let finished {
+                scan = finished
+            } else {
+                while !scan.isDone { scan.step(in: self, matches: matches) }
+            }
+        }
+        return scan.page
+    }
+
+    /// A listing in progress: where it is in the tenant's ids, and the matches so far.
+    private struct ListScan: Sendable {
+        let tenant: String
+        let query: ProductQuery
+        let backwards: Bool
+        /// Without filters every product copied is a match: one chunk of the page's size does.
+        let chunkSize: Int
+        var position: ListPosition
         var result: [CachedProduct] = []
-        result.reserveCapacity(min(query.limit + 1, 1024))
-        var permit: ScanPermits.Permit?
-        defer { permit?.release() }
-        while result.count <= query.limit {
-            let chunk = state.withLock { state in
+        private(set) var isDone = false
+
+        init(tenant: String, query: ProductQuery) {
+            self.tenant = tenant
+            self.query = query
+            backwards = if case .endingBefore = query.cursor { true } else { false }
+            chunkSize = query.hasFilters ? CatalogCache.listChunk : query.limit + 1
+            position =
+                switch query.cursor {
+                case nil: .start
+                case .startingAfter(let cursor): .after(cursor)
+                case .endingBefore(let cursor): .before(cursor)
+                }
+            result.reserveCapacity(min(query.limit + 1, 1024))
+        }
+
+        /// Copies the next chunk out under the lock and filters it outside.
+        mutating func step(in cache: CatalogCache, matches: (CachedProduct) -> Bool) {
+            let (tenant, query, position, chunkSize) = (tenant, query, position, chunkSize)
+            let chunk = cache.state.withLock { state in
                 state.tenants[tenant].map { $0.chunk(of: query.ids ?? $0.order, from: position, limit: chunkSize) } ?? []
             }
             for cached in chunk where matches(cached) {
                 result.append(cached)
                 if result.count > query.limit { break }
             }
-            guard chunk.count == chunkSize, let last = chunk.last?.product.id, result.count <= query.limit else { break }
-            position = backwards ? .before(last) : .after(last)
-            // The cooperative pool has one thread per core: a long scan gives the others their turn, and only
-            // half the cores scan at once, so the rest always serve other requests.
-            if permit == nil {
-                permit = await scanPermits.acquire()
-            } else {
-                await Task.yield()
+            guard chunk.count == chunkSize, let last = chunk.last?.product.id, result.count <= query.limit else {
+                isDone = true
+                return
             }
+            self.position = backwards ? .before(last) : .after(last)
         }
-        let hasMore = result.count > query.limit
-        if hasMore { result.removeLast() }
-        if backwards { result.reverse() }
-        return (result, hasMore)
+
+        /// The page, in creation order, and whether more match.
+        var page: (products: [CachedProduct], hasMore: Bool) {
+            var products = result
+            let hasMore = products.count > query.limit
+            if hasMore { products.removeLast() }
+            if backwards { products.reverse() }
+            return (products, hasMore)
+        }
     }
 
     /// Which of these ids the cache decides for: cached, or deleted and not yet confirmed.
@@ -449,46 +483,20 @@ final class CatalogCache: Sendable {
     }
 }
 
-/// A counting semaphore for long scans: `acquire` suspends (never blocks a thread) until a permit is free.
-final class ScanPermits: Sendable {
-    private struct State {
-        var available: Int
-        var waiters: Deque<CheckedContinuation<Void, Never>> = []
-    }
+/// The threads long listings run on: half the cores (at least one), at a lower scheduling priority, so that
+/// however many searches are asked at once, the other requests keep the rest of the machine.
+enum ScanPool {
+    static let shared: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: max(1, System.coreCount / 2))
+        pool.start()
+        return pool
+    }()
 
-    private let state: Mutex<State>
-
-    init(count: Int) {
-        state = Mutex(State(available: count))
-    }
-
-    /// A permit held; give it back with `release`, exactly once.
-    struct Permit: Sendable {
-        fileprivate let permits: ScanPermits
-        func release() { permits.release() }
-    }
-
-    func acquire() async -> Permit {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let granted = state.withLock { state in
-                guard state.available > 0 else {
-                    state.waiters.append(continuation)
-                    return false
-                }
-                state.available -= 1
-                return true
-            }
-            if granted { continuation.resume() }
-        }
-        return Permit(permits: self)
-    }
-
-    private func release() {
-        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            if let waiter = state.waiters.popFirst() { return waiter }
-            state.available += 1
-            return nil
-        }
-        next?.resume()
+    /// Nice 10 for the calling thread (Linux keeps the nice value per thread): the scheduler then gives it
+    /// about a tenth of a core's weight while request threads want the CPU, and all of it when they do not.
+    static func lowerCurrentThreadPriority() {
+        #if os(Linux)
+        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
+        #endif
     }
 }
