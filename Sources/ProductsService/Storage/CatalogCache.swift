@@ -198,7 +198,7 @@ final class CatalogCache: Sendable {
         await list(tenant: tenant, query: query) { query.matches($0.product, createdAt: $0.createdAt) }
     }
 
-    /// `list` with the filters given as a predicate (tests pause in it).
+    /// `list` with the filters given as a predicate (tests pause in it), used when the query has filters.
     func list(
         tenant: String, query: ProductQuery, where matches: @escaping @Sendable (CachedProduct) -> Bool
     ) async -> (products: [CachedProduct], hasMore: Bool) {
@@ -218,7 +218,7 @@ final class CatalogCache: Sendable {
                 while !scan.isDone { scan.step(in: self, matches: matches) }
             }
         }
-        return scan.page
+        return scan.takePage()
     }
 
     /// A listing in progress: where it is in the tenant's ids, and the matches so far.
@@ -252,9 +252,13 @@ final class CatalogCache: Sendable {
             let chunk = cache.state.withLock { state in
                 state.tenants[tenant].map { $0.chunk(of: query.ids ?? $0.order, from: position, limit: chunkSize) } ?? []
             }
-            for cached in chunk where matches(cached) {
-                result.append(cached)
-                if result.count > query.limit { break }
+            if result.isEmpty, !query.hasFilters {
+                result = chunk  // a page without filters: every product copied is on it, at most limit + 1
+            } else {
+                for cached in chunk where matches(cached) {
+                    result.append(cached)
+                    if result.count > query.limit { break }
+                }
             }
             guard chunk.count == chunkSize, let last = chunk.last?.product.id, result.count <= query.limit else {
                 isDone = true
@@ -263,9 +267,10 @@ final class CatalogCache: Sendable {
             self.position = backwards ? .before(last) : .after(last)
         }
 
-        /// The page, in creation order, and whether more match.
-        var page: (products: [CachedProduct], hasMore: Bool) {
-            var products = result
+        /// Hands over the page, in creation order, and whether more match.
+        mutating func takePage() -> (products: [CachedProduct], hasMore: Bool) {
+            var products: [CachedProduct] = []
+            swap(&products, &result)
             let hasMore = products.count > query.limit
             if hasMore { products.removeLast() }
             if backwards { products.reverse() }
