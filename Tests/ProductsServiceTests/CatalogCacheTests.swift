@@ -95,14 +95,14 @@ struct CatalogCacheTests {
         final class Flag: Sendable { let raised = Mutex(false) }
         let paused = Flag()
         let listing = Task.detached {
-            await cache.list(tenant: "t", query: query) { _ in
+            await cache.list(tenant: "t", query: query, where: { _ in
                 if !paused.raised.withLock({ $0 }) {
                     paused.raised.withLock { $0 = true }
                     inFilter.signal()
                     resume.wait()
                 }
                 return false
-            }
+            })
         }
         await Self.wait(for: inFilter)
         // A lock held across the filter would block this read until the listing resumes: run it off the pool, with a deadline.

@@ -195,12 +195,13 @@ final class CatalogCache: Sendable {
     /// threads of lower priority, half the cores at most, so other requests keep their threads and their share
     /// of the CPU. A page read across chunks sees each product once, as it was when its chunk was copied.
     func list(tenant: String, query: ProductQuery) async -> (products: [CachedProduct], hasMore: Bool) {
-        await list(tenant: tenant, query: query) { query.matches($0.product, createdAt: $0.createdAt) }
+        await list(tenant: tenant, query: query, where: nil)
     }
 
-    /// `list` with the filters given as a predicate (tests pause in it), used when the query has filters.
+    /// `list` with the filters given as a predicate (tests pause in it), used when the query has filters;
+    /// nil: the query's own.
     func list(
-        tenant: String, query: ProductQuery, where matches: @escaping @Sendable (CachedProduct) -> Bool
+        tenant: String, query: ProductQuery, where matches: (@Sendable (CachedProduct) -> Bool)?
     ) async -> (products: [CachedProduct], hasMore: Bool) {
         var scan = ListScan(tenant: tenant, query: query)
         scan.step(in: self, matches: matches)
@@ -247,7 +248,7 @@ final class CatalogCache: Sendable {
         }
 
         /// Copies the next chunk out under the lock and filters it outside.
-        mutating func step(in cache: CatalogCache, matches: (CachedProduct) -> Bool) {
+        mutating func step(in cache: CatalogCache, matches: ((CachedProduct) -> Bool)?) {
             let (tenant, query, position, chunkSize) = (tenant, query, position, chunkSize)
             let chunk = cache.state.withLock { state in
                 state.tenants[tenant].map { $0.chunk(of: query.ids ?? $0.order, from: position, limit: chunkSize) } ?? []
@@ -255,7 +256,7 @@ final class CatalogCache: Sendable {
             if result.isEmpty, !query.hasFilters {
                 result = chunk  // a page without filters: every product copied is on it, at most limit + 1
             } else {
-                for cached in chunk where matches(cached) {
+                for cached in chunk where matches?(cached) ?? query.matches(cached.product, createdAt: cached.createdAt) {
                     result.append(cached)
                     if result.count > query.limit { break }
                 }

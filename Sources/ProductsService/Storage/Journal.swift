@@ -466,9 +466,17 @@ final class SegmentedLog: @unchecked Sendable {
     }
 
     private func openNewSegment(base: UInt64, confirmed: UInt64) throws {
-        let file = try AppendOnlyFile(path: segmentPath(base), sync: sync)
+        let path = segmentPath(base)
+        let file = try AppendOnlyFile(path: path, sync: sync)
         // Carry the confirmation mark so it survives the deletion of older segments.
-        try file.append(ByteBuffer(string: #"{"ack":\#(confirmed)}"# + "\n"))
+        do {
+            try file.append(ByteBuffer(string: #"{"ack":\#(confirmed)}"# + "\n"))
+        } catch {
+            // A segment left behind would be taken for the newest at the next start; records go on in the current one.
+            file.close()
+            try? FileManager.default.removeItem(atPath: path)
+            throw error
+        }
         DurableFile.syncDirectory(directory)
         current?.close()
         current = file
