@@ -101,7 +101,7 @@ func buildRouter(
 /// The gauges `/metrics` reads from state when scraped.
 enum ProductsMetrics {
     static func refresh(_ catalog: Catalog) {
-        let totals = catalog.cacheTotals
+        let totals = catalog.totals
         Gauge(label: "products_cache_products").record(totals.products)
         Gauge(label: "products_cache_approximate_bytes").record(totals.approximateBytes)
         Gauge(label: "products_cache_loaded").record(catalog.isLoaded ? 1 : 0)

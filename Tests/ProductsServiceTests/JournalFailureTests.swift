@@ -51,7 +51,7 @@ struct JournalFailureTests {
         await #expect { try await deletion.value } throws: { isJournalUnavailable($0) }
         #expect(try await visible() == before, "after the 503: not visible")
         #expect(try await catalog.product(tenant: defaultTenant, id: keptID).product.version == 1)
-        #expect(catalog.journalFailure != nil, "the failure is reported")
+        #expect(catalog.writeFailure != nil, "the failure is reported")
         await #expect { try await catalog.create(tenant: defaultTenant, try input("Later")) } throws: { isJournalUnavailable($0) }
         fixture.close()
 

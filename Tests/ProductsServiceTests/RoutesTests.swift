@@ -184,7 +184,7 @@ struct RoutesTests {
     }
 
     @Test("after a journal failure, writes are 503, the failed write is nowhere, and /health and /readyz say so")
-    func journalFailure() async throws {
+    func writeFailure() async throws {
         let faults = SyncFaults()
         try await withApp(sync: faults.sync) { client async throws in
             try await waitFor("ready") { try await client.execute(uri: "/readyz", method: .get).status == .ok }

@@ -21,7 +21,7 @@ struct ServiceController<Context: RequestContext> {
     @Sendable func index(_ request: Request, context: Context) -> Response {
         .json(
             ServiceIndex(
-                service: "products-service", cacheSize: catalog.cacheTotals.products, dbService: databaseServiceURL,
+                service: "products-service", cacheSize: catalog.totals.products, dbService: databaseServiceURL,
                 healthCheck: "/health", endpoints: endpointDescriptions))
     }
 
@@ -53,7 +53,7 @@ struct ServiceController<Context: RequestContext> {
         }
         let report = HealthReport(
             status: status, timestamp: Timestamp.now(), service: "products-service", version: ServiceVersion.current,
-            auth: authenticator.mode.reported, cacheReady: catalog.isLoaded, cacheEntries: catalog.cacheTotals.products,
+            auth: authenticator.mode.reported, cacheReady: catalog.isLoaded, cacheEntries: catalog.totals.products,
             databaseService: database, persistence: persistence)
         return .json(report, status: status == "unhealthy" ? .serviceUnavailable : .ok)
     }
@@ -65,7 +65,7 @@ struct ServiceController<Context: RequestContext> {
 
     /// GET /readyz: 200 once the catalog is loaded while the journal can be written; 503 otherwise.
     @Sendable func ready(_ request: Request, context: Context) throws -> Response {
-        if let failure = catalog.journalFailure {
+        if let failure = catalog.writeFailure {
             throw APIError.serviceUnavailable("journal_unavailable", "The journal cannot be written; writes are refused (\(failure))")
         }
         guard catalog.isLoaded else {

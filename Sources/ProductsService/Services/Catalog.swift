@@ -359,7 +359,7 @@ final class Catalog: Sendable {
     func statistics(tenant: String) -> CatalogCache.Statistics { cache.statistics(tenant: tenant) }
 
     /// Products cached and their approximate bytes, across tenants.
-    var cacheTotals: (products: Int, approximateBytes: Int) { cache.totals }
+    var totals: (products: Int, approximateBytes: Int) { cache.totals }
 
     /// The write-behind queue as it stands.
     struct PersistenceState: Sendable {
@@ -375,7 +375,7 @@ final class Catalog: Sendable {
     }
 
     /// Why writes are refused, once the journal has failed.
-    var journalFailure: String? { journal.backlog.failure }
+    var writeFailure: String? { journal.backlog.failure }
 
     /// The Database Service's health, and an authenticated call too: a wrong service token shows here rather
     /// than only in failing writes.

@@ -23,7 +23,7 @@ struct CatalogLoader: Service {
                 try await catalog.load(logger: logger)
                 logger.notice(
                     "catalog loaded; ready",
-                    metadata: ["products": "\(catalog.cacheTotals.products)", "seconds": "\((ContinuousClock.now - started).seconds)"])
+                    metadata: ["products": "\(catalog.totals.products)", "seconds": "\((ContinuousClock.now - started).seconds)"])
                 return
             } catch {
                 if Task.isCancelled { return }
