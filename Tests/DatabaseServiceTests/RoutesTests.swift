@@ -107,6 +107,17 @@ struct RoutesTests {
         }
     }
 
+    @Test("U+0000 in a listing parameter is a 400, never a storage error (PostgreSQL refuses it even as a parameter)")
+    func nulCharacters() async throws {
+        try await withApp { client async throws in
+            for uri in ["/api/products?type=a%00b", "/api/products?q=%00", "/api/products?ids=a%00", "/api/products?ending_before=%00"] {
+                let response = try await client.execute(uri: uri, method: .get)
+                #expect(response.status == .badRequest, "\(uri)")
+                #expect(String(buffer: response.body).contains(#""code":"parameter_invalid""#), "\(uri)")
+            }
+        }
+    }
+
     @Test("the tenant header scopes every route")
     func tenantHeader() async throws {
         try await withApp { client async throws in

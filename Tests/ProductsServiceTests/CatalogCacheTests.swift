@@ -9,7 +9,7 @@ import Shared
 struct CatalogCacheTests {
     /// Stages a product and makes it visible at once, as a write whose journal record is durable.
     func put(_ cache: CatalogCache, _ tenant: String, _ product: Product, ticket: UInt64) {
-        cache.stage(tenant: tenant, CachedProduct(product)) { ticket }
+        _ = cache.stage(tenant: tenant, CachedProduct(product)) { ticket }
         cache.promote(through: ticket)
     }
 
@@ -37,7 +37,7 @@ struct CatalogCacheTests {
         #expect(cache.get(tenant: "t", id: "p")?.product.name == "One", "readers see only durable writes")
         #expect(await cache.list(tenant: "t", query: ProductQuery()).products.map(\.product.name) == ["One"])
         #expect(cache.latest(tenant: "t", id: "p")?.product.name == "Two", "writers see the staged one")
-        cache.stage(tenant: "t", CachedProduct(product("q"))) { 3 }
+        _ = cache.stage(tenant: "t", CachedProduct(product("q"))) { 3 }
         #expect(cache.get(tenant: "t", id: "q") == nil)
         #expect(await cache.list(tenant: "t", query: ProductQuery()).products.count == 1)
 
@@ -72,7 +72,7 @@ struct CatalogCacheTests {
             changed.name = "Lost"
             return (CachedProduct(changed), 2, ())
         }
-        cache.stage(tenant: "t", CachedProduct(product("phantom"))) { 3 }
+        _ = cache.stage(tenant: "t", CachedProduct(product("phantom"))) { 3 }
         _ = cache.stageDelete(tenant: "t", id: "kept") { _ in (3, 4) }
         cache.discardStaged(after: 1)
         #expect(cache.get(tenant: "t", id: "kept")?.product.name == "Durable")
@@ -139,7 +139,7 @@ struct CatalogCacheTests {
     func raceWithDelete() {
         let cache = CatalogCache()
         let before = cache.deleteCount(tenant: "t")
-        #expect(cache.stageUncachedDelete(tenant: "t", id: "x", version: 2) { 1 })
+        #expect(cache.stageUncachedDelete(tenant: "t", id: "x", version: 2) { 1 } == 1)
         cache.promote(through: 1)
         cache.putIfUnchanged(tenant: "t", CachedProduct(product("x")), deleteCount: before)
         #expect(cache.get(tenant: "t", id: "x") == nil)

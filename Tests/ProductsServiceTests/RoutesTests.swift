@@ -206,4 +206,17 @@ struct RoutesTests {
             #expect(String(buffer: ready.body).contains(#""code":"journal_unavailable""#))
         }
     }
+
+    @Test("U+0000 in a listing parameter is a 400, also before the catalog is loaded with the Database Service down")
+    func nulCharacters() async throws {
+        let database = FakeDatabaseService()
+        database.isDown = true
+        try await withApp(database: database) { client async throws in
+            for uri in ["/products?type=a%00b", "/products?q=x%00"] {
+                let response = try await client.execute(uri: uri, method: .get)
+                #expect(response.status == .badRequest, "\(uri)")
+                #expect(String(buffer: response.body).contains(#""code":"parameter_invalid""#), "\(uri)")
+            }
+        }
+    }
 }

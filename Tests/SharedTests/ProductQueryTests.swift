@@ -36,6 +36,10 @@ struct ProductQueryTests {
         ("q=", "parameter_invalid", "q"),
         ("type=", "parameter_invalid", "type"),
         ("q=%ZZ", "parameter_invalid", "q"),
+        ("type=a%00b", "parameter_invalid", "type"),
+        ("q=%00", "parameter_invalid", "q"),
+        ("starting_after=p%00", "parameter_invalid", "starting_after"),
+        ("ids=a,b%00", "parameter_invalid", "ids"),
     ])
     func rejects(query: String, code: String, param: String) {
         #expect {

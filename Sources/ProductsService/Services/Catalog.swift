@@ -87,12 +87,8 @@ final class Catalog: Sendable {
                 createdAt: now, updatedAt: now, version: 1)
             let cached = CachedProduct(product)
             let record = makeRecord(cached)
-            var ticket: UInt64 = 0
-            try journaling {
-                try cache.stage(tenant: tenant, cached) {
-                    ticket = try journal(.upsert(tenant: tenant, product: product), record)
-                    return ticket
-                }
+            let ticket = try journaling {
+                try cache.stage(tenant: tenant, cached) { try journal(.upsert(tenant: tenant, product: product), record) }
             }
             try await waitUntilDurable(ticket)
             return (cached, record)
@@ -144,18 +140,16 @@ final class Catalog: Sendable {
         let deletedAt = Timestamp.now()
         // A read-through may cache the product while we look it up; then the cached path applies.
         for _ in 0..<3 {
-            var ticket: UInt64 = 0
-            let removed = try journaling {
+            let staged = try journaling {
                 try cache.stageDelete(tenant: tenant, id: id) { current in
                     if let condition, !condition.matchesStrongly(current.etag) {
                         throw APIError.preconditionFailed(id: id, currentVersion: current.product.version)
                     }
                     let version = current.product.version + 1
-                    ticket = try journal(.delete(tenant: tenant, id: id, version: version, deletedAt: deletedAt), nil)
-                    return (version, ticket)
+                    return (version, try journal(.delete(tenant: tenant, id: id, version: version, deletedAt: deletedAt), nil))
                 }
             }
-            if let removed {
+            if let (removed, ticket) = staged {
                 try await waitUntilDurable(ticket)
                 return removed.product.name
             }
@@ -165,13 +159,12 @@ final class Catalog: Sendable {
                 throw APIError.preconditionFailed(id: id, currentVersion: stored.version)
             }
             let version = stored.version + 1
-            let staged = try journaling {
+            let uncached = try journaling {
                 try cache.stageUncachedDelete(tenant: tenant, id: id, version: version) {
-                    ticket = try journal(.delete(tenant: tenant, id: id, version: version, deletedAt: deletedAt), nil)
-                    return ticket
+                    try journal(.delete(tenant: tenant, id: id, version: version, deletedAt: deletedAt), nil)
                 }
             }
-            if staged {
+            if let ticket = uncached {
                 try await waitUntilDurable(ticket)
                 return stored.name
             }

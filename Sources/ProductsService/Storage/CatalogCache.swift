@@ -305,11 +305,12 @@ final class CatalogCache: Sendable {
     // MARK: Writes
 
     /// Stages a new product; `journal` records it in the same critical section, so that the journal holds the
-    /// changes of each product in the order the cache saw them, and returns its ticket.
-    func stage(tenant: String, _ cached: CachedProduct, journal: () throws -> UInt64) rethrows {
+    /// changes of each product in the order the cache saw them. Returns the journal's ticket.
+    func stage(tenant: String, _ cached: CachedProduct, journal: () throws -> UInt64) rethrows -> UInt64 {
         try state.withLock { state in
             let ticket = try journal()
             state.stage(StagedWrite(ticket: ticket, tenant: tenant, id: cached.product.id, change: .put(cached)))
+            return ticket
         }
     }
 
@@ -328,27 +329,28 @@ final class CatalogCache: Sendable {
     }
 
     /// Stages the delete of a cached product, in the critical section where `journal` records it (returning
-    /// the delete's version and its ticket). Returns nil, journaling nothing, when the product is not cached.
+    /// the delete's version and its ticket). Returns the product deleted and the ticket; nil, journaling nothing,
+    /// when the product is not cached.
     func stageDelete(
         tenant: String, id: String, journal: (_ removed: CachedProduct) throws -> (version: Int64, ticket: UInt64)
-    ) rethrows -> CachedProduct? {
+    ) rethrows -> (removed: CachedProduct, ticket: UInt64)? {
         try state.withLock { state in
             guard let current = state.tenants[tenant]?.latest(id) else { return nil }
             let (version, ticket) = try journal(current)
             state.stage(StagedWrite(ticket: ticket, tenant: tenant, id: id, change: .delete(version: version)))
-            return current
+            return (current, ticket)
         }
     }
 
     /// Stages the delete of a product the cache does not hold (found only in the Database Service) unless it was
-    /// cached, written or deleted meanwhile; `journal` records it and returns its ticket. False when it was.
-    func stageUncachedDelete(tenant: String, id: String, version: Int64, journal: () throws -> UInt64) rethrows -> Bool {
+    /// cached, written or deleted meanwhile; `journal` records it. Returns the ticket; nil when it was.
+    func stageUncachedDelete(tenant: String, id: String, version: Int64, journal: () throws -> UInt64) rethrows -> UInt64? {
         try state.withLock { state in
             let catalog = state.tenants[tenant]
-            guard catalog?.latest(id) == nil, !(catalog?.isDeleted(id) ?? false) else { return false }
+            guard catalog?.latest(id) == nil, !(catalog?.isDeleted(id) ?? false) else { return nil }
             let ticket = try journal()
             state.stage(StagedWrite(ticket: ticket, tenant: tenant, id: id, change: .delete(version: version)))
-            return true
+            return ticket
         }
     }
 

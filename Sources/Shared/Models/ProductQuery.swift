@@ -90,6 +90,8 @@ package struct ProductQuery: Sendable, Equatable {
         for (name, value) in try QueryString.parse(query) {
             guard parameterNames.contains(name) else { throw APIError.unknownParameter(name, in: "query") }
             guard seen.insert(name).inserted else { throw APIError.invalidParameter(name, "'\(name)' may be given only once") }
+            // No stored string can hold U+0000, and PostgreSQL refuses it even as a parameter.
+            try ProductRules.checkNoNUL(value, param: name)
             switch name {
             case "limit":
                 result.limit = try ListLimit.parse(value)
