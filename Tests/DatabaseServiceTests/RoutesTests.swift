@@ -107,6 +107,23 @@ struct RoutesTests {
         }
     }
 
+    @Test("ids in the path are percent-decoded: ids with spaces or % are reachable; a bad escape or U+0000 is a 400")
+    func percentEncodedIDs() async throws {
+        try await withApp { client async throws in
+            #expect(try await post(client, "/api/products", #"{"id":"a b","name":"Spaced"}"#).status == .created)
+            #expect(try await post(client, "/api/products", #"{"id":"50%off","name":"Sale"}"#).status == .created)
+            let spaced = try await client.execute(uri: "/api/products/a%20b", method: .get)
+            #expect(try JSONDecoder().decode(Product.self, from: spaced.body).name == "Spaced")
+            #expect(try await client.execute(uri: "/api/products/50%25off", method: .get).status == .ok)
+            #expect(try await client.execute(uri: "/api/products/50%25off", method: .delete).status == .ok)
+            for uri in ["/api/products/50%off", "/api/products/a%00b"] {
+                let response = try await client.execute(uri: uri, method: .get)
+                #expect(response.status == .badRequest, "\(uri)")
+                #expect(String(buffer: response.body).contains(#""param":"id""#), "\(uri)")
+            }
+        }
+    }
+
     @Test("U+0000 in a listing parameter is a 400, never a storage error (PostgreSQL refuses it even as a parameter)")
     func nulCharacters() async throws {
         try await withApp { client async throws in

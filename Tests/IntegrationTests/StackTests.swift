@@ -86,7 +86,7 @@ struct StackTests {
         await stack.stop()
     }
 
-    @Test("a cache miss reads through to the Database Service and caches the product", arguments: Backend.available)
+    @Test("a cache miss reads through to the Database Service and caches the product, odd ids included", arguments: Backend.available)
     func readThrough(backend: Backend) async throws {
         let stack = try await Stack.started(backend: backend)
         let direct = try await HTTP.post(
@@ -99,6 +99,14 @@ struct StackTests {
         #expect(stats["misses"] as? Int == 1)
         #expect(try await stack.listedProducts().map(\.id) == ["prod_direct"], "cached after the read-through")
         #expect(try await HTTP.get(stack.productsURL + "/products/prod_absent").status == 404)
+        // An id that must be escaped in a path is read through and deleted by its escaped form, end to end.
+        #expect(try await HTTP.post(stack.databaseURL + "/api/products", json: #"{"id":"odd id/50%","name":"Odd"}"#).status == 201)
+        let odd = try await HTTP.get(stack.productsURL + "/products/odd%20id%2F50%25")
+        #expect(odd.status == 200)
+        #expect(try odd.json(Product.self).id == "odd id/50%")
+        #expect(try await HTTP.delete(stack.productsURL + "/products/odd%20id%2F50%25").status == 200)
+        try await stack.waitUntilPersisted()
+        #expect(try await HTTP.get(stack.databaseURL + "/api/products/odd%20id%2F50%25").status == 404)
         await stack.stop()
     }
 

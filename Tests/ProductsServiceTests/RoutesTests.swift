@@ -207,6 +207,20 @@ struct RoutesTests {
         }
     }
 
+    @Test("ids in the path are percent-decoded, so a product with a space in its id is read through, and deleted")
+    func percentEncodedIDs() async throws {
+        let database = FakeDatabaseService()
+        let now = Timestamp.now()
+        database.seed(Product(id: "a b", name: "Spaced", type: "physical", metadata: [:], createdAt: now, updatedAt: now, version: 1))
+        try await withApp(database: database) { client async throws in
+            let fetched = try await client.execute(uri: "/products/a%20b", method: .get)
+            #expect(fetched.status == .ok)
+            #expect(String(buffer: fetched.body).contains(#""name":"Spaced""#))
+            #expect(try await client.execute(uri: "/products/a%20b", method: .delete).status == .ok)
+            #expect(try await client.execute(uri: "/products/a%zzb", method: .get).status == .badRequest)
+        }
+    }
+
     @Test("U+0000 in a listing parameter is a 400, also before the catalog is loaded with the Database Service down")
     func nulCharacters() async throws {
         let database = FakeDatabaseService()

@@ -71,7 +71,7 @@ struct ProductsController<Context: RequestContext> {
 
     /// GET /api/products/{id}: one live product.
     @Sendable func show(_ request: Request, context: Context) async throws -> Product {
-        let id = try context.parameters.require("id")
+        let id = try context.productID()
         guard let product = try await store.product(tenant: try request.tenant(), id: id) else {
             throw APIError.notFound("Product not found", param: "id")
         }
@@ -80,7 +80,7 @@ struct ProductsController<Context: RequestContext> {
 
     /// DELETE /api/products/{id}[?version=N]: leaves a tombstone so that older writes cannot bring it back.
     @Sendable func delete(_ request: Request, context: Context) async throws -> Response {
-        let id = try context.parameters.require("id")
+        let id = try context.productID()
         var version: Int64?
         if let raw = request.uri.queryParameters["version"] {
             guard let parsed = Int64(raw), parsed >= 1 else {

@@ -46,7 +46,7 @@ struct ProductsController<Context: TenantRequestContext> {
 
     /// GET /products/{id}: from the cache, else read through from the Database Service; 304 on a matching `If-None-Match`.
     @Sendable func show(_ request: Request, context: Context) async throws -> Response {
-        let id = try context.parameters.require("id")
+        let id = try context.productID()
         let condition = try EntityTag.condition(.ifNoneMatch, in: request.headers)
         let product = try await catalog.product(tenant: context.tenant, id: id)
         if let condition, condition.matchesWeakly(product.etag) {
@@ -57,7 +57,7 @@ struct ProductsController<Context: TenantRequestContext> {
 
     /// PUT /products/{id}: replaces name, type and metadata (200); honours `If-Match`.
     @Sendable func replace(_ request: Request, context: Context) async throws -> Response {
-        let id = try context.parameters.require("id")
+        let id = try context.productID()
         let condition = try EntityTag.condition(.ifMatch, in: request.headers)
         let input = try ProductInput(json: try await request.parseJSON(), replacing: id)
         let result = try await catalog.update(tenant: context.tenant, id: id, condition: condition) { product in
@@ -68,7 +68,7 @@ struct ProductsController<Context: TenantRequestContext> {
 
     /// PATCH /products/{id}: changes the fields given, merging metadata (200); honours `If-Match` and `Idempotency-Key`.
     @Sendable func update(_ request: Request, context: Context) async throws -> Response {
-        let id = try context.parameters.require("id")
+        let id = try context.productID()
         let condition = try EntityTag.condition(.ifMatch, in: request.headers)
         let body = try await request.collectJSONBody()
         let idempotent = try IdempotentRequest(request, tenant: context.tenant, body: body)
@@ -81,7 +81,7 @@ struct ProductsController<Context: TenantRequestContext> {
 
     /// DELETE /products/{id}: removed from the cache at once, deleted in the Database Service in the background; honours `If-Match`.
     @Sendable func delete(_ request: Request, context: Context) async throws -> Response {
-        let id = try context.parameters.require("id")
+        let id = try context.productID()
         let condition = try EntityTag.condition(.ifMatch, in: request.headers)
         let name = try await catalog.delete(tenant: context.tenant, id: id, condition: condition)
         return .json(DeleteReceipt(productID: id, name: name, timestamp: Timestamp.now()))

@@ -26,3 +26,16 @@ package struct AppRequestContext: TenantRequestContext {
 
     package static let maxBodySize = 1024 * 1024
 }
+
+extension RequestContext {
+    /// The `{id}` path parameter, percent-decoded (the router hands it over as sent); a malformed escape or
+    /// U+0000 is a 400 naming `id`.
+    package func productID() throws -> String {
+        let raw = try parameters.require("id")
+        guard let id = raw.removingPercentEncoding else {
+            throw APIError.invalidParameter("id", "The product id in the path is not validly percent-encoded")
+        }
+        try ProductRules.checkNoNUL(id, param: "id")
+        return id
+    }
+}
