@@ -197,7 +197,7 @@ struct JournalTests {
         #expect(journal.backlog.count == 1)
         journal.confirm(through: 1)
         #expect(journal.backlog.count == 0)
-        #expect(journal.isConfirmed(through: 1))
+        try await journal.waitUntilConfirmed(1)
         journal.close()
     }
 }

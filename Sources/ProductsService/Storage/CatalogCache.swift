@@ -484,11 +484,6 @@ final class CatalogCache: Sendable {
                 hits: catalog.hits, misses: catalog.misses)
         }
     }
-
-    /// Products cached across all tenants.
-    var count: Int {
-        state.withLock { $0.tenants.values.reduce(0) { $0 + $1.products.count } }
-    }
 }
 
 /// The threads long listings run on: half the cores (at least one), at a lower scheduling priority, so that

@@ -200,10 +200,12 @@ final class Journal: @unchecked Sendable {
             condition.signal()
         }
         var ready: [CheckedContinuation<Void, any Error>] = []
-        confirmationWaiters = confirmationWaiters.filter { _, waiter in
-            guard waiter.sequence <= confirmedSequence else { return true }
-            ready.append(waiter.continuation)
-            return false
+        if !confirmationWaiters.isEmpty {
+            confirmationWaiters = confirmationWaiters.filter { _, waiter in
+                guard waiter.sequence <= confirmedSequence else { return true }
+                ready.append(waiter.continuation)
+                return false
+            }
         }
         condition.unlock()
         for continuation in ready { continuation.resume() }
@@ -212,11 +214,6 @@ final class Journal: @unchecked Sendable {
     /// Sequence number of the latest write accepted (and not lost to a journal failure).
     var latestSequence: UInt64 {
         condition.withLock { lastSequence }
-    }
-
-    /// Whether every write up to `sequence` is confirmed.
-    func isConfirmed(through sequence: UInt64) -> Bool {
-        condition.withLock { confirmedSequence >= sequence }
     }
 
     struct Backlog: Sendable {

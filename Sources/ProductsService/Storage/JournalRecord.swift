@@ -27,10 +27,12 @@ struct JournalRecord: Sendable {
         self.line = line
     }
 
-    /// Reads a line back; nil when it is not a whole, valid record.
+    /// Reads a line back, keeping its bytes; nil when it is not a whole, valid record.
     init?(line: Data) {
         guard let decoded = try? JSONCoding.decoder.decode(Decoded.self, from: line) else { return nil }
-        self.init(decoded.operation, idempotency: decoded.idempotency)
+        operation = decoded.operation
+        idempotency = decoded.idempotency
+        self.line = ByteBuffer(bytes: line)
     }
 
     private struct Decoded: Decodable {

@@ -32,6 +32,8 @@ extension RequestContext {
     /// U+0000 is a 400 naming `id`.
     package func productID() throws -> String {
         let raw = try parameters.require("id")
+        // Generated ids need no escaping: the common case skips decoding (a raw path cannot hold U+0000).
+        guard raw.utf8.contains(UInt8(ascii: "%")) else { return raw }
         guard let id = raw.removingPercentEncoding else {
             throw APIError.invalidParameter("id", "The product id in the path is not validly percent-encoded")
         }
