@@ -11,6 +11,10 @@ struct DatabaseServiceSettings: Sendable {
     var logLevel: Logger.Level = .info
     /// The secret every `/api` call must carry; nil: open (development only).
     var serviceToken: String?
+    /// How long the change log keeps a change.
+    var changeRetention: Duration = .seconds(30 * 24 * 3600)
+    /// How often changes past retention are purged.
+    var changePurgeInterval: Duration = .seconds(60)
 }
 
 /// Builds the Database Service on a given store; `main` and the tests both call it.
@@ -21,12 +25,15 @@ func buildApplication(
     var logger = Logger(label: "database-service")
     logger.logLevel = settings.logLevel
     let router = try buildRouter(store: store, serviceToken: settings.serviceToken).router
-    return Application(
+    var app = Application(
         router: router,
         configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "database-service"),
         onServerRunning: onServerRunning,
         logger: logger
     )
+    app.addServices(
+        ChangeLogService(store: store, retention: settings.changeRetention, purgeInterval: settings.changePurgeInterval, logger: logger))
+    return app
 }
 
 /// The routes (recorded, for the OpenAPI check) and middleware of the Database Service.
@@ -48,6 +55,8 @@ func buildRouter(store: any ProductStore & APIKeyStore, serviceToken: String? = 
     let api = RouteCollection(context: AppRequestContext.self)
     if let serviceToken { api.add(middleware: ServiceTokenMiddleware(token: serviceToken)) }
     api.addRoutes(ProductsController(store: store).endpoints, atPath: "/products")
+    api.addRoutes(ChangesController(store: store).endpoints, atPath: "/changes")
+    api.addRoutes(WritersController(store: store).endpoints, atPath: "/writers")
     api.addRoutes(KeysController(keys: store).endpoints, atPath: "/keys")
     api.addRoutes(TenantsController(keys: store).endpoints, atPath: "/tenants")
     routes.addRoutes(api, atPath: "/api")

@@ -90,6 +90,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "File holding the service token, such as a Docker secret; wins over --service-token (env SERVICE_TOKEN_FILE).")
     var serviceTokenFile: String = Settings.env("SERVICE_TOKEN_FILE", default: "")
 
+    @Option(help: "Seconds the change log keeps a change, for replicas and events to catch up from (env CHANGE_RETENTION).")
+    var changeRetention: Double = Settings.env("CHANGE_RETENTION", default: 30 * 24 * 3600)
+
+    @Option(help: "Seconds between purges of changes past retention (env CHANGE_PURGE_INTERVAL).")
+    var changePurgeInterval: Double = Settings.env("CHANGE_PURGE_INTERVAL", default: 60)
+
     @Option(help: "trace, debug, info, notice, warning, error or critical (env LOG_LEVEL).")
     var logLevel: Logger.Level = Settings.env("LOG_LEVEL", default: .info)
 
@@ -98,13 +104,19 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         try Settings.validatePort(port)
+        guard changeRetention.isFinite, changeRetention >= 1 else { throw SettingError("--change-retention (CHANGE_RETENTION): must be at least 1 second") }
+        guard changePurgeInterval.isFinite, changePurgeInterval >= 0.1, changePurgeInterval <= 86400 else {
+            throw SettingError("--change-purge-interval (CHANGE_PURGE_INTERVAL): must be 0.1 to 86400 seconds")
+        }
         let token = try Settings.secret(serviceToken, file: serviceTokenFile, name: "service-token")
         LoggingSetup.bootstrap(level: logLevel, format: logFormat, secrets: [token, storage.databasePassword].compactMap { $0 })
         try await storage.withStore { store in try await serve(store, token: token) }
     }
 
     private func serve(_ store: any ProductStore & APIKeyStore, token: String?) async throws {
-        let settings = DatabaseServiceSettings(host: host, port: port, logLevel: logLevel, serviceToken: token)
+        let settings = DatabaseServiceSettings(
+            host: host, port: port, logLevel: logLevel, serviceToken: token, changeRetention: .seconds(changeRetention),
+            changePurgeInterval: .seconds(changePurgeInterval))
         let started = StartupFlag()
         let app = try buildApplication(settings: settings, store: store) { channel in
             started.set()

@@ -18,6 +18,8 @@ struct ProductsServiceSettings: Sendable {
     var logLevel: Logger.Level = .info
     var persistence = PersistenceSettings()
     var backlogAlertAfter: Duration = .seconds(60)
+    /// How far behind the change feed this replica may fall before `/health` says `degraded`.
+    var feedLagAlertAfter: Duration = .seconds(10)
     var syncFlushTimeout: Duration = .seconds(10)
     /// Never run open, even while no API key exists or that cannot be checked.
     var requireAPIKeys = false
@@ -53,6 +55,11 @@ func buildApplication(
     let loader = CatalogLoader(catalog: catalog, retryMaxDelay: settings.persistence.retryMaxDelay, logger: logger)
     let authenticator = Authenticator(database: database, directory: directory, logger: logger, requireKeys: settings.requireAPIKeys)
     let authMonitor = AuthModeMonitor(authenticator: authenticator, interval: settings.authModeInterval)
+    let follower = ChangeFollower(
+        catalog: catalog, cursorFile: directory.map { $0 + "/change-cursor" }, logger: logger,
+        retryMaxDelay: settings.persistence.retryMaxDelay)
+    catalog.setWriterNode(try WriterRegistrar.initialNode(directory: directory))
+    let registrar = WriterRegistrar(catalog: catalog, directory: directory, logger: logger)
 
     let router = try buildRouter(catalog: catalog, authenticator: authenticator, settings: settings).router
     // Shutdown runs in reverse: the server stops taking requests, the loader stops, the worker flushes,
@@ -60,7 +67,7 @@ func buildApplication(
     return Application(
         router: router,
         configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "products-service"),
-        services: services + catalog.services + [loader, authMonitor],
+        services: services + catalog.services + [loader, follower, registrar, authMonitor],
         onServerRunning: onServerRunning,
         logger: logger
     )
@@ -86,7 +93,7 @@ func buildRouter(
     routes.addRoutes(
         ServiceController(
             catalog: catalog, databaseServiceURL: settings.databaseServiceURL, backlogAlertAfter: settings.backlogAlertAfter,
-            authenticator: authenticator
+            feedLagAlertAfter: settings.feedLagAlertAfter, authenticator: authenticator
         ).endpoints)
     routes.addRoutes(MetricsController(refresh: { ProductsMetrics.refresh(catalog) }).endpoints)
     routes.addRoutes(ProductsController(catalog: catalog, auth: auth).endpoints, atPath: "/products")
@@ -112,5 +119,9 @@ enum ProductsMetrics {
         Gauge(label: "products_journal_syncs").record(persistence.backlog.syncs)
         Gauge(label: "products_journal_failed").record(persistence.backlog.failure == nil ? 0 : 1)
         Gauge(label: "products_dead_letters").record(persistence.deadLetters.count)
+        let feed = catalog.feed.snapshot
+        Gauge(label: "products_feed_lag_seconds").record(feed.lagSeconds() ?? -1)
+        Gauge(label: "products_feed_position").record(Double(feed.cursor?.position ?? 0))
+        Gauge(label: "products_feed_failing").record(feed.failing ? 1 : 0)
     }
 }

@@ -49,6 +49,9 @@ struct ProductsServiceCommand: AsyncParsableCommand {
     @Option(help: "Seconds after which an unpersisted write makes /health report degraded (env BACKLOG_ALERT_AFTER).")
     var backlogAlertAfter: Double = Settings.env("BACKLOG_ALERT_AFTER", default: 60)
 
+    @Option(help: "Seconds behind the Database Service's change feed after which /health reports degraded (env FEED_LAG_ALERT_AFTER).")
+    var feedLagAlertAfter: Double = Settings.env("FEED_LAG_ALERT_AFTER", default: 10)
+
     @Option(help: "Secret sent to the Database Service on every call; must match its own (env SERVICE_TOKEN).")
     var serviceToken: String = Settings.env("SERVICE_TOKEN", default: "")
 
@@ -91,6 +94,7 @@ struct ProductsServiceCommand: AsyncParsableCommand {
             ("--shutdown-timeout (SHUTDOWN_TIMEOUT)", shutdownTimeout), ("--retry-base-delay (RETRY_BASE_DELAY)", retryBaseDelay),
             ("--retry-max-delay (RETRY_MAX_DELAY)", retryMaxDelay), ("--sync-timeout (SYNC_TIMEOUT)", syncTimeout),
             ("--backlog-alert-after (BACKLOG_ALERT_AFTER)", backlogAlertAfter),
+            ("--feed-lag-alert-after (FEED_LAG_ALERT_AFTER)", feedLagAlertAfter),
         ]
         for (name, value) in durations where !(value > 0 && value < 86_400) {
             throw SettingError("\(name): must be a number of seconds above 0")
@@ -116,6 +120,7 @@ struct ProductsServiceCommand: AsyncParsableCommand {
         settings.persistence.retryMaxDelay = .seconds(max(retryMaxDelay, retryBaseDelay))
         settings.syncFlushTimeout = .seconds(syncTimeout)
         settings.backlogAlertAfter = .seconds(backlogAlertAfter)
+        settings.feedLagAlertAfter = .seconds(feedLagAlertAfter)
         settings.requireAPIKeys = requireAPIKeys
         settings.rateLimit = rateLimit
         settings.rateBurst = rateBurst

@@ -67,7 +67,11 @@ struct ProductStoreTests {
             #expect(try await store.product(tenant: "t", id: "ghost") == nil)
 
             _ = try await store.apply([.upsert(tenant: "t", product: product("p", version: 1, name: "Lamp"))])
-            #expect(try await store.delete(tenant: "t", id: "p", version: nil, deletedAt: now) == .deleted(version: 2, name: "Lamp"))
+            guard case .deleted(let version, "Lamp") = try await store.delete(tenant: "t", id: "p", version: nil, deletedAt: now) else {
+                Issue.record("not deleted")
+                return
+            }
+            #expect(version > 1 && version & 1023 == 0, "the Database Service stamps its own versions with writer 0")
             #expect(try await store.delete(tenant: "t", id: "p", version: nil, deletedAt: now) == .notFound)
             _ = try await store.apply([.upsert(tenant: "t", product: product("p", version: 1))])
             #expect(try await store.product(tenant: "t", id: "p") == nil, "a replayed create does not bring it back")
@@ -117,7 +121,7 @@ struct ProductStoreTests {
             let expected = stored
             try await reopen { reopened async throws in
                 #expect(try await reopened.product(tenant: "t", id: "p") == expected)
-                #expect(try await reopened.schemaVersion() == "v2-api-keys")
+                #expect(try await reopened.schemaVersion() == "v5-idempotency-answers")
                 try await reopened.ping()
             }
         }

@@ -86,7 +86,7 @@ struct StackTests {
         await stack.stop()
     }
 
-    @Test("a cache miss reads through to the Database Service and caches the product, odd ids included", arguments: Backend.available)
+    @Test("a product written to the Database Service directly is served (by the change feed, or read through on a miss), odd ids included", arguments: Backend.available)
     func readThrough(backend: Backend) async throws {
         let stack = try await Stack.started(backend: backend)
         let direct = try await HTTP.post(
@@ -96,8 +96,8 @@ struct StackTests {
         #expect(first.status == 200)
         #expect(try first.json(Product.self).name == "Only in the DB")
         let stats = try await HTTP.get(stack.productsURL + "/cache/stats").object
-        #expect(stats["misses"] as? Int == 1)
-        #expect(try await stack.listedProducts().map(\.id) == ["prod_direct"], "cached after the read-through")
+        #expect((stats["misses"] as? Int ?? 0) <= 1, "the feed may have brought it before the read")
+        #expect(try await stack.listedProducts().map(\.id) == ["prod_direct"], "cached")
         #expect(try await HTTP.get(stack.productsURL + "/products/prod_absent").status == 404)
         // An id that must be escaped in a path is read through and deleted by its escaped form, end to end.
         #expect(try await HTTP.post(stack.databaseURL + "/api/products", json: #"{"id":"odd id/50%","name":"Odd"}"#).status == 201)
@@ -129,7 +129,7 @@ struct StackTests {
         #expect((keptRow["metadata"] as String).contains("\"size\":\"L\""))
         let tombstone = try #require(rows.first { $0["id"] == removed.id })
         #expect(tombstone["deleted"] == true, "a delete leaves a tombstone")
-        #expect(tombstone["version"] == 2)
+        #expect((tombstone["version"] as Int64) > removed.version)
         #expect(try await HTTP.get(stack.databaseURL + "/api/products/\(removed.id)").status == 404)
         await stack.stop()
     }

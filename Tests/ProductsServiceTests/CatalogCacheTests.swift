@@ -159,6 +159,38 @@ struct CatalogCacheTests {
         #expect(cache.get(tenant: defaultTenant, id: "p") == nil)
     }
 
+    @Test("stored changes (the feed) apply by version: repeats and older ones change nothing, deletes remove from reads and listings")
+    func storedChanges() async {
+        let cache = CatalogCache()
+        #expect(cache.applyStored(.upsert(tenant: "t", product: product("p", version: 5, name: "Five"))))
+        #expect(!cache.applyStored(.upsert(tenant: "t", product: product("p", version: 5, name: "Five again"))), "a repeat")
+        #expect(!cache.applyStored(.upsert(tenant: "t", product: product("p", version: 3, name: "Three"))), "an older one")
+        #expect(cache.get(tenant: "t", id: "p")?.product.name == "Five")
+        #expect(!cache.applyStored(.delete(tenant: "t", id: "p", version: 4, deletedAt: Timestamp.now())), "an older delete")
+        #expect(cache.applyStored(.delete(tenant: "t", id: "p", version: 9, deletedAt: Timestamp.now())))
+        #expect(cache.get(tenant: "t", id: "p") == nil)
+        #expect(await cache.list(tenant: "t", query: ProductQuery()).products.isEmpty)
+        #expect(cache.applyStored(.upsert(tenant: "t", product: product("p", version: 12, name: "Back"))), "a later write wins, by version")
+        #expect(!cache.applyStored(.upsert(tenant: "t", product: product("q", version: 1)), deletesOnly: true), "catching up applies deletes only")
+        #expect(cache.get(tenant: "t", id: "q") == nil)
+
+        // A newer stored state replaces a local delete still waiting for the Database Service.
+        _ = cache.stageUncachedDelete(tenant: "t", id: "r", version: 2) { 20 }
+        cache.promote(through: 20)
+        #expect(cache.isVisiblyDeleted(tenant: "t", id: "r"))
+        #expect(!cache.applyStored(.upsert(tenant: "t", product: product("r", version: 2))), "not newer than the delete")
+        #expect(cache.applyStored(.upsert(tenant: "t", product: product("r", version: 3))))
+        #expect(!cache.isVisiblyDeleted(tenant: "t", id: "r") && cache.get(tenant: "t", id: "r")?.product.version == 3)
+
+        // This replica's delete, persisted: while the feed is behind it, an older change cannot bring the product back.
+        _ = cache.stageDelete(tenant: "t", id: "r") { _ in (7, 21) }
+        cache.promote(through: 21)
+        #expect(!cache.applyStored(.upsert(tenant: "t", product: product("r", version: 3))), "the feed, still behind the delete")
+        #expect(cache.get(tenant: "t", id: "r") == nil && cache.isVisiblyDeleted(tenant: "t", id: "r"))
+        #expect(!cache.applyStored(.delete(tenant: "t", id: "r", version: 7, deletedAt: Timestamp.now())), "the delete itself, back")
+        #expect(!cache.isVisiblyDeleted(tenant: "t", id: "r"), "the tombstone has done its job")
+    }
+
     @Test("statistics count types as products come and go")
     func statistics() {
         let cache = CatalogCache()

@@ -19,27 +19,41 @@ struct IdempotencyTests {
         try ProductInput(json: .object(["name": .string(name)]))
     }
 
-    @Test("a key is in flight until its write is durable, then replays through the catalog; another request with it is refused")
-    func lifecycle() async throws {
-        let held = HeldFlusher()
-        let fixture = try CatalogFixture(beforeWrite: { held.wait() })
-        defer { fixture.close(); fixture.remove() }
-        let first = try request("k1")
-        held.hold()
-        let creation = Task { try await fixture.catalog.create(tenant: defaultTenant, try input("A"), idempotent: first) }
-        try await held.waitUntilHolding()
-        #expect(throws: APIError.idempotencyKeyInUse) { try fixture.idempotency.begin(first) }
-        held.release()
-        let created = try await creation.value.written
-        guard case .replayed(let replay) = try await fixture.catalog.create(tenant: defaultTenant, try input("A"), idempotent: first) else {
-            Issue.record("a retry with the same key and body replays")
-            return
+    @Test("a key's answer is stored with its write by the Database Service: a retry on another replica replays it, another body is 422")
+    func acrossReplicas() async throws {
+        let database = FakeDatabaseService()
+        let first = try CatalogFixture(database: database)
+        let second = try CatalogFixture(database: database)
+        defer { first.remove(); second.remove() }
+        let created = try await first.catalog.create(tenant: defaultTenant, try input("A"), idempotent: try request("k1")).written
+        #expect(database.live(created.product.id) == created.product, "stored in the Database Service before the answer")
+        #expect(first.cache.get(tenant: defaultTenant, id: created.product.id)?.product == created.product, "and in this replica's cache")
+        for fixture in [first, second] {
+            guard case .replayed(let replay) = try await fixture.catalog.create(tenant: defaultTenant, try input("A"), idempotent: try request("k1"))
+            else {
+                Issue.record("a retry with the same key and body replays, on either replica")
+                return
+            }
+            #expect(replay.status == 201 && replay.body == String(buffer: created.json) && replay.etag == created.etag)
         }
-        #expect(replay.status == 201)
-        #expect(replay.body == String(buffer: created.json))
-        #expect(replay.etag == created.etag)
-        #expect(throws: APIError.idempotencyKeyReused) { try fixture.idempotency.begin(try request("k1", body: #"{"name":"B"}"#)) }
-        #expect(throws: APIError.idempotencyKeyReused) { try fixture.idempotency.begin(try request("k1", path: "/products/x")) }
+        await #expect(throws: APIError.idempotencyKeyReused) {
+            try await second.catalog.create(tenant: defaultTenant, try input("B"), idempotent: try request("k1", body: #"{"name":"B"}"#))
+        }
+        #expect(database.liveCount == 1, "one product, however many retries")
+        #expect(throws: APIError.idempotencyKeyReused) { try first.idempotency.begin(try request("k1", path: "/products/x")) }
+    }
+
+    @Test("while the Database Service is down an idempotent write is a 503 that does not use up its key")
+    func needsTheDatabase() async throws {
+        let fixture = try CatalogFixture()
+        defer { fixture.remove() }
+        fixture.database.isDown = true
+        await #expect(throws: APIError.self) {
+            try await fixture.catalog.create(tenant: defaultTenant, try input("A"), idempotent: try request("k1"))
+        }
+        #expect(fixture.database.liveCount == 0 && fixture.cache.statistics(tenant: defaultTenant).totalProducts == 0)
+        fixture.database.isDown = false
+        _ = try await fixture.catalog.create(tenant: defaultTenant, try input("A"), idempotent: try request("k1")).written
     }
 
     @Test("an abandoned key (the request failed) may be used again")
@@ -51,20 +65,29 @@ struct IdempotencyTests {
         #expect(try store.begin(try request("k", body: #"{"name":"fixed"}"#)) == nil)
     }
 
-    @Test("records survive a restart: from the journal while its segment lives, from idempotency.jsonl after")
-    func survivesRestart() async throws {
+    @Test("records in journals written before keys moved to the Database Service survive: from the journal, then idempotency.jsonl")
+    func olderJournalsKeepTheirRecords() async throws {
         let fixture = try CatalogFixture(segmentSize: 1_000)
         defer { fixture.remove() }
-        var created: [String: CachedProduct] = [:]
+        var bodies: [String: String] = [:]
         for index in 0..<20 {
             let key = "key-\(index)"
-            let idempotent = try request(key, body: "\(index)")
-            created[key] = try await fixture.catalog.create(tenant: defaultTenant, try input("P\(index)"), idempotent: idempotent).written
+            let product = Product(
+                id: "prod_\(index)", name: "P\(index)", type: "physical", metadata: [:], createdAt: Timestamp.now(), updatedAt: Timestamp.now(),
+                version: 1)
+            let cached = CachedProduct(product)
+            let record = fixture.idempotency.record(for: try request(key, body: "\(index)"), status: 201, product: cached)
+            bodies[key] = record.body
+            _ = try fixture.journal.append(JournalRecord(.upsert(tenant: defaultTenant, product: product), idempotency: record))
         }
-        // Confirm everything: the flusher drops the old segments, filing their records first.
-        fixture.journal.confirm(through: fixture.journal.latestSequence)
-        _ = try await fixture.catalog.create(tenant: defaultTenant, try input("after"))
         fixture.close()
+
+        let restarted = try CatalogFixture.reopen(fixture)
+        #expect(restarted.idempotency.count == 20, "restored from the journal's lines")
+        // Confirm everything: the flusher drops the old segments, filing their records first.
+        restarted.journal.confirm(through: restarted.journal.latestSequence)
+        _ = try await restarted.catalog.create(tenant: defaultTenant, try input("after"))
+        restarted.close()
         let segments = try FileManager.default.contentsOfDirectory(atPath: fixture.directory + "/journal")
         let filed = try String(contentsOfFile: fixture.directory + "/idempotency.jsonl", encoding: .utf8)
         #expect(segments.count < 20, "old segments were dropped: \(segments)")
@@ -75,7 +98,7 @@ struct IdempotencyTests {
         for index in 0..<20 {
             let key = "key-\(index)"
             let replay = try #require(try reopened.idempotency.begin(try request(key, body: "\(index)")), "\(key) is remembered")
-            #expect(replay.body == String(buffer: created[key]!.json))
+            #expect(replay.body == bodies[key])
         }
         #expect(reopened.idempotency.count == 20)
     }

@@ -12,6 +12,7 @@ struct ProductsController<Context: RequestContext> {
             .post(use: upsert)
             .get(use: list)
             .post("batch", use: applyBatch)
+            .post("write", use: coordinatedWrite)
             .get("{id}", use: show)
             .delete("{id}", use: delete)
     }
@@ -58,10 +59,32 @@ struct ProductsController<Context: RequestContext> {
         for ((index, operation), outcome) in zip(valid, outcomes) {
             switch outcome {
             case .inserted, .updated: results[index] = OperationResult(id: operation.productID, outcome: .applied)
-            case .stale: results[index] = OperationResult(id: operation.productID, outcome: .stale)
+            case .stale(let storedVersion, let deleted):
+                results[index] = OperationResult(id: operation.productID, outcome: .stale, storedVersion: storedVersion, deleted: deleted)
             }
         }
         return WriteBatchResult(results: results.map { $0! })
+    }
+
+    /// POST /api/products/write: one write with a precondition (`expected_version`) and an idempotency key's
+    /// answer, decided in one transaction; what happened is in `outcome` (200 whatever it is).
+    @Sendable func coordinatedWrite(_ request: Request, context: Context) async throws -> CoordinatedResult {
+        let write = try await request.decodeJSON(
+            as: CoordinatedWrite.self, allowedFields: ["operation", "expected_version", "idempotency"])
+        try Self.validate(write.operation)
+        if let expected = write.expectedVersion, expected < 1 {
+            throw APIError.invalidParameter("expected_version", "expected_version must be at least 1")
+        }
+        if let answer = write.idempotency {
+            guard (1...255).contains(answer.key.unicodeScalars.count) else {
+                throw APIError.invalidParameter("idempotency.key", "key must be 1 to 255 characters")
+            }
+            try ProductRules.checkNoNUL(answer.key, param: "idempotency.key")
+            try ProductRules.checkNoNUL(answer.body, param: "idempotency.body")
+            try ProductRules.checkNoNUL(answer.fingerprint, param: "idempotency.fingerprint")
+            try ProductRules.checkNoNUL(answer.etag, param: "idempotency.etag")
+        }
+        return try await store.write(write)
     }
 
     /// GET /api/products: live products in id order, filtered, paged with `starting_after` or `ending_before`.

@@ -14,6 +14,7 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
     let client: PostgresClient
     let logger: Logger
     let maximumConnections: Int
+    let changeSignal = ChangeSignal()
     var backend: String { "postgresql" }
 
     /// Connects to `url` (`postgres://user:password@host:port/database?sslmode=disable|prefer|require`).
@@ -119,6 +120,33 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
             """,
         ]),
         ("v2-api-keys", [APIKeySchema.createTable]),
+        ("v3-change-log", [
+            // `transaction_id` is the writing transaction's id; see `changes(after:limit:)` for why it is there.
+            """
+            CREATE TABLE product_changes (
+                position BIGSERIAL PRIMARY KEY,
+                transaction_id BIGINT NOT NULL DEFAULT (pg_current_xact_id()::text::bigint),
+                tenant TEXT NOT NULL,
+                product_id TEXT NOT NULL,
+                version BIGINT NOT NULL,
+                op TEXT NOT NULL,
+                changed_at TEXT NOT NULL,
+                recorded_ms BIGINT NOT NULL,
+                product TEXT
+            )
+            """,
+            "CREATE INDEX product_changes_order ON product_changes (transaction_id, position)",
+            """
+            CREATE TABLE change_log_state (
+                id INT PRIMARY KEY CHECK (id = 1),
+                purged_transaction BIGINT NOT NULL,
+                purged_position BIGINT NOT NULL
+            )
+            """,
+            "INSERT INTO change_log_state (id, purged_transaction, purged_position) VALUES (1, 0, 0)",
+        ]),
+        ("v4-writer-nodes", [WriterNodeSchema.createTable]),
+        ("v5-idempotency-answers", [AnswerSchema.createTable, AnswerSchema.createIndex]),
     ]
 
     func migrate() async throws {
@@ -156,13 +184,20 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
             let (a, b) = (operations[left], operations[right])
             return (a.tenant, a.productID, left) < (b.tenant, b.productID, right)
         }
-        return try await retryingConflicts {
+        let outcomes = try await retryingConflicts {
             try await self.client.withTransaction(logger: self.logger) { connection in
                 var outcomes = [ApplyOutcome?](repeating: nil, count: operations.count)
-                for index in order { outcomes[index] = try await self.store(operations[index], on: connection) }
+                for index in order {
+                    let outcome = try await self.store(operations[index], on: connection)
+                    if outcome.isApplied { try await self.record(Change(operations[index]), on: connection) }
+                    outcomes[index] = outcome
+                }
+                if outcomes.contains(where: { $0?.isApplied == true }) { try await self.notifyChanges(on: connection) }
                 return outcomes.map { $0! }
             }
         }
+        if outcomes.contains(where: \.isApplied) { changeSignal.signal() }
+        return outcomes
     }
 
     /// Runs a transaction again when PostgreSQL aborts it for a deadlock or a serialization failure.
@@ -218,25 +253,252 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
         throw PostgresStoreError.vanished(operation.productID)
     }
 
+    func write(_ write: CoordinatedWrite) async throws -> CoordinatedResult {
+        let operation = write.operation
+        let result = try await retryingConflicts {
+            try await self.client.withTransaction(logger: self.logger) { connection -> CoordinatedResult in
+                if let answer = write.idempotency {
+                    // One request per key at a time, across processes: the second waits, then finds the first's answer.
+                    try await connection.query(
+                        "SELECT pg_advisory_xact_lock(7206113, hashtext(\(operation.tenant) || '/' || \(answer.key)))", logger: self.logger)
+                    let rows = try await connection.query(
+                        """
+                        SELECT fingerprint, status, body, etag, created_ms FROM idempotency_answers
+                        WHERE tenant = \(operation.tenant) AND key = \(answer.key)
+                        """, logger: self.logger)
+                    for try await (fingerprint, status, body, etag, createdMs) in rows.decode((String, Int, String, String, Int64).self) {
+                        guard fingerprint == answer.fingerprint else { return CoordinatedResult(outcome: .keyReused) }
+                        return CoordinatedResult(
+                            outcome: .replayed,
+                            answer: StoredAnswer(
+                                key: answer.key, fingerprint: fingerprint, status: status, body: body, etag: etag, createdAt: createdMs))
+                    }
+                }
+                if let expected = write.expectedVersion {
+                    let rows = try await connection.query(
+                        """
+                        SELECT version, deleted FROM products WHERE tenant = \(operation.tenant) AND id = \(operation.productID) FOR UPDATE
+                        """, logger: self.logger)
+                    var stored: (version: Int64, deleted: Bool)?
+                    for try await row in rows.decode((Int64, Bool).self) { stored = row }
+                    guard let stored, !stored.deleted, stored.version == expected else {
+                        return CoordinatedResult(outcome: .preconditionFailed, storedVersion: stored?.version ?? 0, deleted: stored?.deleted ?? true)
+                    }
+                }
+                let outcome = try await self.store(operation, on: connection)
+                if case .stale(let version, let deleted) = outcome {
+                    return CoordinatedResult(outcome: .stale, storedVersion: version, deleted: deleted)
+                }
+                try await self.record(Change(operation), on: connection)
+                if let answer = write.idempotency {
+                    try await connection.query(
+                        """
+                        INSERT INTO idempotency_answers (tenant, key, fingerprint, status, body, etag, created_ms)
+                        VALUES (\(operation.tenant), \(answer.key), \(answer.fingerprint), \(answer.status), \(answer.body), \(answer.etag),
+                                \(answer.createdAt))
+                        """, logger: self.logger)
+                }
+                try await self.notifyChanges(on: connection)
+                return CoordinatedResult(outcome: .applied)
+            }
+        }
+        if result.outcome == .applied { changeSignal.signal() }
+        return result
+    }
+
+    func purgeAnswers(createdBefore cutoffMs: Int64) async throws -> Int {
+        let rows = try await client.query(
+            "WITH gone AS (DELETE FROM idempotency_answers WHERE created_ms < \(cutoffMs) RETURNING 1) SELECT count(*) FROM gone",
+            logger: logger)
+        for try await count in rows.decode(Int64.self) { return Int(count) }
+        return 0
+    }
+
     func delete(tenant: String, id: String, version: Int64?, deletedAt: String) async throws -> DeleteOutcome {
-        try await client.withTransaction(logger: logger) { connection in
+        let outcome = try await client.withTransaction(logger: logger) { connection -> DeleteOutcome in
             let rows = try await connection.query(
                 "SELECT version, deleted, name FROM products WHERE tenant = \(tenant) AND id = \(id) FOR UPDATE", logger: self.logger)
             var stored: (version: Int64, deleted: Bool, name: String)?
             for try await row in rows.decode((Int64, Bool, String).self) { stored = row }
             guard let stored, !stored.deleted else { return .notFound }
-            let newVersion = version ?? stored.version + 1
+            let newVersion = version ?? Versions.next(after: stored.version, writer: 0)
             guard newVersion > stored.version else { return .stale(storedVersion: stored.version) }
             try await connection.query(
                 """
                 UPDATE products SET updated_at = \(deletedAt), version = \(newVersion), deleted = TRUE
                 WHERE tenant = \(tenant) AND id = \(id)
                 """, logger: self.logger)
+            try await self.record(Change(.delete(tenant: tenant, id: id, version: newVersion, deletedAt: deletedAt)), on: connection)
+            try await self.notifyChanges(on: connection)
             return .deleted(version: newVersion, name: stored.name)
         }
+        if case .deleted = outcome { changeSignal.signal() }
+        return outcome
     }
 
     private static let columns = "id, name, type, metadata, created_at, updated_at, version"
+
+    // MARK: Change log
+
+    /// Records an applied change in the transaction that applied it; `transaction_id` defaults to that
+    /// transaction's id.
+    private func record(_ change: Change, on connection: PostgresConnection) async throws {
+        try await connection.query(
+            """
+            INSERT INTO product_changes (tenant, product_id, version, op, changed_at, recorded_ms, product)
+            VALUES (\(change.tenant), \(change.id), \(change.version), \(change.op.rawValue), \(change.changedAt),
+                    \(Timestamp.nowMilliseconds()), \(change.product.map { String(buffer: $0.json) }))
+            """, logger: logger)
+    }
+
+    /// The channel every Database Service process listens on. A notification is a hint that changes committed.
+    static let changesChannel = "product_changes"
+
+    /// Queues one notification, sent when the transaction commits (PostgreSQL folds repeats within a transaction).
+    private func notifyChanges(on connection: PostgresConnection) async throws {
+        try await connection.query("SELECT pg_notify(\(Self.changesChannel), '')", logger: logger)
+    }
+
+    // Reading below the horizon. Positions come from a sequence, taken when a row is inserted, but transactions
+    // commit in any order: a reader that saw position 12 committed may later see 11 appear, when the slower
+    // transaction that took 11 commits. Ordering by position alone would skip 11 for good. Instead every row
+    // carries its transaction's id, and a reader returns only rows whose transaction id is below
+    // `pg_snapshot_xmin(pg_current_snapshot())`, the oldest transaction still running anywhere: every
+    // transaction below it has committed or aborted, so the rows below it are final and no row can appear among
+    // them later. Rows are returned in (transaction id, position) order, and a cursor is such a pair. A long
+    // transaction delays the feed (by its duration); it never makes the feed skip a change.
+    private static let horizon = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+
+    func changes(after cursor: ChangeCursor, limit: Int) async throws -> ChangeRead {
+        let rows = try await client.query(
+            PostgresQuery(
+                unsafeSQL: """
+                    SELECT transaction_id, position, tenant, product_id, version, op, changed_at, recorded_ms, product
+                    FROM product_changes
+                    WHERE (transaction_id, position) > ($1, $2) AND transaction_id < \(Self.horizon)
+                    ORDER BY transaction_id, position LIMIT $3
+                    """,
+                binds: { var binds = PostgresBindings(); binds.append(cursor.transaction); binds.append(cursor.position); binds.append(Int64(limit)); return binds }()),
+            logger: logger)
+        var page = ChangePage(changes: [], next: cursor)
+        for try await (transaction, position, tenant, id, version, op, changedAt, recordedMs, productText) in rows.decode(
+            (Int64, Int64, String, String, Int64, String, String, Int64, String?).self)
+        {
+            page.changes.append(Change(
+                tenant: tenant, id: id, version: version, op: Change.Operation(rawValue: op) ?? .delete, changedAt: changedAt,
+                product: try productText.map { try JSONCoding.decoder.decode(Product.self, from: Data($0.utf8)) }))
+            page.next = ChangeCursor(transaction: transaction, position: position)
+            page.recordedAtMs = recordedMs
+        }
+        // Read after the rows: a purge that raced this read shows here, and the page is not trusted.
+        let purged = try await purgedThrough()
+        if cursor < purged { return .expired(purgedThrough: purged) }
+        return .page(page)
+    }
+
+    private func purgedThrough() async throws -> ChangeCursor {
+        let rows = try await client.query("SELECT purged_transaction, purged_position FROM change_log_state WHERE id = 1", logger: logger)
+        for try await (transaction, position) in rows.decode((Int64, Int64).self) {
+            return ChangeCursor(transaction: transaction, position: position)
+        }
+        return .start
+    }
+
+    func changeHead() async throws -> ChangeCursor {
+        let rows = try await client.query(
+            PostgresQuery(unsafeSQL: """
+                SELECT transaction_id, position FROM product_changes WHERE transaction_id < \(Self.horizon)
+                ORDER BY transaction_id DESC, position DESC LIMIT 1
+                """),
+            logger: logger)
+        var head = try await purgedThrough()
+        for try await (transaction, position) in rows.decode((Int64, Int64).self) {
+            head = max(head, ChangeCursor(transaction: transaction, position: position))
+        }
+        return head
+    }
+
+    func purgeChanges(recordedBefore cutoffMs: Int64) async throws -> Int {
+        var purged = 0
+        while true {
+            let count = try await client.withTransaction(logger: logger) { connection -> Int in
+                let rows = try await connection.query(
+                    PostgresQuery(unsafeSQL: """
+                        SELECT transaction_id, position, recorded_ms FROM product_changes WHERE transaction_id < \(Self.horizon)
+                        ORDER BY transaction_id, position LIMIT \(Self.purgeBatch)
+                        """),
+                    logger: self.logger)
+                // The oldest changes, up to the first one still within retention: the log only loses a prefix.
+                var through: ChangeCursor?
+                var count = 0
+                for try await (transaction, position, recordedMs) in rows.decode((Int64, Int64, Int64).self) {
+                    guard recordedMs < cutoffMs else { break }
+                    through = ChangeCursor(transaction: transaction, position: position)
+                    count += 1
+                }
+                guard let through else { return 0 }
+                try await connection.query(
+                    """
+                    DELETE FROM product_changes WHERE (transaction_id, position) <= (\(through.transaction), \(through.position))
+                    """, logger: self.logger)
+                try await connection.query(
+                    """
+                    UPDATE change_log_state SET purged_transaction = \(through.transaction), purged_position = \(through.position)
+                    WHERE id = 1 AND (purged_transaction, purged_position) < (\(through.transaction), \(through.position))
+                    """, logger: self.logger)
+                return count
+            }
+            purged += count
+            if count < Self.purgeBatch { return purged }
+        }
+    }
+
+    private static let purgeBatch = 5000
+
+    func writerNode(replicaID: String, preferred: Int64?) async throws -> Int64? {
+        let now = Timestamp.nowMilliseconds()
+        return try await client.withTransaction(logger: logger) { connection -> Int64? in
+            // One allocation at a time across processes.
+            try await connection.query("SELECT pg_advisory_xact_lock(7206112)", logger: self.logger)
+            var taken: [(node: Int64, lastSeenMs: Int64)] = []
+            for try await (node, id, lastSeen) in try await connection.query(
+                "SELECT node, replica_id, last_seen_ms FROM writer_nodes", logger: self.logger
+            ).decode((Int64, String, Int64).self) {
+                if id == replicaID {
+                    try await connection.query("UPDATE writer_nodes SET last_seen_ms = \(now) WHERE node = \(node)", logger: self.logger)
+                    return node
+                }
+                taken.append((node, lastSeen))
+            }
+            guard let (node, _) = WriterNodes.choose(taken: taken, preferred: preferred, nowMs: now) else { return nil }
+            try await connection.query(
+                """
+                INSERT INTO writer_nodes (node, replica_id, last_seen_ms) VALUES (\(node), \(replicaID), \(now))
+                ON CONFLICT (node) DO UPDATE SET replica_id = EXCLUDED.replica_id, last_seen_ms = EXCLUDED.last_seen_ms
+                """, logger: self.logger)
+            return node
+        }
+    }
+
+    /// Signals `changeSignal` on every notification of any process's commits, until cancelled; reconnects
+    /// after a failure. Holds one pooled connection.
+    func listenForChanges() async {
+        while !Task.isCancelled {
+            do {
+                try await client.withConnection { connection in
+                    try await connection.listen(on: Self.changesChannel) { notifications in
+                        // Whatever committed while not listening is caught up by the readers' next look.
+                        self.changeSignal.signal()
+                        for try await _ in notifications { self.changeSignal.signal() }
+                    }
+                }
+            } catch {
+                if Task.isCancelled { return }
+                logger.warning("listening for change notifications failed; retrying", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
 
     func product(tenant: String, id: String) async throws -> Product? {
         let rows = try await client.query(

@@ -4,7 +4,11 @@ import Shared
 protocol ProductStore: Sendable {
     /// Applies operations in one transaction, each only if newer than what is stored; outcomes in input order.
     func apply(_ operations: [WriteOperation]) async throws -> [ApplyOutcome]
-    /// Deletes a live product at `version`, or at its stored version + 1 when `version` is nil.
+    /// Applies one write in a transaction with its precondition and its idempotency key: see `CoordinatedWrite`.
+    func write(_ write: CoordinatedWrite) async throws -> CoordinatedResult
+    /// Drops idempotency keys' answers stored before `cutoffMs`; returns how many.
+    func purgeAnswers(createdBefore cutoffMs: Int64) async throws -> Int
+    /// Deletes a live product at `version`, or at the next version the Database Service stamps when `version` is nil.
     func delete(tenant: String, id: String, version: Int64?, deletedAt: String) async throws -> DeleteOutcome
     /// The live product, or nil when absent or deleted.
     func product(tenant: String, id: String) async throws -> Product?
@@ -19,6 +23,50 @@ protocol ProductStore: Sendable {
     func schemaVersion() async throws -> String?
     /// The connection pool, as `/health` reports it.
     var poolDescription: String { get }
+
+    // MARK: Change log
+
+    /// Up to `limit` changes after `cursor`, oldest first; `.expired` when changes after it were purged.
+    func changes(after cursor: ChangeCursor, limit: Int) async throws -> ChangeRead
+    /// The cursor of the newest change a reader can see now: reading from it misses nothing committed later.
+    func changeHead() async throws -> ChangeCursor
+    /// Drops the oldest changes recorded before `cutoffMs` (Unix milliseconds), always a prefix of the log;
+    /// returns how many.
+    func purgeChanges(recordedBefore cutoffMs: Int64) async throws -> Int
+    /// Fires after changes commit (on PostgreSQL, also when another process's do): a wake-up hint, not a guarantee.
+    var changeSignal: ChangeSignal { get }
+    /// The writer number of a replica (by its stable id), assigned on first call (`preferred` if free); nil when
+    /// every number is taken.
+    func writerNode(replicaID: String, preferred: Int64?) async throws -> Int64?
+    /// Signals `changeSignal` when other processes commit changes, until cancelled (PostgreSQL's LISTEN);
+    /// returns at once where no other process can write.
+    func listenForChanges() async
+}
+
+/// Writer numbers: each Products Service replica stamps the versions it makes with its own number, so two
+/// replicas can never give two contents the same version.
+enum WriterNodes {
+    /// Numbers 1...1023; 0 is the Database Service's own (versions it makes itself).
+    static let range = Versions.writerRange
+    /// A number silent this long may be handed to a new replica.
+    static let reuseAfterMs: Int64 = 30 * 24 * 3600 * 1000
+
+    /// `preferred` if free, else the lowest free number, else the one silent longest if past `reuseAfterMs`;
+    /// nil when all are in use.
+    static func choose(taken: [(node: Int64, lastSeenMs: Int64)], preferred: Int64? = nil, nowMs: Int64) -> (node: Int64, reused: Bool)? {
+        let used = Set(taken.map(\.node))
+        if let preferred, range.contains(preferred), !used.contains(preferred) { return (preferred, false) }
+        if let free = range.first(where: { !used.contains($0) }) { return (free, false) }
+        guard let oldest = taken.min(by: { $0.lastSeenMs < $1.lastSeenMs }), nowMs - oldest.lastSeenMs > reuseAfterMs else { return nil }
+        return (oldest.node, true)
+    }
+}
+
+/// What reading the change log found.
+enum ChangeRead: Sendable, Equatable {
+    case page(ChangePage)
+    /// Changes after the cursor were purged (retention): the reader must reload in full.
+    case expired(purgedThrough: ChangeCursor)
 }
 
 /// What storing one versioned operation did.
@@ -27,6 +75,11 @@ enum ApplyOutcome: Sendable, Equatable {
     case updated
     /// A same or newer version (live or tombstone) was already stored; nothing changed.
     case stale(storedVersion: Int64, deleted: Bool)
+
+    var isApplied: Bool {
+        if case .stale = self { return false }
+        return true
+    }
 }
 
 /// What a delete did.
@@ -35,4 +88,32 @@ enum DeleteOutcome: Sendable, Equatable {
     case notFound
     /// The stored version is the same or newer than the one asked for.
     case stale(storedVersion: Int64)
+}
+
+/// The `idempotency_answers` table, the same on both backends.
+enum AnswerSchema {
+    static let createTable = """
+        CREATE TABLE idempotency_answers (
+            tenant TEXT NOT NULL,
+            key TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            status INTEGER NOT NULL,
+            body TEXT NOT NULL,
+            etag TEXT NOT NULL,
+            created_ms BIGINT NOT NULL,
+            PRIMARY KEY (tenant, key)
+        )
+        """
+    static let createIndex = "CREATE INDEX idempotency_answers_age ON idempotency_answers (created_ms)"
+}
+
+/// The `writer_nodes` table, the same on both backends.
+enum WriterNodeSchema {
+    static let createTable = """
+        CREATE TABLE writer_nodes (
+            node BIGINT NOT NULL PRIMARY KEY,
+            replica_id TEXT NOT NULL UNIQUE,
+            last_seen_ms BIGINT NOT NULL
+        )
+        """
 }

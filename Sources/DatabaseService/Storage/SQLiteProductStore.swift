@@ -6,6 +6,7 @@ import Shared
 /// `ProductStore` on SQLite through GRDB: one `DatabasePool` (WAL) for the life of the process.
 final class SQLiteProductStore: ProductStore {
     let pool: DatabasePool
+    let changeSignal = ChangeSignal()
     var backend: String { "sqlite" }
 
     /// Opens (creating if needed) the database file and runs the migrations.
@@ -45,28 +46,110 @@ final class SQLiteProductStore: ProductStore {
         migrator.registerMigration("v2-api-keys") { db in
             try db.execute(sql: APIKeySchema.createTable)
         }
+        migrator.registerMigration("v3-change-log") { db in
+            // One writer commits at a time, so AUTOINCREMENT positions are in commit order and never reused.
+            try db.execute(
+                sql: """
+                    CREATE TABLE product_changes (
+                        position INTEGER PRIMARY KEY AUTOINCREMENT,
+                        tenant TEXT NOT NULL,
+                        product_id TEXT NOT NULL,
+                        version INTEGER NOT NULL,
+                        op TEXT NOT NULL,
+                        changed_at TEXT NOT NULL,
+                        recorded_ms INTEGER NOT NULL,
+                        product TEXT
+                    );
+                    CREATE TABLE change_log_state (
+                        id INTEGER PRIMARY KEY CHECK (id = 1),
+                        purged_position INTEGER NOT NULL
+                    );
+                    INSERT INTO change_log_state (id, purged_position) VALUES (1, 0);
+                    """)
+        }
+        migrator.registerMigration("v4-writer-nodes") { db in
+            try db.execute(sql: WriterNodeSchema.createTable)
+        }
+        migrator.registerMigration("v5-idempotency-answers") { db in
+            try db.execute(sql: AnswerSchema.createTable)
+            try db.execute(sql: AnswerSchema.createIndex)
+        }
         return migrator
     }
 
     func apply(_ operations: [WriteOperation]) async throws -> [ApplyOutcome] {
-        let rows = operations.map(Self.row(for:))
-        return try await pool.write { db in
-            try rows.map { try Self.store($0, in: db) }
+        let outcomes = try await pool.write { db in
+            try operations.map { operation in
+                let outcome = try Self.store(Self.row(for: operation), in: db)
+                if outcome.isApplied { try Self.record(Change(operation), in: db) }
+                return outcome
+            }
+        }
+        if outcomes.contains(where: \.isApplied) { changeSignal.signal() }
+        return outcomes
+    }
+
+    func write(_ write: CoordinatedWrite) async throws -> CoordinatedResult {
+        let operation = write.operation
+        let result = try await pool.write { db -> CoordinatedResult in
+            if let answer = write.idempotency,
+               let stored = try GRDB.Row.fetchOne(
+                   db, sql: "SELECT * FROM idempotency_answers WHERE tenant = ? AND key = ?", arguments: [operation.tenant, answer.key])
+            {
+                guard stored["fingerprint"] == answer.fingerprint else { return CoordinatedResult(outcome: .keyReused) }
+                return CoordinatedResult(
+                    outcome: .replayed,
+                    answer: StoredAnswer(
+                        key: answer.key, fingerprint: answer.fingerprint, status: stored["status"], body: stored["body"],
+                        etag: stored["etag"], createdAt: stored["created_ms"]))
+            }
+            if let expected = write.expectedVersion {
+                let state = try Self.state(tenant: operation.tenant, id: operation.productID, in: db)
+                guard let state, !state.deleted, state.version == expected else {
+                    return CoordinatedResult(outcome: .preconditionFailed, storedVersion: state?.version ?? 0, deleted: state?.deleted ?? true)
+                }
+            }
+            let outcome = try Self.store(Self.row(for: operation), in: db)
+            if case .stale(let version, let deleted) = outcome {
+                return CoordinatedResult(outcome: .stale, storedVersion: version, deleted: deleted)
+            }
+            try Self.record(Change(operation), in: db)
+            if let answer = write.idempotency {
+                try db.execute(
+                    sql: """
+                        INSERT INTO idempotency_answers (tenant, key, fingerprint, status, body, etag, created_ms)
+                        VALUES (?, ?, ?, ?, ?, ?, ?)
+                        """,
+                    arguments: [operation.tenant, answer.key, answer.fingerprint, answer.status, answer.body, answer.etag, answer.createdAt])
+            }
+            return CoordinatedResult(outcome: .applied)
+        }
+        if result.outcome == .applied { changeSignal.signal() }
+        return result
+    }
+
+    func purgeAnswers(createdBefore cutoffMs: Int64) async throws -> Int {
+        try await pool.write { db in
+            try db.execute(sql: "DELETE FROM idempotency_answers WHERE created_ms < ?", arguments: [cutoffMs])
+            return db.changesCount
         }
     }
 
     func delete(tenant: String, id: String, version: Int64?, deletedAt: String) async throws -> DeleteOutcome {
-        try await pool.write { db in
+        let outcome = try await pool.write { db -> DeleteOutcome in
             guard let stored = try Self.state(tenant: tenant, id: id, in: db), !stored.deleted else {
                 return .notFound
             }
-            let newVersion = version ?? stored.version + 1
+            let newVersion = version ?? Versions.next(after: stored.version, writer: 0)
             guard newVersion > stored.version else { return .stale(storedVersion: stored.version) }
             let row = Self.Row(tenant: tenant, id: id, name: stored.name, type: "", metadata: "{}",
                                createdAt: deletedAt, updatedAt: deletedAt, version: newVersion, deleted: true)
             _ = try Self.store(row, in: db)
+            try Self.record(Change(.delete(tenant: tenant, id: id, version: newVersion, deletedAt: deletedAt)), in: db)
             return .deleted(version: newVersion, name: stored.name)
         }
+        if case .deleted = outcome { changeSignal.signal() }
+        return outcome
     }
 
     func product(tenant: String, id: String) async throws -> Product? {
@@ -130,6 +213,101 @@ final class SQLiteProductStore: ProductStore {
     }
 
     var poolDescription: String { "1 writer, up to \(pool.configuration.maximumReaderCount) readers (WAL)" }
+
+    // MARK: Change log
+
+    func changes(after cursor: ChangeCursor, limit: Int) async throws -> ChangeRead {
+        try await pool.read { db in
+            // One read transaction: the rows and the purge mark come from the same snapshot.
+            let purged = try Int64.fetchOne(db, sql: "SELECT purged_position FROM change_log_state WHERE id = 1") ?? 0
+            guard cursor.position >= purged else { return .expired(purgedThrough: ChangeCursor(transaction: 0, position: purged)) }
+            let rows = try GRDB.Row.fetchAll(
+                db,
+                sql: """
+                    SELECT position, tenant, product_id, version, op, changed_at, recorded_ms, product FROM product_changes
+                    WHERE position > ? ORDER BY position LIMIT ?
+                    """,
+                arguments: [cursor.position, limit])
+            var page = ChangePage(changes: [], next: cursor)
+            for row in rows {
+                page.changes.append(try Self.change(from: row))
+                page.next = ChangeCursor(transaction: 0, position: row["position"])
+                page.recordedAtMs = row["recorded_ms"]
+            }
+            return .page(page)
+        }
+    }
+
+    func changeHead() async throws -> ChangeCursor {
+        try await pool.read { db in
+            let position = try Int64.fetchOne(
+                db, sql: "SELECT MAX(position) FROM (SELECT MAX(position) AS position FROM product_changes UNION ALL SELECT purged_position FROM change_log_state)")
+            return ChangeCursor(transaction: 0, position: position ?? 0)
+        }
+    }
+
+    func purgeChanges(recordedBefore cutoffMs: Int64) async throws -> Int {
+        var purged = 0
+        while true {
+            let count = try await pool.write { db -> Int in
+                // The oldest changes, up to the first one still within retention: the log only loses a prefix.
+                let rows = try GRDB.Row.fetchAll(
+                    db, sql: "SELECT position, recorded_ms FROM product_changes ORDER BY position LIMIT ?", arguments: [Self.purgeBatch])
+                guard let last = rows.prefix(while: { $0["recorded_ms"] < cutoffMs }).last else { return 0 }
+                let through: Int64 = last["position"]
+                try db.execute(sql: "DELETE FROM product_changes WHERE position <= ?", arguments: [through])
+                let deleted = db.changesCount
+                try db.execute(sql: "UPDATE change_log_state SET purged_position = max(purged_position, ?) WHERE id = 1", arguments: [through])
+                return deleted
+            }
+            purged += count
+            if count < Self.purgeBatch { return purged }
+        }
+    }
+
+    private static let purgeBatch = 5000
+
+    func writerNode(replicaID: String, preferred: Int64?) async throws -> Int64? {
+        let now = Timestamp.nowMilliseconds()
+        return try await pool.write { db -> Int64? in
+            if let node = try Int64.fetchOne(db, sql: "SELECT node FROM writer_nodes WHERE replica_id = ?", arguments: [replicaID]) {
+                try db.execute(sql: "UPDATE writer_nodes SET last_seen_ms = ? WHERE node = ?", arguments: [now, node])
+                return node
+            }
+            let taken = try GRDB.Row.fetchAll(db, sql: "SELECT node, last_seen_ms FROM writer_nodes").map { (node: $0["node"] as Int64, lastSeenMs: $0["last_seen_ms"] as Int64) }
+            guard let (node, _) = WriterNodes.choose(taken: taken, preferred: preferred, nowMs: now) else { return nil }
+            try db.execute(
+                sql: """
+                    INSERT INTO writer_nodes (node, replica_id, last_seen_ms) VALUES (?, ?, ?)
+                    ON CONFLICT (node) DO UPDATE SET replica_id = excluded.replica_id, last_seen_ms = excluded.last_seen_ms
+                    """,
+                arguments: [node, replicaID, now])
+            return node
+        }
+    }
+
+    /// One process serves a SQLite file: its own commits signal directly.
+    func listenForChanges() async {}
+
+    private static func record(_ change: Change, in db: Database) throws {
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO product_changes (tenant, product_id, version, op, changed_at, recorded_ms, product)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """
+        ).execute(arguments: [
+            change.tenant, change.id, change.version, change.op.rawValue, change.changedAt, Timestamp.nowMilliseconds(),
+            change.product.map { String(buffer: $0.json) },
+        ])
+    }
+
+    private static func change(from row: GRDB.Row) throws -> Change {
+        let productText: String? = row["product"]
+        return Change(
+            tenant: row["tenant"], id: row["product_id"], version: row["version"],
+            op: Change.Operation(rawValue: row["op"]) ?? .delete, changedAt: row["changed_at"],
+            product: try productText.map { try JSONCoding.decoder.decode(Product.self, from: Data($0.utf8)) })
+    }
 
     // MARK: SQL functions
 

@@ -7,6 +7,8 @@ struct ServiceController<Context: RequestContext> {
     let databaseServiceURL: String
     /// A backlog older than this makes the service `degraded`.
     let backlogAlertAfter: Duration
+    /// A change feed further behind than this makes the service `degraded`.
+    let feedLagAlertAfter: Duration
     let authenticator: Authenticator
 
     var endpoints: RouteCollection<Context> {
@@ -41,12 +43,15 @@ struct ServiceController<Context: RequestContext> {
             database = DatabaseStatus(
                 url: databaseServiceURL, status: status, latencyMs: Self.milliseconds(since: started), lastError: "\(error)")
         }
+        let feed = FeedReport(catalog.feed.snapshot, writer: catalog.writerNode)
         let status: String
         if persistence.journalError != nil {
             status = "unhealthy"
         } else if !catalog.isLoaded {
             status = "starting"
-        } else if database.status != "connected" || (persistence.oldestPendingAgeSeconds ?? 0) > backlogAlertAfter.seconds {
+        } else if database.status != "connected" || (persistence.oldestPendingAgeSeconds ?? 0) > backlogAlertAfter.seconds
+            || (feed.lagSeconds ?? 0) > feedLagAlertAfter.seconds
+        {
             status = "degraded"
         } else {
             status = "healthy"
@@ -54,7 +59,7 @@ struct ServiceController<Context: RequestContext> {
         let report = HealthReport(
             status: status, timestamp: Timestamp.now(), service: "products-service", version: ServiceVersion.current,
             auth: authenticator.mode.reported, cacheReady: catalog.isLoaded, cacheEntries: catalog.totals.products,
-            databaseService: database, persistence: persistence)
+            databaseService: database, persistence: persistence, feed: feed)
         return .json(report, status: status == "unhealthy" ? .serviceUnavailable : .ok)
     }
 
@@ -129,12 +134,39 @@ struct HealthReport: Encodable {
     var cacheEntries: Int
     var databaseService: DatabaseStatus
     var persistence: PersistenceReport
+    var feed: FeedReport
 
     enum CodingKeys: String, CodingKey {
-        case status, timestamp, service, version, persistence, auth
+        case status, timestamp, service, version, persistence, auth, feed
         case cacheReady = "cache_ready"
         case cacheEntries = "cache_entries"
         case databaseService = "database_service"
+    }
+}
+
+/// The change feed as `/health` reports it: this replica's position, how far behind it is, the last error.
+struct FeedReport: Encodable {
+    var cursor: String?
+    var lagSeconds: Double?
+    var applied: Int
+    var writer: Int64?
+    var lastError: String?
+    var lastErrorAt: String?
+
+    init(_ snapshot: FeedState.Snapshot, writer: Int64?) {
+        cursor = snapshot.cursor?.description
+        lagSeconds = snapshot.lagSeconds().map { ($0 * 1000).rounded() / 1000 }
+        applied = snapshot.applied
+        self.writer = writer
+        lastError = snapshot.lastError
+        lastErrorAt = snapshot.lastErrorAt
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case cursor, applied, writer
+        case lagSeconds = "lag_seconds"
+        case lastError = "last_error"
+        case lastErrorAt = "last_error_at"
     }
 }
 

@@ -14,9 +14,16 @@ final class Catalog: Sendable {
     private let database: any DatabaseServiceClient
     private let worker: PersistenceWorker
     private let gate: SyncGate
+    /// Serialises applying the change feed with reconciliation, which would otherwise drop a product the feed
+    /// brought after its listing was read.
+    private let feedGate = SyncGate()
     private let idempotency: IdempotencyStore
     private let ids = ProductIDGenerator()
     private let loaded = Atomic<Bool>(false)
+    /// This replica's writer number, stamped on every version it makes; -1 until the Database Service gave one.
+    private let writer = Atomic<Int64>(-1)
+    /// Where the change feed stands: the last full load's starting point, and what the follower reports.
+    let feed = FeedState()
 
     /// Catalog pages asked of the Database Service when loading or reconciling.
     static let pageSize = 1000
@@ -78,75 +85,94 @@ final class Catalog: Sendable {
         case replayed(IdempotencyRecord)
     }
 
-    /// Creates a product, durable once this returns.
+    /// Creates a product, durable once this returns. With an `Idempotency-Key`, the Database Service stores it
+    /// with the key's answer (see `coordinated`).
     func create(tenant: String, _ input: ProductInput, idempotent: IdempotentRequest? = nil) async throws -> WriteResult {
-        try await idempotently(idempotent, status: 201) { makeRecord in
-            let now = Timestamp.now()
-            let product = Product(
-                id: ids.next(), name: input.name, type: input.type, metadata: input.metadata,
-                createdAt: now, updatedAt: now, version: 1)
-            let cached = CachedProduct(product)
-            let record = makeRecord(cached)
-            let ticket = try journaling {
-                try cache.stage(tenant: tenant, cached) { try journal(.upsert(tenant: tenant, product: product), record) }
-            }
-            try await waitUntilDurable(ticket)
-            return (cached, record)
+        let now = Timestamp.now()
+        let product = Product(
+            id: ids.next(), name: input.name, type: input.type, metadata: input.metadata, createdAt: now, updatedAt: now, version: 1)
+        if let idempotent {
+            return try await coordinated(idempotent) { () async throws -> Decision in
+                .write(.upsert(tenant: tenant, product: product), expectedVersion: nil, answer: CachedProduct(product), status: 201)
+            } onConflict: { _ in }!
         }
+        let cached = CachedProduct(product)
+        let ticket = try journaling {
+            try cache.stage(tenant: tenant, cached) { try journal.append(JournalRecord(.upsert(tenant: tenant, product: product))) }
+        }
+        try await waitUntilDurable(ticket)
+        return .written(cached)
     }
 
-    /// Updates a product (cached, or read through first) with `change`, at the next version, if `condition`
-    /// (an `If-Match`) holds; journaled like a create.
+    /// Updates a product (cached, or read through first) with `change`, at the next version; journaled like a
+    /// create. With `If-Match` or an `Idempotency-Key`, the Database Service decides (see `coordinated`).
     func update(
         tenant: String, id: String, condition: EntityTag.Condition?, idempotent: IdempotentRequest? = nil,
-        change: (Product) throws(APIError) -> Product
+        change: @escaping (Product) throws(APIError) -> Product
     ) async throws -> WriteResult {
-        try await idempotently(idempotent, status: 200) { makeRecord in
-            for _ in 0..<3 {
-                if cache.latest(tenant: tenant, id: id) == nil {
-                    if cache.isPendingDelete(tenant: tenant, id: id) { throw productNotFound }
-                    _ = try await product(tenant: tenant, id: id)
-                }
-                let now = Timestamp.now()
-                let staged = try journaling {
-                    try cache.stageUpdate(tenant: tenant, id: id) { current in
-                        if let condition, !condition.matchesStrongly(current.etag) {
-                            throw APIError.preconditionFailed(id: id, currentVersion: current.product.version)
-                        }
-                        var product = try change(current.product)
-                        product.id = id
-                        product.createdAt = current.product.createdAt
-                        product.updatedAt = now
-                        product.version = current.product.version + 1
-                        let updated = CachedProduct(product)
-                        let record = makeRecord(updated)
-                        let ticket = try journal(.upsert(tenant: tenant, product: product), record)
-                        return (updated, ticket, (ticket, record))
-                    }
-                }
-                // Not cached: deleted meanwhile, or the read-through was not cached because a delete raced it.
-                guard let (updated, (ticket, record)) = staged else { continue }
-                try await waitUntilDurable(ticket)
-                return (updated, record)
-            }
-            if cache.isPendingDelete(tenant: tenant, id: id) { throw productNotFound }
-            throw APIError.versionConflict("Product \(id) changed while being updated; retry")
+        if condition != nil || idempotent != nil {
+            return try await coordinated(idempotent) { () async throws -> Decision in
+                let current = try await self.storedForCoordination(tenant: tenant, id: id, condition: condition)
+                let product = try self.changed(current, by: change)
+                return .write(.upsert(tenant: tenant, product: product), expectedVersion: current.version, answer: CachedProduct(product), status: 200)
+            } onConflict: { storedVersion in
+                // Without If-Match the write only needed the stored version to build on: build again.
+                if condition != nil { throw APIError.preconditionFailed(id: id, currentVersion: storedVersion) }
+            }!
         }
+        for _ in 0..<3 {
+            if cache.latest(tenant: tenant, id: id) == nil {
+                if cache.isPendingDelete(tenant: tenant, id: id) { throw productNotFound }
+                _ = try await product(tenant: tenant, id: id)
+            }
+            let staged = try journaling {
+                try cache.stageUpdate(tenant: tenant, id: id) { current in
+                    let updated = CachedProduct(try changed(current.product, by: change))
+                    let ticket = try journal.append(JournalRecord(.upsert(tenant: tenant, product: updated.product)))
+                    return (updated, ticket, ticket)
+                }
+            }
+            // Not cached: deleted meanwhile, or the read-through was not cached because a delete raced it.
+            guard let (updated, ticket) = staged else { continue }
+            try await waitUntilDurable(ticket)
+            return .written(updated)
+        }
+        if cache.isPendingDelete(tenant: tenant, id: id) { throw productNotFound }
+        throw APIError.versionConflict("Product \(id) changed while being updated; retry")
     }
 
-    /// Deletes a product, cached or found only in the Database Service, if `condition` (an `If-Match`) holds;
-    /// returns the deleted product's name.
+    /// `change` applied to `current`, as the next version: id and creation time kept, `updated_at` now.
+    private func changed(_ current: Product, by change: (Product) throws(APIError) -> Product) throws(APIError) -> Product {
+        var product = try change(current)
+        product.id = current.id
+        product.createdAt = current.createdAt
+        product.updatedAt = Timestamp.now()
+        product.version = try nextVersion(after: current.version)
+        return product
+    }
+
+    /// Deletes a product, cached or found only in the Database Service; returns the deleted product's name.
+    /// With `If-Match`, the Database Service decides (see `coordinated`).
     func delete(tenant: String, id: String, condition: EntityTag.Condition? = nil) async throws -> String {
         let deletedAt = Timestamp.now()
+        if condition != nil {
+            var name = ""
+            _ = try await coordinated(nil) { () async throws -> Decision in
+                let current = try await self.storedForCoordination(tenant: tenant, id: id, condition: condition)
+                name = current.name
+                let version = try self.nextVersion(after: current.version)
+                return .write(.delete(tenant: tenant, id: id, version: version, deletedAt: deletedAt), expectedVersion: current.version, answer: nil, status: 200)
+            } onConflict: { storedVersion in
+                throw APIError.preconditionFailed(id: id, currentVersion: storedVersion)
+            }
+            return name
+        }
         // A read-through may cache the product while we look it up; then the cached path applies.
         for _ in 0..<3 {
             let staged = try journaling {
                 try cache.stageDelete(tenant: tenant, id: id) { current in
-                    if let condition, !condition.matchesStrongly(current.etag) {
-                        throw APIError.preconditionFailed(id: id, currentVersion: current.product.version)
-                    }
-                    let version = current.product.version + 1
-                    return (version, try journal(.delete(tenant: tenant, id: id, version: version, deletedAt: deletedAt), nil))
+                    let version = try nextVersion(after: current.product.version)
+                    return (version, try journal.append(JournalRecord(.delete(tenant: tenant, id: id, version: version, deletedAt: deletedAt))))
                 }
             }
             if let (removed, ticket) = staged {
@@ -155,13 +181,10 @@ final class Catalog: Sendable {
             }
             if cache.isPendingDelete(tenant: tenant, id: id) { throw productNotFound }
             guard let stored = try await databaseProduct(tenant: tenant, id: id) else { throw productNotFound }
-            if let condition, !condition.matchesStrongly(EntityTag.product(id: id, version: stored.version)) {
-                throw APIError.preconditionFailed(id: id, currentVersion: stored.version)
-            }
-            let version = stored.version + 1
+            let version = try nextVersion(after: stored.version)
             let uncached = try journaling {
                 try cache.stageUncachedDelete(tenant: tenant, id: id, version: version) {
-                    try journal(.delete(tenant: tenant, id: id, version: version, deletedAt: deletedAt), nil)
+                    try journal.append(JournalRecord(.delete(tenant: tenant, id: id, version: version, deletedAt: deletedAt)))
                 }
             }
             if let ticket = uncached {
@@ -172,35 +195,141 @@ final class Catalog: Sendable {
         throw APIError.versionConflict("Product \(id) changed while being deleted; retry")
     }
 
-    // MARK: Idempotency
+    // MARK: Coordinated writes
 
-    /// Runs a write at most once per `Idempotency-Key`, the one place where a key is begun, replayed, finished
-    /// or abandoned. `write` gets the maker of the key's record, to journal it in the same line as the write,
-    /// and returns the product written and that record.
-    private func idempotently(
-        _ request: IdempotentRequest?, status: Int,
-        write: (_ makeRecord: (CachedProduct) -> IdempotencyRecord?) async throws -> (CachedProduct, IdempotencyRecord?)
-    ) async throws -> WriteResult {
-        guard let request else { return .written(try await write { _ in nil }.0) }
-        if let record = try idempotency.begin(request) { return .replayed(record) }
-        do {
-            let (product, record) = try await write { product in
-                self.idempotency.record(for: request, status: status, product: product)
-            }
-            if let record { idempotency.finish(record) }
-            return .written(product)
-        } catch {
-            idempotency.abandon(request)
-            throw error
+    /// What a coordinated write asks the Database Service to do: store `operation` if the stored version is
+    /// still `expectedVersion`; `answer` is the product the client gets (nil for a delete), with `status`.
+    struct Decision {
+        var operation: WriteOperation
+        var expectedVersion: Int64?
+        var answer: CachedProduct?
+        var status: Int
+
+        static func write(_ operation: WriteOperation, expectedVersion: Int64?, answer: CachedProduct?, status: Int) -> Decision {
+            Decision(operation: operation, expectedVersion: expectedVersion, answer: answer, status: status)
         }
     }
 
-    /// Journals a write with its idempotency record; call it in the cache's critical section. The record is
-    /// queued for `idempotency.jsonl` in journal order.
-    private func journal(_ operation: WriteOperation, _ record: IdempotencyRecord?) throws(JournalError) -> UInt64 {
-        let ticket = try journal.append(JournalRecord(operation, idempotency: record))
-        if let record { idempotency.journaled(record, sequence: ticket) }
-        return ticket
+    /// A write that one replica cannot decide alone, decided by the Database Service in one transaction:
+    /// `If-Match` (compared with the stored version, so of concurrent writes from one version on different
+    /// replicas exactly one wins) and `Idempotency-Key` (the key's answer is stored with the write, so a retry
+    /// on any replica gets it back). It needs the Database Service: while it cannot be reached these writes are
+    /// 503 `database_unavailable`. The write is durable in the Database Service when this returns, and in the
+    /// change log every replica follows; this replica's cache has it at once.
+    ///
+    /// `decide` reads what it needs and says what to write; when the stored version moved meanwhile,
+    /// `onConflict` throws (a 412) or lets `decide` run again, up to three times. Returns nil for a delete
+    /// (which has no answer to keep), else the product written or the key's first answer.
+    private func coordinated(
+        _ idempotent: IdempotentRequest?, decide: () async throws -> Decision, onConflict: (_ storedVersion: Int64) throws -> Void
+    ) async throws -> WriteResult? {
+        if let idempotent, let record = try idempotency.begin(idempotent) { return .replayed(record) }
+        // Until answered, a failure frees the key for another try.
+        var answered = false
+        defer { if !answered, let idempotent { idempotency.abandon(idempotent) } }
+        for _ in 0..<3 {
+            let decision = try await decide()
+            let record = idempotent.flatMap { request in
+                decision.answer.map { idempotency.record(for: request, status: decision.status, product: $0) }
+            }
+            let result = try await submit(decision, record: record)
+            if case .done(let answer) = try settle(result, of: decision, record: record, idempotent: idempotent) {
+                answered = true
+                return answer
+            }
+            try onConflict(result.storedVersion ?? 0)
+        }
+        throw APIError.versionConflict("The product kept changing while being written; retry")
+    }
+
+    /// Sends a coordinated write; an unreachable Database Service is a 503.
+    private func submit(_ decision: Decision, record: IdempotencyRecord?) async throws -> CoordinatedResult {
+        let answer = record.map {
+            StoredAnswer(key: $0.key, fingerprint: $0.fingerprint, status: $0.status, body: $0.body, etag: $0.etag, createdAt: $0.createdAt)
+        }
+        do {
+            return try await database.write(
+                CoordinatedWrite(operation: decision.operation, expectedVersion: decision.expectedVersion, idempotency: answer))
+        } catch {
+            throw Self.databaseUnavailable(error)
+        }
+    }
+
+    /// What a coordinated write came to: an answer (nil for a delete), or a stored version that moved meanwhile.
+    private enum Settled {
+        case done(WriteResult?)
+        case conflict
+    }
+
+    /// What a coordinated write's result means for the client.
+    private func settle(
+        _ result: CoordinatedResult, of decision: Decision, record: IdempotencyRecord?, idempotent: IdempotentRequest?
+    ) throws(APIError) -> Settled {
+        switch result.outcome {
+        case .applied:
+            cache.applyStored(decision.operation)
+            if let record { idempotency.finish(record) }
+            return .done(decision.answer.map(WriteResult.written))
+        case .replayed:
+            guard let idempotent, let stored = result.answer else {
+                throw APIError.versionConflict("The Database Service replayed an answer for no key; retry")
+            }
+            let record = IdempotencyRecord(
+                tenant: idempotent.tenant, key: idempotent.key, fingerprint: stored.fingerprint, status: stored.status, body: stored.body,
+                etag: stored.etag, createdAt: stored.createdAt, sequence: 0)
+            idempotency.finish(record)
+            return .done(.replayed(record))
+        case .keyReused:
+            throw APIError.idempotencyKeyReused
+        case .preconditionFailed, .stale:
+            if result.deleted == true { throw productNotFound }
+            return .conflict
+        }
+    }
+
+    private static func databaseUnavailable(_ error: DatabaseClientError) -> APIError {
+        .serviceUnavailable(
+            "database_unavailable", "This write needs the Database Service (If-Match or Idempotency-Key), which is unreachable: \(error)")
+    }
+
+    /// The product as the Database Service stores it, once this replica's own pending writes have reached it
+    /// (so it stores what clients of this replica last saw), checked against `condition`; the cache learns it.
+    private func storedForCoordination(tenant: String, id: String, condition: EntityTag.Condition?) async throws -> Product {
+        try await flush(timeout: .seconds(5))
+        let stored: Product?
+        do { stored = try await database.product(tenant: tenant, id: id) } catch { throw Self.databaseUnavailable(error) }
+        guard let stored else {
+            if let visible = cache.visibleVersion(tenant: tenant, id: id) {
+                cache.evict(tenant: tenant, id: id, version: visible)
+            }
+            throw productNotFound
+        }
+        cache.applyStored(.upsert(tenant: tenant, product: stored))
+        if let condition, !condition.matchesStrongly(EntityTag.product(id: id, version: stored.version)) {
+            throw APIError.preconditionFailed(id: id, currentVersion: stored.version)
+        }
+        return stored
+    }
+
+
+    // MARK: Versions
+
+    /// This replica's writer number, once the Database Service has given it.
+    var writerNode: Int64? {
+        let node = writer.load(ordering: .acquiring)
+        return node < 0 ? nil : node
+    }
+
+    func setWriterNode(_ node: Int64) { writer.store(node, ordering: .releasing) }
+
+    /// The version of a change that replaces `previous`: see `Versions`.
+    private func nextVersion(after previous: Int64) throws(APIError) -> Int64 {
+        guard let node = writerNode else {
+            throw APIError.serviceUnavailable(
+                "database_unavailable",
+                "This replica has not yet been given its writer number by the Database Service; updates and deletes wait for it")
+        }
+        return Versions.next(after: previous, writer: node)
     }
 
     // MARK: Reads
@@ -288,8 +417,10 @@ final class Catalog: Sendable {
         try await flush(timeout: flushTimeout)
         do {
             return try await gate.withGate {
-                let products = try await self.fetchAll(tenant: tenant, logger: nil)
-                return self.cache.reconcile(tenant: tenant, databaseProducts: products, pending: self.journal.unconfirmedOperations)
+                try await self.feedGate.withGate {
+                    let products = try await self.fetchAll(tenant: tenant, logger: nil)
+                    return self.cache.reconcile(tenant: tenant, databaseProducts: products, pending: self.journal.unconfirmedOperations)
+                }
             }
         } catch let error as DatabaseClientError {
             throw APIError.serviceUnavailable("database_unavailable", "Could not read the catalog from the Database Service: \(error)")
@@ -318,16 +449,48 @@ final class Catalog: Sendable {
     /// Loads every tenant's full catalog (the Database Service's tenants, `default`, and those with writes in
     /// the journal) over what the journal replayed, then marks the cache authoritative.
     func load(logger: Logger) async throws {
+        // Taken first: a change committed during the load is either in the load or after this cursor.
+        let head = try await database.changeHead()
         let tenants = Set([defaultTenant])
             .union(try await database.tenants())
             .union(journal.unconfirmedOperations().map(\.tenant))
         try await gate.withGate {
-            for tenant in tenants.sorted() {
-                let products = try await self.fetchAll(tenant: tenant, logger: logger)
-                self.cache.reconcile(tenant: tenant, databaseProducts: products, pending: self.journal.unconfirmedOperations)
+            try await self.feedGate.withGate {
+                for tenant in tenants.sorted() {
+                    let products = try await self.fetchAll(tenant: tenant, logger: logger)
+                    self.cache.reconcile(
+                        tenant: tenant, databaseProducts: products, pending: self.journal.unconfirmedOperations,
+                        dropConfirmedTombstones: true)
+                }
             }
         }
+        feed.loaded(through: head)
         loaded.store(true, ordering: .releasing)
+    }
+
+    // MARK: Change feed
+
+    /// The Database Service's changes after `cursor`, waiting up to `wait` for one; nil when the cursor is past
+    /// the log's retention.
+    func changes(after cursor: ChangeCursor, wait: Duration) async throws(DatabaseClientError) -> ChangePage? {
+        try await database.changes(after: cursor, limit: 1000, wait: wait)
+    }
+
+    /// Applies stored changes to the cache by version: older or repeated ones change nothing. Catching up on
+    /// changes a full load already reflects, only deletes are applied (they may remove writes replayed from
+    /// the journal that lost to them), so that no reader sees an old state come back for a moment.
+    func apply(_ changes: [Change], deletesOnly: Bool) async -> Int {
+        await feedGate.withGate {
+            changes.reduce(0) { count, change in count + (self.cache.applyStored(change.operation, deletesOnly: deletesOnly) ? 1 : 0) }
+        }
+    }
+
+    /// The cursor of the newest change now.
+    func changeHead() async throws(DatabaseClientError) -> ChangeCursor { try await database.changeHead() }
+
+    /// Asks the Database Service for this replica's writer number.
+    func registerWriter(replicaID: String, preferred: Int64?) async throws(DatabaseClientError) -> Int64 {
+        try await database.writerNode(replicaID: replicaID, preferred: preferred)
     }
 
     /// Every live product of a tenant, following `starting_after` through all pages.

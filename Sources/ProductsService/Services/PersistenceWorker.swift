@@ -89,8 +89,9 @@ final class PersistenceWorker: Service, Sendable {
         let operations = Self.coalesce(entries.map(\.operation))
         let started = ContinuousClock.now
         do {
-            let rejected = try await apply(operations)
+            let (rejected, stale) = try await apply(operations)
             try deadLetters.add(rejected)
+            await catchUp(stale)
             for letter in rejected {
                 // The cache must not keep showing a write the Database Service will never hold.
                 switch letter.operation {
@@ -119,11 +120,8 @@ final class PersistenceWorker: Service, Sendable {
                 ])
             return false
         }
-        for operation in operations {
-            if case .delete(let tenant, let id, let version, _) = operation {
-                cache.confirmDelete(tenant: tenant, id: id, version: version)
-            }
-        }
+        // A delete's tombstone stays in the cache until the change feed brings the delete back: until then the
+        // feed may still bring older changes of the product, which must not show it again.
         journal.confirm(through: entries.last!.sequence)
         Self.flushDuration(outcome: "persisted").recordInterval(since: started)
         Self.batchSize.record(operations.count)
@@ -136,24 +134,67 @@ final class PersistenceWorker: Service, Sendable {
         return true
     }
 
-    /// Applies operations; returns those rejected as invalid. A batch refused whole with a 4xx is retried
-    /// one operation at a time so that one bad write cannot wedge the queue.
-    private func apply(_ operations: [WriteOperation]) async throws(DatabaseClientError) -> [DeadLetter] {
+    /// A write the Database Service found stale: it holds a newer version (another replica's write won).
+    struct Stale {
+        var operation: WriteOperation
+        var storedVersion: Int64
+        var deleted: Bool
+    }
+
+    /// Applies operations; returns those rejected as invalid, and those found stale. A batch refused whole with
+    /// a 4xx is retried one operation at a time so that one bad write cannot wedge the queue.
+    private func apply(_ operations: [WriteOperation]) async throws(DatabaseClientError) -> (rejected: [DeadLetter], stale: [Stale]) {
         let result: WriteBatchResult
         do {
             result = try await database.apply(WriteBatch(operations: operations))
         } catch {
             guard error.isClientError else { throw error }
             guard operations.count > 1 else {
-                return [DeadLetter(operation: operations[0], error: "\(error)", deadLetteredAt: Timestamp.now())]
+                return ([DeadLetter(operation: operations[0], error: "\(error)", deadLetteredAt: Timestamp.now())], [])
             }
             var rejected: [DeadLetter] = []
-            for operation in operations { rejected += try await apply([operation]) }
-            return rejected
+            var stale: [Stale] = []
+            for operation in operations {
+                let outcome = try await apply([operation])
+                rejected += outcome.rejected
+                stale += outcome.stale
+            }
+            return (rejected, stale)
         }
-        return zip(operations, result.results).compactMap { operation, result in
-            guard result.outcome == .rejected else { return nil }
-            return DeadLetter(operation: operation, error: result.error ?? "rejected", deadLetteredAt: Timestamp.now())
+        var rejected: [DeadLetter] = []
+        var stale: [Stale] = []
+        for (operation, result) in zip(operations, result.results) {
+            switch result.outcome {
+            case .rejected:
+                rejected.append(DeadLetter(operation: operation, error: result.error ?? "rejected", deadLetteredAt: Timestamp.now()))
+            case .stale:
+                if let storedVersion = result.storedVersion, storedVersion > operation.version {
+                    stale.append(Stale(operation: operation, storedVersion: storedVersion, deleted: result.deleted ?? false))
+                }
+            case .applied:
+                break
+            }
+        }
+        return (rejected, stale)
+    }
+
+    /// Brings the cache up to what the Database Service holds for writes of ours that lost to newer ones. The
+    /// change feed would bring the same, unless the newer write predates where it follows from (a write
+    /// journaled before a restart); fetching here makes the cache right either way.
+    private func catchUp(_ stale: [Stale]) async {
+        for write in stale {
+            let (tenant, id) = (write.operation.tenant, write.operation.productID)
+            if write.deleted {
+                cache.applyStored(.delete(tenant: tenant, id: id, version: write.storedVersion, deletedAt: Timestamp.now()))
+                continue
+            }
+            guard (cache.visibleVersion(tenant: tenant, id: id) ?? 0) < write.storedVersion else { continue }
+            if let product = try? await database.product(tenant: tenant, id: id) {
+                cache.applyStored(.upsert(tenant: tenant, product: product))
+            } else {
+                // Deleted since: read-through finds the truth; the feed will bring the delete as well.
+                cache.evict(tenant: tenant, id: id, version: cache.visibleVersion(tenant: tenant, id: id) ?? -1)
+            }
         }
     }
 

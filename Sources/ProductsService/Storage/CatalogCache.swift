@@ -29,8 +29,8 @@ struct CachedProduct: Sendable {
 /// do not see it until `promote(through:)` makes it visible, and `discardStaged(after:)` drops it if the journal
 /// fails. So no reader ever sees a write that could still be lost.
 ///
-/// It also remembers deletes that the Database Service has not confirmed yet, so that a read-through
-/// or a reconciliation can never bring a deleted product back.
+/// It also keeps a tombstone of each delete until the change feed brings it back, so that a read-through, a
+/// reconciliation or an older change from the feed can never bring a deleted product back.
 final class CatalogCache: Sendable {
     private let state = Mutex(State())
 
@@ -69,7 +69,9 @@ final class CatalogCache: Sendable {
         var products: [String: CachedProduct] = [:]
         /// Ids in ascending order, which is creation order.
         var order: [String] = []
-        /// Unconfirmed deletes: id to the version of the delete.
+        /// Tombstones of this replica's deletes (id to the delete's version), kept until the change feed brings the
+        /// delete back (or a newer change): until then a read-through, a reconciliation or an older change from
+        /// the feed could show the product again. At most the deletes the feed has not yet caught up with.
         var pendingDeletes: [String: Int64] = [:]
         /// The newest staged change of each product that has one, and its journal ticket.
         var staged: [String: (ticket: UInt64, change: Change)] = [:]
@@ -292,7 +294,7 @@ final class CatalogCache: Sendable {
         state.withLock { $0.tenants[tenant]?.isDeleted(id) ?? false }
     }
 
-    /// Whether readers are told this product is gone: its delete is durable and not yet confirmed.
+    /// Whether readers are told this product is gone: its delete is durable and its tombstone kept.
     func isVisiblyDeleted(tenant: String, id: String) -> Bool {
         state.withLock { $0.tenants[tenant]?.pendingDeletes[id] != nil }
     }
@@ -404,7 +406,8 @@ final class CatalogCache: Sendable {
         }
     }
 
-    /// Forgets a pending delete once the Database Service has stored it (or a newer state).
+    /// Forgets a delete's tombstone when no change of the product can come back any more: the Database Service
+    /// refused the delete for good (dead-lettered).
     func confirmDelete(tenant: String, id: String, version: Int64) {
         state.withLock { state in
             if let pending = state.tenants[tenant]?.pendingDeletes[id], pending <= version {
@@ -428,18 +431,60 @@ final class CatalogCache: Sendable {
         }
     }
 
+    /// Applies a change the Database Service has stored (another replica's write, or the newer state behind a
+    /// write of ours it found stale) if it is newer than what readers see. Returns whether it changed anything.
+    @discardableResult
+    func applyStored(_ operation: WriteOperation, deletesOnly: Bool = false) -> Bool {
+        state.withLock { state in
+            let id = operation.productID
+            // Taken out and put back, so that changing it does not copy its dictionaries.
+            var catalog = state.tenants.removeValue(forKey: operation.tenant) ?? TenantCatalog()
+            defer { state.tenants[operation.tenant] = catalog }
+            if let existing = catalog.products[id], existing.product.version >= operation.version { return false }
+            if let tombstone = catalog.pendingDeletes[id] {
+                if tombstone > operation.version { return false }
+                if tombstone == operation.version {
+                    // This replica's own delete, back from the Database Service: the tombstone has done its job.
+                    if case .delete = operation { catalog.pendingDeletes[id] = nil }
+                    return false
+                }
+            }
+            switch operation {
+            case .upsert(_, let product):
+                if deletesOnly { return false }
+                catalog.pendingDeletes[id] = nil
+                catalog.put(CachedProduct(product))
+            case .delete:
+                catalog.pendingDeletes[id] = nil
+                guard catalog.remove(id) != nil else { return false }
+                catalog.deleteCount &+= 1
+            }
+            return true
+        }
+    }
+
+    /// The version readers see of a product, nil when it is not cached.
+    func visibleVersion(tenant: String, id: String) -> Int64? {
+        state.withLock { $0.tenants[tenant]?.products[id]?.product.version }
+    }
+
     /// Makes the tenant's cache match the Database Service's full catalog, keeping what is still pending.
     ///
     /// `databaseProducts` is every live product the Database Service holds; `pending` returns every operation
     /// not yet confirmed by it. It is read inside the cache's critical section, the order writes take their locks
     /// in, so a write is either in it or comes after the merge. The caller guarantees no confirmation happens
     /// between the listing and this call. Returns how many products were added or replaced, and how many dropped.
+    /// A full load (`dropConfirmedTombstones`) also forgets the tombstones of deletes the Database Service has
+    /// confirmed: the change feed resumes from where the load started, so no older change can follow.
     @discardableResult
-    func reconcile(tenant: String, databaseProducts: [Product], pending: () -> [WriteOperation]) -> (updated: Int, dropped: Int) {
+    func reconcile(
+        tenant: String, databaseProducts: [Product], pending: () -> [WriteOperation], dropConfirmedTombstones: Bool = false
+    ) -> (updated: Int, dropped: Int) {
         state.withLock { state in
             let pendingIDs = Set(pending().lazy.filter { $0.tenant == tenant }.map(\.productID))
             var catalog = state.tenants.removeValue(forKey: tenant) ?? TenantCatalog()
             defer { state.tenants[tenant] = catalog }
+            if dropConfirmedTombstones { catalog.pendingDeletes = catalog.pendingDeletes.filter { pendingIDs.contains($0.key) } }
             var updated = 0
             var inDatabase = Set<String>(minimumCapacity: databaseProducts.count)
             for product in databaseProducts {

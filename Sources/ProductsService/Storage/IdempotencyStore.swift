@@ -94,11 +94,13 @@ struct IdempotentRequest: Sendable {
     }
 }
 
-/// Idempotency keys for 24 hours, following the IETF httpapi `Idempotency-Key` draft.
+/// This replica's idempotency keys for 24 hours, following the IETF httpapi `Idempotency-Key` draft.
 ///
-/// A record is written in the same journal line as the write it answers, so the two are durable together.
-/// Before the journal drops a segment, the records in it are copied to `idempotency.jsonl`, which is compacted
-/// at start. With the journal off, keys live in memory only.
+/// The Database Service stores each key's answer in the transaction of its write, so a retry on any replica
+/// gets it back; this store is the replica's own copy: it replays a retry made here without a round trip, and
+/// answers 409 to a second request while the first with its key is in flight. Journals written before keys
+/// moved to the Database Service carry records in their lines: those are restored, and copied to
+/// `idempotency.jsonl` before the journal drops their segment.
 final class IdempotencyStore: Sendable {
     static let retention: Duration = .seconds(24 * 60 * 60)
 
@@ -175,22 +177,14 @@ final class IdempotencyStore: Sendable {
         }
     }
 
-    /// The record of a write about to be journaled (its key stays in flight until `finish`).
+    /// The record of a write about to be made (its key stays in flight until `finish`).
     func record(for request: IdempotentRequest, status: Int, product: CachedProduct) -> IdempotencyRecord {
         IdempotencyRecord(
             tenant: request.tenant, key: request.key, fingerprint: request.fingerprint, status: status,
             body: String(buffer: product.json), etag: product.etag, createdAt: Self.now(), sequence: 0)
     }
 
-    /// Notes a record just journaled with `sequence`; call it in the journal's critical section, so records
-    /// reach the file in journal order.
-    func journaled(_ record: IdempotencyRecord, sequence: UInt64) {
-        var record = record
-        record.sequence = sequence
-        state.withLock { $0.unfiled.append(record) }
-    }
-
-    /// The write is durable: retries now replay it.
+    /// The write is stored: retries now replay it.
     func finish(_ record: IdempotencyRecord) {
         state.withLock { state in Self.complete(record, in: &state) }
     }

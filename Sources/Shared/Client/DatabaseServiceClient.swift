@@ -6,6 +6,8 @@ package protocol DatabaseServiceClient: Sendable {
     func product(tenant: String, id: String) async throws(DatabaseClientError) -> Product?
     /// One page of live products in id order, filtered and paged as the query says.
     func listProducts(tenant: String, query: ProductQuery) async throws(DatabaseClientError) -> ProductPage
+    /// One write decided by the Database Service, with its precondition and idempotency key.
+    func write(_ write: CoordinatedWrite) async throws(DatabaseClientError) -> CoordinatedResult
     /// Applies a batch of versioned writes in one transaction.
     func apply(_ batch: WriteBatch) async throws(DatabaseClientError) -> WriteBatchResult
     /// The Database Service's health report.
@@ -16,6 +18,13 @@ package protocol DatabaseServiceClient: Sendable {
     func keyStatus() async throws(DatabaseClientError) -> KeyStatus
     /// Every tenant with live products or an active key.
     func tenants() async throws(DatabaseClientError) -> [String]
+    /// Changes after `cursor`, oldest first, waiting up to `wait` for one; nil when the cursor is past the
+    /// log's retention (the caller reloads in full).
+    func changes(after cursor: ChangeCursor, limit: Int, wait: Duration) async throws(DatabaseClientError) -> ChangePage?
+    /// The newest change's cursor.
+    func changeHead() async throws(DatabaseClientError) -> ChangeCursor
+    /// This replica's writer number (`preferred` if free).
+    func writerNode(replicaID: String, preferred: Int64?) async throws(DatabaseClientError) -> Int64
 }
 
 /// Why a call to the Database Service failed.

@@ -47,6 +47,13 @@ package struct HTTPDatabaseServiceClient: DatabaseServiceClient {
         return result
     }
 
+    package func write(_ write: CoordinatedWrite) async throws(DatabaseClientError) -> CoordinatedResult {
+        let body: ByteBuffer
+        do { body = ByteBuffer(bytes: try JSONCoding.encoder.encode(write)) } catch { throw .invalidResponse("encoding the write: \(error)") }
+        let response = try await send(.POST, "/api/products/write", tenant: nil, body: body, timeout: readTimeout)
+        return try decode(CoordinatedResult.self, response.body)
+    }
+
     package func health() async throws(DatabaseClientError) -> DatabaseHealth {
         let response = try await send(.GET, "/health", tenant: nil, timeout: readTimeout)
         return try decode(DatabaseHealth.self, response.body)
@@ -66,6 +73,26 @@ package struct HTTPDatabaseServiceClient: DatabaseServiceClient {
 
     package func tenants() async throws(DatabaseClientError) -> [String] {
         try decode(TenantList.self, try await send(.GET, "/api/tenants", tenant: nil, timeout: bulkTimeout).body).tenants
+    }
+
+    package func changes(after cursor: ChangeCursor, limit: Int, wait: Duration) async throws(DatabaseClientError) -> ChangePage? {
+        let seconds = Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18
+        let response = try await send(
+            .GET, "/api/changes?after=\(cursor)&limit=\(limit)&wait=\(seconds)", tenant: nil,
+            timeout: bulkTimeout + .nanoseconds(Int64(seconds * 1e9)), accepting: [200, 410])
+        return response.status == 410 ? nil : try decode(ChangePage.self, response.body)
+    }
+
+    package func changeHead() async throws(DatabaseClientError) -> ChangeCursor {
+        try decode(ChangeHead.self, try await send(.GET, "/api/changes/head", tenant: nil, timeout: readTimeout).body).cursor
+    }
+
+    package func writerNode(replicaID: String, preferred: Int64?) async throws(DatabaseClientError) -> Int64 {
+        var body = ByteBuffer(string: #"{"replica_id":"#)
+        JSONWriter.writeString(replicaID, into: &body)
+        if let preferred { body.writeString(",\"preferred\":\(preferred)") }
+        body.writeString("}")
+        return try decode(WriterRegistration.self, try await send(.POST, "/api/writers", tenant: nil, body: body, timeout: readTimeout).body).node
     }
 
     private func send(
@@ -117,7 +144,8 @@ package struct HTTPDatabaseServiceClient: DatabaseServiceClient {
     private static func operationName(_ method: HTTPMethod, _ path: String) -> String {
         let route = path.split(separator: "?").first.map(String.init) ?? path
         switch route {
-        case "/api/products", "/api/products/batch", "/api/keys/verify", "/api/keys/status", "/api/tenants", "/health":
+        case "/api/products", "/api/products/batch", "/api/keys/verify", "/api/keys/status", "/api/tenants", "/health", "/api/changes",
+            "/api/changes/head", "/api/writers", "/api/products/write":
             return "\(method.rawValue) \(route)"
         default:
             return "\(method.rawValue) /api/products/{id}"

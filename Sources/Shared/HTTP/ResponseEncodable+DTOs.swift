@@ -14,3 +14,7 @@ extension ProductPage: ResponseGenerator {
 }
 
 extension WriteBatchResult: ResponseEncodable {}
+extension ChangePage: ResponseEncodable {}
+extension ChangeHead: ResponseEncodable {}
+extension WriterRegistration: ResponseEncodable {}
+extension CoordinatedResult: ResponseEncodable {}

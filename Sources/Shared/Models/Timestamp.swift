@@ -12,6 +12,9 @@ package enum Timestamp {
     /// The current time as `2026-01-07T14:00:00.000Z`.
     package static func now() -> String { format(Date()) }
 
+    /// The current time in milliseconds since the epoch.
+    package static func nowMilliseconds() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)) }
+
     /// Formats with `gmtime_r`: on every write, where Foundation's formatter was measurably slow.
     package static func format(_ date: Date) -> String {
         let milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))

@@ -87,10 +87,99 @@ package struct OperationResult: Codable, Sendable, Equatable {
     package var id: String
     package var outcome: Outcome
     package var error: String?
+    /// With `stale`: the version stored, and whether it is a delete, so the sender can catch up.
+    package var storedVersion: Int64?
+    package var deleted: Bool?
 
-    package init(id: String, outcome: Outcome, error: String? = nil) {
+    package init(id: String, outcome: Outcome, error: String? = nil, storedVersion: Int64? = nil, deleted: Bool? = nil) {
         self.id = id
         self.outcome = outcome
         self.error = error
+        self.storedVersion = storedVersion
+        self.deleted = deleted
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, outcome, error, deleted
+        case storedVersion = "stored_version"
+    }
+}
+
+/// A write the Database Service decides in one transaction, for the writes a replica cannot decide alone:
+/// `If-Match` (the stored version must be `expectedVersion`) and `Idempotency-Key` (the key's first answer is
+/// stored with the write, and a retry on any replica gets it back).
+package struct CoordinatedWrite: Codable, Sendable, Equatable {
+    package var operation: WriteOperation
+    /// The live product's stored version must be exactly this.
+    package var expectedVersion: Int64?
+    package var idempotency: StoredAnswer?
+
+    package init(operation: WriteOperation, expectedVersion: Int64? = nil, idempotency: StoredAnswer? = nil) {
+        self.operation = operation
+        self.expectedVersion = expectedVersion
+        self.idempotency = idempotency
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case operation, idempotency
+        case expectedVersion = "expected_version"
+    }
+}
+
+/// The first answer to an idempotent request, kept with its key and the fingerprint of the request.
+package struct StoredAnswer: Codable, Sendable, Equatable {
+    package var key: String
+    package var fingerprint: String
+    package var status: Int
+    package var body: String
+    package var etag: String
+    /// Unix milliseconds.
+    package var createdAt: Int64
+
+    package init(key: String, fingerprint: String, status: Int, body: String, etag: String, createdAt: Int64) {
+        self.key = key
+        self.fingerprint = fingerprint
+        self.status = status
+        self.body = body
+        self.etag = etag
+        self.createdAt = createdAt
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case key, fingerprint, status, body, etag
+        case createdAt = "created_at"
+    }
+}
+
+/// What a coordinated write did.
+package struct CoordinatedResult: Codable, Sendable, Equatable {
+    package enum Outcome: String, Codable, Sendable {
+        /// Stored (and logged), with its key's answer if it had one.
+        case applied
+        /// The stored version is not `expected_version` (`stored_version`, `deleted` say what is).
+        case preconditionFailed = "precondition_failed"
+        /// A same or newer version is stored; nothing changed.
+        case stale
+        /// The key was used before with the same request: `answer` is the first answer.
+        case replayed
+        /// The key was used before with another request.
+        case keyReused = "key_reused"
+    }
+
+    package var outcome: Outcome
+    package var storedVersion: Int64?
+    package var deleted: Bool?
+    package var answer: StoredAnswer?
+
+    package init(outcome: Outcome, storedVersion: Int64? = nil, deleted: Bool? = nil, answer: StoredAnswer? = nil) {
+        self.outcome = outcome
+        self.storedVersion = storedVersion
+        self.deleted = deleted
+        self.answer = answer
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case outcome, deleted, answer
+        case storedVersion = "stored_version"
     }
 }

@@ -26,6 +26,7 @@ final class CatalogFixture: @unchecked Sendable {
         parts = try Catalog.Parts(
             directory: self.directory, database: database, logger: logger, segmentSize: segmentSize, beforeWrite: beforeWrite, sync: sync)
         catalog = Catalog(parts, persistence: PersistenceSettings(), logger: logger)
+        catalog.setWriterNode(1)
     }
 
     /// A fixture on the same directory, as after a restart.

@@ -81,15 +81,77 @@ final class FakeDatabaseService: DatabaseServiceClient {
                 if isRejected(operation) { return OperationResult(id: operation.productID, outcome: .rejected, error: "bad name") }
                 let key = operation.tenant + "/" + operation.productID
                 if let stored = state.rows[key], stored.version >= operation.version {
-                    return OperationResult(id: operation.productID, outcome: .stale)
+                    return OperationResult(
+                        id: operation.productID, outcome: .stale, storedVersion: stored.version, deleted: stored.product == nil)
                 }
                 switch operation {
                 case .upsert(_, let product): state.rows[key] = Stored(product: product, version: product.version)
                 case .delete(_, _, let version, _): state.rows[key] = Stored(product: nil, version: version)
                 }
+                changeLog.withLock { $0.append(Change(operation)) }
                 return OperationResult(id: operation.productID, outcome: .applied)
             })
         }
+    }
+
+    /// Idempotency keys' answers, by tenant and key.
+    private let answers = Mutex<[String: StoredAnswer]>([:])
+
+    func write(_ write: CoordinatedWrite) async throws(DatabaseClientError) -> CoordinatedResult {
+        guard !isDown else { throw .unreachable("connection refused") }
+        let operation = write.operation
+        let answerKey = write.idempotency.map { operation.tenant + "/" + $0.key }
+        if let answerKey, let stored = answers.withLock({ $0[answerKey] }) {
+            guard stored.fingerprint == write.idempotency?.fingerprint else { return CoordinatedResult(outcome: .keyReused) }
+            return CoordinatedResult(outcome: .replayed, answer: stored)
+        }
+        if let expected = write.expectedVersion {
+            let stored = state.withLock { $0.rows[operation.tenant + "/" + operation.productID] }
+            guard let stored, stored.product != nil, stored.version == expected else {
+                return CoordinatedResult(outcome: .preconditionFailed, storedVersion: stored?.version ?? 0, deleted: stored?.product == nil)
+            }
+        }
+        let result = try await apply(WriteBatch(operations: [operation])).results[0]
+        guard result.outcome == .applied else {
+            return CoordinatedResult(outcome: .stale, storedVersion: result.storedVersion, deleted: result.deleted)
+        }
+        if let answerKey, let answer = write.idempotency { answers.withLock { $0[answerKey] = answer } }
+        return CoordinatedResult(outcome: .applied)
+    }
+
+    /// Every applied change, in order; a cursor's position counts them.
+    private let changeLog = Mutex<[Change]>([])
+
+    /// Stores a change as another replica's write would, logging it.
+    func write(_ operation: WriteOperation) async throws {
+        _ = try await apply(WriteBatch(operations: [operation]))
+    }
+
+    func changes(after cursor: ChangeCursor, limit: Int, wait: Duration) async throws(DatabaseClientError) -> ChangePage? {
+        guard !isDown else { throw .unreachable("connection refused") }
+        func page() -> ChangePage {
+            changeLog.withLock { log in
+                let start = min(Int(cursor.position), log.count)
+                let changes = Array(log[start...].prefix(limit))
+                return ChangePage(
+                    changes: changes, next: ChangeCursor(transaction: 0, position: Int64(start + changes.count)),
+                    recordedAtMs: changes.isEmpty ? nil : Timestamp.nowMilliseconds())
+            }
+        }
+        let first = page()
+        guard first.changes.isEmpty, wait > .zero else { return first }
+        try? await Task.sleep(for: min(wait, .milliseconds(20)))
+        return page()
+    }
+
+    func changeHead() async throws(DatabaseClientError) -> ChangeCursor {
+        guard !isDown else { throw .unreachable("connection refused") }
+        return ChangeCursor(transaction: 0, position: Int64(changeLog.withLock { $0.count }))
+    }
+
+    func writerNode(replicaID: String, preferred: Int64?) async throws(DatabaseClientError) -> Int64 {
+        guard !isDown else { throw .unreachable("connection refused") }
+        return preferred ?? 1
     }
 
     /// Keys by hash; none: the service runs open.

@@ -1,0 +1,42 @@
+import Logging
+import ServiceLifecycle
+import Shared
+
+/// Keeps the change log: purges changes older than the retention (and idempotency answers past 24 hours), and (on PostgreSQL) listens for other
+/// processes' commits so waiting feed readers wake at once.
+struct ChangeLogService: Service {
+    let store: any ProductStore
+    let retention: Duration
+    var purgeInterval: Duration = .seconds(60)
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await store.listenForChanges() }
+                group.addTask { await purgeUntilCancelled() }
+                await group.waitForAll()
+            }
+        }
+    }
+
+    /// Idempotency keys' answers are kept 24 hours, as the Products Service promises.
+    static let answerRetentionMs: Int64 = 24 * 3600 * 1000
+
+    private func purgeUntilCancelled() async {
+        while !Task.isCancelled {
+            let cutoff = Timestamp.nowMilliseconds() - Int64(retention.components.seconds * 1000)
+                - Int64(retention.components.attoseconds / 1_000_000_000_000_000)
+            do {
+                let purged = try await store.purgeChanges(recordedBefore: cutoff)
+                if purged > 0 { logger.info("purged changes past retention", metadata: ["changes": "\(purged)"]) }
+                let answers = try await store.purgeAnswers(createdBefore: Timestamp.nowMilliseconds() - Self.answerRetentionMs)
+                if answers > 0 { logger.info("purged idempotency answers past 24 hours", metadata: ["answers": "\(answers)"]) }
+            } catch {
+                if Task.isCancelled { return }
+                logger.warning("purging the change log failed; will retry", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: purgeInterval)
+        }
+    }
+}

@@ -1,0 +1,115 @@
+/// A place in the Database Service's change log: changes are read in `(transaction, position)` order.
+///
+/// On SQLite `transaction` is always 0 (one writer at a time commits positions in order). On PostgreSQL it is
+/// the writing transaction's id, so that a reader can stop below the oldest transaction still running.
+/// Written as `"<transaction>.<position>"`; `"0.0"` is the start of the log.
+package struct ChangeCursor: Sendable, Hashable, Comparable, CustomStringConvertible, Codable {
+    package var transaction: Int64
+    package var position: Int64
+
+    package static let start = ChangeCursor(transaction: 0, position: 0)
+
+    package init(transaction: Int64, position: Int64) {
+        self.transaction = transaction
+        self.position = position
+    }
+
+    /// Parses `"<transaction>.<position>"`, both non-negative integers.
+    package init?(_ text: some StringProtocol) {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 2, let transaction = Int64(parts[0]), let position = Int64(parts[1]), transaction >= 0, position >= 0
+        else { return nil }
+        self.init(transaction: transaction, position: position)
+    }
+
+    package var description: String { "\(transaction).\(position)" }
+
+    package static func < (left: ChangeCursor, right: ChangeCursor) -> Bool {
+        (left.transaction, left.position) < (right.transaction, right.position)
+    }
+
+    package init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let cursor = ChangeCursor(text) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not a change cursor: \(text)"))
+        }
+        self = cursor
+    }
+
+    package func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
+}
+
+/// One applied write, as the change log records it.
+package struct Change: Codable, Sendable, Equatable {
+    package enum Operation: String, Codable, Sendable {
+        case upsert, delete
+    }
+
+    package var tenant: String
+    package var id: String
+    package var version: Int64
+    package var op: Operation
+    /// When the change was made: the product's `updated_at`, or the delete's time.
+    package var changedAt: String
+    /// The product as this change left it; nil for a delete.
+    package var product: Product?
+
+    package init(tenant: String, id: String, version: Int64, op: Operation, changedAt: String, product: Product?) {
+        self.tenant = tenant
+        self.id = id
+        self.version = version
+        self.op = op
+        self.changedAt = changedAt
+        self.product = product
+    }
+
+    /// The change an applied operation makes.
+    package init(_ operation: WriteOperation) {
+        switch operation {
+        case .upsert(let tenant, let product):
+            self.init(
+                tenant: tenant, id: product.id, version: product.version, op: .upsert, changedAt: product.updatedAt, product: product)
+        case .delete(let tenant, let id, let version, let deletedAt):
+            self.init(tenant: tenant, id: id, version: version, op: .delete, changedAt: deletedAt, product: nil)
+        }
+    }
+
+    /// The write that repeats this change.
+    package var operation: WriteOperation {
+        if let product { return .upsert(tenant: tenant, product: product) }
+        return .delete(tenant: tenant, id: id, version: version, deletedAt: changedAt)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case tenant, id, version, op, product
+        case changedAt = "changed_at"
+    }
+}
+
+/// `GET /api/changes`: the changes after a cursor, oldest first, and the cursor to ask from next.
+package struct ChangePage: Codable, Sendable, Equatable {
+    package var changes: [Change]
+    package var next: ChangeCursor
+    /// When the newest change of the page was recorded (Unix milliseconds), for lag; nil on an empty page.
+    package var recordedAtMs: Int64?
+
+    package init(changes: [Change], next: ChangeCursor, recordedAtMs: Int64? = nil) {
+        self.changes = changes
+        self.next = next
+        self.recordedAtMs = recordedAtMs
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case changes, next
+        case recordedAtMs = "recorded_at_ms"
+    }
+}
+
+/// `GET /api/changes/head`: the newest change's cursor.
+package struct ChangeHead: Codable, Sendable, Equatable {
+    package var cursor: ChangeCursor
+    package init(cursor: ChangeCursor) { self.cursor = cursor }
+}

@@ -1,0 +1,138 @@
+import Foundation
+import PostgresNIO
+import Testing
+
+@testable import DatabaseService
+import Shared
+
+@Suite("Change log, on SQLite and PostgreSQL")
+struct ChangeLogTests {
+    private func product(_ id: String, version: Int64 = 1, name: String = "Lamp") -> Product {
+        let now = Timestamp.now()
+        return Product(id: id, name: name, type: "physical", metadata: [:], createdAt: now, updatedAt: now, version: version)
+    }
+
+    private func page(_ read: ChangeRead) throws -> ChangePage {
+        guard case .page(let page) = read else { throw ChangeLogTestError.expired }
+        return page
+    }
+
+    /// Reads until at least `count` changes are there. On PostgreSQL a reader stops below the oldest transaction
+    /// running anywhere on the server, and the tests run in parallel: a change may show a moment late, never out of order.
+    private func settled(_ store: some ProductStore, after cursor: ChangeCursor, limit: Int = 100, count: Int) async throws -> ChangePage {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while true {
+            let read = try page(try await store.changes(after: cursor, limit: limit))
+            if read.changes.count >= count || ContinuousClock.now > deadline { return read }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    @Test("every applied write is logged in commit order with its product; stale writes are not", arguments: StoreBackend.available)
+    func logsAppliedWrites(backend: StoreBackend) async throws {
+        try await backend.withStore { store, _ async throws in
+            let start = try await store.changeHead()
+            _ = try await store.apply([
+                .upsert(tenant: "t", product: product("a")),
+                .upsert(tenant: "u", product: product("b")),
+            ])
+            _ = try await store.apply([.upsert(tenant: "t", product: product("a", version: 1))])  // stale: not logged
+            _ = try await store.apply([.upsert(tenant: "t", product: product("a", version: 5, name: "Lamp 5"))])
+            _ = try await store.delete(tenant: "u", id: "b", version: nil, deletedAt: Timestamp.now())
+
+            let all = try await settled(store, after: start, count: 4)
+            #expect(all.changes.map(\.id) == ["a", "b", "a", "b"])
+            #expect(all.changes.map(\.op) == [.upsert, .upsert, .upsert, .delete])
+            #expect(all.changes.map(\.tenant) == ["t", "u", "t", "u"])
+            #expect(all.changes[2].product?.name == "Lamp 5" && all.changes[2].version == 5)
+            #expect(all.changes[3].product == nil && all.changes[3].version > 1)
+            #expect(all.recordedAtMs != nil)
+            #expect(try await store.changeHead() == all.next, "the head is the newest change")
+
+            // Paging: a cursor resumes exactly after the last change read.
+            let first = try await settled(store, after: start, limit: 3, count: 3)
+            #expect(first.changes.count == 3)
+            let rest = try page(try await store.changes(after: first.next, limit: 3))
+            #expect(rest.changes.map(\.op) == [.delete])
+            let none = try page(try await store.changes(after: rest.next, limit: 3))
+            #expect(none.changes.isEmpty && none.next == rest.next)
+        }
+    }
+
+    @Test("purging drops only a prefix older than the cutoff, and a cursor before it is expired", arguments: StoreBackend.available)
+    func purge(backend: StoreBackend) async throws {
+        try await backend.withStore { store, _ async throws in
+            let start = try await store.changeHead()
+            _ = try await store.apply([.upsert(tenant: "t", product: product("old1")), .upsert(tenant: "t", product: product("old2"))])
+            let middle = try await settled(store, after: start, count: 2).next
+            try await Task.sleep(for: .milliseconds(20))
+            let cutoff = Timestamp.nowMilliseconds()
+            try await Task.sleep(for: .milliseconds(20))
+            _ = try await store.apply([.upsert(tenant: "t", product: product("new"))])
+            _ = try await settled(store, after: start, count: 3)
+
+            #expect(try await store.purgeChanges(recordedBefore: cutoff) == 2)
+            #expect(try await store.purgeChanges(recordedBefore: cutoff) == 0, "purging again finds nothing")
+            guard case .expired = try await store.changes(after: start, limit: 10) else {
+                Issue.record("a cursor before the purged changes must be expired")
+                return
+            }
+            #expect(try await settled(store, after: middle, count: 1).changes.map(\.id) == ["new"])
+            #expect(try await store.product(tenant: "t", id: "old1") != nil, "purging the log keeps the products")
+        }
+    }
+
+    @Test("writer numbers: one per replica id, stable, distinct", arguments: StoreBackend.available)
+    func writerNumbers(backend: StoreBackend) async throws {
+        try await backend.withStore { store, _ async throws in
+            let a = try #require(try await store.writerNode(replicaID: "replica-a", preferred: nil))
+            let b = try #require(try await store.writerNode(replicaID: "replica-b", preferred: a))
+            #expect(a != b)
+            #expect(Versions.writerRange.contains(a) && Versions.writerRange.contains(b))
+            #expect(try await store.writerNode(replicaID: "replica-a", preferred: 9) == a, "the same replica keeps its number")
+            #expect(try await store.writerNode(replicaID: "replica-c", preferred: 77) == 77, "a free preferred number is granted")
+        }
+        #expect(WriterNodes.choose(taken: [], nowMs: 0)?.node == 1)
+        let full = Versions.writerRange.map { (node: $0, lastSeenMs: Int64(1000)) }
+        #expect(WriterNodes.choose(taken: full, nowMs: 2000) == nil, "every number held by a replica seen recently")
+        #expect(WriterNodes.choose(taken: full, nowMs: 1000 + WriterNodes.reuseAfterMs + 1)?.reused == true)
+    }
+
+    @Test("versions: above the previous and the clock, stamped with the writer, exact in JavaScript")
+    func versions() {
+        let now: Int64 = 1_800_000_000_000
+        let first = Versions.next(after: 1, writer: 7, nowMs: now)
+        #expect(first == now << 10 | 7)
+        #expect(Versions.next(after: first, writer: 3, nowMs: now) > first, "the same millisecond still moves forward")
+        #expect(Versions.next(after: first, writer: 3, nowMs: now) != Versions.next(after: first, writer: 4, nowMs: now))
+        #expect(Versions.next(after: first, writer: 3, nowMs: now - 60_000) > first, "a slow clock cannot go back")
+        #expect(Versions.next(after: 1, writer: 1023, nowMs: 8_700_000_000_000) < 1 << 53)
+    }
+
+    @Test("PostgreSQL: a transaction that commits after a later one is never skipped by a reader")
+    func outOfOrderCommit() async throws {
+        guard StoreBackend.available.contains(.postgresql) else { return }
+        try await StoreBackend.postgresql.withStore { store, _ async throws in
+            let postgres = try #require(store as? PostgresProductStore)
+            let start = try await store.changeHead()
+            try await postgres.client.withConnection { slow in
+                // The slow transaction takes its position first...
+                try await slow.query("BEGIN", logger: postgres.logger)
+                try await slow.query(
+                    """
+                    INSERT INTO product_changes (tenant, product_id, version, op, changed_at, recorded_ms)
+                    VALUES ('t', 'slow', 2, 'delete', '2026-01-01T00:00:00.000Z', 0)
+                    """, logger: postgres.logger)
+                // ...and a fast one, on another connection, takes a later position and commits first.
+                _ = try await store.apply([.upsert(tenant: "t", product: product("fast"))])
+                let during = try page(try await store.changes(after: start, limit: 10))
+                #expect(during.changes.isEmpty, "the fast change waits until the slow transaction is settled")
+                try await slow.query("COMMIT", logger: postgres.logger)
+            }
+            let after = try await settled(store, after: start, limit: 10, count: 2)
+            #expect(after.changes.map(\.id) == ["slow", "fast"], "both, in transaction order: none skipped")
+        }
+    }
+}
+
+private enum ChangeLogTestError: Error { case expired }
