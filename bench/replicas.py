@@ -4,9 +4,10 @@
 1. Visibility: writes at RATE/s (creates, patches, deletes) spread over the three replicas; for every 20th
    write, the time from its acknowledgement until each of the two other replicas serves it (p50, p99, max).
 2. Convergence: when the writes stop, the time until every replica's listing equals the Database Service's.
-3. Cost of following the feed: GET /products/{id} on replica A with wrk, while the same write load goes either
-   to replica B (A follows and applies it) or to a second, separate stack (A's feed is idle). Interleaved
-   rounds; the ratio of the medians is what following costs.
+3. Cost of following the feed: two stacks of one Database Service and two replicas each. GET /products/{id} on
+   replica A of the first with wrk, while the same write load goes either to its sibling B (A follows and
+   applies it) or to the second stack's B' (A's feed is idle; the same processes do the same work, A aside).
+   Interleaved rounds; the ratio of the medians is what following costs.
 
     bench/replicas.py --bin .build/release            # RATE=1000 DURATION=20 ROUNDS=3 WRK_DURATION=8s
 """
@@ -85,6 +86,14 @@ class Processes:
                  for i in range(replicas)]
         return database, ports
 
+    def terminate(self, port):
+        for process in self.running:
+            if f"--port {port} " in " ".join(process.args) + " ":
+                process.terminate()
+                process.wait(timeout=30)
+                self.running.remove(process)
+                return
+
     def stop(self):
         for process in reversed(self.running):
             process.terminate()
@@ -97,7 +106,7 @@ class Processes:
 class WriteLoad:
     """Writes at `rate` a second over `ports`: half creates, 40% patches, 10% deletes of live products."""
 
-    def __init__(self, ports, live, rate, on_write=None, threads=8):
+    def __init__(self, ports, live, rate, on_write=None, threads=24):
         self.ports, self.live, self.rate, self.on_write, self.threads = ports, live, rate, on_write, threads
         self.lock, self.stopped, self.count, self.errors = threading.Lock(), threading.Event(), 0, 0
 
@@ -266,8 +275,9 @@ def main():
                 break
             time.sleep(0.05)
 
-        # 3. The feed's cost to reads, side by side with a load the replica does not follow.
-        _, (elsewhere,) = processes.stack("control", 1)
+        # 3. The feed's cost to reads, side by side with a load the replica does not follow: two stacks alike.
+        processes.terminate(replicas[2])
+        _, (_, elsewhere) = processes.stack("control", 2)
         other_live = []
         for i in range(1000):
             status, body = call(elsewhere, "POST", "/products", {"name": f"Seed {i}", "type": "seed"})

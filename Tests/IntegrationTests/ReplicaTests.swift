@@ -16,9 +16,9 @@ final class Replicas: @unchecked Sendable {
     var secondDatabase: ServiceProcess?
     var processes: [ServiceProcess?]
 
-    init(count: Int, backend: Backend) async throws {
+    init(count: Int, backend: Backend, databaseArguments: [String] = []) async throws {
         stack = try Stack(backend)
-        try await stack.startDatabase()
+        try await stack.startDatabase(databaseArguments)
         databaseURLs = [stack.databaseURL]
         if backend == .postgresql {
             let second = try await ServiceProcess.start(
@@ -227,6 +227,31 @@ struct ReplicaTests {
             guard try await replicas.product(1, added.id).status == 200 else { return false }
             return try await replicas.product(1, kept.id).json(Product.self).name == "Kept, renamed"
         }
+    }
+
+    @Test("a replica whose cursor is past the log's retention reloads in full, and misses nothing")
+    func expiredCursor() async throws {
+        let replicas = try await Replicas(
+            count: 2, backend: .sqlite, databaseArguments: ["--change-retention", "1", "--change-purge-interval", "0.2"])
+        let doomed = try await create(replicas.url(0), "Doomed")
+        try await eventually("replica 1 has it") { try await replicas.product(1, doomed.id).status == 200 }
+        try await replicas.stop(1)
+        #expect(try await HTTP.delete(replicas.url(0) + "/products/\(doomed.id)").status == 200)
+        let added = try await create(replicas.url(0), "Added")
+        let token = replicas.stack.databaseURL + "/api/changes?after=0.0"
+        try await eventually("the log has purged what replica 1 has not seen") {
+            try await HTTP.get(token).status == 410
+        }
+        #expect(try await HTTP.get(token).error?.code == "cursor_expired")
+        try await replicas.start(1)
+        try await eventually("replica 1 reloaded") {
+            let deleted = try await replicas.product(1, doomed.id).status == 404
+            let present = try await replicas.product(1, added.id).status == 200
+            return deleted && present
+        }
+        let later = try await create(replicas.url(0), "Later")
+        try await eventually("and follows again") { try await replicas.product(1, later.id).status == 200 }
+        #expect(try await replicas.listedIDs(1)[doomed.id] == nil)
     }
 
     @Test("the feed resumes after the Database Service is killed and restarted")

@@ -26,6 +26,10 @@ struct SettingsTests {
         try await expectRefused("products-service", ["--data-dir", directory.path + "/p4"], environment: ["PORT": "abc"], naming: "PORT")
         try await expectRefused("database-service", ["--database", "postgres://u:p@localhost/db"], naming: "--database")
         try await expectRefused("database-service", ["--database", file + "/db.sqlite"], naming: "--database")
+        try await expectRefused(
+            "database-service", ["--database", directory.path + "/d1.sqlite", "--change-retention", "0"], naming: "--change-retention")
+        try await expectRefused(
+            "products-service", ["--data-dir", directory.path + "/p5", "--feed-lag-alert-after", "0"], naming: "--feed-lag-alert-after")
     }
 
     @Test("a port in use is refused, and a data directory in use by another process too")

@@ -105,9 +105,9 @@ final class Stack: @unchecked Sendable {
     var databaseLocation: String { postgresURL ?? sqlitePath }
 
     @discardableResult
-    func startDatabase() async throws -> ServiceProcess {
+    func startDatabase(_ extra: [String] = []) async throws -> ServiceProcess {
         let process = try await ServiceProcess.start(
-            "database-service", ["--port", "\(databasePort)", "--database", databaseLocation] + tokenArguments, in: directory)
+            "database-service", ["--port", "\(databasePort)", "--database", databaseLocation] + tokenArguments + extra, in: directory)
         database = process
         return process
     }
