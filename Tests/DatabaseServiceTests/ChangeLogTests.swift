@@ -12,14 +12,14 @@ struct ChangeLogTests {
         return Product(id: id, name: name, type: "physical", metadata: [:], createdAt: now, updatedAt: now, version: version)
     }
 
-    private func page(_ read: ChangeRead) throws -> ChangePage {
+    private func page(_ read: ChangeRead) throws -> ChangeLogPage {
         guard case .page(let page) = read else { throw ChangeLogTestError.expired }
         return page
     }
 
     /// Reads until at least `count` changes are there. On PostgreSQL a reader stops below the oldest transaction
     /// running anywhere on the server, and the tests run in parallel: a change may show a moment late, never out of order.
-    private func settled(_ store: some ProductStore, after cursor: ChangeCursor, limit: Int = 100, count: Int) async throws -> ChangePage {
+    private func settled(_ store: some ProductStore, after cursor: ChangeCursor, limit: Int = 100, count: Int) async throws -> ChangeLogPage {
         let deadline = ContinuousClock.now + .seconds(10)
         while true {
             let read = try page(try await store.changes(after: cursor, limit: limit))
@@ -48,6 +48,12 @@ struct ChangeLogTests {
             #expect(all.changes[3].product == nil && all.changes[3].version > 1)
             #expect(all.recordedAtMs != nil)
             #expect(try await store.changeHead() == all.next, "the head is the newest change")
+
+            // The page as served (the products' JSON copied in as stored) is what the replicas decode.
+            let served = try JSONCoding.decoder.decode(ChangePage.self, from: all.json)
+            #expect(served.changes.map(\.id) == all.changes.map(\.id) && served.next == all.next && served.recordedAtMs == all.recordedAtMs)
+            #expect(served.changes.map(\.product) == all.changes.map(\.product))
+            #expect(served.changes[2].product?.name == "Lamp 5" && served.changes[3].op == .delete)
 
             // Paging: a cursor resumes exactly after the last change read.
             let first = try await settled(store, after: start, limit: 3, count: 3)

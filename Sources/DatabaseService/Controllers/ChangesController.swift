@@ -19,7 +19,7 @@ struct ChangesController<Context: RequestContext> {
     /// GET /api/changes?after=&limit=&wait=: up to `limit` changes after the cursor, oldest first, across
     /// tenants; when there are none, waits up to `wait` seconds for one. 410 `cursor_expired` when changes after
     /// the cursor were purged: the caller must reload in full.
-    @Sendable func list(_ request: Request, context: Context) async throws -> ChangePage {
+    @Sendable func list(_ request: Request, context: Context) async throws -> ChangeLogPage {
         var after = ChangeCursor.start
         var limit = 1000
         var wait = 0.0

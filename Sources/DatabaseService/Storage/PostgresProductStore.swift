@@ -189,7 +189,7 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
                 var outcomes = [ApplyOutcome?](repeating: nil, count: operations.count)
                 for index in order {
                     let outcome = try await self.store(operations[index], on: connection)
-                    if outcome.isApplied { try await self.record(Change(operations[index]), on: connection) }
+                    if outcome.isApplied { try await self.record(LoggedChange(operations[index]), on: connection) }
                     outcomes[index] = outcome
                 }
                 if outcomes.contains(where: { $0?.isApplied == true }) { try await self.notifyChanges(on: connection) }
@@ -289,7 +289,7 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
                 if case .stale(let version, let deleted) = outcome {
                     return CoordinatedResult(outcome: .stale, storedVersion: version, deleted: deleted)
                 }
-                try await self.record(Change(operation), on: connection)
+                try await self.record(LoggedChange(operation), on: connection)
                 if let answer = write.idempotency {
                     try await connection.query(
                         """
@@ -328,7 +328,7 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
                 UPDATE products SET updated_at = \(deletedAt), version = \(newVersion), deleted = TRUE
                 WHERE tenant = \(tenant) AND id = \(id)
                 """, logger: self.logger)
-            try await self.record(Change(.delete(tenant: tenant, id: id, version: newVersion, deletedAt: deletedAt)), on: connection)
+            try await self.record(LoggedChange(.delete(tenant: tenant, id: id, version: newVersion, deletedAt: deletedAt)), on: connection)
             try await self.notifyChanges(on: connection)
             return .deleted(version: newVersion, name: stored.name)
         }
@@ -342,12 +342,12 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
 
     /// Records an applied change in the transaction that applied it; `transaction_id` defaults to that
     /// transaction's id.
-    private func record(_ change: Change, on connection: PostgresConnection) async throws {
+    private func record(_ change: LoggedChange, on connection: PostgresConnection) async throws {
         try await connection.query(
             """
             INSERT INTO product_changes (tenant, product_id, version, op, changed_at, recorded_ms, product)
             VALUES (\(change.tenant), \(change.id), \(change.version), \(change.op.rawValue), \(change.changedAt),
-                    \(Timestamp.nowMilliseconds()), \(change.product.map { String(buffer: $0.json) }))
+                    \(Timestamp.nowMilliseconds()), \(change.productJSON))
             """, logger: logger)
     }
 
@@ -380,13 +380,13 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
                     """,
                 binds: { var binds = PostgresBindings(); binds.append(cursor.transaction); binds.append(cursor.position); binds.append(Int64(limit)); return binds }()),
             logger: logger)
-        var page = ChangePage(changes: [], next: cursor)
+        var page = ChangeLogPage(changes: [], next: cursor)
         for try await (transaction, position, tenant, id, version, op, changedAt, recordedMs, productText) in rows.decode(
             (Int64, Int64, String, String, Int64, String, String, Int64, String?).self)
         {
-            page.changes.append(Change(
+            page.changes.append(LoggedChange(
                 tenant: tenant, id: id, version: version, op: Change.Operation(rawValue: op) ?? .delete, changedAt: changedAt,
-                product: try productText.map { try JSONCoding.decoder.decode(Product.self, from: Data($0.utf8)) }))
+                productJSON: productText))
             page.next = ChangeCursor(transaction: transaction, position: position)
             page.recordedAtMs = recordedMs
         }

@@ -64,7 +64,7 @@ enum WriterNodes {
 
 /// What reading the change log found.
 enum ChangeRead: Sendable, Equatable {
-    case page(ChangePage)
+    case page(ChangeLogPage)
     /// Changes after the cursor were purged (retention): the reader must reload in full.
     case expired(purgedThrough: ChangeCursor)
 }

@@ -81,7 +81,7 @@ final class SQLiteProductStore: ProductStore {
         let outcomes = try await pool.write { db in
             try operations.map { operation in
                 let outcome = try Self.store(Self.row(for: operation), in: db)
-                if outcome.isApplied { try Self.record(Change(operation), in: db) }
+                if outcome.isApplied { try Self.record(LoggedChange(operation), in: db) }
                 return outcome
             }
         }
@@ -113,7 +113,7 @@ final class SQLiteProductStore: ProductStore {
             if case .stale(let version, let deleted) = outcome {
                 return CoordinatedResult(outcome: .stale, storedVersion: version, deleted: deleted)
             }
-            try Self.record(Change(operation), in: db)
+            try Self.record(LoggedChange(operation), in: db)
             if let answer = write.idempotency {
                 try db.execute(
                     sql: """
@@ -145,7 +145,7 @@ final class SQLiteProductStore: ProductStore {
             let row = Self.Row(tenant: tenant, id: id, name: stored.name, type: "", metadata: "{}",
                                createdAt: deletedAt, updatedAt: deletedAt, version: newVersion, deleted: true)
             _ = try Self.store(row, in: db)
-            try Self.record(Change(.delete(tenant: tenant, id: id, version: newVersion, deletedAt: deletedAt)), in: db)
+            try Self.record(LoggedChange(.delete(tenant: tenant, id: id, version: newVersion, deletedAt: deletedAt)), in: db)
             return .deleted(version: newVersion, name: stored.name)
         }
         if case .deleted = outcome { changeSignal.signal() }
@@ -228,9 +228,9 @@ final class SQLiteProductStore: ProductStore {
                     WHERE position > ? ORDER BY position LIMIT ?
                     """,
                 arguments: [cursor.position, limit])
-            var page = ChangePage(changes: [], next: cursor)
+            var page = ChangeLogPage(changes: [], next: cursor)
             for row in rows {
-                page.changes.append(try Self.change(from: row))
+                page.changes.append(Self.change(from: row))
                 page.next = ChangeCursor(transaction: 0, position: row["position"])
                 page.recordedAtMs = row["recorded_ms"]
             }
@@ -289,7 +289,7 @@ final class SQLiteProductStore: ProductStore {
     /// One process serves a SQLite file: its own commits signal directly.
     func listenForChanges() async {}
 
-    private static func record(_ change: Change, in db: Database) throws {
+    private static func record(_ change: LoggedChange, in db: Database) throws {
         try db.cachedStatement(
             sql: """
                 INSERT INTO product_changes (tenant, product_id, version, op, changed_at, recorded_ms, product)
@@ -297,16 +297,14 @@ final class SQLiteProductStore: ProductStore {
                 """
         ).execute(arguments: [
             change.tenant, change.id, change.version, change.op.rawValue, change.changedAt, Timestamp.nowMilliseconds(),
-            change.product.map { String(buffer: $0.json) },
+            change.productJSON,
         ])
     }
 
-    private static func change(from row: GRDB.Row) throws -> Change {
-        let productText: String? = row["product"]
-        return Change(
+    private static func change(from row: GRDB.Row) -> LoggedChange {
+        LoggedChange(
             tenant: row["tenant"], id: row["product_id"], version: row["version"],
-            op: Change.Operation(rawValue: row["op"]) ?? .delete, changedAt: row["changed_at"],
-            product: try productText.map { try JSONCoding.decoder.decode(Product.self, from: Data($0.utf8)) })
+            op: Change.Operation(rawValue: row["op"]) ?? .delete, changedAt: row["changed_at"], productJSON: row["product"])
     }
 
     // MARK: SQL functions

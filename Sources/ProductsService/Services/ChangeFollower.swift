@@ -58,6 +58,9 @@ struct ChangeFollower: Service {
     /// How long one long poll waits for a change.
     var wait: Duration = .seconds(10)
     var retryMaxDelay: Duration = .seconds(5)
+    /// After a page of changes, how long to let more gather before asking again: under a steady stream of
+    /// writes this turns hundreds of small polls a second into a few larger ones, for a few milliseconds of lag.
+    var gatherInterval: Duration = .milliseconds(20)
 
     func run() async throws {
         try? await cancelWhenGracefulShutdown { () async throws in try await self.follow() }
@@ -116,6 +119,7 @@ struct ChangeFollower: Service {
                     savedCursor = cursor
                     lastSave = .now
                 }
+                if caughtUp, !page.changes.isEmpty { try await Task.sleep(for: gatherInterval) }
             } catch {
                 if Task.isCancelled { return }
                 failures += 1

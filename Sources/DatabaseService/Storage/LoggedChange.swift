@@ -1,0 +1,81 @@
+import Foundation
+import Hummingbird
+import NIOCore
+import Shared
+
+/// A change as the log stores it, the product's JSON kept as it was written: serving the feed copies it into
+/// the response instead of decoding and encoding every product again.
+struct LoggedChange: Sendable, Equatable {
+    var tenant: String
+    var id: String
+    var version: Int64
+    var op: Change.Operation
+    var changedAt: String
+    /// The product as this change left it, in the JSON the services exchange; nil for a delete.
+    var productJSON: String?
+
+    init(tenant: String, id: String, version: Int64, op: Change.Operation, changedAt: String, productJSON: String?) {
+        self.tenant = tenant
+        self.id = id
+        self.version = version
+        self.op = op
+        self.changedAt = changedAt
+        self.productJSON = productJSON
+    }
+
+    /// The change an applied operation makes.
+    init(_ operation: WriteOperation) {
+        let change = Change(operation)
+        self.init(
+            tenant: change.tenant, id: change.id, version: change.version, op: change.op, changedAt: change.changedAt,
+            productJSON: change.product.map { String(buffer: $0.json) })
+    }
+
+    /// The product, decoded.
+    var product: Product? {
+        productJSON.flatMap { try? JSONCoding.decoder.decode(Product.self, from: Data($0.utf8)) }
+    }
+
+    func writeJSON(into buffer: inout ByteBuffer) {
+        buffer.writeJSONString(tenant, after: "{\"tenant\":")
+        buffer.writeJSONString(id, after: ",\"id\":")
+        buffer.writeStaticString(",\"version\":")
+        buffer.writeString(String(version))
+        buffer.writeJSONString(op.rawValue, after: ",\"op\":")
+        buffer.writeJSONString(changedAt, after: ",\"changed_at\":")
+        if let productJSON {
+            buffer.writeStaticString(",\"product\":")
+            buffer.writeString(productJSON)
+        }
+        buffer.writeInteger(UInt8(ascii: "}"))
+    }
+}
+
+/// A page of the change log: `GET /api/changes`'s body, in the shape of `ChangePage`.
+struct ChangeLogPage: Sendable, Equatable, ResponseGenerator {
+    var changes: [LoggedChange]
+    var next: ChangeCursor
+    /// When the page's newest change was recorded (Unix milliseconds); nil on an empty page.
+    var recordedAtMs: Int64?
+
+    var json: ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(64 + changes.reduce(0) { $0 + 96 + ($1.productJSON?.utf8.count ?? 0) })
+        buffer.writeStaticString("{\"changes\":[")
+        for (index, change) in changes.enumerated() {
+            if index > 0 { buffer.writeInteger(UInt8(ascii: ",")) }
+            change.writeJSON(into: &buffer)
+        }
+        buffer.writeJSONString(next.description, after: "],\"next\":")
+        if let recordedAtMs {
+            buffer.writeStaticString(",\"recorded_at_ms\":")
+            buffer.writeString(String(recordedAtMs))
+        }
+        buffer.writeInteger(UInt8(ascii: "}"))
+        return buffer
+    }
+
+    func response(from request: Request, context: some RequestContext) -> Response {
+        .json(buffer: json)
+    }
+}
