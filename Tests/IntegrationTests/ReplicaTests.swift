@@ -141,6 +141,42 @@ struct ReplicaTests {
         }
     }
 
+    @Test("an update on one replica racing a delete on another: refused (404), or it wins by version everywhere", arguments: Backend.available)
+    func updateRacingDelete(backend: Backend) async throws {
+        let replicas = try await Replicas(count: 2, backend: backend)
+        for round in 0..<5 {
+            let product = try await create(replicas.url(0), "Raced \(round)")
+            try await eventually("replica 1 has it") { try await replicas.product(1, product.id).status == 200 }
+            async let deleted = HTTP.delete(replicas.url(0) + "/products/\(product.id)")
+            async let updated = patch(replicas.url(1), product.id, #"{"name":"Updated \#(round)"}"#)
+            let (deletion, update) = try await (deleted, updated)
+            #expect(deletion.status == 200)
+            #expect([200, 404].contains(update.status), "round \(round): \(update.status) \(update.text)")
+            // Whatever happened, every replica and the database end in the same state, and an acknowledged
+            // update either is that state or lost to a later delete: never silently dropped behind an older one.
+            try await eventually("round \(round): both replicas and the database agree") {
+                let stored = try await HTTP.get(replicas.stack.databaseURL + "/api/products/\(product.id)")
+                let zero = try await replicas.product(0, product.id)
+                let one = try await replicas.product(1, product.id)
+                guard zero.status == stored.status, one.status == stored.status else { return false }
+                guard stored.status == 200 else { return true }
+                let winner = try stored.json(Product.self)
+                return try zero.json(Product.self) == winner && one.json(Product.self) == winner
+            }
+            let stored = try await HTTP.get(replicas.stack.databaseURL + "/api/products/\(product.id)")
+            if update.status == 200, stored.status == 200 {
+                #expect(try stored.json(Product.self) == update.json(Product.self), "the update won by version")
+            }
+            if stored.status == 404, update.status == 200 {
+                // The delete won: its version must be above the update's (the update was first in the one order).
+                let changes = try await HTTP.get(replicas.stack.databaseURL + "/api/changes?limit=1000").json(ChangePage.self)
+                let versions = changes.changes.filter { $0.id == product.id }
+                let deleteVersion = try #require(versions.last { $0.op == .delete }).version
+                #expect(deleteVersion > (try update.json(Product.self).version))
+            }
+        }
+    }
+
     @Test("concurrent If-Match updates from one version on three replicas: exactly one wins, the others get 412", arguments: Backend.available)
     func ifMatchAcrossReplicas(backend: Backend) async throws {
         let replicas = try await Replicas(count: 3, backend: backend)
