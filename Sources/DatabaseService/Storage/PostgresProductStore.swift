@@ -461,14 +461,17 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
             // One allocation at a time across processes.
             try await connection.query("SELECT pg_advisory_xact_lock(7206112)", logger: self.logger)
             var taken: [(node: Int64, lastSeenMs: Int64)] = []
+            var own: Int64?
+            // Read every row before the next statement: a connection runs one query at a time.
             for try await (node, id, lastSeen) in try await connection.query(
                 "SELECT node, replica_id, last_seen_ms FROM writer_nodes", logger: self.logger
             ).decode((Int64, String, Int64).self) {
-                if id == replicaID {
-                    try await connection.query("UPDATE writer_nodes SET last_seen_ms = \(now) WHERE node = \(node)", logger: self.logger)
-                    return node
-                }
+                if id == replicaID { own = node }
                 taken.append((node, lastSeen))
+            }
+            if let own {
+                try await connection.query("UPDATE writer_nodes SET last_seen_ms = \(now) WHERE node = \(own)", logger: self.logger)
+                return own
             }
             guard let (node, _) = WriterNodes.choose(taken: taken, preferred: preferred, nowMs: now) else { return nil }
             try await connection.query(
@@ -481,8 +484,13 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
     }
 
     /// Signals `changeSignal` on every notification of any process's commits, until cancelled; reconnects
-    /// after a failure. Holds one pooled connection.
+    /// after a failure. Holds one pooled connection, so not with a pool of one: readers then see other
+    /// processes' changes on their 0.5 s re-read.
     func listenForChanges() async {
+        guard maximumConnections > 1 else {
+            logger.notice("not listening for other processes' changes with a pool of one connection; feed readers re-read every 0.5 s")
+            return
+        }
         while !Task.isCancelled {
             do {
                 try await client.withConnection { connection in
