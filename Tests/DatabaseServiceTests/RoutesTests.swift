@@ -57,6 +57,36 @@ struct RoutesTests {
         return try await client.execute(uri: uri, method: .post, headers: headers, body: ByteBuffer(string: json))
     }
 
+    @Test("POST /api/products/write: applied, replayed, key_reused, precondition_failed; an answer that no status could be is a 400")
+    func coordinatedWrites() async throws {
+        try await withApp { client async throws in
+            let now = Timestamp.now()
+            func write(_ name: String, key: String, fingerprint: String = "f1", status: Int = 201, expected: String = "") -> String {
+                let product = #"{"id":"p1","name":"\#(name)","type":"t","metadata":{},"created_at":"\#(now)","updated_at":"\#(now)","version":\#(name.count)}"#
+                return #"{"operation":{"op":"upsert","tenant":"default","product":\#(product)},\#(expected)"#
+                    + #""idempotency":{"key":"\#(key)","fingerprint":"\#(fingerprint)","status":\#(status),"body":"{}","etag":"e","created_at":\#(Timestamp.nowMilliseconds())}}"#
+            }
+            func outcome(_ json: String) async throws -> CoordinatedResult {
+                let response = try await post(client, "/api/products/write", json)
+                #expect(response.status == .ok, "\(String(buffer: response.body))")
+                return try JSONDecoder().decode(CoordinatedResult.self, from: response.body)
+            }
+            #expect(try await outcome(write("One", key: "k1")).outcome == .applied)
+            let replay = try await outcome(write("One", key: "k1"))
+            #expect(replay.outcome == .replayed && replay.answer?.status == 201)
+            #expect(try await outcome(write("One", key: "k1", fingerprint: "other")).outcome == .keyReused)
+            let stale = try await outcome(write("Three", key: "k2", expected: #""expected_version":2,"#))
+            #expect(stale.outcome == .preconditionFailed && stale.storedVersion == 3 && stale.deleted == false)
+            #expect(try await outcome(write("Two", key: "k3", expected: #""expected_version":3,"#)).outcome == .stale, "the same version")
+            let changes = try await client.execute(uri: "/api/changes", method: .get)
+            #expect(try JSONDecoder().decode(ChangePage.self, from: changes.body).changes.count == 1, "only the applied write is logged")
+
+            let bad = try await post(client, "/api/products/write", write("Five", key: "k4", status: -27_733_781_367_016_336))
+            #expect(bad.status == .badRequest)
+            #expect(try JSONDecoder().decode(APIError.Body.self, from: bad.body).param == "idempotency.status")
+        }
+    }
+
     @Test("POST upserts: 201 created, 200 on an idempotent retry or a newer version, 409 when older")
     func upsert() async throws {
         try await withApp { client async throws in

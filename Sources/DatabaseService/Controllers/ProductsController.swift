@@ -83,6 +83,12 @@ struct ProductsController<Context: RequestContext> {
             try ProductRules.checkNoNUL(answer.body, param: "idempotency.body")
             try ProductRules.checkNoNUL(answer.fingerprint, param: "idempotency.fingerprint")
             try ProductRules.checkNoNUL(answer.etag, param: "idempotency.etag")
+            guard (100...599).contains(answer.status) else {
+                throw APIError.invalidParameter("idempotency.status", "status must be an HTTP status, 100 to 599")
+            }
+            guard answer.createdAt >= 0 else {
+                throw APIError.invalidParameter("idempotency.created_at", "created_at must be Unix milliseconds, at least 0")
+            }
         }
         return try await store.write(write)
     }
