@@ -454,9 +454,15 @@ final class CatalogCache: Sendable {
                 if deletesOnly { return false }
                 catalog.pendingDeletes[id] = nil
                 catalog.put(CachedProduct(product))
-            case .delete:
+            case .delete(_, _, let version, _):
+                guard catalog.remove(id) != nil else {
+                    // Not cached: keep the delete as a tombstone (until the next full load), so that an older
+                    // state fetched meanwhile (a stale write's catch-up, a read-through) cannot bring it back.
+                    catalog.pendingDeletes[id] = version
+                    catalog.deleteCount &+= 1
+                    return false
+                }
                 catalog.pendingDeletes[id] = nil
-                guard catalog.remove(id) != nil else { return false }
                 catalog.deleteCount &+= 1
             }
             return true
