@@ -191,6 +191,22 @@ struct CatalogCacheTests {
         #expect(!cache.isVisiblyDeleted(tenant: "t", id: "r"), "the tombstone has done its job")
     }
 
+    @Test("a stored delete of a product not cached keeps a tombstone until the next full load")
+    func uncachedDeleteTombstone() async {
+        let cache = CatalogCache()
+        // Another replica's delete arrives from the feed while a read-through or a stale write's catch-up has
+        // fetched the older state and not yet cached it.
+        #expect(!cache.applyStored(.delete(tenant: "t", id: "x", version: 10, deletedAt: Timestamp.now())))
+        #expect(!cache.applyStored(.upsert(tenant: "t", product: product("x", version: 7))), "the older state, fetched before the delete")
+        #expect(cache.get(tenant: "t", id: "x") == nil)
+        #expect(await cache.list(tenant: "t", query: ProductQuery()).products.isEmpty)
+        #expect(cache.applyStored(.upsert(tenant: "t", product: product("x", version: 11))), "a newer write still wins")
+        // A full load starts the feed where the load did, so it forgets confirmed tombstones.
+        #expect(!cache.applyStored(.delete(tenant: "t", id: "y", version: 4, deletedAt: Timestamp.now())))
+        cache.reconcile(tenant: "t", databaseProducts: [], pending: { [] }, dropConfirmedTombstones: true)
+        #expect(cache.applyStored(.upsert(tenant: "t", product: product("y", version: 5))))
+    }
+
     @Test("statistics count types as products come and go")
     func statistics() {
         let cache = CatalogCache()

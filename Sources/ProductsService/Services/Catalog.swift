@@ -16,7 +16,7 @@ final class Catalog: Sendable {
     private let gate: SyncGate
     /// Serialises applying the change feed with reconciliation, which would otherwise drop a product the feed
     /// brought after its listing was read.
-    private let feedGate = SyncGate()
+    private let feedGate: SyncGate
     private let idempotency: IdempotencyStore
     private let ids = ProductIDGenerator()
     private let loaded = Atomic<Bool>(false)
@@ -66,9 +66,11 @@ final class Catalog: Sendable {
         database = parts.database
         idempotency = parts.idempotency
         gate = SyncGate()
+        let feedGate = SyncGate()
+        self.feedGate = feedGate
         worker = PersistenceWorker(
             journal: parts.journal, cache: parts.cache, database: parts.database, deadLetters: parts.deadLetters, gate: gate,
-            settings: persistence, logger: logger)
+            feedGate: feedGate, settings: persistence, logger: logger)
     }
 
     /// The services that persist the catalog: the persistence worker, and (after it stops) the journal's closing.
@@ -296,15 +298,21 @@ final class Catalog: Sendable {
     /// (so it stores what clients of this replica last saw), checked against `condition`; the cache learns it.
     private func storedForCoordination(tenant: String, id: String, condition: EntityTag.Condition?) async throws -> Product {
         try await flush(timeout: .seconds(5))
-        let stored: Product?
-        do { stored = try await database.product(tenant: tenant, id: id) } catch { throw Self.databaseUnavailable(error) }
-        guard let stored else {
-            if let visible = cache.visibleVersion(tenant: tenant, id: id) {
-                cache.evict(tenant: tenant, id: id, version: visible)
+        // Fetched and applied under the feed gate, so that a delete the feed applies meanwhile is not undone.
+        let stored: Product = try await feedGate.withGate {
+            let stored: Product?
+            do { stored = try await self.database.product(tenant: tenant, id: id) } catch let error as DatabaseClientError {
+                throw Self.databaseUnavailable(error)
             }
-            throw productNotFound
+            guard let stored else {
+                if let visible = self.cache.visibleVersion(tenant: tenant, id: id) {
+                    self.cache.evict(tenant: tenant, id: id, version: visible)
+                }
+                throw self.productNotFound
+            }
+            self.cache.applyStored(.upsert(tenant: tenant, product: stored))
+            return stored
         }
-        cache.applyStored(.upsert(tenant: tenant, product: stored))
         if let condition, !condition.matchesStrongly(EntityTag.product(id: id, version: stored.version)) {
             throw APIError.preconditionFailed(id: id, currentVersion: stored.version)
         }

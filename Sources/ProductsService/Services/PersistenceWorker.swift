@@ -33,19 +33,22 @@ final class PersistenceWorker: Service, Sendable {
     private let database: any DatabaseServiceClient
     private let deadLetters: DeadLetterStore
     private let gate: SyncGate
+    /// Held while the change feed applies changes: state fetched here is applied under it (see `catchUp`).
+    private let feedGate: SyncGate
     private let settings: PersistenceSettings
     private let logger: Logger
     private let state = Mutex(PersistenceStatus())
 
     init(
         journal: Journal, cache: CatalogCache, database: any DatabaseServiceClient, deadLetters: DeadLetterStore,
-        gate: SyncGate, settings: PersistenceSettings, logger: Logger
+        gate: SyncGate, feedGate: SyncGate = SyncGate(), settings: PersistenceSettings, logger: Logger
     ) {
         self.journal = journal
         self.cache = cache
         self.database = database
         self.deadLetters = deadLetters
         self.gate = gate
+        self.feedGate = feedGate
         self.settings = settings
         self.logger = logger
     }
@@ -181,6 +184,10 @@ final class PersistenceWorker: Service, Sendable {
     /// Brings the cache up to what the Database Service holds for writes of ours that lost to newer ones. The
     /// change feed would bring the same, unless the newer write predates where it follows from (a write
     /// journaled before a restart); fetching here makes the cache right either way.
+    ///
+    /// Each fetch and its apply hold the feed gate: the feed applies only committed changes, so none it applies
+    /// before the fetch is newer than what the fetch returns, and one it applies after is ordered by version. Without
+    /// the gate, a delete applied between the fetch and the apply would be undone by the older state fetched.
     private func catchUp(_ stale: [Stale]) async {
         for write in stale {
             let (tenant, id) = (write.operation.tenant, write.operation.productID)
@@ -189,11 +196,13 @@ final class PersistenceWorker: Service, Sendable {
                 continue
             }
             guard (cache.visibleVersion(tenant: tenant, id: id) ?? 0) < write.storedVersion else { continue }
-            if let product = try? await database.product(tenant: tenant, id: id) {
-                cache.applyStored(.upsert(tenant: tenant, product: product))
-            } else {
-                // Deleted since: read-through finds the truth; the feed will bring the delete as well.
-                cache.evict(tenant: tenant, id: id, version: cache.visibleVersion(tenant: tenant, id: id) ?? -1)
+            await feedGate.withGate {
+                if let product = try? await self.database.product(tenant: tenant, id: id) {
+                    self.cache.applyStored(.upsert(tenant: tenant, product: product))
+                } else {
+                    // Deleted since: read-through finds the truth; the feed will bring the delete as well.
+                    self.cache.evict(tenant: tenant, id: id, version: self.cache.visibleVersion(tenant: tenant, id: id) ?? -1)
+                }
             }
         }
     }
