@@ -15,16 +15,20 @@ struct DatabaseServiceSettings: Sendable {
     var changeRetention: Duration = .seconds(30 * 24 * 3600)
     /// How often changes past retention are purged.
     var changePurgeInterval: Duration = .seconds(60)
+    /// How webhooks are delivered.
+    var webhooks = WebhookSettings()
 }
 
 /// Builds the Database Service on a given store; `main` and the tests both call it.
 func buildApplication(
-    settings: DatabaseServiceSettings, store: any ProductStore & APIKeyStore,
+    settings: DatabaseServiceSettings, store: any DataStore,
     onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
 ) throws -> some ApplicationProtocol {
     var logger = Logger(label: "database-service")
     logger.logLevel = settings.logLevel
-    let router = try buildRouter(store: store, serviceToken: settings.serviceToken).router
+    let router = try buildRouter(
+        store: store, serviceToken: settings.serviceToken, allowPrivateWebhookTargets: settings.webhooks.allowPrivateTargets
+    ).router
     var app = Application(
         router: router,
         configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "database-service"),
@@ -32,12 +36,15 @@ func buildApplication(
         logger: logger
     )
     app.addServices(
-        ChangeLogService(store: store, retention: settings.changeRetention, purgeInterval: settings.changePurgeInterval, logger: logger))
+        ChangeLogService(store: store, retention: settings.changeRetention, purgeInterval: settings.changePurgeInterval, logger: logger),
+        WebhookDeliveryService(store: store, settings: settings.webhooks, logger: logger))
     return app
 }
 
 /// The routes (recorded, for the OpenAPI check) and middleware of the Database Service.
-func buildRouter(store: any ProductStore & APIKeyStore, serviceToken: String? = nil) throws -> RouteRecorder<AppRequestContext> {
+func buildRouter(
+    store: any DataStore, serviceToken: String? = nil, allowPrivateWebhookTargets: Bool = false
+) throws -> RouteRecorder<AppRequestContext> {
     MetricsSetup.bootstrap()
     let store = InstrumentedStore(base: store)
     let router = Router(context: AppRequestContext.self)
@@ -59,6 +66,9 @@ func buildRouter(store: any ProductStore & APIKeyStore, serviceToken: String? = 
     api.addRoutes(WritersController(store: store).endpoints, atPath: "/writers")
     api.addRoutes(KeysController(keys: store).endpoints, atPath: "/keys")
     api.addRoutes(TenantsController(keys: store).endpoints, atPath: "/tenants")
+    api.addRoutes(EventsController(store: store).endpoints, atPath: "/events")
+    api.addRoutes(
+        WebhooksController(store: store, allowPrivateTargets: allowPrivateWebhookTargets).endpoints, atPath: "/webhook_endpoints")
     routes.addRoutes(api, atPath: "/api")
     routes.addMethodNotAllowedHandling()
     return routes

@@ -42,7 +42,7 @@ struct StorageOptions: ParsableArguments {
     /// Opens the store and runs `body` with it: for PostgreSQL, with the connection pool running and the
     /// migrations applied; for SQLite, on the file (created if needed, migrated).
     func withStore<T: Sendable>(
-        logger: Logger = Logger(label: "database-service"), _ body: @escaping @Sendable (any ProductStore & APIKeyStore) async throws -> T
+        logger: Logger = Logger(label: "database-service"), _ body: @escaping @Sendable (any DataStore) async throws -> T
     ) async throws -> T {
         guard isPostgres else { return try await body(try openSQLite()) }
         guard (1...1000).contains(databasePoolSize) else { throw SettingError("--database-pool-size (DATABASE_POOL_SIZE): must be 1 to 1000") }
@@ -96,6 +96,28 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds between purges of changes past retention (env CHANGE_PURGE_INTERVAL).")
     var changePurgeInterval: Double = Settings.env("CHANGE_PURGE_INTERVAL", default: 60)
 
+    @Option(help: "Seconds to wait after each failed webhook try, comma-separated; its length is the number of retries (env WEBHOOK_RETRY_SCHEDULE).")
+    var webhookRetrySchedule: String = Settings.env("WEBHOOK_RETRY_SCHEDULE", default: WebhookRetrySchedule.standard.description)
+
+    @Flag(
+        inversion: .prefixedNo,
+        help: "Let webhook endpoints target loopback, private and link-local addresses: tests and local development only (env WEBHOOK_ALLOW_PRIVATE=1).")
+    var webhookAllowPrivate: Bool = Settings.envFlag("WEBHOOK_ALLOW_PRIVATE", default: false)
+
+    @Flag(
+        inversion: .prefixedNo,
+        help: "Fan events out to webhook endpoints and deliver them from this process; other processes over the same PostgreSQL share the work (env WEBHOOK_DELIVERY).")
+    var webhookDelivery: Bool = Settings.envFlag("WEBHOOK_DELIVERY", default: true)
+
+    @Option(help: "Seconds a webhook try may take before it counts as failed (env WEBHOOK_TIMEOUT).")
+    var webhookTimeout: Int = Settings.env("WEBHOOK_TIMEOUT", default: 10)
+
+    @Option(help: "Tries in flight to one webhook endpoint from this process (env WEBHOOK_CONCURRENCY).")
+    var webhookConcurrency: Int = Settings.env("WEBHOOK_CONCURRENCY", default: 8)
+
+    @Option(help: "Seconds of nothing but failed tries after which a webhook endpoint is disabled (env WEBHOOK_DISABLE_AFTER).")
+    var webhookDisableAfter: Int = Settings.env("WEBHOOK_DISABLE_AFTER", default: 5 * 24 * 3600)
+
     @Option(help: "trace, debug, info, notice, warning, error or critical (env LOG_LEVEL).")
     var logLevel: Logger.Level = Settings.env("LOG_LEVEL", default: .info)
 
@@ -108,15 +130,25 @@ struct Serve: AsyncParsableCommand {
         guard changePurgeInterval.isFinite, changePurgeInterval >= 0.1, changePurgeInterval <= 86400 else {
             throw SettingError("--change-purge-interval (CHANGE_PURGE_INTERVAL): must be 0.1 to 86400 seconds")
         }
+        guard let retrySchedule = WebhookRetrySchedule(webhookRetrySchedule) else {
+            throw SettingError("--webhook-retry-schedule (WEBHOOK_RETRY_SCHEDULE): '\(webhookRetrySchedule)' is not up to 20 comma-separated seconds, each 0 to 2592000")
+        }
+        guard (1...120).contains(webhookTimeout) else { throw SettingError("--webhook-timeout (WEBHOOK_TIMEOUT): must be 1 to 120 seconds") }
+        guard (1...64).contains(webhookConcurrency) else { throw SettingError("--webhook-concurrency (WEBHOOK_CONCURRENCY): must be 1 to 64") }
+        guard webhookDisableAfter >= 1 else { throw SettingError("--webhook-disable-after (WEBHOOK_DISABLE_AFTER): must be at least 1 second") }
         let token = try Settings.secret(serviceToken, file: serviceTokenFile, name: "service-token")
         LoggingSetup.bootstrap(level: logLevel, format: logFormat, secrets: [token, storage.databasePassword].compactMap { $0 })
         try await storage.withStore { store in try await serve(store, token: token) }
     }
 
-    private func serve(_ store: any ProductStore & APIKeyStore, token: String?) async throws {
+    private func serve(_ store: any DataStore, token: String?) async throws {
         let settings = DatabaseServiceSettings(
             host: host, port: port, logLevel: logLevel, serviceToken: token, changeRetention: .seconds(changeRetention),
-            changePurgeInterval: .seconds(changePurgeInterval))
+            changePurgeInterval: .seconds(changePurgeInterval),
+            webhooks: WebhookSettings(
+                retrySchedule: WebhookRetrySchedule(webhookRetrySchedule) ?? .standard, timeout: .seconds(webhookTimeout),
+                allowPrivateTargets: webhookAllowPrivate, concurrencyPerEndpoint: webhookConcurrency,
+                disableAfter: .seconds(webhookDisableAfter), enabled: webhookDelivery))
         let started = StartupFlag()
         let app = try buildApplication(settings: settings, store: store) { channel in
             started.set()

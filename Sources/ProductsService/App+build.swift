@@ -97,6 +97,8 @@ func buildRouter(
         ).endpoints)
     routes.addRoutes(MetricsController(refresh: { ProductsMetrics.refresh(catalog) }).endpoints)
     routes.addRoutes(ProductsController(catalog: catalog, auth: auth).endpoints, atPath: "/products")
+    routes.addRoutes(EventsController(database: catalog.database, auth: auth).endpoints, atPath: "/events")
+    routes.addRoutes(WebhookEndpointsController(database: catalog.database, auth: auth).endpoints, atPath: "/webhook_endpoints")
     routes.addRoutes(CacheController(catalog: catalog, syncFlushTimeout: settings.syncFlushTimeout, auth: auth).endpoints, atPath: "/cache")
     routes.addRoutes(
         try OpenAPIController(documentAt: Bundle.module.url(forResource: "openapi", withExtension: "json"), title: "Products Service")

@@ -16,6 +16,15 @@ package enum Settings {
         return value
     }
 
+    /// An on/off environment variable: 1, true, yes or on; 0, false, no or off; else `fallback`.
+    package static func envFlag(_ name: String, default fallback: Bool) -> Bool {
+        guard let raw = ProcessInfo.processInfo.environment[name]?.lowercased(), !raw.isEmpty else { return fallback }
+        if ["1", "true", "yes", "on"].contains(raw) { return true }
+        if ["0", "false", "no", "off"].contains(raw) { return false }
+        FileHandle.standardError.write(Data("error: environment variable \(name): '\(raw)' is not 1/0, true/false, yes/no or on/off\n".utf8))
+        exit(64)
+    }
+
     /// A secret given inline or, preferably, as a file (a Docker secret); the file wins, trimmed of white space.
     package static func secret(_ value: String, file: String, name: String) throws -> String? {
         guard !file.isEmpty else { return value.isEmpty ? nil : value }

@@ -20,7 +20,7 @@ struct ChangeLogTests {
     /// Reads until at least `count` changes are there. On PostgreSQL a reader stops below the oldest transaction
     /// running anywhere on the server, and the tests run in parallel: a change may show a moment late, never out of order.
     private func settled(_ store: some ProductStore, after cursor: ChangeCursor, limit: Int = 100, count: Int) async throws -> ChangeLogPage {
-        let deadline = ContinuousClock.now + .seconds(10)
+        let deadline = ContinuousClock.now + .seconds(30)
         while true {
             let read = try page(try await store.changes(after: cursor, limit: limit))
             if read.changes.count >= count || ContinuousClock.now > deadline { return read }

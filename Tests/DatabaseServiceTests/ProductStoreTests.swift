@@ -121,7 +121,7 @@ struct ProductStoreTests {
             let expected = stored
             try await reopen { reopened async throws in
                 #expect(try await reopened.product(tenant: "t", id: "p") == expected)
-                #expect(try await reopened.schemaVersion() == "v5-idempotency-answers")
+                #expect(try await reopened.schemaVersion() == "v6-webhooks")
                 try await reopened.ping()
             }
         }

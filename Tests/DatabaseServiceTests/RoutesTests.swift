@@ -200,4 +200,44 @@ struct RoutesTests {
             #expect(health.status == "healthy")
         }
     }
+
+    @Test("webhook endpoints: created with a secret shown once, at most 16 per tenant, strict input, per tenant")
+    func webhookEndpoints() async throws {
+        try await withApp { client async throws in
+            let json: HTTPFields = [.contentType: "application/json", .tenantID: "acme"]
+            // Without WEBHOOK_ALLOW_PRIVATE a loopback target is refused; the tests' private targets go through the flag.
+            let refused = try await client.execute(
+                uri: "/api/webhook_endpoints", method: .post, headers: json, body: ByteBuffer(string: #"{"url":"http://127.0.0.1/x","enabled_events":["*"]}"#))
+            #expect(refused.status == .badRequest && String(buffer: refused.body).contains("url_not_allowed"))
+            var ids: [String] = []
+            for index in 0..<WebhookRules.maxEndpointsPerTenant {
+                let created = try await client.execute(
+                    uri: "/api/webhook_endpoints", method: .post, headers: json,
+                    body: ByteBuffer(string: #"{"url":"https://203.0.113.\#(index)/hook","enabled_events":["product.created"]}"#))
+                #expect(created.status == .created)
+                let endpoint = try JSONDecoder().decode(WebhookEndpoint.self, from: created.body)
+                #expect(endpoint.secret?.hasPrefix("whsec_") == true && endpoint.status == .enabled && endpoint.id.hasPrefix("we_"))
+                ids.append(endpoint.id)
+            }
+            let tooMany = try await client.execute(
+                uri: "/api/webhook_endpoints", method: .post, headers: json, body: ByteBuffer(string: #"{"url":"https://203.0.113.99/","enabled_events":["*"]}"#))
+            #expect(tooMany.status == .badRequest && String(buffer: tooMany.body).contains("webhook_endpoint_limit"))
+            let listed = try await client.execute(uri: "/api/webhook_endpoints", method: .get, headers: [.tenantID: "acme"])
+            #expect(!String(buffer: listed.body).contains("whsec_"), "no secret in a listing")
+            #expect(try await client.execute(uri: "/api/webhook_endpoints/\(ids[0])", method: .get, headers: [.tenantID: "globex"]).status == .notFound)
+            let rotateWithField = try await client.execute(
+                uri: "/api/webhook_endpoints/\(ids[0])/rotate_secret", method: .post, headers: json, body: ByteBuffer(string: #"{"secret":"mine"}"#))
+            #expect(rotateWithField.status == .badRequest && String(buffer: rotateWithField.body).contains(#""param":"secret""#))
+            let badStatus = try await client.execute(
+                uri: "/api/webhook_endpoints/\(ids[0])", method: .patch, headers: json, body: ByteBuffer(string: #"{"status":"paused"}"#))
+            #expect(badStatus.status == .badRequest && String(buffer: badStatus.body).contains(#""param":"status""#))
+            let badLimit = try await client.execute(uri: "/api/webhook_endpoints/\(ids[0])/deliveries?limit=0", method: .get, headers: json)
+            #expect(badLimit.status == .badRequest)
+            let deleted = try await client.execute(uri: "/api/webhook_endpoints/\(ids[0])", method: .delete, headers: json)
+            #expect(deleted.status == .ok && String(buffer: deleted.body).contains(#""deleted":true"#))
+            #expect(try await client.execute(uri: "/api/webhook_endpoints/\(ids[0])", method: .delete, headers: json).status == .notFound)
+            let events = try await client.execute(uri: "/api/events?type=order.created", method: .get, headers: json)
+            #expect(events.status == .badRequest && String(buffer: events.body).contains(#""param":"type""#))
+        }
+    }
 }

@@ -30,6 +30,16 @@ struct SettingsTests {
             "database-service", ["--database", directory.path + "/d1.sqlite", "--change-retention", "0"], naming: "--change-retention")
         try await expectRefused(
             "products-service", ["--data-dir", directory.path + "/p5", "--feed-lag-alert-after", "0"], naming: "--feed-lag-alert-after")
+        try await expectRefused(
+            "database-service", ["--database", directory.path + "/d2.sqlite", "--webhook-retry-schedule", "5,soon"], naming: "--webhook-retry-schedule")
+        try await expectRefused(
+            "database-service", ["--database", directory.path + "/d3.sqlite"], environment: ["WEBHOOK_RETRY_SCHEDULE": "-1"],
+            naming: "WEBHOOK_RETRY_SCHEDULE")
+        try await expectRefused(
+            "database-service", ["--database", directory.path + "/d4.sqlite"], environment: ["WEBHOOK_ALLOW_PRIVATE": "maybe"],
+            naming: "WEBHOOK_ALLOW_PRIVATE")
+        try await expectRefused(
+            "database-service", ["--database", directory.path + "/d5.sqlite", "--webhook-timeout", "0"], naming: "--webhook-timeout")
     }
 
     @Test("a port in use is refused, and a data directory in use by another process too")

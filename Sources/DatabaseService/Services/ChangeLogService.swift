@@ -2,10 +2,10 @@ import Logging
 import ServiceLifecycle
 import Shared
 
-/// Keeps the change log: purges changes older than the retention (and idempotency answers past 24 hours), and (on PostgreSQL) listens for other
-/// processes' commits so waiting feed readers wake at once.
+/// Keeps the change log: purges changes (events) and finished webhook deliveries older than the retention, and
+/// idempotency answers past 24 hours; on PostgreSQL, listens for other processes' commits so waiting readers wake at once.
 struct ChangeLogService: Service {
-    let store: any ProductStore
+    let store: any DataStore
     let retention: Duration
     var purgeInterval: Duration = .seconds(60)
     let logger: Logger
@@ -30,6 +30,8 @@ struct ChangeLogService: Service {
             do {
                 let purged = try await store.purgeChanges(recordedBefore: cutoff)
                 if purged > 0 { logger.info("purged changes past retention", metadata: ["changes": "\(purged)"]) }
+                let deliveries = try await store.purgeDeliveries(before: cutoff)
+                if deliveries > 0 { logger.info("purged webhook deliveries past retention", metadata: ["rows": "\(deliveries)"]) }
                 let answers = try await store.purgeAnswers(createdBefore: Timestamp.nowMilliseconds() - Self.answerRetentionMs)
                 if answers > 0 { logger.info("purged idempotency answers past 24 hours", metadata: ["answers": "\(answers)"]) }
             } catch {

@@ -2,8 +2,8 @@ import Metrics
 import Shared
 
 /// A store that times every call into `database_storage_query_duration_seconds{operation, backend}`.
-struct InstrumentedStore: ProductStore, APIKeyStore {
-    let base: any ProductStore & APIKeyStore
+struct InstrumentedStore: DataStore {
+    let base: any DataStore
 
     var backend: String { base.backend }
     var poolDescription: String { base.poolDescription }
@@ -49,4 +49,42 @@ struct InstrumentedStore: ProductStore, APIKeyStore {
     func verifyKey(hash: String) async throws -> KeyGrant? { try await measure("verify_key") { try await base.verifyKey(hash: hash) } }
     func activeKeyCount() async throws -> Int { try await measure("key_status") { try await base.activeKeyCount() } }
     func tenants() async throws -> [String] { try await measure("tenants") { try await base.tenants() } }
+
+    func events(tenant: String, query: EventQuery) async throws -> EventPage {
+        try await measure("events") { try await base.events(tenant: tenant, query: query) }
+    }
+    func createEndpoint(_ endpoint: StoredEndpoint) async throws -> Bool {
+        try await measure("create_endpoint") { try await base.createEndpoint(endpoint) }
+    }
+    func endpoints(tenant: String) async throws -> [StoredEndpoint] { try await measure("list_endpoints") { try await base.endpoints(tenant: tenant) } }
+    func endpoint(tenant: String, id: String) async throws -> StoredEndpoint? {
+        try await measure("get_endpoint") { try await base.endpoint(tenant: tenant, id: id) }
+    }
+    func updateEndpoint(_ endpoint: StoredEndpoint, reenabled: Bool) async throws -> Bool {
+        try await measure("update_endpoint") { try await base.updateEndpoint(endpoint, reenabled: reenabled) }
+    }
+    func deleteEndpoint(tenant: String, id: String) async throws -> Bool {
+        try await measure("delete_endpoint") { try await base.deleteEndpoint(tenant: tenant, id: id) }
+    }
+    func attempts(tenant: String, endpointID: String, limit: Int) async throws -> [WebhookAttempt] {
+        try await measure("list_attempts") { try await base.attempts(tenant: tenant, endpointID: endpointID, limit: limit) }
+    }
+    func dispatchEvents(limit: Int, nowMs: Int64) async throws -> Int? {
+        try await measure("dispatch_events") { try await base.dispatchEvents(limit: limit, nowMs: nowMs) }
+    }
+    func dueEndpoints(nowMs: Int64, limit: Int) async throws -> [String] {
+        try await measure("due_endpoints") { try await base.dueEndpoints(nowMs: nowMs, limit: limit) }
+    }
+    func claimDeliveries(endpointID: String, nowMs: Int64, leaseMs: Int64, limit: Int) async throws -> ClaimedDeliveries? {
+        try await measure("claim_deliveries") { try await base.claimDeliveries(endpointID: endpointID, nowMs: nowMs, leaseMs: leaseMs, limit: limit) }
+    }
+    func recordAttempts(_ attempts: [AttemptRecord], endpointID: String, nowMs: Int64, disableAfterMs: Int64) async throws -> Bool {
+        try await measure("record_attempts") {
+            try await base.recordAttempts(attempts, endpointID: endpointID, nowMs: nowMs, disableAfterMs: disableAfterMs)
+        }
+    }
+    func oldestPendingDeliveryMs() async throws -> Int64? { try await measure("oldest_pending") { try await base.oldestPendingDeliveryMs() } }
+    func purgeDeliveries(before cutoffMs: Int64) async throws -> Int {
+        try await measure("purge_deliveries") { try await base.purgeDeliveries(before: cutoffMs) }
+    }
 }

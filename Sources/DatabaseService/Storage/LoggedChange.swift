@@ -13,22 +13,69 @@ struct LoggedChange: Sendable, Equatable {
     var changedAt: String
     /// The product as this change left it, in the JSON the services exchange; nil for a delete.
     var productJSON: String?
+    /// The event it is: stored since events exist; for older changes, judged by op and version.
+    var eventType: EventType
+    /// Where it is in the log, and when it was recorded (Unix ms), when read from it.
+    var cursor: ChangeCursor?
+    var recordedMs: Int64?
 
-    init(tenant: String, id: String, version: Int64, op: Change.Operation, changedAt: String, productJSON: String?) {
+    init(
+        tenant: String, id: String, version: Int64, op: Change.Operation, changedAt: String, productJSON: String?,
+        eventType: EventType? = nil, cursor: ChangeCursor? = nil, recordedMs: Int64? = nil
+    ) {
         self.tenant = tenant
         self.id = id
         self.version = version
         self.op = op
         self.changedAt = changedAt
         self.productJSON = productJSON
+        self.eventType = eventType ?? (op == .delete ? .productDeleted : version == 1 ? .productCreated : .productUpdated)
+        self.cursor = cursor
+        self.recordedMs = recordedMs
     }
 
-    /// The change an applied operation makes.
-    init(_ operation: WriteOperation) {
+    /// The change an applied operation makes; `created` when it stored a product where none was.
+    init(_ operation: WriteOperation, created: Bool) {
         let change = Change(operation)
         self.init(
             tenant: change.tenant, id: change.id, version: change.version, op: change.op, changedAt: change.changedAt,
-            productJSON: change.product.map { String(buffer: $0.json) })
+            productJSON: change.product.map { String(buffer: $0.json) },
+            eventType: change.op == .delete ? .productDeleted : created ? .productCreated : .productUpdated)
+    }
+
+    /// The change a stored outcome makes, if it applied.
+    init?(_ operation: WriteOperation, outcome: ApplyOutcome) {
+        switch outcome {
+        case .inserted: self.init(operation, created: true)
+        case .updated: self.init(operation, created: false)
+        case .stale: return nil
+        }
+    }
+
+    /// The public event: `{"id","type","created_at","data":{"object":…}}`, the product as this change left
+    /// it, or `{"id","deleted":true,"version"}` for a delete. Needs `cursor`.
+    func writeEvent(into buffer: inout ByteBuffer) {
+        buffer.writeJSONString(EventID.make(cursor ?? .start), after: "{\"id\":")
+        buffer.writeJSONString(eventType.rawValue, after: ",\"type\":")
+        buffer.writeJSONString(changedAt, after: ",\"created_at\":")
+        buffer.writeStaticString(",\"data\":{\"object\":")
+        if op == .upsert, let productJSON {
+            buffer.writeString(productJSON)
+        } else {
+            buffer.writeJSONString(id, after: "{\"id\":")
+            buffer.writeStaticString(",\"deleted\":true,\"version\":")
+            buffer.writeString(String(version))
+            buffer.writeInteger(UInt8(ascii: "}"))
+        }
+        buffer.writeStaticString("}}")
+    }
+
+    /// The event as one JSON document.
+    var eventJSON: String {
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(160 + (productJSON?.utf8.count ?? 0))
+        writeEvent(into: &buffer)
+        return String(buffer: buffer)
     }
 
     /// The product, decoded.

@@ -147,6 +147,9 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
         ]),
         ("v4-writer-nodes", [WriterNodeSchema.createTable]),
         ("v5-idempotency-answers", [AnswerSchema.createTable, AnswerSchema.createIndex]),
+        ("v6-webhooks", WebhookSchema.statements(serial: "BIGSERIAL PRIMARY KEY") + [
+            "CREATE INDEX product_changes_tenant ON product_changes (tenant, transaction_id, position)",
+        ]),
     ]
 
     func migrate() async throws {
@@ -189,7 +192,7 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
                 var outcomes = [ApplyOutcome?](repeating: nil, count: operations.count)
                 for index in order {
                     let outcome = try await self.store(operations[index], on: connection)
-                    if outcome.isApplied { try await self.record(LoggedChange(operations[index]), on: connection) }
+                    if let change = LoggedChange(operations[index], outcome: outcome) { try await self.record(change, on: connection) }
                     outcomes[index] = outcome
                 }
                 if outcomes.contains(where: { $0?.isApplied == true }) { try await self.notifyChanges(on: connection) }
@@ -201,7 +204,7 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
     }
 
     /// Runs a transaction again when PostgreSQL aborts it for a deadlock or a serialization failure.
-    private func retryingConflicts<T: Sendable>(_ transaction: () async throws -> T) async throws -> T {
+    func retryingConflicts<T: Sendable>(_ transaction: () async throws -> T) async throws -> T {
         var attempt = 0
         while true {
             do {
@@ -289,7 +292,7 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
                 if case .stale(let version, let deleted) = outcome {
                     return CoordinatedResult(outcome: .stale, storedVersion: version, deleted: deleted)
                 }
-                try await self.record(LoggedChange(operation), on: connection)
+                if let change = LoggedChange(operation, outcome: outcome) { try await self.record(change, on: connection) }
                 if let answer = write.idempotency {
                     try await connection.query(
                         """
@@ -328,7 +331,8 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
                 UPDATE products SET updated_at = \(deletedAt), version = \(newVersion), deleted = TRUE
                 WHERE tenant = \(tenant) AND id = \(id)
                 """, logger: self.logger)
-            try await self.record(LoggedChange(.delete(tenant: tenant, id: id, version: newVersion, deletedAt: deletedAt)), on: connection)
+            try await self.record(
+                LoggedChange(.delete(tenant: tenant, id: id, version: newVersion, deletedAt: deletedAt), created: false), on: connection)
             try await self.notifyChanges(on: connection)
             return .deleted(version: newVersion, name: stored.name)
         }
@@ -345,9 +349,9 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
     private func record(_ change: LoggedChange, on connection: PostgresConnection) async throws {
         try await connection.query(
             """
-            INSERT INTO product_changes (tenant, product_id, version, op, changed_at, recorded_ms, product)
+            INSERT INTO product_changes (tenant, product_id, version, op, changed_at, recorded_ms, product, event_type)
             VALUES (\(change.tenant), \(change.id), \(change.version), \(change.op.rawValue), \(change.changedAt),
-                    \(Timestamp.nowMilliseconds()), \(change.productJSON))
+                    \(Timestamp.nowMilliseconds()), \(change.productJSON), \(change.eventType.rawValue))
             """, logger: logger)
     }
 
@@ -367,33 +371,43 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
     // transaction below it has committed or aborted, so the rows below it are final and no row can appear among
     // them later. Rows are returned in (transaction id, position) order, and a cursor is such a pair. A long
     // transaction delays the feed (by its duration); it never makes the feed skip a change.
-    private static let horizon = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+    static let horizon = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
 
     func changes(after cursor: ChangeCursor, limit: Int) async throws -> ChangeRead {
         let rows = try await client.query(
             PostgresQuery(
                 unsafeSQL: """
-                    SELECT transaction_id, position, tenant, product_id, version, op, changed_at, recorded_ms, product
-                    FROM product_changes
+                    SELECT \(Self.changeColumns) FROM product_changes
                     WHERE (transaction_id, position) > ($1, $2) AND transaction_id < \(Self.horizon)
                     ORDER BY transaction_id, position LIMIT $3
                     """,
                 binds: { var binds = PostgresBindings(); binds.append(cursor.transaction); binds.append(cursor.position); binds.append(Int64(limit)); return binds }()),
             logger: logger)
-        var page = ChangeLogPage(changes: [], next: cursor)
-        for try await (transaction, position, tenant, id, version, op, changedAt, recordedMs, productText) in rows.decode(
-            (Int64, Int64, String, String, Int64, String, String, Int64, String?).self)
-        {
-            page.changes.append(LoggedChange(
-                tenant: tenant, id: id, version: version, op: Change.Operation(rawValue: op) ?? .delete, changedAt: changedAt,
-                productJSON: productText))
-            page.next = ChangeCursor(transaction: transaction, position: position)
-            page.recordedAtMs = recordedMs
+        var page = ChangeLogPage(changes: try await Self.changes(rows), next: cursor)
+        if let last = page.changes.last {
+            page.next = last.cursor ?? cursor
+            page.recordedAtMs = last.recordedMs
         }
         // Read after the rows: a purge that raced this read shows here, and the page is not trusted.
         let purged = try await purgedThrough()
         if cursor < purged { return .expired(purgedThrough: purged) }
         return .page(page)
+    }
+
+    static let changeColumns = "transaction_id, position, tenant, product_id, version, op, changed_at, recorded_ms, product, event_type"
+
+    /// Changes read with `changeColumns`.
+    static func changes(_ rows: PostgresRowSequence) async throws -> [LoggedChange] {
+        var changes: [LoggedChange] = []
+        for try await (transaction, position, tenant, id, version, op, changedAt, recordedMs, productText, eventType) in rows.decode(
+            (Int64, Int64, String, String, Int64, String, String, Int64, String?, String?).self)
+        {
+            changes.append(LoggedChange(
+                tenant: tenant, id: id, version: version, op: Change.Operation(rawValue: op) ?? .delete, changedAt: changedAt,
+                productJSON: productText, eventType: eventType.flatMap(EventType.init(rawValue:)),
+                cursor: ChangeCursor(transaction: transaction, position: position), recordedMs: recordedMs))
+        }
+        return changes
     }
 
     private func purgedThrough() async throws -> ChangeCursor {

@@ -74,6 +74,10 @@ final class SQLiteProductStore: ProductStore {
             try db.execute(sql: AnswerSchema.createTable)
             try db.execute(sql: AnswerSchema.createIndex)
         }
+        migrator.registerMigration("v6-webhooks") { db in
+            for statement in WebhookSchema.statements(serial: "INTEGER PRIMARY KEY AUTOINCREMENT") { try db.execute(sql: statement) }
+            try db.execute(sql: "CREATE INDEX product_changes_tenant ON product_changes (tenant, position)")
+        }
         return migrator
     }
 
@@ -81,7 +85,7 @@ final class SQLiteProductStore: ProductStore {
         let outcomes = try await pool.write { db in
             try operations.map { operation in
                 let outcome = try Self.store(Self.row(for: operation), in: db)
-                if outcome.isApplied { try Self.record(LoggedChange(operation), in: db) }
+                if let change = LoggedChange(operation, outcome: outcome) { try Self.record(change, in: db) }
                 return outcome
             }
         }
@@ -113,7 +117,7 @@ final class SQLiteProductStore: ProductStore {
             if case .stale(let version, let deleted) = outcome {
                 return CoordinatedResult(outcome: .stale, storedVersion: version, deleted: deleted)
             }
-            try Self.record(LoggedChange(operation), in: db)
+            if let change = LoggedChange(operation, outcome: outcome) { try Self.record(change, in: db) }
             if let answer = write.idempotency {
                 try db.execute(
                     sql: """
@@ -145,7 +149,7 @@ final class SQLiteProductStore: ProductStore {
             let row = Self.Row(tenant: tenant, id: id, name: stored.name, type: "", metadata: "{}",
                                createdAt: deletedAt, updatedAt: deletedAt, version: newVersion, deleted: true)
             _ = try Self.store(row, in: db)
-            try Self.record(LoggedChange(.delete(tenant: tenant, id: id, version: newVersion, deletedAt: deletedAt)), in: db)
+            try Self.record(LoggedChange(.delete(tenant: tenant, id: id, version: newVersion, deletedAt: deletedAt), created: false), in: db)
             return .deleted(version: newVersion, name: stored.name)
         }
         if case .deleted = outcome { changeSignal.signal() }
@@ -224,8 +228,7 @@ final class SQLiteProductStore: ProductStore {
             let rows = try GRDB.Row.fetchAll(
                 db,
                 sql: """
-                    SELECT position, tenant, product_id, version, op, changed_at, recorded_ms, product FROM product_changes
-                    WHERE position > ? ORDER BY position LIMIT ?
+                    SELECT \(Self.changeColumns) FROM product_changes WHERE position > ? ORDER BY position LIMIT ?
                     """,
                 arguments: [cursor.position, limit])
             var page = ChangeLogPage(changes: [], next: cursor)
@@ -267,6 +270,8 @@ final class SQLiteProductStore: ProductStore {
 
     private static let purgeBatch = 5000
 
+    static let changeColumns = "position, tenant, product_id, version, op, changed_at, recorded_ms, product, event_type"
+
     func writerNode(replicaID: String, preferred: Int64?) async throws -> Int64? {
         let now = Timestamp.nowMilliseconds()
         return try await pool.write { db -> Int64? in
@@ -292,19 +297,21 @@ final class SQLiteProductStore: ProductStore {
     private static func record(_ change: LoggedChange, in db: Database) throws {
         try db.cachedStatement(
             sql: """
-                INSERT INTO product_changes (tenant, product_id, version, op, changed_at, recorded_ms, product)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO product_changes (tenant, product_id, version, op, changed_at, recorded_ms, product, event_type)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 """
         ).execute(arguments: [
             change.tenant, change.id, change.version, change.op.rawValue, change.changedAt, Timestamp.nowMilliseconds(),
-            change.productJSON,
+            change.productJSON, change.eventType.rawValue,
         ])
     }
 
-    private static func change(from row: GRDB.Row) -> LoggedChange {
+    static func change(from row: GRDB.Row) -> LoggedChange {
         LoggedChange(
             tenant: row["tenant"], id: row["product_id"], version: row["version"],
-            op: Change.Operation(rawValue: row["op"]) ?? .delete, changedAt: row["changed_at"], productJSON: row["product"])
+            op: Change.Operation(rawValue: row["op"]) ?? .delete, changedAt: row["changed_at"], productJSON: row["product"],
+            eventType: (row["event_type"] as String?).flatMap(EventType.init(rawValue:)),
+            cursor: ChangeCursor(transaction: 0, position: row["position"]), recordedMs: row["recorded_ms"])
     }
 
     // MARK: SQL functions

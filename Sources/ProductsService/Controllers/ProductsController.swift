@@ -113,14 +113,23 @@ struct ProductsController<Context: TenantRequestContext> {
     /// when more precede it, and `next` back towards where the reader came from.
     static func link(for page: (products: [CachedProduct], hasMore: Bool), query: ProductQuery, request: Request) -> String? {
         guard let first = page.products.first?.product.id, let last = page.products.last?.product.id else { return nil }
+        var backwards = false
+        if case .endingBefore = query.cursor { backwards = true }
+        return link(hasMore: page.hasMore, backwards: backwards, request: request) { before in
+            query.queryString(cursor: before ? .endingBefore(first) : .startingAfter(last))
+        }
+    }
+
+    /// A page's `Link` field, given the query string of the page after it (`false`) or before it (`true`).
+    static func link(hasMore: Bool, backwards: Bool, request: Request, queryString: (_ before: Bool) -> String) -> String? {
         let scheme = request.headers[.xForwardedProto] ?? "http"
         let base = "\(scheme)://\(request.head.authority ?? "localhost")\(request.uri.path)?"
         var links: [String] = []
-        if case .endingBefore = query.cursor {
-            if page.hasMore { links.append("<\(base)\(query.queryString(cursor: .endingBefore(first)))>; rel=\"prev\"") }
-            links.append("<\(base)\(query.queryString(cursor: .startingAfter(last)))>; rel=\"next\"")
-        } else if page.hasMore {
-            links.append("<\(base)\(query.queryString(cursor: .startingAfter(last)))>; rel=\"next\"")
+        if backwards {
+            if hasMore { links.append("<\(base)\(queryString(true))>; rel=\"prev\"") }
+            links.append("<\(base)\(queryString(false))>; rel=\"next\"")
+        } else if hasMore {
+            links.append("<\(base)\(queryString(false))>; rel=\"next\"")
         }
         return links.isEmpty ? nil : links.joined(separator: ", ")
     }

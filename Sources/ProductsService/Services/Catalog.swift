@@ -11,7 +11,8 @@ import Synchronization
 final class Catalog: Sendable {
     private let cache: CatalogCache
     private let journal: Journal
-    private let database: any DatabaseServiceClient
+    /// The Database Service; the public API also reaches it directly for what the catalog does not hold (events, webhooks).
+    let database: any DatabaseServiceClient
     private let worker: PersistenceWorker
     private let gate: SyncGate
     /// Serialises applying the change feed with reconciliation, which would otherwise drop a product the feed

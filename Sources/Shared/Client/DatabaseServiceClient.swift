@@ -1,4 +1,6 @@
 import Foundation
+import HTTPTypes
+import NIOCore
 
 /// The calls the Products Service makes to the Database Service.
 package protocol DatabaseServiceClient: Sendable {
@@ -25,6 +27,24 @@ package protocol DatabaseServiceClient: Sendable {
     func changeHead() async throws(DatabaseClientError) -> ChangeCursor
     /// This replica's writer number (`preferred` if free).
     func writerNode(replicaID: String, preferred: Int64?) async throws(DatabaseClientError) -> Int64
+    /// A public API call the Database Service answers itself (events, webhook endpoints), for a tenant; its
+    /// answer as given, whatever the status.
+    func forward(_ method: HTTPRequest.Method, path: String, tenant: String, body: ByteBuffer?) async throws(DatabaseClientError) -> ForwardedResponse
+}
+
+/// The Database Service's answer to a forwarded call.
+package struct ForwardedResponse: Sendable {
+    package var status: Int
+    package var headers: [(name: String, value: String)]
+    package var body: ByteBuffer
+
+    package init(status: Int, headers: [(name: String, value: String)] = [], body: ByteBuffer) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    package func header(_ name: String) -> String? { headers.first { $0.name.lowercased() == name.lowercased() }?.value }
 }
 
 /// Why a call to the Database Service failed.

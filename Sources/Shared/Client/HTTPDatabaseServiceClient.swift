@@ -95,10 +95,19 @@ package struct HTTPDatabaseServiceClient: DatabaseServiceClient {
         return try decode(WriterRegistration.self, try await send(.POST, "/api/writers", tenant: nil, body: body, timeout: readTimeout).body).node
     }
 
+    package func forward(
+        _ method: HTTPRequest.Method, path: String, tenant: String, body: ByteBuffer?
+    ) async throws(DatabaseClientError) -> ForwardedResponse {
+        // Creating or changing a webhook endpoint resolves its host: allow for a slow resolver.
+        let response = try await send(
+            HTTPMethod(rawValue: method.rawValue), path, tenant: tenant, body: body, timeout: bulkTimeout, accepting: Set(100..<600))
+        return ForwardedResponse(status: response.status, headers: response.headers.map { ($0.name, $0.value) }, body: response.body)
+    }
+
     private func send(
         _ method: HTTPMethod, _ path: String, tenant: String?, body: ByteBuffer? = nil, timeout: TimeAmount,
         accepting accepted: Set<Int> = [200, 201]
-    ) async throws(DatabaseClientError) -> (status: Int, body: ByteBuffer) {
+    ) async throws(DatabaseClientError) -> (status: Int, body: ByteBuffer, headers: HTTPHeaders) {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = method
         if let tenant { request.headers.add(name: HTTPField.Name.tenantID.rawName, value: tenant) }
@@ -113,11 +122,13 @@ package struct HTTPDatabaseServiceClient: DatabaseServiceClient {
         }
         let status: Int
         let bytes: ByteBuffer
+        let headers: HTTPHeaders
         let started = ContinuousClock.now
         let operation = Self.operationName(method, path)
         do {
             let response = try await http.execute(request, timeout: timeout)
             status = Int(response.status.code)
+            headers = response.headers
             bytes = try await response.body.collect(upTo: 64 * 1024 * 1024)
         } catch {
             Self.callDuration(operation, outcome: "unreachable").recordInterval(since: started)
@@ -128,7 +139,7 @@ package struct HTTPDatabaseServiceClient: DatabaseServiceClient {
             throw .rejected(status: status, body: try? JSONCoding.decoder.decode(APIError.Body.self, from: bytes))
         }
         Self.callDuration(operation, outcome: "ok").recordInterval(since: started)
-        return (status, bytes)
+        return (status, bytes, headers)
     }
 
     private func decode<T: Decodable>(_ type: T.Type, _ buffer: ByteBuffer) throws(DatabaseClientError) -> T {
@@ -143,9 +154,10 @@ package struct HTTPDatabaseServiceClient: DatabaseServiceClient {
     /// A low-cardinality name for a call: its method and route, without ids or query.
     private static func operationName(_ method: HTTPMethod, _ path: String) -> String {
         let route = path.split(separator: "?").first.map(String.init) ?? path
+        if route.hasPrefix("/api/webhook_endpoints") { return "\(method.rawValue) /api/webhook_endpoints" }
         switch route {
         case "/api/products", "/api/products/batch", "/api/keys/verify", "/api/keys/status", "/api/tenants", "/health", "/api/changes",
-            "/api/changes/head", "/api/writers", "/api/products/write":
+            "/api/changes/head", "/api/writers", "/api/products/write", "/api/events":
             return "\(method.rawValue) \(route)"
         default:
             return "\(method.rawValue) /api/products/{id}"

@@ -16,7 +16,7 @@ enum StoreBackend: String, CaseIterable, Sendable, CustomTestStringConvertible {
 
     static var available: [StoreBackend] { TestPostgres.url == nil ? [.sqlite] : [.sqlite, .postgresql] }
 
-    typealias Store = any ProductStore & APIKeyStore
+    typealias Store = any DataStore
     typealias Reopen = @Sendable (@Sendable (Store) async throws -> Void) async throws -> Void
 
     /// Runs `body` on a fresh, empty store; `reopen` opens a second store on the same data.

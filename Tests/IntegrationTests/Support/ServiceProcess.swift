@@ -34,7 +34,7 @@ final class ServiceProcess: @unchecked Sendable {
         var env = ProcessInfo.processInfo.environment
         for key in [
             "HOST", "PORT", "DATABASE", "DATA_DIR", "DATABASE_SERVICE_URL", "JOURNAL", "LOG_LEVEL", "SERVICE_TOKEN", "SERVICE_TOKEN_FILE", "REQUIRE_API_KEYS", "RATE_LIMIT",
-            "RATE_BURST", "CORS_ORIGINS",
+            "RATE_BURST", "CORS_ORIGINS", "WEBHOOK_ALLOW_PRIVATE", "WEBHOOK_RETRY_SCHEDULE", "WEBHOOK_TIMEOUT",
         ] { env[key] = nil }
         env.merge(environment) { $1 }
         process.environment = env

@@ -105,9 +105,10 @@ final class Stack: @unchecked Sendable {
     var databaseLocation: String { postgresURL ?? sqlitePath }
 
     @discardableResult
-    func startDatabase(_ extra: [String] = []) async throws -> ServiceProcess {
+    func startDatabase(_ extra: [String] = [], environment: [String: String] = [:]) async throws -> ServiceProcess {
         let process = try await ServiceProcess.start(
-            "database-service", ["--port", "\(databasePort)", "--database", databaseLocation] + tokenArguments + extra, in: directory)
+            "database-service", ["--port", "\(databasePort)", "--database", databaseLocation] + tokenArguments + extra,
+            environment: environment, in: directory)
         database = process
         return process
     }

@@ -1,4 +1,6 @@
 import Foundation
+import HTTPTypes
+import NIOCore
 import Synchronization
 
 @testable import ProductsService
@@ -181,6 +183,11 @@ final class FakeDatabaseService: DatabaseServiceClient {
             guard !state.down else { throw .unreachable("connection refused") }
             return Array(Set(state.rows.keys.map { String($0.prefix { $0 != "/" }) })).sorted()
         }
+    }
+
+    /// Events and webhooks are the Database Service's own; route tests of them run against the real one.
+    func forward(_ method: HTTPRequest.Method, path: String, tenant: String, body: ByteBuffer?) async throws(DatabaseClientError) -> ForwardedResponse {
+        throw .unreachable("the fake Database Service has no events or webhooks")
     }
 
     func health() async throws(DatabaseClientError) -> DatabaseHealth {
