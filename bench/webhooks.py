@@ -20,56 +20,68 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from replicas import Processes, WriteLoad, call, free_port  # noqa: E402
 
 
+RECEIVER = r"""
+import asyncio, json, sys, time
+port, log = int(sys.argv[1]), open(sys.argv[2], "w", buffering=1)
+
+async def handle(reader, writer):
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            body = await reader.readexactly(length)
+            arrived = time.monotonic()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            event = json.loads(body)
+            obj = event["data"]["object"]
+            log.write(json.dumps([obj["id"], obj.get("version"), event["type"], arrived]) + "\n")
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
+    print("ready", flush=True)
+    async with server:
+        await server.serve_forever()
+
+asyncio.run(main())
+"""
+
+
 class Receiver:
-    """A minimal HTTP/1.1 server in its own thread: records (object id, version, type, arrival) of each event."""
+    """A minimal HTTP/1.1 server in its own process (not sharing the load generator's interpreter lock): logs
+    (object id, version, type, arrival on the system's monotonic clock) of each event it gets."""
 
-    def __init__(self):
+    def __init__(self, work):
         self.port = free_port()
-        self.events = []
-        self.lock = threading.Lock()
-        self.ready = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
-        self.ready.wait(10)
+        self.log = os.path.join(work, "received.jsonl")
+        self.process = subprocess.Popen([sys.executable, "-c", RECEIVER, str(self.port), self.log], stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout.readline().strip() == "ready"
 
-    async def _handle(self, reader, writer):
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
-                body = await reader.readexactly(length)
-                arrived = time.monotonic()
-                event = json.loads(body)
-                obj = event["data"]["object"]
-                with self.lock:
-                    self.events.append((obj["id"], obj.get("version"), event["type"], arrived))
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    def _serve(self):
-        async def main():
-            server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, backlog=1024)
-            self.ready.set()
-            async with server:
-                await server.serve_forever()
-        asyncio.run(main())
+    @property
+    def events(self):
+        with open(self.log) as lines:
+            return [tuple(json.loads(line)) for line in lines if line.endswith("\n")]
 
     def count(self):
-        with self.lock:
-            return len(self.events)
+        with open(self.log) as lines:
+            return sum(1 for _ in lines)
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=10)
 
 
 def stack(processes, work, name):
@@ -118,7 +130,7 @@ def main():
     wrk_duration = os.environ.get("WRK_DURATION", "8s")
     work = tempfile.mkdtemp(prefix="bench-webhooks-")
     processes = Processes(arguments.bin, work)
-    receiver = Receiver()
+    receiver = Receiver(work)
     try:
         # 1. Delivery latency under RATE writes/s.
         _, products = stack(processes, work, "latency")
@@ -154,6 +166,8 @@ def main():
                   f"max {max(latencies):.1f} ms (target: p99 within 1000 ms)")
         processes.stop()
         processes.running.clear()
+        if os.environ.get("LATENCY_ONLY") == "1":
+            return
 
         # 2. What delivery costs POST /products throughput.
         if shutil.which("wrk") is None:
@@ -178,7 +192,11 @@ def main():
         print(f"  deliveries made during the rounds: {receiver.count() - before}")
     finally:
         processes.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        receiver.stop()
+        if os.environ.get("KEEP") == "1":
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -113,7 +113,7 @@ struct Serve: AsyncParsableCommand {
     var webhookTimeout: Int = Settings.env("WEBHOOK_TIMEOUT", default: 10)
 
     @Option(help: "Tries in flight to one webhook endpoint from this process (env WEBHOOK_CONCURRENCY).")
-    var webhookConcurrency: Int = Settings.env("WEBHOOK_CONCURRENCY", default: 8)
+    var webhookConcurrency: Int = Settings.env("WEBHOOK_CONCURRENCY", default: 16)
 
     @Option(help: "Seconds of nothing but failed tries after which a webhook endpoint is disabled (env WEBHOOK_DISABLE_AFTER).")
     var webhookDisableAfter: Int = Settings.env("WEBHOOK_DISABLE_AFTER", default: 5 * 24 * 3600)

@@ -16,7 +16,7 @@ struct WebhookSettings: Sendable {
     /// Whether targets may be loopback, private or link-local (tests and local development).
     var allowPrivateTargets = false
     /// Tries in flight to one endpoint from this process.
-    var concurrencyPerEndpoint = 8
+    var concurrencyPerEndpoint = 16
     /// Endpoints served at once by this process: a slow one holds one of these, never another's.
     var maxEndpointsInFlight = 32
     /// An endpoint whose every try failed for this long is disabled.
@@ -74,11 +74,12 @@ final class WebhookDeliveryService: Service {
         try await http.shutdown()
     }
 
-    /// The lease on a claimed try: long enough for every try of a claimed batch to time out. A try cut short
-    /// (the process killed) is made again once it ends.
-    private var leaseMs: Int64 { Int64(Self.claimRounds) * Int64(settings.timeout.components.seconds * 1000) + 5000 }
+    /// The lease on a claimed try: long enough for every try of its batch, and of the batch before it (the next
+    /// batch is claimed while one is sent), to time out. A try cut short (the process killed) is made again once
+    /// it ends: 45 s with the default 10 s timeout.
+    private var leaseMs: Int64 { 2 * Int64(Self.claimRounds) * Int64(settings.timeout.components.seconds * 1000) + 5000 }
 
-    /// Tries claimed at once per endpoint, in rounds of `concurrencyPerEndpoint`.
+    /// Tries claimed at once per endpoint, in multiples of `concurrencyPerEndpoint`.
     private static let claimRounds = 2
 
     // MARK: Fan-out
@@ -135,27 +136,13 @@ final class WebhookDeliveryService: Service {
         }
     }
 
-    /// Delivers an endpoint's due deliveries until none is left, `concurrencyPerEndpoint` at a time.
+    /// Delivers an endpoint's due deliveries until none is left: at most `concurrencyPerEndpoint` tries in
+    /// flight (a sliding window), while the next batch is claimed, so the database's round trips overlap the tries.
     private func serve(_ endpointID: String) async {
-        while !Task.isCancelled {
-            let now = Timestamp.nowMilliseconds()
-            let claimed: ClaimedDeliveries?
-            do {
-                claimed = try await store.claimDeliveries(
-                    endpointID: endpointID, nowMs: now, leaseMs: leaseMs, limit: settings.concurrencyPerEndpoint * Self.claimRounds)
-            } catch {
-                logger.warning("claiming webhook deliveries failed", metadata: ["endpoint_id": "\(endpointID)", "error": "\(error)"])
-                return
-            }
-            guard let claimed, !claimed.deliveries.isEmpty else { return }
-            var results: [AttemptRecord] = []
-            for round in stride(from: 0, to: claimed.deliveries.count, by: settings.concurrencyPerEndpoint) {
-                let batch = claimed.deliveries[round..<min(round + settings.concurrencyPerEndpoint, claimed.deliveries.count)]
-                await withTaskGroup(of: AttemptRecord.self) { group in
-                    for delivery in batch { group.addTask { await self.attempt(delivery, to: claimed.endpoint) } }
-                    for await result in group { results.append(result) }
-                }
-            }
+        var claimed = await claim(endpointID)
+        while let current = claimed, !current.deliveries.isEmpty, !Task.isCancelled {
+            async let next = claim(endpointID)
+            let results = await send(current)
             do {
                 let disabled = try await store.recordAttempts(
                     results, endpointID: endpointID, nowMs: Timestamp.nowMilliseconds(),
@@ -164,16 +151,51 @@ final class WebhookDeliveryService: Service {
                     logger.warning(
                         "webhook endpoint disabled: every delivery failed for the disable period",
                         metadata: [
-                            "endpoint_id": "\(endpointID)", "tenant": "\(claimed.endpoint.tenant)",
+                            "endpoint_id": "\(endpointID)", "tenant": "\(current.endpoint.tenant)",
                             "disable_after_seconds": "\(settings.disableAfter.components.seconds)",
                         ])
+                    _ = await next  // claimed for a disabled endpoint: they wait, leased, until it is enabled again
                     return
                 }
             } catch {
                 // The tries stay leased and are made again when the lease ends: at least once, never lost.
                 logger.error("recording webhook tries failed", metadata: ["endpoint_id": "\(endpointID)", "error": "\(error)"])
+                _ = await next
                 return
             }
+            claimed = await next
+        }
+    }
+
+    /// Claims the endpoint's next due deliveries; nil when there are none, it is gone or disabled, or the claim failed.
+    private func claim(_ endpointID: String) async -> ClaimedDeliveries? {
+        do {
+            return try await store.claimDeliveries(
+                endpointID: endpointID, nowMs: Timestamp.nowMilliseconds(), leaseMs: leaseMs,
+                limit: settings.concurrencyPerEndpoint * Self.claimRounds)
+        } catch {
+            if !Task.isCancelled {
+                logger.warning("claiming webhook deliveries failed", metadata: ["endpoint_id": "\(endpointID)", "error": "\(error)"])
+            }
+            return nil
+        }
+    }
+
+    /// Tries every claimed delivery, `concurrencyPerEndpoint` at a time.
+    private func send(_ claimed: ClaimedDeliveries) async -> [AttemptRecord] {
+        await withTaskGroup(of: AttemptRecord.self) { group in
+            var pending = claimed.deliveries[...]
+            var results: [AttemptRecord] = []
+            results.reserveCapacity(pending.count)
+            for _ in 0..<settings.concurrencyPerEndpoint {
+                guard let delivery = pending.popFirst() else { break }
+                group.addTask { await self.attempt(delivery, to: claimed.endpoint) }
+            }
+            for await result in group {
+                results.append(result)
+                if let delivery = pending.popFirst() { group.addTask { await self.attempt(delivery, to: claimed.endpoint) } }
+            }
+            return results
         }
     }
 
@@ -213,9 +235,8 @@ final class WebhookDeliveryService: Service {
         let latencyMs = Int(latency.components.seconds * 1000 + latency.components.attoseconds / 1_000_000_000_000_000)
         let succeeded = failure == nil
         let next = succeeded ? nil : settings.retrySchedule.delay(afterAttempt: delivery.attempt).map { attemptedMs + Int64($0 * 1000) }
-        let outcome = succeeded ? "succeeded" : next == nil ? "failed" : "retrying"
-        Counter(label: "webhook_deliveries", dimensions: [("outcome", outcome)]).increment()
-        Metrics.Timer(label: "webhook_delivery_duration", dimensions: [("outcome", succeeded ? "succeeded" : "failed")]).recordInterval(since: started)
+        (succeeded ? Self.succeeded : next == nil ? Self.failed : Self.retrying).increment()
+        (succeeded ? Self.succeededDuration : Self.failedDuration).recordInterval(since: started)
         if !succeeded {
             logger.info(
                 "webhook try failed",
@@ -229,6 +250,13 @@ final class WebhookDeliveryService: Service {
             responseCode: code, latencyMs: latencyMs, error: failure, nextAttemptMs: next,
             attemptedAt: Timestamp.format(epochMilliseconds: attemptedMs), attemptedMs: attemptedMs)
     }
+
+    // Made once: looking a metric up by its label and dimensions costs more than recording to it.
+    private static let succeeded = Counter(label: "webhook_deliveries", dimensions: [("outcome", "succeeded")])
+    private static let retrying = Counter(label: "webhook_deliveries", dimensions: [("outcome", "retrying")])
+    private static let failed = Counter(label: "webhook_deliveries", dimensions: [("outcome", "failed")])
+    private static let succeededDuration = Metrics.Timer(label: "webhook_delivery_duration", dimensions: [("outcome", "succeeded")])
+    private static let failedDuration = Metrics.Timer(label: "webhook_delivery_duration", dimensions: [("outcome", "failed")])
 
     /// Target checks by URL, kept for 30 s: a delivery at 1,000 events/s should not ask DNS for each.
     private let targetChecks = Mutex<[String: (result: Result<Void, WebhookTarget.Refusal>?, until: ContinuousClock.Instant)]>([:])
