@@ -12,6 +12,8 @@ COPY Package.swift ./
 RUN swift package resolve
 COPY Sources ./Sources
 COPY Tests ./Tests
+# The package also names the benchmark's reference server; it is built, never shipped.
+COPY bench/bare ./bench/bare
 # The same release build bench/run runs on the development machines.
 # Each executable reads its OpenAPI document from the resource bundle beside it.
 RUN swift build -c release --static-swift-stdlib \

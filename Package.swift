@@ -79,6 +79,12 @@ let package = Package(
             ],
             resources: [.copy("Resources/openapi.json")]
         ),
+        // The benchmark's reference: bare Hummingbird, no middleware (bench/run). Not shipped.
+        .executableTarget(
+            name: "bare-hummingbird",
+            dependencies: [.product(name: "Hummingbird", package: "hummingbird")],
+            path: "bench/bare"
+        ),
         .testTarget(
             name: "SharedTests",
             dependencies: ["Shared", .product(name: "HummingbirdTesting", package: "hummingbird")]
