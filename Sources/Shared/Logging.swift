@@ -78,9 +78,13 @@ package struct JSONLogHandler: LogHandler {
 }
 
 /// Removes secrets from every message and metadata value before the wrapped handler writes them.
+///
+/// The logger's metadata is kept here and merged into each line as it is written, not set on the wrapped
+/// handler: `StreamLogHandler` renders its metadata again on every change, and every request sets its ids.
 package struct RedactingLogHandler<Wrapped: LogHandler>: LogHandler {
     var wrapped: Wrapped
     let secrets: [String]
+    package var metadata: Logger.Metadata = [:]
 
     package init(wrapped: Wrapped, secrets: [String]) {
         self.wrapped = wrapped
@@ -92,20 +96,16 @@ package struct RedactingLogHandler<Wrapped: LogHandler>: LogHandler {
         set { wrapped.logLevel = newValue }
     }
 
-    package var metadata: Logger.Metadata {
-        get { wrapped.metadata }
-        set { wrapped.metadata = newValue }
-    }
-
     package subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { wrapped[metadataKey: key] }
-        set { wrapped[metadataKey: key] = newValue }
+        get { metadata[key] }
+        set { metadata[key] = newValue }
     }
 
     package func log(event: LogEvent) {
         var event = event
         event.message = "\(redact(event.message.description))"
-        event.metadata = event.metadata?.mapValues(redact)
+        let merged = metadata.isEmpty ? event.metadata : metadata.merging(event.metadata ?? [:]) { $1 }
+        event.metadata = merged?.mapValues(redact)
         wrapped.log(event: event)
     }
 

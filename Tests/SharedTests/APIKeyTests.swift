@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import HTTPTypes
 import Testing
 import Logging
@@ -27,5 +28,23 @@ struct APIKeyTests {
         #expect(handler.redact("auth Bearer \(key) failed") == "auth Bearer sk_[REDACTED] failed")
         #expect(handler.redact("token=s3cret-token;") == "token=[REDACTED];")
         #expect(handler.redact("mask_sk_ok and sk_") == "mask_sk_ok and sk_", "short sk_ words are not keys")
+    }
+
+    @Test("the logger's metadata is merged into each line as it is written, redacted; the line's own metadata wins")
+    func metadataMergedAtWrite() {
+        let lines = Mutex<[String]>([])
+        var logger = Logger(label: "t") { label in
+            RedactingLogHandler(wrapped: JSONLogHandler(label: label) { line in lines.withLock { $0.append(line) } }, secrets: ["s3cret"])
+        }
+        logger.logLevel = .info
+        logger[metadataKey: "request_id"] = "r1"
+        logger[metadataKey: "token"] = "s3cret"
+        #expect(logger[metadataKey: "request_id"] == "r1")
+        logger.info("first")
+        logger.info("second", metadata: ["request_id": "r2", "extra": "x"])
+        let written = lines.withLock { $0 }
+        #expect(written.count == 2)
+        #expect(written[0].contains(#""request_id":"r1""#) && written[0].contains("[REDACTED]") && !written[0].contains("s3cret"))
+        #expect(written[1].contains(#""request_id":"r2""#) && written[1].contains(#""extra":"x""#))
     }
 }

@@ -103,4 +103,17 @@ struct MiddlewareTests {
             }
         }
     }
+
+    @Test("generated request, trace and span ids are lowercase hex of the right length, and do not repeat")
+    func generatedIDs() {
+        var seen = Set<String>()
+        for _ in 0..<10_000 {
+            let trace = RequestTrace(headers: [:])
+            #expect(trace.requestID.count == 32 && trace.traceID.count == 32 && trace.spanID.count == 16)
+            #expect(trace.traceID.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) })
+            seen.insert(trace.requestID)
+            seen.insert(trace.traceID)
+        }
+        #expect(seen.count == 20_000)
+    }
 }

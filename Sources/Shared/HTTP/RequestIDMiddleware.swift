@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import Synchronization
 
 /// The ids that tie one request's log lines together, across both services.
 package struct RequestTrace: Sendable, Equatable {
@@ -44,13 +45,30 @@ package struct RequestTrace: Sendable, Equatable {
 
     private static func isLowerHex(_ byte: UInt8) -> Bool { (0x30...0x39).contains(byte) || (0x61...0x66).contains(byte) }
 
-    /// `count` random bytes (a multiple of 8) in lowercase hex, eight at a time: one system call per word.
+    /// `count` random bytes (a multiple of 8) in lowercase hex, eight at a time, from `IDGenerator`: ids need
+    /// to be unique and unguessable enough to not collide, not secret, and a system call per word showed in profiles.
     static func randomHex(bytes count: Int) -> String {
-        var generator = SystemRandomNumberGenerator()
         var text = ""
         text.reserveCapacity(count * 2)
-        for _ in 0..<(count + 7) / 8 { text += String(generator.next(), radix: 16).leftPadded(to: 16) }
+        for _ in 0..<(count + 7) / 8 { text += String(IDGenerator.next(), radix: 16).leftPadded(to: 16) }
         return text
+    }
+}
+
+/// Random 64-bit words for request, trace and span ids without a system call each: SplitMix64 over an atomic
+/// counter seeded once from the system's generator (never for secrets: those use `SystemRandomNumberGenerator`).
+enum IDGenerator {
+    private static let state = Atomic<UInt64>({
+        var system = SystemRandomNumberGenerator()
+        return system.next()
+    }())
+
+    static func next() -> UInt64 {
+        let (previous, _) = state.wrappingAdd(0x9E37_79B9_7F4A_7C15, ordering: .relaxed)
+        var z = previous &+ 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }
 
