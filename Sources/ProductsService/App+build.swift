@@ -83,10 +83,7 @@ func buildRouter(
         if settings.corsOrigins.isEmpty { .anyOriginWhile { authenticator.mode != .enforced } }
         else if settings.corsOrigins.contains("*") { .anyOrigin }
         else { .origins(Set(settings.corsOrigins)) }
-    router.add(middleware: RequestIDMiddleware())
-    router.add(middleware: MetricsMiddleware())
-    router.add(middleware: CORSHeadersMiddleware(policy: cors))
-    router.add(middleware: ErrorMiddleware())
+    router.add(middleware: EdgeMiddleware(cors: CORSHeaders(policy: cors)))
     let routes = RouteRecorder(router)
     let auth = AuthMiddleware<AppRequestContext>(
         authenticator: authenticator, rateLimiter: RateLimiter(rate: settings.rateLimit, burst: settings.rateBurst))

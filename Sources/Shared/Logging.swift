@@ -10,21 +10,23 @@ package enum LogFormat: String, ExpressibleByArgument, CaseIterable, Sendable {
 
 /// Process-wide logging set-up shared by both executables.
 package enum LoggingSetup {
-    /// Sends log lines to standard error at `level`, with API keys and `secrets` redacted; call once at start.
+    /// Sends log lines to standard error at `level`, with API keys and `secrets` redacted, and the request and
+    /// trace ids of the request being handled on each line; call once at start.
     package static func bootstrap(level: Logger.Level, format: LogFormat = .text, secrets: [String] = []) {
         let secrets = secrets.filter { !$0.isEmpty }
-        LoggingSystem.bootstrap { label in
-            switch format {
-            case .text:
-                var handler = StreamLogHandler.standardError(label: label)
-                handler.logLevel = level
-                return RedactingLogHandler(wrapped: handler, secrets: secrets)
-            case .json:
-                var handler = JSONLogHandler(label: label)
-                handler.logLevel = level
-                return RedactingLogHandler(wrapped: handler, secrets: secrets)
-            }
-        }
+        LoggingSystem.bootstrap(
+            { label, provider in
+                switch format {
+                case .text:
+                    var handler = StreamLogHandler.standardError(label: label)
+                    handler.logLevel = level
+                    return RedactingLogHandler(wrapped: handler, secrets: secrets, metadataProvider: provider)
+                case .json:
+                    var handler = JSONLogHandler(label: label)
+                    handler.logLevel = level
+                    return RedactingLogHandler(wrapped: handler, secrets: secrets, metadataProvider: provider)
+                }
+            }, metadataProvider: RequestTrace.metadataProvider)
     }
 }
 
@@ -79,16 +81,19 @@ package struct JSONLogHandler: LogHandler {
 
 /// Removes secrets from every message and metadata value before the wrapped handler writes them.
 ///
-/// The logger's metadata is kept here and merged into each line as it is written, not set on the wrapped
-/// handler: `StreamLogHandler` renders its metadata again on every change, and every request sets its ids.
+/// The logger's metadata and the metadata provider's are merged here into each line as it is written, not set
+/// on the wrapped handler: `StreamLogHandler` renders its metadata again on every change. Hummingbird's own
+/// `hb.request.id` is left out: `request_id` is the id clients see and send.
 package struct RedactingLogHandler<Wrapped: LogHandler>: LogHandler {
     var wrapped: Wrapped
     let secrets: [String]
     package var metadata: Logger.Metadata = [:]
+    package var metadataProvider: Logger.MetadataProvider?
 
-    package init(wrapped: Wrapped, secrets: [String]) {
+    package init(wrapped: Wrapped, secrets: [String], metadataProvider: Logger.MetadataProvider? = nil) {
         self.wrapped = wrapped
         self.secrets = secrets
+        self.metadataProvider = metadataProvider
     }
 
     package var logLevel: Logger.Level {
@@ -104,8 +109,11 @@ package struct RedactingLogHandler<Wrapped: LogHandler>: LogHandler {
     package func log(event: LogEvent) {
         var event = event
         event.message = "\(redact(event.message.description))"
-        let merged = metadata.isEmpty ? event.metadata : metadata.merging(event.metadata ?? [:]) { $1 }
-        event.metadata = merged?.mapValues(redact)
+        var merged = metadataProvider?.get() ?? [:]
+        merged.merge(metadata) { $1 }
+        merged.merge(event.metadata ?? [:]) { $1 }
+        merged["hb.request.id"] = nil
+        event.metadata = merged.mapValues(redact)
         wrapped.log(event: event)
     }
 

@@ -72,8 +72,8 @@ struct ObservabilityTests {
         #expect(products.contains("request_id=it-correlate-1") && products.contains("trace_id=\(traceID)"))
         #expect(database.contains("request_id=it-correlate-1"), "the Database Service logs the same request id")
         #expect(database.contains("trace_id=\(traceID)"), "and the same trace")
-        #expect(products.split(separator: "\n").filter { $0.contains("request_id=it-correlate-1") && $0.contains(" request") }.count == 1,
-                "each request is logged once at the default level")
+        let lines = products.split(separator: "\n").filter { $0.contains("request_id=it-correlate-1") && $0.hasSuffix(" request") }
+        #expect(lines.count == 1, "each request is logged once at the default level: \(lines)")
     }
 
     @Test("an idle stack is quiet: probes and the key-status poll log at debug, client requests at info")

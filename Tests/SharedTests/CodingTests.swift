@@ -33,4 +33,36 @@ struct CodingTests {
             WriteOperation.self, from: Data(#"{"op":"delete","id":"x","version":2,"deleted_at":"\#(now)"}"#.utf8))
         #expect(withoutTenant.tenant == defaultTenant)
     }
+
+    @Test("a change page is read without decoding its products, which decode on demand, tricky strings included")
+    func changePages() throws {
+        let now = Timestamp.now()
+        let tricky = Product(
+            id: "prod_1", name: #"braces } ] { and "quotes" \ slashes"#, type: "t", metadata: ["k": "v}\"", "emoji": "🧪"],
+            createdAt: now, updatedAt: now, version: 3)
+        let page = ChangePage(
+            changes: [Change(.upsert(tenant: "acme", product: tricky)), Change(.delete(tenant: "acme", id: "prod_2", version: 9, deletedAt: now))],
+            next: ChangeCursor(transaction: 7, position: 42), recordedAtMs: 1_767_794_400_125)
+        let json = ByteBuffer(data: try JSONCoding.encoder.encode(page))
+        let read = try ChangePage(json: json)
+        #expect(read.next == page.next && read.recordedAtMs == page.recordedAtMs && read.changes.count == 2)
+        #expect(read.changes[0].product == nil && read.changes[0].encodedProduct != nil, "left encoded")
+        #expect(try read.changes[0].operation() == .upsert(tenant: "acme", product: tricky))
+        #expect(try read.changes[1].operation() == .delete(tenant: "acme", id: "prod_2", version: 9, deletedAt: now))
+        #expect(try ChangePage(json: ByteBuffer(string: #" {"changes":[],"next":"0.5","extra":{"a":[1,{"b":"]"}]}} "#)).next.position == 5)
+
+        for malformed in [
+            #"{"changes":[{"tenant":"t","id":"x","version":1,"op":"upsert","changed_at":"z","product":{"a":1}]"#,  // cut short
+            #"{"changes":[],"next":"not a cursor"}"#, #"{"changes":[]}"#, #"{"changes":[],"next":"0.1"} x"#,
+            #"{"changes":[{"tenant":"t","id":"x","version":1.5,"op":"upsert","changed_at":"z"}],"next":"0.1"}"#,
+            #"{"changes":[{"tenant":"t","id":"x","op":"delete","changed_at":"z"}],"next":"0.1"}"#,
+            #"{"changes":[{"tenant":"t","id":"x","version":1,"op":"upsert","changed_at":"z","product":"#,
+            String(repeating: "[", count: 300),
+        ] {
+            #expect(throws: JSONSyntaxError.self, "\(malformed)") { try ChangePage(json: ByteBuffer(string: malformed)) }
+        }
+        let undecodable = try ChangePage(
+            json: ByteBuffer(string: #"{"changes":[{"tenant":"t","id":"x","version":2,"op":"upsert","changed_at":"z","product":{"id":7}}],"next":"0.1"}"#))
+        #expect(throws: DecodingError.self) { try undecodable.changes[0].operation() }
+    }
 }

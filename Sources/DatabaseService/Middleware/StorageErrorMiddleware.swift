@@ -4,7 +4,7 @@ import PostgresNIO
 import Shared
 
 /// Turns a storage failure (SQLite busy past its timeout, a full disk, PostgreSQL unreachable or failing) into a
-/// 503 a client can retry, logged at `.error`; anything else passes on to the error middleware.
+/// 503 a client can retry, logged at `.error`; anything else passes on to the edge middleware.
 struct StorageErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {

@@ -488,9 +488,21 @@ final class Catalog: Sendable {
     /// Applies stored changes to the cache by version: older or repeated ones change nothing. Catching up on
     /// changes a full load already reflects, only deletes are applied (they may remove writes replayed from
     /// the journal that lost to them), so that no reader sees an old state come back for a moment.
-    func apply(_ changes: [Change], deletesOnly: Bool) async -> Int {
-        await feedGate.withGate {
-            changes.reduce(0) { count, change in count + (self.cache.applyStored(change.operation, deletesOnly: deletesOnly) ? 1 : 0) }
+    ///
+    /// A product is decoded only when the cache does not hold that version or a newer one already: this
+    /// replica's own writes come back through the feed, and decoding them cost a tenth of its CPU under a
+    /// stream of writes. A product that cannot be decoded fails the page, which the follower asks for again.
+    func apply(_ changes: [Change], deletesOnly: Bool) async throws -> Int {
+        var operations: [WriteOperation] = []
+        operations.reserveCapacity(changes.count)
+        for change in changes {
+            if change.op == .upsert && (deletesOnly || cache.holds(tenant: change.tenant, id: change.id, version: change.version)) {
+                continue
+            }
+            operations.append(try change.operation())
+        }
+        return await feedGate.withGate { [operations] in
+            operations.reduce(0) { count, operation in count + (self.cache.applyStored(operation, deletesOnly: deletesOnly) ? 1 : 0) }
         }
     }
 

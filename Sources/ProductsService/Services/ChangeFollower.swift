@@ -95,7 +95,7 @@ struct ChangeFollower: Service {
                 }
                 failures = 0
                 let deletesOnly = catchUpThrough.map { page.next <= $0 } ?? false
-                let applied = await catalog.apply(page.changes, deletesOnly: deletesOnly)
+                let applied = try await catalog.apply(page.changes, deletesOnly: deletesOnly)
                 if let through = catchUpThrough, page.next >= through { catchUpThrough = nil }
                 cursor = page.next
                 let caughtUp = page.changes.count < 1000

@@ -469,6 +469,15 @@ final class CatalogCache: Sendable {
         }
     }
 
+    /// Whether the cache has the product at `version` or newer, or a delete at least that new.
+    func holds(tenant: String, id: String, version: Int64) -> Bool {
+        state.withLock { state in
+            guard let catalog = state.tenants[tenant] else { return false }
+            if let cached = catalog.products[id], cached.product.version >= version { return true }
+            return catalog.pendingDeletes[id].map { $0 >= version } ?? false
+        }
+    }
+
     /// The version readers see of a product, nil when it is not cached.
     func visibleVersion(tenant: String, id: String) -> Int64? {
         state.withLock { $0.tenants[tenant]?.products[id]?.product.version }

@@ -80,7 +80,8 @@ package struct HTTPDatabaseServiceClient: DatabaseServiceClient {
         let response = try await send(
             .GET, "/api/changes?after=\(cursor)&limit=\(limit)&wait=\(seconds)", tenant: nil,
             timeout: bulkTimeout + .nanoseconds(Int64(seconds * 1e9)), accepting: [200, 410])
-        return response.status == 410 ? nil : try decode(ChangePage.self, response.body)
+        guard response.status != 410 else { return nil }
+        do { return try ChangePage(json: response.body) } catch { throw .invalidResponse("ChangePage: \(error)") }
     }
 
     package func changeHead() async throws(DatabaseClientError) -> ChangeCursor {

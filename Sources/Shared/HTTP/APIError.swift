@@ -10,7 +10,7 @@ package struct APIError: Error, HTTPResponseError, Sendable, Equatable {
     package var param: String?
     /// The product's current version, on `precondition_failed`.
     package var currentVersion: Int64?
-    /// The request's `X-Request-ID`, filled in by the error middleware.
+    /// The request's `X-Request-ID`, filled in when the error becomes a response.
     package var requestID: String?
     package var headers: HTTPFields
 
@@ -51,13 +51,16 @@ package struct APIError: Error, HTTPResponseError, Sendable, Equatable {
 
     package var body: Body { Body(error: message, code: code, param: param, currentVersion: currentVersion, requestID: requestID) }
 
-    package func response(from request: Request, context: some RequestContext) throws -> Response {
+    /// The error as a response, with the request id of the request being handled.
+    package func response() -> Response {
         var body = body
-        if body.requestID == nil, case .string(let id) = context.logger[metadataKey: "request_id"] { body.requestID = id }
+        if body.requestID == nil { body.requestID = RequestTrace.current?.requestID }
         var response = Response.json(body, status: status)
         response.headers.append(contentsOf: headers)
         return response
     }
+
+    package func response(from request: Request, context: some RequestContext) -> Response { response() }
 
     // MARK: The stable error codes (listed in the README)
 

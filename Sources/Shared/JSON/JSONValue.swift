@@ -15,7 +15,7 @@ package indirect enum JSONValue: Sendable, Equatable {
     /// Parses one JSON value; the error says what is wrong and where.
     package static func parse(_ buffer: ByteBuffer) throws(JSONSyntaxError) -> JSONValue {
         try buffer.withUnsafeReadableBytes { bytes throws(JSONSyntaxError) in
-            var parser = Parser(bytes: bytes)
+            var parser = JSONParser(bytes: bytes)
             return try parser.document()
         }
     }
@@ -38,12 +38,129 @@ package struct JSONSyntaxError: Error, CustomStringConvertible {
     package let description: String
 }
 
-private struct Parser {
+/// A strict JSON parser over bytes: whole documents as `JSONValue`, or member by member for types that read
+/// their own shape and leave parts unparsed (`skipValue`, then the byte range).
+package struct JSONParser {
     let bytes: UnsafeRawBufferPointer
-    var index = 0
+    /// The offset of the next byte to read.
+    package private(set) var index = 0
     var depth = 0
 
-    init(bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+    package init(bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+
+    /// Calls `member` with each key of the object starting here; `member` must read (or skip) its value.
+    package mutating func members(
+        _ member: (inout JSONParser, String) throws(JSONSyntaxError) -> Void
+    ) throws(JSONSyntaxError) {
+        skipWhitespace()
+        guard current == UInt8(ascii: "{") else { throw failure("expected an object") }
+        try enter()
+        defer { depth -= 1 }
+        if current == UInt8(ascii: "}") {
+            index += 1
+            return
+        }
+        while true {
+            guard current == UInt8(ascii: "\"") else { throw failure("expected a string key") }
+            let key = try string()
+            skipWhitespace()
+            guard current == UInt8(ascii: ":") else { throw failure("expected ':'") }
+            index += 1
+            skipWhitespace()
+            try member(&self, key)
+            skipWhitespace()
+            switch current {
+            case UInt8(ascii: ","):
+                index += 1
+                skipWhitespace()
+            case UInt8(ascii: "}"):
+                index += 1
+                return
+            default:
+                throw failure("expected ',' or '}'")
+            }
+        }
+    }
+
+    /// Calls `element` for each element of the array starting here; `element` must read (or skip) it.
+    package mutating func elements(_ element: (inout JSONParser) throws(JSONSyntaxError) -> Void) throws(JSONSyntaxError) {
+        skipWhitespace()
+        guard current == UInt8(ascii: "[") else { throw failure("expected an array") }
+        try enter()
+        defer { depth -= 1 }
+        if current == UInt8(ascii: "]") {
+            index += 1
+            return
+        }
+        while true {
+            try element(&self)
+            skipWhitespace()
+            switch current {
+            case UInt8(ascii: ","):
+                index += 1
+                skipWhitespace()
+            case UInt8(ascii: "]"):
+                index += 1
+                return
+            default:
+                throw failure("expected ',' or ']'")
+            }
+        }
+    }
+
+    /// A string value.
+    package mutating func stringValue() throws(JSONSyntaxError) -> String {
+        guard current == UInt8(ascii: "\"") else { throw failure("expected a string") }
+        return try string()
+    }
+
+    /// An integer value, exactly (no fraction, no exponent, within Int64); nil for `null`.
+    package mutating func integerValue() throws(JSONSyntaxError) -> Int64? {
+        if current == UInt8(ascii: "n") {
+            try literal("null")
+            return nil
+        }
+        let start = index
+        if current == UInt8(ascii: "-") { index += 1 }
+        guard digits() else { throw failure("expected an integer") }
+        let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+        guard let value = Int64(text) else { throw failure("integer out of range") }
+        return value
+    }
+
+    /// Skips one value, checking only its structure (strings, nesting) to find where it ends; returns where it
+    /// starts. Whoever reads it later parses it in full.
+    package mutating func skipValue() throws(JSONSyntaxError) -> Int {
+        let start = index
+        var nesting = 0
+        repeat {
+            guard let byte = current else { throw failure("unexpected end of data") }
+            switch byte {
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                nesting += 1
+                guard depth + nesting <= JSONValue.maxDepth else { throw failure("nesting deeper than \(JSONValue.maxDepth)") }
+                index += 1
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                guard nesting > 0 else { throw failure("unexpected end of a container") }
+                nesting -= 1
+                index += 1
+            case UInt8(ascii: "\""):
+                index += 1
+                while let inner = current, inner != UInt8(ascii: "\"") { index += inner == UInt8(ascii: "\\") ? 2 : 1 }
+                guard current != nil else { throw failure("unterminated string") }
+                index += 1
+            default:
+                // Outside a container: a number or a literal, up to the next delimiter.
+                if nesting == 0 {
+                    while let next = current, !",}] \t\r\n".utf8.contains(next) { index += 1 }
+                } else {
+                    index += 1
+                }
+            }
+        } while nesting > 0
+        guard index > start else { throw failure("expected a JSON value") }
+        return start
+    }
 
     var current: UInt8? { index < bytes.count ? bytes[index] : nil }
 
@@ -87,57 +204,15 @@ private struct Parser {
     }
 
     mutating func object() throws(JSONSyntaxError) -> JSONValue {
-        try enter()
-        defer { depth -= 1 }
         var members: [String: JSONValue] = [:]
-        if current == UInt8(ascii: "}") {
-            index += 1
-            return .object(members)
-        }
-        while true {
-            guard current == UInt8(ascii: "\"") else { throw failure("expected a string key") }
-            let key = try string()
-            skipWhitespace()
-            guard current == UInt8(ascii: ":") else { throw failure("expected ':'") }
-            index += 1
-            skipWhitespace()
-            members[key] = try value()
-            skipWhitespace()
-            switch current {
-            case UInt8(ascii: ","):
-                index += 1
-                skipWhitespace()
-            case UInt8(ascii: "}"):
-                index += 1
-                return .object(members)
-            default:
-                throw failure("expected ',' or '}'")
-            }
-        }
+        try self.members { parser, key throws(JSONSyntaxError) in members[key] = try parser.value() }
+        return .object(members)
     }
 
     mutating func array() throws(JSONSyntaxError) -> JSONValue {
-        try enter()
-        defer { depth -= 1 }
         var elements: [JSONValue] = []
-        if current == UInt8(ascii: "]") {
-            index += 1
-            return .array(elements)
-        }
-        while true {
-            elements.append(try value())
-            skipWhitespace()
-            switch current {
-            case UInt8(ascii: ","):
-                index += 1
-                skipWhitespace()
-            case UInt8(ascii: "]"):
-                index += 1
-                return .array(elements)
-            default:
-                throw failure("expected ',' or ']'")
-            }
-        }
+        try self.elements { parser throws(JSONSyntaxError) in elements.append(try parser.value()) }
+        return .array(elements)
     }
 
     mutating func literal(_ word: StaticString) throws(JSONSyntaxError) {

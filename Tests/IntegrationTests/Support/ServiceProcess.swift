@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 
 #if canImport(Glibc)
@@ -148,22 +149,28 @@ final class TemporaryDirectory: @unchecked Sendable {
     deinit { try? FileManager.default.removeItem(at: url) }
 }
 
+private let reservedPorts = Mutex<Set<Int>>([])
+
 /// A loopback port that was free a moment ago, for a service that must come back on the same port.
 func freePort() throws -> Int {
-    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(descriptor) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-            bind(descriptor, pointer, length) == 0 && getsockname(descriptor, pointer, &length) == 0
+    // Below the kernel's ephemeral range (32768-60999 on Linux): a process started with `--port 0`, or an outgoing
+    // connection, can then never be given a port reserved here before its owner binds it.
+    for _ in 0..<1000 {
+        let port = Int.random(in: 20_000..<32_000)
+        // Never the same port twice to this test process, whose services may not have bound theirs yet.
+        guard reservedPorts.withLock({ $0.insert(port).inserted }) else { continue }
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
         }
+        if bound { return port }
     }
-    guard bound else { throw ServiceProcessError.notListening(binary: "freePort", log: "bind failed") }
-    return Int(UInt16(bigEndian: address.sin_port))
+    throw ServiceProcessError.notListening(binary: "freePort", log: "no free port found in 20000-31999")
 }
 
 /// Sends a signal; a free function, so `kill` here is the C call and not `ServiceProcess.kill()`.

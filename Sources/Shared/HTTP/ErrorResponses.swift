@@ -2,22 +2,19 @@ import HTTPTypes
 import Hummingbird
 import Logging
 
-/// Turns every error thrown below it into the one JSON error shape; unexpected errors are logged and become 500.
-package struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
-    package init() {}
-
-    package func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        do {
-            return try await next(request, context)
-        } catch let error as APIError {
-            return try error.response(from: request, context: context)
-        } catch let error as any HTTPResponseError where error.status.code < 500 {
-            return try Self.translate(error).response(from: request, context: context)
-        } catch {
+/// Turns every error thrown by a route into the one JSON error shape; unexpected errors are logged and become 500.
+package enum ErrorResponses {
+    package static func response(for error: any Error, to request: Request, context: some RequestContext) -> Response {
+        switch error {
+        case let error as APIError:
+            return error.response()
+        case let error as any HTTPResponseError where error.status.code < 500:
+            return translate(error).response()
+        default:
             context.logger.error(
                 "unhandled error",
                 metadata: ["error": "\(String(reflecting: error))", "method": "\(request.method)", "path": "\(request.uri.path)"])
-            return try APIError.internalError.response(from: request, context: context)
+            return APIError.internalError.response()
         }
     }
 

@@ -20,11 +20,11 @@ package enum CORSPolicy: Sendable {
     }
 }
 
-/// Adds CORS headers to every response, errors included, and answers preflight `OPTIONS` with 204.
+/// The CORS headers of every response, errors included, and the answer to a preflight `OPTIONS` (204).
 ///
 /// Unlike Hummingbird's `CORSMiddleware`, the headers are sent even without an `Origin` header,
 /// because clients of the service we replace rely on seeing them on every response.
-package struct CORSHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
+package struct CORSHeaders: Sendable {
     let policy: CORSPolicy
     let headers: HTTPFields
 
@@ -42,24 +42,24 @@ package struct CORSHeadersMiddleware<Context: RequestContext>: RouterMiddleware 
         ]
     }
 
-    package func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let allowed = policy.allowedOrigin(for: request.headers[.origin])
-        if request.method == .options {
-            var preflight = HTTPFields()
-            if let allowed {
-                preflight[.accessControlAllowOrigin] = allowed
-                preflight.append(contentsOf: headers)
-                preflight[.accessControlMaxAge] = "600"
-            }
-            if case .origins = policy { preflight[.vary] = "Origin" }
-            return Response(status: .noContent, headers: preflight)
+    /// The 204 answering a preflight request.
+    func preflight(_ request: Request) -> Response {
+        var preflight = HTTPFields()
+        if let allowed = policy.allowedOrigin(for: request.headers[.origin]) {
+            preflight[.accessControlAllowOrigin] = allowed
+            preflight.append(contentsOf: headers)
+            preflight[.accessControlMaxAge] = "600"
         }
-        var response = try await next(request, context)
-        if let allowed {
+        if case .origins = policy { preflight[.vary] = "Origin" }
+        return Response(status: .noContent, headers: preflight)
+    }
+
+    /// Adds the headers to the response of a request.
+    func apply(to response: inout Response, for request: Request) {
+        if let allowed = policy.allowedOrigin(for: request.headers[.origin]) {
             response.headers[.accessControlAllowOrigin] = allowed
             response.headers.append(contentsOf: headers)
         }
         if case .origins = policy { response.headers[.vary] = "Origin" }
-        return response
     }
 }
