@@ -6,8 +6,6 @@ package enum ServiceContract {
     package static let maxBatchOperations = 1000
     /// The largest batch body: batches carry whole products, so they may be larger than a public request body.
     package static let maxBatchBodySize = 64 * 1024 * 1024
-    /// The fields a batch body may have.
-    package static let batchFields: Set<String> = ["operations"]
 }
 
 extension HTTPField.Name {

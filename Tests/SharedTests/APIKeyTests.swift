@@ -34,7 +34,7 @@ struct APIKeyTests {
     func metadataMergedAtWrite() {
         let lines = Mutex<[String]>([])
         var logger = Logger(label: "t") { label in
-            RedactingLogHandler(wrapped: JSONLogHandler(label: label) { line in lines.withLock { $0.append(line) } }, secrets: ["s3cret"])
+            RedactingLogHandler(wrapped: LineLogHandler(label: label, format: .json) { line in lines.withLock { $0.append(line) } }, secrets: ["s3cret"])
         }
         logger.logLevel = .info
         logger[metadataKey: "request_id"] = "r1"

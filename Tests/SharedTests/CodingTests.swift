@@ -65,4 +65,48 @@ struct CodingTests {
             json: ByteBuffer(string: #"{"changes":[{"tenant":"t","id":"x","version":2,"op":"upsert","changed_at":"z","product":{"id":7}}],"next":"0.1"}"#))
         #expect(throws: DecodingError.self) { try undecodable.changes[0].operation() }
     }
+
+    @Test("a batch body is read in one strict pass into the operations Foundation would decode, with errors that name the param")
+    func batchBodies() throws {
+        let now = Timestamp.now()
+        let product = Product(
+            id: "prod_1", name: #"quote " and \u00e9"#, type: "t", metadata: ["k": "v", "emoji": "🧪"], createdAt: now, updatedAt: now,
+            version: 9_007_199_254_740_991)
+        let operations: [WriteOperation] = [
+            .upsert(tenant: "acme", product: product), .delete(tenant: "default", id: "prod_2", version: 4, deletedAt: now),
+        ]
+        let encoded = ByteBuffer(data: try JSONCoding.encoder.encode(WriteBatch(operations: operations)))
+        #expect(try WriteBatch(json: encoded).operations == operations)
+        let withoutTenant = #"{"operations":[{"op":"delete","id":"x","version":2,"deleted_at":"\#(now)","extra":[1]}]}"#
+        #expect(try WriteBatch(json: ByteBuffer(string: withoutTenant)).operations[0].tenant == defaultTenant)
+
+        let upsert = #"{"op":"upsert","product":{"id":"p","name":"n","type":"t","metadata":{},"created_at":"\#(now)","updated_at":"\#(now)","version":1}}"#
+        let cases: [(body: String, code: String, param: String?)] = [
+            ("", "invalid_body", nil),
+            ("[1]", "invalid_body", nil),
+            (#"{"operations":[\#(upsert),]}"#, "invalid_json", nil),
+            (#"{"operations":[\#(upsert)]} x"#, "invalid_json", nil),
+            (#"{"operations":[\#(upsert)],"more":1}"#, "parameter_unknown", "more"),
+            (#"{}"#, "parameter_missing", "operations"),
+            (#"{"operations":{}}"#, "parameter_invalid", "operations"),
+            (#"{"operations":[\#(upsert.replacingOccurrences(of: #""version":1"#, with: #""version":"1""#))]}"#,
+             "parameter_invalid", "operations[0][product][version]"),
+            (#"{"operations":[\#(upsert.replacingOccurrences(of: #""version":1"#, with: #""version":1.5"#))]}"#,
+             "parameter_invalid", "operations[0][product][version]"),
+            (#"{"operations":[\#(upsert), \#(upsert.replacingOccurrences(of: #""name":"n","#, with: ""))]}"#,
+             "parameter_missing", "operations[1][product][name]"),
+            (#"{"operations":[\#(upsert.replacingOccurrences(of: #""metadata":{}"#, with: #""metadata":{"a":null}"#))]}"#,
+             "parameter_invalid", "operations[0][product][metadata][a]"),
+            (#"{"operations":[{"op":"explode"}]}"#, "parameter_invalid", "operations[0][op]"),
+            (#"{"operations":[7]}"#, "parameter_invalid", "operations[0]"),
+        ]
+        for (body, code, param) in cases {
+            #expect(throws: APIError.self, "\(body)") { try WriteBatch(json: ByteBuffer(string: body)) }
+            do {
+                _ = try WriteBatch(json: ByteBuffer(string: body))
+            } catch {
+                #expect(error.code == code && error.param == param, "\(body): \(error.code) \(error.param ?? "-") \(error.message)")
+            }
+        }
+    }
 }

@@ -40,8 +40,7 @@ struct ProductsController<Context: RequestContext> {
 
     /// POST /api/products/batch: applies versioned upserts and deletes in one transaction.
     @Sendable func applyBatch(_ request: Request, context: Context) async throws -> WriteBatchResult {
-        let batch = try await request.decodeJSON(
-            as: WriteBatch.self, maxSize: ServiceContract.maxBatchBodySize, allowedFields: ServiceContract.batchFields)
+        let batch = try WriteBatch(json: try await request.collectJSONBody(maxSize: ServiceContract.maxBatchBodySize))
         guard batch.operations.count <= ServiceContract.maxBatchOperations else {
             throw APIError.invalidParameter("operations", "A batch may carry at most \(ServiceContract.maxBatchOperations) operations")
         }

@@ -36,6 +36,27 @@ package indirect enum JSONValue: Sendable, Equatable {
 /// Why a body is not JSON.
 package struct JSONSyntaxError: Error, CustomStringConvertible {
     package let description: String
+    /// Set when the JSON is well formed but not what a type that reads its own shape expects.
+    package var fault: Fault?
+
+    /// What is wrong with well-formed JSON; parameters are named like `operations[2][product][name]`.
+    package enum Fault: Sendable, Equatable {
+        case invalid(param: String)
+        case missing(param: String)
+        case unknown(param: String)
+        case notAnObject
+    }
+
+    package init(description: String, fault: Fault? = nil) {
+        self.description = description
+        self.fault = fault
+    }
+
+    /// The value, or a `missing` fault naming `param`.
+    package static func required<T>(_ value: T?, _ param: String) throws(JSONSyntaxError) -> T {
+        guard let value else { throw JSONSyntaxError(description: "'\(param)' is required", fault: .missing(param: param)) }
+        return value
+    }
 }
 
 /// A strict JSON parser over bytes: whole documents as `JSONValue`, or member by member for types that read
@@ -112,6 +133,29 @@ package struct JSONParser {
     package mutating func stringValue() throws(JSONSyntaxError) -> String {
         guard current == UInt8(ascii: "\"") else { throw failure("expected a string") }
         return try string()
+    }
+
+    /// A string value; anything else is an error naming `param`.
+    package mutating func string(param: String) throws(JSONSyntaxError) -> String {
+        guard current == UInt8(ascii: "\"") else { throw try mismatch(param, "a string") }
+        return try string()
+    }
+
+    /// An integer value; anything else (a fraction, out of range, another type, null) is an error naming `param`.
+    package mutating func integer(param: String) throws(JSONSyntaxError) -> Int64 {
+        guard let byte = current, byte == UInt8(ascii: "-") || (0x30...0x39).contains(byte) else { throw try mismatch(param, "an integer") }
+        let start = index
+        _ = try number()
+        let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+        guard let value = Int64(text) else { throw JSONSyntaxError(description: "'\(param)' must be an integer", fault: .invalid(param: param)) }
+        return value
+    }
+
+    /// The error for a value of the wrong type at `param`, checking the value is well-formed JSON first.
+    mutating func mismatch(_ param: String, _ expected: String) throws(JSONSyntaxError) -> JSONSyntaxError {
+        let isNull = current == UInt8(ascii: "n")
+        _ = try value()
+        return JSONSyntaxError(description: "'\(param)' must be \(expected)\(isNull ? ", not null" : "")", fault: .invalid(param: param))
     }
 
     /// An integer value, exactly (no fraction, no exponent, within Int64); nil for `null`.

@@ -34,7 +34,7 @@ package enum APIKey {
 
     /// Replaces anything shaped like a key in `text` with `sk_[REDACTED]`.
     package static func redact(_ text: String) -> String {
-        guard text.contains(prefix) else { return text }
+        guard text.containsBytes(of: prefix) else { return text }
         var result = ""
         var rest = Substring(text)
         while let range = rest.range(of: prefix) {

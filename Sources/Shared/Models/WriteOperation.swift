@@ -1,3 +1,5 @@
+import NIOCore
+
 /// One versioned write sent from the Products Service to the Database Service.
 ///
 /// The Database Service applies an operation only when its version is newer than what it holds,
@@ -69,6 +71,110 @@ package enum WriteOperation: Codable, Sendable, Equatable {
 package struct WriteBatch: Codable, Sendable {
     package var operations: [WriteOperation]
     package init(operations: [WriteOperation]) { self.operations = operations }
+
+    /// Reads a batch body in one strict pass, straight into operations. (It used to be parsed as a tree to
+    /// check strictness and then decoded again by Foundation: a tenth of the Database Service's CPU under writes.)
+    /// Fields other than `operations` are refused; unknown fields inside an operation are ignored.
+    package init(json buffer: ByteBuffer) throws(APIError) {
+        guard buffer.readableBytes > 0 else { throw APIError.invalidBody("Request body is empty; a JSON object is required") }
+        var operations: [WriteOperation]?
+        do {
+            try buffer.withUnsafeReadableBytes { bytes throws(JSONSyntaxError) in
+                var parser = JSONParser(bytes: bytes)
+                parser.skipWhitespace()
+                guard parser.current == UInt8(ascii: "{") else {
+                    _ = try parser.value()
+                    throw JSONSyntaxError(description: "Request body must be a JSON object", fault: .notAnObject)
+                }
+                try parser.members { parser, key throws(JSONSyntaxError) in
+                    guard key == "operations" else { throw JSONSyntaxError(description: "unknown field", fault: .unknown(param: key)) }
+                    guard parser.current == UInt8(ascii: "[") else { throw try parser.mismatch("operations", "an array") }
+                    var read: [WriteOperation] = []
+                    try parser.elements { parser throws(JSONSyntaxError) in
+                        read.append(try WriteOperation(parsing: &parser, param: "operations[\(read.count)]"))
+                    }
+                    operations = read
+                }
+                parser.skipWhitespace()
+                guard parser.index == bytes.count else { throw parser.failure("unexpected data after the JSON value") }
+            }
+        } catch {
+            switch error.fault {
+            case nil: throw APIError.invalidJSON(error.description)
+            case .notAnObject: throw APIError.invalidBody(error.description)
+            case .unknown(let param): throw APIError.unknownParameter(param)
+            case .missing(let param): throw APIError.missingParameter(param, error.description)
+            case .invalid(let param): throw APIError.invalidParameter(param, error.description)
+            }
+        }
+        guard let operations else { throw APIError.missingParameter("operations", "'operations' is required") }
+        self.operations = operations
+    }
+}
+
+extension WriteOperation {
+    /// One operation of a batch, read by `WriteBatch(json:)`; `param` names it in errors.
+    init(parsing parser: inout JSONParser, param: String) throws(JSONSyntaxError) {
+        guard parser.current == UInt8(ascii: "{") else { throw try parser.mismatch(param, "an object") }
+        var op, tenant, id, deletedAt: String?
+        var version: Int64?
+        var product: Product?
+        try parser.members { parser, key throws(JSONSyntaxError) in
+            switch key {
+            case "op": op = try parser.string(param: param + "[op]")
+            case "tenant": tenant = try parser.string(param: param + "[tenant]")
+            case "id": id = try parser.string(param: param + "[id]")
+            case "version": version = try parser.integer(param: param + "[version]")
+            case "deleted_at": deletedAt = try parser.string(param: param + "[deleted_at]")
+            case "product": product = try Product(parsing: &parser, param: param + "[product]")
+            default: _ = try parser.skipValue()
+            }
+        }
+        func required<T>(_ value: T?, _ field: String) throws(JSONSyntaxError) -> T { try JSONSyntaxError.required(value, "\(param)[\(field)]") }
+        switch try required(op, "op") {
+        case "upsert":
+            self = .upsert(tenant: tenant ?? defaultTenant, product: try required(product, "product"))
+        case "delete":
+            self = .delete(
+                tenant: tenant ?? defaultTenant, id: try required(id, "id"), version: try required(version, "version"),
+                deletedAt: try required(deletedAt, "deleted_at"))
+        case let other:
+            throw JSONSyntaxError(description: "unknown op \(other)", fault: .invalid(param: param + "[op]"))
+        }
+    }
+}
+
+extension Product {
+    /// A product inside a batch operation; unknown fields are ignored.
+    init(parsing parser: inout JSONParser, param: String) throws(JSONSyntaxError) {
+        guard parser.current == UInt8(ascii: "{") else { throw try parser.mismatch(param, "an object") }
+        var id, name, type, createdAt, updatedAt: String?
+        var version: Int64?
+        var metadata: [String: String]?
+        try parser.members { parser, key throws(JSONSyntaxError) in
+            switch key {
+            case "id": id = try parser.string(param: param + "[id]")
+            case "name": name = try parser.string(param: param + "[name]")
+            case "type": type = try parser.string(param: param + "[type]")
+            case "created_at": createdAt = try parser.string(param: param + "[created_at]")
+            case "updated_at": updatedAt = try parser.string(param: param + "[updated_at]")
+            case "version": version = try parser.integer(param: param + "[version]")
+            case "metadata":
+                guard parser.current == UInt8(ascii: "{") else { throw try parser.mismatch(param + "[metadata]", "an object") }
+                var entries: [String: String] = [:]
+                try parser.members { parser, key throws(JSONSyntaxError) in
+                    entries[key] = try parser.string(param: param + "[metadata][\(key)]")
+                }
+                metadata = entries
+            default: _ = try parser.skipValue()
+            }
+        }
+        func required<T>(_ value: T?, _ field: String) throws(JSONSyntaxError) -> T { try JSONSyntaxError.required(value, "\(param)[\(field)]") }
+        self.init(
+            id: try required(id, "id"), name: try required(name, "name"), type: try required(type, "type"),
+            metadata: try required(metadata, "metadata"), createdAt: try required(createdAt, "created_at"),
+            updatedAt: try required(updatedAt, "updated_at"), version: try required(version, "version"))
+    }
 }
 
 /// What the Database Service did with each operation of a batch, in the batch's order.
