@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOCore
+import Synchronization
 import Testing
 
 @testable import ProductsService
@@ -54,6 +55,51 @@ struct IdempotencyTests {
         #expect(fixture.database.liveCount == 0 && fixture.cache.statistics(tenant: defaultTenant).totalProducts == 0)
         fixture.database.isDown = false
         _ = try await fixture.catalog.create(tenant: defaultTenant, try input("A"), idempotent: try request("k1")).written
+    }
+
+    @Test("at most `capacity` answers are kept, the oldest going first, and none past 24 hours (an injected clock)")
+    func bounded() throws {
+        let clock = Mutex<Int64>(1_767_794_400_000)
+        let store = try IdempotencyStore(directory: nil, capacity: 3) { clock.withLock { $0 } }
+        let product = CachedProduct(Product(id: "p", name: "A", type: "t", metadata: [:], createdAt: "x", updatedAt: "x", version: 1))
+        for index in 0..<5 {
+            let request = try request("k\(index)")
+            #expect(try store.begin(request) == nil)
+            store.finish(store.record(for: request, status: 201, product: product))
+            clock.withLock { $0 += 1000 }
+        }
+        #expect(store.count == 3)
+        for index in 2..<5 { #expect(try store.begin(try request("k\(index)")) != nil, "k\(index) is kept") }
+        for index in 0..<2 {
+            let request = try request("k\(index)")
+            #expect(try store.begin(request) == nil, "k\(index) went for newer ones")
+            store.abandon(request)
+        }
+        clock.withLock { $0 += 24 * 3_600_000 - 2000 }
+        #expect(try store.begin(try request("k4")) != nil, "k4 is not a day old yet")
+        clock.withLock { $0 += 1001 }
+        let expired = try request("k4")
+        #expect(try store.begin(expired) == nil, "a day old: expired")
+        store.abandon(expired)
+        #expect(store.count == 0)
+    }
+
+    @Test("a retry whose answer this replica no longer holds is replayed from the Database Service, never written twice")
+    func evictedAnswerReplaysFromTheDatabase() async throws {
+        let fixture = try CatalogFixture(idempotencyCapacity: 2)
+        defer { fixture.remove() }
+        var created: [CachedProduct] = []
+        for index in 0..<4 {
+            created.append(try await fixture.catalog.create(tenant: defaultTenant, try input("A"), idempotent: try request("k\(index)")).written)
+        }
+        #expect(fixture.idempotency.count == 2)
+        guard case .replayed(let replay) = try await fixture.catalog.create(tenant: defaultTenant, try input("A"), idempotent: try request("k0"))
+        else {
+            Issue.record("the first key's retry replays")
+            return
+        }
+        #expect(replay.body == String(buffer: created[0].json))
+        #expect(fixture.database.liveCount == 4, "no second write")
     }
 
     @Test("an abandoned key (the request failed) may be used again")

@@ -41,9 +41,10 @@ final class Catalog: Sendable {
         /// Opens the stores in `directory` (nil: memory only, `--journal off`).
         init(
             directory: String?, database: any DatabaseServiceClient, logger: Logger, segmentSize: Int = 16 << 20,
-            beforeWrite: (@Sendable () -> Void)? = nil, sync: @escaping AppendOnlyFile.Sync = AppendOnlyFile.syncData
+            beforeWrite: (@Sendable () -> Void)? = nil, sync: @escaping AppendOnlyFile.Sync = AppendOnlyFile.syncData,
+            idempotencyCapacity: Int = IdempotencyStore.defaultCapacity
         ) throws {
-            let idempotency = try IdempotencyStore(directory: directory)
+            let idempotency = try IdempotencyStore(directory: directory, capacity: idempotencyCapacity)
             journal = try Journal(
                 directory: directory.map { $0 + "/journal" }, segmentSize: segmentSize, logger: logger,
                 beforeDropping: { try idempotency.file(through: $0) }, beforeWrite: beforeWrite, sync: sync)

@@ -101,8 +101,14 @@ struct IdempotentRequest: Sendable {
 /// answers 409 to a second request while the first with its key is in flight. Journals written before keys
 /// moved to the Database Service carry records in their lines: those are restored, and copied to
 /// `idempotency.jsonl` before the journal drops their segment.
+///
+/// At most `capacity` answers are kept: past it the oldest go first. A retry whose answer went then is sent to
+/// the Database Service like a first request, and gets the stored answer from there (24 hours): the bound costs
+/// a round trip, never a second write.
 final class IdempotencyStore: Sendable {
     static let retention: Duration = .seconds(24 * 60 * 60)
+    /// About 500 bytes an answer (the product's JSON, the key, its fingerprint): 25 MB at most.
+    static let defaultCapacity = 50_000
 
     private struct Key: Hashable {
         var tenant: String
@@ -124,12 +130,21 @@ final class IdempotencyStore: Sendable {
 
     private let state = Mutex(State())
     private let path: String?
+    let capacity: Int
+    /// Unix milliseconds; tests move it by hand.
+    private let now: @Sendable () -> Int64
 
     /// Loads the unexpired records of `directory/idempotency.jsonl` (nil: memory only).
-    init(directory: String?) throws {
+    init(
+        directory: String?, capacity: Int = IdempotencyStore.defaultCapacity,
+        clock now: @escaping @Sendable () -> Int64 = { Timestamp.nowMilliseconds() }
+    ) throws {
+        precondition(capacity >= 1)
+        self.capacity = capacity
+        self.now = now
         path = directory.map { $0 + "/idempotency.jsonl" }
         guard let path, let data = FileManager.default.contents(atPath: path) else { return }
-        let cutoff = Self.now() - Self.retentionMilliseconds
+        let cutoff = now() - Self.retentionMilliseconds
         var kept: [IdempotencyRecord] = []
         var total = 0
         for line in data.split(separator: UInt8(ascii: "\n")) {
@@ -139,19 +154,19 @@ final class IdempotencyStore: Sendable {
             if record.createdAt >= cutoff { kept.append(record) }
         }
         state.withLock { state in
-            for record in kept { Self.complete(record, in: &state) }
+            for record in kept { complete(record, in: &state) }
         }
         if kept.count < total { try Self.rewrite(path, with: kept) }
     }
 
     /// Adds the records found in the journal's segments at start, with the sequence of the line carrying each.
     func restore(_ recovered: [(sequence: UInt64, record: JournalRecord)]) {
-        let cutoff = Self.now() - Self.retentionMilliseconds
+        let cutoff = now() - Self.retentionMilliseconds
         state.withLock { state in
             for (sequence, journaled) in recovered {
                 guard var record = journaled.idempotency, record.createdAt >= cutoff else { continue }
                 record.sequence = sequence
-                Self.complete(record, in: &state)
+                complete(record, in: &state)
                 state.unfiled.append(record)
             }
         }
@@ -161,7 +176,7 @@ final class IdempotencyStore: Sendable {
     /// A key in flight is a 409; a key used for another request is a 422.
     func begin(_ request: IdempotentRequest) throws(APIError) -> IdempotencyRecord? {
         let key = Key(tenant: request.tenant, key: request.key)
-        let now = Self.now()
+        let now = self.now()
         return try state.withLock { state throws(APIError) in
             Self.expire(before: now - Self.retentionMilliseconds, in: &state)
             switch state.entries[key] {
@@ -181,12 +196,12 @@ final class IdempotencyStore: Sendable {
     func record(for request: IdempotentRequest, status: Int, product: CachedProduct) -> IdempotencyRecord {
         IdempotencyRecord(
             tenant: request.tenant, key: request.key, fingerprint: request.fingerprint, status: status,
-            body: String(buffer: product.json), etag: product.etag, createdAt: Self.now(), sequence: 0)
+            body: String(buffer: product.json), etag: product.etag, createdAt: now(), sequence: 0)
     }
 
     /// The write is stored: retries now replay it.
     func finish(_ record: IdempotencyRecord) {
-        state.withLock { state in Self.complete(record, in: &state) }
+        state.withLock { state in complete(record, in: &state) }
     }
 
     /// The request failed before anything was written: its key may be used again.
@@ -226,13 +241,15 @@ final class IdempotencyStore: Sendable {
 
     private static let retentionMilliseconds = Int64(retention.components.seconds) * 1000
 
-    private static func now() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)) }
-
-    private static func complete(_ record: IdempotencyRecord, in state: inout State) {
+    private func complete(_ record: IdempotencyRecord, in state: inout State) {
         let key = Key(tenant: record.tenant, key: record.key)
         if case .done = state.entries[key] { return }
         state.entries[key] = .done(record)
         state.byAge.append((key, record.createdAt))
+        while state.byAge.count > capacity {
+            let oldest = state.byAge.removeFirst()
+            if case .done = state.entries[oldest.key] { state.entries[oldest.key] = nil }
+        }
     }
 
     private static func expire(before cutoff: Int64, in state: inout State) {

@@ -18,13 +18,15 @@ final class CatalogFixture: @unchecked Sendable {
 
     init(
         directory: String? = nil, database: FakeDatabaseService = FakeDatabaseService(), segmentSize: Int = 16 << 20,
-        beforeWrite: (@Sendable () -> Void)? = nil, sync: @escaping AppendOnlyFile.Sync = AppendOnlyFile.syncData
+        beforeWrite: (@Sendable () -> Void)? = nil, sync: @escaping AppendOnlyFile.Sync = AppendOnlyFile.syncData,
+        idempotencyCapacity: Int = IdempotencyStore.defaultCapacity
     ) throws {
         let logger = Logger(label: "test")
         self.directory = try directory ?? temporaryDirectory()
         self.database = database
         parts = try Catalog.Parts(
-            directory: self.directory, database: database, logger: logger, segmentSize: segmentSize, beforeWrite: beforeWrite, sync: sync)
+            directory: self.directory, database: database, logger: logger, segmentSize: segmentSize, beforeWrite: beforeWrite, sync: sync,
+            idempotencyCapacity: idempotencyCapacity)
         catalog = Catalog(parts, persistence: PersistenceSettings(), logger: logger)
         catalog.setWriterNode(1)
     }
