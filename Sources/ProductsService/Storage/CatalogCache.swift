@@ -6,14 +6,15 @@ import NIOCore
 import Shared
 import Synchronization
 
-/// A product as cached: the value and its JSON, encoded once per change so reads never re-encode.
-struct CachedProduct: Sendable {
-    var product: Product
-    var json: ByteBuffer
+/// A product as cached: the value and its JSON, encoded once per change so reads never re-encode. A class
+/// holding constants: handing it out of the cache (20 a page) is one reference count, not one per field.
+final class CachedProduct: Sendable {
+    let product: Product
+    let json: ByteBuffer
     /// `created_at` in milliseconds since the Unix epoch, for the `created[...]` filters.
-    var createdAt: Int64?
+    let createdAt: Int64?
     /// The strong entity tag of this version, made once like the JSON.
-    var etag: String
+    let etag: String
 
     init(_ product: Product) {
         self.product = product
