@@ -109,4 +109,17 @@ struct CodingTests {
             }
         }
     }
+
+    @Test("a batch's results are read with the strict parser, as Foundation would decode them")
+    func batchResults() throws {
+        let result = WriteBatchResult(results: [
+            OperationResult(id: "a", outcome: .applied), OperationResult(id: "b", outcome: .stale, storedVersion: 7, deleted: true),
+            OperationResult(id: "c", outcome: .rejected, error: #"parameter_invalid: "name" \ bad"#),
+        ])
+        let json = ByteBuffer(data: try JSONCoding.encoder.encode(result))
+        #expect(try WriteBatchResult(json: json) == result)
+        for malformed in [#"{"results":[{"id":"a"}]}"#, #"{"results":[{"id":"a","outcome":"maybe"}]}"#, #"{}"#, #"{"results":[]} x"#] {
+            #expect(throws: JSONSyntaxError.self, "\(malformed)") { try WriteBatchResult(json: ByteBuffer(string: malformed)) }
+        }
+    }
 }

@@ -40,7 +40,8 @@ package struct HTTPDatabaseServiceClient: DatabaseServiceClient {
 
     package func apply(_ batch: WriteBatch) async throws(DatabaseClientError) -> WriteBatchResult {
         let response = try await send(.POST, "/api/products/batch", tenant: nil, body: batch.json, timeout: bulkTimeout)
-        let result = try decode(WriteBatchResult.self, response.body)
+        let result: WriteBatchResult
+        do { result = try WriteBatchResult(json: response.body) } catch { throw .invalidResponse("WriteBatchResult: \(error)") }
         guard result.results.count == batch.operations.count else {
             throw .invalidResponse("batch of \(batch.operations.count) answered with \(result.results.count) results")
         }

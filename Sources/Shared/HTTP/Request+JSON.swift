@@ -8,7 +8,8 @@ extension Request {
     /// Collects the body (at most `maxSize` bytes) and checks that it is declared as JSON.
     package func collectJSONBody(maxSize: Int = AppRequestContext.maxBodySize) async throws -> ByteBuffer {
         if let contentType = headers[.contentType] {
-            let mediaType = contentType.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
+            let mediaType = String(contentType.prefix { $0 != ";" }.drop(while: { $0 == " " || $0 == "\t" })).lowercased()
+                .trimmingSuffix { $0 == " " || $0 == "\t" }
             guard mediaType == "application/json" || mediaType.hasSuffix("+json") else {
                 throw APIError.unsupportedMediaType(contentType)
             }
@@ -115,5 +116,14 @@ extension Array where Element == any CodingKey {
             result += result.isEmpty ? part : "[\(part)]"
         }
         return result
+    }
+}
+
+extension String {
+    /// Without the trailing characters that satisfy `predicate`.
+    fileprivate func trimmingSuffix(while predicate: (Character) -> Bool) -> String {
+        var text = self
+        while let last = text.last, predicate(last) { text.removeLast() }
+        return text
     }
 }

@@ -54,8 +54,13 @@ package enum ProductRules {
     /// Checks one metadata entry: the key 1 to 40 characters without brackets, the value at most 500. Lengths are
     /// counted in Unicode scalars, as JSON Schema (and the OpenAPI documents) count them.
     package static func validateMetadataEntry(_ key: String, _ value: String?, param: String = "metadata") throws(APIError) {
-        try checkNoNUL(key + (value ?? ""), param: "\(param)[\(key)]")
-        guard !key.isEmpty, key.unicodeScalars.count <= maxMetadataKeyLength, !key.contains("["), !key.contains("]") else {
+        // Byte checks: `String.contains(_:)` with a string goes through Foundation, and showed in profiles.
+        guard !key.utf8.contains(0), !(value?.utf8.contains(0) ?? false) else {
+            throw APIError.invalidParameter("\(param)[\(key)]", "'\(param)[\(key)]' must not contain the NUL character")
+        }
+        guard !key.isEmpty, key.unicodeScalars.count <= maxMetadataKeyLength,
+              !key.utf8.contains(where: { $0 == UInt8(ascii: "[") || $0 == UInt8(ascii: "]") })
+        else {
             throw APIError.invalidParameter(
                 "\(param)[\(key)]", "metadata keys must be 1 to \(maxMetadataKeyLength) characters without [ or ]")
         }

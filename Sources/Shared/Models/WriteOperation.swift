@@ -181,6 +181,23 @@ extension Product {
 package struct WriteBatchResult: Codable, Sendable, Equatable {
     package var results: [OperationResult]
     package init(results: [OperationResult]) { self.results = results }
+
+    /// Reads the Database Service's answer with the strict parser (Foundation's decoder showed in profiles).
+    package init(json buffer: ByteBuffer) throws(JSONSyntaxError) {
+        var results: [OperationResult]?
+        try buffer.withUnsafeReadableBytes { bytes throws(JSONSyntaxError) in
+            var parser = JSONParser(bytes: bytes)
+            try parser.members { parser, key throws(JSONSyntaxError) in
+                guard key == "results" else { _ = try parser.skipValue(); return }
+                var read: [OperationResult] = []
+                try parser.elements { parser throws(JSONSyntaxError) in read.append(try OperationResult(parsing: &parser)) }
+                results = read
+            }
+            parser.skipWhitespace()
+            guard parser.index == bytes.count else { throw parser.failure("unexpected data after the JSON value") }
+        }
+        self.results = try JSONSyntaxError.required(results, "results")
+    }
 }
 
 /// The outcome of one operation of a batch.
@@ -208,6 +225,33 @@ package struct OperationResult: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case id, outcome, error, deleted
         case storedVersion = "stored_version"
+    }
+
+    /// One result of `WriteBatchResult(json:)`.
+    init(parsing parser: inout JSONParser) throws(JSONSyntaxError) {
+        var id: String?
+        var outcome: Outcome?
+        var error: String?
+        var storedVersion: Int64?
+        var deleted: Bool?
+        try parser.members { parser, key throws(JSONSyntaxError) in
+            switch key {
+            case "id": id = try parser.string(param: "id")
+            case "outcome":
+                let text = try parser.string(param: "outcome")
+                guard let value = Outcome(rawValue: text) else { throw JSONSyntaxError(description: "unknown outcome \(text)") }
+                outcome = value
+            case "error": if case .string(let text) = try parser.value() { error = text }
+            case "stored_version": storedVersion = try parser.integerValue()
+            case "deleted":
+                guard case .bool(let value) = try parser.value() else { throw JSONSyntaxError(description: "'deleted' must be a boolean") }
+                deleted = value
+            default: _ = try parser.skipValue()
+            }
+        }
+        self.init(
+            id: try JSONSyntaxError.required(id, "id"), outcome: try JSONSyntaxError.required(outcome, "outcome"), error: error,
+            storedVersion: storedVersion, deleted: deleted)
     }
 }
 
