@@ -222,7 +222,7 @@ struct CatalogAPITests {
         let base = stack.productsURL
         let body = #"{"name":"Once only","metadata":{"sku":"A-1"}}"#
         let first = try await HTTP.send(.POST, base + "/products", body: body, headers: [("Idempotency-Key", "order-42")])
-        #expect(first.status == 201)
+        #expect(first.status == 201, "\(first.text)")
         #expect(first.headers.first(name: "Idempotent-Replayed") == nil)
         let product = try first.json(Product.self)
 

@@ -15,16 +15,20 @@ package struct HTTPDatabaseServiceClient: DatabaseServiceClient {
     let readTimeout: TimeAmount
     /// Deadline for bulk calls (catalog pages, write batches).
     let bulkTimeout: TimeAmount
+    /// Deadline for a coordinated write (`If-Match`, `Idempotency-Key`), which its client waits on: a write
+    /// waiting on a busy database deserves longer than a read, and a 503 after it may still have been applied.
+    let writeTimeout: TimeAmount
 
     package init(
         http: HTTPClient, baseURL: String, serviceToken: String? = nil, readTimeout: TimeAmount = .seconds(2),
-        bulkTimeout: TimeAmount = .seconds(30)
+        bulkTimeout: TimeAmount = .seconds(30), writeTimeout: TimeAmount = .seconds(10)
     ) {
         self.http = http
         self.serviceToken = serviceToken
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.readTimeout = readTimeout
         self.bulkTimeout = bulkTimeout
+        self.writeTimeout = writeTimeout
     }
 
     package func product(tenant: String, id: String) async throws(DatabaseClientError) -> Product? {
@@ -51,7 +55,7 @@ package struct HTTPDatabaseServiceClient: DatabaseServiceClient {
     package func write(_ write: CoordinatedWrite) async throws(DatabaseClientError) -> CoordinatedResult {
         let body: ByteBuffer
         do { body = ByteBuffer(bytes: try JSONCoding.encoder.encode(write)) } catch { throw .invalidResponse("encoding the write: \(error)") }
-        let response = try await send(.POST, "/api/products/write", tenant: nil, body: body, timeout: readTimeout)
+        let response = try await send(.POST, "/api/products/write", tenant: nil, body: body, timeout: writeTimeout)
         return try decode(CoordinatedResult.self, response.body)
     }
 
