@@ -130,7 +130,7 @@ struct IdempotencyTests {
 
         let restarted = try CatalogFixture.reopen(fixture)
         #expect(restarted.idempotency.count == 20, "restored from the journal's lines")
-        // Confirm everything: the flusher drops the old segments, filing their records first.
+        // Confirm everything: the next group commit drops the old segments, filing their records first.
         restarted.journal.confirm(through: restarted.journal.latestSequence)
         _ = try await restarted.catalog.create(tenant: defaultTenant, try input("after"))
         restarted.close()

@@ -16,7 +16,7 @@ struct JournalFailureTests {
 
     @Test("when fdatasync fails, no reader sees the failed writes: not while in flight, not after the 503, not after a restart")
     func noPhantoms() async throws {
-        let held = HeldFlusher()
+        let held = HeldGroup()
         let faults = SyncFaults()
         let fixture = try CatalogFixture(beforeWrite: { held.wait() }, sync: faults.sync)
         defer { fixture.remove() }
@@ -64,7 +64,7 @@ struct JournalFailureTests {
 
     @Test("a write is visible to readers only once durable")
     func visibleOnceDurable() async throws {
-        let held = HeldFlusher()
+        let held = HeldGroup()
         let fixture = try CatalogFixture(beforeWrite: { held.wait() })
         defer { fixture.close(); fixture.remove() }
         held.hold()

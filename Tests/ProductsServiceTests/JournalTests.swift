@@ -101,19 +101,24 @@ struct JournalTests {
     func groupCommit() async throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let held = HeldFlusher()
+        let held = HeldGroup()
         held.hold()
         let journal = try Journal(directory: directory, logger: logger, beforeWrite: { held.wait() })
         let first = try journal.append(JournalRecord(upsert("p0")))
+        let leader = Task { try await journal.waitUntilDurable(first) }
         try await held.waitUntilHolding()
-        // The flusher holds a group of one; 499 more writers arrive meanwhile.
+        // The first writer leads a group of one and is held; 499 more writers arrive and wait meanwhile.
         let tickets = try (1..<500).map { try journal.append(JournalRecord(upsert("p\($0)"))) }
-        held.release()
-        try await journal.waitUntilDurable(first)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for ticket in tickets { group.addTask { try await journal.waitUntilDurable(ticket) } }
-            try await group.waitForAll()
+        let followers = Task {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for ticket in tickets { group.addTask { try await journal.waitUntilDurable(ticket) } }
+                try await group.waitForAll()
+            }
         }
+        try await Task.sleep(for: .milliseconds(20))
+        held.release()
+        try await leader.value
+        try await followers.value
         #expect(journal.backlog.syncs == 2, "one sync for the first write, one for the 499 behind it")
         #expect(journal.backlog.count == 500)
         journal.close()
@@ -170,11 +175,12 @@ struct JournalTests {
             release.wait()
         })
         let ticket = try journal.append(JournalRecord(upsert("in-flight")))
+        let writer = Task { try await journal.waitUntilDurable(ticket) }
         await Self.wait(for: taken)
         #expect(journal.unconfirmedOperations().map(\.productID) == ["in-flight"])
         #expect(journal.backlog.count == 1)
         release.signal()
-        try await journal.waitUntilDurable(ticket)
+        try await writer.value
         #expect(journal.unconfirmedOperations().map(\.productID) == ["in-flight"], "durable, not yet confirmed")
         journal.close()
     }

@@ -63,6 +63,7 @@ final class PersistenceWorker: Service, Sendable {
         try? await cancelWhenGracefulShutdown { () async throws in
             for await _ in self.journal.pendingSignals {
                 await self.drain(until: nil)
+                await self.journal.writeConfirmation()
             }
         }
         let deadline = ContinuousClock.now + settings.shutdownFlushTimeout

@@ -2,6 +2,7 @@ import DequeModule
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
 import Shared
 import SystemPackage
 
@@ -19,9 +20,11 @@ struct JournalEntry: Sendable {
 /// Two words mark a record's progress: **durable** (on disk here: the client may be answered) and
 /// **confirmed** (the Database Service has stored it: the record may go).
 ///
-/// With a directory, records are appended to segment files and made durable with `fdatasync`; concurrent
-/// writers share one sync (group commit) done on a dedicated thread, never on the cooperative pool. Without
-/// one (`--journal off`), records are "durable" at once and pending writes live only in memory.
+/// With a directory, records are appended to segment files and made durable with `fdatasync`, by group commit
+/// with a leader: the first writer to wait while no group is in flight takes every record appended so far and
+/// writes and syncs them on the journal's own I/O thread (never on the cooperative pool); writers that arrive
+/// meanwhile wait, and when the group is durable the leader wakes them and hands the next group to one of them.
+/// Without a directory (`--journal off`), records are "durable" at once and pending writes live only in memory.
 ///
 /// A failed write or sync is final: the records of that group and every later one are discarded (their writers
 /// are told), the file is cut back, and from then on every write is refused until a restart.
@@ -29,41 +32,62 @@ final class Journal: @unchecked Sendable {
     // Everything mutable below is guarded by `condition`.
     private let condition = NSCondition()
     private let file: SegmentedLog?
+    /// Runs each group's write and sync, so that blocking I/O never holds a cooperative thread.
+    private let io: NIOThreadPool?
     private let logger: Logger
 
     /// Sequence number of the last record appended.
     private var lastSequence: UInt64
     /// Every record up to here is durable.
     private var durableSequence: UInt64
-    /// Records appended but not yet taken by the flusher.
+    /// Records appended but not yet taken by a leader.
     private var unsynced: [JournalEntry] = []
     private var unsyncedBytes = ByteBuffer()
-    /// The group the flusher is writing and syncing now: still unconfirmed, though in no other list.
+    /// The group a leader is writing and syncing now: still unconfirmed, though in no other list.
     private var syncing: [JournalEntry] = []
+    /// Whether a leader is writing a group now.
+    private var leading = false
     /// Durable records not yet confirmed by the Database Service, oldest first.
     private var pending: Deque<JournalEntry> = []
     /// Every record up to here is confirmed by the Database Service.
     private var confirmedSequence: UInt64
     private var confirmationToWrite: UInt64?
-    private var durabilityWaiters: [(sequence: UInt64, continuation: CheckedContinuation<Void, any Error>)] = []
+    private var durabilityWaiters: [(sequence: UInt64, continuation: CheckedContinuation<Turn, any Error>)] = []
     private var confirmationWaiters: [UInt64: (sequence: UInt64, continuation: CheckedContinuation<Void, any Error>)] = [:]
     private var nextWaiterID: UInt64 = 0
     private var failure: JournalError?
     private var syncs = 0
-    private var stopping = false
-    private var flusherDone = false
+    private var closed = false
     private var recovered: [(sequence: UInt64, record: JournalRecord)] = []
     private let pendingSignal: AsyncStream<Void>.Continuation
     /// Yields whenever new durable work is pending; the persistence worker waits on it.
     let pendingSignals: AsyncStream<Void>
 
     var isDurable: Bool { file != nil }
-    /// Called by the flusher after it takes a group and before it writes it; tests use it to hold a group mid-sync.
+    /// Called on the I/O thread after a leader takes a group and before it writes it; tests use it to hold a group
+    /// mid-sync.
     private let beforeWrite: (@Sendable () -> Void)?
+
+    /// What a waiting writer does next.
+    private enum Turn: Sendable {
+        /// Its record is durable.
+        case durable
+        /// Write and sync this group, which holds its record.
+        case lead(Group)
+        /// Look again: no group is in flight, or the journal failed.
+        case retry
+    }
+
+    /// A group taken by a leader.
+    private struct Group: Sendable {
+        var entries: [JournalEntry]
+        var bytes: ByteBuffer
+        var confirmed: UInt64
+    }
 
     /// Opens the journal in `directory` (nil: memory only) and recovers what was pending.
     ///
-    /// `beforeDropping` is called on the flusher thread with the last sequence number of segments about to be
+    /// `beforeDropping` is called on the I/O thread with the last sequence number of segments about to be
     /// deleted; if it throws, they are kept for now. `sync` makes appended bytes durable (tests inject failures).
     init(
         directory: String?, segmentSize: Int = 16 * 1024 * 1024, logger: Logger,
@@ -75,6 +99,7 @@ final class Journal: @unchecked Sendable {
         (pendingSignals, pendingSignal) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
         guard let directory else {
             file = nil
+            io = nil
             lastSequence = 0
             durableSequence = 0
             confirmedSequence = 0
@@ -93,9 +118,9 @@ final class Journal: @unchecked Sendable {
             found.records.lazy.filter { $0.sequence > found.confirmed }
                 .map { JournalEntry(sequence: $0.sequence, operation: $0.record.operation, recordedAt: now) })
         if !pending.isEmpty { pendingSignal.yield() }
-        let thread = Thread { self.flushLoop() }
-        thread.name = "journal-flusher"
-        thread.start()
+        let io = NIOThreadPool(numberOfThreads: 1)
+        io.start()
+        self.io = io
     }
 
     /// Every record found in the segments at start, confirmed or not, in journal order; handed over once.
@@ -114,6 +139,7 @@ final class Journal: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         if let failure { throw failure }
+        if closed { throw JournalError.writeFailed("the journal is closed") }
         lastSequence += 1
         let entry = JournalEntry(sequence: lastSequence, operation: record.operation, recordedAt: .now)
         if file == nil {
@@ -125,26 +151,131 @@ final class Journal: @unchecked Sendable {
             var line = record.line
             unsyncedBytes.writeBuffer(&line)
             unsyncedBytes.writeInteger(UInt8(ascii: "\n"))
-            condition.signal()
         }
         return lastSequence
     }
 
-    /// Suspends until the record with this ticket is durable; throws `JournalError` if it never will be.
+    /// Suspends until the record with this ticket is durable, leading the group commit that writes it when no
+    /// other writer is; throws `JournalError` if it never will be durable.
     func waitUntilDurable(_ sequence: UInt64) async throws {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            condition.lock()
-            if durableSequence >= sequence {
-                condition.unlock()
-                continuation.resume()
-            } else if let failure {
-                condition.unlock()
-                continuation.resume(throwing: failure)
-            } else {
-                durabilityWaiters.append((sequence, continuation))
-                condition.unlock()
+        while true {
+            let turn = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Turn, any Error>) in
+                condition.lock()
+                if durableSequence >= sequence {
+                    condition.unlock()
+                    continuation.resume(returning: .durable)
+                } else if let failure {
+                    condition.unlock()
+                    continuation.resume(throwing: failure)
+                } else if closed {
+                    condition.unlock()
+                    continuation.resume(throwing: JournalError.writeFailed("the journal is closed"))
+                } else if !leading, let group = takeGroup() {
+                    condition.unlock()
+                    continuation.resume(returning: .lead(group))
+                } else {
+                    durabilityWaiters.append((sequence, continuation))
+                    condition.unlock()
+                }
+            }
+            switch turn {
+            case .durable: return
+            case .lead(let group): try await commit(group)
+            case .retry: continue
             }
         }
+    }
+
+    /// Writes the latest confirmation mark now if no group is in flight, so that a restart after a quiet spell
+    /// replays nothing the Database Service already has.
+    func writeConfirmation() async {
+        let group = condition.withLock { () -> Group? in
+            guard file != nil, !leading, !closed, failure == nil, confirmationToWrite != nil else { return nil }
+            return takeGroup()
+        }
+        // A failure is recorded in the journal, which refuses writes from then on; nothing more to do here.
+        if let group { try? await commit(group) }
+    }
+
+    /// Takes every unsynced record (and the confirmation mark) as the next group; call with the lock held.
+    private func takeGroup() -> Group? {
+        guard !unsynced.isEmpty || confirmationToWrite != nil else { return nil }
+        leading = true
+        var bytes = unsyncedBytes
+        if let confirmed = confirmationToWrite {
+            bytes.writeString(#"{"ack":\#(confirmed)}"# + "\n")
+            confirmationToWrite = nil
+        }
+        let group = Group(entries: unsynced, bytes: bytes, confirmed: confirmedSequence)
+        syncing = unsynced
+        unsynced.removeAll(keepingCapacity: true)
+        unsyncedBytes = ByteBuffer()
+        return group
+    }
+
+    /// Writes and syncs a group on the I/O thread, then wakes its writers and hands the next group to a waiter.
+    /// Throws the journal's failure if the group could not be written.
+    private func commit(_ group: Group) async throws {
+        // The outcome is recorded on the I/O thread too, so that `close` never waits on the cooperative pool.
+        let failure = try await io!.runIfActive { [self] () -> JournalError? in
+            beforeWrite?()
+            do {
+                try file!.append(group.bytes, lastSequence: group.entries.last?.sequence, confirmed: group.confirmed)
+                return finish(group, writeError: nil)
+            } catch {
+                return finish(group, writeError: error)
+            }
+        }
+        if let failure { throw failure }
+    }
+
+    /// Records the outcome of a group and wakes the writers it concerns; returns the failure, if any.
+    private func finish(_ group: Group, writeError: (any Error)?) -> JournalError? {
+        condition.lock()
+        syncs += 1
+        syncing.removeAll()
+        leading = false
+        var woken: [(CheckedContinuation<Turn, any Error>, Turn)] = []
+        var failed: [CheckedContinuation<Void, any Error>] = []
+        if let writeError {
+            // A journal that cannot be written cannot promise durability: this group and every record after
+            // it are lost (their writers hear so), and writes are refused from now on.
+            let failure = JournalError.writeFailed("\(writeError)")
+            self.failure = failure
+            logger.critical(
+                "journal write failed; refusing writes",
+                metadata: ["error": "\(writeError)", "lost_records": "\(group.entries.count + unsynced.count)"])
+            unsynced.removeAll()
+            unsyncedBytes = ByteBuffer()
+            lastSequence = durableSequence
+            // Woken waiters find the failure and throw it.
+            woken = durabilityWaiters.map { ($0.continuation, .retry) }
+            durabilityWaiters.removeAll()
+            confirmationWaiters = confirmationWaiters.filter { _, waiter in
+                guard waiter.sequence > durableSequence else { return true }
+                failed.append(waiter.continuation)
+                return false
+            }
+        } else {
+            if let last = group.entries.last?.sequence {
+                durableSequence = last
+                pending.append(contentsOf: group.entries)
+            }
+            durabilityWaiters.removeAll { waiter in
+                guard waiter.sequence <= durableSequence else { return false }
+                woken.append((waiter.continuation, .durable))
+                return true
+            }
+            // The oldest writer still waiting leads the next group.
+            if !durabilityWaiters.isEmpty { woken.append((durabilityWaiters.removeFirst().continuation, .retry)) }
+        }
+        let failure = self.failure
+        condition.broadcast()
+        condition.unlock()
+        for (continuation, turn) in woken { continuation.resume(returning: turn) }
+        for continuation in failed { continuation.resume(throwing: failure!) }
+        if !group.entries.isEmpty && writeError == nil { pendingSignal.yield() }
+        return writeError == nil ? nil : failure
     }
 
     /// Suspends until every record up to `sequence` is confirmed by the Database Service. Throws
@@ -195,9 +326,9 @@ final class Journal: @unchecked Sendable {
         while let first = pending.first, first.sequence <= sequence { pending.removeFirst() }
         confirmedSequence = max(confirmedSequence, sequence)
         if file != nil {
-            // Written with the next group; losing it only means replaying writes the Database Service ignores.
+            // Written with the next group, or at close; losing it only means replaying writes the Database
+            // Service ignores.
             confirmationToWrite = confirmedSequence
-            condition.signal()
         }
         var ready: [CheckedContinuation<Void, any Error>] = []
         if !confirmationWaiters.isEmpty {
@@ -237,88 +368,41 @@ final class Journal: @unchecked Sendable {
 
     // MARK: Shutdown
 
-    /// Writes what is buffered, stops the flusher thread and closes the files.
+    /// Waits for the group in flight, writes what is still buffered and the last confirmation mark, and closes
+    /// the files; later writes are refused.
     func close() {
         condition.lock()
-        stopping = true
-        condition.broadcast()
-        while file != nil && !flusherDone { condition.wait() }
-        condition.unlock()
-        pendingSignal.finish()
-    }
-
-    // MARK: The flusher thread
-
-    private func flushLoop() {
-        guard let file else { return }
-        condition.lock()
-        while true {
-            while unsynced.isEmpty && confirmationToWrite == nil && !stopping { condition.wait() }
-            if failure != nil || (unsynced.isEmpty && confirmationToWrite == nil && stopping) { break }
-            let entries = unsynced
-            syncing = entries
-            var bytes = unsyncedBytes
-            unsynced.removeAll(keepingCapacity: true)
-            unsyncedBytes = ByteBuffer()
-            if let confirmed = confirmationToWrite {
-                bytes.writeString(#"{"ack":\#(confirmed)}"# + "\n")
-                confirmationToWrite = nil
-            }
-            let confirmed = confirmedSequence
-            let lastInGroup = entries.last?.sequence
+        guard !closed else {
             condition.unlock()
-            beforeWrite?()
-
-            var writeError: (any Error)?
-            do {
-                try file.append(bytes, lastSequence: lastInGroup, confirmed: confirmed)
-            } catch {
-                writeError = error
-            }
-
-            condition.lock()
-            syncs += 1
-            syncing.removeAll()
-            var ready: [CheckedContinuation<Void, any Error>] = []
-            var failed: [CheckedContinuation<Void, any Error>] = []
-            if let writeError {
-                // A journal that cannot be written cannot promise durability: this group and every record after
-                // it are lost (their writers hear so), and writes are refused from now on.
-                let failure = JournalError.writeFailed("\(writeError)")
-                self.failure = failure
-                logger.critical(
-                    "journal write failed; refusing writes",
-                    metadata: ["error": "\(writeError)", "lost_records": "\(entries.count + unsynced.count)"])
-                unsynced.removeAll()
-                unsyncedBytes = ByteBuffer()
-                lastSequence = durableSequence
-                failed = durabilityWaiters.map(\.continuation)
-                durabilityWaiters.removeAll()
-                confirmationWaiters = confirmationWaiters.filter { _, waiter in
-                    guard waiter.sequence > durableSequence else { return true }
-                    failed.append(waiter.continuation)
-                    return false
-                }
-            } else if let lastInGroup {
-                durableSequence = lastInGroup
-                pending.append(contentsOf: entries)
-                durabilityWaiters.removeAll { waiter in
-                    guard waiter.sequence <= lastInGroup else { return false }
-                    ready.append(waiter.continuation)
-                    return true
-                }
-            }
-            let failure = self.failure
-            condition.unlock()
-            for continuation in ready { continuation.resume() }
-            for continuation in failed { continuation.resume(throwing: failure!) }
-            if !entries.isEmpty && writeError == nil { pendingSignal.yield() }
-            condition.lock()
+            return
         }
-        file.close()
-        flusherDone = true
-        condition.broadcast()
+        closed = true
+        while leading { condition.wait() }
+        var woken: [CheckedContinuation<Turn, any Error>] = []
+        if let file {
+            if failure == nil, let group = takeGroup() {
+                do {
+                    try file.append(group.bytes, lastSequence: group.entries.last?.sequence, confirmed: group.confirmed)
+                    if let last = group.entries.last?.sequence {
+                        durableSequence = last
+                        pending.append(contentsOf: group.entries)
+                    }
+                } catch {
+                    failure = JournalError.writeFailed("\(error)")
+                    lastSequence = durableSequence
+                }
+                syncing.removeAll()
+                leading = false
+            }
+            file.close()
+            // Writers still waiting find their record durable, or the journal closed.
+            woken = durabilityWaiters.map(\.continuation)
+            durabilityWaiters.removeAll()
+        }
         condition.unlock()
+        for continuation in woken { continuation.resume(returning: .retry) }
+        try? io?.syncShutdownGracefully()
+        pendingSignal.finish()
     }
 }
 
@@ -336,7 +420,7 @@ enum JournalError: Error, CustomStringConvertible {
 }
 
 /// The journal's files: `segment-<first sequence>.log`, each a list of JSON lines, either a journal record
-/// or `{"ack":N}` (everything up to N is confirmed). Only the flusher thread touches it after recovery.
+/// or `{"ack":N}` (everything up to N is confirmed). Only the journal's leader touches it after recovery.
 final class SegmentedLog: @unchecked Sendable {
     let directory: String
     let segmentSize: Int

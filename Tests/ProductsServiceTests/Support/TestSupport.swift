@@ -44,8 +44,8 @@ final class ManualClock: @unchecked Sendable {
     }
 }
 
-/// Holds the journal's flusher before it writes, so a write stays in flight while the test looks.
-final class HeldFlusher: @unchecked Sendable {
+/// Holds the journal's group commit before it writes, so a write stays in flight while the test looks.
+final class HeldGroup: @unchecked Sendable {
     private let condition = NSCondition()
     private var held = false
     private var holding = false
@@ -59,7 +59,7 @@ final class HeldFlusher: @unchecked Sendable {
         }
     }
 
-    /// Called on the flusher thread.
+    /// Called on the journal's I/O thread.
     func wait() {
         condition.withLock {
             while held {
@@ -75,6 +75,6 @@ final class HeldFlusher: @unchecked Sendable {
             if condition.withLock({ holding }) { return }
             try await Task.sleep(for: .milliseconds(10))
         }
-        Issue.record("the flusher never reached the hold")
+        Issue.record("no group commit reached the hold")
     }
 }
