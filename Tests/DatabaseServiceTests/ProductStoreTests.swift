@@ -121,7 +121,7 @@ struct ProductStoreTests {
             let expected = stored
             try await reopen { reopened async throws in
                 #expect(try await reopened.product(tenant: "t", id: "p") == expected)
-                #expect(try await reopened.schemaVersion() == "v6-webhooks")
+                #expect(try await reopened.schemaVersion() == "v7-accent-insensitive-names")
                 try await reopened.ping()
             }
         }
@@ -142,7 +142,7 @@ struct ProductStoreTests {
             let live = products.filter { $0.id != "prod_004" }
             var queries: [ProductQuery] = []
             for raw in [
-                "q=grüne%20jacke", "q=JACKE&type=digital", "ids=prod_001,prod_004,prod_017,prod_999", "created[gte]=2026-01-01T00:10:00Z",
+                "q=grüne%20jacke", "q=GRUNE", "q=JACKE&type=digital", "ids=prod_001,prod_004,prod_017,prod_999", "created[gte]=2026-01-01T00:10:00Z",
                 "created[gt]=1767226200&created[lt]=2026-01-01T00:20:00.000Z", "created[lte]=2026-01-01T01:15:00%2B01:00",
                 "type=physical&starting_after=prod_020", "q=hut&ending_before=prod_030&limit=5", "ending_before=prod_002",
             ] { queries.append(try ProductQuery.parse(query: raw)) }
@@ -155,6 +155,31 @@ struct ProductStoreTests {
                 }
                 #expect(try await store.list(tenant: "t", query: query).products.map(\.id) == expected.map(\.id), "\(query)")
             }
+        }
+    }
+
+    @Test("the accent-insensitive migration folds names stored before it again (PostgreSQL keeps folded names)")
+    func refoldNames() async throws {
+        guard StoreBackend.available.contains(.postgresql) else { return }
+        try await StoreBackend.postgresql.withStore { store, _ async throws in
+            let postgres = try #require(store as? PostgresProductStore)
+            let now = Timestamp.now()
+            _ = try await store.apply([
+                .upsert(tenant: "t", product: Product(
+                    id: "prod_1", name: "Crème Brûlée", type: "food", metadata: [:], createdAt: now, updatedAt: now, version: 1)),
+                .upsert(tenant: "t", product: Product(
+                    id: "prod_2", name: "Plain cream", type: "food", metadata: [:], createdAt: now, updatedAt: now, version: 1)),
+            ])
+            let search = try ProductQuery.parse(query: "q=creme%20BRULEE")
+            #expect(try await store.list(tenant: "t", query: search).products.map(\.id) == ["prod_1"])
+            // As the fold before the migration stored it: lower case, accents kept.
+            try await postgres.client.query("UPDATE products SET name_folded = lower(name)", logger: TestPostgres.logger)
+            #expect(try await store.list(tenant: "t", query: search).products.isEmpty)
+            try await postgres.client.withConnection { connection in
+                try await PostgresProductStore.refoldNames(connection, logger: TestPostgres.logger)
+            }
+            #expect(try await store.list(tenant: "t", query: search).products.map(\.id) == ["prod_1"])
+            #expect(try await store.list(tenant: "t", query: try ProductQuery.parse(query: "q=cream")).products.map(\.id) == ["prod_2"])
         }
     }
 

@@ -91,7 +91,7 @@ struct CatalogCacheTests {
         let inFilter = DispatchSemaphore(value: 0)
         let resume = DispatchSemaphore(value: 0)
         var query = ProductQuery(limit: 10)
-        query.search = "no such name"
+        query.type = "no such type"
         final class Flag: Sendable { let raised = Mutex(false) }
         let paused = Flag()
         let listing = Task.detached {

@@ -59,6 +59,7 @@ struct ProductQueryTests {
         func check(_ raw: String) throws -> Bool { try ProductQuery.parse(query: raw).matches(product, createdAt: created) }
         #expect(try check("q=grüne%20jacke"))
         #expect(try check("q=JACK"))
+        #expect(try check("q=GRUNE"), "accents are folded away")
         #expect(try !check("q=mantel"))
         #expect(try check("created[gte]=2026-01-01T12:00:00Z"))
         #expect(try !check("created[gt]=2026-01-01T12:00:00Z"))

@@ -150,7 +150,31 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
         ("v6-webhooks", WebhookSchema.statements(serial: "BIGSERIAL PRIMARY KEY") + [
             "CREATE INDEX product_changes_tenant ON product_changes (tenant, transaction_id, position)",
         ]),
+        // `q` became accent-insensitive: non-ASCII names are folded again, in Swift (see `refoldNames`).
+        ("v7-accent-insensitive-names", []),
     ]
+
+    /// Migrations with a step in Swift, run after their SQL in the same transaction.
+    static let migrationSteps: [String: @Sendable (PostgresConnection, Logger) async throws -> Void] = [
+        "v7-accent-insensitive-names": refoldNames,
+    ]
+
+    /// Recomputes `name_folded` under today's `ProductQuery.fold`; ASCII names fold as before, so only the others
+    /// are read and written.
+    @Sendable static func refoldNames(_ connection: PostgresConnection, logger: Logger) async throws {
+        var changed: [(tenant: String, id: String, folded: String)] = []
+        let rows = try await connection.query(
+            "SELECT tenant, id, name, name_folded FROM products WHERE name ~ '[^\\x01-\\x7F]'", logger: logger)
+        for try await (tenant, id, name, folded) in rows.decode((String, String, String, String).self) {
+            let refolded = ProductQuery.fold(name)
+            if refolded != folded { changed.append((tenant, id, refolded)) }
+        }
+        for row in changed {
+            try await connection.query(
+                "UPDATE products SET name_folded = \(row.folded) WHERE tenant = \(row.tenant) AND id = \(row.id)", logger: logger)
+        }
+        logger.notice("folded product names again", metadata: ["products": "\(changed.count)"])
+    }
 
     func migrate() async throws {
         try await client.withTransaction(logger: logger) { connection in
@@ -164,6 +188,7 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
             }
             for migration in Self.migrations where !applied.contains(migration.name) {
                 for statement in migration.sql { try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger) }
+                try await Self.migrationSteps[migration.name]?(connection, logger)
                 try await connection.query("INSERT INTO schema_migrations (name) VALUES (\(migration.name))", logger: logger)
                 logger.notice("applied migration", metadata: ["migration": "\(migration.name)"])
             }

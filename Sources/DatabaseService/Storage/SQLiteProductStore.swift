@@ -78,6 +78,9 @@ final class SQLiteProductStore: ProductStore {
             for statement in WebhookSchema.statements(serial: "INTEGER PRIMARY KEY AUTOINCREMENT") { try db.execute(sql: statement) }
             try db.execute(sql: "CREATE INDEX product_changes_tenant ON product_changes (tenant, position)")
         }
+        // `q` became accent-insensitive. SQLite folds names when it searches (`products_fold`), so nothing is
+        // stored; the migration keeps both backends at the same schema version.
+        migrator.registerMigration("v7-accent-insensitive-names") { _ in }
         return migrator
     }
 

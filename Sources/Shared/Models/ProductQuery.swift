@@ -1,3 +1,5 @@
+import Foundation
+
 /// A product listing's cursor, filters and limit, as both services accept them in the query string.
 package struct ProductQuery: Sendable, Equatable {
     /// Where a page starts: after a product (forwards) or before one (backwards); both page in id order.
@@ -33,12 +35,26 @@ package struct ProductQuery: Sendable, Equatable {
         self.cursor = cursor
     }
 
-    /// The case folding `q` and names are compared under.
-    package static func fold(_ text: String) -> String { text.lowercased() }
+    /// The folding `q` and names are compared under: lower case without accents ("Crème" and "CREME" are
+    /// "creme"). ASCII text only needs lower-casing, which `name(_:containsFolded:)` does byte by byte.
+    package static func fold(_ text: String) -> String {
+        let lowered = text.lowercased()
+        if lowered.utf8.allSatisfy({ $0 < 0x80 }) { return lowered }
+        return lowered.folding(options: .diacriticInsensitive, locale: nil)
+    }
 
     /// Whether any filter may leave a product out (`ids` only chooses which products are walked).
     package var hasFilters: Bool {
         type != nil || createdGTE != nil || createdGT != nil || createdLTE != nil || createdLT != nil || foldedSearch != nil
+    }
+
+    /// Whether an id lies on the paging side of the cursor (every id does without one).
+    package func admitsByCursor(_ id: String) -> Bool {
+        switch cursor {
+        case nil: true
+        case .startingAfter(let cursor): id > cursor
+        case .endingBefore(let cursor): id < cursor
+        }
     }
 
     /// Whether a product passes the filters; `createdAt` is its `created_at` in epoch milliseconds.
