@@ -203,7 +203,7 @@ struct CatalogCacheTests {
         #expect(cache.applyStored(.upsert(tenant: "t", product: product("x", version: 11))), "a newer write still wins")
         // A full load starts the feed where the load did, so it forgets confirmed tombstones.
         #expect(!cache.applyStored(.delete(tenant: "t", id: "y", version: 4, deletedAt: Timestamp.now())))
-        cache.reconcile(tenant: "t", databaseProducts: [], pending: { [] }, dropConfirmedTombstones: true)
+        cache.reconcile(tenant: "t", databaseProducts: [Product](), pending: { [] }, dropConfirmedTombstones: true)
         #expect(cache.applyStored(.upsert(tenant: "t", product: product("y", version: 5))))
     }
 

@@ -14,6 +14,25 @@ struct CodingTests {
         #expect(Timestamp.parse("07/01/2026") == nil)
     }
 
+    @Test("a product page and stored metadata read with the strict parser, as Foundation's decoder reads them")
+    func strictProductPage() throws {
+        let now = Timestamp.now()
+        let products = [
+            Product(id: "prod_1", name: "Crème \"brûlée\" \u{1F370}", type: "food", metadata: ["k": "v", "é": "\n"], createdAt: now, updatedAt: now, version: 3),
+            Product(id: "prod_2", name: "x", type: "t", metadata: [:], createdAt: now, updatedAt: now, version: 1),
+        ]
+        let page = ProductPage(products: products, hasMore: true)
+        let encoded = try JSONCoding.encoder.encode(page)
+        #expect(try ProductPage(json: ByteBuffer(bytes: encoded)) == page)
+        #expect(try ProductPage(json: ByteBuffer(string: #"{"products":[],"has_more":false}"#)) == ProductPage(products: [], hasMore: false))
+        for broken in [#"{"products":[{"id":"p"}],"has_more":false}"#, #"{"products":[]}"#, #"{"products":[],"has_more":false} x"#] {
+            #expect(throws: JSONSyntaxError.self, "\(broken)") { try ProductPage(json: ByteBuffer(string: broken)) }
+        }
+        #expect(try [String: String](jsonObject: #" {"a":"1","b\u00e9":"\"2\""} "#) == ["a": "1", "bé": "\"2\""])
+        #expect(throws: JSONSyntaxError.self) { try [String: String](jsonObject: #"{"a":1}"#) }
+        #expect(throws: JSONSyntaxError.self) { try [String: String](jsonObject: #"{"a":"1"}}"#) }
+    }
+
     @Test("write operations round-trip through JSON, with snake_case fields")
     func writeOperations() throws {
         let now = Timestamp.now()

@@ -604,7 +604,7 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
         {
             products.append(Product(
                 id: id, name: name, type: type,
-                metadata: try JSONCoding.decoder.decode([String: String].self, from: Data(metadata.utf8)),
+                metadata: try [String: String](jsonObject: metadata),
                 createdAt: createdAt, updatedAt: updatedAt, version: version))
         }
         return products

@@ -393,7 +393,7 @@ final class SQLiteProductStore: ProductStore {
         let metadataText: String = row["metadata"]
         return Product(
             id: row["id"], name: row["name"], type: row["type"],
-            metadata: try JSONCoding.decoder.decode([String: String].self, from: Data(metadataText.utf8)),
+            metadata: try [String: String](jsonObject: metadataText),
             createdAt: row["created_at"], updatedAt: row["updated_at"], version: row["version"])
     }
 }

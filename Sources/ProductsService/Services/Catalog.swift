@@ -515,19 +515,25 @@ final class Catalog: Sendable {
         try await database.writerNode(replicaID: replicaID, preferred: preferred)
     }
 
-    /// Every live product of a tenant, following `starting_after` through all pages.
-    private func fetchAll(tenant: String, logger: Logger?) async throws(DatabaseClientError) -> [Product] {
-        var products: [Product] = []
-        var cursor: String?
+    /// Every live product of a tenant, following `starting_after` through all pages, as cache entries. The next
+    /// page is asked for while this one is turned into entries, so both services work at once.
+    private func fetchAll(tenant: String, logger: Logger?) async throws -> [CachedProduct] {
+        func query(after cursor: String?) -> ProductQuery {
+            ProductQuery(limit: Self.pageSize, cursor: cursor.map(ProductQuery.Cursor.startingAfter))
+        }
+        var products: [CachedProduct] = []
+        var page = try await database.listProducts(tenant: tenant, query: query(after: nil))
         while true {
-            let page = try await database.listProducts(
-                tenant: tenant, query: ProductQuery(limit: Self.pageSize, cursor: cursor.map(ProductQuery.Cursor.startingAfter)))
-            products += page.products
-            if let logger, products.count % 50_000 < Self.pageSize, page.hasMore {
+            guard page.hasMore, let last = page.products.last?.id else {
+                products += page.products.map(CachedProduct.init)
+                return products
+            }
+            async let next = database.listProducts(tenant: tenant, query: query(after: last))
+            products += page.products.map(CachedProduct.init)
+            if let logger, products.count % 50_000 < Self.pageSize {
                 logger.info("loading catalog", metadata: ["tenant": "\(tenant)", "loaded": "\(products.count)"])
             }
-            guard page.hasMore, let last = page.products.last else { return products }
-            cursor = last.id
+            page = try await next
         }
     }
 

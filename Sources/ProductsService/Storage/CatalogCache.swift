@@ -564,34 +564,67 @@ final class CatalogCache: Sendable {
     /// Makes the tenant's cache match the Database Service's full catalog, keeping what is still pending.
     ///
     /// `databaseProducts` is every live product the Database Service holds; `pending` returns every operation
-    /// not yet confirmed by it. It is read inside the cache's critical section, the order writes take their locks
-    /// in, so a write is either in it or comes after the merge. The caller guarantees no confirmation happens
-    /// between the listing and this call. Returns how many products were added or replaced, and how many dropped.
+    /// not yet confirmed by it. The caller guarantees no confirmation happens between the listing and the end of
+    /// this call. Products go in a chunk per lock hold, each only if newer than what the cache holds (so a write
+    /// made meanwhile wins); then, in one hold, what the Database Service lacks and no pending write explains is
+    /// dropped, `pending` being read inside that critical section, the order writes take their locks in.
+    /// Returns how many products were added or replaced, and how many dropped.
     /// A full load (`dropConfirmedTombstones`) also forgets the tombstones of deletes the Database Service has
     /// confirmed: the change feed resumes from where the load started, so no older change can follow.
     @discardableResult
     func reconcile(
-        tenant: String, databaseProducts: [Product], pending: () -> [WriteOperation], dropConfirmedTombstones: Bool = false
+        tenant: String, databaseProducts: [CachedProduct], pending: () -> [WriteOperation], dropConfirmedTombstones: Bool = false
     ) -> (updated: Int, dropped: Int) {
-        state.withLock { state in
-            let pendingIDs = Set(pending().lazy.filter { $0.tenant == tenant }.map(\.productID))
-            var catalog = state.tenants.removeValue(forKey: tenant) ?? TenantCatalog()
-            defer { state.tenants[tenant] = catalog }
-            if dropConfirmedTombstones { catalog.pendingDeletes = catalog.pendingDeletes.filter { pendingIDs.contains($0.key) } }
-            var updated = 0
-            var inDatabase = Set<String>(minimumCapacity: databaseProducts.count)
-            for product in databaseProducts {
-                inDatabase.insert(product.id)
-                if let deleted = catalog.pendingDeletes[product.id], deleted >= product.version { continue }
-                if let existing = catalog.products[product.id], existing.product.version >= product.version { continue }
-                catalog.put(CachedProduct(product))
-                updated += 1
+        if dropConfirmedTombstones {
+            state.withLock { state in
+                let pendingIDs = Set(pending().lazy.filter { $0.tenant == tenant }.map(\.productID))
+                guard let tombstones = state.tenants[tenant]?.pendingDeletes else { return }
+                state.tenants[tenant]?.pendingDeletes = tombstones.filter { pendingIDs.contains($0.key) }
             }
+        }
+        var updated = 0
+        var start = 0
+        while start < databaseProducts.count {
+            let chunk = databaseProducts[start..<min(start + Self.reconcileChunk, databaseProducts.count)]
+            start += Self.reconcileChunk
+            updated += state.withLock { state in
+                var catalog = state.tenants.removeValue(forKey: tenant) ?? TenantCatalog()
+                defer { state.tenants[tenant] = catalog }
+                var updated = 0
+                for cached in chunk {
+                    let product = cached.product
+                    if let deleted = catalog.pendingDeletes[product.id], deleted >= product.version { continue }
+                    if let existing = catalog.products[product.id], existing.product.version >= product.version { continue }
+                    catalog.put(cached)
+                    updated += 1
+                }
+                return updated
+            }
+        }
+        let inDatabase = Set(databaseProducts.lazy.map(\.product.id))
+        let dropped = state.withLock { state in
+            guard var catalog = state.tenants.removeValue(forKey: tenant) else { return 0 }
+            defer { state.tenants[tenant] = catalog }
+            let pendingIDs = Set(pending().lazy.filter { $0.tenant == tenant }.map(\.productID))
             let stale = catalog.order.filter { !inDatabase.contains($0) && !pendingIDs.contains($0) }
             for id in stale { _ = catalog.remove(id) }
-            return (updated, stale.count)
+            return stale.count
         }
+        return (updated, dropped)
     }
+
+    /// `reconcile` with decoded products.
+    @discardableResult
+    func reconcile(
+        tenant: String, databaseProducts: [Product], pending: () -> [WriteOperation], dropConfirmedTombstones: Bool = false
+    ) -> (updated: Int, dropped: Int) {
+        reconcile(
+            tenant: tenant, databaseProducts: databaseProducts.map(CachedProduct.init), pending: pending,
+            dropConfirmedTombstones: dropConfirmedTombstones)
+    }
+
+    /// Products a reconciliation puts in per lock hold: about a millisecond.
+    static let reconcileChunk = 4096
 
     // MARK: Statistics
 

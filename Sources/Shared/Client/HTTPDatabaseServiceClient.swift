@@ -39,7 +39,7 @@ package struct HTTPDatabaseServiceClient: DatabaseServiceClient {
     package func listProducts(tenant: String, query: ProductQuery) async throws(DatabaseClientError) -> ProductPage {
         let path = "/api/products?" + query.queryString(cursor: query.cursor)
         let response = try await send(.GET, path, tenant: tenant, timeout: bulkTimeout)
-        return try decode(ProductPage.self, response.body)
+        do { return try ProductPage(json: response.body) } catch { throw .invalidResponse("ProductPage: \(error)") }
     }
 
     package func apply(_ batch: WriteBatch) async throws(DatabaseClientError) -> WriteBatchResult {

@@ -135,19 +135,22 @@ package struct JSONParser {
         return try string()
     }
 
-    /// A string value; anything else is an error naming `param`.
-    package mutating func string(param: String) throws(JSONSyntaxError) -> String {
-        guard current == UInt8(ascii: "\"") else { throw try mismatch(param, "a string") }
+    /// A string value; anything else is an error naming `param` (built only then).
+    package mutating func string(param: @autoclosure () -> String) throws(JSONSyntaxError) -> String {
+        guard current == UInt8(ascii: "\"") else { throw try mismatch(param(), "a string") }
         return try string()
     }
 
     /// An integer value; anything else (a fraction, out of range, another type, null) is an error naming `param`.
-    package mutating func integer(param: String) throws(JSONSyntaxError) -> Int64 {
-        guard let byte = current, byte == UInt8(ascii: "-") || (0x30...0x39).contains(byte) else { throw try mismatch(param, "an integer") }
+    package mutating func integer(param: @autoclosure () -> String) throws(JSONSyntaxError) -> Int64 {
+        guard let byte = current, byte == UInt8(ascii: "-") || (0x30...0x39).contains(byte) else { throw try mismatch(param(), "an integer") }
         let start = index
         _ = try number()
         let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
-        guard let value = Int64(text) else { throw JSONSyntaxError(description: "'\(param)' must be an integer", fault: .invalid(param: param)) }
+        guard let value = Int64(text) else {
+            let param = param()
+            throw JSONSyntaxError(description: "'\(param)' must be an integer", fault: .invalid(param: param))
+        }
         return value
     }
 
