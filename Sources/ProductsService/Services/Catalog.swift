@@ -428,8 +428,7 @@ final class Catalog: Sendable {
         do {
             return try await gate.withGate {
                 try await self.feedGate.withGate {
-                    let products = try await self.fetchAll(tenant: tenant, logger: nil)
-                    return self.cache.reconcile(tenant: tenant, databaseProducts: products, pending: self.journal.unconfirmedOperations)
+                    try await self.reconcile(tenant: tenant, logger: nil, dropConfirmedTombstones: false)
                 }
             }
         } catch let error as DatabaseClientError {
@@ -467,10 +466,7 @@ final class Catalog: Sendable {
         try await gate.withGate {
             try await self.feedGate.withGate {
                 for tenant in tenants.sorted() {
-                    let products = try await self.fetchAll(tenant: tenant, logger: logger)
-                    self.cache.reconcile(
-                        tenant: tenant, databaseProducts: products, pending: self.journal.unconfirmedOperations,
-                        dropConfirmedTombstones: true)
+                    try await self.reconcile(tenant: tenant, logger: logger, dropConfirmedTombstones: true)
                 }
             }
         }
@@ -515,26 +511,37 @@ final class Catalog: Sendable {
         try await database.writerNode(replicaID: replicaID, preferred: preferred)
     }
 
-    /// Every live product of a tenant, following `starting_after` through all pages, as cache entries. The next
-    /// page is asked for while this one is turned into entries, so both services work at once.
-    private func fetchAll(tenant: String, logger: Logger?) async throws -> [CachedProduct] {
-        func query(after cursor: String?) -> ProductQuery {
-            ProductQuery(limit: Self.pageSize, cursor: cursor.map(ProductQuery.Cursor.startingAfter))
+    /// Makes the tenant's cache match the Database Service's catalog, read page by page: each page goes into the
+    /// cache while the next is asked for, so both services work at once, then what the Database Service lacks
+    /// is dropped. Returns how many products were added or replaced, and how many dropped.
+    @discardableResult
+    private func reconcile(tenant: String, logger: Logger?, dropConfirmedTombstones: Bool) async throws -> (updated: Int, dropped: Int) {
+        let database = database
+        @Sendable func page(after cursor: String?) async throws -> ProductPage {
+            try await database.listProducts(
+                tenant: tenant, query: ProductQuery(limit: Self.pageSize, cursor: cursor.map(ProductQuery.Cursor.startingAfter)))
         }
-        var products: [CachedProduct] = []
-        var page = try await database.listProducts(tenant: tenant, query: query(after: nil))
+        @Sendable func nextPage(after cursor: String?) async throws -> ProductPage? {
+            guard let cursor else { return nil }
+            return try await page(after: cursor)
+        }
+        if dropConfirmedTombstones { cache.dropConfirmedTombstones(tenant: tenant, pending: journal.unconfirmedOperations) }
+        var inDatabase = Set<String>()
+        var updated = 0
+        var current = try await page(after: nil)
         while true {
-            guard page.hasMore, let last = page.products.last?.id else {
-                products += page.products.map(CachedProduct.init)
-                return products
+            let last = current.hasMore ? current.products.last?.id : nil
+            async let next = nextPage(after: last)
+            for product in current.products { inDatabase.insert(product.id) }
+            updated += cache.putNewer(tenant: tenant, current.products.map(CachedProduct.init)[...])
+            if let logger, last != nil, inDatabase.count % 50_000 < Self.pageSize {
+                logger.info("loading catalog", metadata: ["tenant": "\(tenant)", "loaded": "\(inDatabase.count)"])
             }
-            async let next = database.listProducts(tenant: tenant, query: query(after: last))
-            products += page.products.map(CachedProduct.init)
-            if let logger, products.count % 50_000 < Self.pageSize {
-                logger.info("loading catalog", metadata: ["tenant": "\(tenant)", "loaded": "\(products.count)"])
-            }
-            page = try await next
+            guard let following = try await next else { break }
+            current = following
         }
+        let dropped = cache.dropMissing(tenant: tenant, inDatabase: inDatabase, pending: journal.unconfirmedOperations)
+        return (updated, dropped)
     }
 
     // MARK: Status

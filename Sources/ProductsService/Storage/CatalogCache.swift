@@ -562,32 +562,42 @@ final class CatalogCache: Sendable {
         state.withLock { $0.tenants[tenant]?.products[id]?.product.version }
     }
 
-    /// Makes the tenant's cache match the Database Service's full catalog, keeping what is still pending.
+    /// Makes the tenant's cache match the Database Service's full catalog, keeping what is still pending: the
+    /// three steps below, for a catalog already read whole. Returns how many products were added or replaced,
+    /// and how many dropped.
     ///
     /// `databaseProducts` is every live product the Database Service holds; `pending` returns every operation
     /// not yet confirmed by it. The caller guarantees no confirmation happens between the listing and the end of
-    /// this call. Products go in a chunk per lock hold, each only if newer than what the cache holds (so a write
-    /// made meanwhile wins); then, in one hold, what the Database Service lacks and no pending write explains is
-    /// dropped, `pending` being read inside that critical section, the order writes take their locks in.
-    /// Returns how many products were added or replaced, and how many dropped.
-    /// A full load (`dropConfirmedTombstones`) also forgets the tombstones of deletes the Database Service has
-    /// confirmed: the change feed resumes from where the load started, so no older change can follow.
+    /// this call. A full load (`dropConfirmedTombstones`) also forgets the tombstones of deletes the Database
+    /// Service has confirmed: the change feed resumes from where the load started, so no older change can follow.
     @discardableResult
     func reconcile(
         tenant: String, databaseProducts: [CachedProduct], pending: () -> [WriteOperation], dropConfirmedTombstones: Bool = false
     ) -> (updated: Int, dropped: Int) {
-        if dropConfirmedTombstones {
-            state.withLock { state in
-                let pendingIDs = Set(pending().lazy.filter { $0.tenant == tenant }.map(\.productID))
-                guard let tombstones = state.tenants[tenant]?.pendingDeletes else { return }
-                state.tenants[tenant]?.pendingDeletes = tombstones.filter { pendingIDs.contains($0.key) }
-            }
+        if dropConfirmedTombstones { self.dropConfirmedTombstones(tenant: tenant, pending: pending) }
+        let updated = putNewer(tenant: tenant, databaseProducts[...])
+        let dropped = dropMissing(tenant: tenant, inDatabase: Set(databaseProducts.lazy.map(\.product.id)), pending: pending)
+        return (updated, dropped)
+    }
+
+    /// Reconciliation, first step of a full load: forgets the tombstones of deletes no pending write explains.
+    func dropConfirmedTombstones(tenant: String, pending: () -> [WriteOperation]) {
+        state.withLock { state in
+            let pendingIDs = Set(pending().lazy.filter { $0.tenant == tenant }.map(\.productID))
+            guard let tombstones = state.tenants[tenant]?.pendingDeletes else { return }
+            state.tenants[tenant]?.pendingDeletes = tombstones.filter { pendingIDs.contains($0.key) }
         }
+    }
+
+    /// Reconciliation, second step, for each part of the Database Service's catalog as it is read: caches each
+    /// product newer than what the cache holds and than its tombstone (so a write made meanwhile wins), a chunk
+    /// per lock hold. Returns how many it added or replaced.
+    func putNewer(tenant: String, _ products: ArraySlice<CachedProduct>) -> Int {
         var updated = 0
-        var start = 0
-        while start < databaseProducts.count {
-            let chunk = databaseProducts[start..<min(start + Self.reconcileChunk, databaseProducts.count)]
-            start += Self.reconcileChunk
+        var start = products.startIndex
+        while start < products.endIndex {
+            let chunk = products[start..<min(start + Self.reconcileChunk, products.endIndex)]
+            start = chunk.endIndex
             updated += state.withLock { state in
                 var catalog = state.tenants.removeValue(forKey: tenant) ?? TenantCatalog()
                 defer { state.tenants[tenant] = catalog }
@@ -602,8 +612,14 @@ final class CatalogCache: Sendable {
                 return updated
             }
         }
-        let inDatabase = Set(databaseProducts.lazy.map(\.product.id))
-        let dropped = state.withLock { state in
+        return updated
+    }
+
+    /// Reconciliation, last step, once the whole catalog was read: drops what the Database Service lacks and no
+    /// pending write explains, `pending` being read inside the critical section (the order writes take their
+    /// locks in, so a write is either in it or comes after). Returns how many it dropped.
+    func dropMissing(tenant: String, inDatabase: Set<String>, pending: () -> [WriteOperation]) -> Int {
+        state.withLock { state in
             guard var catalog = state.tenants.removeValue(forKey: tenant) else { return 0 }
             defer { state.tenants[tenant] = catalog }
             let pendingIDs = Set(pending().lazy.filter { $0.tenant == tenant }.map(\.productID))
@@ -611,7 +627,6 @@ final class CatalogCache: Sendable {
             for id in stale { _ = catalog.remove(id) }
             return stale.count
         }
-        return (updated, dropped)
     }
 
     /// `reconcile` with decoded products.
