@@ -521,25 +521,23 @@ final class Catalog: Sendable {
             try await database.listProducts(
                 tenant: tenant, query: ProductQuery(limit: Self.pageSize, cursor: cursor.map(ProductQuery.Cursor.startingAfter)))
         }
-        @Sendable func nextPage(after cursor: String?) async throws -> ProductPage? {
-            guard let cursor else { return nil }
-            return try await page(after: cursor)
-        }
         if dropConfirmedTombstones { cache.dropConfirmedTombstones(tenant: tenant, pending: journal.unconfirmedOperations) }
         var inDatabase = Set<String>()
         var updated = 0
         var current = try await page(after: nil)
-        while true {
-            let last = current.hasMore ? current.products.last?.id : nil
-            async let next = nextPage(after: last)
-            for product in current.products { inDatabase.insert(product.id) }
-            updated += cache.putNewer(tenant: tenant, current.products.map(CachedProduct.init)[...])
-            if let logger, last != nil, inDatabase.count % 50_000 < Self.pageSize {
+        func take(_ page: ProductPage) {
+            for product in page.products { inDatabase.insert(product.id) }
+            updated += cache.putNewer(tenant: tenant, page.products.map(CachedProduct.init)[...])
+        }
+        while current.hasMore, let last = current.products.last?.id {
+            async let next = page(after: last)
+            take(current)
+            if let logger, inDatabase.count % 50_000 < Self.pageSize {
                 logger.info("loading catalog", metadata: ["tenant": "\(tenant)", "loaded": "\(inDatabase.count)"])
             }
-            guard let following = try await next else { break }
-            current = following
+            current = try await next
         }
+        take(current)
         let dropped = cache.dropMissing(tenant: tenant, inDatabase: inDatabase, pending: journal.unconfirmedOperations)
         return (updated, dropped)
     }

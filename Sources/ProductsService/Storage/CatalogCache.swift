@@ -200,10 +200,12 @@ final class CatalogCache: Sendable {
     /// The products matching a query's filters from its cursor on, at most `limit` of them in creation (id) order,
     /// and whether more match in the direction of paging.
     ///
-    /// The lock is held only to copy a chunk of products out, and filters run outside it. A listing that needs
-    /// more than its first chunk (a selective filter over a large catalog) goes on in the background scan pool:
-    /// threads of lower priority, half the cores at most, so other requests keep their threads and their share
-    /// of the CPU. A page read across chunks sees each product once, as it was when its chunk was copied.
+    /// The lock is held only to copy a chunk of products out, by the request's own task, and filters run outside
+    /// it. A listing that needs more than its first chunk (a selective filter over a large catalog) filters the
+    /// rest in the background scan pool: threads of the lowest priority, half the cores at most, so other
+    /// requests keep their threads and their share of the CPU; those threads never hold the lock, which a thread
+    /// the scheduler keeps waiting could otherwise hold for everyone. A page read across chunks sees each product
+    /// once, as it was when its chunk was copied.
     func list(tenant: String, query: ProductQuery) async -> (products: [CachedProduct], hasMore: Bool) {
         await list(tenant: tenant, query: query, where: nil)
     }
@@ -217,23 +219,28 @@ final class CatalogCache: Sendable {
             return await search(tenant: tenant, query: query, candidates: NameIndex.intersection(lists), where: matches)
         }
         var scan = ListScan(tenant: tenant, query: query)
-        scan.step(in: self, matches: matches)
-        if !scan.isDone {
+        scan.filter(scan.copy(from: self, chunks: 1), matches: matches)
+        while !scan.isDone {
+            // Chunks are copied out here, at the request's own priority, and filtered in the scan pool: a pool
+            // thread, of the lowest priority, never holds the lock, so it can never keep others waiting on it
+            // while the scheduler has put it aside.
+            let copied = scan.copy(from: self, chunks: Self.chunksPerScanStep)
             let pending = scan
-            let finished = try? await ScanPool.shared.runIfActive {
-                ScanPool.lowerCurrentThreadPriority()
+            if let filtered = await ScanPool.run({
                 var scan = pending
-                while !scan.isDone { scan.step(in: self, matches: matches) }
+                scan.filter(copied, matches: matches)
                 return scan
-            }
-            if let finished {
-                scan = finished
+            }) {
+                scan = filtered
             } else {
-                while !scan.isDone { scan.step(in: self, matches: matches) }
+                scan.filter(copied, matches: matches)
             }
         }
         return scan.takePage()
     }
+
+    /// Chunks copied out per trip to the scan pool: fewer trips, each lock hold still one chunk.
+    static let chunksPerScanStep = 4
 
     /// The posting lists whose intersection holds every product a listing with `q` may find, copied out of the
     /// lock; nil when walking the catalog in order is the better plan (see `NameIndex.candidateLists`).
@@ -256,30 +263,31 @@ final class CatalogCache: Sendable {
     private func search(
         tenant: String, query: ProductQuery, candidates: [UInt32], where matches: (@Sendable (CachedProduct) -> Bool)?
     ) async -> (products: [CachedProduct], hasMore: Bool) {
-        let check = { @Sendable [self] () -> [CachedProduct] in
-            var found: [CachedProduct] = []
-            var start = 0
-            while start < candidates.count {
+        // As for walks: products are copied out of the lock here, a chunk per hold, and checked in the scan pool
+        // when there are many, so that no low-priority thread ever holds the lock.
+        var found: [CachedProduct] = []
+        var start = 0
+        while start < candidates.count {
+            var copied: [CachedProduct] = []
+            for _ in 0..<Self.chunksPerScanStep where start < candidates.count {
                 let slots = candidates[start..<min(start + Self.listChunk, candidates.count)]
                 start += Self.listChunk
-                let chunk = state.withLock { state -> [CachedProduct] in
+                copied += state.withLock { state -> [CachedProduct] in
                     guard let catalog = state.tenants[tenant] else { return [] }
                     return slots.compactMap { slot in catalog.names.id(inSlot: slot).flatMap { catalog.products[$0] } }
                 }
-                for cached in chunk where query.admitsByCursor(cached.product.id) {
-                    if matches?(cached) ?? query.matches(cached.product, createdAt: cached.createdAt) { found.append(cached) }
+            }
+            let check = { @Sendable (copied: [CachedProduct]) -> [CachedProduct] in
+                copied.filter { cached in
+                    query.admitsByCursor(cached.product.id)
+                        && (matches?(cached) ?? query.matches(cached.product, createdAt: cached.createdAt))
                 }
             }
-            return found
-        }
-        var found: [CachedProduct]
-        if candidates.count > Self.listChunk, let checked = try? await ScanPool.shared.runIfActive({
-            ScanPool.lowerCurrentThreadPriority()
-            return check()
-        }) {
-            found = checked
-        } else {
-            found = check()
+            if candidates.count > Self.listChunk, let checked = await ScanPool.run({ [copied] in check(copied) }) {
+                found += checked
+            } else {
+                found += check(copied)
+            }
         }
         found.sort { $0.product.id < $1.product.id }
         // A slot freed and reused while the candidates were checked can name a product twice.
@@ -312,6 +320,8 @@ final class CatalogCache: Sendable {
         let chunkSize: Int
         var position: ListPosition
         var result: [CachedProduct] = []
+        /// The copies reached the end of the tenant's ids.
+        private var isExhausted = false
         private(set) var isDone = false
 
         init(tenant: String, query: ProductQuery) {
@@ -328,25 +338,35 @@ final class CatalogCache: Sendable {
             result.reserveCapacity(min(query.limit + 1, 1024))
         }
 
-        /// Copies the next chunk out under the lock and filters it outside.
-        mutating func step(in cache: CatalogCache, matches: ((CachedProduct) -> Bool)?) {
-            let (tenant, query, position, chunkSize) = (tenant, query, position, chunkSize)
-            let chunk = cache.state.withLock { state in
-                state.tenants[tenant].map { $0.chunk(of: query.ids ?? $0.order, from: position, limit: chunkSize) } ?? []
+        /// Copies up to `chunks` chunks out from where the scan is, one lock hold each, and moves on past them.
+        mutating func copy(from cache: CatalogCache, chunks: Int) -> [CachedProduct] {
+            var copied: [CachedProduct] = []
+            for _ in 0..<chunks where !isExhausted {
+                let (tenant, query, position, chunkSize) = (tenant, query, position, chunkSize)
+                let chunk = cache.state.withLock { state in
+                    state.tenants[tenant].map { $0.chunk(of: query.ids ?? $0.order, from: position, limit: chunkSize) } ?? []
+                }
+                if copied.isEmpty { copied = chunk } else { copied += chunk }
+                if chunk.count == chunkSize, let last = chunk.last?.product.id {
+                    self.position = backwards ? .before(last) : .after(last)
+                } else {
+                    isExhausted = true
+                }
             }
+            return copied
+        }
+
+        /// Keeps the copied products that match, in paging order; done once the page is full or nothing is left.
+        mutating func filter(_ copied: [CachedProduct], matches: ((CachedProduct) -> Bool)?) {
             if result.isEmpty, !query.hasFilters {
-                result = chunk  // a page without filters: every product copied is on it, at most limit + 1
+                result = copied  // a page without filters: every product copied is on it, at most limit + 1
             } else {
-                for cached in chunk where matches?(cached) ?? query.matches(cached.product, createdAt: cached.createdAt) {
+                for cached in copied where matches?(cached) ?? query.matches(cached.product, createdAt: cached.createdAt) {
                     result.append(cached)
                     if result.count > query.limit { break }
                 }
             }
-            guard chunk.count == chunkSize, let last = chunk.last?.product.id, result.count <= query.limit else {
-                isDone = true
-                return
-            }
-            self.position = backwards ? .before(last) : .after(last)
+            if isExhausted || result.count > query.limit { isDone = true }
         }
 
         /// Hands over the page, in creation order, and whether more match.
@@ -676,16 +696,37 @@ final class CatalogCache: Sendable {
 /// The threads long listings run on: half the cores (at least one), at a lower scheduling priority, so that
 /// however many searches are asked at once, the other requests keep the rest of the machine.
 enum ScanPool {
-    static let shared: NIOThreadPool = {
+    private static let shared: NIOThreadPool = {
         let pool = NIOThreadPool(numberOfThreads: max(1, System.coreCount / 2))
         pool.start()
         return pool
     }()
 
+    /// Runs `body` on a scan thread at nice 19; nil when the pool is shut down.
+    ///
+    /// The waiting task is resumed from an event loop thread, never from the scan thread itself. Resuming a task
+    /// enqueues it on Dispatch, which on Linux creates a worker thread from the enqueuing thread when it wants
+    /// one, and a thread inherits its creator's nice value. Resumed from here, a Swift concurrency worker (and any
+    /// process it later starts) would run at nice 19 for good; seen as test processes' children crawling.
+    static func run<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T? {
+        let loop = MultiThreadedEventLoopGroup.singleton.any()
+        return await withCheckedContinuation { (continuation: CheckedContinuation<T?, Never>) in
+            shared.submit { state in
+                guard case .active = state else {
+                    loop.execute { continuation.resume(returning: nil) }
+                    return
+                }
+                lowerCurrentThreadPriority()
+                let result = body()
+                loop.execute { continuation.resume(returning: result) }
+            }
+        }
+    }
+
     /// Nice 19 for the calling thread (Linux keeps the nice value per thread): while request threads want the
     /// CPU the scheduler gives a scan little of it, and all of it when they do not. Measured at a million
     /// products (`bench/search-stall`): nice 10 left GET p99 at 2.7 to 3.2 times idle, nice 19 at 2.5.
-    static func lowerCurrentThreadPriority() {
+    private static func lowerCurrentThreadPriority() {
         #if os(Linux)
         _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 19)
         #endif
