@@ -129,8 +129,10 @@ struct DurabilityTests {
     @Test("SIGTERM with a backlog and the Database Service up: the backlog is flushed, nothing is lost", arguments: Backend.available)
     func sigtermFlushes(backend: Backend) async throws {
         let stack = try Stack(backend)
-        // A long retry delay: after its first failure the worker sleeps, so only shutdown can flush.
-        try await stack.startProducts(["--retry-base-delay", "60", "--retry-max-delay", "60"])
+        // A long retry delay: after its first failure the worker sleeps, so only shutdown can flush. The shutdown
+        // flush gets longer than AsyncHTTPClient's connection backoff, which after the many refused connections
+        // of the outage can reach 60 s (100 ms × 1.25^(failures − 1)) before the pool dials the database again.
+        try await stack.startProducts(["--retry-base-delay", "60", "--retry-max-delay", "60", "--shutdown-timeout", "75"])
         var created: [String] = []
         for index in 0..<25 { created.append(try await stack.create("Backlog \(index)").id) }
         try await eventually("the worker failed once and is backing off") {
@@ -140,9 +142,11 @@ struct DurabilityTests {
         try await stack.startDatabase()
         #expect(try await HTTP.get(stack.productsURL + "/cache/stats").object["pending_writes"] as? Int == 25)
 
-        let status = try await stack.products!.terminate(timeout: .seconds(20))
+        let status = try await stack.products!.terminate(timeout: .seconds(90))
         #expect(status == 0)
-        #expect(Set(try await stack.databaseProducts().map(\.id)) == Set(created))
+        #expect(
+            Set(try await stack.databaseProducts().map(\.id)) == Set(created),
+            "the Products Service's log ends: \(stack.products!.log.suffix(4000))")
 
         // Restarted with the Database Service out of reach, the journal has nothing left to replay.
         try await stack.database!.terminate()

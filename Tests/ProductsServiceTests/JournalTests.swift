@@ -127,6 +127,36 @@ struct JournalTests {
         #expect(Set(reopened.unconfirmedOperations().map(\.productID)).count == 500)
     }
 
+    @Test("a writer whose task is cancelled still leads its group to disk, and later writers are not held up")
+    func cancelledLeader() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let journal = try Journal(directory: directory, logger: logger)
+        let ticket = try journal.append(JournalRecord(upsert("cancelled")))
+        let cancelled = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            try await journal.waitUntilDurable(ticket)
+        }
+        try await cancelled.value
+        // Were the group dropped with its cancelled leader, this write would wait forever: poll with a deadline.
+        let done = DispatchSemaphore(value: 0)
+        Task {
+            try await journal.record(upsert("next"))
+            done.signal()
+        }
+        var finished = false
+        for _ in 0..<500 where !finished {
+            finished = done.wait(timeout: .now()) == .success
+            if !finished { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        #expect(finished, "the next write became durable")
+        #expect(journal.backlog.syncs == 2)
+        journal.close()
+        let reopened = try Journal(directory: directory, logger: logger)
+        defer { reopened.close() }
+        #expect(reopened.unconfirmedOperations().map(\.productID) == ["cancelled", "next"])
+    }
+
     @Test("a failed sync loses only what was not durable: its writers are told, the file is cut back, later writes are refused")
     func syncFailure() async throws {
         let directory = try temporaryDirectory()

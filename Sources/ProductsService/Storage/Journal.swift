@@ -216,14 +216,22 @@ final class Journal: @unchecked Sendable {
     /// Writes and syncs a group on the I/O thread, then wakes its writers and hands the next group to a waiter.
     /// Throws the journal's failure if the group could not be written.
     private func commit(_ group: Group) async throws {
-        // The outcome is recorded on the I/O thread too, so that `close` never waits on the cooperative pool.
-        let failure = try await io!.runIfActive { [self] () -> JournalError? in
-            beforeWrite?()
-            do {
-                try file!.append(group.bytes, lastSequence: group.entries.last?.sequence, confirmed: group.confirmed)
-                return finish(group, writeError: nil)
-            } catch {
-                return finish(group, writeError: error)
+        // Submitted without cancellation (unlike `runIfActive`): a group once taken must be finished even if the
+        // task that leads it is cancelled, or every writer after it would wait forever. The outcome is recorded
+        // on the I/O thread too, so that `close` never waits on the cooperative pool.
+        let failure = await withCheckedContinuation { (continuation: CheckedContinuation<JournalError?, Never>) in
+            io!.submit { [self] state in
+                guard case .active = state else {
+                    continuation.resume(returning: finish(group, writeError: JournalError.writeFailed("the journal's I/O thread stopped")))
+                    return
+                }
+                beforeWrite?()
+                do {
+                    try file!.append(group.bytes, lastSequence: group.entries.last?.sequence, confirmed: group.confirmed)
+                    continuation.resume(returning: finish(group, writeError: nil))
+                } catch {
+                    continuation.resume(returning: finish(group, writeError: error))
+                }
             }
         }
         if let failure { throw failure }
