@@ -124,7 +124,7 @@ struct CatalogCacheTests {
         cache.replay(.upsert(tenant: "t", product: product("kept-newer2", version: 3)))
 
         let database = [product("kept-newer", version: 3), product("replaced", version: 2), product("new"), product("kept-newer2", version: 2)]
-        let result = cache.reconcile(tenant: "t", databaseProducts: database, pending: { [.upsert(tenant: "t", product: product("pending-create"))] })
+        let result = cache.reconcile(tenant: "t", databaseProducts: database) { $0 == "pending-create" }
         #expect(result.updated == 2)
         #expect(result.dropped == 1)
         #expect(cache.get(tenant: "t", id: "kept-newer") == nil, "a pending delete is not undone")
@@ -203,7 +203,7 @@ struct CatalogCacheTests {
         #expect(cache.applyStored(.upsert(tenant: "t", product: product("x", version: 11))), "a newer write still wins")
         // A full load starts the feed where the load did, so it forgets confirmed tombstones.
         #expect(!cache.applyStored(.delete(tenant: "t", id: "y", version: 4, deletedAt: Timestamp.now())))
-        cache.reconcile(tenant: "t", databaseProducts: [Product](), pending: { [] }, dropConfirmedTombstones: true)
+        cache.reconcile(tenant: "t", databaseProducts: [Product](), dropConfirmedTombstones: true) { _ in false }
         #expect(cache.applyStored(.upsert(tenant: "t", product: product("y", version: 5))))
     }
 

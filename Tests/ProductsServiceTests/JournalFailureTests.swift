@@ -57,7 +57,7 @@ struct JournalFailureTests {
 
         let restarted = try CatalogFixture.reopen(fixture)
         defer { restarted.close() }
-        #expect(restarted.journal.unconfirmedOperations() == [.upsert(tenant: defaultTenant, product: kept.product)])
+        #expect(await restarted.journal.unconfirmedOperations() == [.upsert(tenant: defaultTenant, product: kept.product)])
         let afterRestart = try await restarted.catalog.list(tenant: defaultTenant, query: ProductQuery()).products.map(\.product.name)
         #expect(afterRestart == ["Kept"], "after a restart: not visible")
     }

@@ -31,10 +31,10 @@ struct JournalTests {
         }
         let reopened = try Journal(directory: directory, logger: logger)
         defer { reopened.close() }
-        #expect(reopened.unconfirmedOperations().map(\.productID) == ["p2", "p3", "p4", "p4"])
+        #expect(await reopened.unconfirmedOperations().map(\.productID) == ["p2", "p3", "p4", "p4"])
         #expect(reopened.latestSequence == 6)
         try await reopened.record(upsert("p5"))
-        #expect(reopened.oldestPending(limit: 10).map(\.sequence) == [3, 4, 5, 6, 7])
+        #expect(await reopened.oldestPending(limit: 10).map(\.sequence) == [3, 4, 5, 6, 7])
     }
 
     @Test("a torn last record (a crash mid-write) is dropped and the journal stays usable")
@@ -53,12 +53,12 @@ struct JournalTests {
         try handle.close()
 
         let reopened = try Journal(directory: directory, logger: logger)
-        #expect(reopened.unconfirmedOperations().map(\.productID) == ["kept"])
+        #expect(await reopened.unconfirmedOperations().map(\.productID) == ["kept"])
         try await reopened.record(upsert("after"))
         reopened.close()
         let again = try Journal(directory: directory, logger: logger)
         defer { again.close() }
-        #expect(again.unconfirmedOperations().map(\.productID) == ["kept", "after"])
+        #expect(await again.unconfirmedOperations().map(\.productID) == ["kept", "after"])
     }
 
     @Test("a damaged record in the middle refuses to start rather than silently dropping writes")
@@ -94,7 +94,7 @@ struct JournalTests {
         journal.close()
         let reopened = try Journal(directory: directory, segmentSize: 2_000, logger: logger)
         defer { reopened.close() }
-        #expect(reopened.unconfirmedOperations().map(\.productID) == (50..<61).map { String(format: "p%03d", $0) })
+        #expect(await reopened.unconfirmedOperations().map(\.productID) == (50..<61).map { String(format: "p%03d", $0) })
     }
 
     @Test("writers that arrive while a group is being synced share the next sync")
@@ -124,7 +124,7 @@ struct JournalTests {
         journal.close()
         let reopened = try Journal(directory: directory, logger: logger)
         defer { reopened.close() }
-        #expect(Set(reopened.unconfirmedOperations().map(\.productID)).count == 500)
+        #expect(Set(await reopened.unconfirmedOperations().map(\.productID)).count == 500)
     }
 
     @Test("a writer whose task is cancelled still leads its group to disk, and later writers are not held up")
@@ -154,7 +154,7 @@ struct JournalTests {
         journal.close()
         let reopened = try Journal(directory: directory, logger: logger)
         defer { reopened.close() }
-        #expect(reopened.unconfirmedOperations().map(\.productID) == ["cancelled", "next"])
+        #expect(await reopened.unconfirmedOperations().map(\.productID) == ["cancelled", "next"])
     }
 
     @Test("a failed sync loses only what was not durable: its writers are told, the file is cut back, later writes are refused")
@@ -175,7 +175,7 @@ struct JournalTests {
 
         let reopened = try Journal(directory: directory, logger: logger)
         defer { reopened.close() }
-        #expect(reopened.unconfirmedOperations().map(\.productID) == ["durable"], "the failed record did not reach the file")
+        #expect(await reopened.unconfirmedOperations().map(\.productID) == ["durable"], "the failed record did not reach the file")
     }
 
     @Test("waiting for confirmation returns once the Database Service has the write, and can be cancelled")
@@ -207,15 +207,79 @@ struct JournalTests {
         let ticket = try journal.append(JournalRecord(upsert("in-flight")))
         let writer = Task { try await journal.waitUntilDurable(ticket) }
         await Self.wait(for: taken)
-        #expect(journal.unconfirmedOperations().map(\.productID) == ["in-flight"])
+        #expect(await journal.unconfirmedOperations().map(\.productID) == ["in-flight"])
         #expect(journal.backlog.count == 1)
         release.signal()
         try await writer.value
-        #expect(journal.unconfirmedOperations().map(\.productID) == ["in-flight"], "durable, not yet confirmed")
+        #expect(await journal.unconfirmedOperations().map(\.productID) == ["in-flight"], "durable, not yet confirmed")
         journal.close()
     }
 
-    /// Waits on a semaphore off the cooperative pool.
+    @Test("a backlog past the memory limit stays on disk and comes back in order, with writes arriving meanwhile")
+    func backlogOnDisk() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let journal = try Journal(directory: directory, segmentSize: 2_000, memoryLimit: 8, logger: logger)
+        for index in 0..<100 { try await journal.record(upsert(String(format: "p%03d", index % 60))) }
+        #expect(journal.backlog.count == 100)
+        #expect(journal.backlog.inMemory == 8)
+        #expect(journal.isUnconfirmed(tenant: defaultTenant, id: "p059"), "a product only on disk still counts as pending")
+        #expect(!journal.isUnconfirmed(tenant: defaultTenant, id: "p060"))
+        #expect(!journal.isUnconfirmed(tenant: "other", id: "p001"))
+        #expect(journal.unconfirmedTenants == [defaultTenant])
+        #expect(await journal.unconfirmedOperations().count == 100)
+
+        var drained: [UInt64] = []
+        while true {
+            let batch = await journal.oldestPending(limit: 5)
+            guard let last = batch.last else { break }
+            #expect(journal.backlog.inMemory <= 8)
+            drained += batch.map(\.sequence)
+            journal.confirm(through: last.sequence)
+            if drained.count == 50 {
+                // Written while the rest of the backlog is on disk: they come after it.
+                for index in 100..<110 { try await journal.record(upsert(String(format: "p%03d", index))) }
+            }
+        }
+        #expect(drained == Array(1...110))
+        #expect(journal.backlog.count == 0)
+        #expect(!journal.isUnconfirmed(tenant: defaultTenant, id: "p059"))
+        #expect(journal.unconfirmedTenants.isEmpty)
+        journal.close()
+    }
+
+    @Test("a reopen holds only the memory limit of a long backlog, streams every record to the caller, and drains it all")
+    func spilledRecovery() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        do {
+            let journal = try Journal(directory: directory, segmentSize: 2_000, logger: logger)
+            for index in 0..<80 { try await journal.record(upsert(String(format: "p%03d", index))) }
+            journal.confirm(through: 30)
+            try await journal.record(upsert("p080"))
+            journal.close()
+        }
+        var streamed: [(UInt64, String, Bool)] = []
+        let reopened = try Journal(
+            directory: directory, segmentSize: 2_000, memoryLimit: 10, logger: logger,
+            recovered: { sequence, record, confirmed in streamed.append((sequence, record.operation.productID, confirmed)) })
+        defer { reopened.close() }
+        #expect(streamed.map(\.0) == Array(streamed.first!.0...81), "every record left in the segments, in order")
+        #expect(streamed.allSatisfy { $0.2 == ($0.0 <= 30) })
+        #expect(streamed.last.map { $0.1 } == "p080")
+        #expect(reopened.backlog.count == 51)
+        #expect(reopened.backlog.inMemory == 10)
+        var drained: [String] = []
+        while true {
+            let batch = await reopened.oldestPending(limit: 7)
+            guard let last = batch.last else { break }
+            drained += batch.map(\.operation.productID)
+            reopened.confirm(through: last.sequence)
+        }
+        #expect(drained == (30...80).map { String(format: "p%03d", $0) })
+    }
+
+
     static func wait(for semaphore: DispatchSemaphore) async {
         await withCheckedContinuation { continuation in
             DispatchQueue.global().async {

@@ -42,21 +42,26 @@ final class Catalog: Sendable {
         init(
             directory: String?, database: any DatabaseServiceClient, logger: Logger, segmentSize: Int = 16 << 20,
             beforeWrite: (@Sendable () -> Void)? = nil, sync: @escaping AppendOnlyFile.Sync = AppendOnlyFile.syncData,
-            idempotencyCapacity: Int = IdempotencyStore.defaultCapacity
+            idempotencyCapacity: Int = IdempotencyStore.defaultCapacity, journalMemoryLimit: Int = Journal.defaultMemoryLimit
         ) throws {
             let idempotency = try IdempotencyStore(directory: directory, capacity: idempotencyCapacity)
+            let cache = CatalogCache()
+            var replayed = 0
             journal = try Journal(
-                directory: directory.map { $0 + "/journal" }, segmentSize: segmentSize, logger: logger,
-                beforeDropping: { try idempotency.file(through: $0) }, beforeWrite: beforeWrite, sync: sync)
-            let recovered = journal.takeRecoveredRecords()
-            idempotency.restore(recovered)
+                directory: directory.map { $0 + "/journal" }, segmentSize: segmentSize, memoryLimit: journalMemoryLimit, logger: logger,
+                beforeDropping: { try idempotency.file(through: $0) }, beforeWrite: beforeWrite, sync: sync,
+                recovered: { sequence, record, confirmed in
+                    idempotency.restore(sequence: sequence, record)
+                    if !confirmed {
+                        cache.replay(record.operation)
+                        replayed += 1
+                    }
+                })
             self.idempotency = idempotency
+            self.cache = cache
             deadLetters = try DeadLetterStore(directory: directory)
-            cache = CatalogCache()
-            let pending = journal.unconfirmedOperations()
-            for operation in pending { cache.replay(operation) }
-            if !pending.isEmpty {
-                logger.notice("replayed pending writes from the journal", metadata: ["operations": "\(pending.count)"])
+            if replayed > 0 {
+                logger.notice("replayed pending writes from the journal", metadata: ["operations": "\(replayed)"])
             }
             self.database = database
         }
@@ -462,7 +467,7 @@ final class Catalog: Sendable {
         let head = try await database.changeHead()
         let tenants = Set([defaultTenant])
             .union(try await database.tenants())
-            .union(journal.unconfirmedOperations().map(\.tenant))
+            .union(journal.unconfirmedTenants)
         try await gate.withGate {
             try await self.feedGate.withGate {
                 for tenant in tenants.sorted() {
@@ -521,7 +526,7 @@ final class Catalog: Sendable {
             try await database.listProducts(
                 tenant: tenant, query: ProductQuery(limit: Self.pageSize, cursor: cursor.map(ProductQuery.Cursor.startingAfter)))
         }
-        if dropConfirmedTombstones { cache.dropConfirmedTombstones(tenant: tenant, pending: journal.unconfirmedOperations) }
+        if dropConfirmedTombstones { cache.dropConfirmedTombstones(tenant: tenant) { self.journal.isUnconfirmed(tenant: tenant, id: $0) } }
         var inDatabase = Set<String>()
         var updated = 0
         var current = try await page(after: nil)
@@ -538,7 +543,7 @@ final class Catalog: Sendable {
             current = try await next
         }
         take(current)
-        let dropped = cache.dropMissing(tenant: tenant, inDatabase: inDatabase, pending: journal.unconfirmedOperations)
+        let dropped = cache.dropMissing(tenant: tenant, inDatabase: inDatabase) { self.journal.isUnconfirmed(tenant: tenant, id: $0) }
         return (updated, dropped)
     }
 

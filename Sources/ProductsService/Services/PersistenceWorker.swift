@@ -81,7 +81,7 @@ final class PersistenceWorker: Service, Sendable {
         while true {
             if let deadline, ContinuousClock.now >= deadline { return }
             if deadline == nil, Task.isShuttingDownGracefully { return }
-            let entries = journal.oldestPending(limit: settings.batchSize)
+            let entries = await journal.oldestPending(limit: settings.batchSize)
             guard !entries.isEmpty else { return }
             let sent = await gate.withGate { await self.send(entries) }
             if !sent { await backOff(deadline: deadline) }

@@ -586,26 +586,26 @@ final class CatalogCache: Sendable {
     /// three steps below, for a catalog already read whole. Returns how many products were added or replaced,
     /// and how many dropped.
     ///
-    /// `databaseProducts` is every live product the Database Service holds; `pending` returns every operation
-    /// not yet confirmed by it. The caller guarantees no confirmation happens between the listing and the end of
-    /// this call. A full load (`dropConfirmedTombstones`) also forgets the tombstones of deletes the Database
-    /// Service has confirmed: the change feed resumes from where the load started, so no older change can follow.
+    /// `databaseProducts` is every live product the Database Service holds; `isPending` tells whether a product
+    /// of the tenant has a write not yet confirmed by it. The caller guarantees no confirmation happens between
+    /// the listing and the end of this call. A full load (`dropConfirmedTombstones`) also forgets the tombstones
+    /// of deletes the Database Service has confirmed: the change feed resumes from where the load started, so no
+    /// older change can follow.
     @discardableResult
     func reconcile(
-        tenant: String, databaseProducts: [CachedProduct], pending: () -> [WriteOperation], dropConfirmedTombstones: Bool = false
+        tenant: String, databaseProducts: [CachedProduct], dropConfirmedTombstones: Bool = false, isPending: (_ id: String) -> Bool
     ) -> (updated: Int, dropped: Int) {
-        if dropConfirmedTombstones { self.dropConfirmedTombstones(tenant: tenant, pending: pending) }
+        if dropConfirmedTombstones { self.dropConfirmedTombstones(tenant: tenant, isPending: isPending) }
         let updated = putNewer(tenant: tenant, databaseProducts[...])
-        let dropped = dropMissing(tenant: tenant, inDatabase: Set(databaseProducts.lazy.map(\.product.id)), pending: pending)
+        let dropped = dropMissing(tenant: tenant, inDatabase: Set(databaseProducts.lazy.map(\.product.id)), isPending: isPending)
         return (updated, dropped)
     }
 
     /// Reconciliation, first step of a full load: forgets the tombstones of deletes no pending write explains.
-    func dropConfirmedTombstones(tenant: String, pending: () -> [WriteOperation]) {
+    func dropConfirmedTombstones(tenant: String, isPending: (_ id: String) -> Bool) {
         state.withLock { state in
-            let pendingIDs = Set(pending().lazy.filter { $0.tenant == tenant }.map(\.productID))
             guard let tombstones = state.tenants[tenant]?.pendingDeletes else { return }
-            state.tenants[tenant]?.pendingDeletes = tombstones.filter { pendingIDs.contains($0.key) }
+            state.tenants[tenant]?.pendingDeletes = tombstones.filter { isPending($0.key) }
         }
     }
 
@@ -636,14 +636,13 @@ final class CatalogCache: Sendable {
     }
 
     /// Reconciliation, last step, once the whole catalog was read: drops what the Database Service lacks and no
-    /// pending write explains, `pending` being read inside the critical section (the order writes take their
-    /// locks in, so a write is either in it or comes after). Returns how many it dropped.
-    func dropMissing(tenant: String, inDatabase: Set<String>, pending: () -> [WriteOperation]) -> Int {
+    /// pending write explains, `isPending` being asked inside the critical section (the order writes take their
+    /// locks in, so a write is either seen by it or comes after). Returns how many it dropped.
+    func dropMissing(tenant: String, inDatabase: Set<String>, isPending: (_ id: String) -> Bool) -> Int {
         state.withLock { state in
             guard var catalog = state.tenants.removeValue(forKey: tenant) else { return 0 }
             defer { state.tenants[tenant] = catalog }
-            let pendingIDs = Set(pending().lazy.filter { $0.tenant == tenant }.map(\.productID))
-            let stale = catalog.order.filter { !inDatabase.contains($0) && !pendingIDs.contains($0) }
+            let stale = catalog.order.filter { !inDatabase.contains($0) && !isPending($0) }
             for id in stale { _ = catalog.remove(id) }
             return stale.count
         }
@@ -652,11 +651,11 @@ final class CatalogCache: Sendable {
     /// `reconcile` with decoded products.
     @discardableResult
     func reconcile(
-        tenant: String, databaseProducts: [Product], pending: () -> [WriteOperation], dropConfirmedTombstones: Bool = false
+        tenant: String, databaseProducts: [Product], dropConfirmedTombstones: Bool = false, isPending: (_ id: String) -> Bool
     ) -> (updated: Int, dropped: Int) {
         reconcile(
-            tenant: tenant, databaseProducts: databaseProducts.map(CachedProduct.init), pending: pending,
-            dropConfirmedTombstones: dropConfirmedTombstones)
+            tenant: tenant, databaseProducts: databaseProducts.map(CachedProduct.init), dropConfirmedTombstones: dropConfirmedTombstones,
+            isPending: isPending)
     }
 
     /// Products a reconciliation puts in per lock hold: about a millisecond.

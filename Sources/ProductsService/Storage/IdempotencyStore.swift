@@ -159,16 +159,13 @@ final class IdempotencyStore: Sendable {
         if kept.count < total { try Self.rewrite(path, with: kept) }
     }
 
-    /// Adds the records found in the journal's segments at start, with the sequence of the line carrying each.
-    func restore(_ recovered: [(sequence: UInt64, record: JournalRecord)]) {
-        let cutoff = now() - Self.retentionMilliseconds
+    /// Adds a record found in the journal's segments at start, with the sequence of the line carrying it.
+    func restore(sequence: UInt64, _ journaled: JournalRecord) {
+        guard var record = journaled.idempotency, record.createdAt >= now() - Self.retentionMilliseconds else { return }
+        record.sequence = sequence
         state.withLock { state in
-            for (sequence, journaled) in recovered {
-                guard var record = journaled.idempotency, record.createdAt >= cutoff else { continue }
-                record.sequence = sequence
-                complete(record, in: &state)
-                state.unfiled.append(record)
-            }
+            complete(record, in: &state)
+            state.unfiled.append(record)
         }
     }
 

@@ -47,8 +47,17 @@ final class Journal: @unchecked Sendable {
     private var syncing: [JournalEntry] = []
     /// Whether a leader is writing a group now.
     private var leading = false
-    /// Durable records not yet confirmed by the Database Service, oldest first.
+    /// Durable records not yet confirmed by the Database Service and held in memory, oldest first: at most
+    /// `memoryLimit` (with a directory), the oldest ones, which the persistence worker sends next.
     private var pending: Deque<JournalEntry> = []
+    /// The first durable unconfirmed record held only on disk, if any: it and every later durable record are
+    /// read back into `pending` as it empties (`oldestPending`).
+    private var spilledFrom: UInt64?
+    private let memoryLimit: Int
+    /// Whether the worker is reading spilled records back on the I/O thread (`close` waits for it).
+    private var refilling = false
+    /// The product of every unconfirmed record, durable or not, in memory or not: what reconciliation must keep.
+    private var unconfirmed = UnconfirmedProducts()
     /// Every record up to here is confirmed by the Database Service.
     private var confirmedSequence: UInt64
     private var confirmationToWrite: UInt64?
@@ -58,7 +67,6 @@ final class Journal: @unchecked Sendable {
     private var failure: JournalError?
     private var syncs = 0
     private var closed = false
-    private var recovered: [(sequence: UInt64, record: JournalRecord)] = []
     private let pendingSignal: AsyncStream<Void>.Continuation
     /// Yields whenever new durable work is pending; the persistence worker waits on it.
     let pendingSignals: AsyncStream<Void>
@@ -85,17 +93,24 @@ final class Journal: @unchecked Sendable {
         var confirmed: UInt64
     }
 
-    /// Opens the journal in `directory` (nil: memory only) and recovers what was pending.
+    /// Unconfirmed records the journal keeps in memory at most (with a directory); the rest of a backlog stays on
+    /// disk until the persistence worker gets to it. About 1.4 KB each: 22 MiB at most.
+    static let defaultMemoryLimit = 16_384
+
+    /// Opens the journal in `directory` (nil: memory only) and recovers what was pending, streaming every record
+    /// found in the segments (`confirmed`: the Database Service has it) to `recovered` in journal order.
     ///
     /// `beforeDropping` is called on the I/O thread with the last sequence number of segments about to be
     /// deleted; if it throws, they are kept for now. `sync` makes appended bytes durable (tests inject failures).
     init(
-        directory: String?, segmentSize: Int = 16 * 1024 * 1024, logger: Logger,
+        directory: String?, segmentSize: Int = 16 * 1024 * 1024, memoryLimit: Int = Journal.defaultMemoryLimit, logger: Logger,
         beforeDropping: (@Sendable (UInt64) throws -> Void)? = nil, beforeWrite: (@Sendable () -> Void)? = nil,
-        sync: @escaping AppendOnlyFile.Sync = AppendOnlyFile.syncData
+        sync: @escaping AppendOnlyFile.Sync = AppendOnlyFile.syncData,
+        recovered: (_ sequence: UInt64, _ record: JournalRecord, _ confirmed: Bool) throws -> Void = { _, _, _ in }
     ) throws {
         self.logger = logger
         self.beforeWrite = beforeWrite
+        self.memoryLimit = max(1, memoryLimit)
         (pendingSignals, pendingSignal) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
         guard let directory else {
             file = nil
@@ -112,23 +127,36 @@ final class Journal: @unchecked Sendable {
         lastSequence = found.lastSequence
         durableSequence = found.lastSequence
         confirmedSequence = found.confirmed
-        recovered = found.records
         let now = ContinuousClock.now
-        pending = Deque(
-            found.records.lazy.filter { $0.sequence > found.confirmed }
-                .map { JournalEntry(sequence: $0.sequence, operation: $0.record.operation, recordedAt: now) })
+        let limit = self.memoryLimit
+        var held: Deque<JournalEntry> = []
+        var spilled: UInt64?
+        var products = UnconfirmedProducts()
+        if let first = found.firstSequence, first <= found.lastSequence {
+            // One pass over the segments, holding at most `memoryLimit` records.
+            let read = try log.read(from: first, through: found.lastSequence, limit: .max) { sequence, record in
+                let isConfirmed = sequence <= found.confirmed
+                if !isConfirmed {
+                    products.add(record.operation)
+                    if spilled == nil && held.count < limit {
+                        held.append(JournalEntry(sequence: sequence, operation: record.operation, recordedAt: now))
+                    } else if spilled == nil {
+                        spilled = sequence
+                    }
+                }
+                try recovered(sequence, record, isConfirmed)
+            }
+            guard read == Int(found.lastSequence - first + 1) else {
+                throw JournalError.corrupt("\(directory): read \(read) records, expected \(found.lastSequence - first + 1)")
+            }
+        }
+        pending = held
+        spilledFrom = spilled
+        unconfirmed = products
         if !pending.isEmpty { pendingSignal.yield() }
         let io = NIOThreadPool(numberOfThreads: 1)
         io.start()
         self.io = io
-    }
-
-    /// Every record found in the segments at start, confirmed or not, in journal order; handed over once.
-    func takeRecoveredRecords() -> [(sequence: UInt64, record: JournalRecord)] {
-        condition.withLock {
-            defer { recovered = [] }
-            return recovered
-        }
     }
 
     // MARK: Writers
@@ -142,6 +170,7 @@ final class Journal: @unchecked Sendable {
         if closed { throw JournalError.writeFailed("the journal is closed") }
         lastSequence += 1
         let entry = JournalEntry(sequence: lastSequence, operation: record.operation, recordedAt: .now)
+        unconfirmed.add(record.operation)
         if file == nil {
             durableSequence = lastSequence
             pending.append(entry)
@@ -253,6 +282,8 @@ final class Journal: @unchecked Sendable {
             logger.critical(
                 "journal write failed; refusing writes",
                 metadata: ["error": "\(writeError)", "lost_records": "\(group.entries.count + unsynced.count)"])
+            for entry in group.entries { unconfirmed.remove(entry.operation) }
+            for entry in unsynced { unconfirmed.remove(entry.operation) }
             unsynced.removeAll()
             unsyncedBytes = ByteBuffer()
             lastSequence = durableSequence
@@ -267,7 +298,7 @@ final class Journal: @unchecked Sendable {
         } else {
             if let last = group.entries.last?.sequence {
                 durableSequence = last
-                pending.append(contentsOf: group.entries)
+                admit(group.entries)
             }
             durabilityWaiters.removeAll { waiter in
                 guard waiter.sequence <= durableSequence else { return false }
@@ -318,20 +349,106 @@ final class Journal: @unchecked Sendable {
 
     // MARK: The persistence worker
 
-    /// The oldest pending entries, at most `limit`.
-    func oldestPending(limit: Int) -> [JournalEntry] {
-        condition.withLock { Array(pending.prefix(limit)) }
+    /// The oldest pending entries, at most `limit`, reading spilled records back from disk first when those in
+    /// memory run low. Called by the persistence worker only.
+    func oldestPending(limit: Int) async -> [JournalEntry] {
+        let refill = condition.withLock { () -> (from: UInt64, through: UInt64, count: Int)? in
+            guard let from = spilledFrom, pending.count < min(limit, memoryLimit) || pending.count <= memoryLimit / 2, !closed else {
+                return nil
+            }
+            refilling = true
+            return (from, durableSequence, memoryLimit - pending.count)
+        }
+        if let refill {
+            let read = await onIOThread { file in
+                var entries: [JournalEntry] = []
+                let now = ContinuousClock.now
+                _ = try file.read(from: refill.from, through: refill.through, limit: refill.count) { sequence, record in
+                    entries.append(JournalEntry(sequence: sequence, operation: record.operation, recordedAt: now))
+                }
+                return entries
+            }
+            condition.withLock {
+                refilling = false
+                switch read {
+                case .success(let entries):
+                    guard let last = entries.last?.sequence, entries.first?.sequence == refill.from else {
+                        logger.error("journal: spilled records could not be read back", metadata: ["from": "\(refill.from)"])
+                        break
+                    }
+                    pending.append(contentsOf: entries)
+                    // Records made durable meanwhile were left on disk (`admit`), after these.
+                    spilledFrom = last < durableSequence ? last + 1 : nil
+                case .failure(let error):
+                    logger.error(
+                        "journal: spilled records could not be read back", metadata: ["from": "\(refill.from)", "error": "\(error)"])
+                }
+                condition.broadcast()
+            }
+        }
+        return condition.withLock { Array(pending.prefix(limit)) }
     }
 
-    /// Every operation not yet confirmed by the Database Service, including those not yet durable.
-    func unconfirmedOperations() -> [WriteOperation] {
-        condition.withLock { pending.map(\.operation) + syncing.map(\.operation) + unsynced.map(\.operation) }
+    /// Holds newly durable records in memory while there is room and nothing is spilled; the rest stay on disk
+    /// until `oldestPending` reads them back. Call with the lock held.
+    private func admit(_ entries: [JournalEntry]) {
+        guard spilledFrom == nil else { return }
+        let room = max(0, memoryLimit - pending.count)
+        guard file != nil, entries.count > room else {
+            pending.append(contentsOf: entries)
+            return
+        }
+        pending.append(contentsOf: entries.prefix(room))
+        spilledFrom = entries[room].sequence
+    }
+
+    /// Runs `body` with the segment files on the journal's I/O thread, after any group in flight.
+    private func onIOThread<T: Sendable>(_ body: @escaping @Sendable (SegmentedLog) throws -> T) async -> Result<T, any Error> {
+        guard let io, let file else { return .failure(JournalError.writeFailed("the journal has no files")) }
+        return await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, any Error>, Never>) in
+            io.submit { state in
+                guard case .active = state else {
+                    continuation.resume(returning: .failure(JournalError.writeFailed("the journal's I/O thread stopped")))
+                    return
+                }
+                continuation.resume(returning: Result { try body(file) })
+            }
+        }
+    }
+
+    /// Whether a write of this product is not yet confirmed by the Database Service (it may be only on disk).
+    /// Exact but for a hash collision, which only keeps a product one reconciliation longer.
+    func isUnconfirmed(tenant: String, id: String) -> Bool {
+        condition.withLock { unconfirmed.contains(tenant: tenant, id: id) }
+    }
+
+    /// The tenants with writes not yet confirmed by the Database Service.
+    var unconfirmedTenants: Set<String> {
+        condition.withLock { Set(unconfirmed.tenants.keys) }
+    }
+
+    /// Every operation not yet confirmed by the Database Service, including those not yet durable and those held
+    /// only on disk, in journal order; reads the whole backlog, for tests and diagnostics.
+    func unconfirmedOperations() async -> [WriteOperation] {
+        let (inMemory, spilled, later) = condition.withLock {
+            (pending.map(\.operation), spilledFrom.map { ($0, durableSequence) }, syncing.map(\.operation) + unsynced.map(\.operation))
+        }
+        guard let spilled else { return inMemory + later }
+        let read = await onIOThread { file in
+            var operations: [WriteOperation] = []
+            _ = try file.read(from: spilled.0, through: spilled.1, limit: .max) { _, record in operations.append(record.operation) }
+            return operations
+        }
+        return inMemory + ((try? read.get()) ?? []) + later
     }
 
     /// Removes every entry up to `sequence`: the Database Service has them (or they are dead-lettered).
     func confirm(through sequence: UInt64) {
         condition.lock()
-        while let first = pending.first, first.sequence <= sequence { pending.removeFirst() }
+        while let first = pending.first, first.sequence <= sequence {
+            unconfirmed.remove(first.operation)
+            pending.removeFirst()
+        }
         confirmedSequence = max(confirmedSequence, sequence)
         if file != nil {
             // Written with the next group, or at close; losing it only means replaying writes the Database
@@ -358,6 +475,8 @@ final class Journal: @unchecked Sendable {
     struct Backlog: Sendable {
         /// Writes recorded and not yet confirmed.
         var count: Int
+        /// Those of them held in memory; the rest are only on disk.
+        var inMemory: Int
         var oldestRecordedAt: ContinuousClock.Instant?
         /// Why the journal refuses writes, once it does.
         var failure: String?
@@ -367,8 +486,9 @@ final class Journal: @unchecked Sendable {
 
     var backlog: Backlog {
         condition.withLock {
-            Backlog(
-                count: pending.count + syncing.count + unsynced.count,
+            let spilled = spilledFrom.map { Int(durableSequence - $0 + 1) } ?? 0
+            return Backlog(
+                count: pending.count + spilled + syncing.count + unsynced.count, inMemory: pending.count + syncing.count + unsynced.count,
                 oldestRecordedAt: pending.first?.recordedAt ?? syncing.first?.recordedAt ?? unsynced.first?.recordedAt,
                 failure: failure.map(\.description), syncs: syncs)
         }
@@ -385,7 +505,7 @@ final class Journal: @unchecked Sendable {
             return
         }
         closed = true
-        while leading { condition.wait() }
+        while leading || refilling { condition.wait() }
         var woken: [CheckedContinuation<Turn, any Error>] = []
         if let file {
             if failure == nil, let group = takeGroup() {
@@ -393,7 +513,7 @@ final class Journal: @unchecked Sendable {
                     try file.append(group.bytes, lastSequence: group.entries.last?.sequence, confirmed: group.confirmed)
                     if let last = group.entries.last?.sequence {
                         durableSequence = last
-                        pending.append(contentsOf: group.entries)
+                        admit(group.entries)
                     }
                 } catch {
                     failure = JournalError.writeFailed("\(error)")
@@ -452,20 +572,20 @@ final class SegmentedLog: @unchecked Sendable {
     }
 
     struct Recovered {
-        /// Every record in the segments, in journal order.
-        var records: [(sequence: UInt64, record: JournalRecord)]
+        /// The number of the first record in the segments, if there are segments.
+        var firstSequence: UInt64?
         var lastSequence: UInt64
         var confirmed: UInt64
     }
 
-    /// Reads every segment, drops a torn last line (a crash mid-write), and opens the newest for appending.
+    /// Checks every segment, drops a torn last line (a crash mid-write), and opens the newest for appending. Only
+    /// confirmation marks and the newest segment's last line are parsed here; `read` parses the records.
     func recover() throws -> Recovered {
         let names = try FileManager.default.contentsOfDirectory(atPath: directory)
         segmentBases = names.compactMap { name -> UInt64? in
             guard name.hasPrefix("segment-"), name.hasSuffix(".log") else { return nil }
             return UInt64(name.dropFirst("segment-".count).dropLast(".log".count))
         }.sorted()
-        var records: [(sequence: UInt64, record: JournalRecord)] = []
         var confirmed: UInt64 = 0
         var lastSequence: UInt64 = 0
         for (index, base) in segmentBases.enumerated() {
@@ -481,21 +601,16 @@ final class SegmentedLog: @unchecked Sendable {
                     break  // torn write at the end of the newest segment
                 }
                 let line = data[offset..<newline]
-                if line.starts(with: Data(#"{"ack":"#.utf8)) {
+                if line.starts(with: Self.confirmationPrefix) {
                     guard let ack = try? JSONCoding.decoder.decode(ConfirmationMark.self, from: line) else {
                         throw JournalError.corrupt("\(path): unreadable acknowledgement at byte \(offset)")
                     }
                     confirmed = max(confirmed, ack.ack)
                 } else if !line.isEmpty {
-                    guard let record = JournalRecord(line: line) else {
-                        // Only the very last record of the newest segment may be torn.
-                        guard isLast, newline == data.count - 1 else {
-                            throw JournalError.corrupt("\(path): unreadable record at byte \(offset)")
-                        }
-                        break
-                    }
+                    // Only the very last record of the newest segment may be torn; any other unreadable one is
+                    // found by `read`, which refuses it.
+                    if isLast, newline == data.count - 1, JournalRecord(line: line) == nil { break }
                     sequence += 1
-                    records.append((sequence, record))
                 }
                 offset = newline + 1
                 validLength = offset
@@ -511,12 +626,78 @@ final class SegmentedLog: @unchecked Sendable {
                 }
             }
         }
+        let firstSequence = segmentBases.first
         if segmentBases.isEmpty {
             try openNewSegment(base: 1, confirmed: 0)
         } else {
             current = try AppendOnlyFile(path: segmentPath(segmentBases.last!), sync: sync)
         }
-        return Recovered(records: records, lastSequence: lastSequence, confirmed: confirmed)
+        return Recovered(firstSequence: firstSequence, lastSequence: lastSequence, confirmed: confirmed)
+    }
+
+    private static let confirmationPrefix = Data(#"{"ack":"#.utf8)
+
+    /// Where the previous `read` stopped: the next record's number and the byte it starts at in its segment.
+    private var readPosition: (base: UInt64, offset: Int, next: UInt64)?
+
+    /// Reads the records numbered `first` through `last` in journal order, at most `limit` of them, passing each
+    /// to `body`; returns how many it read. A read that starts where the previous one stopped goes on from there,
+    /// so draining a long backlog reads each byte once; memory held is a buffer of a megabyte (or the longest
+    /// record). Records must be durable: only the journal's leader touches the files.
+    func read(
+        from first: UInt64, through last: UInt64, limit: Int, _ body: (_ sequence: UInt64, _ record: JournalRecord) throws -> Void
+    ) throws -> Int {
+        guard first <= last, limit > 0 else { return 0 }
+        var position: (base: UInt64, offset: Int, next: UInt64)
+        if let previous = readPosition, previous.next == first, segmentBases.contains(previous.base) {
+            position = previous
+        } else {
+            guard let base = segmentBases.last(where: { $0 <= first }) else {
+                throw JournalError.corrupt("\(directory): no segment holds record \(first)")
+            }
+            position = (base, 0, base)
+        }
+        defer { readPosition = position }
+        var count = 0
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        segments: while count < limit, position.next <= last {
+            let path = segmentPath(position.base)
+            let descriptor = try SystemPackage.FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec])
+            defer { try? descriptor.close() }
+            while count < limit, position.next <= last {
+                let chunkStart = position.offset
+                let size = try buffer.withUnsafeMutableBytes { try descriptor.read(fromAbsoluteOffset: Int64(chunkStart), into: $0) }
+                var lineStart = 0
+                while count < limit, position.next <= last, let newline = buffer[lineStart..<size].firstIndex(of: UInt8(ascii: "\n")) {
+                    let line = buffer[lineStart..<newline]
+                    lineStart = newline + 1
+                    position.offset = chunkStart + lineStart
+                    if line.isEmpty || line.starts(with: Self.confirmationPrefix) { continue }
+                    if position.next >= first {
+                        guard let record = JournalRecord(line: Data(line)) else {
+                            throw JournalError.corrupt("\(path): unreadable record at byte \(chunkStart + line.startIndex)")
+                        }
+                        try body(position.next, record)
+                        count += 1
+                    }
+                    position.next += 1
+                }
+                if lineStart > 0 { continue }
+                if size == buffer.count {
+                    // A record longer than the buffer.
+                    buffer = [UInt8](repeating: 0, count: buffer.count * 2)
+                    continue
+                }
+                // The end of this segment: go on in the next, which starts at the next record.
+                guard let next = segmentBases.first(where: { $0 > position.base }) else { break segments }
+                guard next == position.next else {
+                    throw JournalError.corrupt("\(path): ends at record \(position.next - 1), the next segment starts at \(next)")
+                }
+                position = (next, 0, next)
+                continue segments
+            }
+        }
+        return count
     }
 
     /// Appends bytes and syncs them; rolls to a new segment when the current one is full and drops

@@ -19,21 +19,21 @@ final class CatalogFixture: @unchecked Sendable {
     init(
         directory: String? = nil, database: FakeDatabaseService = FakeDatabaseService(), segmentSize: Int = 16 << 20,
         beforeWrite: (@Sendable () -> Void)? = nil, sync: @escaping AppendOnlyFile.Sync = AppendOnlyFile.syncData,
-        idempotencyCapacity: Int = IdempotencyStore.defaultCapacity
+        idempotencyCapacity: Int = IdempotencyStore.defaultCapacity, journalMemoryLimit: Int = Journal.defaultMemoryLimit
     ) throws {
         let logger = Logger(label: "test")
         self.directory = try directory ?? temporaryDirectory()
         self.database = database
         parts = try Catalog.Parts(
             directory: self.directory, database: database, logger: logger, segmentSize: segmentSize, beforeWrite: beforeWrite, sync: sync,
-            idempotencyCapacity: idempotencyCapacity)
+            idempotencyCapacity: idempotencyCapacity, journalMemoryLimit: journalMemoryLimit)
         catalog = Catalog(parts, persistence: PersistenceSettings(), logger: logger)
         catalog.setWriterNode(1)
     }
 
     /// A fixture on the same directory, as after a restart.
-    static func reopen(_ fixture: CatalogFixture) throws -> CatalogFixture {
-        try CatalogFixture(directory: fixture.directory, database: fixture.database)
+    static func reopen(_ fixture: CatalogFixture, segmentSize: Int = 16 << 20, journalMemoryLimit: Int = Journal.defaultMemoryLimit) throws -> CatalogFixture {
+        try CatalogFixture(directory: fixture.directory, database: fixture.database, segmentSize: segmentSize, journalMemoryLimit: journalMemoryLimit)
     }
 
     func close() {
