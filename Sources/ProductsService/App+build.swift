@@ -30,6 +30,11 @@ struct ProductsServiceSettings: Sendable {
     var corsOrigins: [String] = []
     /// How often the Database Service is asked whether any API key exists.
     var authModeInterval: Duration = .seconds(2)
+    /// The most the cache may hold by its own estimate, in bytes (`--cache-budget`); nil: no limit.
+    var cacheBudget: Int?
+    /// How often the budget is enforced, and how soon an evicted shop may be brought back after the last one.
+    var cacheBudgetInterval: Duration = .seconds(1)
+    var cacheReadmissionInterval: Duration = .seconds(10)
     /// How journal appends are made durable; tests inject failures.
     var journalSync: AppendOnlyFile.Sync = AppendOnlyFile.syncData
 }
@@ -48,7 +53,8 @@ func buildApplication(
     let directory = settings.journalEnabled ? settings.dataDirectory : nil
     let catalog = Catalog(
         try Catalog.Parts(directory: directory, database: database, logger: logger, sync: settings.journalSync),
-        persistence: settings.persistence, logger: logger)
+        persistence: settings.persistence, cacheBudget: settings.cacheBudget, readmissionInterval: settings.cacheReadmissionInterval,
+        logger: logger)
     if !settings.journalEnabled {
         logger.warning("journal is off: writes not yet persisted are lost if the process stops")
     }
@@ -60,6 +66,7 @@ func buildApplication(
         retryMaxDelay: settings.persistence.retryMaxDelay)
     catalog.setWriterNode(try WriterRegistrar.initialNode(directory: directory))
     let registrar = WriterRegistrar(catalog: catalog, directory: directory, logger: logger)
+    let budget = CacheBudgetService(catalog: catalog, interval: settings.cacheBudgetInterval, logger: logger)
 
     let router = try buildRouter(catalog: catalog, authenticator: authenticator, settings: settings).router
     // Shutdown runs in reverse: the server stops taking requests, the loader stops, the worker flushes,
@@ -67,7 +74,7 @@ func buildApplication(
     return Application(
         router: router,
         configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "products-service"),
-        services: services + catalog.services + [loader, follower, registrar, authMonitor],
+        services: services + catalog.services + [loader, follower, registrar, authMonitor, budget],
         onServerRunning: onServerRunning,
         logger: logger
     )
@@ -111,6 +118,7 @@ enum ProductsMetrics {
         Gauge(label: "products_cache_products").record(totals.products)
         Gauge(label: "products_cache_approximate_bytes").record(totals.approximateBytes)
         Gauge(label: "products_cache_loaded").record(catalog.isLoaded ? 1 : 0)
+        Gauge(label: "products_cache_evicted_tenants").record(catalog.evictedTenantCount)
         let persistence = catalog.persistence
         Gauge(label: "products_journal_pending_writes").record(persistence.backlog.count)
         let age = persistence.backlog.oldestRecordedAt.map { (ContinuousClock.now - $0).seconds } ?? 0

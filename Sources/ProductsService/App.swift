@@ -72,6 +72,9 @@ struct ProductsServiceCommand: AsyncParsableCommand {
     @Option(help: "Comma-separated browser origins allowed by CORS; empty: * while no API key exists, none after (env CORS_ORIGINS).")
     var corsOrigins: String = Settings.env("CORS_ORIGINS", default: "")
 
+    @Option(help: "Most memory the product cache may take, by its own estimate: bytes, or with KiB, MiB or GiB; 0: no limit. Least recently used shops are evicted past it (env CACHE_BUDGET).")
+    var cacheBudget: String = Settings.env("CACHE_BUDGET", default: "0")
+
     @Option(help: "trace, debug, info, notice, warning, error or critical (env LOG_LEVEL).")
     var logLevel: Logger.Level = Settings.env("LOG_LEVEL", default: .info)
 
@@ -80,6 +83,19 @@ struct ProductsServiceCommand: AsyncParsableCommand {
 
     enum JournalMode: String, ExpressibleByArgument, CaseIterable {
         case on, off
+    }
+
+    /// A size in bytes: digits, optionally followed by KiB, MiB or GiB; nil when it is not one.
+    static func bytes(_ text: String) -> Int? {
+        let units: [(String, Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("", 1)]
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        for (suffix, scale) in units where trimmed.hasSuffix(suffix) {
+            let digits = trimmed.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)
+            guard !digits.isEmpty, digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber), let value = Int(digits) else { return nil }
+            let (bytes, overflow) = value.multipliedReportingOverflow(by: scale)
+            return overflow ? nil : bytes
+        }
+        return nil
     }
 
     func run() async throws {
@@ -107,6 +123,9 @@ struct ProductsServiceCommand: AsyncParsableCommand {
                 throw SettingError("--cors-origins (CORS_ORIGINS): '\(origin)' is not an origin such as https://shop.example.com")
             }
         }
+        guard let budget = Self.bytes(cacheBudget) else {
+            throw SettingError("--cache-budget (CACHE_BUDGET): '\(cacheBudget)' is not a size such as 536870912, 512MiB or 2GiB")
+        }
         let token = try Settings.secret(serviceToken, file: serviceTokenFile, name: "service-token")
         try DataDirectory.claim(dataDir)
         LoggingSetup.bootstrap(level: logLevel, format: logFormat, secrets: token.map { [$0] } ?? [])
@@ -115,6 +134,7 @@ struct ProductsServiceCommand: AsyncParsableCommand {
             host: host, port: port, databaseServiceURL: databaseServiceURL, dataDirectory: dataDir,
             journalEnabled: journal == .on, logLevel: logLevel)
         settings.persistence.batchSize = batchSize
+        settings.cacheBudget = budget > 0 ? budget : nil
         settings.persistence.shutdownFlushTimeout = .seconds(shutdownTimeout)
         settings.persistence.retryBaseDelay = .seconds(retryBaseDelay)
         settings.persistence.retryMaxDelay = .seconds(max(retryMaxDelay, retryBaseDelay))

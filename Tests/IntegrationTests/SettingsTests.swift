@@ -23,6 +23,7 @@ struct SettingsTests {
         try await expectRefused("products-service", ["--database-service-url", "ftp://host", "--data-dir", directory.path + "/p2"], naming: "--database-service-url")
         try await expectRefused("products-service", ["--data-dir", file + "/sub"], naming: "--data-dir")
         try await expectRefused("products-service", ["--port", "70000", "--data-dir", directory.path + "/p3"], naming: "--port")
+        try await expectRefused("products-service", ["--cache-budget", "12KB", "--data-dir", directory.path + "/p5"], naming: "--cache-budget")
         try await expectRefused("products-service", ["--data-dir", directory.path + "/p4"], environment: ["PORT": "abc"], naming: "PORT")
         try await expectRefused("database-service", ["--database", "postgres://u:p@localhost/db"], naming: "--database")
         try await expectRefused("database-service", ["--database", file + "/db.sqlite"], naming: "--database")

@@ -22,6 +22,7 @@ struct CacheController<Context: TenantRequestContext> {
         return .json(
             CacheStats(
                 totalProducts: statistics.totalProducts,
+                resident: catalog.isAuthoritative(tenant: context.tenant),
                 memoryUsageKB: (kilobytes * 100).rounded() / 100,
                 memoryUsageMB: (kilobytes / 1024 * 100).rounded() / 100,
                 productTypes: statistics.productTypes,
@@ -46,6 +47,9 @@ struct CacheController<Context: TenantRequestContext> {
 /// The body of `GET /cache/stats`.
 struct CacheStats: Encodable {
     var totalProducts: Int
+    /// Whether this replica's cache holds the tenant's whole catalog (false while loading, or once evicted under
+    /// `--cache-budget`: then `total_products` counts only what it holds).
+    var resident: Bool
     var memoryUsageKB: Double
     var memoryUsageMB: Double
     var productTypes: [String: Int]
@@ -56,7 +60,7 @@ struct CacheStats: Encodable {
     var timestamp: String
 
     enum CodingKeys: String, CodingKey {
-        case hits, misses, persistence, timestamp
+        case hits, misses, persistence, timestamp, resident
         case totalProducts = "total_products"
         case memoryUsageKB = "memory_usage_kb"
         case memoryUsageMB = "memory_usage_mb"

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import NIOCore
 import ServiceLifecycle
 import Shared
@@ -21,6 +22,12 @@ final class Catalog: Sendable {
     private let idempotency: IdempotencyStore
     private let ids = ProductIDGenerator()
     private let loaded = Atomic<Bool>(false)
+    /// The most the cache may hold by its own estimate (`--cache-budget`); nil: no limit.
+    let cacheBudget: Int?
+    /// When a tenant was last brought back into the cache under the budget: one at a time, at most every
+    /// `readmissionInterval`, so that shops taking turns cannot keep it reloading.
+    private let lastReadmission = Mutex<ContinuousClock.Instant?>(nil)
+    private let readmissionInterval: Duration
     /// This replica's writer number, stamped on every version it makes; -1 until the Database Service gave one.
     private let writer = Atomic<Int64>(-1)
     /// Where the change feed stands: the last full load's starting point, and what the follower reports.
@@ -67,7 +74,12 @@ final class Catalog: Sendable {
         }
     }
 
-    init(_ parts: Parts, persistence: PersistenceSettings, logger: Logger) {
+    init(
+        _ parts: Parts, persistence: PersistenceSettings, cacheBudget: Int? = nil, readmissionInterval: Duration = .seconds(10),
+        logger: Logger
+    ) {
+        self.cacheBudget = cacheBudget
+        self.readmissionInterval = readmissionInterval
         cache = parts.cache
         journal = parts.journal
         database = parts.database
@@ -85,6 +97,10 @@ final class Catalog: Sendable {
 
     /// True once the full catalog has been loaded from the Database Service: a cache miss is then authoritative.
     var isLoaded: Bool { loaded.load(ordering: .acquiring) }
+
+    /// Whether the cache alone answers for this tenant (a miss is "absent", a listing is complete): the catalog
+    /// is loaded and the tenant was not evicted under the memory budget.
+    func isAuthoritative(tenant: String) -> Bool { isLoaded && !cache.isEvicted(tenant: tenant) }
 
     // MARK: Writes
 
@@ -366,13 +382,19 @@ final class Catalog: Sendable {
     /// asked with the same query, and its answer is merged with what the cache decides (writes and deletes
     /// replayed from the journal or made since start).
     func list(tenant: String, query: ProductQuery) async throws -> (products: [CachedProduct], hasMore: Bool) {
-        if isLoaded { return await cache.list(tenant: tenant, query: query) }
+        if isAuthoritative(tenant: tenant) { return await cache.list(tenant: tenant, query: query) }
         do {
-            return try await listMerged(tenant: tenant, query: query)
+            for _ in 0..<3 {
+                // An eviction between reading what the cache decides and listing it could leave out what it
+                // dropped: then the page is made again.
+                let evictedAt = cache.evictedAt(tenant: tenant)
+                let page = try await listMerged(tenant: tenant, query: query)
+                if cache.evictedAt(tenant: tenant) == evictedAt { return page }
+            }
+            throw APIError.serviceUnavailable("cache_busy", "This shop's cache kept changing while the page was read; retry")
         } catch let error as DatabaseClientError {
-            if isLoaded { return await cache.list(tenant: tenant, query: query) }
-            throw APIError.serviceUnavailable(
-                "database_unavailable", "The catalog is still loading and the Database Service is unreachable: \(error)")
+            if isAuthoritative(tenant: tenant) { return await cache.list(tenant: tenant, query: query) }
+            throw APIError.serviceUnavailable("database_unavailable", "\(notCachedReason(tenant)) and the Database Service is unreachable: \(error)")
         }
     }
 
@@ -414,14 +436,18 @@ final class Catalog: Sendable {
         return (merged, hasMore)
     }
 
+    /// Why the cache cannot answer alone for a tenant.
+    private func notCachedReason(_ tenant: String) -> String {
+        isLoaded ? "This shop's catalog is not in this replica's cache (--cache-budget)" : "The catalog is still loading"
+    }
+
     /// The product as the Database Service holds it; when it cannot be asked, an authoritative cache means "absent".
     private func databaseProduct(tenant: String, id: String) async throws -> Product? {
         do {
             return try await database.product(tenant: tenant, id: id)
         } catch {
-            if isLoaded { return nil }
-            throw APIError.serviceUnavailable(
-                "database_unavailable", "The catalog is still loading and the Database Service is unreachable: \(error)")
+            if isAuthoritative(tenant: tenant) { return nil }
+            throw APIError.serviceUnavailable("database_unavailable", "\(notCachedReason(tenant)) and the Database Service is unreachable: \(error)")
         }
     }
 
@@ -433,7 +459,10 @@ final class Catalog: Sendable {
         do {
             return try await gate.withGate {
                 try await self.feedGate.withGate {
-                    try await self.reconcile(tenant: tenant, logger: nil, dropConfirmedTombstones: false)
+                    let evictedAt = self.cache.evictedAt(tenant: tenant)
+                    let result = try await self.reconcile(tenant: tenant, logger: nil, dropConfirmedTombstones: false, protecting: [])
+                    if result.complete, evictedAt != 0 { self.cache.markResident(tenant: tenant, evictedAt: evictedAt) }
+                    return (result.updated, result.dropped)
                 }
             }
         } catch let error as DatabaseClientError {
@@ -470,8 +499,24 @@ final class Catalog: Sendable {
             .union(journal.unconfirmedTenants)
         try await gate.withGate {
             try await self.feedGate.withGate {
+                // Under a budget, shops are loaded in name order until one does not fit; that one and the rest are
+                // evicted (read from the Database Service) and come back by recency (`readmitRecentlyUsed`).
+                var loadedTenants: Set<String> = []
+                var full = false
                 for tenant in tenants.sorted() {
-                    try await self.reconcile(tenant: tenant, logger: logger, dropConfirmedTombstones: true)
+                    if full {
+                        _ = self.cache.evict(tenant: tenant, unconfirmed: self.journal.unconfirmedProducts)
+                        continue
+                    }
+                    let evictedAt = self.cache.evictedAt(tenant: tenant)
+                    let result = try await self.reconcile(
+                        tenant: tenant, logger: logger, dropConfirmedTombstones: true, protecting: loadedTenants)
+                    guard result.complete else {
+                        full = true
+                        continue
+                    }
+                    if evictedAt != 0 { self.cache.markResident(tenant: tenant, evictedAt: evictedAt) }
+                    loadedTenants.insert(tenant)
                 }
             }
         }
@@ -516,11 +561,21 @@ final class Catalog: Sendable {
         try await database.writerNode(replicaID: replicaID, preferred: preferred)
     }
 
+    /// What reconciling a tenant came to: products added or replaced, and dropped; not `complete` when the tenant
+    /// did not fit in the cache's budget (it is then evicted).
+    private struct Reconciled {
+        var updated = 0
+        var dropped = 0
+        var complete = true
+    }
+
     /// Makes the tenant's cache match the Database Service's catalog, read page by page: each page goes into the
     /// cache while the next is asked for, so both services work at once, then what the Database Service lacks
-    /// is dropped. Returns how many products were added or replaced, and how many dropped.
-    @discardableResult
-    private func reconcile(tenant: String, logger: Logger?, dropConfirmedTombstones: Bool) async throws -> (updated: Int, dropped: Int) {
+    /// is dropped. Under a budget, colder tenants (never those in `protecting`) are evicted to make room after
+    /// each page; when that is not enough, the tenant itself is evicted and the reconciliation stops.
+    private func reconcile(
+        tenant: String, logger: Logger?, dropConfirmedTombstones: Bool, protecting: Set<String>
+    ) async throws -> Reconciled {
         let database = database
         @Sendable func page(after cursor: String?) async throws -> ProductPage {
             try await database.listProducts(
@@ -537,15 +592,93 @@ final class Catalog: Sendable {
         while current.hasMore, let last = current.products.last?.id {
             async let next = page(after: last)
             take(current)
+            if !fitsBudget(loading: tenant, protecting: protecting, logger: logger) {
+                _ = try? await next
+                return Reconciled(updated: updated, complete: false)
+            }
             if let logger, inDatabase.count % 50_000 < Self.pageSize {
                 logger.info("loading catalog", metadata: ["tenant": "\(tenant)", "loaded": "\(inDatabase.count)"])
             }
             current = try await next
         }
         take(current)
+        if !fitsBudget(loading: tenant, protecting: protecting, logger: logger) { return Reconciled(updated: updated, complete: false) }
         let dropped = cache.dropMissing(tenant: tenant, inDatabase: inDatabase) { self.journal.isUnconfirmed(tenant: tenant, id: $0) }
-        return (updated, dropped)
+        return Reconciled(updated: updated, dropped: dropped)
     }
+
+    // MARK: The memory budget
+
+    /// After a page of `tenant` went into the cache: whether the cache is within its budget, evicting colder
+    /// tenants (not `tenant`, not `protecting`) if need be; if it is still over, evicts `tenant` itself.
+    private func fitsBudget(loading tenant: String, protecting: Set<String>, logger: Logger?) -> Bool {
+        guard cacheBudget != nil else { return true }
+        if enforceBudget(protecting: protecting.union([tenant]), logger: logger) { return true }
+        _ = cache.evict(tenant: tenant, unconfirmed: journal.unconfirmedProducts)
+        Self.evictions.increment()
+        logger?.notice("a shop's catalog does not fit in the cache budget; its reads go to the Database Service", metadata: ["tenant": "\(tenant)"])
+        return false
+    }
+
+    /// Evicts the least recently used tenants (never those in `protecting`) until the cache's estimate is within
+    /// its budget. Returns whether it is.
+    @discardableResult
+    func enforceBudget(protecting: Set<String> = [], logger: Logger?) -> Bool {
+        guard let budget = cacheBudget else { return true }
+        let residency = cache.residency()
+        var total = residency.reduce(0) { $0 + $1.bytes }
+        guard total > budget else { return true }
+        for entry in residency.sorted(by: { $0.lastUsed < $1.lastUsed }) where !protecting.contains(entry.tenant) && entry.bytes > 0 {
+            let (evicted, freed) = cache.evict(tenant: entry.tenant, unconfirmed: journal.unconfirmedProducts)
+            guard evicted else { continue }
+            total -= freed
+            Self.evictions.increment()
+            logger?.notice(
+                "shop evicted from the cache under its budget; its reads go to the Database Service",
+                metadata: ["tenant": "\(entry.tenant)", "freed_bytes": "\(freed)", "cache_bytes": "\(total)", "budget_bytes": "\(budget)"])
+            if total <= budget { return true }
+        }
+        return total <= budget
+    }
+
+    /// Brings back the most recently used evicted tenant that was used since its eviction, when its last known
+    /// size fits the budget with the room that evicting tenants used less recently than it makes; one at a time,
+    /// at most every `readmissionInterval`. Returns the tenant brought back.
+    @discardableResult
+    func readmitRecentlyUsed(logger: Logger?) async throws -> String? {
+        guard let budget = cacheBudget, isLoaded else { return nil }
+        if let last = lastReadmission.withLock({ $0 }), ContinuousClock.now - last < readmissionInterval { return nil }
+        let residency = cache.residency()
+        let candidates = residency.filter { $0.evicted && $0.lastUsed > $0.evictedAt && $0.residentBytes <= budget }
+        guard let candidate = candidates.max(by: { $0.lastUsed < $1.lastUsed }) else { return nil }
+        var room = budget - residency.reduce(0) { $0 + $1.bytes }
+        let colder = residency.filter { !$0.evicted && $0.lastUsed < candidate.lastUsed }.sorted { $0.lastUsed < $1.lastUsed }
+        guard room + colder.reduce(0, { $0 + $1.bytes }) >= candidate.residentBytes else { return nil }
+        lastReadmission.withLock { $0 = .now }
+        for cold in colder where room < candidate.residentBytes {
+            let (evicted, freed) = cache.evict(tenant: cold.tenant, unconfirmed: journal.unconfirmedProducts)
+            guard evicted else { continue }
+            room += freed
+            Self.evictions.increment()
+            logger?.notice(
+                "shop evicted from the cache to make room for one used more recently",
+                metadata: ["tenant": "\(cold.tenant)", "for_tenant": "\(candidate.tenant)", "freed_bytes": "\(freed)"])
+        }
+        let hotter = Set(residency.lazy.filter { $0.lastUsed >= candidate.lastUsed && !$0.evicted }.map(\.tenant))
+        let result = try await gate.withGate {
+            try await self.feedGate.withGate {
+                try await self.reconcile(tenant: candidate.tenant, logger: nil, dropConfirmedTombstones: false, protecting: hotter)
+            }
+        }
+        guard result.complete, cache.markResident(tenant: candidate.tenant, evictedAt: candidate.evictedAt) else { return nil }
+        logger?.notice("shop brought back into the cache", metadata: ["tenant": "\(candidate.tenant)", "products": "\(result.updated)"])
+        return candidate.tenant
+    }
+
+    /// Shops evicted from the cache now.
+    var evictedTenantCount: Int { cache.residency().lazy.filter(\.evicted).count }
+
+    private static let evictions = Counter(label: "products_cache_evictions")
 
     // MARK: Status
 

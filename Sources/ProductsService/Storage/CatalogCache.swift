@@ -42,10 +42,19 @@ final class CatalogCache: Sendable {
         var tenants: [String: TenantCatalog] = [:]
         /// Writes journaled but not yet durable, in journal order.
         var staged: Deque<StagedWrite> = []
+        /// Ticks on every use of a tenant, for eviction by recency.
+        var clock: UInt64 = 0
 
         mutating func stage(_ write: StagedWrite) {
             staged.append(write)
             tenants[write.tenant, default: TenantCatalog()].staged[write.id] = (write.ticket, write.change)
+            touch(write.tenant)
+        }
+
+        /// Marks a tenant as just used.
+        mutating func touch(_ tenant: String) {
+            clock &+= 1
+            tenants[tenant]?.lastUsed = clock
         }
     }
 
@@ -76,7 +85,8 @@ final class CatalogCache: Sendable {
         var pendingDeletes: [String: Int64] = [:]
         /// The newest staged change of each product that has one, and its journal ticket.
         var staged: [String: (ticket: UInt64, change: Change)] = [:]
-        /// Counts deletes, so a read-through that raced with one does not cache its stale answer.
+        /// Counts deletes (and, while evicted, changes from the feed it did not apply), so that a read-through
+        /// that raced with one does not cache its stale answer.
         var deleteCount: UInt64 = 0
         /// Trigrams of the names readers see, for `q`.
         var names = NameIndex()
@@ -84,13 +94,23 @@ final class CatalogCache: Sendable {
         var productTypes: [String: Int] = [:]
         var hits = 0
         var misses = 0
+        /// Evicted under the memory budget: the cache holds only the products with writes not yet confirmed, and
+        /// those read or written since; misses and listings go to the Database Service (see `Catalog`).
+        var evicted = false
+        /// When the tenant was last used, on the cache's clock.
+        var lastUsed: UInt64 = 0
+        /// When it was evicted, on the cache's clock, and its size then: whether it fits again.
+        var evictedAt: UInt64 = 0
+        var residentBytes = 0
+        /// The journal ticket of the last write made visible: an eviction checks no write came in while it looked.
+        var lastPromotedTicket: UInt64 = 0
 
         /// The JSON buffer, the decoded value's strings and metadata (about twice the JSON again), and per-entry
         /// bookkeeping (dictionary slot, order array, buffer and string headers, the ETag), and the name index.
         /// Calibrated against process RSS: 200,000 products with two metadata entries measured about 1.1 KB each,
         /// before the ETag and the name index; the index added 248 bytes a product at a million products with
         /// names of about 45 characters.
-        var approximateBytes: Int { jsonBytes * 3 + products.count * 712 }
+        var approximateBytes: Int { jsonBytes * CatalogCache.bytesPerJSONByte + products.count * CatalogCache.bytesPerProduct }
 
         /// What a writer builds on: the staged change if there is one, else what readers see.
         func latest(_ id: String) -> CachedProduct? {
@@ -181,6 +201,7 @@ final class CatalogCache: Sendable {
     func get(tenant: String, id: String) -> CachedProduct? {
         state.withLock { state in
             let found = state.tenants[tenant]?.products[id]
+            state.touch(tenant)
             if found == nil {
                 state.tenants[tenant, default: TenantCatalog()].misses += 1
                 Self.misses.increment()
@@ -207,7 +228,8 @@ final class CatalogCache: Sendable {
     /// the scheduler keeps waiting could otherwise hold for everyone. A page read across chunks sees each product
     /// once, as it was when its chunk was copied.
     func list(tenant: String, query: ProductQuery) async -> (products: [CachedProduct], hasMore: Bool) {
-        await list(tenant: tenant, query: query, where: nil)
+        state.withLock { $0.touch(tenant) }
+        return await list(tenant: tenant, query: query, where: nil)
     }
 
     /// `list` with the filters given as a predicate (tests pause in it), used when the query has filters;
@@ -471,6 +493,7 @@ final class CatalogCache: Sendable {
                     catalog.delete(first.id, version: version)
                 }
                 if catalog.staged[first.id]?.ticket == first.ticket { catalog.staged[first.id] = nil }
+                catalog.lastPromotedTicket = first.ticket
                 state.tenants[first.tenant] = catalog
             }
         }
@@ -551,10 +574,22 @@ final class CatalogCache: Sendable {
             switch operation {
             case .upsert(_, let product):
                 if deletesOnly { return false }
+                // An evicted tenant keeps only what it holds up to date; the Database Service answers the rest. A
+                // read-through that fetched an older state meanwhile sees the count move and does not cache it.
+                if catalog.evicted && catalog.products[id] == nil {
+                    catalog.deleteCount &+= 1
+                    return false
+                }
                 catalog.pendingDeletes[id] = nil
                 catalog.put(CachedProduct(product))
             case .delete(_, _, let version, _):
                 guard catalog.remove(id) != nil else {
+                    if catalog.evicted {
+                        // Nothing older comes from the feed for what an evicted tenant lacks; a read-through that
+                        // raced the delete sees the count move.
+                        catalog.deleteCount &+= 1
+                        return false
+                    }
                     // Not cached: keep the delete as a tombstone (until the next full load), so that an older
                     // state fetched meanwhile (a stale write's catch-up, a read-through) cannot bring it back.
                     catalog.pendingDeletes[id] = version
@@ -660,6 +695,88 @@ final class CatalogCache: Sendable {
 
     /// Products a reconciliation puts in per lock hold: about a millisecond.
     static let reconcileChunk = 4096
+
+    // MARK: The memory budget
+
+    /// The cache's estimate of its memory: this many bytes per byte of JSON, plus this many per product.
+    static let bytesPerJSONByte = 3
+    static let bytesPerProduct = 712
+
+    /// What the estimate counts for these products once cached (tests size budgets with it).
+    static func approximateBytes(of products: [Product]) -> Int {
+        products.reduce(0) { $0 + CachedProduct($1).json.readableBytes * bytesPerJSONByte + bytesPerProduct }
+    }
+
+    /// Whether the tenant was evicted under the memory budget: then a miss or a listing is not an answer.
+    func isEvicted(tenant: String) -> Bool {
+        state.withLock { $0.tenants[tenant]?.evicted ?? false }
+    }
+
+    /// Each tenant's approximate bytes, when it was last used, and whether it is evicted.
+    func residency() -> [(tenant: String, bytes: Int, lastUsed: UInt64, evicted: Bool, evictedAt: UInt64, residentBytes: Int)] {
+        state.withLock { state in
+            state.tenants.map { ($0.key, $0.value.approximateBytes, $0.value.lastUsed, $0.value.evicted, $0.value.evictedAt, $0.value.residentBytes) }
+        }
+    }
+
+    /// Evicts a tenant: keeps only its products with writes staged or not yet confirmed (`unconfirmed`, the
+    /// journal's, read under this lock so that every write is either in it or staged after it) and the
+    /// tombstones of its unconfirmed deletes; everything else is dropped and read from the Database Service
+    /// from now on. The products are checked outside the lock; a write made visible meanwhile makes it look
+    /// again (false after three tries). A tenant the cache does not know yet is recorded as evicted. Returns
+    /// whether it was evicted, and the bytes it freed.
+    func evict(tenant: String, unconfirmed: () -> UnconfirmedProducts) -> (evicted: Bool, freed: Int) {
+        for _ in 0..<3 {
+            let (ids, pending, ticket) = state.withLock { state in
+                let catalog = state.tenants[tenant]
+                return (catalog?.order ?? [], unconfirmed(), catalog?.lastPromotedTicket ?? 0)
+            }
+            let keep = Set(ids.lazy.filter { pending.contains(tenant: tenant, id: $0) })
+            let dropped = state.withLock { state -> (TenantCatalog, kept: Int)? in
+                let catalog = state.tenants[tenant] ?? TenantCatalog()
+                guard catalog.lastPromotedTicket == ticket else { return nil }
+                var kept = TenantCatalog()
+                kept.evicted = true
+                kept.lastUsed = catalog.lastUsed
+                state.clock &+= 1
+                kept.evictedAt = state.clock
+                // An evicted tenant that was being loaded again keeps the larger figure: it did not fit at that size.
+                kept.residentBytes = catalog.evicted ? max(catalog.residentBytes, catalog.approximateBytes) : catalog.approximateBytes
+                kept.hits = catalog.hits
+                kept.misses = catalog.misses
+                kept.deleteCount = catalog.deleteCount
+                kept.staged = catalog.staged
+                kept.lastPromotedTicket = catalog.lastPromotedTicket
+                kept.pendingDeletes = catalog.pendingDeletes.filter {
+                    pending.contains(tenant: tenant, id: $0.key) || catalog.staged[$0.key] != nil
+                }
+                for id in keep.union(catalog.staged.keys) {
+                    if let cached = catalog.products[id] { kept.put(cached) }
+                }
+                state.tenants[tenant] = kept
+                return (catalog, kept.approximateBytes)
+            }
+            // The dropped entries are freed here, outside the lock.
+            if let (catalog, kept) = dropped { return (true, catalog.approximateBytes - kept) }
+        }
+        return (false, 0)
+    }
+
+    /// When the tenant was last evicted, on the cache's clock (0: never).
+    func evictedAt(tenant: String) -> UInt64 {
+        state.withLock { $0.tenants[tenant]?.evictedAt ?? 0 }
+    }
+
+    /// Marks an evicted tenant resident again once a reconciliation has loaded its whole catalog, unless it was
+    /// evicted again since `evictedAt` (then what it holds is partial). Returns whether it did.
+    @discardableResult
+    func markResident(tenant: String, evictedAt: UInt64) -> Bool {
+        state.withLock { state in
+            guard state.tenants[tenant]?.evictedAt == evictedAt else { return false }
+            state.tenants[tenant]?.evicted = false
+            return true
+        }
+    }
 
     // MARK: Statistics
 

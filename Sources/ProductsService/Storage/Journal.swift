@@ -422,6 +422,11 @@ final class Journal: @unchecked Sendable {
         condition.withLock { unconfirmed.contains(tenant: tenant, id: id) }
     }
 
+    /// A copy of the products with writes not yet confirmed (copied on the journal's next change, if kept).
+    func unconfirmedProducts() -> UnconfirmedProducts {
+        condition.withLock { unconfirmed }
+    }
+
     /// The tenants with writes not yet confirmed by the Database Service.
     var unconfirmedTenants: Set<String> {
         condition.withLock { Set(unconfirmed.tenants.keys) }
