@@ -39,9 +39,10 @@ struct CacheBudgetTests {
         let catalog = fixture.catalog
         try await catalog.load(logger: logger)
 
-        // Loaded in name order until one did not fit: "a" is resident, "b" (and "default", after it) are not.
+        // Loaded in name order while they fit: "a" is resident, "b" is not, and "default" (empty) fit after it.
         #expect(catalog.isAuthoritative(tenant: "a"))
         #expect(!catalog.isAuthoritative(tenant: "b"))
+        #expect(catalog.isAuthoritative(tenant: defaultTenant))
         #expect(fixture.cache.statistics(tenant: "b").totalProducts == 0)
         #expect(catalog.totals.approximateBytes <= catalog.cacheBudget!)
 

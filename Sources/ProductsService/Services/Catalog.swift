@@ -499,22 +499,15 @@ final class Catalog: Sendable {
             .union(journal.unconfirmedTenants)
         try await gate.withGate {
             try await self.feedGate.withGate {
-                // Under a budget, shops are loaded in name order until one does not fit; that one and the rest are
-                // evicted (read from the Database Service) and come back by recency (`readmitRecentlyUsed`).
+                // Under a budget, shops are loaded in name order while they fit: one that does not is evicted as soon
+                // as it goes over (read from the Database Service, and back by recency: `readmitRecentlyUsed`), and
+                // the next is tried in the room left; shops already loaded stay.
                 var loadedTenants: Set<String> = []
-                var full = false
                 for tenant in tenants.sorted() {
-                    if full {
-                        _ = self.cache.evict(tenant: tenant, unconfirmed: self.journal.unconfirmedProducts)
-                        continue
-                    }
                     let evictedAt = self.cache.evictedAt(tenant: tenant)
                     let result = try await self.reconcile(
                         tenant: tenant, logger: logger, dropConfirmedTombstones: true, protecting: loadedTenants)
-                    guard result.complete else {
-                        full = true
-                        continue
-                    }
+                    guard result.complete else { continue }
                     if evictedAt != 0 { self.cache.markResident(tenant: tenant, evictedAt: evictedAt) }
                     loadedTenants.insert(tenant)
                 }
@@ -621,14 +614,16 @@ final class Catalog: Sendable {
     }
 
     /// Evicts the least recently used tenants (never those in `protecting`) until the cache's estimate is within
-    /// its budget. Returns whether it is.
+    /// its budget: resident ones first, then evicted ones holding what reads brought in since. Returns whether it
+    /// is within it.
     @discardableResult
     func enforceBudget(protecting: Set<String> = [], logger: Logger?) -> Bool {
         guard let budget = cacheBudget else { return true }
         let residency = cache.residency()
         var total = residency.reduce(0) { $0 + $1.bytes }
         guard total > budget else { return true }
-        for entry in residency.sorted(by: { $0.lastUsed < $1.lastUsed }) where !protecting.contains(entry.tenant) && entry.bytes > 0 {
+        let order = residency.sorted { ($0.evicted ? 1 : 0, $0.lastUsed) < ($1.evicted ? 1 : 0, $1.lastUsed) }
+        for entry in order where !protecting.contains(entry.tenant) && entry.bytes > 0 {
             let (evicted, freed) = cache.evict(tenant: entry.tenant, unconfirmed: journal.unconfirmedProducts)
             guard evicted else { continue }
             total -= freed
