@@ -129,7 +129,7 @@ struct CodingTests {
         }
     }
 
-    @Test("a batch's results are read with the strict parser, as Foundation would decode them")
+    @Test("a batch's results are written directly and read with the strict parser, as Foundation would encode and decode them")
     func batchResults() throws {
         let result = WriteBatchResult(results: [
             OperationResult(id: "a", outcome: .applied), OperationResult(id: "b", outcome: .stale, storedVersion: 7, deleted: true),
@@ -137,6 +137,9 @@ struct CodingTests {
         ])
         let json = ByteBuffer(data: try JSONCoding.encoder.encode(result))
         #expect(try WriteBatchResult(json: json) == result)
+        // What the Database Service writes decodes with Foundation and the strict parser alike.
+        #expect(try JSONCoding.decoder.decode(WriteBatchResult.self, from: Data(buffer: result.json)) == result)
+        #expect(try WriteBatchResult(json: result.json) == result)
         for malformed in [#"{"results":[{"id":"a"}]}"#, #"{"results":[{"id":"a","outcome":"maybe"}]}"#, #"{}"#, #"{"results":[]} x"#] {
             #expect(throws: JSONSyntaxError.self, "\(malformed)") { try WriteBatchResult(json: ByteBuffer(string: malformed)) }
         }

@@ -13,7 +13,12 @@ extension ProductPage: ResponseGenerator {
     }
 }
 
-extension WriteBatchResult: ResponseEncodable {}
+extension WriteBatchResult: ResponseGenerator {
+    package func response(from request: Request, context: some RequestContext) -> Response {
+        .json(buffer: json)
+    }
+}
+
 extension ChangePage: ResponseEncodable {}
 extension ChangeHead: ResponseEncodable {}
 extension WriterRegistration: ResponseEncodable {}

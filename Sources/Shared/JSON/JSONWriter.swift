@@ -139,6 +139,30 @@ extension WriteBatch {
     }
 }
 
+extension WriteBatchResult {
+    /// `{"results":[...]}`, as Foundation would encode it (absent fields left out); written directly, since
+    /// Foundation's encoder took a fourteenth of the Database Service's CPU on batches of a thousand.
+    package var json: ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(results.count * 64 + 16)
+        buffer.writeStaticString("{\"results\":[")
+        for (index, result) in results.enumerated() {
+            if index > 0 { buffer.writeInteger(UInt8(ascii: ",")) }
+            buffer.writeJSONString(result.id, after: "{\"id\":")
+            buffer.writeJSONString(result.outcome.rawValue, after: ",\"outcome\":")
+            if let error = result.error { buffer.writeJSONString(error, after: ",\"error\":") }
+            if let storedVersion = result.storedVersion {
+                buffer.writeStaticString(",\"stored_version\":")
+                buffer.writeString(String(storedVersion))
+            }
+            if let deleted = result.deleted { buffer.writeStaticString(deleted ? ",\"deleted\":true" : ",\"deleted\":false") }
+            buffer.writeInteger(UInt8(ascii: "}"))
+        }
+        buffer.writeStaticString("]}")
+        return buffer
+    }
+}
+
 extension JSONValue {
     /// Writes this value as compact JSON, object keys sorted.
     package func write(into buffer: inout ByteBuffer) {
