@@ -205,20 +205,37 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
 
     // MARK: Products
 
+    /// Applies a batch in one transaction with a few statements a round, not a few a row: each round takes at most
+    /// one operation of each product (the first round the first of each, and so on, so a product's operations keep
+    /// their order), upserts them all with one multi-row `INSERT … SELECT FROM unnest(…)` in key order (rows are
+    /// locked in key order, so concurrent batches cannot deadlock), reads back the stored versions of those it
+    /// found stale, and logs the applied ones with one more multi-row insert. Outcomes go back in the batch's order.
     func apply(_ operations: [WriteOperation]) async throws -> [ApplyOutcome] {
-        // Rows are locked in key order, so concurrent batches over the same products cannot deadlock;
-        // the outcomes go back in the batch's order. (Stable: a product's operations keep their order.)
+        struct Key: Hashable { var tenant: String; var id: String }
         let order = operations.indices.sorted { left, right in
             let (a, b) = (operations[left], operations[right])
             return (a.tenant, a.productID, left) < (b.tenant, b.productID, right)
         }
+        var rounds: [[Int]] = []
+        var seen: [Key: Int] = [:]
+        for index in order {
+            let key = Key(tenant: operations[index].tenant, id: operations[index].productID)
+            let round = seen[key, default: 0]
+            seen[key] = round + 1
+            if round == rounds.count { rounds.append([]) }
+            rounds[round].append(index)
+        }
         let outcomes = try await retryingConflicts {
             try await self.client.withTransaction(logger: self.logger) { connection in
                 var outcomes = [ApplyOutcome?](repeating: nil, count: operations.count)
-                for index in order {
-                    let outcome = try await self.store(operations[index], on: connection)
-                    if let change = LoggedChange(operations[index], outcome: outcome) { try await self.record(change, on: connection) }
-                    outcomes[index] = outcome
+                for round in rounds {
+                    let stored = try await self.store(round.map { operations[$0] }, on: connection)
+                    var changes: [LoggedChange] = []
+                    for (index, outcome) in zip(round, stored) {
+                        outcomes[index] = outcome
+                        if let change = LoggedChange(operations[index], outcome: outcome) { changes.append(change) }
+                    }
+                    try await self.record(changes, on: connection)
                 }
                 if outcomes.contains(where: { $0?.isApplied == true }) { try await self.notifyChanges(on: connection) }
                 return outcomes.map { $0! }
@@ -227,6 +244,87 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
         if outcomes.contains(where: \.isApplied) { changeSignal.signal() }
         return outcomes
     }
+
+    /// Stores operations of distinct products, each only if its version is newer, in one statement; then reads the
+    /// stored state of those that were not. A tombstone keeps its product's name, so a delete can report it, and
+    /// its creation time.
+    private func store(_ operations: [WriteOperation], on connection: PostgresConnection) async throws -> [ApplyOutcome] {
+        guard !operations.isEmpty else { return [] }
+        if operations.count == 1 { return [try await store(operations[0], on: connection)] }
+        var tenants: [String] = [], ids: [String] = [], names: [String] = [], folded: [String] = [], types: [String] = []
+        var metadata: [String] = [], createdAt: [String] = [], createdMs: [Int64] = [], updatedAt: [String] = []
+        var versions: [Int64] = [], deleted: [Bool] = []
+        for operation in operations {
+            tenants.append(operation.tenant)
+            ids.append(operation.productID)
+            versions.append(operation.version)
+            switch operation {
+            case .upsert(_, let product):
+                var buffer = ByteBuffer()
+                JSONWriter.writeObject(product.metadata, into: &buffer)
+                names.append(product.name)
+                folded.append(ProductQuery.fold(product.name))
+                types.append(product.type)
+                metadata.append(String(buffer: buffer))
+                createdAt.append(product.createdAt)
+                createdMs.append(Timestamp.epochMilliseconds(product.createdAt) ?? Self.noMilliseconds)
+                updatedAt.append(product.updatedAt)
+                deleted.append(false)
+            case .delete(_, _, _, let deletedAt):
+                names.append("")
+                folded.append("")
+                types.append("")
+                metadata.append("{}")
+                createdAt.append(deletedAt)
+                createdMs.append(Self.noMilliseconds)
+                updatedAt.append(deletedAt)
+                deleted.append(true)
+            }
+        }
+        let rows = try await connection.query(
+            """
+            INSERT INTO products (tenant, id, name, name_folded, type, metadata, created_at, created_ms, updated_at, version, deleted)
+            SELECT tenant, id, name, name_folded, type, metadata, created_at,
+                   CASE WHEN deleted OR created_ms = \(Self.noMilliseconds) THEN NULL ELSE created_ms END, updated_at, version, deleted
+            FROM unnest(\(tenants)::text[], \(ids)::text[], \(names)::text[], \(folded)::text[], \(types)::text[], \(metadata)::text[],
+                        \(createdAt)::text[], \(createdMs)::bigint[], \(updatedAt)::text[], \(versions)::bigint[], \(deleted)::boolean[])
+                AS input (tenant, id, name, name_folded, type, metadata, created_at, created_ms, updated_at, version, deleted)
+            ORDER BY tenant, id
+            ON CONFLICT (tenant, id) DO UPDATE SET
+                name = CASE WHEN EXCLUDED.deleted THEN products.name ELSE EXCLUDED.name END,
+                name_folded = CASE WHEN EXCLUDED.deleted THEN products.name_folded ELSE EXCLUDED.name_folded END,
+                type = CASE WHEN EXCLUDED.deleted THEN products.type ELSE EXCLUDED.type END,
+                metadata = CASE WHEN EXCLUDED.deleted THEN products.metadata ELSE EXCLUDED.metadata END,
+                created_at = CASE WHEN EXCLUDED.deleted THEN products.created_at ELSE EXCLUDED.created_at END,
+                created_ms = CASE WHEN EXCLUDED.deleted THEN products.created_ms ELSE EXCLUDED.created_ms END,
+                updated_at = EXCLUDED.updated_at, version = EXCLUDED.version, deleted = EXCLUDED.deleted
+            WHERE products.version < EXCLUDED.version
+            RETURNING tenant, id, (xmax = 0)
+            """, logger: logger)
+        var applied: [String: [String: Bool]] = [:]
+        for try await (tenant, id, inserted) in rows.decode((String, String, Bool).self) { applied[tenant, default: [:]][id] = inserted }
+        var stale: [String: [String: (version: Int64, deleted: Bool)]] = [:]
+        let staleIndices = operations.indices.filter { applied[operations[$0].tenant]?[operations[$0].productID] == nil }
+        if !staleIndices.isEmpty {
+            let stored = try await connection.query(
+                """
+                SELECT products.tenant, products.id, products.version, products.deleted
+                FROM products JOIN unnest(\(staleIndices.map { tenants[$0] })::text[], \(staleIndices.map { ids[$0] })::text[]) AS wanted (tenant, id)
+                    ON products.tenant = wanted.tenant AND products.id = wanted.id
+                """, logger: logger)
+            for try await (tenant, id, version, isDeleted) in stored.decode((String, String, Int64, Bool).self) {
+                stale[tenant, default: [:]][id] = (version, isDeleted)
+            }
+        }
+        return try operations.map { operation in
+            if let inserted = applied[operation.tenant]?[operation.productID] { return inserted ? .inserted : .updated }
+            guard let stored = stale[operation.tenant]?[operation.productID] else { throw PostgresStoreError.vanished(operation.productID) }
+            return .stale(storedVersion: stored.version, deleted: stored.deleted)
+        }
+    }
+
+    /// Stands for "no creation time in milliseconds" in the arrays a batch binds (they cannot hold NULL).
+    private static let noMilliseconds = Int64.min
 
     /// Runs a transaction again when PostgreSQL aborts it for a deadlock or a serialization failure.
     func retryingConflicts<T: Sendable>(_ transaction: () async throws -> T) async throws -> T {
@@ -377,6 +475,25 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
             INSERT INTO product_changes (tenant, product_id, version, op, changed_at, recorded_ms, product, event_type)
             VALUES (\(change.tenant), \(change.id), \(change.version), \(change.op.rawValue), \(change.changedAt),
                     \(Timestamp.nowMilliseconds()), \(change.productJSON), \(change.eventType.rawValue))
+            """, logger: logger)
+    }
+
+    /// Logs changes in their order, with one statement.
+    private func record(_ changes: [LoggedChange], on connection: PostgresConnection) async throws {
+        guard changes.count > 1 else {
+            if let change = changes.first { try await record(change, on: connection) }
+            return
+        }
+        // A product is never empty JSON, so an empty string stands for a delete's NULL (arrays cannot hold NULL).
+        try await connection.query(
+            """
+            INSERT INTO product_changes (tenant, product_id, version, op, changed_at, recorded_ms, product, event_type)
+            SELECT tenant, product_id, version, op, changed_at, \(Timestamp.nowMilliseconds()), NULLIF(product, ''), event_type
+            FROM unnest(\(changes.map(\.tenant))::text[], \(changes.map(\.id))::text[], \(changes.map(\.version))::bigint[],
+                        \(changes.map(\.op.rawValue))::text[], \(changes.map(\.changedAt))::text[], \(changes.map { $0.productJSON ?? "" })::text[],
+                        \(changes.map(\.eventType.rawValue))::text[])
+                WITH ORDINALITY AS change (tenant, product_id, version, op, changed_at, product, event_type, ordinal)
+            ORDER BY ordinal
             """, logger: logger)
     }
 
