@@ -113,6 +113,33 @@ struct CatalogCacheTests {
         #expect(page.products.isEmpty && !page.hasMore)
     }
 
+    @Test("each tenant has its own lock: while one tenant's is held, another tenant is read and written")
+    func perTenantLocks() async throws {
+        let cache = CatalogCache()
+        cache.replay(.upsert(tenant: "busy", product: product("b1")))
+        cache.replay(.upsert(tenant: "other", product: product("o1")))
+        let holding = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        let holder = Thread {
+            cache.whileHoldingLock(of: "busy") {
+                holding.signal()
+                release.wait()
+            }
+        }
+        holder.start()
+        await Self.wait(for: holding)
+        let other = await Self.offThePool(timeout: .seconds(5)) { () -> Bool in
+            let read = cache.get(tenant: "other", id: "o1") != nil
+            let ticket = cache.stage(tenant: "other", CachedProduct(product("o2"))) { 1 }
+            cache.promote(through: ticket)
+            return read && cache.get(tenant: "other", id: "o2") != nil
+        }
+        let busy = await Self.offThePool(timeout: .milliseconds(200)) { cache.get(tenant: "busy", id: "b1") != nil }
+        release.signal()
+        #expect(other == true, "another tenant was read and written while the lock was held")
+        #expect(busy == nil, "the held tenant itself waits")
+    }
+
     @Test("reconcile adds, replaces older versions, drops what the database lost, keeps what is pending")
     func reconcile() {
         let cache = CatalogCache()

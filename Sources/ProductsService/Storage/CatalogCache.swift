@@ -32,29 +32,64 @@ final class CachedProduct: Sendable {
 ///
 /// It also keeps a tombstone of each delete until the change feed brings it back, so that a read-through, a
 /// reconciliation or an older change from the feed can never bring a deleted product back.
+///
+/// Each tenant's catalog has its own lock, so that no shop waits on another's; the map of tenants has one more,
+/// held only to find or add a tenant. Locks are taken in the order tenant, then the staged queue (then the
+/// journal's, inside a tenant's, for writes), never the other way.
 final class CatalogCache: Sendable {
-    private let state = Mutex(State())
+    private let tenants = Mutex<[String: TenantSlot]>([:])
+    /// Writes journaled but not yet durable, in ticket order.
+    private let stagedQueue = Mutex<Deque<StagedWrite>>([])
+    /// Ticks on every use of a tenant, for eviction by recency.
+    private let clock = Atomic<UInt64>(0)
 
     /// Products a listing copies out of the lock at a time: the longest any filter keeps others waiting.
     static let listChunk = 256
 
-    private struct State {
-        var tenants: [String: TenantCatalog] = [:]
-        /// Writes journaled but not yet durable, in journal order.
-        var staged: Deque<StagedWrite> = []
-        /// Ticks on every use of a tenant, for eviction by recency.
-        var clock: UInt64 = 0
+    /// A tenant's catalog and its lock.
+    private final class TenantSlot: Sendable {
+        let catalog = Mutex(TenantCatalog())
+    }
 
-        mutating func stage(_ write: StagedWrite) {
-            staged.append(write)
-            tenants[write.tenant, default: TenantCatalog()].staged[write.id] = (write.ticket, write.change)
-            touch(write.tenant)
+    /// The tenant's slot; made when missing if `create`.
+    private func slot(_ tenant: String, create: Bool) -> TenantSlot? {
+        tenants.withLock { map in
+            if let slot = map[tenant] { return slot }
+            guard create else { return nil }
+            let slot = TenantSlot()
+            map[tenant] = slot
+            return slot
         }
+    }
 
-        /// Marks a tenant as just used.
-        mutating func touch(_ tenant: String) {
-            clock &+= 1
-            tenants[tenant]?.lastUsed = clock
+    /// Runs `body` on the tenant's catalog under its lock, making the tenant when missing.
+    private func withCatalog<T>(_ tenant: String, _ body: (inout TenantCatalog) throws -> T) rethrows -> T {
+        try slot(tenant, create: true)!.catalog.withLock { catalog in try body(&catalog) }
+    }
+
+    /// Runs `body` on the tenant's catalog under its lock; nil when the cache does not know the tenant.
+    private func withExistingCatalog<T>(_ tenant: String, _ body: (inout TenantCatalog) throws -> T) rethrows -> T? {
+        guard let slot = slot(tenant, create: false) else { return nil }
+        return try slot.catalog.withLock { catalog in try body(&catalog) }
+    }
+
+    /// Every tenant's slot, for the figures summed over tenants.
+    private var allSlots: [(tenant: String, slot: TenantSlot)] {
+        tenants.withLock { map in map.map { ($0.key, $0.value) } }
+    }
+
+    /// The next tick of the recency clock.
+    private func tick() -> UInt64 { clock.wrappingAdd(1, ordering: .relaxed).newValue }
+
+    /// Stages a write in the tenant's catalog (whose lock the caller holds) and queues it for `promote`.
+    private func stage(_ write: StagedWrite, in catalog: inout TenantCatalog) {
+        catalog.staged[write.id] = (write.ticket, write.change)
+        catalog.lastUsed = tick()
+        stagedQueue.withLock { queue in
+            // Tickets come from the journal in order, but writers of different tenants reach here in any order.
+            var index = queue.endIndex
+            while index > queue.startIndex, queue[index - 1].ticket > write.ticket { index -= 1 }
+            queue.insert(write, at: index)
         }
     }
 
@@ -199,23 +234,20 @@ final class CatalogCache: Sendable {
 
     /// The product as readers see it, counting a hit or a miss.
     func get(tenant: String, id: String) -> CachedProduct? {
-        state.withLock { state in
-            let found = state.tenants[tenant]?.products[id]
-            state.touch(tenant)
-            if found == nil {
-                state.tenants[tenant, default: TenantCatalog()].misses += 1
-                Self.misses.increment()
-            } else {
-                state.tenants[tenant]?.hits += 1
-                Self.hits.increment()
-            }
+        let now = tick()
+        let found = withCatalog(tenant) { catalog in
+            let found = catalog.products[id]
+            catalog.lastUsed = now
+            if found == nil { catalog.misses += 1 } else { catalog.hits += 1 }
             return found
         }
+        if found == nil { Self.misses.increment() } else { Self.hits.increment() }
+        return found
     }
 
     /// The product as writers see it: with staged writes, and nil when deleted.
     func latest(tenant: String, id: String) -> CachedProduct? {
-        state.withLock { $0.tenants[tenant]?.latest(id) }
+        withExistingCatalog(tenant) { $0.latest(id) } ?? nil
     }
 
     /// The products matching a query's filters from its cursor on, at most `limit` of them in creation (id) order,
@@ -228,7 +260,8 @@ final class CatalogCache: Sendable {
     /// the scheduler keeps waiting could otherwise hold for everyone. A page read across chunks sees each product
     /// once, as it was when its chunk was copied.
     func list(tenant: String, query: ProductQuery) async -> (products: [CachedProduct], hasMore: Bool) {
-        state.withLock { $0.touch(tenant) }
+        let now = tick()
+        withCatalog(tenant) { $0.lastUsed = now }
         return await list(tenant: tenant, query: query, where: nil)
     }
 
@@ -267,11 +300,10 @@ final class CatalogCache: Sendable {
     /// The posting lists whose intersection holds every product a listing with `q` may find, copied out of the
     /// lock; nil when walking the catalog in order is the better plan (see `NameIndex.candidateLists`).
     private func searchCandidates(tenant: String, needle: String) -> [[UInt32]]? {
-        state.withLock { state in
-            guard let catalog = state.tenants[tenant] else { return [[]] }
-            return catalog.names.candidateLists(
+        withExistingCatalog(tenant) { catalog in
+            catalog.names.candidateLists(
                 forFolded: needle, limit: max(Self.indexedSearchMinimum, catalog.products.count / Self.indexedSearchFraction))
-        }
+        } ?? [[]]
     }
 
     /// A listing with `q` uses the name index when its rarest trigram is in at most this many names, or in at
@@ -294,10 +326,9 @@ final class CatalogCache: Sendable {
             for _ in 0..<Self.chunksPerScanStep where start < candidates.count {
                 let slots = candidates[start..<min(start + Self.listChunk, candidates.count)]
                 start += Self.listChunk
-                copied += state.withLock { state -> [CachedProduct] in
-                    guard let catalog = state.tenants[tenant] else { return [] }
-                    return slots.compactMap { slot in catalog.names.id(inSlot: slot).flatMap { catalog.products[$0] } }
-                }
+                copied += withExistingCatalog(tenant) { catalog in
+                    slots.compactMap { slot in catalog.names.id(inSlot: slot).flatMap { catalog.products[$0] } }
+                } ?? []
             }
             let check = { @Sendable (copied: [CachedProduct]) -> [CachedProduct] in
                 copied.filter { cached in
@@ -365,9 +396,9 @@ final class CatalogCache: Sendable {
             var copied: [CachedProduct] = []
             for _ in 0..<chunks where !isExhausted {
                 let (tenant, query, position, chunkSize) = (tenant, query, position, chunkSize)
-                let chunk = cache.state.withLock { state in
-                    state.tenants[tenant].map { $0.chunk(of: query.ids ?? $0.order, from: position, limit: chunkSize) } ?? []
-                }
+                let chunk = cache.withExistingCatalog(tenant) { catalog in
+                    catalog.chunk(of: query.ids ?? catalog.order, from: position, limit: chunkSize)
+                } ?? []
                 if copied.isEmpty { copied = chunk } else { copied += chunk }
                 if chunk.count == chunkSize, let last = chunk.last?.product.id {
                     self.position = backwards ? .before(last) : .after(last)
@@ -404,25 +435,24 @@ final class CatalogCache: Sendable {
 
     /// Which of these ids the cache decides for: cached, or deleted and not yet confirmed.
     func decided(tenant: String, ids: some Sequence<String>) -> Set<String> {
-        state.withLock { state in
-            guard let catalog = state.tenants[tenant] else { return [] }
-            return Set(ids.filter { catalog.products[$0] != nil || catalog.pendingDeletes[$0] != nil })
-        }
+        withExistingCatalog(tenant) { catalog in
+            Set(ids.filter { catalog.products[$0] != nil || catalog.pendingDeletes[$0] != nil })
+        } ?? []
     }
 
     /// Whether a delete of this product is staged or waiting for the Database Service.
     func isPendingDelete(tenant: String, id: String) -> Bool {
-        state.withLock { $0.tenants[tenant]?.isDeleted(id) ?? false }
+        withExistingCatalog(tenant) { $0.isDeleted(id) } ?? false
     }
 
     /// Whether readers are told this product is gone: its delete is durable and its tombstone kept.
     func isVisiblyDeleted(tenant: String, id: String) -> Bool {
-        state.withLock { $0.tenants[tenant]?.pendingDeletes[id] != nil }
+        withExistingCatalog(tenant) { $0.pendingDeletes[id] != nil } ?? false
     }
 
     /// A token that changes whenever a product of the tenant is deleted.
     func deleteCount(tenant: String) -> UInt64 {
-        state.withLock { $0.tenants[tenant]?.deleteCount ?? 0 }
+        withExistingCatalog(tenant) { $0.deleteCount } ?? 0
     }
 
     // MARK: Writes
@@ -430,9 +460,9 @@ final class CatalogCache: Sendable {
     /// Stages a new product; `journal` records it in the same critical section, so that the journal holds the
     /// changes of each product in the order the cache saw them. Returns the journal's ticket.
     func stage(tenant: String, _ cached: CachedProduct, journal: () throws -> UInt64) rethrows -> UInt64 {
-        try state.withLock { state in
+        try withCatalog(tenant) { catalog in
             let ticket = try journal()
-            state.stage(StagedWrite(ticket: ticket, tenant: tenant, id: cached.product.id, change: .put(cached)))
+            stage(StagedWrite(ticket: ticket, tenant: tenant, id: cached.product.id, change: .put(cached)), in: &catalog)
             return ticket
         }
     }
@@ -443,10 +473,10 @@ final class CatalogCache: Sendable {
     func stageUpdate<Result>(
         tenant: String, id: String, change: (_ current: CachedProduct) throws -> (CachedProduct, ticket: UInt64, Result)
     ) rethrows -> (CachedProduct, Result)? {
-        try state.withLock { state in
-            guard let current = state.tenants[tenant]?.latest(id) else { return nil }
+        try withCatalog(tenant) { catalog in
+            guard let current = catalog.latest(id) else { return nil }
             let (updated, ticket, result) = try change(current)
-            state.stage(StagedWrite(ticket: ticket, tenant: tenant, id: id, change: .put(updated)))
+            stage(StagedWrite(ticket: ticket, tenant: tenant, id: id, change: .put(updated)), in: &catalog)
             return (updated, result)
         }
     }
@@ -457,10 +487,10 @@ final class CatalogCache: Sendable {
     func stageDelete(
         tenant: String, id: String, journal: (_ removed: CachedProduct) throws -> (version: Int64, ticket: UInt64)
     ) rethrows -> (removed: CachedProduct, ticket: UInt64)? {
-        try state.withLock { state in
-            guard let current = state.tenants[tenant]?.latest(id) else { return nil }
+        try withCatalog(tenant) { catalog in
+            guard let current = catalog.latest(id) else { return nil }
             let (version, ticket) = try journal(current)
-            state.stage(StagedWrite(ticket: ticket, tenant: tenant, id: id, change: .delete(version: version)))
+            stage(StagedWrite(ticket: ticket, tenant: tenant, id: id, change: .delete(version: version)), in: &catalog)
             return (current, ticket)
         }
     }
@@ -468,33 +498,40 @@ final class CatalogCache: Sendable {
     /// Stages the delete of a product the cache does not hold (found only in the Database Service) unless it was
     /// cached, written or deleted meanwhile; `journal` records it. Returns the ticket; nil when it was.
     func stageUncachedDelete(tenant: String, id: String, version: Int64, journal: () throws -> UInt64) rethrows -> UInt64? {
-        try state.withLock { state in
-            let catalog = state.tenants[tenant]
-            guard catalog?.latest(id) == nil, !(catalog?.isDeleted(id) ?? false) else { return nil }
+        try withCatalog(tenant) { catalog in
+            guard catalog.latest(id) == nil, !catalog.isDeleted(id) else { return nil }
             let ticket = try journal()
-            state.stage(StagedWrite(ticket: ticket, tenant: tenant, id: id, change: .delete(version: version)))
+            stage(StagedWrite(ticket: ticket, tenant: tenant, id: id, change: .delete(version: version)), in: &catalog)
             return ticket
         }
     }
 
     /// Makes every staged write up to `ticket` visible to readers: the journal has them on disk.
     func promote(through ticket: UInt64) {
-        state.withLock { state in
-            while let first = state.staged.first, first.ticket <= ticket {
-                state.staged.removeFirst()
-                var catalog = state.tenants.removeValue(forKey: first.tenant) ?? TenantCatalog()
-                switch first.change {
-                case .put(let cached):
-                    let id = cached.product.id
-                    let newer = (catalog.products[id]?.product.version ?? 0) < cached.product.version
-                        && (catalog.pendingDeletes[id] ?? 0) < cached.product.version
-                    if newer { catalog.put(cached) }
-                case .delete(let version):
-                    catalog.delete(first.id, version: version)
+        let ready = stagedQueue.withLock { queue -> [StagedWrite] in
+            var ready: [StagedWrite] = []
+            while let first = queue.first, first.ticket <= ticket { ready.append(queue.removeFirst()) }
+            return ready
+        }
+        // Each tenant's writes in ticket order, under its lock; a write of a product promoted after a newer one of
+        // it (by another writer's promote) changes nothing, by version.
+        var byTenant: [String: [StagedWrite]] = [:]
+        for write in ready { byTenant[write.tenant, default: []].append(write) }
+        for (tenant, writes) in byTenant {
+            withCatalog(tenant) { catalog in
+                for write in writes {
+                    switch write.change {
+                    case .put(let cached):
+                        let id = cached.product.id
+                        let newer = (catalog.products[id]?.product.version ?? 0) < cached.product.version
+                            && (catalog.pendingDeletes[id] ?? 0) < cached.product.version
+                        if newer { catalog.put(cached) }
+                    case .delete(let version):
+                        catalog.delete(write.id, version: version)
+                    }
+                    if catalog.staged[write.id]?.ticket == write.ticket { catalog.staged[write.id] = nil }
+                    catalog.lastPromotedTicket = max(catalog.lastPromotedTicket, write.ticket)
                 }
-                if catalog.staged[first.id]?.ticket == first.ticket { catalog.staged[first.id] = nil }
-                catalog.lastPromotedTicket = first.ticket
-                state.tenants[first.tenant] = catalog
             }
         }
     }
@@ -502,47 +539,47 @@ final class CatalogCache: Sendable {
     /// Forgets every staged write after `ticket`: the journal failed and will never have them.
     func discardStaged(after ticket: UInt64) {
         promote(through: ticket)
-        state.withLock { state in
-            for write in state.staged { state.tenants[write.tenant]?.staged[write.id] = nil }
-            state.staged.removeAll()
+        let lost = stagedQueue.withLock { queue -> Deque<StagedWrite> in
+            defer { queue.removeAll() }
+            return queue
+        }
+        for write in lost {
+            withExistingCatalog(write.tenant) { catalog in
+                if catalog.staged[write.id]?.ticket == write.ticket { catalog.staged[write.id] = nil }
+            }
         }
     }
 
     /// Caches a product read from the Database Service, unless a delete happened since `deleteCount` was taken
     /// or a newer version is already cached.
     func putIfUnchanged(tenant: String, _ cached: CachedProduct, deleteCount: UInt64) {
-        state.withLock { state in
-            let catalog = state.tenants[tenant]
-            guard (catalog?.deleteCount ?? 0) == deleteCount, catalog?.pendingDeletes[cached.product.id] == nil else { return }
-            if let existing = catalog?.products[cached.product.id], existing.product.version >= cached.product.version { return }
-            state.tenants[tenant, default: TenantCatalog()].put(cached)
+        withCatalog(tenant) { catalog in
+            guard catalog.deleteCount == deleteCount, catalog.pendingDeletes[cached.product.id] == nil else { return }
+            if let existing = catalog.products[cached.product.id], existing.product.version >= cached.product.version { return }
+            catalog.put(cached)
         }
     }
 
     /// Drops a product if the cache holds exactly this version of it (a write refused for good);
     /// a later read goes to the Database Service for the state it does hold.
     func evict(tenant: String, id: String, version: Int64) {
-        state.withLock { state in
-            guard state.tenants[tenant]?.products[id]?.product.version == version else { return }
-            _ = state.tenants[tenant]?.remove(id)
+        withExistingCatalog(tenant) { catalog in
+            guard catalog.products[id]?.product.version == version else { return }
+            _ = catalog.remove(id)
         }
     }
 
     /// Forgets a delete's tombstone when no change of the product can come back any more: the Database Service
     /// refused the delete for good (dead-lettered).
     func confirmDelete(tenant: String, id: String, version: Int64) {
-        state.withLock { state in
-            if let pending = state.tenants[tenant]?.pendingDeletes[id], pending <= version {
-                state.tenants[tenant]?.pendingDeletes[id] = nil
-            }
+        withExistingCatalog(tenant) { catalog in
+            if let pending = catalog.pendingDeletes[id], pending <= version { catalog.pendingDeletes[id] = nil }
         }
     }
 
     /// Replays a journaled operation at start (it is durable): applies it if newer than what is cached.
     func replay(_ operation: WriteOperation) {
-        state.withLock { state in
-            var catalog = state.tenants.removeValue(forKey: operation.tenant) ?? TenantCatalog()
-            defer { state.tenants[operation.tenant] = catalog }
+        withCatalog(operation.tenant) { catalog in
             let id = operation.productID
             if let existing = catalog.products[id], existing.product.version >= operation.version { return }
             if let deleted = catalog.pendingDeletes[id], deleted >= operation.version { return }
@@ -557,11 +594,8 @@ final class CatalogCache: Sendable {
     /// write of ours it found stale) if it is newer than what readers see. Returns whether it changed anything.
     @discardableResult
     func applyStored(_ operation: WriteOperation, deletesOnly: Bool = false) -> Bool {
-        state.withLock { state in
+        withCatalog(operation.tenant) { catalog in
             let id = operation.productID
-            // Taken out and put back, so that changing it does not copy its dictionaries.
-            var catalog = state.tenants.removeValue(forKey: operation.tenant) ?? TenantCatalog()
-            defer { state.tenants[operation.tenant] = catalog }
             if let existing = catalog.products[id], existing.product.version >= operation.version { return false }
             if let tombstone = catalog.pendingDeletes[id] {
                 if tombstone > operation.version { return false }
@@ -605,16 +639,15 @@ final class CatalogCache: Sendable {
 
     /// Whether the cache has the product at `version` or newer, or a delete at least that new.
     func holds(tenant: String, id: String, version: Int64) -> Bool {
-        state.withLock { state in
-            guard let catalog = state.tenants[tenant] else { return false }
+        withExistingCatalog(tenant) { catalog in
             if let cached = catalog.products[id], cached.product.version >= version { return true }
             return catalog.pendingDeletes[id].map { $0 >= version } ?? false
-        }
+        } ?? false
     }
 
     /// The version readers see of a product, nil when it is not cached.
     func visibleVersion(tenant: String, id: String) -> Int64? {
-        state.withLock { $0.tenants[tenant]?.products[id]?.product.version }
+        withExistingCatalog(tenant) { $0.products[id]?.product.version } ?? nil
     }
 
     /// Makes the tenant's cache match the Database Service's full catalog, keeping what is still pending: the
@@ -638,9 +671,8 @@ final class CatalogCache: Sendable {
 
     /// Reconciliation, first step of a full load: forgets the tombstones of deletes no pending write explains.
     func dropConfirmedTombstones(tenant: String, isPending: (_ id: String) -> Bool) {
-        state.withLock { state in
-            guard let tombstones = state.tenants[tenant]?.pendingDeletes else { return }
-            state.tenants[tenant]?.pendingDeletes = tombstones.filter { isPending($0.key) }
+        withExistingCatalog(tenant) { catalog in
+            catalog.pendingDeletes = catalog.pendingDeletes.filter { isPending($0.key) }
         }
     }
 
@@ -653,9 +685,7 @@ final class CatalogCache: Sendable {
         while start < products.endIndex {
             let chunk = products[start..<min(start + Self.reconcileChunk, products.endIndex)]
             start = chunk.endIndex
-            updated += state.withLock { state in
-                var catalog = state.tenants.removeValue(forKey: tenant) ?? TenantCatalog()
-                defer { state.tenants[tenant] = catalog }
+            updated += withCatalog(tenant) { catalog in
                 var updated = 0
                 for cached in chunk {
                     let product = cached.product
@@ -674,13 +704,11 @@ final class CatalogCache: Sendable {
     /// pending write explains, `isPending` being asked inside the critical section (the order writes take their
     /// locks in, so a write is either seen by it or comes after). Returns how many it dropped.
     func dropMissing(tenant: String, inDatabase: Set<String>, isPending: (_ id: String) -> Bool) -> Int {
-        state.withLock { state in
-            guard var catalog = state.tenants.removeValue(forKey: tenant) else { return 0 }
-            defer { state.tenants[tenant] = catalog }
+        withExistingCatalog(tenant) { catalog in
             let stale = catalog.order.filter { !inDatabase.contains($0) && !isPending($0) }
             for id in stale { _ = catalog.remove(id) }
             return stale.count
-        }
+        } ?? 0
     }
 
     /// `reconcile` with decoded products.
@@ -709,13 +737,16 @@ final class CatalogCache: Sendable {
 
     /// Whether the tenant was evicted under the memory budget: then a miss or a listing is not an answer.
     func isEvicted(tenant: String) -> Bool {
-        state.withLock { $0.tenants[tenant]?.evicted ?? false }
+        withExistingCatalog(tenant) { $0.evicted } ?? false
     }
 
     /// Each tenant's approximate bytes, when it was last used, and whether it is evicted.
     func residency() -> [(tenant: String, bytes: Int, lastUsed: UInt64, evicted: Bool, evictedAt: UInt64, residentBytes: Int)] {
-        state.withLock { state in
-            state.tenants.map { ($0.key, $0.value.approximateBytes, $0.value.lastUsed, $0.value.evicted, $0.value.evictedAt, $0.value.residentBytes) }
+        allSlots.map { tenant, slot in
+            let (bytes, lastUsed, evicted, evictedAt, residentBytes) = slot.catalog.withLock {
+                ($0.approximateBytes, $0.lastUsed, $0.evicted, $0.evictedAt, $0.residentBytes)
+            }
+            return (tenant, bytes, lastUsed, evicted, evictedAt, residentBytes)
         }
     }
 
@@ -727,19 +758,17 @@ final class CatalogCache: Sendable {
     /// whether it was evicted, and the bytes it freed.
     func evict(tenant: String, unconfirmed: () -> UnconfirmedProducts) -> (evicted: Bool, freed: Int) {
         for _ in 0..<3 {
-            let (ids, pending, ticket) = state.withLock { state in
-                let catalog = state.tenants[tenant]
-                return (catalog?.order ?? [], unconfirmed(), catalog?.lastPromotedTicket ?? 0)
+            let (ids, pending, ticket) = withCatalog(tenant) { catalog in
+                (catalog.order, unconfirmed(), catalog.lastPromotedTicket)
             }
             let keep = Set(ids.lazy.filter { pending.contains(tenant: tenant, id: $0) })
-            let dropped = state.withLock { state -> (TenantCatalog, kept: Int)? in
-                let catalog = state.tenants[tenant] ?? TenantCatalog()
+            let now = tick()
+            let dropped = withCatalog(tenant) { catalog -> (TenantCatalog, kept: Int)? in
                 guard catalog.lastPromotedTicket == ticket else { return nil }
                 var kept = TenantCatalog()
                 kept.evicted = true
                 kept.lastUsed = catalog.lastUsed
-                state.clock &+= 1
-                kept.evictedAt = state.clock
+                kept.evictedAt = now
                 // An evicted tenant that was being loaded again keeps the larger figure: it did not fit at that size.
                 kept.residentBytes = catalog.evicted ? max(catalog.residentBytes, catalog.approximateBytes) : catalog.approximateBytes
                 kept.hits = catalog.hits
@@ -753,8 +782,8 @@ final class CatalogCache: Sendable {
                 for id in keep.union(catalog.staged.keys) {
                     if let cached = catalog.products[id] { kept.put(cached) }
                 }
-                state.tenants[tenant] = kept
-                return (catalog, kept.approximateBytes)
+                swap(&catalog, &kept)
+                return (kept, catalog.approximateBytes)
             }
             // The dropped entries are freed here, outside the lock.
             if let (catalog, kept) = dropped { return (true, catalog.approximateBytes - kept) }
@@ -764,18 +793,23 @@ final class CatalogCache: Sendable {
 
     /// When the tenant was last evicted, on the cache's clock (0: never).
     func evictedAt(tenant: String) -> UInt64 {
-        state.withLock { $0.tenants[tenant]?.evictedAt ?? 0 }
+        withExistingCatalog(tenant) { $0.evictedAt } ?? 0
     }
 
     /// Marks an evicted tenant resident again once a reconciliation has loaded its whole catalog, unless it was
     /// evicted again since `evictedAt` (then what it holds is partial). Returns whether it did.
     @discardableResult
     func markResident(tenant: String, evictedAt: UInt64) -> Bool {
-        state.withLock { state in
-            guard state.tenants[tenant]?.evictedAt == evictedAt else { return false }
-            state.tenants[tenant]?.evicted = false
+        withExistingCatalog(tenant) { catalog in
+            guard catalog.evictedAt == evictedAt else { return false }
+            catalog.evicted = false
             return true
-        }
+        } ?? false
+    }
+
+    /// Runs `body` while holding the tenant's lock: tests show that other tenants are not held up.
+    func whileHoldingLock(of tenant: String, _ body: () -> Void) {
+        withCatalog(tenant) { _ in body() }
     }
 
     // MARK: Statistics
@@ -785,8 +819,9 @@ final class CatalogCache: Sendable {
 
     /// Products and approximate bytes across all tenants, for `/metrics`.
     var totals: (products: Int, approximateBytes: Int) {
-        state.withLock { state in
-            state.tenants.values.reduce((0, 0)) { ($0.0 + $1.products.count, $0.1 + $1.approximateBytes) }
+        allSlots.reduce((0, 0)) { total, entry in
+            let (products, bytes) = entry.slot.catalog.withLock { ($0.products.count, $0.approximateBytes) }
+            return (total.0 + products, total.1 + bytes)
         }
     }
 
@@ -800,12 +835,11 @@ final class CatalogCache: Sendable {
 
     /// One tenant's figures; kept up to date by every change, so reading them is O(types), not O(products).
     func statistics(tenant: String) -> Statistics {
-        state.withLock { state in
-            let catalog = state.tenants[tenant] ?? TenantCatalog()
-            return Statistics(
+        withExistingCatalog(tenant) { catalog in
+            Statistics(
                 totalProducts: catalog.products.count, approximateBytes: catalog.approximateBytes, productTypes: catalog.productTypes,
                 hits: catalog.hits, misses: catalog.misses)
-        }
+        } ?? Statistics(totalProducts: 0, approximateBytes: 0, productTypes: [:], hits: 0, misses: 0)
     }
 }
 
