@@ -59,6 +59,19 @@ package struct JSONSyntaxError: Error, CustomStringConvertible {
     }
 }
 
+extension ByteBuffer {
+    /// Reads the readable bytes as one JSON object with the strict parser, calling `member` with each key (the
+    /// parser at its value, which `member` reads or skips), and refuses anything after the object.
+    package func parseJSONObject(_ member: (inout JSONParser, String) throws(JSONSyntaxError) -> Void) throws(JSONSyntaxError) {
+        try withUnsafeReadableBytes { bytes throws(JSONSyntaxError) in
+            var parser = JSONParser(bytes: bytes)
+            try parser.members(member)
+            parser.skipWhitespace()
+            guard parser.index == bytes.count else { throw parser.failure("unexpected data after the JSON value") }
+        }
+    }
+}
+
 /// A strict JSON parser over bytes: whole documents as `JSONValue`, or member by member for types that read
 /// their own shape and leave parts unparsed (`skipValue`, then the byte range).
 package struct JSONParser {

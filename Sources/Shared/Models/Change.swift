@@ -125,22 +125,17 @@ package struct ChangePage: Codable, Sendable, Equatable {
         var changes: [Change] = []
         var next: ChangeCursor?
         var recordedAtMs: Int64?
-        try buffer.withUnsafeReadableBytes { bytes throws(JSONSyntaxError) in
-            var parser = JSONParser(bytes: bytes)
-            try parser.members { parser, key throws(JSONSyntaxError) in
-                switch key {
-                case "changes":
-                    try parser.elements { parser throws(JSONSyntaxError) in changes.append(try Change(parsing: &parser, in: buffer)) }
-                case "next":
-                    next = ChangeCursor(try parser.stringValue())
-                case "recorded_at_ms":
-                    recordedAtMs = try parser.integerValue()
-                default:
-                    _ = try parser.skipValue()
-                }
+        try buffer.parseJSONObject { parser, key throws(JSONSyntaxError) in
+            switch key {
+            case "changes":
+                try parser.elements { parser throws(JSONSyntaxError) in changes.append(try Change(parsing: &parser, in: buffer)) }
+            case "next":
+                next = ChangeCursor(try parser.stringValue())
+            case "recorded_at_ms":
+                recordedAtMs = try parser.integerValue()
+            default:
+                _ = try parser.skipValue()
             }
-            parser.skipWhitespace()
-            guard parser.index == bytes.count else { throw parser.failure("unexpected data after the JSON value") }
         }
         guard let next else { throw JSONSyntaxError(description: "a change page without a valid 'next' cursor") }
         self.init(changes: changes, next: next, recordedAtMs: recordedAtMs)

@@ -51,25 +51,20 @@ package struct ProductPage: Codable, Sendable, Equatable {
     package init(json buffer: ByteBuffer) throws(JSONSyntaxError) {
         var products: [Product]?
         var hasMore: Bool?
-        try buffer.withUnsafeReadableBytes { bytes throws(JSONSyntaxError) in
-            var parser = JSONParser(bytes: bytes)
-            try parser.members { parser, key throws(JSONSyntaxError) in
-                switch key {
-                case "products":
-                    var read: [Product] = []
-                    try parser.elements { parser throws(JSONSyntaxError) in
-                        read.append(try Product(parsing: &parser, param: "products[\(read.count)]"))
-                    }
-                    products = read
-                case "has_more":
-                    guard case .bool(let value) = try parser.value() else { throw JSONSyntaxError(description: "'has_more' must be a boolean") }
-                    hasMore = value
-                default:
-                    _ = try parser.skipValue()
+        try buffer.parseJSONObject { parser, key throws(JSONSyntaxError) in
+            switch key {
+            case "products":
+                var read: [Product] = []
+                try parser.elements { parser throws(JSONSyntaxError) in
+                    read.append(try Product(parsing: &parser, param: "products[\(read.count)]"))
                 }
+                products = read
+            case "has_more":
+                guard case .bool(let value) = try parser.value() else { throw JSONSyntaxError(description: "'has_more' must be a boolean") }
+                hasMore = value
+            default:
+                _ = try parser.skipValue()
             }
-            parser.skipWhitespace()
-            guard parser.index == bytes.count else { throw parser.failure("unexpected data after the JSON value") }
         }
         self.init(products: try JSONSyntaxError.required(products, "products"), hasMore: try JSONSyntaxError.required(hasMore, "has_more"))
     }

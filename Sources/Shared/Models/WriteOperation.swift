@@ -185,16 +185,11 @@ package struct WriteBatchResult: Codable, Sendable, Equatable {
     /// Reads the Database Service's answer with the strict parser (Foundation's decoder showed in profiles).
     package init(json buffer: ByteBuffer) throws(JSONSyntaxError) {
         var results: [OperationResult]?
-        try buffer.withUnsafeReadableBytes { bytes throws(JSONSyntaxError) in
-            var parser = JSONParser(bytes: bytes)
-            try parser.members { parser, key throws(JSONSyntaxError) in
-                guard key == "results" else { _ = try parser.skipValue(); return }
-                var read: [OperationResult] = []
-                try parser.elements { parser throws(JSONSyntaxError) in read.append(try OperationResult(parsing: &parser)) }
-                results = read
-            }
-            parser.skipWhitespace()
-            guard parser.index == bytes.count else { throw parser.failure("unexpected data after the JSON value") }
+        try buffer.parseJSONObject { parser, key throws(JSONSyntaxError) in
+            guard key == "results" else { _ = try parser.skipValue(); return }
+            var read: [OperationResult] = []
+            try parser.elements { parser throws(JSONSyntaxError) in read.append(try OperationResult(parsing: &parser)) }
+            results = read
         }
         self.results = try JSONSyntaxError.required(results, "results")
     }
