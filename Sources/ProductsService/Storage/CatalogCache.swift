@@ -125,6 +125,8 @@ final class CatalogCache: Sendable {
         var deleteCount: UInt64 = 0
         /// Trigrams of the names readers see, for `q`.
         var names = NameIndex()
+        /// Products by creation time, for `created[...]`.
+        var created = CreatedIndex()
         var jsonBytes = 0
         var productTypes: [String: Int] = [:]
         var hits = 0
@@ -163,6 +165,7 @@ final class CatalogCache: Sendable {
             let id = cached.product.id
             let old = products.updateValue(cached, forKey: id)
             names.put(id: id, name: cached.product.name, oldName: old?.product.name)
+            created.put(id: id, milliseconds: cached.createdAt, previous: old.map { $0.createdAt })
             if let old {
                 jsonBytes -= old.json.readableBytes
                 countType(old.product.type, -1)
@@ -178,6 +181,7 @@ final class CatalogCache: Sendable {
         mutating func remove(_ id: String) -> CachedProduct? {
             guard let old = products.removeValue(forKey: id) else { return nil }
             names.remove(id: id, name: old.product.name)
+            created.remove(count: products.count)
             jsonBytes -= old.json.readableBytes
             countType(old.product.type, -1)
             let index = order.insertionIndex(of: id)
@@ -271,7 +275,10 @@ final class CatalogCache: Sendable {
         tenant: String, query: ProductQuery, where matches: (@Sendable (CachedProduct) -> Bool)?
     ) async -> (products: [CachedProduct], hasMore: Bool) {
         if query.ids == nil, let needle = query.foldedSearch, let lists = searchCandidates(tenant: tenant, needle: needle) {
-            return await search(tenant: tenant, query: query, candidates: NameIndex.intersection(lists), where: matches)
+            return await search(tenant: tenant, query: query, candidates: .slots(NameIndex.intersection(lists)), where: matches)
+        }
+        if query.ids == nil, let bounds = query.createdBounds, let ids = await createdCandidates(tenant: tenant, bounds: bounds) {
+            return await search(tenant: tenant, query: query, candidates: .ids(ids), where: matches)
         }
         var scan = ListScan(tenant: tenant, query: query)
         scan.filter(scan.copy(from: self, chunks: 1), matches: matches)
@@ -297,6 +304,71 @@ final class CatalogCache: Sendable {
     /// Chunks copied out per trip to the scan pool: fewer trips, each lock hold still one chunk.
     static let chunksPerScanStep = 4
 
+    /// What an index hands a listing to check: name index slots, or ids.
+    private enum Candidates: Sendable {
+        case slots([UInt32])
+        case ids([String])
+
+        var count: Int {
+            switch self {
+            case .slots(let slots): slots.count
+            case .ids(let ids): ids.count
+            }
+        }
+
+        /// The cached products of the candidates in `range`.
+        func products(_ range: Range<Int>, in catalog: TenantCatalog) -> [CachedProduct] {
+            switch self {
+            case .slots(let slots): slots[range].compactMap { slot in catalog.names.id(inSlot: slot).flatMap { catalog.products[$0] } }
+            case .ids(let ids): ids[range].compactMap { catalog.products[$0] }
+            }
+        }
+    }
+
+    /// The ids of the products whose creation time may be within `bounds`, from the tenant's created index, which
+    /// is built first when there is none (unless another listing is building it); nil when walking the catalog in
+    /// order is the better plan: more than max(4,096, an eighth of the tenant's products) in range, as for `q`.
+    private func createdCandidates(tenant: String, bounds: ClosedRange<Int64>) async -> [String]? {
+        enum Plan { case ids([String]), walk, build }
+        for _ in 0..<2 {
+            let plan = withExistingCatalog(tenant) { catalog -> Plan in
+                if let range = catalog.created.range(from: bounds.lowerBound, through: bounds.upperBound) {
+                    guard range.count <= max(Self.indexedSearchMinimum, catalog.products.count / Self.indexedSearchFraction) else {
+                        return .walk
+                    }
+                    return .ids(catalog.created.entries![range].map(\.id))
+                }
+                if catalog.created.isBuilding || catalog.products.count < Self.indexedSearchMinimum { return .walk }
+                catalog.created.beginBuild()
+                return .build
+            } ?? .ids([])
+            switch plan {
+            case .ids(let ids): return ids
+            case .walk: return nil
+            case .build: await buildCreatedIndex(tenant: tenant)
+            }
+        }
+        return nil
+    }
+
+    /// Builds a tenant's created index: pairs copied out a chunk per lock hold, sorted in the scan pool, then
+    /// installed with the products put meanwhile merged in (one lock hold: a few milliseconds at a million).
+    private func buildCreatedIndex(tenant: String) async {
+        var pairs: [(milliseconds: Int64, id: String)] = []
+        var position = ListPosition.start
+        while true {
+            let chunk = withExistingCatalog(tenant) { $0.chunk(of: $0.order, from: position, limit: Self.reconcileChunk) } ?? []
+            for cached in chunk { if let milliseconds = cached.createdAt { pairs.append((milliseconds, cached.product.id)) } }
+            guard chunk.count == Self.reconcileChunk, let last = chunk.last?.product.id else { break }
+            position = .after(last)
+        }
+        let unsorted = pairs
+        let sorted = await ScanPool.run { unsorted.sorted { ($0.milliseconds, $0.id) < ($1.milliseconds, $1.id) } }
+        withExistingCatalog(tenant) { catalog in
+            if let sorted { catalog.created.finishBuild(sorted) } else { catalog.created.cancelBuild() }
+        }
+    }
+
     /// The posting lists whose intersection holds every product a listing with `q` may find, copied out of the
     /// lock; nil when walking the catalog in order is the better plan (see `NameIndex.candidateLists`).
     private func searchCandidates(tenant: String, needle: String) -> [[UInt32]]? {
@@ -315,7 +387,7 @@ final class CatalogCache: Sendable {
     /// Checks every candidate against the query (copied out of the lock a chunk at a time, like a listing; in the
     /// background scan pool when there are many), then pages the matches in id order.
     private func search(
-        tenant: String, query: ProductQuery, candidates: [UInt32], where matches: (@Sendable (CachedProduct) -> Bool)?
+        tenant: String, query: ProductQuery, candidates: Candidates, where matches: (@Sendable (CachedProduct) -> Bool)?
     ) async -> (products: [CachedProduct], hasMore: Bool) {
         // As for walks: products are copied out of the lock here, a chunk per hold, and checked in the scan pool
         // when there are many, so that no low-priority thread ever holds the lock.
@@ -324,11 +396,9 @@ final class CatalogCache: Sendable {
         while start < candidates.count {
             var copied: [CachedProduct] = []
             for _ in 0..<Self.chunksPerScanStep where start < candidates.count {
-                let slots = candidates[start..<min(start + Self.listChunk, candidates.count)]
+                let range = start..<min(start + Self.listChunk, candidates.count)
                 start += Self.listChunk
-                copied += withExistingCatalog(tenant) { catalog in
-                    slots.compactMap { slot in catalog.names.id(inSlot: slot).flatMap { catalog.products[$0] } }
-                } ?? []
+                copied += withExistingCatalog(tenant) { catalog in candidates.products(range, in: catalog) } ?? []
             }
             let check = { @Sendable (copied: [CachedProduct]) -> [CachedProduct] in
                 copied.filter { cached in

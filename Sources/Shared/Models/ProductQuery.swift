@@ -57,6 +57,17 @@ package struct ProductQuery: Sendable, Equatable {
         }
     }
 
+    /// The `created[...]` bounds as one inclusive range of epoch milliseconds; nil without any, or when no time
+    /// is within them (then nothing matches, which a walk finds out).
+    package var createdBounds: ClosedRange<Int64>? {
+        guard createdGTE != nil || createdGT != nil || createdLTE != nil || createdLT != nil else { return nil }
+        var lower = createdGTE ?? .min
+        if let createdGT { lower = max(lower, createdGT == .max ? .max : createdGT + 1) }
+        var upper = createdLTE ?? .max
+        if let createdLT { upper = min(upper, createdLT == .min ? .min : createdLT - 1) }
+        return lower <= upper ? lower...upper : nil
+    }
+
     /// Whether a product passes the filters; `createdAt` is its `created_at` in epoch milliseconds.
     package func matches(_ product: Product, createdAt: Int64?) -> Bool {
         if let type, product.type != type { return false }
