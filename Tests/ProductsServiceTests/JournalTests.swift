@@ -248,6 +248,24 @@ struct JournalTests {
         journal.close()
     }
 
+    @Test("a refill reads back at most a batch of spilled records, so group commits never wait long behind it")
+    func boundedRefill() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let limit = Journal.refillBatch * 2
+        let journal = try Journal(directory: directory, memoryLimit: limit, logger: logger)
+        defer { journal.close() }
+        var last: UInt64 = 0
+        for index in 0..<(limit + Journal.refillBatch * 2) { last = try journal.append(JournalRecord(upsert("p\(index)"))) }
+        try await journal.waitUntilDurable(last)
+        #expect(journal.backlog.inMemory == limit)
+        let first = await journal.oldestPending(limit: limit)
+        journal.confirm(through: first.last!.sequence)
+        let refilled = await journal.oldestPending(limit: 10)
+        #expect(refilled.first?.sequence == UInt64(limit) + 1)
+        #expect(journal.backlog.inMemory == Journal.refillBatch, "one batch read back, not the whole limit")
+    }
+
     @Test("a reopen holds only the memory limit of a long backlog, streams every record to the caller, and drains it all")
     func spilledRecovery() async throws {
         let directory = try temporaryDirectory()

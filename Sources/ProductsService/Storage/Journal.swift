@@ -357,7 +357,7 @@ final class Journal: @unchecked Sendable {
                 return nil
             }
             refilling = true
-            return (from, durableSequence, memoryLimit - pending.count)
+            return (from, durableSequence, min(memoryLimit - pending.count, Self.refillBatch))
         }
         if let refill {
             let read = await onIOThread { file in
@@ -401,6 +401,10 @@ final class Journal: @unchecked Sendable {
         pending.append(contentsOf: entries.prefix(room))
         spilledFrom = entries[room].sequence
     }
+
+    /// Spilled records read back at a time: the reads share the I/O thread with group commits, which wait behind
+    /// them (each record is parsed there, some microseconds), so a refill is kept to some milliseconds.
+    static let refillBatch = 1_024
 
     /// Runs `body` with the segment files on the journal's I/O thread, after any group in flight.
     private func onIOThread<T: Sendable>(_ body: @escaping @Sendable (SegmentedLog) throws -> T) async -> Result<T, any Error> {
