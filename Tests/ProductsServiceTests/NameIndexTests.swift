@@ -27,11 +27,18 @@ struct NameIndexTests {
         query.search = "ZEBRA"
         let checks = Checks()
         let selective = query
-        let page = await cache.list(tenant: "t", query: query, where: { cached in
+        let counted = { @Sendable (cached: CachedProduct) -> Bool in
             checks.count.withLock { $0 += 1 }
-            return selective.matches(cached.product, createdAt: cached.createdAt)
-        })
-        #expect(page.products.map(\.product.id) == ["p031337"] && !page.hasMore)
+            return selective.matches(cached)
+        }
+        // The first listing with q walks the catalog, and starts building the index in the background.
+        let first = await cache.list(tenant: "t", query: query, where: counted)
+        #expect(first.products.map(\.id) == ["p031337"] && !first.hasMore)
+        #expect(checks.count.withLock { $0 } == 50_000, "the first listing walks")
+        await cache.buildNameIndex(tenant: "t")
+        checks.count.withLock { $0 = 0 }
+        let page = await cache.list(tenant: "t", query: query, where: counted)
+        #expect(page.products.map(\.id) == ["p031337"] && !page.hasMore)
         #expect(checks.count.withLock { $0 } == 1, "one candidate checked, not 50,000")
 
         // A needle too short for trigrams walks the catalog in order, and still pages correctly.
@@ -43,7 +50,7 @@ struct NameIndexTests {
 
     @Test("the index gives the rarest trigram's names, and declines when they are more than the listing's limit")
     func candidates() {
-        var index = NameIndex()
+        var index = NameIndex.complete
         for number in 0..<10 { index.put(id: "p\(number)", name: "Lamp \(number)", oldName: nil) }
         index.put(id: "q", name: "Lamp shade", oldName: nil)
         #expect(index.candidates(forFolded: "lamp", limit: 5) == nil, "11 names hold every trigram of lamp")
@@ -75,8 +82,10 @@ struct NameIndexTests {
             cache.replay(.upsert(tenant: "t", product: product(id, name: name)))
             model[id] = name
         }
-        // Renames and deletes, applied as the feed would.
-        for _ in 0..<600 {
+        // Renames and deletes, applied as the feed would, while the index is built: some before, some after it
+        // reaches the product.
+        for step in 0..<600 {
+            if step % 100 == 0 { _ = cache.indexNextNames(tenant: "t", limit: 150) }
             let id = String(format: "p%05d", Int.random(in: 0..<2_000, using: &generator))
             version += 1
             if Bool.random(using: &generator) {
@@ -88,6 +97,9 @@ struct NameIndexTests {
                 model[id] = nil
             }
         }
+        await cache.buildNameIndex(tenant: "t")
+        let exact = cache.nameIndexHoldsExactly(tenant: "t", model)
+        #expect(exact, "every name indexed once, under its current name")
         let ids = model.keys.sorted()
         for needle in ["crème", "CREME", "brûlée", "lamp", "LAMP SHADE", "ωmeg", "straße", "e 3", "ab", "b", "zzz", "ole c"] {
             var query = ProductQuery(limit: 25)

@@ -32,11 +32,11 @@ struct ProductsController<Context: TenantRequestContext> {
         let query = try ProductQuery.parse(query: request.uri.query)
         let page = try await catalog.list(tenant: context.tenant, query: query)
         var body = ByteBuffer()
-        body.reserveCapacity(page.products.reduce(2) { $0 + $1.json.readableBytes + 1 })
+        body.reserveCapacity(page.products.reduce(2) { $0 + $1.jsonByteCount + 1 })
         body.writeInteger(UInt8(ascii: "["))
         for (index, item) in page.products.enumerated() {
             if index > 0 { body.writeInteger(UInt8(ascii: ",")) }
-            body.writeImmutableBuffer(item.json)
+            item.writeJSON(into: &body)
         }
         body.writeInteger(UInt8(ascii: "]"))
         var response = Response.json(buffer: body)
@@ -112,7 +112,7 @@ struct ProductsController<Context: TenantRequestContext> {
     /// The RFC 8288 `Link` field of a page: `next` when more follow it; for a page read backwards, `prev`
     /// when more precede it, and `next` back towards where the reader came from.
     static func link(for page: (products: [CachedProduct], hasMore: Bool), query: ProductQuery, request: Request) -> String? {
-        guard let first = page.products.first?.product.id, let last = page.products.last?.product.id else { return nil }
+        guard let first = page.products.first?.id, let last = page.products.last?.id else { return nil }
         var backwards = false
         if case .endingBefore = query.cursor { backwards = true }
         return link(hasMore: page.hasMore, backwards: backwards, request: request) { before in

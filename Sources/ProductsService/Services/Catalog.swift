@@ -152,9 +152,9 @@ final class Catalog: Sendable {
             }
             let staged = try journaling {
                 try cache.stageUpdate(tenant: tenant, id: id) { current in
-                    let updated = CachedProduct(try changed(current.product, by: change))
-                    let ticket = try journal.append(JournalRecord(.upsert(tenant: tenant, product: updated.product)))
-                    return (updated, ticket, ticket)
+                    let product = try changed(current.product, by: change)
+                    let ticket = try journal.append(JournalRecord(.upsert(tenant: tenant, product: product)))
+                    return (CachedProduct(product), ticket, ticket)
                 }
             }
             // Not cached: deleted meanwhile, or the read-through was not cached because a delete raced it.
@@ -196,13 +196,13 @@ final class Catalog: Sendable {
         for _ in 0..<3 {
             let staged = try journaling {
                 try cache.stageDelete(tenant: tenant, id: id) { current in
-                    let version = try nextVersion(after: current.product.version)
+                    let version = try nextVersion(after: current.version)
                     return (version, try journal.append(JournalRecord(.delete(tenant: tenant, id: id, version: version, deletedAt: deletedAt))))
                 }
             }
             if let (removed, ticket) = staged {
                 try await waitUntilDurable(ticket)
-                return removed.product.name
+                return removed.name
             }
             if cache.isPendingDelete(tenant: tenant, id: id) { throw productNotFound }
             guard let stored = try await databaseProduct(tenant: tenant, id: id) else { throw productNotFound }
@@ -406,10 +406,10 @@ final class Catalog: Sendable {
         var pageQuery = query
         pageQuery.limit = min(ListLimit.range.upperBound, wanted)
         while true {
-            let page = try await database.listProducts(tenant: tenant, query: pageQuery)
+            let page = try await Self.databasePage(database, tenant: tenant, query: pageQuery)
             let ordered = backwards ? page.products.reversed() : page.products
             let decided = cache.decided(tenant: tenant, ids: ordered.lazy.map(\.id))
-            fromDatabase += ordered.lazy.filter { !decided.contains($0.id) }.map(CachedProduct.init)
+            fromDatabase += ordered.lazy.filter { !decided.contains($0.id) }
             guard page.hasMore, fromDatabase.count < wanted, let last = ordered.last else { break }
             pageQuery.cursor = backwards ? .endingBefore(last.id) : .startingAfter(last.id)
         }
@@ -418,10 +418,10 @@ final class Catalog: Sendable {
         let cached = await cache.list(tenant: tenant, query: fromCache).products
         // Merge the two id-ordered lists; keep `wanted` from the cursor's side.
         var merged: [CachedProduct] = []
-        for item in (cached + fromDatabase).sorted(by: { $0.product.id < $1.product.id }) {
+        for item in (cached + fromDatabase).sorted(by: { $0.id < $1.id }) {
             // A read-through may have cached a product after `decided` was taken: keep one, the newest.
-            if let last = merged.last, last.product.id == item.product.id {
-                if item.product.version > last.product.version { merged[merged.count - 1] = item }
+            if let last = merged.last, last.id == item.id {
+                if item.version > last.version { merged[merged.count - 1] = item }
                 continue
             }
             merged.append(item)
@@ -434,6 +434,14 @@ final class Catalog: Sendable {
             if backwards { merged.removeFirst() } else { merged.removeLast() }
         }
         return (merged, hasMore)
+    }
+
+    /// A page of the tenant's products from the Database Service, kept as the JSON it sent.
+    private static func databasePage(
+        _ database: any DatabaseServiceClient, tenant: String, query: ProductQuery
+    ) async throws(DatabaseClientError) -> CachedPage {
+        let body = try await database.listProductsJSON(tenant: tenant, query: query)
+        do { return try CachedPage(json: body) } catch { throw .invalidResponse("a page of products: \(error)") }
     }
 
     /// Why the cache cannot answer alone for a tenant.
@@ -570,17 +578,17 @@ final class Catalog: Sendable {
         tenant: String, logger: Logger?, dropConfirmedTombstones: Bool, protecting: Set<String>
     ) async throws -> Reconciled {
         let database = database
-        @Sendable func page(after cursor: String?) async throws -> ProductPage {
-            try await database.listProducts(
-                tenant: tenant, query: ProductQuery(limit: Self.pageSize, cursor: cursor.map(ProductQuery.Cursor.startingAfter)))
+        @Sendable func page(after cursor: String?) async throws -> CachedPage {
+            try await Self.databasePage(
+                database, tenant: tenant, query: ProductQuery(limit: Self.pageSize, cursor: cursor.map(ProductQuery.Cursor.startingAfter)))
         }
         if dropConfirmedTombstones { cache.dropConfirmedTombstones(tenant: tenant) { self.journal.isUnconfirmed(tenant: tenant, id: $0) } }
         var inDatabase = Set<String>()
         var updated = 0
         var current = try await page(after: nil)
-        func take(_ page: ProductPage) {
+        func take(_ page: CachedPage) {
             for product in page.products { inDatabase.insert(product.id) }
-            updated += cache.putNewer(tenant: tenant, page.products.map(CachedProduct.init)[...])
+            updated += cache.putNewer(tenant: tenant, page.products[...])
         }
         while current.hasMore, let last = current.products.last?.id {
             async let next = page(after: last)

@@ -6,24 +6,6 @@ import NIOCore
 import Shared
 import Synchronization
 
-/// A product as cached: the value and its JSON, encoded once per change so reads never re-encode. A class
-/// holding constants: handing it out of the cache (20 a page) is one reference count, not one per field.
-final class CachedProduct: Sendable {
-    let product: Product
-    let json: ByteBuffer
-    /// `created_at` in milliseconds since the Unix epoch, for the `created[...]` filters.
-    let createdAt: Int64?
-    /// The strong entity tag of this version, made once like the JSON.
-    let etag: String
-
-    init(_ product: Product) {
-        self.product = product
-        self.json = product.json
-        self.createdAt = Timestamp.epochMilliseconds(product.createdAt)
-        self.etag = EntityTag.product(id: product.id, version: product.version)
-    }
-}
-
 /// The in-memory catalog: every tenant's products by id and in creation (id) order.
 ///
 /// A write is **staged** while its journal record is not yet durable: later writes build on it, but readers
@@ -142,12 +124,13 @@ final class CatalogCache: Sendable {
         /// The journal ticket of the last write made visible: an eviction checks no write came in while it looked.
         var lastPromotedTicket: UInt64 = 0
 
-        /// The JSON buffer, the decoded value's strings and metadata (about twice the JSON again), and per-entry
-        /// bookkeeping (dictionary slot, order array, buffer and string headers, the ETag), and the name index.
-        /// Calibrated against process RSS: 200,000 products with two metadata entries measured about 1.1 KB each,
-        /// before the ETag and the name index; the index added 248 bytes a product at a million products with
-        /// names of about 45 characters.
-        var approximateBytes: Int { jsonBytes * CatalogCache.bytesPerJSONByte + products.count * CatalogCache.bytesPerProduct }
+        /// Each product's allocation (its JSON and kept fields), its id, its dictionary and order entries, and,
+        /// once built, its name index entries. Calibrated against process RSS at a million products of 267 bytes
+        /// of JSON with names of about 40 characters: 477 bytes a product after the load, 252 more for the index.
+        var approximateBytes: Int {
+            jsonBytes * CatalogCache.bytesPerJSONByte + products.count * CatalogCache.bytesPerProduct
+                + names.count * CatalogCache.bytesPerIndexedName
+        }
 
         /// What a writer builds on: the staged change if there is one, else what readers see.
         func latest(_ id: String) -> CachedProduct? {
@@ -162,35 +145,35 @@ final class CatalogCache: Sendable {
         }
 
         mutating func put(_ cached: CachedProduct) {
-            let id = cached.product.id
+            let id = cached.id
             let old = products.updateValue(cached, forKey: id)
-            names.put(id: id, name: cached.product.name, oldName: old?.product.name)
+            names.put(id: id, name: cached.name, oldName: old?.name)
             created.put(id: id, milliseconds: cached.createdAt, previous: old.map { $0.createdAt })
             if let old {
-                jsonBytes -= old.json.readableBytes
-                countType(old.product.type, -1)
+                jsonBytes -= old.jsonByteCount
+                countType(old.type, -1)
             } else if let last = order.last, last > id {
                 order.insert(id, at: order.insertionIndex(of: id))
             } else {
                 order.append(id)
             }
-            jsonBytes += cached.json.readableBytes
-            countType(cached.product.type, 1)
+            jsonBytes += cached.jsonByteCount
+            countType(cached.type, 1)
         }
 
         mutating func remove(_ id: String) -> CachedProduct? {
             guard let old = products.removeValue(forKey: id) else { return nil }
-            names.remove(id: id, name: old.product.name)
+            names.remove(id: id, name: old.name)
             created.remove(count: products.count)
-            jsonBytes -= old.json.readableBytes
-            countType(old.product.type, -1)
+            jsonBytes -= old.jsonByteCount
+            countType(old.type, -1)
             let index = order.insertionIndex(of: id)
             if index < order.count, order[index] == id { order.remove(at: index) }
             return old
         }
 
         mutating func delete(_ id: String, version: Int64) {
-            if let existing = products[id], existing.product.version >= version { return }
+            if let existing = products[id], existing.version >= version { return }
             _ = remove(id)
             pendingDeletes[id] = max(pendingDeletes[id] ?? 0, version)
             deleteCount &+= 1
@@ -199,6 +182,19 @@ final class CatalogCache: Sendable {
         private mutating func countType(_ type: String, _ delta: Int) {
             let count = productTypes[type, default: 0] + delta
             productTypes[type] = count == 0 ? nil : count
+        }
+
+        /// Adds the next products, in id order, to the name index being built; whether more remain.
+        mutating func indexNextNames(limit: Int) -> Bool {
+            guard case .some(let last) = names.buildPosition else { return false }
+            var start = last.map { order.insertionIndex(of: $0) } ?? 0
+            if let last, start < order.count, order[start] == last { start += 1 }
+            let end = min(start + limit, order.count)
+            let ids = order[start..<end]
+            names.extend(
+                with: ids.lazy.compactMap { [products] id in products[id].map { (id: id, name: $0.name) } }, through: ids.last ?? last,
+                complete: end == order.count)
+            return end < order.count
         }
 
         /// Copies up to `limit` products out, walking `ids` (sorted) in paging order from `position`.
@@ -358,8 +354,8 @@ final class CatalogCache: Sendable {
         var position = ListPosition.start
         while true {
             let chunk = withExistingCatalog(tenant) { $0.chunk(of: $0.order, from: position, limit: Self.reconcileChunk) } ?? []
-            for cached in chunk { if let milliseconds = cached.createdAt { pairs.append((milliseconds, cached.product.id)) } }
-            guard chunk.count == Self.reconcileChunk, let last = chunk.last?.product.id else { break }
+            for cached in chunk { if let milliseconds = cached.createdAt { pairs.append((milliseconds, cached.id)) } }
+            guard chunk.count == Self.reconcileChunk, let last = chunk.last?.id else { break }
             position = .after(last)
         }
         let unsorted = pairs
@@ -370,12 +366,42 @@ final class CatalogCache: Sendable {
     }
 
     /// The posting lists whose intersection holds every product a listing with `q` may find, copied out of the
-    /// lock; nil when walking the catalog in order is the better plan (see `NameIndex.candidateLists`).
+    /// lock; nil when walking the catalog in order is the better plan (see `NameIndex.candidateLists`), or when
+    /// the tenant's name index is not built yet. The first such listing starts building it, in the background.
     private func searchCandidates(tenant: String, needle: String) -> [[UInt32]]? {
-        withExistingCatalog(tenant) { catalog in
-            catalog.names.candidateLists(
+        let (lists, startBuild) = withExistingCatalog(tenant) { catalog -> ([[UInt32]]?, Bool) in
+            guard catalog.names.coverage != .none else {
+                catalog.names.beginBuild()
+                return (nil, true)
+            }
+            let lists = catalog.names.candidateLists(
                 forFolded: needle, limit: max(Self.indexedSearchMinimum, catalog.products.count / Self.indexedSearchFraction))
-        } ?? [[]]
+            return (lists, false)
+        } ?? ([[]], false)
+        if startBuild { Task.detached(priority: .background) { await self.buildNameIndex(tenant: tenant) } }
+        return lists
+    }
+
+    /// Builds the tenant's name index, begun by `searchCandidates` (or a test): `nameIndexChunk` products per lock
+    /// hold, in id order. Returns when it is complete.
+    func buildNameIndex(tenant: String) async {
+        while indexNextNames(tenant: tenant, limit: Self.nameIndexChunk) { await Task.yield() }
+    }
+
+    /// One step of `buildNameIndex` (beginning the build if need be): whether more products remain to index.
+    func indexNextNames(tenant: String, limit: Int) -> Bool {
+        withExistingCatalog(tenant) { catalog in
+            catalog.names.beginBuild()
+            return catalog.indexNextNames(limit: limit)
+        } ?? false
+    }
+
+    /// Products the name index's build adds per lock hold: about 3 ms in a release build.
+    static let nameIndexChunk = 512
+
+    /// Whether the tenant's name index is complete and holds exactly these names (by id): the tests' check.
+    func nameIndexHoldsExactly(tenant: String, _ names: [String: String]) -> Bool {
+        withExistingCatalog(tenant) { $0.names.coverage == .all && $0.names.holdsExactly(names) } ?? false
     }
 
     /// A listing with `q` uses the name index when its rarest trigram is in at most this many names, or in at
@@ -402,8 +428,8 @@ final class CatalogCache: Sendable {
             }
             let check = { @Sendable (copied: [CachedProduct]) -> [CachedProduct] in
                 copied.filter { cached in
-                    query.admitsByCursor(cached.product.id)
-                        && (matches?(cached) ?? query.matches(cached.product, createdAt: cached.createdAt))
+                    query.admitsByCursor(cached.id)
+                        && (matches?(cached) ?? query.matches(cached))
                 }
             }
             if candidates.count > Self.listChunk, let checked = await ScanPool.run({ [copied] in check(copied) }) {
@@ -412,12 +438,12 @@ final class CatalogCache: Sendable {
                 found += check(copied)
             }
         }
-        found.sort { $0.product.id < $1.product.id }
+        found.sort { $0.id < $1.id }
         // A slot freed and reused while the candidates were checked can name a product twice.
         var page: [CachedProduct] = []
         page.reserveCapacity(min(found.count, query.limit + 1))
         if case .endingBefore = query.cursor {
-            for cached in found.reversed() where cached.product.id != page.last?.product.id {
+            for cached in found.reversed() where cached.id != page.last?.id {
                 page.append(cached)
                 if page.count > query.limit { break }
             }
@@ -425,7 +451,7 @@ final class CatalogCache: Sendable {
             if hasMore { page.removeLast() }
             return (page.reversed(), hasMore)
         }
-        for cached in found where cached.product.id != page.last?.product.id {
+        for cached in found where cached.id != page.last?.id {
             page.append(cached)
             if page.count > query.limit { break }
         }
@@ -470,7 +496,7 @@ final class CatalogCache: Sendable {
                     catalog.chunk(of: query.ids ?? catalog.order, from: position, limit: chunkSize)
                 } ?? []
                 if copied.isEmpty { copied = chunk } else { copied += chunk }
-                if chunk.count == chunkSize, let last = chunk.last?.product.id {
+                if chunk.count == chunkSize, let last = chunk.last?.id {
                     self.position = backwards ? .before(last) : .after(last)
                 } else {
                     isExhausted = true
@@ -484,7 +510,7 @@ final class CatalogCache: Sendable {
             if result.isEmpty, !query.hasFilters {
                 result = copied  // a page without filters: every product copied is on it, at most limit + 1
             } else {
-                for cached in copied where matches?(cached) ?? query.matches(cached.product, createdAt: cached.createdAt) {
+                for cached in copied where matches?(cached) ?? query.matches(cached) {
                     result.append(cached)
                     if result.count > query.limit { break }
                 }
@@ -532,7 +558,7 @@ final class CatalogCache: Sendable {
     func stage(tenant: String, _ cached: CachedProduct, journal: () throws -> UInt64) rethrows -> UInt64 {
         try withCatalog(tenant) { catalog in
             let ticket = try journal()
-            stage(StagedWrite(ticket: ticket, tenant: tenant, id: cached.product.id, change: .put(cached)), in: &catalog)
+            stage(StagedWrite(ticket: ticket, tenant: tenant, id: cached.id, change: .put(cached)), in: &catalog)
             return ticket
         }
     }
@@ -592,9 +618,9 @@ final class CatalogCache: Sendable {
                 for write in writes {
                     switch write.change {
                     case .put(let cached):
-                        let id = cached.product.id
-                        let newer = (catalog.products[id]?.product.version ?? 0) < cached.product.version
-                            && (catalog.pendingDeletes[id] ?? 0) < cached.product.version
+                        let id = cached.id
+                        let newer = (catalog.products[id]?.version ?? 0) < cached.version
+                            && (catalog.pendingDeletes[id] ?? 0) < cached.version
                         if newer { catalog.put(cached) }
                     case .delete(let version):
                         catalog.delete(write.id, version: version)
@@ -624,8 +650,8 @@ final class CatalogCache: Sendable {
     /// or a newer version is already cached.
     func putIfUnchanged(tenant: String, _ cached: CachedProduct, deleteCount: UInt64) {
         withCatalog(tenant) { catalog in
-            guard catalog.deleteCount == deleteCount, catalog.pendingDeletes[cached.product.id] == nil else { return }
-            if let existing = catalog.products[cached.product.id], existing.product.version >= cached.product.version { return }
+            guard catalog.deleteCount == deleteCount, catalog.pendingDeletes[cached.id] == nil else { return }
+            if let existing = catalog.products[cached.id], existing.version >= cached.version { return }
             catalog.put(cached)
         }
     }
@@ -634,7 +660,7 @@ final class CatalogCache: Sendable {
     /// a later read goes to the Database Service for the state it does hold.
     func evict(tenant: String, id: String, version: Int64) {
         withExistingCatalog(tenant) { catalog in
-            guard catalog.products[id]?.product.version == version else { return }
+            guard catalog.products[id]?.version == version else { return }
             _ = catalog.remove(id)
         }
     }
@@ -651,7 +677,7 @@ final class CatalogCache: Sendable {
     func replay(_ operation: WriteOperation) {
         withCatalog(operation.tenant) { catalog in
             let id = operation.productID
-            if let existing = catalog.products[id], existing.product.version >= operation.version { return }
+            if let existing = catalog.products[id], existing.version >= operation.version { return }
             if let deleted = catalog.pendingDeletes[id], deleted >= operation.version { return }
             switch operation {
             case .upsert(_, let product): catalog.put(CachedProduct(product))
@@ -666,7 +692,7 @@ final class CatalogCache: Sendable {
     func applyStored(_ operation: WriteOperation, deletesOnly: Bool = false) -> Bool {
         withCatalog(operation.tenant) { catalog in
             let id = operation.productID
-            if let existing = catalog.products[id], existing.product.version >= operation.version { return false }
+            if let existing = catalog.products[id], existing.version >= operation.version { return false }
             if let tombstone = catalog.pendingDeletes[id] {
                 if tombstone > operation.version { return false }
                 if tombstone == operation.version {
@@ -710,14 +736,14 @@ final class CatalogCache: Sendable {
     /// Whether the cache has the product at `version` or newer, or a delete at least that new.
     func holds(tenant: String, id: String, version: Int64) -> Bool {
         withExistingCatalog(tenant) { catalog in
-            if let cached = catalog.products[id], cached.product.version >= version { return true }
+            if let cached = catalog.products[id], cached.version >= version { return true }
             return catalog.pendingDeletes[id].map { $0 >= version } ?? false
         } ?? false
     }
 
     /// The version readers see of a product, nil when it is not cached.
     func visibleVersion(tenant: String, id: String) -> Int64? {
-        withExistingCatalog(tenant) { $0.products[id]?.product.version } ?? nil
+        withExistingCatalog(tenant) { $0.products[id]?.version } ?? nil
     }
 
     /// Makes the tenant's cache match the Database Service's full catalog, keeping what is still pending: the
@@ -735,7 +761,7 @@ final class CatalogCache: Sendable {
     ) -> (updated: Int, dropped: Int) {
         if dropConfirmedTombstones { self.dropConfirmedTombstones(tenant: tenant, isPending: isPending) }
         let updated = putNewer(tenant: tenant, databaseProducts[...])
-        let dropped = dropMissing(tenant: tenant, inDatabase: Set(databaseProducts.lazy.map(\.product.id)), isPending: isPending)
+        let dropped = dropMissing(tenant: tenant, inDatabase: Set(databaseProducts.lazy.map(\.id)), isPending: isPending)
         return (updated, dropped)
     }
 
@@ -758,9 +784,8 @@ final class CatalogCache: Sendable {
             updated += withCatalog(tenant) { catalog in
                 var updated = 0
                 for cached in chunk {
-                    let product = cached.product
-                    if let deleted = catalog.pendingDeletes[product.id], deleted >= product.version { continue }
-                    if let existing = catalog.products[product.id], existing.product.version >= product.version { continue }
+                    if let deleted = catalog.pendingDeletes[cached.id], deleted >= cached.version { continue }
+                    if let existing = catalog.products[cached.id], existing.version >= cached.version { continue }
                     catalog.put(cached)
                     updated += 1
                 }
@@ -796,13 +821,15 @@ final class CatalogCache: Sendable {
 
     // MARK: The memory budget
 
-    /// The cache's estimate of its memory: this many bytes per byte of JSON, plus this many per product.
-    static let bytesPerJSONByte = 3
-    static let bytesPerProduct = 712
+    /// The cache's estimate of its memory: this many bytes per byte of JSON, plus this many per product, plus this
+    /// many per product in a name index.
+    static let bytesPerJSONByte = 1
+    static let bytesPerProduct = 224
+    static let bytesPerIndexedName = 256
 
     /// What the estimate counts for these products once cached (tests size budgets with it).
     static func approximateBytes(of products: [Product]) -> Int {
-        products.reduce(0) { $0 + CachedProduct($1).json.readableBytes * bytesPerJSONByte + bytesPerProduct }
+        products.reduce(0) { $0 + CachedProduct($1).jsonByteCount * bytesPerJSONByte + bytesPerProduct }
     }
 
     /// Whether the tenant was evicted under the memory budget: then a miss or a listing is not an answer.

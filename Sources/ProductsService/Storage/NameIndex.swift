@@ -6,6 +6,10 @@ import Shared
 ///
 /// Each product has a slot number; a trigram's posting list holds the slots of the names containing it, in no
 /// particular order. A hit is only a candidate: the caller checks the name (and every other filter) itself.
+///
+/// A tenant's index is built only once a listing asks for `q` (it costs about a third of the catalog's memory),
+/// in id order, a chunk at a time: `coverage` says how far. Puts and removes of products past it are left to the
+/// build, which reads each product as it is when it gets there.
 struct NameIndex {
     /// Posting lists by trigram (three Unicode scalars of the folded name, 21 bits each).
     private var postings: [UInt64: [UInt32]] = [:]
@@ -14,15 +18,65 @@ struct NameIndex {
     private var slotOfID: [String: UInt32] = [:]
     private var freeSlots: [UInt32] = []
 
+    /// Which products the index holds.
+    enum Coverage: Equatable {
+        /// None: no listing has asked for it.
+        case none
+        /// Those with ids up to this one (none yet when nil): being built.
+        case through(String?)
+        /// All of them.
+        case all
+    }
+    private(set) var coverage = Coverage.none
+
     /// Products indexed.
     var count: Int { slotOfID.count }
 
+    /// An empty index that covers every product: what a build starts from for a tenant with none.
+    static var complete: NameIndex {
+        var index = NameIndex()
+        index.coverage = .all
+        return index
+    }
+
+    /// Whether the index holds, or is to hold as it is built, the product with this id.
+    private func covers(_ id: String) -> Bool {
+        switch coverage {
+        case .none: false
+        case .through(let last): last.map { id <= $0 } ?? false
+        case .all: true
+        }
+    }
+
+    /// Starts a build: `extend` then indexes the products in id order.
+    mutating func beginBuild() {
+        if coverage == .none { coverage = .through(nil) }
+    }
+
+    /// Indexes the next products of a build, ids in order, up to `last`; the build is over when `complete`.
+    mutating func extend(with products: some Sequence<(id: String, name: String)>, through last: String?, complete: Bool) {
+        guard case .through = coverage else { return }
+        for (id, name) in products { insert(id: id, name: name) }
+        coverage = complete ? .all : .through(last)
+    }
+
+    /// Where the build has reached: the last id indexed (nil before the first); nil too when it is not building.
+    var buildPosition: String?? {
+        if case .through(let last) = coverage { return .some(last) }
+        return nil
+    }
+
     /// Indexes a product's name, or re-indexes it when `oldName` (its previous name) differs.
     mutating func put(id: String, name: String, oldName: String?) {
+        guard covers(id) else { return }
         if let oldName {
             if oldName == name { return }
             remove(id: id, name: oldName)
         }
+        insert(id: id, name: name)
+    }
+
+    private mutating func insert(id: String, name: String) {
         let slot: UInt32
         if let free = freeSlots.popLast() {
             slot = free
@@ -37,7 +91,7 @@ struct NameIndex {
 
     /// Drops a product, given the name it was indexed under.
     mutating func remove(id: String, name: String) {
-        guard let slot = slotOfID.removeValue(forKey: id) else { return }
+        guard covers(id), let slot = slotOfID.removeValue(forKey: id) else { return }
         for trigram in Self.trigrams(ofName: name) {
             postings[trigram]?.removeFirstOccurrence(of: slot)
             if postings[trigram]?.isEmpty == true { postings[trigram] = nil }
@@ -46,11 +100,22 @@ struct NameIndex {
         freeSlots.append(slot)
     }
 
+    /// Whether the index holds exactly the trigrams of these names (by id), each once: the tests' check.
+    func holdsExactly(_ names: [String: String]) -> Bool {
+        guard Set(slotOfID.keys) == Set(names.keys) else { return false }
+        var expected: [UInt64: [UInt32]] = [:]
+        for (id, name) in names {
+            for trigram in Self.trigrams(ofName: name) { expected[trigram, default: []].append(slotOfID[id]!) }
+        }
+        return expected.mapValues { $0.sorted() } == postings.mapValues { $0.sorted() }
+    }
+
     /// The slots of every name that may contain `needle` (already folded), as copies of the posting lists of its
     /// rarest trigram and of the next rarest ones not much longer: `intersection` of them gives the candidates.
     /// Nil when the index cannot narrow the search: a needle under three characters, or a rarest trigram held by
     /// more than `limit` names (then walking the catalog in order finds a page sooner).
     func candidateLists(forFolded needle: String, limit: Int) -> [[UInt32]]? {
+        guard coverage == .all else { return nil }
         let trigrams = Self.trigrams(of: Array(needle.unicodeScalars))
         guard !trigrams.isEmpty else { return nil }
         var lists: [[UInt32]] = []

@@ -8,6 +8,9 @@ package protocol DatabaseServiceClient: Sendable {
     func product(tenant: String, id: String) async throws(DatabaseClientError) -> Product?
     /// One page of live products in id order, filtered and paged as the query says.
     func listProducts(tenant: String, query: ProductQuery) async throws(DatabaseClientError) -> ProductPage
+    /// The same page as the Database Service wrote it, `{"products":[...],"has_more":...}`: for a caller that
+    /// keeps products as JSON and need not decode them.
+    func listProductsJSON(tenant: String, query: ProductQuery) async throws(DatabaseClientError) -> ByteBuffer
     /// One write decided by the Database Service, with its precondition and idempotency key.
     func write(_ write: CoordinatedWrite) async throws(DatabaseClientError) -> CoordinatedResult
     /// Applies a batch of versioned writes in one transaction.
@@ -30,6 +33,12 @@ package protocol DatabaseServiceClient: Sendable {
     /// A public API call the Database Service answers itself (events, webhook endpoints), for a tenant; its
     /// answer as given, whatever the status.
     func forward(_ method: HTTPRequest.Method, path: String, tenant: String, body: ByteBuffer?) async throws(DatabaseClientError) -> ForwardedResponse
+}
+
+extension DatabaseServiceClient {
+    package func listProductsJSON(tenant: String, query: ProductQuery) async throws(DatabaseClientError) -> ByteBuffer {
+        try await listProducts(tenant: tenant, query: query).json
+    }
 }
 
 /// The Database Service's answer to a forwarded call.

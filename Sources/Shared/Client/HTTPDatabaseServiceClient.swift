@@ -37,9 +37,13 @@ package struct HTTPDatabaseServiceClient: DatabaseServiceClient {
     }
 
     package func listProducts(tenant: String, query: ProductQuery) async throws(DatabaseClientError) -> ProductPage {
+        let body = try await listProductsJSON(tenant: tenant, query: query)
+        do { return try ProductPage(json: body) } catch { throw .invalidResponse("ProductPage: \(error)") }
+    }
+
+    package func listProductsJSON(tenant: String, query: ProductQuery) async throws(DatabaseClientError) -> ByteBuffer {
         let path = "/api/products?" + query.queryString(cursor: query.cursor)
-        let response = try await send(.GET, path, tenant: tenant, timeout: bulkTimeout)
-        do { return try ProductPage(json: response.body) } catch { throw .invalidResponse("ProductPage: \(error)") }
+        return try await send(.GET, path, tenant: tenant, timeout: bulkTimeout).body
     }
 
     package func apply(_ batch: WriteBatch) async throws(DatabaseClientError) -> WriteBatchResult {

@@ -63,9 +63,16 @@ extension ByteBuffer {
     /// Reads the readable bytes as one JSON object with the strict parser, calling `member` with each key (the
     /// parser at its value, which `member` reads or skips), and refuses anything after the object.
     package func parseJSONObject(_ member: (inout JSONParser, String) throws(JSONSyntaxError) -> Void) throws(JSONSyntaxError) {
+        try parseJSONObject { parser, key, _ throws(JSONSyntaxError) in try member(&parser, key) }
+    }
+
+    /// `parseJSONObject`, handing `member` the bytes parsed too (valid during the call), for values kept as bytes.
+    package func parseJSONObject(
+        _ member: (inout JSONParser, String, UnsafeRawBufferPointer) throws(JSONSyntaxError) -> Void
+    ) throws(JSONSyntaxError) {
         try withUnsafeReadableBytes { bytes throws(JSONSyntaxError) in
             var parser = JSONParser(bytes: bytes)
-            try parser.members(member)
+            try parser.members { parser, key throws(JSONSyntaxError) in try member(&parser, key, bytes) }
             parser.skipWhitespace()
             guard parser.index == bytes.count else { throw parser.failure("unexpected data after the JSON value") }
         }
@@ -168,7 +175,7 @@ package struct JSONParser {
     }
 
     /// The error for a value of the wrong type at `param`, checking the value is well-formed JSON first.
-    mutating func mismatch(_ param: String, _ expected: String) throws(JSONSyntaxError) -> JSONSyntaxError {
+    package mutating func mismatch(_ param: String, _ expected: String) throws(JSONSyntaxError) -> JSONSyntaxError {
         let isNull = current == UInt8(ascii: "n")
         _ = try value()
         return JSONSyntaxError(description: "'\(param)' must be \(expected)\(isNull ? ", not null" : "")", fault: .invalid(param: param))
@@ -222,11 +229,11 @@ package struct JSONParser {
         return start
     }
 
-    var current: UInt8? { index < bytes.count ? bytes[index] : nil }
+    package var current: UInt8? { index < bytes.count ? bytes[index] : nil }
 
     func failure(_ what: String) -> JSONSyntaxError { JSONSyntaxError(description: "\(what) at byte \(index)") }
 
-    mutating func skipWhitespace() {
+    package mutating func skipWhitespace() {
         while index < bytes.count {
             switch bytes[index] {
             case 0x20, 0x09, 0x0A, 0x0D: index += 1
@@ -243,7 +250,7 @@ package struct JSONParser {
         return value
     }
 
-    mutating func value() throws(JSONSyntaxError) -> JSONValue {
+    package mutating func value() throws(JSONSyntaxError) -> JSONValue {
         switch current {
         case UInt8(ascii: "{"): return try object()
         case UInt8(ascii: "["): return try array()

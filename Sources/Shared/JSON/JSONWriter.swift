@@ -56,10 +56,16 @@ extension ByteBuffer {
 }
 
 extension Product {
-    /// The product's JSON: `id` first, then the other fields, metadata keys sorted.
-    package func writeJSON(into buffer: inout ByteBuffer) {
+    /// The product's JSON: `id` first, then the other fields, metadata keys sorted. Returns where the name's
+    /// string literal is, quotes excluded, relative to the object's first byte (the cache reads names there).
+    @discardableResult
+    package func writeJSON(into buffer: inout ByteBuffer) -> Range<Int> {
+        let start = buffer.writerIndex
         buffer.writeJSONString(id, after: "{\"id\":")
-        buffer.writeJSONString(name, after: ",\"name\":")
+        buffer.writeStaticString(",\"name\":")
+        let nameStart = buffer.writerIndex - start + 1
+        JSONWriter.writeString(name, into: &buffer)
+        let name = nameStart..<(buffer.writerIndex - start - 1)
         buffer.writeJSONString(type, after: ",\"type\":")
         buffer.writeStaticString(",\"metadata\":")
         JSONWriter.writeObject(metadata, into: &buffer)
@@ -68,6 +74,7 @@ extension Product {
         buffer.writeStaticString(",\"version\":")
         buffer.writeString(String(version))
         buffer.writeInteger(UInt8(ascii: "}"))
+        return name
     }
 
     /// The product's JSON in a buffer of its own.

@@ -49,14 +49,24 @@ package struct ProductPage: Codable, Sendable, Equatable {
     /// Reads `GET /api/products`'s body with the strict parser: loading a large catalog decodes a thousand pages,
     /// and Foundation's decoder took half the Products Service's CPU doing it.
     package init(json buffer: ByteBuffer) throws(JSONSyntaxError) {
-        var products: [Product]?
+        let (products, hasMore) = try Self.parse(buffer) { parser, _, index throws(JSONSyntaxError) in
+            try Product(parsing: &parser, param: "products[\(index)]")
+        }
+        self.init(products: products, hasMore: hasMore)
+    }
+
+    /// Reads a page's body, each product with `product` (handed the parser at it, the bytes parsed and its index).
+    package static func parse<Item>(
+        _ buffer: ByteBuffer, product: (inout JSONParser, UnsafeRawBufferPointer, Int) throws(JSONSyntaxError) -> Item
+    ) throws(JSONSyntaxError) -> (products: [Item], hasMore: Bool) {
+        var products: [Item]?
         var hasMore: Bool?
-        try buffer.parseJSONObject { parser, key throws(JSONSyntaxError) in
+        try buffer.parseJSONObject { parser, key, bytes throws(JSONSyntaxError) in
             switch key {
             case "products":
-                var read: [Product] = []
+                var read: [Item] = []
                 try parser.elements { parser throws(JSONSyntaxError) in
-                    read.append(try Product(parsing: &parser, param: "products[\(read.count)]"))
+                    read.append(try product(&parser, bytes, read.count))
                 }
                 products = read
             case "has_more":
@@ -66,7 +76,7 @@ package struct ProductPage: Codable, Sendable, Equatable {
                 _ = try parser.skipValue()
             }
         }
-        self.init(products: try JSONSyntaxError.required(products, "products"), hasMore: try JSONSyntaxError.required(hasMore, "has_more"))
+        return (try JSONSyntaxError.required(products, "products"), try JSONSyntaxError.required(hasMore, "has_more"))
     }
 }
 

@@ -70,8 +70,14 @@ package struct ProductQuery: Sendable, Equatable {
 
     /// Whether a product passes the filters; `createdAt` is its `created_at` in epoch milliseconds.
     package func matches(_ product: Product, createdAt: Int64?) -> Bool {
-        if let type, product.type != type { return false }
-        if let ids, ids.binarySearch(product.id) == nil { return false }
+        matches(id: product.id, type: product.type, createdAt: createdAt) { needle in Self.name(product.name, containsFolded: needle) }
+    }
+
+    /// Whether a product with these fields passes the filters; `nameContains` checks its name against the folded
+    /// `q`, and is called last, only when every other filter passes.
+    package func matches(id: String, type: String, createdAt: Int64?, nameContains: (_ foldedNeedle: String) -> Bool) -> Bool {
+        if let wanted = self.type, wanted != type { return false }
+        if let ids, ids.binarySearch(id) == nil { return false }
         if createdGTE != nil || createdGT != nil || createdLTE != nil || createdLT != nil {
             guard let createdAt else { return false }
             if let createdGTE, createdAt < createdGTE { return false }
@@ -79,20 +85,23 @@ package struct ProductQuery: Sendable, Equatable {
             if let createdLTE, createdAt > createdLTE { return false }
             if let createdLT, createdAt >= createdLT { return false }
         }
-        if let foldedSearch, !Self.name(product.name, containsFolded: foldedSearch) { return false }
+        if let foldedSearch, !nameContains(foldedSearch) { return false }
         return true
     }
 
     /// Whether `name`, case-folded, contains `needle` (already folded). ASCII names and needles, the common
     /// case, are compared byte by byte without folding a copy of the name: a search walks every product.
     package static func name(_ name: String, containsFolded needle: String) -> Bool {
-        let fast: Bool? = name.utf8.withContiguousStorageIfAvailable { haystack in
-            needle.utf8.withContiguousStorageIfAvailable { needle -> Bool? in
-                guard needle.allSatisfy({ $0 < 0x80 }), haystack.allSatisfy({ $0 < 0x80 }) else { return nil }
-                return asciiContains(haystack, folding: needle)
-            } ?? nil
-        } ?? nil
+        let fast: Bool? = name.utf8.withContiguousStorageIfAvailable { haystack in asciiName(haystack, containsFolded: needle) } ?? nil
         return fast ?? fold(name).contains(needle)
+    }
+
+    /// `name(_:containsFolded:)` on a name's UTF-8; nil when either is not ASCII (the caller folds the name then).
+    package static func asciiName(_ haystack: UnsafeBufferPointer<UInt8>, containsFolded needle: String) -> Bool? {
+        needle.utf8.withContiguousStorageIfAvailable { needle -> Bool? in
+            guard needle.allSatisfy({ $0 < 0x80 }), haystack.allSatisfy({ $0 < 0x80 }) else { return nil }
+            return asciiContains(haystack, folding: needle)
+        } ?? nil
     }
 
     private static func asciiContains(_ haystack: UnsafeBufferPointer<UInt8>, folding needle: UnsafeBufferPointer<UInt8>) -> Bool {

@@ -146,7 +146,7 @@ extension WriteOperation {
 
 extension Product {
     /// A product inside a batch operation or a page; unknown fields are ignored.
-    init(parsing parser: inout JSONParser, param: String) throws(JSONSyntaxError) {
+    package init(parsing parser: inout JSONParser, param: String) throws(JSONSyntaxError) {
         guard parser.current == UInt8(ascii: "{") else { throw try parser.mismatch(param, "an object") }
         var id, name, type, createdAt, updatedAt: String?
         var version: Int64?

@@ -1,0 +1,180 @@
+import NIOCore
+import Shared
+
+/// A product as cached, in one allocation: its JSON exactly as served, and the few fields that versions, filters
+/// and indexes read. Everything else (metadata, timestamps as text) stays in the JSON and is decoded only when a
+/// writer builds on the product. A value of one reference: handing it out of the cache costs one reference count.
+struct CachedProduct: @unchecked Sendable {
+    // Sendable: the storage is written once, before this value exists, and only read after.
+    private let storage: Storage
+
+    /// The fields kept decoded, ahead of the JSON's bytes.
+    fileprivate struct Fields {
+        let id: String
+        let type: String
+        let version: Int64
+        /// `created_at` in epoch milliseconds; `Int64.min` when it is not a timestamp.
+        let createdAt: Int64
+        let byteCount: UInt32
+        /// Where the name's string literal is in the JSON, quotes excluded.
+        let nameStart: UInt32
+        let nameEnd: UInt32
+    }
+
+    fileprivate final class Storage: ManagedBuffer<Fields, UInt8> {}
+
+    /// Caches a product this replica wrote or read: its JSON is encoded once, here.
+    init(_ product: Product) {
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(160 + product.name.utf8.count + product.metadata.count * 24)
+        let name = product.writeJSON(into: &buffer)
+        let fields = Fields(
+            id: product.id, type: product.type, version: product.version,
+            createdAt: Timestamp.epochMilliseconds(product.createdAt) ?? .min, byteCount: UInt32(buffer.readableBytes),
+            nameStart: UInt32(name.lowerBound), nameEnd: UInt32(name.upperBound))
+        storage = buffer.withUnsafeReadableBytes { Self.store(fields, bytes: $0) }
+    }
+
+    /// Reads the product object at the parser (in `bytes`, the document it parses) and keeps its bytes as they
+    /// are: loading a catalog or following the change feed neither builds a `Product` nor encodes one again.
+    /// Every field is checked as `Product(parsing:param:)` checks it, so that `product` always decodes.
+    init(parsing parser: inout JSONParser, in bytes: UnsafeRawBufferPointer, param: @autoclosure () -> String) throws(JSONSyntaxError) {
+        parser.skipWhitespace()
+        let start = parser.index
+        var id, type: String?
+        var createdAt: Int64?
+        var version: Int64?
+        var name: Range<Int>?
+        var hasUpdatedAt = false
+        var hasMetadata = false
+        try parser.members { parser, key throws(JSONSyntaxError) in
+            switch key {
+            case "id": id = try parser.string(param: param() + "[id]")
+            case "type": type = try parser.string(param: param() + "[type]")
+            case "version": version = try parser.integer(param: param() + "[version]")
+            case "created_at":
+                let text = try parser.string(param: param() + "[created_at]")
+                createdAt = Timestamp.epochMilliseconds(text) ?? .min
+            case "updated_at":
+                _ = try parser.string(param: param() + "[updated_at]")
+                hasUpdatedAt = true
+            case "name":
+                let literal = parser.index
+                _ = try parser.string(param: param() + "[name]")
+                name = (literal + 1)..<(parser.index - 1)
+            case "metadata":
+                guard parser.current == UInt8(ascii: "{") else { throw try parser.mismatch(param() + "[metadata]", "an object") }
+                try parser.members { parser, key throws(JSONSyntaxError) in _ = try parser.string(param: param() + "[metadata][\(key)]") }
+                hasMetadata = true
+            default:
+                _ = try parser.skipValue()
+            }
+        }
+        func required<T>(_ value: T?, _ field: String) throws(JSONSyntaxError) -> T { try JSONSyntaxError.required(value, "\(param())[\(field)]") }
+        if !hasUpdatedAt { _ = try required(String?.none, "updated_at") }
+        if !hasMetadata { _ = try required(String?.none, "metadata") }
+        let nameRange = try required(name, "name")
+        let fields = Fields(
+            id: try required(id, "id"), type: try required(type, "type"), version: try required(version, "version"),
+            createdAt: try required(createdAt, "created_at"), byteCount: UInt32(parser.index - start),
+            nameStart: UInt32(nameRange.lowerBound - start), nameEnd: UInt32(nameRange.upperBound - start))
+        storage = Self.store(fields, bytes: UnsafeRawBufferPointer(rebasing: bytes[start..<parser.index]))
+    }
+
+    /// Reads one product's JSON (a change's product, for instance) as `init(parsing:in:param:)` does.
+    init(json buffer: ByteBuffer) throws(JSONSyntaxError) {
+        self = try buffer.withUnsafeReadableBytes { bytes throws(JSONSyntaxError) in
+            var parser = JSONParser(bytes: bytes)
+            let product = try CachedProduct(parsing: &parser, in: bytes, param: "product")
+            parser.skipWhitespace()
+            guard parser.index == bytes.count else { throw JSONSyntaxError(description: "unexpected data after the product") }
+            return product
+        }
+    }
+
+    private static func store(_ fields: Fields, bytes: UnsafeRawBufferPointer) -> Storage {
+        let made = Storage.create(minimumCapacity: bytes.count) { _ in fields }
+        made.withUnsafeMutablePointerToElements { elements in
+            UnsafeMutableRawPointer(elements).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+        }
+        return unsafeDowncast(made, to: Storage.self)
+    }
+
+    var id: String { storage.header.id }
+    var type: String { storage.header.type }
+    var version: Int64 { storage.header.version }
+    /// `created_at` in milliseconds since the Unix epoch, for the `created[...]` filters.
+    var createdAt: Int64? { storage.header.createdAt == .min ? nil : storage.header.createdAt }
+    /// The strong entity tag of this version.
+    var etag: String { EntityTag.product(id: id, version: version) }
+    /// The size of the JSON.
+    var jsonByteCount: Int { Int(storage.header.byteCount) }
+
+    /// Calls `body` with the JSON's bytes, which live as long as this value.
+    func withJSONBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+        try storage.withUnsafeMutablePointers { fields, elements in
+            try body(UnsafeRawBufferPointer(start: elements, count: Int(fields.pointee.byteCount)))
+        }
+    }
+
+    /// The JSON, in a buffer of its own.
+    var json: ByteBuffer { withJSONBytes { ByteBuffer(bytes: $0) } }
+
+    /// Appends the JSON to `buffer`.
+    func writeJSON(into buffer: inout ByteBuffer) { withJSONBytes { _ = buffer.writeBytes($0) } }
+
+    /// The name's string literal in the JSON, quotes excluded.
+    private func withNameLiteral<T>(_ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+        let (start, end) = (Int(storage.header.nameStart), Int(storage.header.nameEnd))
+        return try withJSONBytes { bytes in try body(UnsafeRawBufferPointer(rebasing: bytes[start..<end])) }
+    }
+
+    /// The name.
+    var name: String {
+        withNameLiteral { literal in
+            guard literal.contains(UInt8(ascii: "\\")) else { return String(decoding: literal, as: UTF8.self) }
+            // An escape: the parser reads the literal, quotes included, which the JSON holds around it.
+            let quoted = UnsafeRawBufferPointer(start: literal.baseAddress! - 1, count: literal.count + 2)
+            var parser = JSONParser(bytes: quoted)
+            do { return try parser.stringValue() } catch { preconditionFailure("a cached name is always a valid JSON string") }
+        }
+    }
+
+    /// Whether the name, case-folded, contains `needle` (already folded): ASCII names are compared in place.
+    func nameContains(folded needle: String) -> Bool {
+        let fast = withNameLiteral { literal -> Bool? in
+            guard !literal.contains(UInt8(ascii: "\\")) else { return nil }
+            return ProductQuery.asciiName(literal.assumingMemoryBound(to: UInt8.self), containsFolded: needle)
+        }
+        return fast ?? ProductQuery.name(name, containsFolded: needle)
+    }
+
+    /// The product, decoded from the JSON: for writers building on it, a few times per write.
+    var product: Product {
+        withJSONBytes { bytes in
+            var parser = JSONParser(bytes: bytes)
+            do { return try Product(parsing: &parser, param: "product") } catch {
+                preconditionFailure("a cached product's JSON always decodes: \(error)")
+            }
+        }
+    }
+}
+
+extension ProductQuery {
+    /// Whether a cached product passes the filters, read from its kept fields; the name only for `q`.
+    func matches(_ cached: CachedProduct) -> Bool {
+        matches(id: cached.id, type: cached.type, createdAt: cached.createdAt) { cached.nameContains(folded: $0) }
+    }
+}
+
+/// A page of `GET /api/products` read straight into cached products.
+struct CachedPage: Sendable {
+    var products: [CachedProduct]
+    var hasMore: Bool
+
+    init(json buffer: ByteBuffer) throws(JSONSyntaxError) {
+        (products, hasMore) = try ProductPage.parse(buffer) { parser, bytes, index throws(JSONSyntaxError) in
+            try CachedProduct(parsing: &parser, in: bytes, param: "products[\(index)]")
+        }
+    }
+}

@@ -1,0 +1,100 @@
+import Foundation
+import NIOCore
+import Testing
+
+@testable import ProductsService
+import Shared
+
+@Suite("Cached product")
+struct CachedProductTests {
+    static let products = [
+        Product(
+            id: "prod_1", name: "Plain shirt", type: "physical", metadata: ["color": "red", "size": "M"],
+            createdAt: "2024-01-02T03:04:05.678Z", updatedAt: "2024-01-02T03:04:05.678Z", version: 3),
+        Product(
+            id: "prod_\"2\\", name: "A \"quoted\" \\ name\n with\tcontrols \u{1}", type: "digital", metadata: [:],
+            createdAt: "2024-01-02T03:04:05Z", updatedAt: "2024-02-02T03:04:05Z", version: 1),
+        Product(
+            id: "prod_3", name: "Crème brûlée 🍮 épicée", type: "ünïcode", metadata: ["clé": "välue \"x\""],
+            createdAt: "not a time", updatedAt: "2024-02-02T03:04:05Z", version: 9_007_199_254_740_993),
+    ]
+
+    @Test("a product written to the cache keeps its JSON and fields, and decodes back to itself")
+    func fromProduct() {
+        for product in Self.products {
+            let cached = CachedProduct(product)
+            #expect(cached.id == product.id)
+            #expect(cached.type == product.type)
+            #expect(cached.version == product.version)
+            #expect(cached.name == product.name)
+            #expect(cached.createdAt == Timestamp.epochMilliseconds(product.createdAt))
+            #expect(cached.json == product.json)
+            #expect(cached.jsonByteCount == product.json.readableBytes)
+            #expect(cached.product == product)
+            #expect(cached.etag == EntityTag.product(id: product.id, version: product.version))
+        }
+    }
+
+    @Test("a product read from JSON keeps the bytes as sent, whatever the key order, spacing or extra fields")
+    func fromJSON() throws {
+        let text = """
+             { "version": 4, "extra": {"nested": [1, "}"]}, "metadata": {"k": "v"}, "updated_at": "2024-01-01T00:00:00Z",
+              "type": "physical", "created_at": "2024-01-01T00:00:00Z", "name": "Caf\\u00e9 \\"bar\\"", "id": "prod_9" }
+            """
+        let cached = try CachedProduct(json: ByteBuffer(string: text))
+        #expect(cached.id == "prod_9")
+        #expect(cached.name == "Café \"bar\"")
+        #expect(cached.version == 4)
+        #expect(cached.type == "physical")
+        #expect(cached.createdAt == Timestamp.epochMilliseconds("2024-01-01T00:00:00Z"))
+        #expect(String(buffer: cached.json) == text.trimmingCharacters(in: .whitespaces))
+        #expect(
+            cached.product
+                == Product(
+                    id: "prod_9", name: "Café \"bar\"", type: "physical", metadata: ["k": "v"], createdAt: "2024-01-01T00:00:00Z",
+                    updatedAt: "2024-01-01T00:00:00Z", version: 4))
+        #expect(cached.nameContains(folded: "cafe \"b"))
+        #expect(!cached.nameContains(folded: "bar\\"))
+    }
+
+    @Test("a page of the Database Service's is read into cached products that match the products it holds")
+    func page() throws {
+        let page = ProductPage(products: Self.products, hasMore: true)
+        let cached = try CachedPage(json: page.json)
+        #expect(cached.hasMore)
+        #expect(cached.products.map(\.product) == Self.products)
+        #expect(cached.products.map(\.json) == Self.products.map(\.json))
+        let empty = try CachedPage(json: ProductPage(products: [], hasMore: false).json)
+        #expect(empty.products.isEmpty && !empty.hasMore)
+    }
+
+    @Test("a product missing a field or with one of the wrong type is refused, naming it", arguments: [
+        (#"{"id":"p","type":"t","version":1,"created_at":"x","updated_at":"x","metadata":{}}"#, "product[name]"),
+        (#"{"id":"p","name":"n","type":"t","version":1,"created_at":"x","updated_at":"x"}"#, "product[metadata]"),
+        (#"{"id":"p","name":"n","type":"t","version":1,"created_at":"x","metadata":{}}"#, "product[updated_at]"),
+        (#"{"id":"p","name":"n","type":"t","version":1.5,"created_at":"x","updated_at":"x","metadata":{}}"#, "product[version]"),
+        (#"{"id":"p","name":"n","type":"t","version":1,"created_at":"x","updated_at":"x","metadata":{"a":1}}"#, "product[metadata][a]"),
+        (#"{"id":"p","name":7,"type":"t","version":1,"created_at":"x","updated_at":"x","metadata":{}}"#, "product[name]"),
+    ])
+    func refused(json: String, param: String) {
+        #expect {
+            _ = try CachedProduct(json: ByteBuffer(string: json))
+        } throws: { error in
+            "\(error)".contains(param)
+        }
+    }
+
+    @Test("q matches names in place, ASCII or not, escaped or not, as ProductQuery does on the decoded name")
+    func nameSearch() {
+        let needles = ["shirt", "SHIRT", "creme", "brulee 🍮", "quoted\" \\", "\n with", "épicée", "missing", "a"]
+        for product in Self.products {
+            let cached = CachedProduct(product)
+            for needle in needles {
+                let folded = ProductQuery.fold(needle)
+                #expect(
+                    cached.nameContains(folded: folded) == ProductQuery.name(product.name, containsFolded: folded),
+                    "\(product.name) ∋ \(needle)")
+            }
+        }
+    }
+}
