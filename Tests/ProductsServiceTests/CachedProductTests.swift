@@ -68,6 +68,22 @@ struct CachedProductTests {
         #expect(empty.products.isEmpty && !empty.hasMore)
     }
 
+    @Test("a page's last id and has_more are read from its last bytes, whatever its names and metadata hold")
+    func tail() throws {
+        var tricky = Self.products[0]
+        tricky.id = "prod_last"
+        tricky.name = #"name with ,{"id":"fake"} inside"#
+        tricky.metadata = ["id": "not the id", "x": #",{"id":"y"#]
+        for hasMore in [true, false] {
+            let page = ProductPage(products: Self.products + [tricky], hasMore: hasMore).json
+            #expect(CachedPage.tail(of: page)?.lastID == "prod_last")
+            #expect(CachedPage.tail(of: page)?.hasMore == hasMore)
+            let empty = CachedPage.tail(of: ProductPage(products: [], hasMore: hasMore).json)
+            #expect(empty != nil && empty?.lastID == nil && empty?.hasMore == hasMore)
+        }
+        #expect(CachedPage.tail(of: ByteBuffer(string: #"{"has_more":true,"products":[]}"#)) == nil, "another layout: parsed instead")
+    }
+
     @Test("a product missing a field or with one of the wrong type is refused, naming it", arguments: [
         (#"{"id":"p","type":"t","version":1,"created_at":"x","updated_at":"x","metadata":{}}"#, "product[name]"),
         (#"{"id":"p","name":"n","type":"t","version":1,"created_at":"x","updated_at":"x"}"#, "product[metadata]"),

@@ -33,7 +33,7 @@ struct FeedApplyTests {
 
         var broken = held
         broken.version = 4
-        await #expect(throws: DecodingError.self) { try await fixture.catalog.apply([broken], deletesOnly: false) }
+        await #expect(throws: JSONSyntaxError.self) { try await fixture.catalog.apply([broken], deletesOnly: false) }
         #expect(fixture.cache.get(tenant: defaultTenant, id: "prod_a")?.product.version == 3, "nothing of the failed page applied")
 
         let newer = try Self.encoded(Self.product("prod_a", version: 4, name: "Renamed"))

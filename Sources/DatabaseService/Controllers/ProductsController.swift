@@ -93,8 +93,8 @@ struct ProductsController<Context: RequestContext> {
     }
 
     /// GET /api/products: live products in id order, filtered, paged with `starting_after` or `ending_before`.
-    @Sendable func list(_ request: Request, context: Context) async throws -> ProductPage {
-        try await store.list(tenant: try request.tenant(), query: try ProductQuery.parse(query: request.uri.query))
+    @Sendable func list(_ request: Request, context: Context) async throws -> Response {
+        .json(buffer: try await store.listJSON(tenant: try request.tenant(), query: try ProductQuery.parse(query: request.uri.query)))
     }
 
     /// GET /api/products/{id}: one live product.

@@ -1,4 +1,5 @@
 import Metrics
+import NIOCore
 import Shared
 
 /// A store that times every call into `database_storage_query_duration_seconds{operation, backend}`.
@@ -27,6 +28,9 @@ struct InstrumentedStore: DataStore {
     }
     func product(tenant: String, id: String) async throws -> Product? { try await measure("get") { try await base.product(tenant: tenant, id: id) } }
     func list(tenant: String, query: ProductQuery) async throws -> ProductPage { try await measure("list") { try await base.list(tenant: tenant, query: query) } }
+    func listJSON(tenant: String, query: ProductQuery) async throws -> ByteBuffer {
+        try await measure("list") { try await base.listJSON(tenant: tenant, query: query) }
+    }
     func ping() async throws { try await measure("ping") { try await base.ping() } }
     func schemaVersion() async throws -> String? { try await base.schemaVersion() }
     func changes(after cursor: ChangeCursor, limit: Int) async throws -> ChangeRead {

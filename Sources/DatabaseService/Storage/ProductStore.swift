@@ -1,3 +1,4 @@
+import NIOCore
 import Shared
 
 /// The Database Service's storage: versioned products and tombstones, scoped by tenant. Routes never see SQL.
@@ -15,6 +16,9 @@ protocol ProductStore: Sendable {
     /// Live products matching the query's filters, at most `limit` of them in id order from its cursor,
     /// and whether more exist in the direction of paging.
     func list(tenant: String, query: ProductQuery) async throws -> ProductPage
+    /// The same page as its JSON, `{"products":[...],"has_more":...}`, which a store may write straight from its
+    /// rows: a replica loading its catalog reads a thousand such pages per million products.
+    func listJSON(tenant: String, query: ProductQuery) async throws -> ByteBuffer
     /// Checks that the backend answers.
     func ping() async throws
     /// The backend's name, reported by `/health`.
@@ -116,4 +120,10 @@ enum WriterNodeSchema {
             last_seen_ms BIGINT NOT NULL
         )
         """
+}
+
+extension ProductStore {
+    func listJSON(tenant: String, query: ProductQuery) async throws -> ByteBuffer {
+        try await list(tenant: tenant, query: query).json
+    }
 }

@@ -168,47 +168,89 @@ final class SQLiteProductStore: ProductStore {
     }
 
     func list(tenant: String, query: ProductQuery) async throws -> ProductPage {
-        try await pool.read { db in
-            var sql = "SELECT * FROM products WHERE tenant = ? AND deleted = 0"
-            var arguments: StatementArguments = [tenant]
-            var descending = false
-            switch query.cursor {
-            case .startingAfter(let id):
-                sql += " AND id > ?"
-                arguments += [id]
-            case .endingBefore(let id):
-                sql += " AND id < ?"
-                arguments += [id]
-                descending = true
-            case nil:
-                break
-            }
-            if let type = query.type {
-                sql += " AND type = ?"
-                arguments += [type]
-            }
-            if let ids = query.ids {
-                sql += " AND id IN (\(Array(repeating: "?", count: ids.count).joined(separator: ", ")))"
-                arguments += StatementArguments(ids)
-            }
-            for (comparison, bound) in [(">=", query.createdGTE), (">", query.createdGT), ("<=", query.createdLTE), ("<", query.createdLT)] {
-                if let bound {
-                    sql += " AND products_epoch_ms(created_at) \(comparison) ?"
-                    arguments += [bound]
-                }
-            }
-            if let search = query.foldedSearch {
-                sql += " AND instr(products_fold(name), ?) > 0"
-                arguments += [search]
-            }
-            sql += descending ? " ORDER BY id DESC LIMIT ?" : " ORDER BY id LIMIT ?"
-            arguments += [query.limit + 1]
+        let (sql, arguments, descending) = Self.listSQL(tenant: tenant, query: query)
+        return try await pool.read { db in
             var products = try GRDB.Row.fetchAll(db, sql: sql, arguments: arguments).map(Self.product(from:))
             let hasMore = products.count > query.limit
             if hasMore { products.removeLast() }
             if descending { products.reverse() }
             return ProductPage(products: products, hasMore: hasMore)
         }
+    }
+
+    func listJSON(tenant: String, query: ProductQuery) async throws -> ByteBuffer {
+        let (sql, arguments, descending) = Self.listSQL(tenant: tenant, query: query)
+        return try await pool.read { db in
+            // Each row is written as its product's JSON, metadata copied as stored (written by `JSONWriter`);
+            // then the page is assembled in paging order.
+            var products = ByteBuffer()
+            products.reserveCapacity((query.limit + 1) * 288)
+            var ranges: [Range<Int>] = []
+            ranges.reserveCapacity(query.limit + 1)
+            let rows = try GRDB.Row.fetchCursor(db.cachedStatement(sql: sql), arguments: arguments)
+            while let row = try rows.next() {
+                let start = products.writerIndex
+                let metadata: String = row[Self.Column.metadata]
+                Product.writeJSON(
+                    id: row[Self.Column.id], name: row[Self.Column.name], type: row[Self.Column.type], createdAt: row[Self.Column.createdAt],
+                    updatedAt: row[Self.Column.updatedAt], version: row[Self.Column.version], into: &products
+                ) { buffer in buffer.writeString(metadata) }
+                ranges.append(start..<products.writerIndex)
+            }
+            let hasMore = ranges.count > query.limit
+            if hasMore { ranges.removeLast() }
+            if descending { ranges.reverse() }
+            var page = ByteBuffer()
+            page.reserveCapacity(products.readableBytes + ranges.count + 32)
+            ProductPage.writeJSON(ranges, hasMore: hasMore, into: &page) { range, page in
+                page.writeBytes(products.readableBytesView[range])
+            }
+            return page
+        }
+    }
+
+    /// The columns a listing selects, in this order.
+    private enum Column {
+        static let (id, name, type, metadata, createdAt, updatedAt, version) = (0, 1, 2, 3, 4, 5, 6)
+    }
+
+    /// A listing's query: the page's rows and one more (whether more exist), in paging order.
+    private static func listSQL(tenant: String, query: ProductQuery) -> (sql: String, arguments: StatementArguments, descending: Bool) {
+        var sql = "SELECT id, name, type, metadata, created_at, updated_at, version FROM products WHERE tenant = ? AND deleted = 0"
+        var arguments: StatementArguments = [tenant]
+        var descending = false
+        switch query.cursor {
+        case .startingAfter(let id):
+            sql += " AND id > ?"
+            arguments += [id]
+        case .endingBefore(let id):
+            sql += " AND id < ?"
+            arguments += [id]
+            descending = true
+        case nil:
+            break
+        }
+        if let type = query.type {
+            sql += " AND type = ?"
+            arguments += [type]
+        }
+        if let ids = query.ids {
+            sql += " AND id IN (\(Array(repeating: "?", count: ids.count).joined(separator: ", ")))"
+            arguments += StatementArguments(ids)
+        }
+        for (comparison, bound) in [(">=", query.createdGTE), (">", query.createdGT), ("<=", query.createdLTE), ("<", query.createdLT)] {
+            if let bound {
+                sql += " AND products_epoch_ms(created_at) \(comparison) ?"
+                arguments += [bound]
+            }
+        }
+        if let search = query.foldedSearch {
+            sql += " AND instr(products_fold(name), ?) > 0"
+            arguments += [search]
+        }
+        sql += descending ? " ORDER BY id DESC LIMIT ?" : " ORDER BY id LIMIT ?"
+        arguments += [query.limit + 1]
+        return (sql, arguments, descending)
     }
 
     func ping() async throws {

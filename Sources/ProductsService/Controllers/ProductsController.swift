@@ -33,12 +33,7 @@ struct ProductsController<Context: TenantRequestContext> {
         let page = try await catalog.list(tenant: context.tenant, query: query)
         var body = ByteBuffer()
         body.reserveCapacity(page.products.reduce(2) { $0 + $1.jsonByteCount + 1 })
-        body.writeInteger(UInt8(ascii: "["))
-        for (index, item) in page.products.enumerated() {
-            if index > 0 { body.writeInteger(UInt8(ascii: ",")) }
-            item.writeJSON(into: &body)
-        }
-        body.writeInteger(UInt8(ascii: "]"))
+        body.writeJSONArray(page.products, opening: "[", closing: "]") { product, body in product.writeJSON(into: &body) }
         var response = Response.json(buffer: body)
         if let link = Self.link(for: page, query: query, request: request) { response.headers[.link] = link }
         return response

@@ -537,20 +537,35 @@ final class Catalog: Sendable {
     /// changes a full load already reflects, only deletes are applied (they may remove writes replayed from
     /// the journal that lost to them), so that no reader sees an old state come back for a moment.
     ///
-    /// A product is decoded only when the cache does not hold that version or a newer one already: this
-    /// replica's own writes come back through the feed, and decoding them cost a tenth of its CPU under a
-    /// stream of writes. A product that cannot be decoded fails the page, which the follower asks for again.
+    /// A product is read (into its cached form, its JSON kept as sent) only when the cache does not hold that
+    /// version or a newer one already: this replica's own writes come back through the feed, and decoding them
+    /// cost a tenth of its CPU under a stream of writes. A product that cannot be read fails the page, which the
+    /// follower asks for again.
     func apply(_ changes: [Change], deletesOnly: Bool) async throws -> Int {
-        var operations: [WriteOperation] = []
-        operations.reserveCapacity(changes.count)
+        var decoded: [(tenant: String, id: String, version: Int64, stored: CatalogCache.StoredChange)] = []
+        decoded.reserveCapacity(changes.count)
         for change in changes {
-            if change.op == .upsert && (deletesOnly || cache.holds(tenant: change.tenant, id: change.id, version: change.version)) {
-                continue
+            switch change.op {
+            case .delete:
+                decoded.append((change.tenant, change.id, change.version, .delete(version: change.version)))
+            case .upsert:
+                if deletesOnly || cache.holds(tenant: change.tenant, id: change.id, version: change.version) { continue }
+                let product: CachedProduct
+                if let value = change.product {
+                    product = CachedProduct(value)
+                } else if let encoded = change.encodedProduct {
+                    product = try CachedProduct(json: encoded)
+                } else {
+                    throw JSONSyntaxError(description: "the upsert of \(change.id) has no product")
+                }
+                decoded.append((change.tenant, product.id, product.version, .put(product)))
             }
-            operations.append(try change.operation())
         }
-        return await feedGate.withGate { [operations] in
-            operations.reduce(0) { count, operation in count + (self.cache.applyStored(operation, deletesOnly: deletesOnly) ? 1 : 0) }
+        return await feedGate.withGate { [decoded] in
+            decoded.reduce(0) { count, item in
+                let applied = self.cache.applyStored(tenant: item.tenant, id: item.id, version: item.version, item.stored, deletesOnly: deletesOnly)
+                return count + (applied ? 1 : 0)
+            }
         }
     }
 
@@ -570,42 +585,74 @@ final class Catalog: Sendable {
         var complete = true
     }
 
-    /// Makes the tenant's cache match the Database Service's catalog, read page by page: each page goes into the
-    /// cache while the next is asked for, so both services work at once, then what the Database Service lacks
-    /// is dropped. Under a budget, colder tenants (never those in `protecting`) are evicted to make room after
+    /// Makes the tenant's cache match the Database Service's catalog, read page by page in id order: each page
+    /// goes into the cache, and what the Database Service lacks in its range of ids is dropped, while the next
+    /// page is parsed and the one after asked for, so both services work at once. Under a budget, colder tenants (never those in `protecting`) are evicted to make room after
     /// each page; when that is not enough, the tenant itself is evicted and the reconciliation stops.
     private func reconcile(
         tenant: String, logger: Logger?, dropConfirmedTombstones: Bool, protecting: Set<String>
     ) async throws -> Reconciled {
         let database = database
-        @Sendable func page(after cursor: String?) async throws -> CachedPage {
-            try await Self.databasePage(
-                database, tenant: tenant, query: ProductQuery(limit: Self.pageSize, cursor: cursor.map(ProductQuery.Cursor.startingAfter)))
+        @Sendable func fetch(after cursor: String?) async throws -> ByteBuffer {
+            try await database.listProductsJSON(
+                tenant: tenant, query: ProductQuery(limit: Self.pageSize, cursor: cursor.map(ProductQuery.Cursor.startingAfter)))
+        }
+        @Sendable func parse(_ body: ByteBuffer) throws -> CachedPage {
+            do { return try CachedPage(json: body) } catch { throw DatabaseClientError.invalidResponse("a page of products: \(error)") }
         }
         if dropConfirmedTombstones { cache.dropConfirmedTombstones(tenant: tenant) { self.journal.isUnconfirmed(tenant: tenant, id: $0) } }
-        var inDatabase = Set<String>()
-        var updated = 0
-        var current = try await page(after: nil)
+        var result = Reconciled()
+        var loaded = 0
+        // Where the last page taken ended: each page reconciles the ids after it, through its own last one.
+        var takenThrough: String?
         func take(_ page: CachedPage) {
-            for product in page.products { inDatabase.insert(product.id) }
-            updated += cache.putNewer(tenant: tenant, page.products[...])
-        }
-        while current.hasMore, let last = current.products.last?.id {
-            async let next = page(after: last)
-            take(current)
-            if !fitsBudget(loading: tenant, protecting: protecting, logger: logger) {
-                _ = try? await next
-                return Reconciled(updated: updated, complete: false)
+            let through = page.hasMore ? page.products.last?.id : nil
+            let (updated, dropped) = cache.reconcilePage(tenant: tenant, page.products, after: takenThrough, through: through) {
+                self.journal.isUnconfirmed(tenant: tenant, id: $0)
             }
-            if let logger, inDatabase.count % 50_000 < Self.pageSize {
-                logger.info("loading catalog", metadata: ["tenant": "\(tenant)", "loaded": "\(inDatabase.count)"])
-            }
-            current = try await next
+            result.updated += updated
+            result.dropped += dropped
+            loaded += page.products.count
+            takenThrough = through
         }
-        take(current)
-        if !fitsBudget(loading: tenant, protecting: protecting, logger: logger) { return Reconciled(updated: updated, complete: false) }
-        let dropped = cache.dropMissing(tenant: tenant, inDatabase: inDatabase) { self.journal.isUnconfirmed(tenant: tenant, id: $0) }
-        return Reconciled(updated: updated, dropped: dropped)
+        // Three pages at a time: the next one is fetched (from where this one ends, read from its last bytes) while
+        // this one is parsed and the one before goes into the cache.
+        var body: ByteBuffer? = try await fetch(after: nil)
+        var parsed: CachedPage?
+        func takeParsed() -> Bool {
+            guard let previous = parsed else { return true }
+            take(previous)
+            parsed = nil
+            guard fitsBudget(loading: tenant, protecting: protecting, logger: logger) else { return false }
+            if let logger, loaded % 50_000 < Self.pageSize {
+                logger.info("loading catalog", metadata: ["tenant": "\(tenant)", "loaded": "\(loaded)"])
+            }
+            return true
+        }
+        while let current = body {
+            let tail = CachedPage.tail(of: current)
+            let parsedFirst = tail == nil ? try parse(current) : nil
+            guard let (lastID, hasMore) = tail ?? parsedFirst.map({ ($0.products.last?.id, $0.hasMore) }), hasMore, let lastID else {
+                // The last page (a small shop's only one): nothing to fetch meanwhile.
+                guard takeParsed() else { return Reconciled(updated: result.updated, dropped: result.dropped, complete: false) }
+                parsed = try parsedFirst ?? parse(current)
+                break
+            }
+            async let next = fetch(after: lastID)
+            async let parsing = parsedFirst ?? parse(current)
+            guard takeParsed() else {
+                _ = try? await (next, parsing)
+                return Reconciled(updated: result.updated, dropped: result.dropped, complete: false)
+            }
+            let page = try await parsing
+            guard page.products.last?.id == lastID, page.hasMore else {
+                throw DatabaseClientError.invalidResponse("a page of products ends unlike its last bytes say")
+            }
+            parsed = page
+            body = try await next
+        }
+        if !takeParsed() { result.complete = false }
+        return result
     }
 
     // MARK: The memory budget

@@ -56,28 +56,34 @@ struct CachedProduct: @unchecked Sendable {
                 let text = try parser.string(param: param() + "[created_at]")
                 createdAt = Timestamp.epochMilliseconds(text) ?? .min
             case "updated_at":
-                _ = try parser.string(param: param() + "[updated_at]")
+                try parser.skipString(param: param() + "[updated_at]")
                 hasUpdatedAt = true
             case "name":
                 let literal = parser.index
-                _ = try parser.string(param: param() + "[name]")
+                try parser.skipString(param: param() + "[name]")
                 name = (literal + 1)..<(parser.index - 1)
             case "metadata":
                 guard parser.current == UInt8(ascii: "{") else { throw try parser.mismatch(param() + "[metadata]", "an object") }
-                try parser.members { parser, key throws(JSONSyntaxError) in _ = try parser.string(param: param() + "[metadata][\(key)]") }
+                try parser.members { parser, key throws(JSONSyntaxError) in try parser.skipString(param: param() + "[metadata][\(key)]") }
                 hasMetadata = true
             default:
                 _ = try parser.skipValue()
             }
         }
-        func required<T>(_ value: T?, _ field: String) throws(JSONSyntaxError) -> T { try JSONSyntaxError.required(value, "\(param())[\(field)]") }
-        if !hasUpdatedAt { _ = try required(String?.none, "updated_at") }
-        if !hasMetadata { _ = try required(String?.none, "metadata") }
-        let nameRange = try required(name, "name")
+        // Checked one by one, not through a generic helper: this runs for every product of a catalog's load.
+        func missing(_ field: String) -> JSONSyntaxError {
+            JSONSyntaxError(description: "'\(param())[\(field)]' is required", fault: .missing(param: "\(param())[\(field)]"))
+        }
+        guard let id else { throw missing("id") }
+        guard let name else { throw missing("name") }
+        guard let type else { throw missing("type") }
+        guard let version else { throw missing("version") }
+        guard let createdAt else { throw missing("created_at") }
+        guard hasUpdatedAt else { throw missing("updated_at") }
+        guard hasMetadata else { throw missing("metadata") }
         let fields = Fields(
-            id: try required(id, "id"), type: try required(type, "type"), version: try required(version, "version"),
-            createdAt: try required(createdAt, "created_at"), byteCount: UInt32(parser.index - start),
-            nameStart: UInt32(nameRange.lowerBound - start), nameEnd: UInt32(nameRange.upperBound - start))
+            id: id, type: type, version: version, createdAt: createdAt, byteCount: UInt32(parser.index - start),
+            nameStart: UInt32(name.lowerBound - start), nameEnd: UInt32(name.upperBound - start))
         storage = Self.store(fields, bytes: UnsafeRawBufferPointer(rebasing: bytes[start..<parser.index]))
     }
 
@@ -173,8 +179,45 @@ struct CachedPage: Sendable {
     var hasMore: Bool
 
     init(json buffer: ByteBuffer) throws(JSONSyntaxError) {
-        (products, hasMore) = try ProductPage.parse(buffer) { parser, bytes, index throws(JSONSyntaxError) in
-            try CachedProduct(parsing: &parser, in: bytes, param: "products[\(index)]")
+        var products: [CachedProduct] = []
+        products.reserveCapacity(1024)
+        hasMore = try ProductPage.parse(buffer) { parser, bytes, index throws(JSONSyntaxError) in
+            products.append(try CachedProduct(parsing: &parser, in: bytes, param: "products[\(index)]"))
+        }
+        self.products = products
+    }
+
+    /// Where a page ends, read from its last bytes without parsing it: the last product's id and `has_more`. The
+    /// Database Service writes each product's id first, so the last product starts at the last `,{"id":"` (or
+    /// `[{"id":"`), which no string can hold unescaped and no metadata (an object of strings) can either. Nil when
+    /// the page does not end that way; the caller checks the parsed page agrees.
+    static func tail(of buffer: ByteBuffer) -> (lastID: String?, hasMore: Bool)? {
+        buffer.withUnsafeReadableBytes { bytes -> (lastID: String?, hasMore: Bool)? in
+            func ends(with suffix: String) -> Bool {
+                let suffix = Array(suffix.utf8)
+                return bytes.count >= suffix.count && bytes.suffix(suffix.count).elementsEqual(suffix)
+            }
+            let hasMore: Bool
+            if ends(with: "],\"has_more\":true}") {
+                hasMore = true
+            } else if ends(with: "],\"has_more\":false}") {
+                hasMore = false
+            } else {
+                return nil
+            }
+            if ends(with: "{\"products\":[],\"has_more\":\(hasMore)}") { return (nil, hasMore) }
+            let opening = Array("{\"id\":\"".utf8)
+            var start = bytes.count - opening.count
+            while start > 0 {
+                if bytes[start] == UInt8(ascii: "{"), bytes[start - 1] == UInt8(ascii: ",") || bytes[start - 1] == UInt8(ascii: "["),
+                    UnsafeRawBufferPointer(rebasing: bytes[start..<(start + opening.count)]).elementsEqual(opening)
+                {
+                    var parser = JSONParser(bytes: UnsafeRawBufferPointer(rebasing: bytes[(start + opening.count - 1)...]))
+                    return (try? parser.stringValue()).map { ($0, hasMore) }
+                }
+                start -= 1
+            }
+            return nil
         }
     }
 }

@@ -82,8 +82,11 @@ final class CatalogCache: Sendable {
         var change: Change
     }
 
+    /// A change the Database Service stored, for `applyStored`.
+    typealias StoredChange = Change
+
     /// The newest state a write gave a product: its new version, or its deletion at a version.
-    private enum Change {
+    enum Change {
         case put(CachedProduct)
         case delete(version: Int64)
 
@@ -690,19 +693,29 @@ final class CatalogCache: Sendable {
     /// write of ours it found stale) if it is newer than what readers see. Returns whether it changed anything.
     @discardableResult
     func applyStored(_ operation: WriteOperation, deletesOnly: Bool = false) -> Bool {
-        withCatalog(operation.tenant) { catalog in
-            let id = operation.productID
-            if let existing = catalog.products[id], existing.version >= operation.version { return false }
+        switch operation {
+        case .upsert(let tenant, let product):
+            applyStored(tenant: tenant, id: product.id, version: product.version, .put(CachedProduct(product)), deletesOnly: deletesOnly)
+        case .delete(let tenant, let id, let version, _):
+            applyStored(tenant: tenant, id: id, version: version, .delete(version: version), deletesOnly: deletesOnly)
+        }
+    }
+
+    /// `applyStored` of a product already cached as JSON (from the change feed), or of a delete.
+    @discardableResult
+    func applyStored(tenant: String, id: String, version: Int64, _ change: StoredChange, deletesOnly: Bool = false) -> Bool {
+        withCatalog(tenant) { catalog in
+            if let existing = catalog.products[id], existing.version >= version { return false }
             if let tombstone = catalog.pendingDeletes[id] {
-                if tombstone > operation.version { return false }
-                if tombstone == operation.version {
+                if tombstone > version { return false }
+                if tombstone == version {
                     // This replica's own delete, back from the Database Service: the tombstone has done its job.
-                    if case .delete = operation { catalog.pendingDeletes[id] = nil }
+                    if case .delete = change { catalog.pendingDeletes[id] = nil }
                     return false
                 }
             }
-            switch operation {
-            case .upsert(_, let product):
+            switch change {
+            case .put(let cached):
                 if deletesOnly { return false }
                 // An evicted tenant keeps only what it holds up to date; the Database Service answers the rest. A
                 // read-through that fetched an older state meanwhile sees the count move and does not cache it.
@@ -711,8 +724,8 @@ final class CatalogCache: Sendable {
                     return false
                 }
                 catalog.pendingDeletes[id] = nil
-                catalog.put(CachedProduct(product))
-            case .delete(_, _, let version, _):
+                catalog.put(cached)
+            case .delete:
                 guard catalog.remove(id) != nil else {
                     if catalog.evicted {
                         // Nothing older comes from the feed for what an evicted tenant lacks; a read-through that
@@ -793,6 +806,28 @@ final class CatalogCache: Sendable {
             }
         }
         return updated
+    }
+
+    /// Reconciliation of one page of the Database Service's catalog, pages read in id order: caches what is newer
+    /// (as `putNewer`), then drops the cached products in the page's id range, after `after` (from the first when
+    /// nil) through `through` (to the last when nil), that the page lacks and no pending write explains (as
+    /// `dropMissing`, asking `isPending` under the lock). A full load needs no set of every id it read.
+    func reconcilePage(
+        tenant: String, _ products: [CachedProduct], after: String?, through: String?, isPending: (_ id: String) -> Bool
+    ) -> (updated: Int, dropped: Int) {
+        let updated = putNewer(tenant: tenant, products[...])
+        let inPage = Set(products.lazy.map(\.id))
+        let dropped = withExistingCatalog(tenant) { catalog in
+            var lower = after.map { catalog.order.insertionIndex(of: $0) } ?? 0
+            if let after, lower < catalog.order.count, catalog.order[lower] == after { lower += 1 }
+            var upper = through.map { catalog.order.insertionIndex(of: $0) } ?? catalog.order.count
+            if let through, upper < catalog.order.count, catalog.order[upper] == through { upper += 1 }
+            guard lower < upper else { return 0 }
+            let stale = catalog.order[lower..<upper].filter { !inPage.contains($0) && !isPending($0) }
+            for id in stale { _ = catalog.remove(id) }
+            return stale.count
+        } ?? 0
+        return (updated, dropped)
     }
 
     /// Reconciliation, last step, once the whole catalog was read: drops what the Database Service lacks and no

@@ -161,6 +161,23 @@ package struct JSONParser {
         return try string()
     }
 
+    /// A string value, checked as `string(param:)` checks it, but not made: ASCII without escapes, the common
+    /// case, is only scanned.
+    package mutating func skipString(param: @autoclosure () -> String) throws(JSONSyntaxError) {
+        guard current == UInt8(ascii: "\"") else { throw try mismatch(param(), "a string") }
+        var end = index + 1
+        while end < bytes.count {
+            let byte = bytes[end]
+            guard byte >= 0x20, byte < 0x80, byte != UInt8(ascii: "\\") else { break }
+            if byte == UInt8(ascii: "\"") {
+                index = end + 1
+                return
+            }
+            end += 1
+        }
+        _ = try string()
+    }
+
     /// An integer value; anything else (a fraction, out of range, another type, null) is an error naming `param`.
     package mutating func integer(param: @autoclosure () -> String) throws(JSONSyntaxError) -> Int64 {
         guard let byte = current, byte == UInt8(ascii: "-") || (0x30...0x39).contains(byte) else { throw try mismatch(param(), "an integer") }
@@ -323,15 +340,26 @@ package struct JSONParser {
         index += 1
         let start = index
         // Fast path: no escapes.
+        var ascii = true
         while let byte = current, byte != UInt8(ascii: "\""), byte != UInt8(ascii: "\\") {
             guard byte >= 0x20 else { throw failure("control character in string") }
+            if byte >= 0x80 { ascii = false }
             index += 1
         }
         guard let stop = current else { throw failure("unterminated string") }
-        var utf8 = [UInt8](UnsafeRawBufferPointer(rebasing: bytes[start..<index]))
-        if stop == UInt8(ascii: "\\") {
-            try escapedTail(into: &utf8)
+        if stop == UInt8(ascii: "\"") {
+            // No escapes, the common case: straight from the bytes, with no copy in between; ASCII needs no
+            // validating (keys and most values are ASCII).
+            let raw = UnsafeRawBufferPointer(rebasing: bytes[start..<index])
+            index += 1  // closing quote
+            let string = raw.withMemoryRebound(to: UInt8.self) { utf8 in
+                ascii ? String(decoding: utf8, as: UTF8.self) : String(validating: utf8, as: UTF8.self)
+            }
+            guard let string else { throw failure("invalid UTF-8 in string") }
+            return string
         }
+        var utf8 = [UInt8](UnsafeRawBufferPointer(rebasing: bytes[start..<index]))
+        try escapedTail(into: &utf8)
         index += 1  // closing quote
         guard let string = String(validating: utf8, as: UTF8.self) else { throw failure("invalid UTF-8 in string") }
         return string

@@ -32,14 +32,11 @@ package enum JSONWriter {
 
     /// A JSON object of strings, keys sorted.
     package static func writeObject(_ object: [String: String], into buffer: inout ByteBuffer) {
-        buffer.writeInteger(UInt8(ascii: "{"))
-        for (index, key) in object.keys.sorted().enumerated() {
-            if index > 0 { buffer.writeInteger(UInt8(ascii: ",")) }
+        buffer.writeJSONArray(object.keys.sorted(), opening: "{", closing: "}") { key, buffer in
             writeString(key, into: &buffer)
             buffer.writeInteger(UInt8(ascii: ":"))
             writeString(object[key]!, into: &buffer)
         }
-        buffer.writeInteger(UInt8(ascii: "}"))
     }
 
     private static func hexDigit(_ value: UInt8) -> UInt8 {
@@ -48,6 +45,21 @@ package enum JSONWriter {
 }
 
 extension ByteBuffer {
+    /// Writes `opening`, each element with `write` (commas between), then `closing`: an array, an object's
+    /// members, or an object whose last member is an array.
+    package mutating func writeJSONArray<Elements: Sequence>(
+        _ elements: Elements, opening: StaticString, closing: StaticString, _ write: (Elements.Element, inout ByteBuffer) -> Void
+    ) {
+        writeStaticString(opening)
+        var first = true
+        for element in elements {
+            if !first { writeInteger(UInt8(ascii: ",")) }
+            first = false
+            write(element, &self)
+        }
+        writeStaticString(closing)
+    }
+
     /// Writes `prefix` (punctuation and a key) and then `value` as a JSON string.
     package mutating func writeJSONString(_ value: String, after prefix: StaticString) {
         writeStaticString(prefix)
@@ -60,21 +72,33 @@ extension Product {
     /// string literal is, quotes excluded, relative to the object's first byte (the cache reads names there).
     @discardableResult
     package func writeJSON(into buffer: inout ByteBuffer) -> Range<Int> {
+        Self.writeJSON(
+            id: id, name: name, type: type, createdAt: createdAt, updatedAt: updatedAt, version: version, into: &buffer
+        ) { [metadata] buffer in JSONWriter.writeObject(metadata, into: &buffer) }
+    }
+
+    /// A product's JSON from its fields, `writeMetadata` writing the metadata object: a store that keeps metadata
+    /// as JSON text copies it, without decoding it first.
+    @discardableResult
+    package static func writeJSON(
+        id: String, name: String, type: String, createdAt: String, updatedAt: String, version: Int64, into buffer: inout ByteBuffer,
+        metadata writeMetadata: (inout ByteBuffer) -> Void
+    ) -> Range<Int> {
         let start = buffer.writerIndex
         buffer.writeJSONString(id, after: "{\"id\":")
         buffer.writeStaticString(",\"name\":")
         let nameStart = buffer.writerIndex - start + 1
         JSONWriter.writeString(name, into: &buffer)
-        let name = nameStart..<(buffer.writerIndex - start - 1)
+        let nameRange = nameStart..<(buffer.writerIndex - start - 1)
         buffer.writeJSONString(type, after: ",\"type\":")
         buffer.writeStaticString(",\"metadata\":")
-        JSONWriter.writeObject(metadata, into: &buffer)
+        writeMetadata(&buffer)
         buffer.writeJSONString(createdAt, after: ",\"created_at\":")
         buffer.writeJSONString(updatedAt, after: ",\"updated_at\":")
         buffer.writeStaticString(",\"version\":")
         buffer.writeString(String(version))
         buffer.writeInteger(UInt8(ascii: "}"))
-        return name
+        return nameRange
     }
 
     /// The product's JSON in a buffer of its own.
@@ -91,13 +115,15 @@ extension ProductPage {
     package var json: ByteBuffer {
         var buffer = ByteBuffer()
         buffer.reserveCapacity(products.count * 256 + 32)
-        buffer.writeStaticString("{\"products\":[")
-        for (index, product) in products.enumerated() {
-            if index > 0 { buffer.writeInteger(UInt8(ascii: ",")) }
-            product.writeJSON(into: &buffer)
-        }
-        buffer.writeStaticString(hasMore ? "],\"has_more\":true}" : "],\"has_more\":false}")
+        Self.writeJSON(products, hasMore: hasMore, into: &buffer) { product, buffer in product.writeJSON(into: &buffer) }
         return buffer
+    }
+
+    /// A page of products each written by `write`.
+    package static func writeJSON<Items: Sequence>(
+        _ items: Items, hasMore: Bool, into buffer: inout ByteBuffer, _ write: (Items.Element, inout ByteBuffer) -> Void
+    ) {
+        buffer.writeJSONArray(items, opening: "{\"products\":[", closing: hasMore ? "],\"has_more\":true}" : "],\"has_more\":false}", write)
     }
 }
 
@@ -136,12 +162,7 @@ extension WriteBatch {
     package var json: ByteBuffer {
         var buffer = ByteBuffer()
         buffer.reserveCapacity(operations.count * 256 + 20)
-        buffer.writeStaticString("{\"operations\":[")
-        for (index, operation) in operations.enumerated() {
-            if index > 0 { buffer.writeInteger(UInt8(ascii: ",")) }
-            operation.writeJSON(into: &buffer)
-        }
-        buffer.writeStaticString("]}")
+        buffer.writeJSONArray(operations, opening: "{\"operations\":[", closing: "]}") { operation, buffer in operation.writeJSON(into: &buffer) }
         return buffer
     }
 }
@@ -152,9 +173,7 @@ extension WriteBatchResult {
     package var json: ByteBuffer {
         var buffer = ByteBuffer()
         buffer.reserveCapacity(results.count * 64 + 16)
-        buffer.writeStaticString("{\"results\":[")
-        for (index, result) in results.enumerated() {
-            if index > 0 { buffer.writeInteger(UInt8(ascii: ",")) }
+        buffer.writeJSONArray(results, opening: "{\"results\":[", closing: "]}") { result, buffer in
             buffer.writeJSONString(result.id, after: "{\"id\":")
             buffer.writeJSONString(result.outcome.rawValue, after: ",\"outcome\":")
             if let error = result.error { buffer.writeJSONString(error, after: ",\"error\":") }
@@ -165,7 +184,6 @@ extension WriteBatchResult {
             if let deleted = result.deleted { buffer.writeStaticString(deleted ? ",\"deleted\":true" : ",\"deleted\":false") }
             buffer.writeInteger(UInt8(ascii: "}"))
         }
-        buffer.writeStaticString("]}")
         return buffer
     }
 }
@@ -175,21 +193,13 @@ extension JSONValue {
     package func write(into buffer: inout ByteBuffer) {
         switch self {
         case .object(let fields):
-            buffer.writeInteger(UInt8(ascii: "{"))
-            for (index, key) in fields.keys.sorted().enumerated() {
-                if index > 0 { buffer.writeInteger(UInt8(ascii: ",")) }
+            buffer.writeJSONArray(fields.keys.sorted(), opening: "{", closing: "}") { key, buffer in
                 JSONWriter.writeString(key, into: &buffer)
                 buffer.writeInteger(UInt8(ascii: ":"))
                 fields[key]!.write(into: &buffer)
             }
-            buffer.writeInteger(UInt8(ascii: "}"))
         case .array(let values):
-            buffer.writeInteger(UInt8(ascii: "["))
-            for (index, value) in values.enumerated() {
-                if index > 0 { buffer.writeInteger(UInt8(ascii: ",")) }
-                value.write(into: &buffer)
-            }
-            buffer.writeInteger(UInt8(ascii: "]"))
+            buffer.writeJSONArray(values, opening: "[", closing: "]") { value, buffer in value.write(into: &buffer) }
         case .string(let text): JSONWriter.writeString(text, into: &buffer)
         case .number(let number): buffer.writeString(number.isFinite ? "\(number)" : "null")
         case .bool(let flag): buffer.writeString(flag ? "true" : "false")

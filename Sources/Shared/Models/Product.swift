@@ -49,26 +49,29 @@ package struct ProductPage: Codable, Sendable, Equatable {
     /// Reads `GET /api/products`'s body with the strict parser: loading a large catalog decodes a thousand pages,
     /// and Foundation's decoder took half the Products Service's CPU doing it.
     package init(json buffer: ByteBuffer) throws(JSONSyntaxError) {
-        let (products, hasMore) = try Self.parse(buffer) { parser, _, index throws(JSONSyntaxError) in
-            try Product(parsing: &parser, param: "products[\(index)]")
+        var products: [Product] = []
+        let hasMore = try Self.parse(buffer) { parser, _, index throws(JSONSyntaxError) in
+            products.append(try Product(parsing: &parser, param: "products[\(index)]"))
         }
         self.init(products: products, hasMore: hasMore)
     }
 
-    /// Reads a page's body, each product with `product` (handed the parser at it, the bytes parsed and its index).
-    package static func parse<Item>(
-        _ buffer: ByteBuffer, product: (inout JSONParser, UnsafeRawBufferPointer, Int) throws(JSONSyntaxError) -> Item
-    ) throws(JSONSyntaxError) -> (products: [Item], hasMore: Bool) {
-        var products: [Item]?
+    /// Reads a page's body, handing each product to `product` (the parser at it, the bytes parsed and its index),
+    /// and returns `has_more`. Not generic, so that a caller in another module runs it specialized.
+    package static func parse(
+        _ buffer: ByteBuffer, product: (inout JSONParser, UnsafeRawBufferPointer, Int) throws(JSONSyntaxError) -> Void
+    ) throws(JSONSyntaxError) -> Bool {
+        var sawProducts = false
         var hasMore: Bool?
         try buffer.parseJSONObject { parser, key, bytes throws(JSONSyntaxError) in
             switch key {
             case "products":
-                var read: [Item] = []
+                var count = 0
                 try parser.elements { parser throws(JSONSyntaxError) in
-                    read.append(try product(&parser, bytes, read.count))
+                    try product(&parser, bytes, count)
+                    count += 1
                 }
-                products = read
+                sawProducts = true
             case "has_more":
                 guard case .bool(let value) = try parser.value() else { throw JSONSyntaxError(description: "'has_more' must be a boolean") }
                 hasMore = value
@@ -76,7 +79,8 @@ package struct ProductPage: Codable, Sendable, Equatable {
                 _ = try parser.skipValue()
             }
         }
-        return (try JSONSyntaxError.required(products, "products"), try JSONSyntaxError.required(hasMore, "has_more"))
+        guard sawProducts else { throw JSONSyntaxError(description: "'products' is required", fault: .missing(param: "products")) }
+        return try JSONSyntaxError.required(hasMore, "has_more")
     }
 }
 
