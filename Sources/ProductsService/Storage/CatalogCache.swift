@@ -129,7 +129,7 @@ final class CatalogCache: Sendable {
 
         /// Each product's allocation (its JSON and kept fields), its id, its dictionary and order entries, and,
         /// once built, its name index entries. Calibrated against process RSS at a million products of 267 bytes
-        /// of JSON with names of about 40 characters: 477 bytes a product after the load, 252 more for the index.
+        /// of JSON with names of about 40 characters: 477 bytes a product after the load, 336 more for the index.
         var approximateBytes: Int {
             jsonBytes * CatalogCache.bytesPerJSONByte + products.count * CatalogCache.bytesPerProduct
                 + names.count * CatalogCache.bytesPerIndexedName
@@ -273,7 +273,7 @@ final class CatalogCache: Sendable {
     func list(
         tenant: String, query: ProductQuery, where matches: (@Sendable (CachedProduct) -> Bool)?
     ) async -> (products: [CachedProduct], hasMore: Bool) {
-        if query.ids == nil, let needle = query.foldedSearch, let lists = searchCandidates(tenant: tenant, needle: needle) {
+        if query.ids == nil, let needle = query.foldedSearch, let lists = await searchCandidates(tenant: tenant, needle: needle) {
             return await search(tenant: tenant, query: query, candidates: .slots(NameIndex.intersection(lists)), where: matches)
         }
         if query.ids == nil, let bounds = query.createdBounds, let ids = await createdCandidates(tenant: tenant, bounds: bounds) {
@@ -369,21 +369,36 @@ final class CatalogCache: Sendable {
     }
 
     /// The posting lists whose intersection holds every product a listing with `q` may find, copied out of the
-    /// lock; nil when walking the catalog in order is the better plan (see `NameIndex.candidateLists`), or when
-    /// the tenant's name index is not built yet. The first such listing starts building it, in the background.
-    private func searchCandidates(tenant: String, needle: String) -> [[UInt32]]? {
-        let (lists, startBuild) = withExistingCatalog(tenant) { catalog -> ([[UInt32]]?, Bool) in
-            guard catalog.names.coverage != .none else {
-                catalog.names.beginBuild()
-                return (nil, true)
+    /// lock; nil when walking the catalog in order is the better plan (see `NameIndex.candidateLists`). The
+    /// tenant's first such listing starts building its name index, and listings wait for the build (6.6 s at a
+    /// million products, where a walk competing with it took 7.4 s), up to `nameIndexWait`; past it, they walk.
+    private func searchCandidates(tenant: String, needle: String) async -> [[UInt32]]? {
+        enum Plan { case lists([[UInt32]]?), build, wait }
+        let deadline = ContinuousClock.now + Self.nameIndexWait
+        while true {
+            let plan = withExistingCatalog(tenant) { catalog -> Plan in
+                switch catalog.names.coverage {
+                case .none:
+                    catalog.names.beginBuild()
+                    return .build
+                case .through:
+                    return .wait
+                case .all:
+                    return .lists(catalog.names.candidateLists(
+                        forFolded: needle, limit: max(Self.indexedSearchMinimum, catalog.products.count / Self.indexedSearchFraction)))
+                }
+            } ?? .lists([[]])
+            switch plan {
+            case .lists(let lists): return lists
+            case .build: Task.detached { await self.buildNameIndex(tenant: tenant) }
+            case .wait: break
             }
-            let lists = catalog.names.candidateLists(
-                forFolded: needle, limit: max(Self.indexedSearchMinimum, catalog.products.count / Self.indexedSearchFraction))
-            return (lists, false)
-        } ?? ([[]], false)
-        if startBuild { Task.detached(priority: .background) { await self.buildNameIndex(tenant: tenant) } }
-        return lists
+            guard ContinuousClock.now < deadline, (try? await Task.sleep(for: .milliseconds(5))) != nil else { return nil }
+        }
     }
+
+    /// How long a listing with `q` waits for its tenant's name index to be built before walking instead.
+    static let nameIndexWait = Duration.seconds(20)
 
     /// Builds the tenant's name index, begun by `searchCandidates` (or a test): `nameIndexChunk` products per lock
     /// hold, in id order. Returns when it is complete.
@@ -860,7 +875,7 @@ final class CatalogCache: Sendable {
     /// many per product in a name index.
     static let bytesPerJSONByte = 1
     static let bytesPerProduct = 224
-    static let bytesPerIndexedName = 256
+    static let bytesPerIndexedName = 336
 
     /// What the estimate counts for these products once cached (tests size budgets with it).
     static func approximateBytes(of products: [Product]) -> Int {
