@@ -266,6 +266,32 @@ struct JournalTests {
         #expect(journal.backlog.inMemory == Journal.refillBatch, "one batch read back, not the whole limit")
     }
 
+    @Test("a backlog's age is the time its writes were recorded: through a reopen, and for records read back from disk")
+    func backlogAge() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let hourAgo = Timestamp.nowMilliseconds() - 3_600_000
+        do {
+            let journal = try Journal(directory: directory, memoryLimit: 4, logger: logger)
+            var last: UInt64 = 0
+            for index in 0..<10 { last = try journal.append(JournalRecord(upsert("p\(index)"), recordedAtMs: hourAgo + Int64(index) * 60_000)) }
+            try await journal.waitUntilDurable(last)
+            journal.close()
+        }
+        func age(_ entry: JournalEntry?) -> Double { entry.map { (ContinuousClock.now - $0.recordedAt).seconds } ?? 0 }
+        let reopened = try Journal(directory: directory, memoryLimit: 4, logger: logger)
+        defer { reopened.close() }
+        let oldest = reopened.backlog.oldestRecordedAt.map { (ContinuousClock.now - $0).seconds } ?? 0
+        #expect((3_599...3_700).contains(oldest), "an hour old after a reopen, not reset: \(oldest) s")
+        let first = await reopened.oldestPending(limit: 4)
+        #expect((3_599...3_700).contains(age(first.first)))
+        reopened.confirm(through: first.last!.sequence)
+        // Records 5 to 10 were only on disk: read back, they keep their own times (the fifth is 56 minutes old).
+        let refilled = await reopened.oldestPending(limit: 4)
+        #expect(refilled.first?.sequence == 5)
+        #expect((3_359...3_460).contains(age(refilled.first)), "\(age(refilled.first)) s")
+    }
+
     @Test("a reopen holds only the memory limit of a long backlog, streams every record to the caller, and drains it all")
     func spilledRecovery() async throws {
         let directory = try temporaryDirectory()

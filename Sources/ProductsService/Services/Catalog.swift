@@ -440,7 +440,11 @@ final class Catalog: Sendable {
     private static func databasePage(
         _ database: any DatabaseServiceClient, tenant: String, query: ProductQuery
     ) async throws(DatabaseClientError) -> CachedPage {
-        let body = try await database.listProductsJSON(tenant: tenant, query: query)
+        try page(from: try await database.listProductsJSON(tenant: tenant, query: query))
+    }
+
+    /// A page of products as the Database Service wrote it, read into cached products.
+    private static func page(from body: ByteBuffer) throws(DatabaseClientError) -> CachedPage {
         do { return try CachedPage(json: body) } catch { throw .invalidResponse("a page of products: \(error)") }
     }
 
@@ -587,8 +591,9 @@ final class Catalog: Sendable {
 
     /// Makes the tenant's cache match the Database Service's catalog, read page by page in id order: each page
     /// goes into the cache, and what the Database Service lacks in its range of ids is dropped, while the next
-    /// page is parsed and the one after asked for, so both services work at once. Under a budget, colder tenants (never those in `protecting`) are evicted to make room after
-    /// each page; when that is not enough, the tenant itself is evicted and the reconciliation stops.
+    /// page is parsed and the one after asked for, so both services work at once. Under a budget, colder
+    /// tenants (never those in `protecting`) are evicted to make room after each page; when that is not enough,
+    /// the tenant itself is evicted and the reconciliation stops.
     private func reconcile(
         tenant: String, logger: Logger?, dropConfirmedTombstones: Bool, protecting: Set<String>
     ) async throws -> Reconciled {
@@ -596,9 +601,6 @@ final class Catalog: Sendable {
         @Sendable func fetch(after cursor: String?) async throws -> ByteBuffer {
             try await database.listProductsJSON(
                 tenant: tenant, query: ProductQuery(limit: Self.pageSize, cursor: cursor.map(ProductQuery.Cursor.startingAfter)))
-        }
-        @Sendable func parse(_ body: ByteBuffer) throws -> CachedPage {
-            do { return try CachedPage(json: body) } catch { throw DatabaseClientError.invalidResponse("a page of products: \(error)") }
         }
         if dropConfirmedTombstones { cache.dropConfirmedTombstones(tenant: tenant) { self.journal.isUnconfirmed(tenant: tenant, id: $0) } }
         var result = Reconciled()
@@ -631,15 +633,15 @@ final class Catalog: Sendable {
         }
         while let current = body {
             let tail = CachedPage.tail(of: current)
-            let parsedFirst = tail == nil ? try parse(current) : nil
+            let parsedFirst = tail == nil ? try Self.page(from: current) : nil
             guard let (lastID, hasMore) = tail ?? parsedFirst.map({ ($0.products.last?.id, $0.hasMore) }), hasMore, let lastID else {
                 // The last page (a small shop's only one): nothing to fetch meanwhile.
                 guard takeParsed() else { return Reconciled(updated: result.updated, dropped: result.dropped, complete: false) }
-                parsed = try parsedFirst ?? parse(current)
+                parsed = try parsedFirst ?? Self.page(from: current)
                 break
             }
             async let next = fetch(after: lastID)
-            async let parsing = parsedFirst ?? parse(current)
+            async let parsing = parsedFirst ?? Self.page(from: current)
             guard takeParsed() else {
                 _ = try? await (next, parsing)
                 return Reconciled(updated: result.updated, dropped: result.dropped, complete: false)

@@ -127,7 +127,7 @@ final class Journal: @unchecked Sendable {
         lastSequence = found.lastSequence
         durableSequence = found.lastSequence
         confirmedSequence = found.confirmed
-        let now = ContinuousClock.now
+        let (now, nowMs) = (ContinuousClock.now, Timestamp.nowMilliseconds())
         let limit = self.memoryLimit
         var held: Deque<JournalEntry> = []
         var spilled: UInt64?
@@ -139,7 +139,8 @@ final class Journal: @unchecked Sendable {
                 if !isConfirmed {
                     products.add(record.operation)
                     if spilled == nil && held.count < limit {
-                        held.append(JournalEntry(sequence: sequence, operation: record.operation, recordedAt: now))
+                        let recordedAt = record.recordedAt(now: now, nowMs: nowMs, fallback: now)
+                        held.append(JournalEntry(sequence: sequence, operation: record.operation, recordedAt: recordedAt))
                     } else if spilled == nil {
                         spilled = sequence
                     }
@@ -169,7 +170,9 @@ final class Journal: @unchecked Sendable {
         if let failure { throw failure }
         if closed { throw JournalError.writeFailed("the journal is closed") }
         lastSequence += 1
-        let entry = JournalEntry(sequence: lastSequence, operation: record.operation, recordedAt: .now)
+        let entry = JournalEntry(
+            sequence: lastSequence, operation: record.operation,
+            recordedAt: record.recordedAt(now: .now, nowMs: Timestamp.nowMilliseconds(), fallback: .now))
         unconfirmed.add(record.operation)
         if file == nil {
             durableSequence = lastSequence
@@ -362,9 +365,10 @@ final class Journal: @unchecked Sendable {
         if let refill {
             let read = await onIOThread { file in
                 var entries: [JournalEntry] = []
-                let now = ContinuousClock.now
+                let (now, nowMs) = (ContinuousClock.now, Timestamp.nowMilliseconds())
                 _ = try file.read(from: refill.from, through: refill.through, limit: refill.count) { sequence, record in
-                    entries.append(JournalEntry(sequence: sequence, operation: record.operation, recordedAt: now))
+                    let recordedAt = record.recordedAt(now: now, nowMs: nowMs, fallback: now)
+                    entries.append(JournalEntry(sequence: sequence, operation: record.operation, recordedAt: recordedAt))
                 }
                 return entries
             }
