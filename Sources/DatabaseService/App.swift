@@ -90,7 +90,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "File holding the service token, such as a Docker secret; wins over --service-token (env SERVICE_TOKEN_FILE).")
     var serviceTokenFile: String = Settings.env("SERVICE_TOKEN_FILE", default: "")
 
-    @Option(help: "Seconds the change log keeps a change, for replicas and events to catch up from (env CHANGE_RETENTION).")
+    @Option(help: "Seconds the change log keeps a change, for replicas and events to catch up from, and the store a tombstone (env CHANGE_RETENTION).")
     var changeRetention: Double = Settings.env("CHANGE_RETENTION", default: 30 * 24 * 3600)
 
     @Option(help: "Seconds between purges of changes past retention (env CHANGE_PURGE_INTERVAL).")

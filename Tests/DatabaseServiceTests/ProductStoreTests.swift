@@ -79,6 +79,43 @@ struct ProductStoreTests {
         }
     }
 
+    @Test("tombstones go after the retention; a write recorded before the horizon cannot bring one back, a later one can", arguments: StoreBackend.available)
+    func tombstonePurge(backend: StoreBackend) async throws {
+        try await backend.withStore { store, reopen async throws in
+            let before = Timestamp.nowMilliseconds() - 1_000
+            _ = try await store.apply([.upsert(tenant: "t", product: product("gone", version: 1)), .upsert(tenant: "t", product: product("kept", version: 1))])
+            _ = try await store.apply([.delete(tenant: "t", id: "batch", version: 7, deletedAt: Timestamp.now())])
+            guard case .deleted = try await store.delete(tenant: "t", id: "gone", version: 5, deletedAt: Timestamp.now()) else {
+                Issue.record("not deleted")
+                return
+            }
+            #expect(try await store.purgeTombstones(deletedBefore: before) == 0, "tombstones within the retention stay")
+            #expect(try await store.apply([.upsert(tenant: "t", product: product("gone", version: 2))], recordedAtMs: [before - 1])
+                == [.stale(storedVersion: 5, deleted: true)])
+            let horizon = Timestamp.nowMilliseconds() + 1
+            #expect(try await store.purgeTombstones(deletedBefore: horizon) == 2, "both tombstones, by the route and by a batch")
+            #expect(try await store.purgeTombstones(deletedBefore: horizon) == 0)
+
+            // A replica's writes recorded before the deletes, replayed now: refused, not resurrections; the live
+            // product is unaffected; a write with no time counts as recorded now.
+            let replayed = try await store.apply(
+                [.upsert(tenant: "t", product: product("gone", version: 2)), .delete(tenant: "t", id: "batch", version: 3, deletedAt: Timestamp.now()),
+                 .upsert(tenant: "t", product: product("kept", version: 2))],
+                recordedAtMs: [before, before, before])
+            #expect(replayed == [.expired(horizonMs: horizon), .expired(horizonMs: horizon), .updated])
+            #expect(try await store.product(tenant: "t", id: "gone") == nil)
+            try await reopen { reopened async throws in
+                #expect(try await reopened.apply([.upsert(tenant: "t", product: product("gone", version: 2))], recordedAtMs: [horizon - 1])
+                    == [.expired(horizonMs: horizon)], "the horizon is stored")
+                #expect(try await reopened.apply([.upsert(tenant: "t", product: product("gone", version: 2, name: "Back"))], recordedAtMs: [horizon])
+                    == [.inserted], "a write recorded after the horizon is newer than any purged delete")
+                #expect(try await reopened.product(tenant: "t", id: "gone")?.name == "Back")
+                #expect(try await reopened.apply([.upsert(tenant: "t", product: product("new", version: 1))]) == [.inserted])
+                #expect(try await reopened.list(tenant: "t", query: ProductQuery(limit: 10)).products.map(\.id) == ["gone", "kept", "new"])
+            }
+        }
+    }
+
     @Test("conditional delete refuses a version that is not newer", arguments: StoreBackend.available)
     func conditionalDelete(backend: StoreBackend) async throws {
         try await backend.withStore { store, reopen async throws in
@@ -121,7 +158,7 @@ struct ProductStoreTests {
             let expected = stored
             try await reopen { reopened async throws in
                 #expect(try await reopened.product(tenant: "t", id: "p") == expected)
-                #expect(try await reopened.schemaVersion() == "v7-accent-insensitive-names")
+                #expect(try await reopened.schemaVersion() == "v8-tombstone-purge")
                 try await reopened.ping()
             }
         }

@@ -122,6 +122,31 @@ struct RoutesTests {
         }
     }
 
+    @Test("after a tombstone purge, a batch's write recorded before the horizon for a product with no row is rejected as expired")
+    func batchBeforeHorizon() async throws {
+        try await withApp(serviceToken: nil) { client, store async throws in
+            let now = Timestamp.now()
+            let horizon = Timestamp.nowMilliseconds()
+            _ = try await store.purgeTombstones(deletedBefore: horizon)
+            func upsert(_ id: String, name: String = "A", recorded: String = "") -> String {
+                #"{"op":"upsert","product":{"id":"\#(id)","name":"\#(name)","type":"t","metadata":{},"created_at":"\#(now)","updated_at":"\#(now)","version":1}\#(recorded)}"#
+            }
+            let body = #"{"operations":[\#(upsert("bad", name: " ", recorded: #","recorded_at_ms":1"#)),\#(upsert("old", recorded: #","recorded_at_ms":\#(horizon - 1)"#)),\#(upsert("new", recorded: #","recorded_at_ms":\#(horizon)"#)),\#(upsert("untimed"))]}"#
+            let response = try await post(client, "/api/products/batch", body)
+            #expect(response.status == .ok)
+            let result = try JSONDecoder().decode(WriteBatchResult.self, from: response.body)
+            #expect(result.results.map(\.outcome) == [.rejected, .rejected, .applied, .applied])
+            #expect(result.results[0].error?.contains("name") == true)
+            #expect(result.results[1].error?.hasPrefix("expired: recorded before the tombstone horizon") == true)
+            let page = try await client.execute(uri: "/api/products", method: .get)
+            #expect(try JSONDecoder().decode(ProductPage.self, from: page.body).products.map(\.id) == ["new", "untimed"])
+
+            let wrongType = try await post(client, "/api/products/batch", #"{"operations":[\#(upsert("x", recorded: #","recorded_at_ms":"soon""#))]}"#)
+            #expect(wrongType.status == .badRequest)
+            #expect(String(buffer: wrongType.body).contains(#""param":"operations[0][recorded_at_ms]""#))
+        }
+    }
+
     @Test("a batch body refuses unknown top-level fields, and more operations than the shared limit")
     func batchBoundaries() async throws {
         try await withApp { client async throws in

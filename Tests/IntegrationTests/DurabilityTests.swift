@@ -194,6 +194,41 @@ struct DurabilityTests {
         #expect(Set(try await stack.listedProducts().map(\.id)) == ["prod_good1", "prod_good2"])
         await stack.stop()
     }
+
+    @Test("a journaled write older than a delete whose tombstone was purged is dead-lettered, not a resurrection", arguments: Backend.available)
+    func purgedTombstone(backend: Backend) async throws {
+        let stack = try Stack(backend)
+        try await stack.startDatabase(["--change-retention", "1", "--change-purge-interval", "0.2"])
+        let now = Timestamp.now()
+        #expect(try await HTTP.post(stack.databaseURL + "/api/products", json: #"{"id":"prod_gone","name":"Gone"}"#).status == 201)
+        #expect(try await HTTP.delete(stack.databaseURL + "/api/products/prod_gone").status == 200)
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !stack.serviceLogs.contains("purged tombstones past retention") {
+            guard ContinuousClock.now < deadline else { Issue.record("the tombstone was not purged"); return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        // Back at the default retention: the horizon stays where the purge left it, a moment ago.
+        _ = try await stack.database!.terminate()
+        try await stack.startDatabase()
+
+        // This replica journaled an edit of the product an hour ago, before the delete, and a create just now.
+        let journal = stack.dataDirectory + "/journal"
+        try FileManager.default.createDirectory(atPath: journal, withIntermediateDirectories: true)
+        func record(_ id: String, version: Int64, recordedAtMs: Int64) -> String {
+            #"{"op":"upsert","tenant":"default","product":{"id":"\#(id)","name":"Back","type":"t","metadata":{},"created_at":"\#(now)","updated_at":"\#(now)","version":\#(version)},"recorded_at_ms":\#(recordedAtMs)}"#
+        }
+        let lines = [record("prod_gone", version: 2, recordedAtMs: Timestamp.nowMilliseconds() - 3_600_000),
+                     record("prod_new", version: 1, recordedAtMs: Timestamp.nowMilliseconds())]
+        try (lines.joined(separator: "\n") + "\n").write(toFile: journal + "/segment-00000000000000000001.log", atomically: true, encoding: .utf8)
+        try await stack.startProducts()
+        try await stack.waitUntilPersisted()
+        #expect(try await stack.databaseProducts().map(\.id) == ["prod_new"])
+        #expect(try await HTTP.get(stack.productsURL + "/products/prod_gone").status == 404, "the delete stands")
+        let persistence = try await HTTP.get(stack.productsURL + "/cache/stats").object["persistence"] as? [String: Any]
+        #expect((persistence?["dead_letters"] as? [String: Any])?["count"] as? Int == 1, "the refused write is kept for an operator")
+        #expect(try String(contentsOfFile: stack.dataDirectory + "/dead-letters.jsonl", encoding: .utf8).contains("tombstone horizon"))
+        await stack.stop()
+    }
 }
 
 /// A flag one task sets and another reads.

@@ -247,13 +247,20 @@ struct CatalogCacheTests {
         #expect(statistics.totalProducts == 2)
     }
 
-    @Test("coalescing keeps the newest operation per product")
-    func coalesce() {
+    @Test("coalescing keeps the newest operation per product, with the time it was recorded")
+    func coalesce() throws {
         let operations = [upsert("a", version: 1), upsert("b", version: 1), upsert("a", version: 2),
                           .delete(tenant: defaultTenant, id: "a", version: 3, deletedAt: Timestamp.now())]
-        let coalesced = PersistenceWorker.coalesce(operations)
-        #expect(coalesced.map(\.productID) == ["a", "b"])
-        #expect(coalesced[0].version == 3)
+        let entries = operations.enumerated().map { index, operation in
+            JournalEntry(sequence: UInt64(index + 1), operation: operation, recordedAt: .now, recordedAtMs: 1_000 + Int64(index))
+        }
+        let coalesced = PersistenceWorker.coalesce(entries)
+        #expect(coalesced.operations.map(\.productID) == ["a", "b"])
+        #expect(coalesced.operations[0].version == 3)
+        #expect(coalesced.recordedAtMs == [1_003, 1_001], "each operation keeps its own time, the delete's for a")
+        #expect(try WriteBatch(json: coalesced.json).recordedAtMs == [1_003, 1_001], "and sends it")
+        let untimed = entries.map { JournalEntry(sequence: $0.sequence, operation: $0.operation, recordedAt: .now) }
+        #expect(PersistenceWorker.coalesce(untimed).recordedAtMs.isEmpty)
     }
 
     /// Waits on a semaphore off the cooperative pool.

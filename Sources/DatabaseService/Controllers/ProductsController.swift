@@ -35,7 +35,15 @@ struct ProductsController<Context: RequestContext> {
             }
             throw APIError.versionConflict(
                 "Product \(product.id) is stored at version \(storedVersion)\(deleted ? " (deleted)" : ""); version \(product.version) is not newer")
+        case .expired(let horizonMs):
+            // Not reached: this write is recorded now, after any horizon.
+            throw APIError.versionConflict(Self.expiredMessage(horizonMs))
         }
+    }
+
+    /// Why a write recorded before the tombstone horizon was refused.
+    static func expiredMessage(_ horizonMs: Int64) -> String {
+        "recorded before the tombstone horizon (\(horizonMs) ms): the product has no row, and the write may be older than a delete whose tombstone was purged"
     }
 
     /// POST /api/products/batch: applies versioned upserts and deletes in one transaction.
@@ -46,20 +54,24 @@ struct ProductsController<Context: RequestContext> {
         }
         var results = [OperationResult?](repeating: nil, count: batch.operations.count)
         var valid: [(index: Int, operation: WriteOperation)] = []
+        var recordedAtMs: [Int64?] = []
         for (index, operation) in batch.operations.enumerated() {
             do {
                 try Self.validate(operation)
                 valid.append((index, operation))
+                recordedAtMs.append(batch.recordedAtMs(at: index))
             } catch {
                 results[index] = OperationResult(id: operation.productID, outcome: .rejected, error: "\(error.code): \(error.message)")
             }
         }
-        let outcomes = try await store.apply(valid.map(\.operation))
+        let outcomes = try await store.apply(valid.map(\.operation), recordedAtMs: batch.recordedAtMs.isEmpty ? [] : recordedAtMs)
         for ((index, operation), outcome) in zip(valid, outcomes) {
             switch outcome {
             case .inserted, .updated: results[index] = OperationResult(id: operation.productID, outcome: .applied)
             case .stale(let storedVersion, let deleted):
                 results[index] = OperationResult(id: operation.productID, outcome: .stale, storedVersion: storedVersion, deleted: deleted)
+            case .expired(let horizonMs):
+                results[index] = OperationResult(id: operation.productID, outcome: .rejected, error: "expired: \(Self.expiredMessage(horizonMs))")
             }
         }
         return WriteBatchResult(results: results.map { $0! })

@@ -2,7 +2,7 @@ import Logging
 import ServiceLifecycle
 import Shared
 
-/// Keeps the change log: purges changes (events) and finished webhook deliveries older than the retention, and
+/// Keeps the change log: purges changes (events), tombstones and finished webhook deliveries older than the retention, and
 /// idempotency answers past 24 hours; on PostgreSQL, listens for other processes' commits so waiting readers wake at once.
 struct ChangeLogService: Service {
     let store: any DataStore
@@ -30,6 +30,8 @@ struct ChangeLogService: Service {
             do {
                 let purged = try await store.purgeChanges(recordedBefore: cutoff)
                 if purged > 0 { logger.info("purged changes past retention", metadata: ["changes": "\(purged)"]) }
+                let tombstones = try await store.purgeTombstones(deletedBefore: cutoff)
+                if tombstones > 0 { logger.info("purged tombstones past retention", metadata: ["tombstones": "\(tombstones)"]) }
                 let deliveries = try await store.purgeDeliveries(before: cutoff)
                 if deliveries > 0 { logger.info("purged webhook deliveries past retention", metadata: ["rows": "\(deliveries)"]) }
                 let answers = try await store.purgeAnswers(createdBefore: Timestamp.nowMilliseconds() - Self.answerRetentionMs)

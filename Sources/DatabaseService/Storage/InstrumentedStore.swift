@@ -18,8 +18,13 @@ struct InstrumentedStore: DataStore {
         return try await body()
     }
 
-    func apply(_ operations: [WriteOperation]) async throws -> [ApplyOutcome] { try await measure("apply") { try await base.apply(operations) } }
+    func apply(_ operations: [WriteOperation], recordedAtMs: [Int64?]) async throws -> [ApplyOutcome] {
+        try await measure("apply") { try await base.apply(operations, recordedAtMs: recordedAtMs) }
+    }
     func write(_ write: CoordinatedWrite) async throws -> CoordinatedResult { try await measure("write") { try await base.write(write) } }
+    func purgeTombstones(deletedBefore cutoffMs: Int64) async throws -> Int {
+        try await measure("purge_tombstones") { try await base.purgeTombstones(deletedBefore: cutoffMs) }
+    }
     func purgeAnswers(createdBefore cutoffMs: Int64) async throws -> Int {
         try await measure("purge_answers") { try await base.purgeAnswers(createdBefore: cutoffMs) }
     }

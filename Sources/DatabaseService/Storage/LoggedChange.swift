@@ -48,7 +48,7 @@ struct LoggedChange: Sendable, Equatable {
         switch outcome {
         case .inserted: self.init(operation, created: true)
         case .updated: self.init(operation, created: false)
-        case .stale: return nil
+        case .stale, .expired: return nil
         }
     }
 

@@ -152,6 +152,12 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
         ]),
         // `q` became accent-insensitive: non-ASCII names are folded again, in Swift (see `refoldNames`).
         ("v7-accent-insensitive-names", []),
+        // Tombstones are purged after the retention; those already stored count from the migration.
+        ("v8-tombstone-purge", [
+            "ALTER TABLE products ADD COLUMN deleted_ms BIGINT",
+            "UPDATE products SET deleted_ms = (extract(epoch FROM now()) * 1000)::bigint WHERE deleted",
+            TombstoneSchema.createIndex, TombstoneSchema.createTable, TombstoneSchema.insertRow,
+        ]),
     ]
 
     /// Migrations with a step in Swift, run after their SQL in the same transaction.
@@ -210,7 +216,7 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
     /// their order), upserts them all with one multi-row `INSERT … SELECT FROM unnest(…)` in key order (rows are
     /// locked in key order, so concurrent batches cannot deadlock), reads back the stored versions of those it
     /// found stale, and logs the applied ones with one more multi-row insert. Outcomes go back in the batch's order.
-    func apply(_ operations: [WriteOperation]) async throws -> [ApplyOutcome] {
+    func apply(_ operations: [WriteOperation], recordedAtMs: [Int64?]) async throws -> [ApplyOutcome] {
         struct Key: Hashable { var tenant: String; var id: String }
         let order = operations.indices.sorted { left, right in
             let (a, b) = (operations[left], operations[right])
@@ -228,7 +234,13 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
         let outcomes = try await retryingConflicts {
             try await self.client.withTransaction(logger: self.logger) { connection in
                 var outcomes = [ApplyOutcome?](repeating: nil, count: operations.count)
-                for round in rounds {
+                if !recordedAtMs.isEmpty {
+                    for (index, horizonMs) in try await self.expired(operations, recordedAtMs: recordedAtMs, on: connection) {
+                        outcomes[index] = .expired(horizonMs: horizonMs)
+                    }
+                }
+                for allRound in rounds {
+                    let round = allRound.filter { outcomes[$0] == nil }
                     let stored = try await self.store(round.map { operations[$0] }, on: connection)
                     var changes: [LoggedChange] = []
                     for (index, outcome) in zip(round, stored) {
@@ -244,6 +256,34 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
         if outcomes.contains(where: \.isApplied) { changeSignal.signal() }
         return outcomes
     }
+
+    /// The operations recorded before the tombstone horizon whose products have no row, with the horizon. Holds the
+    /// horizon's lock, shared, for the rest of the transaction: a purge (which takes it alone) cannot raise the horizon
+    /// and drop a tombstone between this check and the writes.
+    private func expired(
+        _ operations: [WriteOperation], recordedAtMs: [Int64?], on connection: PostgresConnection
+    ) async throws -> [(index: Int, horizonMs: Int64)] {
+        try await connection.query("SELECT pg_advisory_xact_lock_shared(\(Self.tombstoneLock))", logger: logger)
+        // A statement of its own, so that its snapshot is taken after the lock is held.
+        var horizonMs: Int64 = 0
+        for try await value in try await connection.query("SELECT horizon_ms FROM tombstone_horizon", logger: logger).decode(Int64.self) {
+            horizonMs = value
+        }
+        let old = operations.indices.filter { TombstoneSchema.isBefore(horizonMs, recordedAtMs: recordedAtMs[$0]) }
+        guard !old.isEmpty else { return [] }
+        var present: [String: Set<String>] = [:]
+        let rows = try await connection.query(
+            """
+            SELECT products.tenant, products.id
+            FROM products JOIN unnest(\(old.map { operations[$0].tenant })::text[], \(old.map { operations[$0].productID })::text[])
+                AS wanted (tenant, id) ON products.tenant = wanted.tenant AND products.id = wanted.id
+            """, logger: logger)
+        for try await (tenant, id) in rows.decode((String, String).self) { present[tenant, default: []].insert(id) }
+        return old.filter { present[operations[$0].tenant]?.contains(operations[$0].productID) != true }.map { ($0, horizonMs) }
+    }
+
+    /// The advisory lock that orders tombstone purges with writes checked against the horizon.
+    private static let tombstoneLock: Int64 = 7_206_114
 
     /// Stores operations of distinct products, each only if its version is newer, in one statement; then reads the
     /// stored state of those that were not. A tombstone keeps its product's name, so a delete can report it, and
@@ -283,9 +323,10 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
         }
         let rows = try await connection.query(
             """
-            INSERT INTO products (tenant, id, name, name_folded, type, metadata, created_at, created_ms, updated_at, version, deleted)
+            INSERT INTO products (tenant, id, name, name_folded, type, metadata, created_at, created_ms, updated_at, version, deleted, deleted_ms)
             SELECT tenant, id, name, name_folded, type, metadata, created_at,
-                   CASE WHEN deleted OR created_ms = \(Self.noMilliseconds) THEN NULL ELSE created_ms END, updated_at, version, deleted
+                   CASE WHEN deleted OR created_ms = \(Self.noMilliseconds) THEN NULL ELSE created_ms END, updated_at, version, deleted,
+                   CASE WHEN deleted THEN \(Timestamp.nowMilliseconds()) ELSE NULL END
             FROM unnest(\(tenants)::text[], \(ids)::text[], \(names)::text[], \(folded)::text[], \(types)::text[], \(metadata)::text[],
                         \(createdAt)::text[], \(createdMs)::bigint[], \(updatedAt)::text[], \(versions)::bigint[], \(deleted)::boolean[])
                 AS input (tenant, id, name, name_folded, type, metadata, created_at, created_ms, updated_at, version, deleted)
@@ -297,7 +338,7 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
                 metadata = CASE WHEN EXCLUDED.deleted THEN products.metadata ELSE EXCLUDED.metadata END,
                 created_at = CASE WHEN EXCLUDED.deleted THEN products.created_at ELSE EXCLUDED.created_at END,
                 created_ms = CASE WHEN EXCLUDED.deleted THEN products.created_ms ELSE EXCLUDED.created_ms END,
-                updated_at = EXCLUDED.updated_at, version = EXCLUDED.version, deleted = EXCLUDED.deleted
+                updated_at = EXCLUDED.updated_at, version = EXCLUDED.version, deleted = EXCLUDED.deleted, deleted_ms = EXCLUDED.deleted_ms
             WHERE products.version < EXCLUDED.version
             RETURNING tenant, id, (xmax = 0)
             """, logger: logger)
@@ -358,16 +399,17 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
                 ON CONFLICT (tenant, id) DO UPDATE SET
                     name = EXCLUDED.name, name_folded = EXCLUDED.name_folded, type = EXCLUDED.type, metadata = EXCLUDED.metadata,
                     created_at = EXCLUDED.created_at, created_ms = EXCLUDED.created_ms, updated_at = EXCLUDED.updated_at,
-                    version = EXCLUDED.version, deleted = FALSE
+                    version = EXCLUDED.version, deleted = FALSE, deleted_ms = NULL
                 WHERE products.version < EXCLUDED.version
                 RETURNING (xmax = 0)
                 """, logger: logger)
         case .delete(let tenant, let id, let version, let deletedAt):
             rows = try await connection.query(
                 """
-                INSERT INTO products (tenant, id, name, name_folded, type, metadata, created_at, created_ms, updated_at, version, deleted)
-                VALUES (\(tenant), \(id), '', '', '', '{}', \(deletedAt), NULL, \(deletedAt), \(version), TRUE)
-                ON CONFLICT (tenant, id) DO UPDATE SET updated_at = EXCLUDED.updated_at, version = EXCLUDED.version, deleted = TRUE
+                INSERT INTO products (tenant, id, name, name_folded, type, metadata, created_at, created_ms, updated_at, version, deleted, deleted_ms)
+                VALUES (\(tenant), \(id), '', '', '', '{}', \(deletedAt), NULL, \(deletedAt), \(version), TRUE, \(Timestamp.nowMilliseconds()))
+                ON CONFLICT (tenant, id) DO UPDATE SET
+                    updated_at = EXCLUDED.updated_at, version = EXCLUDED.version, deleted = TRUE, deleted_ms = EXCLUDED.deleted_ms
                 WHERE products.version < EXCLUDED.version
                 RETURNING (xmax = 0)
                 """, logger: logger)
@@ -432,6 +474,31 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
         return result
     }
 
+    func purgeTombstones(deletedBefore cutoffMs: Int64) async throws -> Int {
+        var purged = 0
+        while true {
+            let count = try await client.withTransaction(logger: logger) { connection -> Int in
+                // Alone on the horizon's lock: writes checking it wait, then see the new horizon and the purge together.
+                try await connection.query("SELECT pg_advisory_xact_lock(\(Self.tombstoneLock))", logger: self.logger)
+                try await connection.query(
+                    "UPDATE tombstone_horizon SET horizon_ms = GREATEST(horizon_ms, \(cutoffMs)) WHERE id = 1", logger: self.logger)
+                let rows = try await connection.query(
+                    """
+                    WITH gone AS (
+                        DELETE FROM products WHERE ctid = ANY(ARRAY(
+                            SELECT ctid FROM products WHERE deleted AND deleted_ms < \(cutoffMs) LIMIT \(Self.purgeBatch)))
+                        RETURNING 1)
+                    SELECT count(*) FROM gone
+                    """, logger: self.logger)
+                var count: Int64 = 0
+                for try await value in rows.decode(Int64.self) { count = value }
+                return Int(count)
+            }
+            purged += count
+            if count < Self.purgeBatch { return purged }
+        }
+    }
+
     func purgeAnswers(createdBefore cutoffMs: Int64) async throws -> Int {
         let rows = try await client.query(
             "WITH gone AS (DELETE FROM idempotency_answers WHERE created_ms < \(cutoffMs) RETURNING 1) SELECT count(*) FROM gone",
@@ -451,7 +518,7 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
             guard newVersion > stored.version else { return .stale(storedVersion: stored.version) }
             try await connection.query(
                 """
-                UPDATE products SET updated_at = \(deletedAt), version = \(newVersion), deleted = TRUE
+                UPDATE products SET updated_at = \(deletedAt), version = \(newVersion), deleted = TRUE, deleted_ms = \(Timestamp.nowMilliseconds())
                 WHERE tenant = \(tenant) AND id = \(id)
                 """, logger: self.logger)
             try await self.record(

@@ -4,11 +4,16 @@ import Shared
 /// The Database Service's storage: versioned products and tombstones, scoped by tenant. Routes never see SQL.
 protocol ProductStore: Sendable {
     /// Applies operations in one transaction, each only if newer than what is stored; outcomes in input order.
-    func apply(_ operations: [WriteOperation]) async throws -> [ApplyOutcome]
+    /// `recordedAtMs` is empty or holds one time per operation (when it was first recorded; nil for now): an
+    /// operation recorded before the tombstone horizon, for a product with no row, is `.expired`.
+    func apply(_ operations: [WriteOperation], recordedAtMs: [Int64?]) async throws -> [ApplyOutcome]
     /// Applies one write in a transaction with its precondition and its idempotency key: see `CoordinatedWrite`.
     func write(_ write: CoordinatedWrite) async throws -> CoordinatedResult
     /// Drops idempotency keys' answers stored before `cutoffMs`; returns how many.
     func purgeAnswers(createdBefore cutoffMs: Int64) async throws -> Int
+    /// Raises the tombstone horizon to `cutoffMs` and drops the tombstones of deletes stored before it; returns how
+    /// many. From then on, writes recorded before the horizon cannot recreate a product that has no row.
+    func purgeTombstones(deletedBefore cutoffMs: Int64) async throws -> Int
     /// Deletes a live product at `version`, or at the next version the Database Service stamps when `version` is nil.
     func delete(tenant: String, id: String, version: Int64?, deletedAt: String) async throws -> DeleteOutcome
     /// The live product, or nil when absent or deleted.
@@ -79,11 +84,32 @@ enum ApplyOutcome: Sendable, Equatable {
     case updated
     /// A same or newer version (live or tombstone) was already stored; nothing changed.
     case stale(storedVersion: Int64, deleted: Bool)
+    /// Recorded before the tombstone horizon (`horizonMs`), for a product with no row: it may be older than a delete
+    /// whose tombstone was purged, so it is refused; nothing changed.
+    case expired(horizonMs: Int64)
 
     var isApplied: Bool {
-        if case .stale = self { return false }
-        return true
+        switch self {
+        case .inserted, .updated: true
+        case .stale, .expired: false
+        }
     }
+}
+
+extension ProductStore {
+    /// Applies operations recorded now.
+    func apply(_ operations: [WriteOperation]) async throws -> [ApplyOutcome] { try await apply(operations, recordedAtMs: []) }
+}
+
+/// The tombstone horizon: tombstones of deletes stored before it have been purged.
+enum TombstoneSchema {
+    static let createTable = "CREATE TABLE tombstone_horizon (id INTEGER PRIMARY KEY CHECK (id = 1), horizon_ms BIGINT NOT NULL)"
+    static let insertRow = "INSERT INTO tombstone_horizon (id, horizon_ms) VALUES (1, 0)"
+    /// Tombstones to purge are found by when they were stored.
+    static let createIndex = "CREATE INDEX products_tombstones ON products (deleted_ms) WHERE deleted"
+
+    /// Whether an operation recorded at `recordedAtMs` (nil: now) falls before `horizonMs`.
+    static func isBefore(_ horizonMs: Int64, recordedAtMs: Int64?) -> Bool { (recordedAtMs ?? .max) < horizonMs }
 }
 
 /// What a delete did.

@@ -81,13 +81,24 @@ final class SQLiteProductStore: ProductStore {
         // `q` became accent-insensitive. SQLite folds names when it searches (`products_fold`), so nothing is
         // stored; the migration keeps both backends at the same schema version.
         migrator.registerMigration("v7-accent-insensitive-names") { _ in }
+        // Tombstones are purged after the retention; those already stored count from the migration.
+        migrator.registerMigration("v8-tombstone-purge") { db in
+            try db.execute(sql: "ALTER TABLE products ADD COLUMN deleted_ms INTEGER")
+            try db.execute(sql: "UPDATE products SET deleted_ms = ? WHERE deleted", arguments: [Timestamp.nowMilliseconds()])
+            try db.execute(sql: TombstoneSchema.createIndex)
+            try db.execute(sql: TombstoneSchema.createTable)
+            try db.execute(sql: TombstoneSchema.insertRow)
+        }
         return migrator
     }
 
-    func apply(_ operations: [WriteOperation]) async throws -> [ApplyOutcome] {
+    func apply(_ operations: [WriteOperation], recordedAtMs: [Int64?]) async throws -> [ApplyOutcome] {
         let outcomes = try await pool.write { db in
-            try operations.map { operation in
-                let outcome = try Self.store(Self.row(for: operation), in: db)
+            let horizonMs = recordedAtMs.isEmpty ? 0 : try Int64.fetchOne(db, sql: "SELECT horizon_ms FROM tombstone_horizon") ?? 0
+            return try operations.indices.map { index in
+                let operation = operations[index]
+                let outcome = try Self.store(
+                    Self.row(for: operation), in: db, recordedAtMs: recordedAtMs.isEmpty ? nil : recordedAtMs[index], horizonMs: horizonMs)
                 if let change = LoggedChange(operation, outcome: outcome) { try Self.record(change, in: db) }
                 return outcome
             }
@@ -139,6 +150,26 @@ final class SQLiteProductStore: ProductStore {
         try await pool.write { db in
             try db.execute(sql: "DELETE FROM idempotency_answers WHERE created_ms < ?", arguments: [cutoffMs])
             return db.changesCount
+        }
+    }
+
+    func purgeTombstones(deletedBefore cutoffMs: Int64) async throws -> Int {
+        var purged = 0
+        while true {
+            let count = try await pool.write { db -> Int in
+                // The horizon rises in the same transaction as the purge: no write applied after it, recorded before
+                // it, can recreate a product whose tombstone goes.
+                try db.execute(sql: "UPDATE tombstone_horizon SET horizon_ms = max(horizon_ms, ?) WHERE id = 1", arguments: [cutoffMs])
+                try db.execute(
+                    sql: """
+                        DELETE FROM products WHERE (tenant, id) IN (
+                            SELECT tenant, id FROM products WHERE deleted AND deleted_ms < ? LIMIT ?)
+                        """,
+                    arguments: [cutoffMs, Self.purgeBatch])
+                return db.changesCount
+            }
+            purged += count
+            if count < Self.purgeBatch { return purged }
         }
     }
 
@@ -394,23 +425,25 @@ final class SQLiteProductStore: ProductStore {
         }
     }
 
-    /// Stores a row only if its version is newer than the stored one; a tombstone keeps its original creation time.
-    private static func store(_ row: Row, in db: Database) throws -> ApplyOutcome {
+    /// Stores a row only if its version is newer than the stored one; a tombstone keeps its original creation time
+    /// and records when it was stored. A write recorded before `horizonMs`, for a product with no row, is refused.
+    private static func store(_ row: Row, in db: Database, recordedAtMs: Int64? = nil, horizonMs: Int64 = 0) throws -> ApplyOutcome {
         let existing = try state(tenant: row.tenant, id: row.id, in: db)
         if let existing, existing.version >= row.version {
             return .stale(storedVersion: existing.version, deleted: existing.deleted)
         }
+        if existing == nil, TombstoneSchema.isBefore(horizonMs, recordedAtMs: recordedAtMs) { return .expired(horizonMs: horizonMs) }
         if row.deleted {
             // Keep the last name so a delete can report it; the rest of a tombstone is never read.
             // Statements are prepared once per connection and reused: preparing dominated batch writes.
             try db.cachedStatement(
                 sql: """
-                    INSERT INTO products (tenant, id, name, type, metadata, created_at, updated_at, version, deleted)
-                    VALUES (?, ?, ?, '', '{}', ?, ?, ?, 1)
+                    INSERT INTO products (tenant, id, name, type, metadata, created_at, updated_at, version, deleted, deleted_ms)
+                    VALUES (?, ?, ?, '', '{}', ?, ?, ?, 1, ?)
                     ON CONFLICT (tenant, id) DO UPDATE SET
-                        updated_at = excluded.updated_at, version = excluded.version, deleted = 1
+                        updated_at = excluded.updated_at, version = excluded.version, deleted = 1, deleted_ms = excluded.deleted_ms
                     """
-            ).execute(arguments: [row.tenant, row.id, row.name, row.createdAt, row.updatedAt, row.version])
+            ).execute(arguments: [row.tenant, row.id, row.name, row.createdAt, row.updatedAt, row.version, Timestamp.nowMilliseconds()])
         } else {
             try db.cachedStatement(
                 sql: """
@@ -419,7 +452,7 @@ final class SQLiteProductStore: ProductStore {
                     ON CONFLICT (tenant, id) DO UPDATE SET
                         name = excluded.name, type = excluded.type, metadata = excluded.metadata,
                         created_at = excluded.created_at, updated_at = excluded.updated_at,
-                        version = excluded.version, deleted = 0
+                        version = excluded.version, deleted = 0, deleted_ms = NULL
                     """
             ).execute(arguments: [row.tenant, row.id, row.name, row.type, row.metadata, row.createdAt, row.updatedAt, row.version])
         }

@@ -90,10 +90,11 @@ final class PersistenceWorker: Service, Sendable {
 
     /// Sends one batch; returns false when it must be retried.
     private func send(_ entries: [JournalEntry]) async -> Bool {
-        let operations = Self.coalesce(entries.map(\.operation))
+        let batch = Self.coalesce(entries)
+        let operations = batch.operations
         let started = ContinuousClock.now
         do {
-            let (rejected, stale) = try await apply(operations)
+            let (rejected, stale) = try await apply(batch)
             try deadLetters.add(rejected)
             await catchUp(stale)
             for letter in rejected {
@@ -147,10 +148,11 @@ final class PersistenceWorker: Service, Sendable {
 
     /// Applies operations; returns those rejected as invalid, and those found stale. A batch refused whole with
     /// a 4xx is retried one operation at a time so that one bad write cannot wedge the queue.
-    private func apply(_ operations: [WriteOperation]) async throws(DatabaseClientError) -> (rejected: [DeadLetter], stale: [Stale]) {
+    private func apply(_ batch: WriteBatch) async throws(DatabaseClientError) -> (rejected: [DeadLetter], stale: [Stale]) {
+        let operations = batch.operations
         let result: WriteBatchResult
         do {
-            result = try await database.apply(WriteBatch(operations: operations))
+            result = try await database.apply(batch)
         } catch {
             guard error.isClientError else { throw error }
             guard operations.count > 1 else {
@@ -158,8 +160,8 @@ final class PersistenceWorker: Service, Sendable {
             }
             var rejected: [DeadLetter] = []
             var stale: [Stale] = []
-            for operation in operations {
-                let outcome = try await apply([operation])
+            for index in operations.indices {
+                let outcome = try await apply(WriteBatch(operations: [operations[index]], recordedAtMs: [batch.recordedAtMs(at: index)]))
                 rejected += outcome.rejected
                 stale += outcome.stale
             }
@@ -214,21 +216,25 @@ final class PersistenceWorker: Service, Sendable {
         Metrics.Timer(label: "products_flush_duration", dimensions: [("outcome", outcome)])
     }
 
-    /// Keeps only the newest operation of each product, in the order of first appearance.
-    static func coalesce(_ operations: [WriteOperation]) -> [WriteOperation] {
+    /// Keeps only the newest operation of each product, in the order of first appearance, each with the time it
+    /// was recorded (the Database Service refuses one recorded before its tombstone horizon for a product it lacks).
+    static func coalesce(_ entries: [JournalEntry]) -> WriteBatch {
         struct Key: Hashable { var tenant: String; var id: String }
         var newest: [Key: Int] = [:]
-        var result: [WriteOperation] = []
-        for operation in operations {
+        var operations: [WriteOperation] = []
+        var recordedAtMs: [Int64?] = []
+        for entry in entries {
+            let operation = entry.operation
             let key = Key(tenant: operation.tenant, id: operation.productID)
             if let index = newest[key] {
-                if operation.version > result[index].version { result[index] = operation }
+                if operation.version > operations[index].version { (operations[index], recordedAtMs[index]) = (operation, entry.recordedAtMs) }
             } else {
-                newest[key] = result.count
-                result.append(operation)
+                newest[key] = operations.count
+                operations.append(operation)
+                recordedAtMs.append(entry.recordedAtMs)
             }
         }
-        return result
+        return WriteBatch(operations: operations, recordedAtMs: recordedAtMs.contains { $0 != nil } ? recordedAtMs : [])
     }
 
     /// Exponential backoff with full jitter, capped; never past the deadline.

@@ -12,6 +12,8 @@ struct JournalEntry: Sendable {
     var operation: WriteOperation
     /// When the write was recorded.
     var recordedAt: ContinuousClock.Instant
+    /// The same in Unix milliseconds, sent with the write (nil for a record written before records carried it).
+    var recordedAtMs: Int64?
 }
 
 /// The write-behind journal: every write is recorded here, and made durable before it is acknowledged to its
@@ -140,7 +142,7 @@ final class Journal: @unchecked Sendable {
                     products.add(record.operation)
                     if spilled == nil && held.count < limit {
                         let recordedAt = record.recordedAt(now: now, nowMs: nowMs, fallback: now)
-                        held.append(JournalEntry(sequence: sequence, operation: record.operation, recordedAt: recordedAt))
+                        held.append(JournalEntry(sequence: sequence, operation: record.operation, recordedAt: recordedAt, recordedAtMs: record.recordedAtMs))
                     } else if spilled == nil {
                         spilled = sequence
                     }
@@ -172,7 +174,7 @@ final class Journal: @unchecked Sendable {
         lastSequence += 1
         let entry = JournalEntry(
             sequence: lastSequence, operation: record.operation,
-            recordedAt: record.recordedAt(now: .now, nowMs: Timestamp.nowMilliseconds(), fallback: .now))
+            recordedAt: record.recordedAt(now: .now, nowMs: Timestamp.nowMilliseconds(), fallback: .now), recordedAtMs: record.recordedAtMs)
         unconfirmed.add(record.operation)
         if file == nil {
             durableSequence = lastSequence
@@ -368,7 +370,7 @@ final class Journal: @unchecked Sendable {
                 let (now, nowMs) = (ContinuousClock.now, Timestamp.nowMilliseconds())
                 _ = try file.read(from: refill.from, through: refill.through, limit: refill.count) { sequence, record in
                     let recordedAt = record.recordedAt(now: now, nowMs: nowMs, fallback: now)
-                    entries.append(JournalEntry(sequence: sequence, operation: record.operation, recordedAt: recordedAt))
+                    entries.append(JournalEntry(sequence: sequence, operation: record.operation, recordedAt: recordedAt, recordedAtMs: record.recordedAtMs))
                 }
                 return entries
             }

@@ -158,11 +158,18 @@ extension WriteOperation {
 }
 
 extension WriteBatch {
-    /// `{"operations":[...]}`.
+    /// `{"operations":[...]}`, each operation with its `recorded_at_ms` when given.
     package var json: ByteBuffer {
         var buffer = ByteBuffer()
         buffer.reserveCapacity(operations.count * 256 + 20)
-        buffer.writeJSONArray(operations, opening: "{\"operations\":[", closing: "]}") { operation, buffer in operation.writeJSON(into: &buffer) }
+        buffer.writeJSONArray(operations.indices, opening: "{\"operations\":[", closing: "]}") { index, buffer in
+            operations[index].writeJSONFields(into: &buffer)
+            if let recordedAtMs = recordedAtMs(at: index) {
+                buffer.writeStaticString(",\"recorded_at_ms\":")
+                buffer.writeString(String(recordedAtMs))
+            }
+            buffer.writeInteger(UInt8(ascii: "}"))
+        }
         return buffer
     }
 }

@@ -70,7 +70,21 @@ package enum WriteOperation: Codable, Sendable, Equatable {
 /// A batch of operations the Database Service applies in one transaction.
 package struct WriteBatch: Codable, Sendable {
     package var operations: [WriteOperation]
-    package init(operations: [WriteOperation]) { self.operations = operations }
+    /// When each operation was first recorded (`recorded_at_ms`, Unix milliseconds: a replica's journal time), one
+    /// per operation, nil where not given (then it counts as recorded now); empty when none is given. A write
+    /// recorded before the tombstone horizon, for a product with no row, is rejected: it may be older than a delete
+    /// whose tombstone was purged.
+    package var recordedAtMs: [Int64?] = []
+    package init(operations: [WriteOperation], recordedAtMs: [Int64?] = []) {
+        precondition(recordedAtMs.isEmpty || recordedAtMs.count == operations.count, "one recorded time per operation")
+        self.operations = operations
+        self.recordedAtMs = recordedAtMs
+    }
+
+    enum CodingKeys: String, CodingKey { case operations }
+
+    /// The time operation `index` was recorded, if given.
+    package func recordedAtMs(at index: Int) -> Int64? { recordedAtMs.isEmpty ? nil : recordedAtMs[index] }
 
     /// Reads a batch body in one strict pass, straight into operations. (It used to be parsed as a tree to
     /// check strictness and then decoded again by Foundation: a tenth of the Database Service's CPU under writes.)
@@ -78,6 +92,7 @@ package struct WriteBatch: Codable, Sendable {
     package init(json buffer: ByteBuffer) throws(APIError) {
         guard buffer.readableBytes > 0 else { throw APIError.invalidBody("Request body is empty; a JSON object is required") }
         var operations: [WriteOperation]?
+        var recorded: [Int64?] = []
         do {
             try buffer.withUnsafeReadableBytes { bytes throws(JSONSyntaxError) in
                 var parser = JSONParser(bytes: bytes)
@@ -90,10 +105,14 @@ package struct WriteBatch: Codable, Sendable {
                     guard key == "operations" else { throw JSONSyntaxError(description: "unknown field", fault: .unknown(param: key)) }
                     guard parser.current == UInt8(ascii: "[") else { throw try parser.mismatch("operations", "an array") }
                     var read: [WriteOperation] = []
+                    var times: [Int64?] = []
                     try parser.elements { parser throws(JSONSyntaxError) in
-                        read.append(try WriteOperation(parsing: &parser, param: "operations[\(read.count)]"))
+                        var recordedAtMs: Int64?
+                        read.append(try WriteOperation(parsing: &parser, param: "operations[\(read.count)]", recordedAtMs: &recordedAtMs))
+                        times.append(recordedAtMs)
                     }
                     operations = read
+                    recorded = times.contains { $0 != nil } ? times : []
                 }
                 parser.skipWhitespace()
                 guard parser.index == bytes.count else { throw parser.failure("unexpected data after the JSON value") }
@@ -109,12 +128,13 @@ package struct WriteBatch: Codable, Sendable {
         }
         guard let operations else { throw APIError.missingParameter("operations", "'operations' is required") }
         self.operations = operations
+        self.recordedAtMs = recorded
     }
 }
 
 extension WriteOperation {
-    /// One operation of a batch, read by `WriteBatch(json:)`; `param` names it in errors.
-    init(parsing parser: inout JSONParser, param: String) throws(JSONSyntaxError) {
+    /// One operation of a batch, read by `WriteBatch(json:)`, with its `recorded_at_ms`; `param` names it in errors.
+    init(parsing parser: inout JSONParser, param: String, recordedAtMs: inout Int64?) throws(JSONSyntaxError) {
         guard parser.current == UInt8(ascii: "{") else { throw try parser.mismatch(param, "an object") }
         var op, tenant, id, deletedAt: String?
         var version: Int64?
@@ -126,6 +146,7 @@ extension WriteOperation {
             case "id": id = try parser.string(param: param + "[id]")
             case "version": version = try parser.integer(param: param + "[version]")
             case "deleted_at": deletedAt = try parser.string(param: param + "[deleted_at]")
+            case "recorded_at_ms": recordedAtMs = try parser.integer(param: param + "[recorded_at_ms]")
             case "product": product = try Product(parsing: &parser, param: param + "[product]")
             default: _ = try parser.skipValue()
             }
