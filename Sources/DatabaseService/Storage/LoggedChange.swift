@@ -43,6 +43,17 @@ struct LoggedChange: Sendable, Equatable {
             eventType: change.op == .delete ? .productDeleted : created ? .productCreated : .productUpdated)
     }
 
+    /// This change as `outcome` made it, if it applied: the event depends on whether a product was there.
+    func made(by outcome: ApplyOutcome) -> LoggedChange? {
+        var change = self
+        switch outcome {
+        case .inserted: change.eventType = op == .delete ? .productDeleted : .productCreated
+        case .updated: change.eventType = op == .delete ? .productDeleted : .productUpdated
+        case .stale, .expired: return nil
+        }
+        return change
+    }
+
     /// The change a stored outcome makes, if it applied.
     init?(_ operation: WriteOperation, outcome: ApplyOutcome) {
         switch outcome {

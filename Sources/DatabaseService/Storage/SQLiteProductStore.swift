@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import GRDBSQLite
 import NIOCore
 import Shared
 
@@ -93,13 +94,16 @@ final class SQLiteProductStore: ProductStore {
     }
 
     func apply(_ operations: [WriteOperation], recordedAtMs: [Int64?]) async throws -> [ApplyOutcome] {
+        // One thread writes: everything but the writes themselves (the rows' and the log's JSON) is made before.
+        let rows = operations.map(Self.row(for:))
+        let changes = operations.map { LoggedChange($0, created: true) }
         let outcomes = try await pool.write { db in
             let horizonMs = recordedAtMs.isEmpty ? 0 : try Int64.fetchOne(db, sql: "SELECT horizon_ms FROM tombstone_horizon") ?? 0
+            let writes = try Writes(db)
             return try operations.indices.map { index in
-                let operation = operations[index]
                 let outcome = try Self.store(
-                    Self.row(for: operation), in: db, recordedAtMs: recordedAtMs.isEmpty ? nil : recordedAtMs[index], horizonMs: horizonMs)
-                if let change = LoggedChange(operation, outcome: outcome) { try Self.record(change, in: db) }
+                    rows[index], with: writes, recordedAtMs: recordedAtMs.isEmpty ? nil : recordedAtMs[index], horizonMs: horizonMs)
+                if let change = changes[index].made(by: outcome) { try Self.record(change, with: writes) }
                 return outcome
             }
         }
@@ -122,16 +126,17 @@ final class SQLiteProductStore: ProductStore {
                         etag: stored["etag"], createdAt: stored["created_ms"]))
             }
             if let expected = write.expectedVersion {
-                let state = try Self.state(tenant: operation.tenant, id: operation.productID, in: db)
+                let state = try Self.state(tenant: operation.tenant, id: operation.productID, with: Writes(db))
                 guard let state, !state.deleted, state.version == expected else {
                     return CoordinatedResult(outcome: .preconditionFailed, storedVersion: state?.version ?? 0, deleted: state?.deleted ?? true)
                 }
             }
-            let outcome = try Self.store(Self.row(for: operation), in: db)
+            let writes = try Writes(db)
+            let outcome = try Self.store(Self.row(for: operation), with: writes)
             if case .stale(let version, let deleted) = outcome {
                 return CoordinatedResult(outcome: .stale, storedVersion: version, deleted: deleted)
             }
-            if let change = LoggedChange(operation, outcome: outcome) { try Self.record(change, in: db) }
+            if let change = LoggedChange(operation, outcome: outcome) { try Self.record(change, with: writes) }
             if let answer = write.idempotency {
                 try db.execute(
                     sql: """
@@ -175,15 +180,16 @@ final class SQLiteProductStore: ProductStore {
 
     func delete(tenant: String, id: String, version: Int64?, deletedAt: String) async throws -> DeleteOutcome {
         let outcome = try await pool.write { db -> DeleteOutcome in
-            guard let stored = try Self.state(tenant: tenant, id: id, in: db), !stored.deleted else {
+            let writes = try Writes(db)
+            guard let stored = try Self.state(tenant: tenant, id: id, with: writes), !stored.deleted else {
                 return .notFound
             }
             let newVersion = version ?? Versions.next(after: stored.version, writer: 0)
             guard newVersion > stored.version else { return .stale(storedVersion: stored.version) }
             let row = Self.Row(tenant: tenant, id: id, name: stored.name, type: "", metadata: "{}",
                                createdAt: deletedAt, updatedAt: deletedAt, version: newVersion, deleted: true)
-            _ = try Self.store(row, in: db)
-            try Self.record(LoggedChange(.delete(tenant: tenant, id: id, version: newVersion, deletedAt: deletedAt), created: false), in: db)
+            _ = try Self.store(row, with: writes)
+            try Self.record(LoggedChange(.delete(tenant: tenant, id: id, version: newVersion, deletedAt: deletedAt), created: false), with: writes)
             return .deleted(version: newVersion, name: stored.name)
         }
         if case .deleted = outcome { changeSignal.signal() }
@@ -370,16 +376,17 @@ final class SQLiteProductStore: ProductStore {
     /// One process serves a SQLite file: its own commits signal directly.
     func listenForChanges() async {}
 
-    private static func record(_ change: LoggedChange, in db: Database) throws {
-        try db.cachedStatement(
-            sql: """
-                INSERT INTO product_changes (tenant, product_id, version, op, changed_at, recorded_ms, product, event_type)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                """
-        ).execute(arguments: [
-            change.tenant, change.id, change.version, change.op.rawValue, change.changedAt, Timestamp.nowMilliseconds(),
-            change.productJSON, change.eventType.rawValue,
-        ])
+    private static func record(_ change: LoggedChange, with writes: Writes) throws {
+        let log = writes.log
+        log.bind(change.tenant)
+        log.bind(change.id)
+        log.bind(change.version)
+        log.bind(change.op.rawValue)
+        log.bind(change.changedAt)
+        log.bind(Timestamp.nowMilliseconds())
+        if let product = change.productJSON { log.bind(product) } else { log.bind(nil as Int64?) }
+        log.bind(change.eventType.rawValue)
+        try log.execute()
     }
 
     static func change(from row: GRDB.Row) -> LoggedChange {
@@ -425,27 +432,14 @@ final class SQLiteProductStore: ProductStore {
         }
     }
 
-    /// Stores a row only if its version is newer than the stored one; a tombstone keeps its original creation time
-    /// and records when it was stored. A write recorded before `horizonMs`, for a product with no row, is refused.
-    private static func store(_ row: Row, in db: Database, recordedAtMs: Int64? = nil, horizonMs: Int64 = 0) throws -> ApplyOutcome {
-        let existing = try state(tenant: row.tenant, id: row.id, in: db)
-        if let existing, existing.version >= row.version {
-            return .stale(storedVersion: existing.version, deleted: existing.deleted)
-        }
-        if existing == nil, TombstoneSchema.isBefore(horizonMs, recordedAtMs: recordedAtMs) { return .expired(horizonMs: horizonMs) }
-        if row.deleted {
-            // Keep the last name so a delete can report it; the rest of a tombstone is never read.
-            // Statements are prepared once per connection and reused: preparing dominated batch writes.
-            try db.cachedStatement(
-                sql: """
-                    INSERT INTO products (tenant, id, name, type, metadata, created_at, updated_at, version, deleted, deleted_ms)
-                    VALUES (?, ?, ?, '', '{}', ?, ?, ?, 1, ?)
-                    ON CONFLICT (tenant, id) DO UPDATE SET
-                        updated_at = excluded.updated_at, version = excluded.version, deleted = 1, deleted_ms = excluded.deleted_ms
-                    """
-            ).execute(arguments: [row.tenant, row.id, row.name, row.createdAt, row.updatedAt, row.version, Timestamp.nowMilliseconds()])
-        } else {
-            try db.cachedStatement(
+    /// The statements a write runs, taken from the connection's cache once per transaction.
+    private final class Writes {
+        let state, live, tombstone, log: BoundStatement
+
+        init(_ db: Database) throws {
+            state = try BoundStatement(db, sql: "SELECT version, deleted, name FROM products WHERE tenant = ? AND id = ?")
+            live = try BoundStatement(
+                db,
                 sql: """
                     INSERT INTO products (tenant, id, name, type, metadata, created_at, updated_at, version, deleted)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)
@@ -453,15 +447,55 @@ final class SQLiteProductStore: ProductStore {
                         name = excluded.name, type = excluded.type, metadata = excluded.metadata,
                         created_at = excluded.created_at, updated_at = excluded.updated_at,
                         version = excluded.version, deleted = 0, deleted_ms = NULL
-                    """
-            ).execute(arguments: [row.tenant, row.id, row.name, row.type, row.metadata, row.createdAt, row.updatedAt, row.version])
+                    """)
+            // Keep the last name so a delete can report it; the rest of a tombstone is never read.
+            tombstone = try BoundStatement(
+                db,
+                sql: """
+                    INSERT INTO products (tenant, id, name, type, metadata, created_at, updated_at, version, deleted, deleted_ms)
+                    VALUES (?, ?, ?, '', '{}', ?, ?, ?, 1, ?)
+                    ON CONFLICT (tenant, id) DO UPDATE SET
+                        updated_at = excluded.updated_at, version = excluded.version, deleted = 1, deleted_ms = excluded.deleted_ms
+                    """)
+            log = try BoundStatement(
+                db,
+                sql: """
+                    INSERT INTO product_changes (tenant, product_id, version, op, changed_at, recorded_ms, product, event_type)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    """)
         }
+    }
+
+    /// Stores a row only if its version is newer than the stored one; a tombstone keeps its original creation time
+    /// and records when it was stored. A write recorded before `horizonMs`, for a product with no row, is refused.
+    private static func store(_ row: Row, with writes: Writes, recordedAtMs: Int64? = nil, horizonMs: Int64 = 0) throws -> ApplyOutcome {
+        let existing = try state(tenant: row.tenant, id: row.id, with: writes)
+        if let existing, existing.version >= row.version {
+            return .stale(storedVersion: existing.version, deleted: existing.deleted)
+        }
+        if existing == nil, TombstoneSchema.isBefore(horizonMs, recordedAtMs: recordedAtMs) { return .expired(horizonMs: horizonMs) }
+        let statement = row.deleted ? writes.tombstone : writes.live
+        statement.bind(row.tenant)
+        statement.bind(row.id)
+        statement.bind(row.name)
+        if !row.deleted {
+            statement.bind(row.type)
+            statement.bind(row.metadata)
+        }
+        statement.bind(row.createdAt)
+        statement.bind(row.updatedAt)
+        statement.bind(row.version)
+        if row.deleted { statement.bind(Timestamp.nowMilliseconds()) }
+        try statement.execute()
         return existing == nil ? .inserted : .updated
     }
 
-    private static func state(tenant: String, id: String, in db: Database) throws -> (version: Int64, deleted: Bool, name: String)? {
-        let statement = try db.cachedStatement(sql: "SELECT version, deleted, name FROM products WHERE tenant = ? AND id = ?")
-        return try GRDB.Row.fetchOne(statement, arguments: [tenant, id]).map { ($0["version"], $0["deleted"], $0["name"]) }
+    private static func state(tenant: String, id: String, with writes: Writes) throws -> (version: Int64, deleted: Bool, name: String)? {
+        writes.state.bind(tenant)
+        writes.state.bind(id)
+        return try writes.state.first { row in
+            (sqlite3_column_int64(row, 0), sqlite3_column_int64(row, 1) != 0, BoundStatement.text(row, 2))
+        }
     }
 
     private static func product(from row: GRDB.Row) throws -> Product {

@@ -116,14 +116,22 @@ extension SQLiteProductStore: WebhookStore {
     func dispatchEvents(limit: Int, nowMs: Int64) async throws -> Int? {
         try await pool.write { db in
             let position = try Int64.fetchOne(db, sql: "SELECT position FROM webhook_dispatch_state WHERE id = 1") ?? 0
+            let endpoints = try GRDB.Row.fetchAll(
+                db, sql: "SELECT id, tenant, enabled_events, created_ms FROM webhook_endpoints WHERE status = 'enabled'"
+            ).map { EndpointFilter(id: $0["id"], tenant: $0["tenant"], events: EnabledEventsColumn.decode($0["enabled_events"]), createdMs: $0["created_ms"]) }
+            if endpoints.isEmpty {
+                // Nobody to deliver to: pass the changes by without reading them (this runs on the one writer).
+                let positions = try Int64.fetchAll(
+                    db, sql: "SELECT position FROM product_changes WHERE position > ? ORDER BY position LIMIT ?", arguments: [position, limit])
+                guard let last = positions.last else { return 0 }
+                try db.execute(sql: "UPDATE webhook_dispatch_state SET position = ? WHERE id = 1", arguments: [last])
+                return positions.count
+            }
             let changes = try GRDB.Row.fetchAll(
                 db, sql: "SELECT \(Self.changeColumns) FROM product_changes WHERE position > ? ORDER BY position LIMIT ?",
                 arguments: [position, limit]
             ).map(Self.change(from:))
             guard let last = changes.last?.cursor else { return 0 }
-            let endpoints = try GRDB.Row.fetchAll(
-                db, sql: "SELECT id, tenant, enabled_events, created_ms FROM webhook_endpoints WHERE status = 'enabled'"
-            ).map { EndpointFilter(id: $0["id"], tenant: $0["tenant"], events: EnabledEventsColumn.decode($0["enabled_events"]), createdMs: $0["created_ms"]) }
             let deliveries = NewDelivery.fanOut(changes, to: endpoints)
             if !deliveries.isEmpty {
                 let insert = try db.cachedStatement(
