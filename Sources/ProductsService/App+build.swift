@@ -23,6 +23,8 @@ struct ProductsServiceSettings: Sendable {
     var syncFlushTimeout: Duration = .seconds(10)
     /// Never run open, even while no API key exists or that cannot be checked.
     var requireAPIKeys = false
+    /// How long a key verified before is trusted while the Database Service cannot be asked (`--key-outage-trust`).
+    var keyOutageTrust: Duration = .seconds(10)
     /// Requests a second per API key on average (0: no limit), and the burst allowed above it.
     var rateLimit: Double = 100
     var rateBurst = 200
@@ -59,7 +61,8 @@ func buildApplication(
         logger.warning("journal is off: writes not yet persisted are lost if the process stops")
     }
     let loader = CatalogLoader(catalog: catalog, retryMaxDelay: settings.persistence.retryMaxDelay, logger: logger)
-    let authenticator = Authenticator(database: database, directory: directory, logger: logger, requireKeys: settings.requireAPIKeys)
+    let authenticator = Authenticator(
+        database: database, directory: directory, logger: logger, requireKeys: settings.requireAPIKeys, usableFor: settings.keyOutageTrust)
     let authMonitor = AuthModeMonitor(authenticator: authenticator, interval: settings.authModeInterval)
     let follower = ChangeFollower(
         catalog: catalog, cursorFile: directory.map { $0 + "/change-cursor" }, logger: logger,

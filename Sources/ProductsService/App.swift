@@ -63,6 +63,13 @@ struct ProductsServiceCommand: AsyncParsableCommand {
         help: "Refuse requests without an API key even while none exists, and while that cannot be checked (env REQUIRE_API_KEYS).")
     var requireAPIKeys: Bool = Settings.env("REQUIRE_API_KEYS", default: false)
 
+    @Option(
+        help: """
+            Seconds a key verified before still works while the Database Service cannot be asked: writes go on during \
+            an outage this long, and a key revoked meanwhile works this long at most (env KEY_OUTAGE_TRUST).
+            """)
+    var keyOutageTrust: Double = Settings.env("KEY_OUTAGE_TRUST", default: 10)
+
     @Option(help: "Requests a second allowed per API key on average; 0 turns the limit off (env RATE_LIMIT).")
     var rateLimit: Double = Settings.env("RATE_LIMIT", default: 100)
 
@@ -115,6 +122,9 @@ struct ProductsServiceCommand: AsyncParsableCommand {
         for (name, value) in durations where !(value > 0 && value < 86_400) {
             throw SettingError("\(name): must be a number of seconds above 0")
         }
+        guard keyOutageTrust >= 5, keyOutageTrust <= 86_400 else {
+            throw SettingError("--key-outage-trust (KEY_OUTAGE_TRUST): must be 5 to 86400 seconds (a verification is reused for 5 s)")
+        }
         guard rateLimit >= 0, rateLimit.isFinite else { throw SettingError("--rate-limit (RATE_LIMIT): must be 0 or more requests a second") }
         guard rateBurst >= 1 else { throw SettingError("--rate-burst (RATE_BURST): must be at least 1") }
         let origins = corsOrigins.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
@@ -142,6 +152,7 @@ struct ProductsServiceCommand: AsyncParsableCommand {
         settings.backlogAlertAfter = .seconds(backlogAlertAfter)
         settings.feedLagAlertAfter = .seconds(feedLagAlertAfter)
         settings.requireAPIKeys = requireAPIKeys
+        settings.keyOutageTrust = .seconds(keyOutageTrust)
         settings.rateLimit = rateLimit
         settings.rateBurst = rateBurst
         settings.corsOrigins = origins

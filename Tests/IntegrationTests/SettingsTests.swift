@@ -32,6 +32,8 @@ struct SettingsTests {
         try await expectRefused(
             "products-service", ["--data-dir", directory.path + "/p5", "--feed-lag-alert-after", "0"], naming: "--feed-lag-alert-after")
         try await expectRefused(
+            "products-service", ["--data-dir", directory.path + "/p6"], environment: ["KEY_OUTAGE_TRUST": "1"], naming: "KEY_OUTAGE_TRUST")
+        try await expectRefused(
             "database-service", ["--database", directory.path + "/d2.sqlite", "--webhook-retry-schedule", "5,soon"], naming: "--webhook-retry-schedule")
         try await expectRefused(
             "database-service", ["--database", directory.path + "/d3.sqlite"], environment: ["WEBHOOK_RETRY_SCHEDULE": "-1"],

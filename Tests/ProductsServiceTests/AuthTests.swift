@@ -60,6 +60,27 @@ struct AuthTests {
         }
     }
 
+    @Test("a longer outage trust keeps verified keys working through an outage that long, and no longer; unknown keys are refused")
+    func outageTrust() async throws {
+        let database = FakeDatabaseService()
+        let clock = ManualClock()
+        let authenticator = Authenticator(
+            database: database, directory: nil, logger: logger, usableFor: .seconds(3600), clock: { clock.now })
+        let key = database.addKey(tenant: "acme")
+        #expect(try await authenticator.authenticate(headers(bearer: key))?.tenant == "acme")
+        database.isDown = true
+        clock.advance(by: .seconds(1800))
+        #expect(try await authenticator.authenticate(headers(bearer: key))?.tenant == "acme", "half an hour into the outage")
+        let unseen = database.addKey(tenant: "acme")
+        await #expect { try await authenticator.authenticate(headers(bearer: unseen)) } throws: { error in
+            (error as? APIError)?.code == "auth_unavailable"
+        }
+        clock.advance(by: .seconds(1801))
+        await #expect { try await authenticator.authenticate(headers(bearer: key)) } throws: { error in
+            (error as? APIError)?.code == "auth_unavailable"
+        }
+    }
+
     @Test("the last mode seen survives a restart, so an outage at start does not open the service; --require-api-keys pins it")
     func persistedMode() async throws {
         let directory = try temporaryDirectory()

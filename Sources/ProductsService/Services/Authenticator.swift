@@ -88,7 +88,8 @@ final class Authenticator: Sendable {
             throw Self.unavailable
         }
         entries.withLock { entries in
-            if entries.count >= Self.maxCachedKeys { entries = entries.filter { now - $0.value.verifiedAt < freshFor } }
+            // Full: drop what could no longer be trusted in an outage first, so that a long trust keeps working keys.
+            if entries.count >= Self.maxCachedKeys { entries = entries.filter { now - $0.value.verifiedAt < usableFor } }
             if entries.count >= Self.maxCachedKeys { entries.removeAll() }
             entries[hash] = Entry(grant: grant, verifiedAt: now)
         }
