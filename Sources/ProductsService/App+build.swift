@@ -104,6 +104,7 @@ func buildRouter(
         ).endpoints)
     routes.addRoutes(MetricsController(refresh: { ProductsMetrics.refresh(catalog) }).endpoints)
     routes.addRoutes(ProductsController(catalog: catalog, auth: auth).endpoints, atPath: "/products")
+    routes.addRoutes(ExportsController(catalog: catalog, auth: auth).endpoints, atPath: "/exports")
     routes.addRoutes(EventsController(database: catalog.database, auth: auth).endpoints, atPath: "/events")
     routes.addRoutes(WebhookEndpointsController(database: catalog.database, auth: auth).endpoints, atPath: "/webhook_endpoints")
     routes.addRoutes(CacheController(catalog: catalog, syncFlushTimeout: settings.syncFlushTimeout, auth: auth).endpoints, atPath: "/cache")
