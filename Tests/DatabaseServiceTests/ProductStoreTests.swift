@@ -116,6 +116,49 @@ struct ProductStoreTests {
         }
     }
 
+    @Test("a product's versions are listed newest first from the change log, and a restore brings one back as the next version", arguments: StoreBackend.available)
+    func history(backend: StoreBackend) async throws {
+        try await backend.withStore { store, reopen async throws in
+            _ = try await store.apply([.upsert(tenant: "t", product: product("p", version: 1, name: "First"))])
+            _ = try await store.apply([.upsert(tenant: "t", product: product("p", version: 2, name: "Second"))])
+            guard case .deleted(let deletedVersion, _) = try await store.delete(tenant: "t", id: "p", version: nil, deletedAt: Timestamp.now()) else {
+                Issue.record("not deleted")
+                return
+            }
+            let page = try #require(try await store.versions(tenant: "t", id: "p", before: nil, limit: 2))
+            #expect(page.versions.map(\.version) == [deletedVersion, 2] && page.hasMore)
+            #expect(page.versions.map(\.eventType) == [.productDeleted, .productUpdated])
+            #expect(page.versions[0].productJSON == nil && page.versions[1].productJSON?.contains(#""name":"Second""#) == true)
+            let older = try #require(try await store.versions(tenant: "t", id: "p", before: 2, limit: 2))
+            #expect(older.versions.map(\.version) == [1] && !older.hasMore)
+            #expect(try await store.versions(tenant: "t", id: "nobody", before: nil, limit: 2) == nil)
+            #expect(try await store.versions(tenant: "other", id: "p", before: nil, limit: 2) == nil, "per tenant")
+
+            // After the delete: version 1 comes back as a new version, live, as a creation.
+            guard case .restored(let restored, created: true) = try await store.restore(tenant: "t", id: "p", version: 1, restoredAt: Timestamp.now()) else {
+                Issue.record("not restored")
+                return
+            }
+            #expect(restored.name == "First" && restored.version > deletedVersion)
+            #expect(try await store.product(tenant: "t", id: "p") == restored)
+            // After an edit: version 2 comes back over the live product, as an update.
+            _ = try await store.apply([.upsert(tenant: "t", product: product("p", version: restored.version + 1, name: "Edited"))])
+            guard case .restored(let again, created: false) = try await store.restore(tenant: "t", id: "p", version: 2, restoredAt: Timestamp.now()) else {
+                Issue.record("not restored over the edit")
+                return
+            }
+            #expect(again.name == "Second" && again.version > restored.version + 1)
+            #expect(try await store.product(tenant: "t", id: "p")?.name == "Second")
+            let newest = try #require(try await store.versions(tenant: "t", id: "p", before: nil, limit: 10))
+            #expect(newest.versions.map(\.eventType) == [.productUpdated, .productUpdated, .productCreated, .productDeleted, .productUpdated, .productCreated])
+
+            #expect(try await store.restore(tenant: "t", id: "p", version: deletedVersion, restoredAt: Timestamp.now()) == .versionIsDeletion)
+            #expect(try await store.restore(tenant: "t", id: "p", version: 999, restoredAt: Timestamp.now()) == .versionNotFound)
+            #expect(try await store.restore(tenant: "t", id: "nobody", version: 1, restoredAt: Timestamp.now()) == .productNotFound)
+            #expect(try await store.restore(tenant: "other", id: "p", version: 1, restoredAt: Timestamp.now()) == .productNotFound)
+        }
+    }
+
     @Test("conditional delete refuses a version that is not newer", arguments: StoreBackend.available)
     func conditionalDelete(backend: StoreBackend) async throws {
         try await backend.withStore { store, reopen async throws in
@@ -158,7 +201,7 @@ struct ProductStoreTests {
             let expected = stored
             try await reopen { reopened async throws in
                 #expect(try await reopened.product(tenant: "t", id: "p") == expected)
-                #expect(try await reopened.schemaVersion() == "v8-tombstone-purge")
+                #expect(try await reopened.schemaVersion() == "v9-product-history")
                 try await reopened.ping()
             }
         }

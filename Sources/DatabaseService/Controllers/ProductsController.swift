@@ -15,6 +15,8 @@ struct ProductsController<Context: RequestContext> {
             .post("write", use: coordinatedWrite)
             .get("{id}", use: show)
             .delete("{id}", use: delete)
+            .get("{id}/versions", use: versions)
+            .post("{id}/restore", use: restore)
     }
 
     /// POST /api/products: stores one product if its version is newer (201 created, 200 updated or unchanged).
@@ -116,6 +118,41 @@ struct ProductsController<Context: RequestContext> {
             throw APIError.notFound("Product not found", param: "id")
         }
         return product
+    }
+
+    /// GET /api/products/{id}/versions: the product's versions in the change log, newest first, as a JSON array;
+    /// `Page-Has-More` and `Page-Last-Version` tell whether older ones exist and where the page ends.
+    @Sendable func versions(_ request: Request, context: Context) async throws -> Response {
+        let id = try context.productID()
+        let query = try ProductHistory.Query.parse(query: request.uri.query)
+        guard let page = try await store.versions(tenant: try request.tenant(), id: id, before: query.startingAfter, limit: query.limit) else {
+            throw APIError.notFound("Product not found", param: "id")
+        }
+        var body = ByteBuffer()
+        body.writeJSONArray(page.versions, opening: "[", closing: "]") { change, body in change.writeVersion(into: &body) }
+        var response = Response.json(buffer: body)
+        response.headers[HTTPField.Name(ProductHistory.hasMoreHeader)!] = page.hasMore ? "true" : "false"
+        if let last = page.versions.last { response.headers[HTTPField.Name(ProductHistory.lastVersionHeader)!] = String(last.version) }
+        return response
+    }
+
+    /// POST /api/products/{id}/restore `{"version": n}`: brings that version back as the product's next version; 201
+    /// when the product was deleted, 200 when it was live.
+    @Sendable func restore(_ request: Request, context: Context) async throws -> Response {
+        let id = try context.productID()
+        let input = try await request.decodeJSON(as: ProductHistory.RestoreRequest.self, allowedFields: ProductHistory.RestoreRequest.fields)
+            .validated()
+        switch try await store.restore(tenant: try request.tenant(), id: id, version: input.version, restoredAt: Timestamp.now()) {
+        case .restored(let product, let created):
+            return .json(buffer: product.json, status: created ? .created : .ok)
+        case .productNotFound:
+            throw APIError.notFound("Product not found", param: "id")
+        case .versionNotFound:
+            throw APIError.invalidParameter(
+                "version", "Product \(id) has no version \(input.version) in its history (kept for the change log's retention)")
+        case .versionIsDeletion:
+            throw APIError.invalidParameter("version", "Version \(input.version) is the product's deletion; restore a version that holds it")
+        }
     }
 
     /// DELETE /api/products/{id}[?version=N]: leaves a tombstone so that older writes cannot bring it back.

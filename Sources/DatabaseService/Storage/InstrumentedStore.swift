@@ -22,6 +22,12 @@ struct InstrumentedStore: DataStore {
         try await measure("apply") { try await base.apply(operations, recordedAtMs: recordedAtMs) }
     }
     func write(_ write: CoordinatedWrite) async throws -> CoordinatedResult { try await measure("write") { try await base.write(write) } }
+    func versions(tenant: String, id: String, before: Int64?, limit: Int) async throws -> (versions: [LoggedChange], hasMore: Bool)? {
+        try await measure("versions") { try await base.versions(tenant: tenant, id: id, before: before, limit: limit) }
+    }
+    func restore(tenant: String, id: String, version: Int64, restoredAt: String) async throws -> RestoreOutcome {
+        try await measure("restore") { try await base.restore(tenant: tenant, id: id, version: version, restoredAt: restoredAt) }
+    }
     func purgeTombstones(deletedBefore cutoffMs: Int64) async throws -> Int {
         try await measure("purge_tombstones") { try await base.purgeTombstones(deletedBefore: cutoffMs) }
     }

@@ -63,6 +63,27 @@ struct LoggedChange: Sendable, Equatable {
         }
     }
 
+    /// One entry of a product's history: `{"version","event","changed_at","product"}`, the product as this change
+    /// left it (null for a delete).
+    func writeVersion(into buffer: inout ByteBuffer) {
+        buffer.writeStaticString("{\"version\":")
+        buffer.writeString(String(version))
+        buffer.writeJSONString(eventType.rawValue, after: ",\"event\":")
+        buffer.writeJSONString(changedAt, after: ",\"changed_at\":")
+        buffer.writeStaticString(",\"product\":")
+        if let productJSON { buffer.writeString(productJSON) } else { buffer.writeStaticString("null") }
+        buffer.writeInteger(UInt8(ascii: "}"))
+    }
+
+    /// The product a restore brings back from this change: its fields as they were, at `version` and `restoredAt`.
+    func restoredProduct(version: Int64, restoredAt: String) throws -> Product? {
+        guard op != .delete, let productJSON else { return nil }
+        var product = try JSONCoding.decoder.decode(Product.self, from: Data(productJSON.utf8))
+        product.updatedAt = restoredAt
+        product.version = version
+        return product
+    }
+
     /// The public event: `{"id","type","created_at","data":{"object":…}}`, the product as this change left
     /// it, or `{"id","deleted":true,"version"}` for a delete. Needs `cursor`.
     func writeEvent(into buffer: inout ByteBuffer) {

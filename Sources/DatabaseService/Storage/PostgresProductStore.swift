@@ -158,6 +158,7 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
             "UPDATE products SET deleted_ms = (extract(epoch FROM now()) * 1000)::bigint WHERE deleted",
             TombstoneSchema.createIndex, TombstoneSchema.createTable, TombstoneSchema.insertRow,
         ]),
+        ("v9-product-history", [HistorySchema.createIndex]),
     ]
 
     /// Migrations with a step in Swift, run after their SQL in the same transaction.
@@ -472,6 +473,52 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
         }
         if result.outcome == .applied { changeSignal.signal() }
         return result
+    }
+
+    func versions(tenant: String, id: String, before: Int64?, limit: Int) async throws -> (versions: [LoggedChange], hasMore: Bool)? {
+        let rows = try await client.query(
+            """
+            SELECT \(unescaped: Self.changeColumns) FROM product_changes
+            WHERE tenant = \(tenant) AND product_id = \(id) AND version < \(before ?? Int64.max) ORDER BY version DESC LIMIT \(limit + 1)
+            """, logger: logger)
+        let versions = try await Self.changes(rows)
+        if versions.isEmpty, before == nil, try await product(tenant: tenant, id: id) == nil { return nil }
+        return (Array(versions.prefix(limit)), versions.count > limit)
+    }
+
+    func restore(tenant: String, id: String, version: Int64, restoredAt: String) async throws -> RestoreOutcome {
+        let outcome = try await retryingConflicts {
+            try await self.client.withTransaction(logger: self.logger) { connection -> RestoreOutcome in
+                let stored = try await connection.query(
+                    "SELECT version, deleted FROM products WHERE tenant = \(tenant) AND id = \(id) FOR UPDATE", logger: self.logger)
+                var current: (version: Int64, deleted: Bool)?
+                for try await row in stored.decode((Int64, Bool).self) { current = row }
+                let rows = try await connection.query(
+                    """
+                    SELECT \(unescaped: Self.changeColumns) FROM product_changes
+                    WHERE tenant = \(tenant) AND product_id = \(id) AND version = \(version) LIMIT 1
+                    """, logger: self.logger)
+                guard let wanted = try await Self.changes(rows).first else {
+                    let logged = try await connection.query(
+                        "SELECT EXISTS (SELECT 1 FROM product_changes WHERE tenant = \(tenant) AND product_id = \(id))", logger: self.logger)
+                    var any = false
+                    for try await exists in logged.decode(Bool.self) { any = exists }
+                    return any || current?.deleted == false ? .versionNotFound : .productNotFound
+                }
+                let next = Versions.next(after: current?.version ?? 0, writer: 0)
+                guard let product = try wanted.restoredProduct(version: next, restoredAt: restoredAt) else { return .versionIsDeletion }
+                let operation = WriteOperation.upsert(tenant: tenant, product: product)
+                guard try await self.store(operation, on: connection).isApplied else {
+                    throw PostgresStoreError.vanished(id)
+                }
+                let created = current?.deleted != false
+                try await self.record([LoggedChange(operation, created: created)], on: connection)
+                try await self.notifyChanges(on: connection)
+                return .restored(product, created: created)
+            }
+        }
+        if case .restored = outcome { changeSignal.signal() }
+        return outcome
     }
 
     func purgeTombstones(deletedBefore cutoffMs: Int64) async throws -> Int {

@@ -33,6 +33,15 @@ protocol ProductStore: Sendable {
     /// The connection pool, as `/health` reports it.
     var poolDescription: String { get }
 
+    // MARK: History
+
+    /// Up to `limit` of a product's versions in the change log, newest first, older than `before` when given, and
+    /// whether older ones exist; nil when the log holds none of them and no live product has the id.
+    func versions(tenant: String, id: String, before: Int64?, limit: Int) async throws -> (versions: [LoggedChange], hasMore: Bool)?
+    /// Brings back `version` of a product, as the change log holds it, as the product's next version (stamped by
+    /// the Database Service, writer 0), live or deleted now; logged with its event in the same transaction.
+    func restore(tenant: String, id: String, version: Int64, restoredAt: String) async throws -> RestoreOutcome
+
     // MARK: Change log
 
     /// Up to `limit` changes after `cursor`, oldest first; `.expired` when changes after it were purged.
@@ -101,6 +110,11 @@ extension ProductStore {
     func apply(_ operations: [WriteOperation]) async throws -> [ApplyOutcome] { try await apply(operations, recordedAtMs: []) }
 }
 
+/// A product's versions are read from the change log by product.
+enum HistorySchema {
+    static let createIndex = "CREATE INDEX product_changes_product ON product_changes (tenant, product_id, version)"
+}
+
 /// The tombstone horizon: tombstones of deletes stored before it have been purged.
 enum TombstoneSchema {
     static let createTable = "CREATE TABLE tombstone_horizon (id INTEGER PRIMARY KEY CHECK (id = 1), horizon_ms BIGINT NOT NULL)"
@@ -110,6 +124,18 @@ enum TombstoneSchema {
 
     /// Whether an operation recorded at `recordedAtMs` (nil: now) falls before `horizonMs`.
     static func isBefore(_ horizonMs: Int64, recordedAtMs: Int64?) -> Bool { (recordedAtMs ?? .max) < horizonMs }
+}
+
+/// What restoring a version did.
+enum RestoreOutcome: Sendable, Equatable {
+    /// Stored as its next version; `created` when the product was deleted (or absent) before.
+    case restored(Product, created: Bool)
+    /// Neither a live product nor a version in the log has this id.
+    case productNotFound
+    /// The log holds no such version of the product (never made, or past the retention).
+    case versionNotFound
+    /// The version asked for is the product's deletion, which holds no product to bring back.
+    case versionIsDeletion
 }
 
 /// What a delete did.

@@ -90,6 +90,9 @@ final class SQLiteProductStore: ProductStore {
             try db.execute(sql: TombstoneSchema.createTable)
             try db.execute(sql: TombstoneSchema.insertRow)
         }
+        migrator.registerMigration("v9-product-history") { db in
+            try db.execute(sql: HistorySchema.createIndex)
+        }
         return migrator
     }
 
@@ -176,6 +179,45 @@ final class SQLiteProductStore: ProductStore {
             purged += count
             if count < Self.purgeBatch { return purged }
         }
+    }
+
+    func versions(tenant: String, id: String, before: Int64?, limit: Int) async throws -> (versions: [LoggedChange], hasMore: Bool)? {
+        try await pool.read { db in
+            let rows = try GRDB.Row.fetchAll(
+                db,
+                sql: """
+                    SELECT \(Self.changeColumns) FROM product_changes
+                    WHERE tenant = ? AND product_id = ? AND version < ? ORDER BY version DESC LIMIT ?
+                    """,
+                arguments: [tenant, id, before ?? Int64.max, limit + 1])
+            if rows.isEmpty, before == nil, try Self.state(tenant: tenant, id: id, with: Writes(db))?.deleted != false { return nil }
+            return (rows.prefix(limit).map(Self.change(from:)), rows.count > limit)
+        }
+    }
+
+    func restore(tenant: String, id: String, version: Int64, restoredAt: String) async throws -> RestoreOutcome {
+        let outcome = try await pool.write { db -> RestoreOutcome in
+            let writes = try Writes(db)
+            let current = try Self.state(tenant: tenant, id: id, with: writes)
+            let wanted = try GRDB.Row.fetchOne(
+                db, sql: "SELECT \(Self.changeColumns) FROM product_changes WHERE tenant = ? AND product_id = ? AND version = ? LIMIT 1",
+                arguments: [tenant, id, version]
+            ).map(Self.change(from:))
+            guard let wanted else {
+                let logged = try Bool.fetchOne(
+                    db, sql: "SELECT EXISTS (SELECT 1 FROM product_changes WHERE tenant = ? AND product_id = ?)", arguments: [tenant, id]) ?? false
+                return logged || current?.deleted == false ? .versionNotFound : .productNotFound
+            }
+            let next = Versions.next(after: current?.version ?? 0, writer: 0)
+            guard let product = try wanted.restoredProduct(version: next, restoredAt: restoredAt) else { return .versionIsDeletion }
+            let operation = WriteOperation.upsert(tenant: tenant, product: product)
+            _ = try Self.store(Self.row(for: operation), with: writes)
+            let created = current?.deleted != false
+            try Self.record(LoggedChange(operation, created: created), with: writes)
+            return .restored(product, created: created)
+        }
+        if case .restored = outcome { changeSignal.signal() }
+        return outcome
     }
 
     func delete(tenant: String, id: String, version: Int64?, deletedAt: String) async throws -> DeleteOutcome {

@@ -17,6 +17,8 @@ struct ProductsController<Context: TenantRequestContext> {
             .put("{id}", use: replace)
             .patch("{id}", use: update)
             .delete("{id}", use: delete)
+            .get("{id}/versions", use: versions)
+            .post("{id}/restore", use: restore)
     }
 
     /// POST /products: creates a product (201); durable once answered, persisted to the Database Service in the background.
@@ -80,6 +82,37 @@ struct ProductsController<Context: TenantRequestContext> {
         let condition = try EntityTag.condition(.ifMatch, in: request.headers)
         let name = try await catalog.delete(tenant: context.tenant, id: id, condition: condition)
         return .json(DeleteReceipt(productID: id, name: name, timestamp: Timestamp.now()))
+    }
+
+    /// GET /products/{id}/versions: the product's past versions, newest first, kept for the change log's retention;
+    /// paged with `limit` and `starting_after` (a version), `Link` pointing to older ones.
+    @Sendable func versions(_ request: Request, context: Context) async throws -> Response {
+        let id = try context.productID()
+        let query = try ProductHistory.Query.parse(query: request.uri.query)
+        let answer = try await catalog.versions(tenant: context.tenant, id: id, query: query)
+        var response = try Forwarding.response(answer)
+        if answer.status == 200, answer.header(ProductHistory.hasMoreHeader) == "true",
+           let last = answer.header(ProductHistory.lastVersionHeader).flatMap(Int64.init)
+        {
+            response.headers[.link] = Self.link(hasMore: true, backwards: false, request: request) { _ in
+                query.queryString(startingAfter: last)
+            }
+        }
+        return response
+    }
+
+    /// POST /products/{id}/restore `{"version": n}`: brings that version back as the product's next version, with its
+    /// event; 201 when the product was deleted, 200 when it was live. Needs the Database Service.
+    @Sendable func restore(_ request: Request, context: Context) async throws -> Response {
+        let id = try context.productID()
+        let input = try await request.decodeJSON(as: ProductHistory.RestoreRequest.self, allowedFields: ProductHistory.RestoreRequest.fields)
+            .validated()
+        switch try await catalog.restore(tenant: context.tenant, id: id, version: input.version) {
+        case .restored(let product, let created):
+            return Self.response(product, status: created ? .created : .ok)
+        case .refused(let answer):
+            return try Forwarding.response(answer)
+        }
     }
 
     // MARK: Helpers

@@ -343,6 +343,51 @@ final class Catalog: Sendable {
     }
 
 
+    // MARK: History
+
+    /// What restoring a version came to: the product written (`created` when it was deleted), or the Database
+    /// Service's refusal, which the client gets as it is.
+    enum RestoreResult: Sendable {
+        case restored(CachedProduct, created: Bool)
+        case refused(ForwardedResponse)
+    }
+
+    /// Brings back `version` of a product from its history, as its next version, decided by the Database Service
+    /// in one transaction. This replica's pending writes are flushed first, so that the history holds what its
+    /// clients last saw; the cache has the result at once, other replicas through the change feed.
+    func restore(tenant: String, id: String, version: Int64) async throws -> RestoreResult {
+        try await flush(timeout: .seconds(5))
+        var body = ByteBuffer()
+        body.writeStaticString("{\"version\":")
+        body.writeString(String(version))
+        body.writeStaticString("}")
+        let answer: ForwardedResponse
+        do {
+            answer = try await database.forward(
+                .post, path: "/api/products/\(HTTPDatabaseServiceClient.escape(id))/restore", tenant: tenant, body: body)
+        } catch {
+            throw APIError.serviceUnavailable("database_unavailable", "Restoring needs the Database Service, which is unreachable: \(error)")
+        }
+        guard answer.status == 200 || answer.status == 201 else { return .refused(answer) }
+        let product: Product
+        do { product = try JSONCoding.decoder.decode(Product.self, from: Data(buffer: answer.body)) } catch {
+            throw APIError.serviceUnavailable("database_unavailable", "The Database Service's answer to a restore was not a product: \(error)")
+        }
+        cache.applyStored(.upsert(tenant: tenant, product: product))
+        return .restored(CachedProduct(product), created: answer.status == 201)
+    }
+
+    /// A product's versions, newest first, as the Database Service lists them from its change log.
+    func versions(tenant: String, id: String, query: ProductHistory.Query) async throws -> ForwardedResponse {
+        do {
+            return try await database.forward(
+                .get, path: "/api/products/\(HTTPDatabaseServiceClient.escape(id))/versions?" + query.queryString(startingAfter: query.startingAfter),
+                tenant: tenant, body: nil)
+        } catch {
+            throw APIError.serviceUnavailable("database_unavailable", "A product's history is kept by the Database Service, which is unreachable: \(error)")
+        }
+    }
+
     // MARK: Versions
 
     /// This replica's writer number, once the Database Service has given it.

@@ -174,7 +174,7 @@ package struct HTTPDatabaseServiceClient: DatabaseServiceClient {
         }
     }
 
-    static func escape(_ component: String) -> String {
+    package static func escape(_ component: String) -> String {
         component.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(["/", "?", "&", "="])) ?? component
     }
 }
