@@ -60,7 +60,7 @@ struct AuthTests {
         }
     }
 
-    @Test("a longer outage trust keeps verified keys working through an outage that long, and no longer; unknown keys are refused")
+    @Test("a longer outage trust keeps verified keys working through an outage that long, asking once a second, and no longer; unknown keys are refused")
     func outageTrust() async throws {
         let database = FakeDatabaseService()
         let clock = ManualClock()
@@ -71,6 +71,13 @@ struct AuthTests {
         database.isDown = true
         clock.advance(by: .seconds(1800))
         #expect(try await authenticator.authenticate(headers(bearer: key))?.tenant == "acme", "half an hour into the outage")
+        // While the Database Service fails, requests do not each ask it: one probe a second at most.
+        let asked = database.verifications
+        for _ in 0..<50 { #expect(try await authenticator.authenticate(headers(bearer: key)) != nil) }
+        #expect(database.verifications == asked)
+        clock.advance(by: .seconds(2))
+        for _ in 0..<50 { #expect(try await authenticator.authenticate(headers(bearer: key)) != nil) }
+        #expect(database.verifications == asked + 1, "one probe after a second")
         let unseen = database.addKey(tenant: "acme")
         await #expect { try await authenticator.authenticate(headers(bearer: unseen)) } throws: { error in
             (error as? APIError)?.code == "auth_unavailable"

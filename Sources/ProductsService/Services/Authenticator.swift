@@ -38,6 +38,14 @@ final class Authenticator: Sendable {
     /// Never run open, whatever the Database Service says (`--require-api-keys`).
     let requireKeys: Bool
     private let entries = Mutex<[String: Entry]>([:])
+    /// Whether asking the Database Service is failing: then a verification still trusted is used without asking, and
+    /// one request at a time, at most once a second, asks again, so that an outage does not cost every request a
+    /// failed call (which can take seconds).
+    private struct Outage {
+        var failedAt: ContinuousClock.Instant?
+        var probing = false
+    }
+    private let outage = Mutex(Outage())
     /// Set once the first request without a key has waited for the mode to be known (only that one waits).
     private let firstCheckDone = Atomic<Bool>(false)
 
@@ -78,10 +86,21 @@ final class Authenticator: Sendable {
         let now = self.now()
         let cached = entries.withLock { $0[hash] }
         if let cached, now - cached.verifiedAt < freshFor { return try Self.granted(cached.grant) }
+        if let cached, now - cached.verifiedAt < usableFor {
+            let skip = outage.withLock { outage -> Bool in
+                guard let failedAt = outage.failedAt else { return false }
+                if outage.probing || now - failedAt < .seconds(1) { return true }
+                outage.probing = true
+                return false
+            }
+            if skip { return try Self.granted(cached.grant) }
+        }
         let grant: KeyGrant?
         do {
             grant = try await database.verifyKey(hash: hash)
+            outage.withLock { $0 = Outage() }
         } catch {
+            outage.withLock { $0 = Outage(failedAt: self.now(), probing: false) }
             // The Database Service cannot say: a recent answer still counts, an old one does not.
             if let cached, now - cached.verifiedAt < usableFor { return try Self.granted(cached.grant) }
             logger.warning("cannot verify an API key", metadata: ["error": "\(error)"])

@@ -168,7 +168,12 @@ final class FakeDatabaseService: DatabaseServiceClient {
 
     func removeKeys() { keys.withLock { $0.removeAll() } }
 
+    /// How many times a key was asked to be verified.
+    var verifications: Int { verifyCount.withLock { $0 } }
+    private let verifyCount = Mutex(0)
+
     func verifyKey(hash: String) async throws(DatabaseClientError) -> KeyGrant? {
+        verifyCount.withLock { $0 += 1 }
         guard !isDown else { throw .unreachable("connection refused") }
         return keys.withLock { $0[hash] }
     }
