@@ -19,7 +19,14 @@ final class BoundStatement {
     func bind(_ value: String) {
         index += 1
         var value = value
-        value.withUTF8 { bytes in _ = sqlite3_bind_text(handle, index, bytes.baseAddress, CInt(bytes.count), Self.transient) }
+        value.withUTF8 { bytes in
+            // A null pointer would bind NULL: an empty string is bound from a literal.
+            if let base = bytes.baseAddress {
+                _ = sqlite3_bind_text(handle, index, base, CInt(bytes.count), Self.transient)
+            } else {
+                _ = sqlite3_bind_text(handle, index, "", 0, Self.transient)
+            }
+        }
     }
 
     func bind(_ value: Int64) {

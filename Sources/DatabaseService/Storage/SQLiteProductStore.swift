@@ -190,7 +190,11 @@ final class SQLiteProductStore: ProductStore {
                     WHERE tenant = ? AND product_id = ? AND version < ? ORDER BY version DESC LIMIT ?
                     """,
                 arguments: [tenant, id, before ?? Int64.max, limit + 1])
-            if rows.isEmpty, before == nil, try Self.state(tenant: tenant, id: id, with: Writes(db))?.deleted != false { return nil }
+            if rows.isEmpty, before == nil,
+               try Bool.fetchOne(db, sql: "SELECT deleted FROM products WHERE tenant = ? AND id = ?", arguments: [tenant, id]) != false
+            {
+                return nil
+            }
             return (rows.prefix(limit).map(Self.change(from:)), rows.count > limit)
         }
     }
