@@ -45,6 +45,8 @@ struct HistoryTests {
 
         // After an edit: the desk lamp comes back over the live product.
         try #require(try await HTTP.send(.PATCH, url, body: #"{"name":"Floor lamp"}"#).status == 200)
+        // Listed at once: the replica sends its pending writes before it reads the history.
+        #expect(try await HTTP.get(url + "/versions?limit=1").json([Version].self).first?.product?.name == "Floor lamp")
         let again = try await HTTP.post(url + "/restore", json: #"{"version":\#(versions[2].version)}"#)
         #expect(again.status == 200, "\(again.text)")
         #expect(try again.json(Product.self).name == "Desk lamp")

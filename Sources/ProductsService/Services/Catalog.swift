@@ -377,8 +377,10 @@ final class Catalog: Sendable {
         return .restored(CachedProduct(product), created: answer.status == 201)
     }
 
-    /// A product's versions, newest first, as the Database Service lists them from its change log.
+    /// A product's versions, newest first, as the Database Service lists them from its change log, once this
+    /// replica's pending writes have reached it (a client sees its own last write there).
     func versions(tenant: String, id: String, query: ProductHistory.Query) async throws -> ForwardedResponse {
+        try await flush(timeout: .seconds(5))
         do {
             return try await database.forward(
                 .get, path: "/api/products/\(HTTPDatabaseServiceClient.escape(id))/versions?" + query.queryString(startingAfter: query.startingAfter),
