@@ -197,11 +197,14 @@ struct ProductStoreTests {
         try await backend.withStore { store, reopen async throws in
             var stored = product("p", version: 1)
             stored.metadata = ["emoji": "🧪", "quote": "\"x\""]
+            stored.description = "Two lines,\n\"quoted\" 🧪"
+            stored.images = ["https://cdn.example/a.png", "http://img.example:8080/b?c=d#e"]
+            stored.active = false
             _ = try await store.apply([.upsert(tenant: "t", product: stored)])
             let expected = stored
             try await reopen { reopened async throws in
                 #expect(try await reopened.product(tenant: "t", id: "p") == expected)
-                #expect(try await reopened.schemaVersion() == "v9-product-history")
+                #expect(try await reopened.schemaVersion() == "v10-rich-products")
                 try await reopened.ping()
             }
         }
@@ -215,7 +218,9 @@ struct ProductStoreTests {
                 let created = Timestamp.format(epochMilliseconds: 1_767_225_600_000 + Int64(index) * 60_000)
                 products.append(Product(
                     id: String(format: "prod_%03d", index), name: index % 4 == 0 ? "Grüne JACKE \(index)" : "Hut \(index)",
-                    type: index % 3 == 0 ? "digital" : "physical", metadata: index % 2 == 0 ? [:] : ["größe": "L \"x\"", "a": "\(index)"],
+                    type: index % 3 == 0 ? "digital" : "physical", description: index % 5 == 0 ? nil : "Über \(index)\n\"x\"",
+                    images: index % 2 == 0 ? [] : ["https://cdn.example/\(index).png"], active: index % 7 != 0,
+                    metadata: index % 2 == 0 ? [:] : ["größe": "L \"x\"", "a": "\(index)"],
                     createdAt: created, updatedAt: created, version: 1))
             }
             _ = try await store.apply(products.shuffled().map { .upsert(tenant: "t", product: $0) })
@@ -226,6 +231,7 @@ struct ProductStoreTests {
                 "q=grüne%20jacke", "q=GRUNE", "q=JACKE&type=digital", "ids=prod_001,prod_004,prod_017,prod_999", "created[gte]=2026-01-01T00:10:00Z",
                 "created[gt]=1767226200&created[lt]=2026-01-01T00:20:00.000Z", "created[lte]=2026-01-01T01:15:00%2B01:00",
                 "type=physical&starting_after=prod_020", "q=hut&ending_before=prod_030&limit=5", "ending_before=prod_002",
+                "active=false", "active=true&type=digital&limit=4", "active=false&ending_before=prod_030",
             ] { queries.append(try ProductQuery.parse(query: raw)) }
             for query in queries {
                 var expected = live.filter { query.matches($0, createdAt: Timestamp.epochMilliseconds($0.createdAt)) }
@@ -241,6 +247,34 @@ struct ProductStoreTests {
                 #expect(try ProductPage(json: json) == page, "\(query)")
                 #expect(String(buffer: json) == String(buffer: page.json), "\(query)")
             }
+        }
+    }
+
+    @Test("a page of large products ends early, past 16 MiB of JSON, with more to follow; so does a page of changes", arguments: StoreBackend.available)
+    func pageBytes(backend: StoreBackend) async throws {
+        try await backend.withStore { store, _ async throws in
+            // 120 products of 40,000 four-byte characters: 19 MB of JSON.
+            let description = String(repeating: "🧪", count: ProductRules.maxDescriptionLength)
+            let products = (0..<120).map { index in
+                var large = product(String(format: "big_%03d", index), version: 1)
+                large.description = description
+                return large
+            }
+            _ = try await store.apply(products.map { .upsert(tenant: "t", product: $0) })
+            for raw in ["limit=1000", "limit=1000&ending_before=big_999"] {
+                let query = try ProductQuery.parse(query: raw)
+                let json = try await store.listJSON(tenant: "t", query: query)
+                let page = try ProductPage(json: json)
+                #expect(json.readableBytes < ServiceContract.maxPageBytes + 200_000, "\(raw)")
+                #expect(page.hasMore && page.products.count < 120 && page.products.count > 90, "\(raw)")
+                let expected = raw.contains("ending_before") ? products.suffix(page.products.count) : products.prefix(page.products.count)
+                #expect(page.products == Array(expected), "\(raw)")
+            }
+            guard case .page(let changes) = try await store.changes(after: .start, limit: 1000) else { throw CancellationError() }
+            let bounded = changes.bounded()
+            #expect(bounded.changes.count < 120 && bounded.changes.count > 90)
+            #expect(bounded.next == bounded.changes.last?.cursor && bounded.next < changes.next)
+            #expect(bounded.json.readableBytes < ServiceContract.maxPageBytes + 200_000)
         }
     }
 

@@ -39,6 +39,7 @@ struct CachedProductTests {
     func fromJSON() throws {
         let text = """
              { "version": 4, "extra": {"nested": [1, "}"]}, "metadata": {"k": "v"}, "updated_at": "2024-01-01T00:00:00Z",
+              "images": ["https://cdn.example/a.png"], "active": false, "description": "Line\\none",
               "type": "physical", "created_at": "2024-01-01T00:00:00Z", "name": "Caf\\u00e9 \\"bar\\"", "id": "prod_9" }
             """
         let cached = try CachedProduct(json: ByteBuffer(string: text))
@@ -51,10 +52,26 @@ struct CachedProductTests {
         #expect(
             cached.product
                 == Product(
-                    id: "prod_9", name: "Café \"bar\"", type: "physical", metadata: ["k": "v"], createdAt: "2024-01-01T00:00:00Z",
+                    id: "prod_9", name: "Café \"bar\"", type: "physical", description: "Line\none",
+                    images: ["https://cdn.example/a.png"], active: false, metadata: ["k": "v"], createdAt: "2024-01-01T00:00:00Z",
                     updatedAt: "2024-01-01T00:00:00Z", version: 4))
+        #expect(!cached.active)
         #expect(cached.nameContains(folded: "cafe \"b"))
         #expect(!cached.nameContains(folded: "bar\\"))
+    }
+
+    @Test("a product written before description, images and active existed is cached and served with their defaults")
+    func olderProduct() throws {
+        let text = """
+            {"id":"prod_1","name":"Old","type":"physical","metadata":{},"created_at":"2024-01-01T00:00:00Z",\
+            "updated_at":"2024-01-01T00:00:00Z","version":2}
+            """
+        let cached = try CachedProduct(json: ByteBuffer(string: text))
+        #expect(cached.active)
+        #expect(cached.product.images.isEmpty && cached.product.description == nil)
+        #expect(String(buffer: cached.json).contains(#""description":null,"images":[],"active":true"#))
+        let decoded = try JSONDecoder().decode(Product.self, from: Data(text.utf8))
+        #expect(decoded == cached.product)
     }
 
     @Test("a page of the Database Service's is read into cached products that match the products it holds")

@@ -233,4 +233,63 @@ struct RoutesTests {
             }
         }
     }
+
+    @Test("description, images and active: set on create, kept by PATCH, reset by PUT, filtered with ?active=, validated by name")
+    func richFields() async throws {
+        let database = FakeDatabaseService()
+        try await withApp(database: database) { client async throws in
+            let json = #"{"name":"Vase","description":"Blown glass.\nDishwasher safe.","images":["https://cdn.example/v1.jpg","HTTP://cdn.example/v2.jpg?w=200"],"active":false}"#
+            let created = try await create(client, json)
+            #expect(created.status == .created)
+            let product = try JSONDecoder().decode(Product.self, from: created.body)
+            #expect(product.description == "Blown glass.\nDishwasher safe." && product.images.count == 2 && !product.active)
+            let plain = try JSONDecoder().decode(Product.self, from: try await create(client, #"{"name":"Plain"}"#).body)
+            #expect(plain.description == nil && plain.images.isEmpty && plain.active)
+            #expect(String(buffer: try await client.execute(uri: "/products/\(plain.id)", method: .get).body)
+                .contains(#""description":null,"images":[],"active":true"#))
+
+            let inactive = try await client.execute(uri: "/products?active=false", method: .get)
+            #expect(try JSONDecoder().decode([Product].self, from: inactive.body).map(\.id) == [product.id])
+            let active = try await client.execute(uri: "/products?active=true", method: .get)
+            #expect(try JSONDecoder().decode([Product].self, from: active.body).map(\.id) == [plain.id])
+            #expect(try await client.execute(uri: "/products?active=yes", method: .get).status == .badRequest)
+
+            let patched = try await client.execute(
+                uri: "/products/\(product.id)", method: .patch, headers: [.contentType: "application/json"],
+                body: ByteBuffer(string: #"{"active":true,"description":null}"#))
+            let afterPatch = try JSONDecoder().decode(Product.self, from: patched.body)
+            #expect(afterPatch.active && afterPatch.description == nil && afterPatch.images == product.images)
+            let cleared = try await client.execute(
+                uri: "/products/\(product.id)", method: .patch, headers: [.contentType: "application/json"],
+                body: ByteBuffer(string: #"{"images":null}"#))
+            #expect(try JSONDecoder().decode(Product.self, from: cleared.body).images.isEmpty)
+            let replaced = try await client.execute(
+                uri: "/products/\(plain.id)", method: .put, headers: [.contentType: "application/json"],
+                body: ByteBuffer(string: #"{"name":"Plain","images":["https://cdn.example/p.png"]}"#))
+            #expect(try JSONDecoder().decode(Product.self, from: replaced.body).images == ["https://cdn.example/p.png"])
+            try await waitFor("persisted") { database.live(plain.id)?.images == ["https://cdn.example/p.png"] }
+
+            let nine = (0..<9).map { #""https://cdn.example/\#($0).png""# }.joined(separator: ",")
+            let longURL = "https://cdn.example/" + String(repeating: "a", count: 2_030)
+            for (body, param) in [
+                (#"{"name":"X","images":[\#(nine)]}"#, "images"),
+                (#"{"name":"X","images":["https://ok.example/a.png","ftp://cdn.example/a.png"]}"#, "images[1]"),
+                (#"{"name":"X","images":["https:///path"]}"#, "images[0]"),
+                (#"{"name":"X","images":["https://cdn.example/a b.png"]}"#, "images[0]"),
+                (#"{"name":"X","images":["\#(longURL)"]}"#, "images[0]"),
+                (#"{"name":"X","images":[1]}"#, "images[0]"),
+                (#"{"name":"X","images":"https://cdn.example/a.png"}"#, "images"),
+                (#"{"name":"X","description":"\#(String(repeating: "é", count: 40_001))"}"#, "description"),
+                (#"{"name":"X","description":"a\u0000b"}"#, "description"),
+                (#"{"name":"X","active":"yes"}"#, "active"),
+                (#"{"name":"X","active":null}"#, "active"),
+            ] {
+                let response = try await create(client, body)
+                #expect(response.status == .badRequest, "\(param)")
+                let error = try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any]
+                #expect(error?["param"] as? String == param, "\(body.prefix(80))")
+            }
+            #expect(try await create(client, #"{"name":"X","description":"\#(String(repeating: "é", count: 40_000))"}"#).status == .created)
+        }
+    }
 }

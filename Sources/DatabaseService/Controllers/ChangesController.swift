@@ -56,7 +56,7 @@ struct ChangesController<Context: RequestContext> {
                     param: "after")
             case .page(let page):
                 let remaining = deadline - clock.now
-                if !page.changes.isEmpty || remaining <= .zero { return page }
+                if !page.changes.isEmpty || remaining <= .zero { return page.bounded() }
                 await store.changeSignal.wait(after: generation, timeout: min(remaining, recheckInterval))
                 if Task.isCancelled { return page }
             }

@@ -197,13 +197,16 @@ struct StoredProductInput: Decodable {
     var id: String
     var name: String
     var type: String?
+    var description: String?
+    var images: [String]?
+    var active: Bool?
     var metadata: [String: String]?
     var createdAt: String?
     var updatedAt: String?
     var version: Int64?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case id, name, type, metadata, version
+        case id, name, type, description, images, active, metadata, version
         case createdAt = "created_at"
         case updatedAt = "updated_at"
     }
@@ -214,7 +217,7 @@ struct StoredProductInput: Decodable {
         let now = Timestamp.now()
         return Product(
             id: id, name: try ProductRules.validName(name), type: try ProductRules.validType(type ?? ProductRules.defaultType),
-            metadata: metadata ?? [:], createdAt: createdAt ?? now, updatedAt: updatedAt ?? createdAt ?? now, version: version ?? 1)
+            description: description, images: images ?? [], active: active ?? true, metadata: metadata ?? [:], createdAt: createdAt ?? now, updatedAt: updatedAt ?? createdAt ?? now, version: version ?? 1)
     }
 }
 

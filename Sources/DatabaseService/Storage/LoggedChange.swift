@@ -137,6 +137,18 @@ struct ChangeLogPage: Sendable, Equatable, ResponseGenerator {
     /// When the page's newest change was recorded (Unix milliseconds); nil on an empty page.
     var recordedAtMs: Int64?
 
+    /// The page cut after the change that passes `maxBytes` of product JSON (at least one change stays), its cursor
+    /// and time those of its last change.
+    func bounded(toBytes maxBytes: Int = ServiceContract.maxPageBytes) -> ChangeLogPage {
+        var total = 0
+        guard let cut = changes.firstIndex(where: { change in
+            total += change.productJSON?.utf8.count ?? 0
+            return total > maxBytes
+        }), cut + 1 < changes.count else { return self }
+        let kept = Array(changes[...cut])
+        return ChangeLogPage(changes: kept, next: kept.last!.cursor ?? next, recordedAtMs: kept.last!.recordedMs)
+    }
+
     var json: ByteBuffer {
         var buffer = ByteBuffer()
         buffer.reserveCapacity(64 + changes.reduce(0) { $0 + 96 + ($1.productJSON?.utf8.count ?? 0) })

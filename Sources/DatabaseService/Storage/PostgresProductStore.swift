@@ -159,6 +159,11 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
             TombstoneSchema.createIndex, TombstoneSchema.createTable, TombstoneSchema.insertRow,
         ]),
         ("v9-product-history", [HistorySchema.createIndex]),
+        (RichProductSchema.migration, [
+            "ALTER TABLE products ADD COLUMN description TEXT",
+            "ALTER TABLE products ADD COLUMN images TEXT NOT NULL DEFAULT '[]'",
+            "ALTER TABLE products ADD COLUMN active BOOLEAN NOT NULL DEFAULT TRUE",
+        ]),
     ]
 
     /// Migrations with a step in Swift, run after their SQL in the same transaction.
@@ -203,7 +208,7 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
     }
 
     func schemaVersion() async throws -> String? {
-        let rows = try await client.query("SELECT name FROM schema_migrations ORDER BY name DESC LIMIT 1", logger: logger)
+        let rows = try await client.query("SELECT name FROM schema_migrations ORDER BY substring(name FROM '^v([0-9]+)')::int DESC, name DESC LIMIT 1", logger: logger)
         for try await name in rows.decode(String.self) { return name }
         return nil
     }
@@ -295,6 +300,8 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
         var tenants: [String] = [], ids: [String] = [], names: [String] = [], folded: [String] = [], types: [String] = []
         var metadata: [String] = [], createdAt: [String] = [], createdMs: [Int64] = [], updatedAt: [String] = []
         var versions: [Int64] = [], deleted: [Bool] = []
+        // Arrays bind no NULLs: a description is its text and whether there is one.
+        var descriptions: [String] = [], hasDescription: [Bool] = [], images: [String] = [], active: [Bool] = []
         for operation in operations {
             tenants.append(operation.tenant)
             ids.append(operation.productID)
@@ -311,6 +318,12 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
                 createdMs.append(Timestamp.epochMilliseconds(product.createdAt) ?? Self.noMilliseconds)
                 updatedAt.append(product.updatedAt)
                 deleted.append(false)
+                descriptions.append(product.description ?? "")
+                hasDescription.append(product.description != nil)
+                buffer.clear()
+                JSONWriter.writeArray(product.images, into: &buffer)
+                images.append(String(buffer: buffer))
+                active.append(product.active)
             case .delete(_, _, _, let deletedAt):
                 names.append("")
                 folded.append("")
@@ -320,19 +333,27 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
                 createdMs.append(Self.noMilliseconds)
                 updatedAt.append(deletedAt)
                 deleted.append(true)
+                descriptions.append("")
+                hasDescription.append(false)
+                images.append("[]")
+                active.append(true)
             }
         }
         let rows = try await connection.query(
             """
-            INSERT INTO products (tenant, id, name, name_folded, type, metadata, created_at, created_ms, updated_at, version, deleted, deleted_ms)
-            SELECT tenant, id, name, name_folded, type, metadata, created_at,
-                   CASE WHEN deleted OR created_ms = \(Self.noMilliseconds) THEN NULL ELSE created_ms END, updated_at, version, deleted,
-                   CASE WHEN deleted THEN \(Timestamp.nowMilliseconds()) ELSE NULL END
+            INSERT INTO products (tenant, id, name, name_folded, type, metadata, description, images, active,
+                                  created_at, created_ms, updated_at, version, deleted, deleted_ms)
+            SELECT tenant, id, name, name_folded, type, metadata, CASE WHEN has_description THEN description END, images, active,
+                   created_at, CASE WHEN deleted OR created_ms = \(Self.noMilliseconds) THEN NULL ELSE created_ms END, updated_at, version,
+                   deleted, CASE WHEN deleted THEN \(Timestamp.nowMilliseconds()) ELSE NULL END
             FROM unnest(\(tenants)::text[], \(ids)::text[], \(names)::text[], \(folded)::text[], \(types)::text[], \(metadata)::text[],
+                        \(descriptions)::text[], \(hasDescription)::boolean[], \(images)::text[], \(active)::boolean[],
                         \(createdAt)::text[], \(createdMs)::bigint[], \(updatedAt)::text[], \(versions)::bigint[], \(deleted)::boolean[])
-                AS input (tenant, id, name, name_folded, type, metadata, created_at, created_ms, updated_at, version, deleted)
+                AS input (tenant, id, name, name_folded, type, metadata, description, has_description, images, active,
+                          created_at, created_ms, updated_at, version, deleted)
             ORDER BY tenant, id
             ON CONFLICT (tenant, id) DO UPDATE SET
+                description = EXCLUDED.description, images = EXCLUDED.images, active = EXCLUDED.active,
                 name = CASE WHEN EXCLUDED.deleted THEN products.name ELSE EXCLUDED.name END,
                 name_folded = CASE WHEN EXCLUDED.deleted THEN products.name_folded ELSE EXCLUDED.name_folded END,
                 type = CASE WHEN EXCLUDED.deleted THEN products.type ELSE EXCLUDED.type END,
@@ -391,13 +412,18 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
         case .upsert(let tenant, let product):
             var metadata = ByteBuffer()
             JSONWriter.writeObject(product.metadata, into: &metadata)
+            var images = ByteBuffer()
+            JSONWriter.writeArray(product.images, into: &images)
             rows = try await connection.query(
                 """
-                INSERT INTO products (tenant, id, name, name_folded, type, metadata, created_at, created_ms, updated_at, version, deleted)
+                INSERT INTO products (tenant, id, name, name_folded, type, metadata, description, images, active,
+                                      created_at, created_ms, updated_at, version, deleted)
                 VALUES (\(tenant), \(product.id), \(product.name), \(ProductQuery.fold(product.name)), \(product.type),
-                        \(String(buffer: metadata)), \(product.createdAt), \(Timestamp.epochMilliseconds(product.createdAt)),
+                        \(String(buffer: metadata)), \(product.description), \(String(buffer: images)), \(product.active),
+                        \(product.createdAt), \(Timestamp.epochMilliseconds(product.createdAt)),
                         \(product.updatedAt), \(product.version), FALSE)
                 ON CONFLICT (tenant, id) DO UPDATE SET
+                    description = EXCLUDED.description, images = EXCLUDED.images, active = EXCLUDED.active,
                     name = EXCLUDED.name, name_folded = EXCLUDED.name_folded, type = EXCLUDED.type, metadata = EXCLUDED.metadata,
                     created_at = EXCLUDED.created_at, created_ms = EXCLUDED.created_ms, updated_at = EXCLUDED.updated_at,
                     version = EXCLUDED.version, deleted = FALSE, deleted_ms = NULL
@@ -410,6 +436,7 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
                 INSERT INTO products (tenant, id, name, name_folded, type, metadata, created_at, created_ms, updated_at, version, deleted, deleted_ms)
                 VALUES (\(tenant), \(id), '', '', '', '{}', \(deletedAt), NULL, \(deletedAt), \(version), TRUE, \(Timestamp.nowMilliseconds()))
                 ON CONFLICT (tenant, id) DO UPDATE SET
+                    description = NULL, images = '[]', active = TRUE,
                     updated_at = EXCLUDED.updated_at, version = EXCLUDED.version, deleted = TRUE, deleted_ms = EXCLUDED.deleted_ms
                 WHERE products.version < EXCLUDED.version
                 RETURNING (xmax = 0)
@@ -577,7 +604,7 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
         return outcome
     }
 
-    private static let columns = "id, name, type, metadata, created_at, updated_at, version"
+    private static let columns = "id, name, type, metadata, created_at, updated_at, version, description, images, active"
 
     // MARK: Change log
 
@@ -804,6 +831,7 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
         case nil: break
         }
         if let type = query.type { sql += " AND type = \(try parameter(type))" }
+        if let active = query.active { sql += active ? " AND active" : " AND NOT active" }
         if let ids = query.ids { sql += " AND id = ANY(\(try parameter(ids)))" }
         for (comparison, bound) in [(">=", query.createdGTE), (">", query.createdGT), ("<=", query.createdLTE), ("<", query.createdLT)] {
             if let bound { sql += " AND created_ms \(comparison) \(try parameter(bound))" }
@@ -830,11 +858,11 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
 
     private static func products(_ rows: PostgresRowSequence) async throws -> [Product] {
         var products: [Product] = []
-        for try await (id, name, type, metadata, createdAt, updatedAt, version) in rows.decode(
-            (String, String, String, String, String, String, Int64).self)
+        for try await (id, name, type, metadata, createdAt, updatedAt, version, description, images, active) in rows.decode(
+            (String, String, String, String, String, String, Int64, String?, String, Bool).self)
         {
             products.append(Product(
-                id: id, name: name, type: type,
+                id: id, name: name, type: type, description: description, images: try [String](jsonArray: images), active: active,
                 metadata: try [String: String](jsonObject: metadata),
                 createdAt: createdAt, updatedAt: updatedAt, version: version))
         }

@@ -111,6 +111,11 @@ extension ProductStore {
 }
 
 /// A product's versions are read from the change log by product.
+/// Description, images and the active flag, added to products by one migration on each backend.
+enum RichProductSchema {
+    static let migration = "v10-rich-products"
+}
+
 enum HistorySchema {
     static let createIndex = "CREATE INDEX product_changes_product ON product_changes (tenant, product_id, version)"
 }
@@ -176,6 +181,17 @@ enum WriterNodeSchema {
 
 extension ProductStore {
     func listJSON(tenant: String, query: ProductQuery) async throws -> ByteBuffer {
-        try await list(tenant: tenant, query: query).json
+        var page = try await list(tenant: tenant, query: query)
+        // Past `maxPageBytes`, the page ends early on the side away from its cursor, with more to follow.
+        var total = 0
+        let backwards = if case .endingBefore = query.cursor { true } else { false }
+        let ordered = backwards ? Array(page.products.reversed()) : page.products
+        if let cut = ordered.firstIndex(where: { total += $0.estimatedJSONSize; return total > ServiceContract.maxPageBytes }),
+           cut + 1 < ordered.count
+        {
+            let kept = ordered[...cut]
+            page = ProductPage(products: backwards ? kept.reversed() : Array(kept), hasMore: true)
+        }
+        return page.json
     }
 }

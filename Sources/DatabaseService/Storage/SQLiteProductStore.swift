@@ -93,6 +93,11 @@ final class SQLiteProductStore: ProductStore {
         migrator.registerMigration("v9-product-history") { db in
             try db.execute(sql: HistorySchema.createIndex)
         }
+        migrator.registerMigration(RichProductSchema.migration) { db in
+            try db.execute(sql: "ALTER TABLE products ADD COLUMN description TEXT")
+            try db.execute(sql: "ALTER TABLE products ADD COLUMN images TEXT NOT NULL DEFAULT '[]'")
+            try db.execute(sql: "ALTER TABLE products ADD COLUMN active INTEGER NOT NULL DEFAULT 1")
+        }
         return migrator
     }
 
@@ -271,17 +276,26 @@ final class SQLiteProductStore: ProductStore {
             var ranges: [Range<Int>] = []
             ranges.reserveCapacity(query.limit + 1)
             let rows = try GRDB.Row.fetchCursor(db.cachedStatement(sql: sql), arguments: arguments)
+            var cut = false
             while let row = try rows.next() {
+                // Past `maxPageBytes`, the page ends early with more to follow (the rows read are on the cursor's side).
+                if products.readableBytes > ServiceContract.maxPageBytes {
+                    cut = true
+                    break
+                }
                 let start = products.writerIndex
                 let metadata: String = row[Self.Column.metadata]
+                let images: String = row[Self.Column.images]
                 Product.writeJSON(
-                    id: row[Self.Column.id], name: row[Self.Column.name], type: row[Self.Column.type], createdAt: row[Self.Column.createdAt],
-                    updatedAt: row[Self.Column.updatedAt], version: row[Self.Column.version], into: &products
+                    id: row[Self.Column.id], name: row[Self.Column.name], type: row[Self.Column.type],
+                    description: row[Self.Column.description], active: row[Self.Column.active], createdAt: row[Self.Column.createdAt],
+                    updatedAt: row[Self.Column.updatedAt], version: row[Self.Column.version], into: &products,
+                    images: { buffer in buffer.writeString(images) }
                 ) { buffer in buffer.writeString(metadata) }
                 ranges.append(start..<products.writerIndex)
             }
-            let hasMore = ranges.count > query.limit
-            if hasMore { ranges.removeLast() }
+            let hasMore = cut || ranges.count > query.limit
+            if ranges.count > query.limit { ranges.removeLast() }
             if descending { ranges.reverse() }
             var page = ByteBuffer()
             page.reserveCapacity(products.readableBytes + ranges.count + 32)
@@ -295,11 +309,15 @@ final class SQLiteProductStore: ProductStore {
     /// The columns a listing selects, in this order.
     private enum Column {
         static let (id, name, type, metadata, createdAt, updatedAt, version) = (0, 1, 2, 3, 4, 5, 6)
+        static let (description, images, active) = (7, 8, 9)
     }
 
     /// A listing's query: the page's rows and one more (whether more exist), in paging order.
     private static func listSQL(tenant: String, query: ProductQuery) -> (sql: String, arguments: StatementArguments, descending: Bool) {
-        var sql = "SELECT id, name, type, metadata, created_at, updated_at, version FROM products WHERE tenant = ? AND deleted = 0"
+        var sql = """
+            SELECT id, name, type, metadata, created_at, updated_at, version, description, images, active
+            FROM products WHERE tenant = ? AND deleted = 0
+            """
         var arguments: StatementArguments = [tenant]
         var descending = false
         switch query.cursor {
@@ -317,6 +335,7 @@ final class SQLiteProductStore: ProductStore {
             sql += " AND type = ?"
             arguments += [type]
         }
+        if let active = query.active { sql += active ? " AND active" : " AND NOT active" }
         if let ids = query.ids {
             sql += " AND id IN (\(Array(repeating: "?", count: ids.count).joined(separator: ", ")))"
             arguments += StatementArguments(ids)
@@ -462,6 +481,9 @@ final class SQLiteProductStore: ProductStore {
         var tenant, id, name, type, metadata, createdAt, updatedAt: String
         var version: Int64
         var deleted: Bool
+        var description: String? = nil
+        var images = "[]"
+        var active = true
     }
 
     private static func row(for operation: WriteOperation) -> Row {
@@ -470,8 +492,11 @@ final class SQLiteProductStore: ProductStore {
             var buffer = ByteBuffer()
             JSONWriter.writeObject(product.metadata, into: &buffer)
             let metadata = String(buffer: buffer)
+            buffer.clear()
+            JSONWriter.writeArray(product.images, into: &buffer)
             return Row(tenant: tenant, id: product.id, name: product.name, type: product.type, metadata: metadata,
-                       createdAt: product.createdAt, updatedAt: product.updatedAt, version: product.version, deleted: false)
+                       createdAt: product.createdAt, updatedAt: product.updatedAt, version: product.version, deleted: false,
+                       description: product.description, images: String(buffer: buffer), active: product.active)
         case .delete(let tenant, let id, let version, let deletedAt):
             return Row(tenant: tenant, id: id, name: "", type: "", metadata: "{}",
                        createdAt: deletedAt, updatedAt: deletedAt, version: version, deleted: true)
@@ -487,10 +512,11 @@ final class SQLiteProductStore: ProductStore {
             live = try BoundStatement(
                 db,
                 sql: """
-                    INSERT INTO products (tenant, id, name, type, metadata, created_at, updated_at, version, deleted)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)
+                    INSERT INTO products (tenant, id, name, type, metadata, description, images, active, created_at, updated_at, version, deleted)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
                     ON CONFLICT (tenant, id) DO UPDATE SET
                         name = excluded.name, type = excluded.type, metadata = excluded.metadata,
+                        description = excluded.description, images = excluded.images, active = excluded.active,
                         created_at = excluded.created_at, updated_at = excluded.updated_at,
                         version = excluded.version, deleted = 0, deleted_ms = NULL
                     """)
@@ -501,7 +527,7 @@ final class SQLiteProductStore: ProductStore {
                     INSERT INTO products (tenant, id, name, type, metadata, created_at, updated_at, version, deleted, deleted_ms)
                     VALUES (?, ?, ?, '', '{}', ?, ?, ?, 1, ?)
                     ON CONFLICT (tenant, id) DO UPDATE SET
-                        updated_at = excluded.updated_at, version = excluded.version, deleted = 1, deleted_ms = excluded.deleted_ms
+                        description = NULL, images = '[]', active = 1, updated_at = excluded.updated_at, version = excluded.version, deleted = 1, deleted_ms = excluded.deleted_ms
                     """)
             log = try BoundStatement(
                 db,
@@ -527,6 +553,9 @@ final class SQLiteProductStore: ProductStore {
         if !row.deleted {
             statement.bind(row.type)
             statement.bind(row.metadata)
+            if let description = row.description { statement.bind(description) } else { statement.bind(nil as Int64?) }
+            statement.bind(row.images)
+            statement.bind(row.active ? 1 : 0 as Int64)
         }
         statement.bind(row.createdAt)
         statement.bind(row.updatedAt)
@@ -546,8 +575,10 @@ final class SQLiteProductStore: ProductStore {
 
     private static func product(from row: GRDB.Row) throws -> Product {
         let metadataText: String = row["metadata"]
+        let imagesText: String = row["images"]
         return Product(
-            id: row["id"], name: row["name"], type: row["type"],
+            id: row["id"], name: row["name"], type: row["type"], description: row["description"],
+            images: try [String](jsonArray: imagesText), active: row["active"],
             metadata: try [String: String](jsonObject: metadataText),
             createdAt: row["created_at"], updatedAt: row["updated_at"], version: row["version"])
     }

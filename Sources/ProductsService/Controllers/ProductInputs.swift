@@ -4,6 +4,9 @@ import Shared
 struct ProductInput: Sendable {
     var name: String
     var type: String
+    var description: String?
+    var images: [String]
+    var active: Bool
     var metadata: [String: String]
 
     /// Fields of a product clients read but cannot set; a `PUT` may echo them back, and they are ignored.
@@ -18,6 +21,9 @@ struct ProductInput: Sendable {
         type = try fields["type"].map { value throws(APIError) in
             try ProductRules.validType(ProductFields.string(value, "type", what: "Product type"))
         } ?? ProductRules.defaultType
+        description = try fields["description"].flatMap(ProductFields.description)
+        images = try fields["images"].map(ProductFields.images) ?? []
+        active = try fields["active"].map(ProductFields.active) ?? true
         metadata = [:]
         let given: [String: String?] = try fields["metadata"].map(ProductFields.metadata) ?? [:]
         for entry in given {
@@ -34,6 +40,9 @@ struct ProductInput: Sendable {
         var product = product
         product.name = name
         product.type = type
+        product.description = description
+        product.images = images
+        product.active = active
         product.metadata = metadata
         return product
     }
@@ -44,6 +53,11 @@ struct ProductInput: Sendable {
 struct ProductPatch: Sendable {
     var name: String?
     var type: String?
+    /// nil: untouched; `.some(nil)`: removed.
+    var description: String??
+    /// nil: untouched; null in the body clears the list.
+    var images: [String]?
+    var active: Bool?
     /// nil: metadata untouched; a nil value: remove that key.
     var metadata: [String: String?]?
     var clearsMetadata = false
@@ -56,6 +70,9 @@ struct ProductPatch: Sendable {
         type = try fields["type"].map { value throws(APIError) in
             try ProductRules.validType(ProductFields.string(value, "type", what: "Product type"))
         }
+        description = try fields["description"].map(ProductFields.description)
+        images = try fields["images"].map { value throws(APIError) in value == .null ? [] : try ProductFields.images(value) }
+        active = try fields["active"].map(ProductFields.active)
         switch fields["metadata"] {
         case nil: break
         case .null: clearsMetadata = true
@@ -68,6 +85,9 @@ struct ProductPatch: Sendable {
         var product = product
         if let name { product.name = name }
         if let type { product.type = type }
+        if let description { product.description = description }
+        if let images { product.images = images }
+        if let active { product.active = active }
         if clearsMetadata { product.metadata = [:] }
         for (key, value) in metadata ?? [:] { product.metadata[key] = value }
         try ProductRules.validateMetadata(product.metadata)
@@ -77,7 +97,7 @@ struct ProductPatch: Sendable {
 
 /// The fields of a product body, checked for unknown names.
 private struct ProductFields {
-    static let editable: Set<String> = ["name", "type", "metadata"]
+    static let editable: Set<String> = ["name", "type", "description", "images", "active", "metadata"]
     let fields: [String: JSONValue]
 
     init(_ json: JSONValue, readOnly: Set<String>, id: String?) throws(APIError) {
@@ -96,6 +116,35 @@ private struct ProductFields {
     static func string(_ value: JSONValue, _ param: String, what: String) throws(APIError) -> String {
         guard case .string(let text) = value else { throw .invalidParameter(param, "\(what) must be a string, not \(value.typeName)") }
         return text
+    }
+
+    /// A description: a string, or null for none.
+    static func description(_ value: JSONValue) throws(APIError) -> String? {
+        switch value {
+        case .null: return nil
+        case .string(let text): return try ProductRules.validDescription(text)
+        default: throw .invalidParameter("description", "description must be a string or null, not \(value.typeName)")
+        }
+    }
+
+    /// An images array: at most 8 absolute http(s) URLs.
+    static func images(_ value: JSONValue) throws(APIError) -> [String] {
+        guard case .array(let values) = value else {
+            throw .invalidParameter("images", "images must be an array of URLs, not \(value.typeName)")
+        }
+        guard values.count <= ProductRules.maxImages else {
+            throw .invalidParameter("images", "a product may have at most \(ProductRules.maxImages) images")
+        }
+        let images = try values.enumerated().map { index, value throws(APIError) in
+            try string(value, "images[\(index)]", what: "'images[\(index)]'")
+        }
+        try ProductRules.validateImages(images)
+        return images
+    }
+
+    static func active(_ value: JSONValue) throws(APIError) -> Bool {
+        guard case .bool(let flag) = value else { throw .invalidParameter("active", "active must be a boolean, not \(value.typeName)") }
+        return flag
     }
 
     /// A metadata object: string values, or null (which only a patch accepts, to remove a key).

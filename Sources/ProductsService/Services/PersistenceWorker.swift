@@ -81,7 +81,7 @@ final class PersistenceWorker: Service, Sendable {
         while true {
             if let deadline, ContinuousClock.now >= deadline { return }
             if deadline == nil, Task.isShuttingDownGracefully { return }
-            let entries = await journal.oldestPending(limit: settings.batchSize)
+            let entries = Self.withinBodyLimit(await journal.oldestPending(limit: settings.batchSize))
             guard !entries.isEmpty else { return }
             let sent = await gate.withGate { await self.send(entries) }
             if !sent { await backOff(deadline: deadline) }
@@ -214,6 +214,17 @@ final class PersistenceWorker: Service, Sendable {
 
     private static func flushDuration(outcome: String) -> Metrics.Timer {
         Metrics.Timer(label: "products_flush_duration", dimensions: [("outcome", outcome)])
+    }
+
+    /// The leading entries whose JSON surely fits a batch body: at least one, and at most a quarter of the Database
+    /// Service's limit by a worst-case estimate (a product with a 40,000-character description can take 240 KB).
+    static func withinBodyLimit(_ entries: [JournalEntry]) -> [JournalEntry] {
+        var total = 0
+        let count = entries.prefix { entry in
+            total += entry.operation.maxJSONSize
+            return total <= ServiceContract.maxBatchBodySize / 4
+        }.count
+        return Array(entries.prefix(max(count, 1)))
     }
 
     /// Keeps only the newest operation of each product, in the order of first appearance, each with the time it

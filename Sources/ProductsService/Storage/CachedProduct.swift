@@ -13,6 +13,7 @@ struct CachedProduct: @unchecked Sendable {
         let id: String
         let type: String
         let version: Int64
+        let active: Bool
         /// `created_at` in epoch milliseconds; `Int64.min` when it is not a timestamp.
         let createdAt: Int64
         let byteCount: UInt32
@@ -26,10 +27,10 @@ struct CachedProduct: @unchecked Sendable {
     /// Caches a product this replica wrote or read: its JSON is encoded once, here.
     init(_ product: Product) {
         var buffer = ByteBuffer()
-        buffer.reserveCapacity(160 + product.name.utf8.count + product.metadata.count * 24)
+        buffer.reserveCapacity(product.estimatedJSONSize)
         let name = product.writeJSON(into: &buffer)
         let fields = Fields(
-            id: product.id, type: product.type, version: product.version,
+            id: product.id, type: product.type, version: product.version, active: product.active,
             createdAt: Timestamp.epochMilliseconds(product.createdAt) ?? .min, byteCount: UInt32(buffer.readableBytes),
             nameStart: UInt32(name.lowerBound), nameEnd: UInt32(name.upperBound))
         storage = buffer.withUnsafeReadableBytes { Self.store(fields, bytes: $0) }
@@ -47,6 +48,8 @@ struct CachedProduct: @unchecked Sendable {
         var name: Range<Int>?
         var hasUpdatedAt = false
         var hasMetadata = false
+        var active: Bool?
+        var hasDescription = false, hasImages = false
         try parser.members { parser, key throws(JSONSyntaxError) in
             switch key {
             case "id": id = try parser.string(param: param() + "[id]")
@@ -66,6 +69,18 @@ struct CachedProduct: @unchecked Sendable {
                 guard parser.current == UInt8(ascii: "{") else { throw try parser.mismatch(param() + "[metadata]", "an object") }
                 try parser.members { parser, key throws(JSONSyntaxError) in try parser.skipString(param: param() + "[metadata][\(key)]") }
                 hasMetadata = true
+            case "active": active = try parser.boolean(param: param() + "[active]")
+            case "description":
+                if parser.current == UInt8(ascii: "n") {
+                    _ = try parser.optionalString(param: param() + "[description]")
+                } else {
+                    try parser.skipString(param: param() + "[description]")
+                }
+                hasDescription = true
+            case "images":
+                guard parser.current == UInt8(ascii: "[") else { throw try parser.mismatch(param() + "[images]", "an array of strings") }
+                try parser.elements { parser throws(JSONSyntaxError) in try parser.skipString(param: param() + "[images][]") }
+                hasImages = true
             default:
                 _ = try parser.skipValue()
             }
@@ -81,10 +96,17 @@ struct CachedProduct: @unchecked Sendable {
         guard let createdAt else { throw missing("created_at") }
         guard hasUpdatedAt else { throw missing("updated_at") }
         guard hasMetadata else { throw missing("metadata") }
+        let bytes = UnsafeRawBufferPointer(rebasing: bytes[start..<parser.index])
+        guard let active, hasDescription, hasImages else {
+            // Written before these fields existed (a journal line of an older release): served with their defaults.
+            var old = JSONParser(bytes: bytes)
+            self = CachedProduct(try Product(parsing: &old, param: param()))
+            return
+        }
         let fields = Fields(
-            id: id, type: type, version: version, createdAt: createdAt, byteCount: UInt32(parser.index - start),
+            id: id, type: type, version: version, active: active, createdAt: createdAt, byteCount: UInt32(parser.index - start),
             nameStart: UInt32(name.lowerBound - start), nameEnd: UInt32(name.upperBound - start))
-        storage = Self.store(fields, bytes: UnsafeRawBufferPointer(rebasing: bytes[start..<parser.index]))
+        storage = Self.store(fields, bytes: bytes)
     }
 
     /// Reads one product's JSON (a change's product, for instance) as `init(parsing:in:param:)` does.
@@ -109,6 +131,7 @@ struct CachedProduct: @unchecked Sendable {
     var id: String { storage.header.id }
     var type: String { storage.header.type }
     var version: Int64 { storage.header.version }
+    var active: Bool { storage.header.active }
     /// `created_at` in milliseconds since the Unix epoch, for the `created[...]` filters.
     var createdAt: Int64? { storage.header.createdAt == .min ? nil : storage.header.createdAt }
     /// The strong entity tag of this version.
@@ -169,7 +192,7 @@ struct CachedProduct: @unchecked Sendable {
 extension ProductQuery {
     /// Whether a cached product passes the filters, read from its kept fields; the name only for `q`.
     func matches(_ cached: CachedProduct) -> Bool {
-        matches(id: cached.id, type: cached.type, createdAt: cached.createdAt) { cached.nameContains(folded: $0) }
+        matches(id: cached.id, type: cached.type, active: cached.active, createdAt: cached.createdAt) { cached.nameContains(folded: $0) }
     }
 }
 

@@ -178,6 +178,37 @@ package struct JSONParser {
         _ = try string()
     }
 
+    /// A string value or null.
+    package mutating func optionalString(param: @autoclosure () -> String) throws(JSONSyntaxError) -> String? {
+        if current == UInt8(ascii: "n") {
+            try literal("null")
+            return nil
+        }
+        return try string(param: param())
+    }
+
+    /// A boolean value; anything else is an error naming `param`.
+    package mutating func boolean(param: @autoclosure () -> String) throws(JSONSyntaxError) -> Bool {
+        switch current {
+        case UInt8(ascii: "t"):
+            try literal("true")
+            return true
+        case UInt8(ascii: "f"):
+            try literal("false")
+            return false
+        default:
+            throw try mismatch(param(), "a boolean")
+        }
+    }
+
+    /// An array of strings; anything else is an error naming `param` (or the element, `param[i]`).
+    package mutating func stringArray(param: @autoclosure () -> String) throws(JSONSyntaxError) -> [String] {
+        guard current == UInt8(ascii: "[") else { throw try mismatch(param(), "an array of strings") }
+        var strings: [String] = []
+        try elements { parser throws(JSONSyntaxError) in strings.append(try parser.string(param: "\(param())[\(strings.count)]")) }
+        return strings
+    }
+
     /// An integer value; anything else (a fraction, out of range, another type, null) is an error naming `param`.
     package mutating func integer(param: @autoclosure () -> String) throws(JSONSyntaxError) -> Int64 {
         guard let byte = current, byte == UInt8(ascii: "-") || (0x30...0x39).contains(byte) else { throw try mismatch(param(), "an integer") }

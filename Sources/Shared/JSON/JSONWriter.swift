@@ -39,6 +39,11 @@ package enum JSONWriter {
         }
     }
 
+    /// A JSON array of strings.
+    package static func writeArray(_ strings: [String], into buffer: inout ByteBuffer) {
+        buffer.writeJSONArray(strings, opening: "[", closing: "]") { string, buffer in writeString(string, into: &buffer) }
+    }
+
     private static func hexDigit(_ value: UInt8) -> UInt8 {
         value < 10 ? 0x30 + value : 0x61 + value - 10
     }
@@ -73,15 +78,17 @@ extension Product {
     @discardableResult
     package func writeJSON(into buffer: inout ByteBuffer) -> Range<Int> {
         Self.writeJSON(
-            id: id, name: name, type: type, createdAt: createdAt, updatedAt: updatedAt, version: version, into: &buffer
+            id: id, name: name, type: type, description: description, active: active, createdAt: createdAt, updatedAt: updatedAt,
+            version: version, into: &buffer, images: { [images] buffer in JSONWriter.writeArray(images, into: &buffer) }
         ) { [metadata] buffer in JSONWriter.writeObject(metadata, into: &buffer) }
     }
 
-    /// A product's JSON from its fields, `writeMetadata` writing the metadata object: a store that keeps metadata
-    /// as JSON text copies it, without decoding it first.
+    /// A product's JSON from its fields, `writeImages` and `writeMetadata` writing the images array and the metadata
+    /// object: a store that keeps them as JSON text copies it, without decoding it first.
     @discardableResult
     package static func writeJSON(
-        id: String, name: String, type: String, createdAt: String, updatedAt: String, version: Int64, into buffer: inout ByteBuffer,
+        id: String, name: String, type: String, description: String?, active: Bool, createdAt: String, updatedAt: String,
+        version: Int64, into buffer: inout ByteBuffer, images writeImages: (inout ByteBuffer) -> Void,
         metadata writeMetadata: (inout ByteBuffer) -> Void
     ) -> Range<Int> {
         let start = buffer.writerIndex
@@ -91,7 +98,14 @@ extension Product {
         JSONWriter.writeString(name, into: &buffer)
         let nameRange = nameStart..<(buffer.writerIndex - start - 1)
         buffer.writeJSONString(type, after: ",\"type\":")
-        buffer.writeStaticString(",\"metadata\":")
+        if let description {
+            buffer.writeJSONString(description, after: ",\"description\":")
+        } else {
+            buffer.writeStaticString(",\"description\":null")
+        }
+        buffer.writeStaticString(",\"images\":")
+        writeImages(&buffer)
+        buffer.writeStaticString(active ? ",\"active\":true,\"metadata\":" : ",\"active\":false,\"metadata\":")
         writeMetadata(&buffer)
         buffer.writeJSONString(createdAt, after: ",\"created_at\":")
         buffer.writeJSONString(updatedAt, after: ",\"updated_at\":")
@@ -104,9 +118,14 @@ extension Product {
     /// The product's JSON in a buffer of its own.
     package var json: ByteBuffer {
         var buffer = ByteBuffer()
-        buffer.reserveCapacity(160 + name.utf8.count + metadata.count * 24)
+        buffer.reserveCapacity(estimatedJSONSize)
         writeJSON(into: &buffer)
         return buffer
+    }
+
+    /// About how many bytes the product's JSON takes, to reserve a buffer for it.
+    package var estimatedJSONSize: Int {
+        200 + name.utf8.count + (description?.utf8.count ?? 0) + images.reduce(0) { $0 + $1.utf8.count + 3 } + metadata.count * 24
     }
 }
 

@@ -6,18 +6,27 @@ package struct Product: Codable, Sendable, Equatable {
     package var id: String
     package var name: String
     package var type: String
+    /// Free text for the storefront; nil when the product has none.
+    package var description: String?
+    /// Absolute http(s) URLs of the product's images, in display order.
+    package var images: [String]
+    /// Whether the product is for sale; an inactive one stays readable and filterable with `?active=false`.
+    package var active: Bool
     package var metadata: [String: String]
     package var createdAt: String
     package var updatedAt: String
     package var version: Int64
 
     package init(
-        id: String, name: String, type: String, metadata: [String: String],
-        createdAt: String, updatedAt: String, version: Int64
+        id: String, name: String, type: String, description: String? = nil, images: [String] = [], active: Bool = true,
+        metadata: [String: String], createdAt: String, updatedAt: String, version: Int64
     ) {
         self.id = id
         self.name = name
         self.type = type
+        self.description = description
+        self.images = images
+        self.active = active
         self.metadata = metadata
         self.createdAt = createdAt
         self.updatedAt = updatedAt
@@ -25,9 +34,39 @@ package struct Product: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, name, type, metadata, version
+        case id, name, type, description, images, active, metadata, version
         case createdAt = "created_at"
         case updatedAt = "updated_at"
+    }
+
+    // Products written before `description`, `images` and `active` existed (journal lines, logged changes) read
+    // with their defaults.
+    package init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        id = try container.decode(String.self, forKey: .id)
+        name = try container.decode(String.self, forKey: .name)
+        type = try container.decode(String.self, forKey: .type)
+        description = try container.decodeIfPresent(String.self, forKey: .description)
+        images = try container.decodeIfPresent([String].self, forKey: .images) ?? []
+        active = try container.decodeIfPresent(Bool.self, forKey: .active) ?? true
+        metadata = try container.decode([String: String].self, forKey: .metadata)
+        createdAt = try container.decode(String.self, forKey: .createdAt)
+        updatedAt = try container.decode(String.self, forKey: .updatedAt)
+        version = try container.decode(Int64.self, forKey: .version)
+    }
+
+    package func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(id, forKey: .id)
+        try container.encode(name, forKey: .name)
+        try container.encode(type, forKey: .type)
+        try container.encode(description, forKey: .description)
+        try container.encode(images, forKey: .images)
+        try container.encode(active, forKey: .active)
+        try container.encode(metadata, forKey: .metadata)
+        try container.encode(createdAt, forKey: .createdAt)
+        try container.encode(updatedAt, forKey: .updatedAt)
+        try container.encode(version, forKey: .version)
     }
 }
 
@@ -81,6 +120,23 @@ package struct ProductPage: Codable, Sendable, Equatable {
         }
         guard sawProducts else { throw JSONSyntaxError(description: "'products' is required", fault: .missing(param: "products")) }
         return try JSONSyntaxError.required(hasMore, "has_more")
+    }
+}
+
+extension [String] {
+    /// Reads a stored JSON array of strings (a product's images column) with the strict parser.
+    package init(jsonArray text: String) throws(JSONSyntaxError) {
+        var text = text
+        let parsed = text.withUTF8 { utf8 in
+            Result { () throws(JSONSyntaxError) -> [String] in
+                var parser = JSONParser(bytes: UnsafeRawBufferPointer(utf8))
+                let strings = try parser.stringArray(param: "images")
+                parser.skipWhitespace()
+                guard parser.index == utf8.count else { throw parser.failure("unexpected data after the JSON value") }
+                return strings
+            }
+        }
+        self = try parsed.get()
     }
 }
 

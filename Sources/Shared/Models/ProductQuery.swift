@@ -11,6 +11,8 @@ package struct ProductQuery: Sendable, Equatable {
     package var limit = ListLimit.default
     package var cursor: Cursor?
     package var type: String?
+    /// Only active (true) or inactive (false) products.
+    package var active: Bool?
     /// Only these ids (at most `maxIDs`), sorted and without duplicates.
     package var ids: [String]?
     /// Bounds on `created_at`, in milliseconds since the Unix epoch.
@@ -27,7 +29,7 @@ package struct ProductQuery: Sendable, Equatable {
     package static let maxIDs = 100
     package static let maxSearchLength = 250
     package static let parameterNames: Set<String> = [
-        "limit", "starting_after", "ending_before", "type", "ids", "created[gte]", "created[gt]", "created[lte]", "created[lt]", "q",
+        "limit", "starting_after", "ending_before", "type", "active", "ids", "created[gte]", "created[gt]", "created[lte]", "created[lt]", "q",
     ]
 
     package init(limit: Int = ListLimit.default, cursor: Cursor? = nil) {
@@ -45,7 +47,7 @@ package struct ProductQuery: Sendable, Equatable {
 
     /// Whether any filter may leave a product out (`ids` only chooses which products are walked).
     package var hasFilters: Bool {
-        type != nil || createdGTE != nil || createdGT != nil || createdLTE != nil || createdLT != nil || foldedSearch != nil
+        type != nil || active != nil || createdGTE != nil || createdGT != nil || createdLTE != nil || createdLT != nil || foldedSearch != nil
     }
 
     /// Whether an id lies on the paging side of the cursor (every id does without one).
@@ -70,13 +72,16 @@ package struct ProductQuery: Sendable, Equatable {
 
     /// Whether a product passes the filters; `createdAt` is its `created_at` in epoch milliseconds.
     package func matches(_ product: Product, createdAt: Int64?) -> Bool {
-        matches(id: product.id, type: product.type, createdAt: createdAt) { needle in Self.name(product.name, containsFolded: needle) }
+        matches(id: product.id, type: product.type, active: product.active, createdAt: createdAt) { needle in Self.name(product.name, containsFolded: needle) }
     }
 
     /// Whether a product with these fields passes the filters; `nameContains` checks its name against the folded
     /// `q`, and is called last, only when every other filter passes.
-    package func matches(id: String, type: String, createdAt: Int64?, nameContains: (_ foldedNeedle: String) -> Bool) -> Bool {
+    package func matches(
+        id: String, type: String, active: Bool, createdAt: Int64?, nameContains: (_ foldedNeedle: String) -> Bool
+    ) -> Bool {
         if let wanted = self.type, wanted != type { return false }
+        if let wanted = self.active, wanted != active { return false }
         if let ids, ids.binarySearch(id) == nil { return false }
         if createdGTE != nil || createdGT != nil || createdLTE != nil || createdLT != nil {
             guard let createdAt else { return false }
@@ -142,6 +147,12 @@ package struct ProductQuery: Sendable, Equatable {
                     throw APIError.invalidParameter(name, "type must be 1 to \(ProductRules.maxTypeLength) characters")
                 }
                 result.type = value
+            case "active":
+                switch value {
+                case "true": result.active = true
+                case "false": result.active = false
+                default: throw APIError.invalidParameter(name, "active must be true or false")
+                }
             case "ids":
                 let ids = try value.split(separator: ",", omittingEmptySubsequences: false).map { id throws(APIError) in
                     try productID(String(id), name)
@@ -170,6 +181,7 @@ package struct ProductQuery: Sendable, Equatable {
     package func queryString(cursor: Cursor?) -> String {
         var pairs: [(name: String, value: String)] = [("limit", String(limit))]
         if let type { pairs.append(("type", type)) }
+        if let active { pairs.append(("active", active ? "true" : "false")) }
         if let ids { pairs.append(("ids", ids.joined(separator: ","))) }
         for (name, bound) in [("created[gte]", createdGTE), ("created[gt]", createdGT), ("created[lte]", createdLTE), ("created[lt]", createdLT)] {
             if let bound { pairs.append((name, Timestamp.format(epochMilliseconds: bound))) }

@@ -7,6 +7,9 @@ package enum ProductRules {
     package static let maxMetadataKeyLength = 40
     package static let maxMetadataValueLength = 500
     package static let defaultType = "physical"
+    package static let maxDescriptionLength = 40_000
+    package static let maxImages = 8
+    package static let maxImageURLLength = 2_048
 
     /// Refuses U+0000: storage backends (SQLite's C strings, PostgreSQL's text) cannot keep it.
     package static func checkNoNUL(_ text: String, param: String) throws(APIError) {
@@ -34,6 +37,49 @@ package enum ProductRules {
             throw APIError.invalidParameter(param, "Product type must be 1 to \(maxTypeLength) characters")
         }
         return type
+    }
+
+    /// Checks a description (kept as given, white space included): at most 40,000 characters, no NUL.
+    package static func validDescription(_ description: String, param: String = "description") throws(APIError) -> String {
+        try checkNoNUL(description, param: param)
+        guard description.unicodeScalars.count <= maxDescriptionLength else {
+            throw APIError.invalidParameter(param, "description must be at most \(maxDescriptionLength) characters")
+        }
+        return description
+    }
+
+    /// Checks a product's images: at most 8, each an absolute http or https URL of at most 2,048 characters.
+    package static func validateImages(_ images: [String], param: String = "images") throws(APIError) {
+        guard images.count <= maxImages else {
+            throw APIError.invalidParameter(param, "a product may have at most \(maxImages) images")
+        }
+        for (index, url) in images.enumerated() { try validateImageURL(url, param: "\(param)[\(index)]") }
+    }
+
+    /// An absolute http(s) URL starting with its host, without white space or control characters (RFC 3986 allows
+    /// neither); the OpenAPI documents state the same rule as a pattern.
+    package static func validateImageURL(_ url: String, param: String) throws(APIError) {
+        guard url.unicodeScalars.count <= maxImageURLLength else {
+            throw APIError.invalidParameter(param, "'\(param)' must be at most \(maxImageURLLength) characters")
+        }
+        let utf8 = url.utf8
+        // Schemes are case-insensitive (RFC 3986, 3.1).
+        let head = String(decoding: utf8.prefix(8), as: UTF8.self).lowercased()
+        let scheme: Int
+        if head.hasPrefix("https://") {
+            scheme = 8
+        } else if head.hasPrefix("http://") {
+            scheme = 7
+        } else {
+            throw APIError.invalidParameter(param, "'\(param)' must be an absolute http or https URL")
+        }
+        // The host must start right after "//"; white space, control characters, `\` and `"` are not URL characters.
+        let first = utf8.dropFirst(scheme).first
+        guard let first, !"/?#@:".utf8.contains(first),
+              !utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F || $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "\"") })
+        else {
+            throw APIError.invalidParameter(param, "'\(param)' must be an absolute http or https URL with a host and no spaces")
+        }
     }
 
     /// Without leading and trailing white space (Unicode's definition), sparing Foundation's bridging on every write.
@@ -82,6 +128,8 @@ package enum ProductRules {
         _ = try validName(product.name)
         _ = try validType(product.type)
         try validateMetadata(product.metadata)
+        if let description = product.description { _ = try validDescription(description) }
+        try validateImages(product.images)
         guard Timestamp.isValid(product.createdAt) else {
             throw APIError.invalidParameter("created_at", "created_at must be an RFC 3339 timestamp")
         }

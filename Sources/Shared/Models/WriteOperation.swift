@@ -133,6 +133,20 @@ package struct WriteBatch: Codable, Sendable {
 }
 
 extension WriteOperation {
+    /// An upper bound on the size of the operation's JSON: every string's bytes escaped at worst (`\u0001`).
+    package var maxJSONSize: Int {
+        switch self {
+        case .upsert(let tenant, let product):
+            var strings = tenant.utf8.count + product.id.utf8.count + product.name.utf8.count + product.type.utf8.count
+            strings += (product.description?.utf8.count ?? 0) + product.images.reduce(0) { $0 + $1.utf8.count }
+            strings += product.metadata.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count }
+            strings += product.createdAt.utf8.count + product.updatedAt.utf8.count
+            return 6 * strings + 4 * (product.images.count + 2 * product.metadata.count) + 320
+        case .delete(let tenant, let id, _, let deletedAt):
+            return 6 * (tenant.utf8.count + id.utf8.count + deletedAt.utf8.count) + 160
+        }
+    }
+
     /// One operation of a batch, read by `WriteBatch(json:)`, with its `recorded_at_ms`; `param` names it in errors.
     init(parsing parser: inout JSONParser, param: String, recordedAtMs: inout Int64?) throws(JSONSyntaxError) {
         guard parser.current == UInt8(ascii: "{") else { throw try parser.mismatch(param, "an object") }
@@ -169,14 +183,20 @@ extension Product {
     /// A product inside a batch operation or a page; unknown fields are ignored.
     package init(parsing parser: inout JSONParser, param: String) throws(JSONSyntaxError) {
         guard parser.current == UInt8(ascii: "{") else { throw try parser.mismatch(param, "an object") }
-        var id, name, type, createdAt, updatedAt: String?
+        var id, name, type, createdAt, updatedAt, description: String?
         var version: Int64?
         var metadata: [String: String]?
+        // Absent in products written before these fields existed: the defaults.
+        var images: [String] = []
+        var active = true
         try parser.members { parser, key throws(JSONSyntaxError) in
             switch key {
             case "id": id = try parser.string(param: param + "[id]")
             case "name": name = try parser.string(param: param + "[name]")
             case "type": type = try parser.string(param: param + "[type]")
+            case "description": description = try parser.optionalString(param: param + "[description]")
+            case "images": images = try parser.stringArray(param: param + "[images]")
+            case "active": active = try parser.boolean(param: param + "[active]")
             case "created_at": createdAt = try parser.string(param: param + "[created_at]")
             case "updated_at": updatedAt = try parser.string(param: param + "[updated_at]")
             case "version": version = try parser.integer(param: param + "[version]")
@@ -193,7 +213,7 @@ extension Product {
         func required<T>(_ value: T?, _ field: String) throws(JSONSyntaxError) -> T { try JSONSyntaxError.required(value, "\(param)[\(field)]") }
         self.init(
             id: try required(id, "id"), name: try required(name, "name"), type: try required(type, "type"),
-            metadata: try required(metadata, "metadata"), createdAt: try required(createdAt, "created_at"),
+            description: description, images: images, active: active, metadata: try required(metadata, "metadata"), createdAt: try required(createdAt, "created_at"),
             updatedAt: try required(updatedAt, "updated_at"), version: try required(version, "version"))
     }
 }
