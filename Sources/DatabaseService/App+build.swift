@@ -64,6 +64,7 @@ func buildRouter(
     api.addRoutes(KeysController(keys: store).endpoints, atPath: "/keys")
     api.addRoutes(TenantsController(keys: store).endpoints, atPath: "/tenants")
     api.addRoutes(EventsController(store: store).endpoints, atPath: "/events")
+    api.addRoutes(ImportsController(store: store).endpoints, atPath: "/imports")
     api.addRoutes(
         WebhooksController(store: store, allowPrivateTargets: allowPrivateWebhookTargets).endpoints, atPath: "/webhook_endpoints")
     routes.addRoutes(api, atPath: "/api")

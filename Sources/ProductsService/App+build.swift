@@ -68,16 +68,20 @@ func buildApplication(
         catalog: catalog, cursorFile: directory.map { $0 + "/change-cursor" }, logger: logger,
         retryMaxDelay: settings.persistence.retryMaxDelay)
     catalog.setWriterNode(try WriterRegistrar.initialNode(directory: directory))
-    let registrar = WriterRegistrar(catalog: catalog, directory: directory, logger: logger)
+    let replicaID = try WriterRegistrar.replicaIdentity(directory: directory)
+    let registrar = WriterRegistrar(catalog: catalog, directory: directory, replicaID: replicaID, logger: logger)
+    let imports = ImportWorker(
+        catalog: catalog, directory: (directory ?? NSTemporaryDirectory() + "products-\(replicaID)") + "/imports", replicaID: replicaID,
+        retryMaxDelay: settings.persistence.retryMaxDelay, logger: logger)
     let budget = CacheBudgetService(catalog: catalog, interval: settings.cacheBudgetInterval, logger: logger)
 
-    let router = try buildRouter(catalog: catalog, authenticator: authenticator, settings: settings).router
+    let router = try buildRouter(catalog: catalog, authenticator: authenticator, imports: imports, settings: settings).router
     // Shutdown runs in reverse: the server stops taking requests, the loader stops, the worker flushes,
     // then the journal closes, then whatever `services` holds.
     return Application(
         router: router,
         configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "products-service"),
-        services: services + catalog.services + [loader, follower, registrar, authMonitor, budget],
+        services: services + catalog.services + [loader, follower, registrar, authMonitor, budget, imports],
         onServerRunning: onServerRunning,
         logger: logger
     )
@@ -85,7 +89,7 @@ func buildApplication(
 
 /// The routes (recorded, for the OpenAPI check) and middleware of the Products Service.
 func buildRouter(
-    catalog: Catalog, authenticator: Authenticator, settings: ProductsServiceSettings
+    catalog: Catalog, authenticator: Authenticator, imports: ImportWorker, settings: ProductsServiceSettings
 ) throws -> RouteRecorder<AppRequestContext> {
     MetricsSetup.bootstrap()
     let router = Router(context: AppRequestContext.self)
@@ -105,6 +109,7 @@ func buildRouter(
     routes.addRoutes(MetricsController(refresh: { ProductsMetrics.refresh(catalog) }).endpoints)
     routes.addRoutes(ProductsController(catalog: catalog, auth: auth).endpoints, atPath: "/products")
     routes.addRoutes(ExportsController(catalog: catalog, auth: auth).endpoints, atPath: "/exports")
+    routes.addRoutes(ImportsController(imports: imports, auth: auth).endpoints, atPath: "/imports")
     routes.addRoutes(EventsController(database: catalog.database, auth: auth).endpoints, atPath: "/events")
     routes.addRoutes(WebhookEndpointsController(database: catalog.database, auth: auth).endpoints, atPath: "/webhook_endpoints")
     routes.addRoutes(CacheController(catalog: catalog, syncFlushTimeout: settings.syncFlushTimeout, auth: auth).endpoints, atPath: "/cache")

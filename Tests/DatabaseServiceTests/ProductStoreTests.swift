@@ -204,7 +204,7 @@ struct ProductStoreTests {
             let expected = stored
             try await reopen { reopened async throws in
                 #expect(try await reopened.product(tenant: "t", id: "p") == expected)
-                #expect(try await reopened.schemaVersion() == "v10-rich-products")
+                #expect(try await reopened.schemaVersion() == "v11-import-jobs")
                 try await reopened.ping()
             }
         }

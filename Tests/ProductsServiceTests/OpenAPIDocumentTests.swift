@@ -12,7 +12,8 @@ struct OpenAPIDocumentTests {
         let fixture = try CatalogFixture()
         defer { fixture.close(); fixture.remove() }
         let authenticator = Authenticator(database: fixture.database, directory: nil, logger: Logger(label: "test"))
-        let routes = try buildRouter(catalog: fixture.catalog, authenticator: authenticator, settings: ProductsServiceSettings()).operations
+        let imports = ImportWorker(catalog: fixture.catalog, directory: NSTemporaryDirectory() + "/unused-imports", replicaID: "test", logger: Logger(label: "test"))
+        let routes = try buildRouter(catalog: fixture.catalog, authenticator: authenticator, imports: imports, settings: ProductsServiceSettings()).operations
         let document = try Data(contentsOf: URL(fileURLWithPath: #filePath + "/../../../Sources/ProductsService/Resources/openapi.json").standardized)
         let documented = try OpenAPIController<AppRequestContext>.operations(in: document)
         #expect(routes.subtracting(documented).isEmpty, "served but not documented")

@@ -2,8 +2,9 @@ import Logging
 import ServiceLifecycle
 import Shared
 
-/// Keeps the change log: purges changes (events), tombstones and finished webhook deliveries older than the retention, and
-/// idempotency answers past 24 hours; on PostgreSQL, listens for other processes' commits so waiting readers wake at once.
+/// Keeps the change log: purges changes (events), tombstones, finished webhook deliveries and import jobs older than the
+/// retention, and idempotency answers past 24 hours; fails import jobs whose replica went silent; on PostgreSQL, listens
+/// for other processes' commits so waiting readers wake at once.
 struct ChangeLogService: Service {
     let store: any DataStore
     let retention: Duration
@@ -36,6 +37,11 @@ struct ChangeLogService: Service {
                 if deliveries > 0 { logger.info("purged webhook deliveries past retention", metadata: ["rows": "\(deliveries)"]) }
                 let answers = try await store.purgeAnswers(createdBefore: Timestamp.nowMilliseconds() - Self.answerRetentionMs)
                 if answers > 0 { logger.info("purged idempotency answers past 24 hours", metadata: ["answers": "\(answers)"]) }
+                let imports = try await store.purgeImports(finishedBefore: cutoff)
+                if imports > 0 { logger.info("purged import jobs past retention", metadata: ["jobs": "\(imports)"]) }
+                let now = Timestamp.nowMilliseconds()
+                let silent = try await store.failSilentImports(silentSinceMs: now - ImportRules.silenceBeforeFailingMs, nowMs: now)
+                if silent > 0 { logger.warning("failed import jobs whose replica stopped reporting", metadata: ["jobs": "\(silent)"]) }
             } catch {
                 if Task.isCancelled { return }
                 logger.warning("purging the change log failed; will retry", metadata: ["error": "\(error)"])

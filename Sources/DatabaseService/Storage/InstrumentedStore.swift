@@ -102,4 +102,29 @@ struct InstrumentedStore: DataStore {
     func purgeDeliveries(before cutoffMs: Int64) async throws -> Int {
         try await measure("purge_deliveries") { try await base.purgeDeliveries(before: cutoffMs) }
     }
+
+    func createImport(_ job: ImportJob) async throws -> ImportCreation {
+        try await measure("create_import") { try await base.createImport(job) }
+    }
+    func importJob(tenant: String, id: String) async throws -> ImportJob? {
+        try await measure("get_import") { try await base.importJob(tenant: tenant, id: id) }
+    }
+    func updateImport(tenant: String, id: String, _ progress: ImportProgress) async throws -> ImportJob? {
+        try await measure("update_import") { try await base.updateImport(tenant: tenant, id: id, progress) }
+    }
+    func addImportErrors(tenant: String, id: String, _ errors: [ImportLineError]) async throws {
+        try await measure("add_import_errors") { try await base.addImportErrors(tenant: tenant, id: id, errors) }
+    }
+    func importErrors(tenant: String, id: String, afterLine: Int64?, limit: Int) async throws -> (errors: [ImportLineError], hasMore: Bool) {
+        try await measure("list_import_errors") { try await base.importErrors(tenant: tenant, id: id, afterLine: afterLine, limit: limit) }
+    }
+    func unfinishedImports(replicaID: String) async throws -> [ImportJob] {
+        try await measure("unfinished_imports") { try await base.unfinishedImports(replicaID: replicaID) }
+    }
+    func failSilentImports(silentSinceMs: Int64, nowMs: Int64) async throws -> Int {
+        try await measure("fail_silent_imports") { try await base.failSilentImports(silentSinceMs: silentSinceMs, nowMs: nowMs) }
+    }
+    func purgeImports(finishedBefore cutoffMs: Int64) async throws -> Int {
+        try await measure("purge_imports") { try await base.purgeImports(finishedBefore: cutoffMs) }
+    }
 }

@@ -164,6 +164,7 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
             "ALTER TABLE products ADD COLUMN images TEXT NOT NULL DEFAULT '[]'",
             "ALTER TABLE products ADD COLUMN active BOOLEAN NOT NULL DEFAULT TRUE",
         ]),
+        (ImportSchema.migration, ImportSchema.statements),
     ]
 
     /// Migrations with a step in Swift, run after their SQL in the same transaction.

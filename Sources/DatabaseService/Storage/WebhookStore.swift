@@ -1,7 +1,7 @@
 import Shared
 
-/// Everything the Database Service keeps: products, API keys, and events with their webhook deliveries.
-typealias DataStore = ProductStore & APIKeyStore & WebhookStore
+/// Everything the Database Service keeps: products, API keys, events with their webhook deliveries, import jobs.
+typealias DataStore = ProductStore & APIKeyStore & WebhookStore & ImportStore
 
 /// Product events (read from the change log) and webhook endpoints with their deliveries.
 ///

@@ -14,6 +14,8 @@ import Shared
 struct WriterRegistrar: Service {
     let catalog: Catalog
     let directory: String?
+    /// This replica's id (`replicaIdentity(directory:)`).
+    let replicaID: String
     let logger: Logger
     var refreshInterval: Duration = .seconds(3600)
 
@@ -37,7 +39,6 @@ struct WriterRegistrar: Service {
     }
 
     private func register() async throws {
-        let replicaID = try replicaIdentity()
         let nodeFile = directory.map { $0 + "/writer-node" }
         var failures = 0
         while !Task.isCancelled {
@@ -72,7 +73,7 @@ struct WriterRegistrar: Service {
     }
 
     /// A random id made once per data directory (per process without one).
-    private func replicaIdentity() throws -> String {
+    static func replicaIdentity(directory: String?) throws -> String {
         guard let directory else { return "replica-" + UUID().uuidString.lowercased() }
         let path = directory + "/replica-id"
         if let text = try? String(contentsOfFile: path, encoding: .utf8) {

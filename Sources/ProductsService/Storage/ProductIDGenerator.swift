@@ -10,6 +10,10 @@ final class ProductIDGenerator: Sendable {
 
     private static let alphabet = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ".utf8)
     static let prefix = "prod_"
+    /// What the ids start with: `prod_` for products, `imp_` for import jobs.
+    let prefix: String
+
+    init(prefix: String = ProductIDGenerator.prefix) { self.prefix = prefix }
 
     func next(now: Date = Date()) -> String {
         let milliseconds = UInt128(UInt64(max(0, now.timeIntervalSince1970 * 1000)))
@@ -21,7 +25,7 @@ final class ProductIDGenerator: Sendable {
             last = candidate > last ? candidate : last &+ 1
             return last
         }
-        return Self.prefix + Self.encode(value)
+        return prefix + Self.encode(value)
     }
 
     static func encode(_ value: UInt128) -> String {

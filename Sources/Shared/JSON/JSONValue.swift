@@ -290,7 +290,7 @@ package struct JSONParser {
         }
     }
 
-    mutating func document() throws(JSONSyntaxError) -> JSONValue {
+    package mutating func document() throws(JSONSyntaxError) -> JSONValue {
         skipWhitespace()
         let value = try self.value()
         skipWhitespace()

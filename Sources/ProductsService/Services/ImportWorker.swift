@@ -1,0 +1,555 @@
+import Foundation
+import HTTPTypes
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Shared
+import Synchronization
+import SystemPackage
+
+/// Runs the import jobs uploaded to this replica, from their files in the data directory.
+///
+/// A job is checked in full first (every line, its errors reported to the Database Service), then its valid
+/// lines are written in batches through the Database Service's batch endpoint, like the persistence worker's, so
+/// they reach the change log (and so every replica's cache, the feed, events and webhooks) in its transactions;
+/// this replica's cache takes each acknowledged batch at once. Where writing stands is kept beside the file, so a
+/// job resumes after a restart from its last acknowledged batch; resent operations carry the same ids and versions,
+/// so the Database Service finds them stale and nothing is written twice.
+///
+/// Bounds: at most `maxRunning` jobs run at once, one per tenant, so a large import cannot hold up another
+/// shop's; at most `maxUnfinished` jobs (`maxUnfinishedPerTenant` per tenant) wait or run on a replica, each file
+/// at most `ImportRules.maxBodyBytes`.
+final class ImportWorker: Service, Sendable {
+    let catalog: Catalog
+    /// Where the jobs' files are: `<data>/imports`.
+    let directory: String
+    let replicaID: String
+    let retryMaxDelay: Duration
+    let logger: Logger
+    private let queue = Mutex(Queue())
+    private let wakeups: AsyncStream<Void>
+    private let wake: AsyncStream<Void>.Continuation
+
+    static let maxRunning = 2
+    static let maxUnfinished = 8
+    static let maxUnfinishedPerTenant = 2
+    /// How often a running job reports its progress.
+    static let reportInterval: Duration = .milliseconds(500)
+
+    /// The jobs of this replica: reserved at upload, waiting, running.
+    private struct Queue {
+        var unfinished: [String: Int] = [:]
+        var pending: [ImportSpool.JobFile] = []
+        var runningTenants: Set<String> = []
+
+        var unfinishedCount: Int { unfinished.values.reduce(0, +) }
+    }
+
+    init(catalog: Catalog, directory: String, replicaID: String, retryMaxDelay: Duration = .seconds(30), logger: Logger) {
+        self.catalog = catalog
+        self.directory = directory
+        self.replicaID = replicaID
+        self.retryMaxDelay = retryMaxDelay
+        self.logger = logger
+        (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    func spool(_ id: String) -> ImportSpool { ImportSpool(directory: directory + "/" + id) }
+
+    private let ids = ProductIDGenerator(prefix: ImportJob.idPrefix)
+
+    /// A new job's id.
+    func newJobID() -> String { ids.next() }
+
+    // MARK: Submission
+
+    /// Holds a place for a tenant's new job, or refuses it (429) when this replica has too many unfinished.
+    func reserve(tenant: String) throws(APIError) {
+        try queue.withLock { queue throws(APIError) in
+            guard queue.unfinishedCount < Self.maxUnfinished, queue.unfinished[tenant, default: 0] < Self.maxUnfinishedPerTenant else {
+                throw APIError(
+                    .tooManyRequests, code: "too_many_imports",
+                    message: "Too many imports are waiting or running (at most \(Self.maxUnfinishedPerTenant) per shop and \(Self.maxUnfinished) per replica); retry when one has finished",
+                    headers: [.retryAfter: "10"])
+            }
+            queue.unfinished[tenant, default: 0] += 1
+        }
+    }
+
+    /// Gives back a place `reserve` held, for an upload that did not become a job.
+    func release(tenant: String) {
+        queue.withLock { queue in
+            queue.unfinished[tenant, default: 1] -= 1
+            if queue.unfinished[tenant] == 0 { queue.unfinished[tenant] = nil }
+        }
+    }
+
+    /// Queues a job whose place is reserved and whose files are durable.
+    func submit(_ job: ImportSpool.JobFile) {
+        queue.withLock { $0.pending.append(job) }
+        wake.yield()
+    }
+
+    // MARK: Running
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.recover() }
+                for await _ in self.wakeups {
+                    while let job = self.nextEligible() {
+                        group.addTask {
+                            await self.runJob(job)
+                            self.queue.withLock { queue in
+                                queue.runningTenants.remove(job.tenant)
+                                queue.unfinished[job.tenant, default: 1] -= 1
+                                if queue.unfinished[job.tenant] == 0 { queue.unfinished[job.tenant] = nil }
+                            }
+                            self.wake.yield()
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    private func nextEligible() -> ImportSpool.JobFile? {
+        queue.withLock { queue in
+            guard queue.runningTenants.count < Self.maxRunning,
+                  let index = queue.pending.firstIndex(where: { !queue.runningTenants.contains($0.tenant) })
+            else { return nil }
+            let job = queue.pending.remove(at: index)
+            queue.runningTenants.insert(job.tenant)
+            return job
+        }
+    }
+
+    /// At start: queues the jobs whose files are here, removes uploads never answered, and fails the jobs the
+    /// Database Service says this replica runs but whose files are gone.
+    private func recover() async {
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var local = Set<String>()
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory).sorted()) ?? [] {
+            let spool = spool(name)
+            guard let job = spool.loadJob() else {
+                spool.remove()
+                continue
+            }
+            local.insert(job.id)
+            queue.withLock { $0.unfinished[job.tenant, default: 0] += 1 }
+            submit(job)
+        }
+        if !local.isEmpty { logger.notice("resuming import jobs", metadata: ["jobs": "\(local.count)"]) }
+        let unfinished = await retrying("listing this replica's unfinished imports") { () async throws -> [ImportJob] in
+            let jobs: [ImportJob]? = try await self.call(
+                .get, "/api/imports?replica_id=\(HTTPDatabaseServiceClient.escape(self.replicaID))", tenant: defaultTenant)
+            return jobs ?? []
+        }
+        for job in unfinished ?? [] where !local.contains(job.id) {
+            logger.error("an import job's file is gone from this replica; failing it", metadata: ["import_id": "\(job.id)", "tenant": "\(job.tenant)"])
+            _ = await report(
+                job.id, tenant: job.tenant,
+                ImportProgress(
+                    status: .failed, error: "This replica lost the import's file (its data directory was replaced); "
+                        + "\(job.written) lines had been written. Import the file again with mode=upsert to finish it.",
+                    finishedAt: Timestamp.now()))
+        }
+    }
+
+    /// Runs one job to its end, or until shutdown (it resumes at the next start).
+    private func runJob(_ file: ImportSpool.JobFile) async {
+        let spool = spool(file.id)
+        var logger = logger
+        logger[metadataKey: "import_id"] = "\(file.id)"
+        logger[metadataKey: "tenant"] = "\(file.tenant)"
+        let state = spool.loadState()
+        let started = await report(
+            file.id, tenant: file.tenant, ImportProgress(status: .running, phase: state == nil ? .validating : .writing, startedAt: Timestamp.now()),
+            keepingStart: true)
+        guard let started else {
+            // Shutdown, or the Database Service no longer has the job: nothing to run it for.
+            if !Task.isCancelled {
+                logger.error("the Database Service has no record of this import; removing its files")
+                spool.remove()
+            }
+            return
+        }
+        guard !started.status.isFinished else {
+            logger.notice("import job already finished; removing its files", metadata: ["status": "\(started.status.rawValue)"])
+            spool.remove()
+            return
+        }
+        do {
+            var run = ImportRun(worker: self, file: file, spool: spool, logger: logger)
+            // Not finished and not shutting down: the job was finished elsewhere, or is gone.
+            if try await run.execute(resumingAt: state) || !Task.isCancelled { spool.remove() }
+        } catch {
+            if Task.isCancelled { return }
+            logger.error("import job failed", metadata: ["error": "\(error)"])
+            let failed = await report(
+                file.id, tenant: file.tenant, ImportProgress(status: .failed, error: "The import stopped: \(error)", finishedAt: Timestamp.now()))
+            if failed != nil { spool.remove() }
+        }
+    }
+
+    // MARK: The Database Service
+
+    /// Sends a report of a job; retried until the Database Service takes it (nil only at shutdown or if the job is gone).
+    func report(_ id: String, tenant: String, _ progress: ImportProgress, keepingStart: Bool = false) async -> ImportJob? {
+        await retrying("reporting an import's progress") { () async throws -> ImportJob? in
+            var progress = progress
+            if keepingStart, let current: ImportJob = try await self.call(.get, "/api/imports/\(id)", tenant: tenant), current.startedAt != nil {
+                progress.startedAt = nil
+            }
+            return try await self.call(.patch, "/api/imports/\(id)", tenant: tenant, body: progress)
+        } ?? nil
+    }
+
+    /// Calls the Database Service's import routes: the decoded answer, nil for a 404; other errors throw.
+    func call<Answer: Decodable>(
+        _ method: HTTPRequest.Method, _ path: String, tenant: String, body: (some Encodable)? = nil as Int?
+    ) async throws -> Answer? {
+        let bytes = try body.map { ByteBuffer(data: try JSONEncoder().encode($0)) }
+        let answer = try await catalog.database.forward(method, path: path, tenant: tenant, body: bytes)
+        if answer.status == 404 { return nil }
+        guard (200..<300).contains(answer.status) else {
+            throw DatabaseClientError.rejected(status: answer.status, body: try? JSONDecoder().decode(APIError.Body.self, from: Data(buffer: answer.body)))
+        }
+        if Answer.self == Empty.self { return Empty() as? Answer }
+        return try JSONDecoder().decode(Answer.self, from: Data(buffer: answer.body))
+    }
+
+    /// An answer with nothing to read.
+    struct Empty: Decodable {}
+
+    /// Runs `body` until it succeeds, backing off between tries; nil when cancelled (shutdown), or on a 4xx.
+    func retrying<T: Sendable>(_ what: String, _ body: () async throws -> T) async -> T? {
+        var failures = 0
+        while !Task.isCancelled {
+            do {
+                return try await body()
+            } catch let error as DatabaseClientError where error.isClientError {
+                logger.error("the Database Service refused an import call", metadata: ["call": "\(what)", "error": "\(error)"])
+                return nil
+            } catch {
+                if Task.isCancelled { return nil }
+                failures += 1
+                if failures == 1 || failures % 20 == 0 {
+                    logger.warning("import call failed; retrying", metadata: ["call": "\(what)", "attempt": "\(failures)", "error": "\(error)"])
+                }
+                try? await Task.sleep(for: min(.milliseconds(100) * (1 << min(failures, 10)), retryMaxDelay))
+            }
+        }
+        return nil
+    }
+}
+
+/// One run of a job: checking every line, then writing the valid ones.
+private struct ImportRun {
+    let worker: ImportWorker
+    let file: ImportSpool.JobFile
+    let spool: ImportSpool
+    let logger: Logger
+    var counts = ImportSpool.WriteState()
+    var errors: [ImportLineError] = []
+    var errorsSent = 0
+    var lastReport = ContinuousClock.now
+
+    init(worker: ImportWorker, file: ImportSpool.JobFile, spool: ImportSpool, logger: Logger) {
+        self.worker = worker
+        self.file = file
+        self.spool = spool
+        self.logger = logger
+    }
+
+    /// Runs the job; returns whether it finished (else it was stopped by shutdown and resumes at the next start).
+    mutating func execute(resumingAt state: ImportSpool.WriteState?) async throws -> Bool {
+        let started = ContinuousClock.now
+        if let state {
+            counts = state
+        } else {
+            guard try await validate() else { return false }
+            if counts.rejected > 0, file.errorPolicy == .rejectAll {
+                return try await finish(
+                    .failed, error: "\(counts.rejected) of \(file.lines) lines are invalid; nothing was written (error_policy=reject_all)")
+            }
+            try spool.saveState(counts)
+            guard await report(ImportProgress(phase: .writing, validated: counts.validated, rejected: counts.rejected), force: true) else {
+                return false
+            }
+        }
+        guard try await write() else { return false }
+        let status: ImportJob.Status = counts.rejected == 0 ? .succeeded : counts.written > 0 ? .partiallySucceeded : .failed
+        let finished = try await finish(status, error: status == .failed ? "No line was valid" : nil)
+        logger.info(
+            "import job finished",
+            metadata: [
+                "status": "\(status.rawValue)", "lines": "\(file.lines)", "written": "\(counts.written)", "rejected": "\(counts.rejected)",
+                "seconds": "\((ContinuousClock.now - started).seconds)",
+            ])
+        return finished
+    }
+
+    // MARK: Checking
+
+    /// A line read and checked, before the write it makes is built.
+    private enum CheckedLine {
+        case blank
+        case invalid(APIError)
+        case create(ProductInput)
+        case upsert(id: String, ProductInput, createdAt: String?)
+    }
+
+    /// Checks every line, writing the operations of the valid ones; false when stopped by shutdown.
+    private mutating func validate() async throws -> Bool {
+        let temporary = spool.operations + ".tmp"
+        _ = unlink(temporary)
+        // Each megabyte is synced as it is appended: the file is renamed into place, durable, when checking ends.
+        let output = try AppendOnlyFile(path: temporary)
+        defer { output.close() }
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(2 << 20)
+        func emit(_ number: Int64, _ operation: WriteOperation) throws {
+            buffer.writeString(String(number))
+            buffer.writeInteger(UInt8(ascii: " "))
+            operation.writeJSON(into: &buffer)
+            buffer.writeInteger(UInt8(ascii: "\n"))
+            if buffer.readableBytes >= 1 << 20 {
+                try output.append(buffer)
+                buffer.clear()
+            }
+        }
+        // Upserted lines whose product only the Database Service can say exists (its shop is not held whole by
+        // this replica): asked for 100 at a time, so their creation times are kept.
+        var awaiting: [(number: Int64, product: Product)] = []
+        let (catalog, tenant) = (worker.catalog, file.tenant)
+        func resolveAwaiting() async throws -> Bool {
+            guard !awaiting.isEmpty else { return true }
+            let ids = awaiting.map(\.product.id)
+            guard let stored = await worker.retrying("reading replaced products", { try await catalog.storedCreatedAt(tenant: tenant, ids: ids) })
+            else { return false }
+            for (number, product) in awaiting {
+                var product = product
+                if let createdAt = stored[product.id] { product.createdAt = createdAt }
+                try emit(number, .upsert(tenant: tenant, product: product))
+            }
+            awaiting.removeAll(keepingCapacity: true)
+            return true
+        }
+
+        counts = ImportSpool.WriteState()
+        let reader = try LineFileReader(path: spool.input)
+        let mode = file.mode
+        while let checked = try reader.next({ _, line in Self.check(line, mode: mode) }) {
+            if Task.isCancelled { return false }
+            let number = reader.lineNumber
+            let now = Timestamp.now()
+            switch checked {
+            case .blank:
+                continue
+            case .invalid(let error):
+                reject(line: number, error)
+            case .create(let input):
+                try emit(number, .upsert(tenant: tenant, product: input.applied(to: Product(
+                    id: catalog.newProductID(), name: input.name, type: input.type, metadata: [:], createdAt: now, updatedAt: now,
+                    version: 1))))
+            case .upsert(let id, let input, let createdAt):
+                let product = input.applied(to: Product(
+                    id: id, name: input.name, type: input.type, metadata: [:], createdAt: createdAt ?? now, updatedAt: now,
+                    version: try await version()))
+                if createdAt != nil {
+                    try emit(number, .upsert(tenant: tenant, product: product))
+                } else if let known = catalog.cachedCreatedAt(tenant: tenant, id: id) {
+                    var product = product
+                    if let known { product.createdAt = known }
+                    try emit(number, .upsert(tenant: tenant, product: product))
+                } else {
+                    awaiting.append((number, product))
+                    if awaiting.count == ProductQuery.maxIDs { guard try await resolveAwaiting() else { return false } }
+                }
+            }
+            counts.validated += 1
+            guard await report(ImportProgress(validated: counts.validated, rejected: counts.rejected)) else { return false }
+        }
+        guard try await resolveAwaiting() else { return false }
+        try output.append(buffer)
+        guard rename(temporary, spool.operations) == 0 else { throw Errno(rawValue: errno) }
+        return await report(ImportProgress(validated: counts.validated, rejected: counts.rejected), force: true)
+    }
+
+    /// The version of an upserted line: the catalog's clock, once this replica has its writer number.
+    private func version() async throws -> Int64 {
+        while true {
+            do {
+                return try worker.catalog.importVersion()
+            } catch {
+                try await Task.sleep(for: .milliseconds(200))
+            }
+        }
+    }
+
+    /// Reads one line as `POST /products` reads a body (with `id` and the read-only fields, which are ignored but
+    /// for `created_at`, when `mode` is upsert).
+    private static func check(_ line: UnsafeRawBufferPointer, mode: ImportJob.Mode) -> CheckedLine {
+        if line.isBlankLine { return .blank }
+        do throws(APIError) {
+            let json: JSONValue
+            do {
+                var parser = JSONParser(bytes: line)
+                json = try parser.document()
+            } catch {
+                throw APIError.invalidJSON(error.description)
+            }
+            switch mode {
+            case .create:
+                return .create(try ProductInput(json: json))
+            case .upsert:
+                guard case .object(let fields) = json else { throw APIError.invalidBody("Each line must be a JSON object") }
+                guard let given = fields["id"] else { throw APIError.missingParameter("id", "Each line needs the product's id with mode=upsert") }
+                guard case .string(let id) = given, !id.isEmpty, id.unicodeScalars.count <= ProductRules.maxIDLength else {
+                    throw APIError.invalidParameter("id", "id must be a string of 1 to \(ProductRules.maxIDLength) characters")
+                }
+                try ProductRules.checkNoNUL(id, param: "id")
+                let input = try ProductInput(json: json, replacing: id)
+                var createdAt: String?
+                if let value = fields["created_at"] {
+                    guard case .string(let text) = value, Timestamp.isValid(text) else {
+                        throw APIError.invalidParameter("created_at", "created_at must be an RFC 3339 timestamp")
+                    }
+                    createdAt = text
+                }
+                return .upsert(id: id, input, createdAt: createdAt)
+            }
+        } catch {
+            return .invalid(error)
+        }
+    }
+
+    private mutating func reject(line: Int64, _ error: APIError) {
+        counts.rejected += 1
+        if errorsSent + errors.count < ImportRules.maxStoredErrors {
+            errors.append(ImportLineError(line: line, code: error.code, param: error.param, error: error.message))
+        }
+    }
+
+    // MARK: Writing
+
+    /// Batches sent before the first is answered: the round trips overlap, as the Database Service's writer and
+    /// this replica's work on answers do. Order among them does not matter: a product's newer line has the higher
+    /// version, which the Database Service keeps whichever batch lands first.
+    static let batchesInFlight = 3
+
+    /// Sends the operations after the last acknowledged one in batches; false when stopped by shutdown.
+    private mutating func write() async throws -> Bool {
+        let reader = try LineFileReader(path: spool.operations)
+        var skipped: Int64 = 0
+        while skipped < counts.acknowledged, try reader.next({ _, _ in () }) != nil { skipped += 1 }
+        let (worker, database) = (worker, worker.catalog.database)
+        var window: [(lines: [Int64], operations: [WriteOperation], answer: Task<WriteBatchResult?, Never>)] = []
+        defer { for batch in window { batch.answer.cancel() } }
+        while true {
+            while window.count < Self.batchesInFlight {
+                var lines: [Int64] = []
+                var operations: [WriteOperation] = []
+                var bytes = 0
+                while operations.count < ServiceContract.maxBatchOperations, bytes < ServiceContract.maxBatchBodySize / 4,
+                      let (line, operation) = try reader.next({ _, text in try Self.operation(text) })
+                {
+                    lines.append(line)
+                    operations.append(operation)
+                    bytes += operation.maxJSONSize
+                }
+                guard !operations.isEmpty else { break }
+                let batch = WriteBatch(operations: operations)
+                let answer = Task { await worker.retrying("writing imported products") { try await database.apply(batch) } }
+                window.append((lines, operations, answer))
+            }
+            guard !window.isEmpty else { return true }
+            let (lines, operations, answer) = window.removeFirst()
+            let result = await withTaskCancellationHandler { await answer.value } onCancel: { answer.cancel() }
+            guard let result else {
+                if Task.isCancelled { return false }
+                throw ImportRunError.refused
+            }
+            var applied: [WriteOperation] = []
+            for (index, outcome) in result.results.enumerated() where index < operations.count {
+                switch outcome.outcome {
+                case .applied:
+                    counts.written += 1
+                    applied.append(operations[index])
+                case .stale:
+                    // Written before a restart, or replaced since by a newer write: either way the line is in.
+                    counts.written += 1
+                case .rejected:
+                    reject(line: lines[index], APIError(.badRequest, code: "rejected", message: outcome.error ?? "rejected by the Database Service"))
+                }
+            }
+            worker.catalog.applyImported(applied)
+            counts.acknowledged += Int64(operations.count)
+            try spool.saveState(counts)
+            guard await report(ImportProgress(written: counts.written, rejected: counts.rejected)) else { return false }
+        }
+    }
+
+    /// An operations line: `<line number> <operation JSON>`.
+    private static func operation(_ text: UnsafeRawBufferPointer) throws -> (Int64, WriteOperation) {
+        guard let space = text.firstIndex(of: UInt8(ascii: " ")),
+              let line = Int64(String(decoding: UnsafeRawBufferPointer(rebasing: text[..<space]), as: UTF8.self))
+        else { throw ImportRunError.corrupt }
+        return (line, try WriteOperation(json: UnsafeRawBufferPointer(rebasing: text[(space + 1)...])))
+    }
+
+    // MARK: Reports
+
+    /// Reports progress (with the errors gathered) at most every `reportInterval` unless `force`; false at shutdown.
+    private mutating func report(_ progress: ImportProgress, force: Bool = false) async -> Bool {
+        guard force || ContinuousClock.now - lastReport >= ImportWorker.reportInterval else { return true }
+        lastReport = .now
+        if !errors.isEmpty {
+            let batch = ImportsErrorBatch(errors: errors)
+            let path = "/api/imports/\(file.id)/errors"
+            let (worker, tenant) = (worker, file.tenant)
+            let sent: Bool? = await worker.retrying("reporting an import's errors") {
+                let _: ImportWorker.Empty? = try await worker.call(.post, path, tenant: tenant, body: batch)
+                return true
+            }
+            guard sent != nil else { return false }
+            errorsSent += errors.count
+            errors.removeAll()
+        }
+        guard let job = await worker.report(file.id, tenant: file.tenant, progress) else { return false }
+        // Failed meanwhile (its replica was silent too long): stop; the job says what was written.
+        if job.status.isFinished, progress.status == nil {
+            logger.warning("import job was finished elsewhere; stopping", metadata: ["status": "\(job.status.rawValue)"])
+            spool.remove()
+            return false
+        }
+        return true
+    }
+
+    /// Reports the end; true once the Database Service has it.
+    private mutating func finish(_ status: ImportJob.Status, error: String?) async throws -> Bool {
+        await report(
+            ImportProgress(
+                status: status, validated: counts.validated, written: counts.written, rejected: counts.rejected, error: error,
+                finishedAt: Timestamp.now()),
+            force: true)
+    }
+}
+
+/// `POST /api/imports/{id}/errors`'s body.
+private struct ImportsErrorBatch: Encodable, Sendable {
+    var errors: [ImportLineError]
+}
+
+enum ImportRunError: Error, CustomStringConvertible {
+    case refused
+    case corrupt
+
+    var description: String {
+        switch self {
+        case .refused: "the Database Service refused a batch of imported products"
+        case .corrupt: "the job's operations file is unreadable"
+        }
+    }
+}
