@@ -25,6 +25,7 @@ struct ChangeLogService: Service {
     static let answerRetentionMs: Int64 = 24 * 3600 * 1000
 
     private func purgeUntilCancelled() async {
+        let started = ContinuousClock.now
         while !Task.isCancelled {
             let cutoff = Timestamp.nowMilliseconds() - Int64(retention.components.seconds * 1000)
                 - Int64(retention.components.attoseconds / 1_000_000_000_000_000)
@@ -39,9 +40,12 @@ struct ChangeLogService: Service {
                 if answers > 0 { logger.info("purged idempotency answers past 24 hours", metadata: ["answers": "\(answers)"]) }
                 let imports = try await store.purgeImports(finishedBefore: cutoff)
                 if imports > 0 { logger.info("purged import jobs past retention", metadata: ["jobs": "\(imports)"]) }
-                let now = Timestamp.nowMilliseconds()
-                let silent = try await store.failSilentImports(silentSinceMs: now - ImportRules.silenceBeforeFailingMs, nowMs: now)
-                if silent > 0 { logger.warning("failed import jobs whose replica stopped reporting", metadata: ["jobs": "\(silent)"]) }
+                // Only once this process has been up that long: a replica cannot report while the Database Service is down.
+                if ContinuousClock.now - started >= .milliseconds(ImportRules.silenceBeforeFailingMs) {
+                    let now = Timestamp.nowMilliseconds()
+                    let silent = try await store.failSilentImports(silentSinceMs: now - ImportRules.silenceBeforeFailingMs, nowMs: now)
+                    if silent > 0 { logger.warning("failed import jobs whose replica stopped reporting", metadata: ["jobs": "\(silent)"]) }
+                }
             } catch {
                 if Task.isCancelled { return }
                 logger.warning("purging the change log failed; will retry", metadata: ["error": "\(error)"])

@@ -54,13 +54,16 @@ struct ImportsController<Context: TenantRequestContext> {
         }
         let tenant = context.tenant
         try imports.reserve(tenant: tenant)
-        var reserved = true
-        defer { if reserved { imports.release(tenant: tenant) } }
-
         let id = imports.newJobID()
+        imports.beginUpload(id)
         let spool = imports.spool(id)
         var kept = false
-        defer { if !kept { spool.remove() } }
+        defer {
+            if !kept {
+                spool.remove()
+                imports.abandonUpload(id, tenant: tenant)
+            }
+        }
         try FileManager.default.createDirectory(atPath: spool.directory, withIntermediateDirectories: true)
         let upload = try ImportUploadWriter(path: spool.input)
         do {
@@ -93,7 +96,6 @@ struct ImportsController<Context: TenantRequestContext> {
         }
         try spool.saveJob(ImportSpool.JobFile(id: id, tenant: tenant, mode: mode, errorPolicy: policy, lines: upload.productLines))
         kept = true
-        reserved = false
         imports.submit(ImportSpool.JobFile(id: id, tenant: tenant, mode: mode, errorPolicy: policy, lines: upload.productLines))
         context.logger.info("import job accepted", metadata: ["import_id": "\(id)", "lines": "\(upload.productLines)", "bytes": "\(upload.bytes)"])
         return .json(stored.publicView, status: .accepted, headers: headers)

@@ -41,6 +41,10 @@ final class ImportWorker: Service, Sendable {
         var unfinished: [String: Int] = [:]
         var pending: [ImportSpool.JobFile] = []
         var runningTenants: Set<String> = []
+        /// Jobs queued or running, so that none is queued twice.
+        var known: Set<String> = []
+        /// Uploads under way: their directories are not yet jobs, and not leftovers either.
+        var uploading: Set<String> = []
 
         var unfinishedCount: Int { unfinished.values.reduce(0, +) }
     }
@@ -84,9 +88,24 @@ final class ImportWorker: Service, Sendable {
         }
     }
 
+    /// Marks an upload under way (its directory is left alone at start) until `submit` or `release`.
+    func beginUpload(_ id: String) {
+        queue.withLock { _ = $0.uploading.insert(id) }
+    }
+
+    /// Gives back the place of an upload that did not become a job.
+    func abandonUpload(_ id: String, tenant: String) {
+        queue.withLock { _ = $0.uploading.remove(id) }
+        release(tenant: tenant)
+    }
+
     /// Queues a job whose place is reserved and whose files are durable.
     func submit(_ job: ImportSpool.JobFile) {
-        queue.withLock { $0.pending.append(job) }
+        queue.withLock { queue in
+            queue.uploading.remove(job.id)
+            guard queue.known.insert(job.id).inserted else { return }
+            queue.pending.append(job)
+        }
         wake.yield()
     }
 
@@ -102,6 +121,7 @@ final class ImportWorker: Service, Sendable {
                             await self.runJob(job)
                             self.queue.withLock { queue in
                                 queue.runningTenants.remove(job.tenant)
+                                queue.known.remove(job.id)
                                 queue.unfinished[job.tenant, default: 1] -= 1
                                 if queue.unfinished[job.tenant] == 0 { queue.unfinished[job.tenant] = nil }
                             }
@@ -131,12 +151,19 @@ final class ImportWorker: Service, Sendable {
         var local = Set<String>()
         for name in (try? FileManager.default.contentsOfDirectory(atPath: directory).sorted()) ?? [] {
             let spool = spool(name)
-            guard let job = spool.loadJob() else {
+            let job = spool.loadJob()
+            let queued = queue.withLock { queue -> Bool in
+                if queue.uploading.contains(name) { return true }
+                guard let job, !queue.known.contains(job.id) else { return job != nil }
+                queue.unfinished[job.tenant, default: 0] += 1
+                return false
+            }
+            if let job { local.insert(job.id) }
+            if queued { continue }
+            guard let job else {
                 spool.remove()
                 continue
             }
-            local.insert(job.id)
-            queue.withLock { $0.unfinished[job.tenant, default: 0] += 1 }
             submit(job)
         }
         if !local.isEmpty { logger.notice("resuming import jobs", metadata: ["jobs": "\(local.count)"]) }
