@@ -416,8 +416,10 @@ final class Catalog: Sendable {
     }
 
     /// Imported writes the Database Service stored: this replica's cache has them at once (others through the feed).
-    func applyImported(_ operations: [WriteOperation]) {
-        for operation in operations { _ = cache.applyStored(operation) }
+    func applyImported(_ products: [(tenant: String, product: CachedProduct)]) {
+        for (tenant, product) in products {
+            cache.applyStored(tenant: tenant, id: product.id, version: product.version, .put(product))
+        }
     }
 
     // MARK: Versions

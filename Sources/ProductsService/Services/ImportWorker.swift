@@ -466,64 +466,90 @@ private struct ImportRun {
     /// version, which the Database Service keeps whichever batch lands first.
     static let batchesInFlight = 3
 
-    /// Sends the operations after the last acknowledged one in batches; false when stopped by shutdown.
+    /// One imported write as a batch carries it: its line, and the product as this replica caches it.
+    private struct Imported {
+        var line: Int64
+        var tenant: String
+        var product: CachedProduct
+    }
+
+    /// Sends the operations after the last acknowledged one in batches; false when stopped by shutdown. Each
+    /// operation's JSON goes into the batch as it was written while checking, and into the cache as it is.
     private mutating func write() async throws -> Bool {
         let reader = try LineFileReader(path: spool.operations)
         var skipped: Int64 = 0
         while skipped < counts.acknowledged, try reader.next({ _, _ in () }) != nil { skipped += 1 }
         let (worker, database) = (worker, worker.catalog.database)
-        var window: [(lines: [Int64], operations: [WriteOperation], answer: Task<WriteBatchResult?, Never>)] = []
+        var window: [(writes: [Imported], answer: Task<WriteBatchResult?, Never>)] = []
         defer { for batch in window { batch.answer.cancel() } }
         while true {
             while window.count < Self.batchesInFlight {
-                var lines: [Int64] = []
-                var operations: [WriteOperation] = []
-                var bytes = 0
-                while operations.count < ServiceContract.maxBatchOperations, bytes < ServiceContract.maxBatchBodySize / 4,
-                      let (line, operation) = try reader.next({ _, text in try Self.operation(text) })
+                var writes: [Imported] = []
+                var body = ByteBuffer()
+                body.reserveCapacity(1 << 20)
+                body.writeStaticString("{\"operations\":[")
+                while writes.count < ServiceContract.maxBatchOperations, body.readableBytes < ServiceContract.maxBatchBodySize / 4,
+                      let imported = try reader.next({ _, text in try Self.operation(text, appendingTo: &body, first: writes.isEmpty) })
                 {
-                    lines.append(line)
-                    operations.append(operation)
-                    bytes += operation.maxJSONSize
+                    writes.append(imported)
                 }
-                guard !operations.isEmpty else { break }
-                let batch = WriteBatch(operations: operations)
-                let answer = Task { await worker.retrying("writing imported products") { try await database.apply(batch) } }
-                window.append((lines, operations, answer))
+                guard !writes.isEmpty else { break }
+                body.writeStaticString("]}")
+                let (batch, count) = (body, writes.count)
+                let answer = Task {
+                    await worker.retrying("writing imported products") { try await database.apply(json: batch, count: count) }
+                }
+                window.append((writes, answer))
             }
             guard !window.isEmpty else { return true }
-            let (lines, operations, answer) = window.removeFirst()
+            let (writes, answer) = window.removeFirst()
             let result = await withTaskCancellationHandler { await answer.value } onCancel: { answer.cancel() }
             guard let result else {
                 if Task.isCancelled { return false }
                 throw ImportRunError.refused
             }
-            var applied: [WriteOperation] = []
-            for (index, outcome) in result.results.enumerated() where index < operations.count {
+            var applied: [(tenant: String, product: CachedProduct)] = []
+            for (index, outcome) in result.results.enumerated() where index < writes.count {
                 switch outcome.outcome {
                 case .applied:
                     counts.written += 1
-                    applied.append(operations[index])
+                    applied.append((writes[index].tenant, writes[index].product))
                 case .stale:
                     // Written before a restart, or replaced since by a newer write: either way the line is in.
                     counts.written += 1
                 case .rejected:
-                    reject(line: lines[index], APIError(.badRequest, code: "rejected", message: outcome.error ?? "rejected by the Database Service"))
+                    reject(
+                        line: writes[index].line,
+                        APIError(.badRequest, code: "rejected", message: outcome.error ?? "rejected by the Database Service"))
                 }
             }
             worker.catalog.applyImported(applied)
-            counts.acknowledged += Int64(operations.count)
+            counts.acknowledged += Int64(writes.count)
             try spool.saveState(counts)
             guard await report(ImportProgress(written: counts.written, rejected: counts.rejected)) else { return false }
         }
     }
 
-    /// An operations line: `<line number> <operation JSON>`.
-    private static func operation(_ text: UnsafeRawBufferPointer) throws -> (Int64, WriteOperation) {
+    /// Reads an operations line, `<line number> <operation JSON>`, appending the operation to a batch's body.
+    private static func operation(_ text: UnsafeRawBufferPointer, appendingTo body: inout ByteBuffer, first: Bool) throws -> Imported {
         guard let space = text.firstIndex(of: UInt8(ascii: " ")),
               let line = Int64(String(decoding: UnsafeRawBufferPointer(rebasing: text[..<space]), as: UTF8.self))
         else { throw ImportRunError.corrupt }
-        return (line, try WriteOperation(json: UnsafeRawBufferPointer(rebasing: text[(space + 1)...])))
+        let json = UnsafeRawBufferPointer(rebasing: text[(space + 1)...])
+        var parser = JSONParser(bytes: json)
+        var tenant: String?
+        var product: CachedProduct?
+        try parser.members { parser, key throws(JSONSyntaxError) in
+            switch key {
+            case "tenant": tenant = try parser.string(param: "tenant")
+            case "product": product = try CachedProduct(parsing: &parser, in: json, param: "product")
+            default: _ = try parser.skipValue()
+            }
+        }
+        guard let tenant, let product else { throw ImportRunError.corrupt }
+        if !first { body.writeInteger(UInt8(ascii: ",")) }
+        body.writeBytes(json)
+        return Imported(line: line, tenant: tenant, product: product)
     }
 
     // MARK: Reports

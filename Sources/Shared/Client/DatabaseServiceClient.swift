@@ -15,6 +15,9 @@ package protocol DatabaseServiceClient: Sendable {
     func write(_ write: CoordinatedWrite) async throws(DatabaseClientError) -> CoordinatedResult
     /// Applies a batch of versioned writes in one transaction.
     func apply(_ batch: WriteBatch) async throws(DatabaseClientError) -> WriteBatchResult
+    /// The same for a batch already written as `{"operations":[...]}` with `count` operations, by a caller that
+    /// holds its writes as JSON.
+    func apply(json body: ByteBuffer, count: Int) async throws(DatabaseClientError) -> WriteBatchResult
     /// The Database Service's health report.
     func health() async throws(DatabaseClientError) -> DatabaseHealth
     /// The grant of the active API key with this SHA-256, or nil when there is none.
@@ -36,6 +39,12 @@ package protocol DatabaseServiceClient: Sendable {
 }
 
 extension DatabaseServiceClient {
+    package func apply(json body: ByteBuffer, count: Int) async throws(DatabaseClientError) -> WriteBatchResult {
+        let batch: WriteBatch
+        do { batch = try WriteBatch(json: body) } catch { throw .invalidResponse("the batch to send: \(error)") }
+        return try await apply(batch)
+    }
+
     package func listProductsJSON(tenant: String, query: ProductQuery) async throws(DatabaseClientError) -> ByteBuffer {
         try await listProducts(tenant: tenant, query: query).json
     }

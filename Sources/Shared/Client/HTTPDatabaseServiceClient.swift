@@ -47,11 +47,15 @@ package struct HTTPDatabaseServiceClient: DatabaseServiceClient {
     }
 
     package func apply(_ batch: WriteBatch) async throws(DatabaseClientError) -> WriteBatchResult {
-        let response = try await send(.POST, "/api/products/batch", tenant: nil, body: batch.json, timeout: bulkTimeout)
+        try await apply(json: batch.json, count: batch.operations.count)
+    }
+
+    package func apply(json body: ByteBuffer, count: Int) async throws(DatabaseClientError) -> WriteBatchResult {
+        let response = try await send(.POST, "/api/products/batch", tenant: nil, body: body, timeout: bulkTimeout)
         let result: WriteBatchResult
         do { result = try WriteBatchResult(json: response.body) } catch { throw .invalidResponse("WriteBatchResult: \(error)") }
-        guard result.results.count == batch.operations.count else {
-            throw .invalidResponse("batch of \(batch.operations.count) answered with \(result.results.count) results")
+        guard result.results.count == count else {
+            throw .invalidResponse("batch of \(count) answered with \(result.results.count) results")
         }
         return result
     }
