@@ -100,6 +100,12 @@ struct ImportTests {
         try await eventually("two product.created events") {
             try await HTTP.get(base + "/events?type=product.created").json([[String: JSONAny]].self).count == 2
         }
+        // The change log carries the new fields to events (and to the other replicas' feed).
+        let events = try await HTTP.get(base + "/events?type=product.created").text
+        #expect(events.contains(#""description":"Warm light.","images":["https://cdn.example/lamp.png"],"active":true"#))
+        #expect(events.contains(#""active":false"#))
+        let feed = try await HTTP.get(stack.databaseURL + "/api/changes?limit=100").text
+        #expect(feed.contains(#""description":"Warm light.""#))
 
         // Upsert: ids from the file; a product replaced keeps its creation time unless the line gives one.
         let upsert = [
