@@ -64,8 +64,8 @@ enum ImportSchema {
         """,
     ]
 
-    static func encode(_ job: ImportJob) throws -> String { String(decoding: try JSONEncoder().encode(job), as: UTF8.self) }
-    static func decode(_ text: String) throws -> ImportJob { try JSONDecoder().decode(ImportJob.self, from: Data(text.utf8)) }
+    static func encode(_ job: ImportJob) throws -> String { String(decoding: try JSONCoding.encoder.encode(job), as: UTF8.self) }
+    static func decode(_ text: String) throws -> ImportJob { try JSONCoding.decoder.decode(ImportJob.self, from: Data(text.utf8)) }
 
     /// What a job's silence means, stated in the job.
     static func silenceError(_ job: ImportJob) -> String {

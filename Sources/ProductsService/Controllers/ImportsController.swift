@@ -84,9 +84,9 @@ struct ImportsController<Context: TenantRequestContext> {
             id: id, tenant: tenant, mode: mode, errorPolicy: policy, lines: upload.productLines, replicaID: imports.replicaID,
             idempotencyKey: key, fingerprint: key == nil ? nil : fingerprint)
         let answer = try await Forwarding.send(
-            imports.catalog.database, .post, path: "/api/imports", tenant: tenant, body: ByteBuffer(data: try JSONEncoder().encode(job)))
+            imports.catalog.database, .post, path: "/api/imports", tenant: tenant, body: try JSONCoding.encode(job))
         guard answer.status == 200 || answer.status == 201 else { return try Forwarding.response(answer) }
-        let stored = try JSONDecoder().decode(ImportJob.self, from: Data(buffer: answer.body))
+        let stored = try JSONCoding.decoder.decode(ImportJob.self, from: Data(buffer: answer.body))
         var headers: HTTPFields = [.location: "/imports/\(stored.id)"]
         if answer.status == 200 {
             // The key was used before: the same file gets its job back, another file is refused.
@@ -94,9 +94,10 @@ struct ImportsController<Context: TenantRequestContext> {
             headers[.idempotentReplayed] = "true"
             return .json(stored.publicView, status: .accepted, headers: headers)
         }
-        try spool.saveJob(ImportSpool.JobFile(id: id, tenant: tenant, mode: mode, errorPolicy: policy, lines: upload.productLines))
+        let file = ImportSpool.JobFile(id: id, tenant: tenant, mode: mode, errorPolicy: policy, lines: upload.productLines)
+        try spool.saveJob(file)
         kept = true
-        imports.submit(ImportSpool.JobFile(id: id, tenant: tenant, mode: mode, errorPolicy: policy, lines: upload.productLines))
+        imports.submit(file)
         context.logger.info("import job accepted", metadata: ["import_id": "\(id)", "lines": "\(upload.productLines)", "bytes": "\(upload.bytes)"])
         return .json(stored.publicView, status: .accepted, headers: headers)
     }
@@ -106,7 +107,7 @@ struct ImportsController<Context: TenantRequestContext> {
         let id = try Self.id(context)
         let answer = try await Forwarding.send(imports.catalog.database, .get, path: "/api/imports/\(id)", tenant: context.tenant, body: nil)
         guard answer.status == 200 else { return try Forwarding.response(answer) }
-        let job = try JSONDecoder().decode(ImportJob.self, from: Data(buffer: answer.body))
+        let job = try JSONCoding.decoder.decode(ImportJob.self, from: Data(buffer: answer.body))
         return .json(job.publicView)
     }
 

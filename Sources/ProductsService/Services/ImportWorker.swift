@@ -236,14 +236,14 @@ final class ImportWorker: Service, Sendable {
     func call<Answer: Decodable>(
         _ method: HTTPRequest.Method, _ path: String, tenant: String, body: (some Encodable)? = nil as Int?
     ) async throws -> Answer? {
-        let bytes = try body.map { ByteBuffer(data: try JSONEncoder().encode($0)) }
+        let bytes = try body.map { try JSONCoding.encode($0) }
         let answer = try await catalog.database.forward(method, path: path, tenant: tenant, body: bytes)
         if answer.status == 404 { return nil }
         guard (200..<300).contains(answer.status) else {
-            throw DatabaseClientError.rejected(status: answer.status, body: try? JSONDecoder().decode(APIError.Body.self, from: Data(buffer: answer.body)))
+            throw DatabaseClientError.rejected(status: answer.status, body: try? JSONCoding.decoder.decode(APIError.Body.self, from: Data(buffer: answer.body)))
         }
         if Answer.self == Empty.self { return Empty() as? Answer }
-        return try JSONDecoder().decode(Answer.self, from: Data(buffer: answer.body))
+        return try JSONCoding.decoder.decode(Answer.self, from: Data(buffer: answer.body))
     }
 
     /// An answer with nothing to read.

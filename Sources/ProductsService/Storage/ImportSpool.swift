@@ -46,25 +46,25 @@ struct ImportSpool: Sendable {
     }
 
     func saveJob(_ job: JobFile) throws {
-        try DurableFile.replace(jobFile, with: ByteBuffer(data: try JSONEncoder().encode(job)))
+        try DurableFile.replace(jobFile, with: try JSONCoding.encode(job))
     }
 
     func loadJob() -> JobFile? {
         guard let data = FileManager.default.contents(atPath: jobFile) else { return nil }
-        return try? JSONDecoder().decode(JobFile.self, from: data)
+        return try? JSONCoding.decoder.decode(JobFile.self, from: data)
     }
 
     /// Saves where writing stands; atomic, not synced: after a crash an older state only means resending
     /// operations the Database Service already has, which it finds stale.
     func saveState(_ state: WriteState) throws {
         let temporary = stateFile + ".tmp"
-        try JSONEncoder().encode(state).write(to: URL(fileURLWithPath: temporary))
+        try JSONCoding.encoder.encode(state).write(to: URL(fileURLWithPath: temporary))
         guard rename(temporary, stateFile) == 0 else { throw Errno(rawValue: errno) }
     }
 
     func loadState() -> WriteState? {
         guard let data = FileManager.default.contents(atPath: stateFile) else { return nil }
-        return try? JSONDecoder().decode(WriteState.self, from: data)
+        return try? JSONCoding.decoder.decode(WriteState.self, from: data)
     }
 
     func remove() {
