@@ -25,6 +25,8 @@ struct ImportStoreTests {
                 tenant: "acme", id: "imp_1", ImportProgress(status: .running, phase: .validating, validated: 4, startedAt: "2026-01-01T00:00:00Z")))
             #expect(running.status == .running && running.phase == .validating && running.validated == 4 && running.startedAt == "2026-01-01T00:00:00Z")
             #expect(try await store.unfinishedImports(replicaID: "replica-a").map(\.id) == ["imp_1", "imp_2"])
+            let resumed = try await store.updateImport(tenant: "acme", id: "imp_1", ImportProgress(phase: .writing, startedAt: "2026-01-02T00:00:00Z"))
+            #expect(resumed?.startedAt == "2026-01-01T00:00:00Z" && resumed?.phase == .writing, "a resumed job keeps its first start")
             let done = try #require(try await store.updateImport(
                 tenant: "acme", id: "imp_1", ImportProgress(status: .partiallySucceeded, validated: 10, written: 7, rejected: 3, finishedAt: Timestamp.now())))
             #expect(done.status == .partiallySucceeded && done.phase == nil && done.progress == 1)

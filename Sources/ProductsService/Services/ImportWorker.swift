@@ -191,8 +191,7 @@ final class ImportWorker: Service, Sendable {
         logger[metadataKey: "tenant"] = "\(file.tenant)"
         let state = spool.loadState()
         let started = await report(
-            file.id, tenant: file.tenant, ImportProgress(status: .running, phase: state == nil ? .validating : .writing, startedAt: Timestamp.now()),
-            keepingStart: true)
+            file.id, tenant: file.tenant, ImportProgress(status: .running, phase: state == nil ? .validating : .writing, startedAt: Timestamp.now()))
         guard let started else {
             // Shutdown, or the Database Service no longer has the job: nothing to run it for.
             if !Task.isCancelled {
@@ -222,13 +221,9 @@ final class ImportWorker: Service, Sendable {
     // MARK: The Database Service
 
     /// Sends a report of a job; retried until the Database Service takes it (nil only at shutdown or if the job is gone).
-    func report(_ id: String, tenant: String, _ progress: ImportProgress, keepingStart: Bool = false) async -> ImportJob? {
+    func report(_ id: String, tenant: String, _ progress: ImportProgress) async -> ImportJob? {
         await retrying("reporting an import's progress") { () async throws -> ImportJob? in
-            var progress = progress
-            if keepingStart, let current: ImportJob = try await self.call(.get, "/api/imports/\(id)", tenant: tenant), current.startedAt != nil {
-                progress.startedAt = nil
-            }
-            return try await self.call(.patch, "/api/imports/\(id)", tenant: tenant, body: progress)
+            try await self.call(.patch, "/api/imports/\(id)", tenant: tenant, body: progress)
         } ?? nil
     }
 

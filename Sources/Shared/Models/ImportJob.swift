@@ -181,7 +181,8 @@ package struct ImportProgress: Codable, Sendable, Equatable {
         if let written { job.written = written }
         if let rejected { job.rejected = rejected }
         if let error { job.error = error }
-        if let startedAt { job.startedAt = startedAt }
+        // A job resumed after a restart keeps the time it first started.
+        if let startedAt, job.startedAt == nil { job.startedAt = startedAt }
         if let finishedAt { job.finishedAt = finishedAt }
         if job.status.isFinished { job.phase = nil }
         job.updatedMs = nowMs

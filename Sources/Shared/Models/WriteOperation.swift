@@ -147,15 +147,6 @@ extension WriteOperation {
         }
     }
 
-    /// One operation's JSON object, as `writeJSON(into:)` writes it (the whole of `bytes`).
-    package init(json bytes: UnsafeRawBufferPointer) throws(JSONSyntaxError) {
-        var parser = JSONParser(bytes: bytes)
-        var recordedAtMs: Int64?
-        try self.init(parsing: &parser, param: "operation", recordedAtMs: &recordedAtMs)
-        parser.skipWhitespace()
-        guard parser.index == bytes.count else { throw parser.failure("unexpected data after the operation") }
-    }
-
     /// One operation of a batch, read by `WriteBatch(json:)`, with its `recorded_at_ms`; `param` names it in errors.
     init(parsing parser: inout JSONParser, param: String, recordedAtMs: inout Int64?) throws(JSONSyntaxError) {
         guard parser.current == UInt8(ascii: "{") else { throw try parser.mismatch(param, "an object") }
