@@ -275,6 +275,7 @@ struct RoutesTests {
                 (#"{"name":"X","images":[\#(nine)]}"#, "images"),
                 (#"{"name":"X","images":["https://ok.example/a.png","ftp://cdn.example/a.png"]}"#, "images[1]"),
                 (#"{"name":"X","images":["https:///path"]}"#, "images[0]"),
+                (#"{"name":"X","images":["http://[abc/x.png"]}"#, "images[0]"),
                 (#"{"name":"X","images":["https://cdn.example/a b.png"]}"#, "images[0]"),
                 (#"{"name":"X","images":["\#(longURL)"]}"#, "images[0]"),
                 (#"{"name":"X","images":[1]}"#, "images[0]"),

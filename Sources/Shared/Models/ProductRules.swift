@@ -56,8 +56,8 @@ package enum ProductRules {
         for (index, url) in images.enumerated() { try validateImageURL(url, param: "\(param)[\(index)]") }
     }
 
-    /// An absolute http(s) URL starting with its host, without white space or control characters (RFC 3986 allows
-    /// neither); the OpenAPI documents state the same rule as a pattern.
+    /// An absolute http(s) URL starting with its host (a name or an IPv4 address: no brackets before the path), without
+    /// white space or control characters (RFC 3986 allows neither); the OpenAPI documents state the same rule as a pattern.
     package static func validateImageURL(_ url: String, param: String) throws(APIError) {
         guard url.unicodeScalars.count <= maxImageURLLength else {
             throw APIError.invalidParameter(param, "'\(param)' must be at most \(maxImageURLLength) characters")
@@ -74,8 +74,10 @@ package enum ProductRules {
             throw APIError.invalidParameter(param, "'\(param)' must be an absolute http or https URL")
         }
         // The host must start right after "//"; white space, control characters, `\` and `"` are not URL characters.
-        let first = utf8.dropFirst(scheme).first
-        guard let first, !"/?#@:".utf8.contains(first),
+        // Brackets (IPv6 literals) are refused in the host part: clients' URL parsers reject unbalanced ones.
+        let authority = utf8.dropFirst(scheme).prefix { !"/?#".utf8.contains($0) }
+        guard let first = authority.first, !"@:".utf8.contains(first),
+              !authority.contains(where: { $0 == UInt8(ascii: "[") || $0 == UInt8(ascii: "]") }),
               !utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F || $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "\"") })
         else {
             throw APIError.invalidParameter(param, "'\(param)' must be an absolute http or https URL with a host and no spaces")
