@@ -37,6 +37,12 @@ struct ProductsServiceSettings: Sendable {
     /// How often the budget is enforced, and how soon an evicted shop may be brought back after the last one.
     var cacheBudgetInterval: Duration = .seconds(1)
     var cacheReadmissionInterval: Duration = .seconds(10)
+    /// How long and how much of each shop's tombstones the cache keeps (`--tombstone-retention`, `--tombstone-budget`).
+    var shopLimits = ShopState.Limits()
+    /// The most the replica's idempotency answers take (`--idempotency-budget`).
+    var idempotencyBytes = IdempotencyStore.defaultByteLimit
+    /// The most remembered API key verifications take (`--key-cache-budget`).
+    var keyCacheBytes = KeyVerifications.defaultBudget
     /// How journal appends are made durable; tests inject failures.
     var journalSync: AppendOnlyFile.Sync = AppendOnlyFile.syncData
 }
@@ -54,7 +60,9 @@ func buildApplication(
     logger.logLevel = settings.logLevel
     let directory = settings.journalEnabled ? settings.dataDirectory : nil
     let catalog = Catalog(
-        try Catalog.Parts(directory: directory, database: database, logger: logger, sync: settings.journalSync),
+        try Catalog.Parts(
+            directory: directory, database: database, logger: logger, sync: settings.journalSync,
+            idempotencyBytes: settings.idempotencyBytes, shopLimits: settings.shopLimits),
         persistence: settings.persistence, cacheBudget: settings.cacheBudget, readmissionInterval: settings.cacheReadmissionInterval,
         logger: logger)
     if !settings.journalEnabled {
@@ -62,7 +70,8 @@ func buildApplication(
     }
     let loader = CatalogLoader(catalog: catalog, retryMaxDelay: settings.persistence.retryMaxDelay, logger: logger)
     let authenticator = Authenticator(
-        database: database, directory: directory, logger: logger, requireKeys: settings.requireAPIKeys, usableFor: settings.keyOutageTrust)
+        database: database, directory: directory, logger: logger, requireKeys: settings.requireAPIKeys, usableFor: settings.keyOutageTrust,
+        verifications: KeyVerifications(budget: settings.keyCacheBytes))
     let authMonitor = AuthModeMonitor(authenticator: authenticator, interval: settings.authModeInterval)
     let follower = ChangeFollower(
         catalog: catalog, cursorFile: directory.map { $0 + "/change-cursor" }, logger: logger,
@@ -106,7 +115,7 @@ func buildRouter(
             catalog: catalog, databaseServiceURL: settings.databaseServiceURL, backlogAlertAfter: settings.backlogAlertAfter,
             feedLagAlertAfter: settings.feedLagAlertAfter, authenticator: authenticator
         ).endpoints)
-    routes.addRoutes(MetricsController(refresh: { ProductsMetrics.refresh(catalog) }).endpoints)
+    routes.addRoutes(MetricsController(refresh: { ProductsMetrics.refresh(catalog, authenticator) }).endpoints)
     routes.addRoutes(ProductsController(catalog: catalog, auth: auth).endpoints, atPath: "/products")
     routes.addRoutes(ExportsController(catalog: catalog, auth: auth).endpoints, atPath: "/exports")
     routes.addRoutes(ImportsController(imports: imports, auth: auth).endpoints, atPath: "/imports")
@@ -122,10 +131,12 @@ func buildRouter(
 
 /// The gauges `/metrics` reads from state when scraped.
 enum ProductsMetrics {
-    static func refresh(_ catalog: Catalog) {
+    static func refresh(_ catalog: Catalog, _ authenticator: Authenticator) {
         let totals = catalog.totals
         Gauge(label: "products_cache_products").record(totals.products)
         Gauge(label: "products_cache_approximate_bytes").record(totals.approximateBytes)
+        Gauge(label: "products_cache_tombstones").record(totals.tombstones)
+        Gauge(label: "products_cache_tombstone_bytes").record(totals.tombstoneBytes)
         Gauge(label: "products_cache_loaded").record(catalog.isLoaded ? 1 : 0)
         Gauge(label: "products_cache_evicted_tenants").record(catalog.evictedTenantCount)
         let persistence = catalog.persistence
@@ -135,6 +146,8 @@ enum ProductsMetrics {
         Gauge(label: "products_journal_syncs").record(persistence.backlog.syncs)
         Gauge(label: "products_journal_failed").record(persistence.backlog.failure == nil ? 0 : 1)
         Gauge(label: "products_dead_letters").record(persistence.deadLetters.count)
+        Gauge(label: "products_idempotency_bytes").record(catalog.idempotencyBytes)
+        Gauge(label: "products_key_cache_bytes").record(authenticator.verificationFigures.bytes)
         let feed = catalog.feed.snapshot
         Gauge(label: "products_feed_lag_seconds").record(feed.lagSeconds() ?? -1)
         Gauge(label: "products_feed_position").record(Double(feed.cursor?.position ?? 0))

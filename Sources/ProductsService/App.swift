@@ -82,6 +82,22 @@ struct ProductsServiceCommand: AsyncParsableCommand {
     @Option(help: "Most memory the product cache may take, by its own estimate: bytes, or with KiB, MiB or GiB; 0: no limit. Least recently used shops are evicted past it (env CACHE_BUDGET).")
     var cacheBudget: String = Settings.env("CACHE_BUDGET", default: "0")
 
+    @Option(
+        help: """
+            Seconds a tombstone of a deleted product is kept, so that no older state fetched meanwhile shows it again; \
+            a replica's own unconfirmed deletes are kept until confirmed (env TOMBSTONE_RETENTION).
+            """)
+    var tombstoneRetention: Double = Settings.env("TOMBSTONE_RETENTION", default: 600)
+
+    @Option(help: "Most a shop's tombstones may take: bytes, or with KiB, MiB or GiB; past it the oldest go early (env TOMBSTONE_BUDGET).")
+    var tombstoneBudget: String = Settings.env("TOMBSTONE_BUDGET", default: "16MiB")
+
+    @Option(help: "Most this replica's kept Idempotency-Key answers may take: bytes, or with KiB, MiB or GiB; past it the oldest go (env IDEMPOTENCY_BUDGET).")
+    var idempotencyBudget: String = Settings.env("IDEMPOTENCY_BUDGET", default: "64MiB")
+
+    @Option(help: "Most this replica's remembered API key verifications may take, four fifths for working keys and one for unknown ones: bytes, or with KiB, MiB or GiB (env KEY_CACHE_BUDGET).")
+    var keyCacheBudget: String = Settings.env("KEY_CACHE_BUDGET", default: "5MiB")
+
     @Option(help: "trace, debug, info, notice, warning, error or critical (env LOG_LEVEL).")
     var logLevel: Logger.Level = Settings.env("LOG_LEVEL", default: .info)
 
@@ -118,6 +134,7 @@ struct ProductsServiceCommand: AsyncParsableCommand {
             ("--retry-max-delay (RETRY_MAX_DELAY)", retryMaxDelay), ("--sync-timeout (SYNC_TIMEOUT)", syncTimeout),
             ("--backlog-alert-after (BACKLOG_ALERT_AFTER)", backlogAlertAfter),
             ("--feed-lag-alert-after (FEED_LAG_ALERT_AFTER)", feedLagAlertAfter),
+            ("--tombstone-retention (TOMBSTONE_RETENTION)", tombstoneRetention),
         ]
         for (name, value) in durations where !(value > 0 && value < 86_400) {
             throw SettingError("\(name): must be a number of seconds above 0")
@@ -135,6 +152,15 @@ struct ProductsServiceCommand: AsyncParsableCommand {
         }
         guard let budget = Self.bytes(cacheBudget) else {
             throw SettingError("--cache-budget (CACHE_BUDGET): '\(cacheBudget)' is not a size such as 536870912, 512MiB or 2GiB")
+        }
+        guard let tombstoneBytes = Self.bytes(tombstoneBudget), tombstoneBytes >= 1 << 20 else {
+            throw SettingError("--tombstone-budget (TOMBSTONE_BUDGET): '\(tombstoneBudget)' is not a size of at least 1MiB, such as 16MiB")
+        }
+        guard let idempotencyBytes = Self.bytes(idempotencyBudget), idempotencyBytes >= 1 << 20 else {
+            throw SettingError("--idempotency-budget (IDEMPOTENCY_BUDGET): '\(idempotencyBudget)' is not a size of at least 1MiB, such as 64MiB")
+        }
+        guard let keyCacheBytes = Self.bytes(keyCacheBudget), keyCacheBytes >= 64 << 10 else {
+            throw SettingError("--key-cache-budget (KEY_CACHE_BUDGET): '\(keyCacheBudget)' is not a size of at least 64KiB, such as 5MiB")
         }
         let token = try Settings.secret(serviceToken, file: serviceTokenFile, name: "service-token")
         try DataDirectory.claim(dataDir)
@@ -156,6 +182,9 @@ struct ProductsServiceCommand: AsyncParsableCommand {
         settings.rateLimit = rateLimit
         settings.rateBurst = rateBurst
         settings.corsOrigins = origins
+        settings.idempotencyBytes = idempotencyBytes
+        settings.keyCacheBytes = keyCacheBytes
+        settings.shopLimits = ShopState.Limits(tombstoneRetention: .seconds(tombstoneRetention), tombstoneBytes: tombstoneBytes)
 
         var clientConfiguration = HTTPClient.Configuration()
         clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 16)

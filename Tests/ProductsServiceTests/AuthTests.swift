@@ -33,6 +33,29 @@ struct AuthTests {
         }
     }
 
+    @Test("a flood of unknown keys never evicts a working one: verifications are bounded in bytes, per pool, least recently verified first")
+    func verificationsBoundedInBytes() async throws {
+        let database = FakeDatabaseService()
+        let budget = 64 << 10
+        let authenticator = Authenticator(
+            database: database, directory: nil, logger: logger, verifications: KeyVerifications(budget: budget))
+        let keys = (0..<3).map { _ in database.addKey(tenant: "acme") }
+        for key in keys { #expect(try await authenticator.authenticate(headers(bearer: key)) != nil) }
+        database.isDown = true
+        // Unknown keys (refused while the Database Service was up) would once have wiped every entry at 10,000.
+        database.isDown = false
+        for _ in 0..<2_000 {
+            await #expect(throws: APIError.self) { try await authenticator.authenticate(headers(bearer: APIKey.generate())) }
+        }
+        let figures = authenticator.verificationFigures
+        #expect(figures.bytes <= budget)
+        #expect(figures.count < 2_003, "the oldest unknown keys went")
+        database.isDown = true
+        for key in keys {
+            #expect(try await authenticator.authenticate(headers(bearer: key)) != nil, "still verified, while the Database Service is down")
+        }
+    }
+
     @Test("a revoked key keeps working only while its verification is fresh; the Database Service down keeps it at most usableFor")
     func revocation() async throws {
         let database = FakeDatabaseService()

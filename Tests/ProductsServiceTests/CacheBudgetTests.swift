@@ -67,7 +67,7 @@ struct CacheBudgetTests {
         var renamed = shopB[5]
         renamed.name = "renamed elsewhere"
         renamed.version = 2
-        #expect(!fixture.cache.applyStored(.upsert(tenant: "b", product: renamed)), "not held: left to the Database Service")
+        #expect(!fixture.cache.applyFeed(.upsert(tenant: "b", product: renamed)), "not held: left to the Database Service")
         #expect(fixture.cache.get(tenant: "b", id: shopB[5].id) == nil)
 
         // "b" was used since its eviction, more recently than "a": it comes back and "a" makes room.

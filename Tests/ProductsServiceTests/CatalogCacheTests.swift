@@ -151,7 +151,8 @@ struct CatalogCacheTests {
         cache.replay(.upsert(tenant: "t", product: product("kept-newer2", version: 3)))
 
         let database = [product("kept-newer", version: 3), product("replaced", version: 2), product("new"), product("kept-newer2", version: 2)]
-        let result = cache.reconcile(tenant: "t", databaseProducts: database) { $0 == "pending-create" }
+        let page = database.sorted { $0.id < $1.id }.map(CachedProduct.init)
+        let result = cache.reconcilePage(tenant: "t", page, after: nil, through: nil) { $0 == "pending-create" }
         #expect(result.updated == 2)
         #expect(result.dropped == 1)
         #expect(cache.get(tenant: "t", id: "kept-newer") == nil, "a pending delete is not undone")
@@ -162,16 +163,16 @@ struct CatalogCacheTests {
         #expect(cache.get(tenant: "t", id: "kept-newer2")?.product.version == 3)
     }
 
-    @Test("a read-through that raced with a delete is not cached")
+    @Test("a read-through that raced with this replica's delete is not cached; a refused delete's tombstone is forgotten")
     func raceWithDelete() {
         let cache = CatalogCache()
-        let before = cache.deleteCount(tenant: "t")
+        let asked = ContinuousClock.now
         #expect(cache.stageUncachedDelete(tenant: "t", id: "x", version: 2) { 1 } == 1)
         cache.promote(through: 1)
-        cache.putIfUnchanged(tenant: "t", CachedProduct(product("x")), deleteCount: before)
+        cache.apply(.fetched(id: "x", .stored(CachedProduct(product("x"))), since: asked), tenant: "t")
         #expect(cache.get(tenant: "t", id: "x") == nil)
         #expect(cache.isPendingDelete(tenant: "t", id: "x"))
-        cache.confirmDelete(tenant: "t", id: "x", version: 2)
+        cache.apply(.refused(id: "x", .delete(version: 2)), tenant: "t")
         #expect(!cache.isPendingDelete(tenant: "t", id: "x"))
     }
 
@@ -189,49 +190,50 @@ struct CatalogCacheTests {
     @Test("stored changes (the feed) apply by version: repeats and older ones change nothing, deletes remove from reads and listings")
     func storedChanges() async {
         let cache = CatalogCache()
-        #expect(cache.applyStored(.upsert(tenant: "t", product: product("p", version: 5, name: "Five"))))
-        #expect(!cache.applyStored(.upsert(tenant: "t", product: product("p", version: 5, name: "Five again"))), "a repeat")
-        #expect(!cache.applyStored(.upsert(tenant: "t", product: product("p", version: 3, name: "Three"))), "an older one")
+        #expect(cache.applyFeed(.upsert(tenant: "t", product: product("p", version: 5, name: "Five"))))
+        #expect(!cache.applyFeed(.upsert(tenant: "t", product: product("p", version: 5, name: "Five again"))), "a repeat")
+        #expect(!cache.applyFeed(.upsert(tenant: "t", product: product("p", version: 3, name: "Three"))), "an older one")
         #expect(cache.get(tenant: "t", id: "p")?.product.name == "Five")
-        #expect(!cache.applyStored(.delete(tenant: "t", id: "p", version: 4, deletedAt: Timestamp.now())), "an older delete")
-        #expect(cache.applyStored(.delete(tenant: "t", id: "p", version: 9, deletedAt: Timestamp.now())))
+        #expect(!cache.applyFeed(.delete(tenant: "t", id: "p", version: 4, deletedAt: Timestamp.now())), "an older delete")
+        #expect(cache.applyFeed(.delete(tenant: "t", id: "p", version: 9, deletedAt: Timestamp.now())))
         #expect(cache.get(tenant: "t", id: "p") == nil)
         #expect(await cache.list(tenant: "t", query: ProductQuery()).products.isEmpty)
-        #expect(cache.applyStored(.upsert(tenant: "t", product: product("p", version: 12, name: "Back"))), "a later write wins, by version")
-        #expect(!cache.applyStored(.upsert(tenant: "t", product: product("q", version: 1)), deletesOnly: true), "catching up applies deletes only")
+        #expect(cache.applyFeed(.upsert(tenant: "t", product: product("p", version: 12, name: "Back"))), "a later write wins, by version")
+        #expect(!cache.applyFeed(.upsert(tenant: "t", product: product("q", version: 1)), deletesOnly: true), "catching up applies deletes only")
         #expect(cache.get(tenant: "t", id: "q") == nil)
 
         // A newer stored state replaces a local delete still waiting for the Database Service.
         _ = cache.stageUncachedDelete(tenant: "t", id: "r", version: 2) { 20 }
         cache.promote(through: 20)
         #expect(cache.isVisiblyDeleted(tenant: "t", id: "r"))
-        #expect(!cache.applyStored(.upsert(tenant: "t", product: product("r", version: 2))), "not newer than the delete")
-        #expect(cache.applyStored(.upsert(tenant: "t", product: product("r", version: 3))))
+        #expect(!cache.applyFeed(.upsert(tenant: "t", product: product("r", version: 2))), "not newer than the delete")
+        #expect(cache.applyFeed(.upsert(tenant: "t", product: product("r", version: 3))))
         #expect(!cache.isVisiblyDeleted(tenant: "t", id: "r") && cache.get(tenant: "t", id: "r")?.product.version == 3)
 
         // This replica's delete, persisted: while the feed is behind it, an older change cannot bring the product back.
         _ = cache.stageDelete(tenant: "t", id: "r") { _ in (7, 21) }
         cache.promote(through: 21)
-        #expect(!cache.applyStored(.upsert(tenant: "t", product: product("r", version: 3))), "the feed, still behind the delete")
+        #expect(!cache.applyFeed(.upsert(tenant: "t", product: product("r", version: 3))), "the feed, still behind the delete")
         #expect(cache.get(tenant: "t", id: "r") == nil && cache.isVisiblyDeleted(tenant: "t", id: "r"))
-        #expect(!cache.applyStored(.delete(tenant: "t", id: "r", version: 7, deletedAt: Timestamp.now())), "the delete itself, back")
-        #expect(!cache.isVisiblyDeleted(tenant: "t", id: "r"), "the tombstone has done its job")
+        #expect(!cache.applyFeed(.delete(tenant: "t", id: "r", version: 7, deletedAt: Timestamp.now())), "the delete itself, back")
+        #expect(cache.isVisiblyDeleted(tenant: "t", id: "r"), "the tombstone is kept, now ageing like any other")
+        #expect(!cache.applyFeed(.upsert(tenant: "t", product: product("r", version: 3))), "so an older change still cannot bring it back")
     }
 
-    @Test("a stored delete of a product not cached keeps a tombstone until the next full load")
+    @Test("a stored delete of a product not cached keeps a tombstone, forgotten by a full load")
     func uncachedDeleteTombstone() async {
         let cache = CatalogCache()
         // Another replica's delete arrives from the feed while a read-through or a stale write's catch-up has
         // fetched the older state and not yet cached it.
-        #expect(!cache.applyStored(.delete(tenant: "t", id: "x", version: 10, deletedAt: Timestamp.now())))
-        #expect(!cache.applyStored(.upsert(tenant: "t", product: product("x", version: 7))), "the older state, fetched before the delete")
+        #expect(!cache.applyFeed(.delete(tenant: "t", id: "x", version: 10, deletedAt: Timestamp.now())))
+        #expect(!cache.applyFeed(.upsert(tenant: "t", product: product("x", version: 7))), "the older state, fetched before the delete")
         #expect(cache.get(tenant: "t", id: "x") == nil)
         #expect(await cache.list(tenant: "t", query: ProductQuery()).products.isEmpty)
-        #expect(cache.applyStored(.upsert(tenant: "t", product: product("x", version: 11))), "a newer write still wins")
+        #expect(cache.applyFeed(.upsert(tenant: "t", product: product("x", version: 11))), "a newer write still wins")
         // A full load starts the feed where the load did, so it forgets confirmed tombstones.
-        #expect(!cache.applyStored(.delete(tenant: "t", id: "y", version: 4, deletedAt: Timestamp.now())))
-        cache.reconcile(tenant: "t", databaseProducts: [Product](), dropConfirmedTombstones: true) { _ in false }
-        #expect(cache.applyStored(.upsert(tenant: "t", product: product("y", version: 5))))
+        #expect(!cache.applyFeed(.delete(tenant: "t", id: "y", version: 4, deletedAt: Timestamp.now())))
+        cache.apply(.reloadBegan(isPending: { _ in false }), tenant: "t")
+        #expect(cache.applyFeed(.upsert(tenant: "t", product: product("y", version: 5))))
     }
 
     @Test("statistics count types as products come and go")

@@ -77,7 +77,7 @@ struct CreatedIndexTests {
         renamed.version = 2
         put(renamed)
         for id in expected(products, query).prefix(5) {
-            cache.applyStored(.delete(tenant: "t", id: id, version: 9, deletedAt: Timestamp.now()))
+            cache.applyFeed(.delete(tenant: "t", id: id, version: 9, deletedAt: Timestamp.now()))
             products[id] = nil
         }
         for bounds in [(5_000, 5_010), (0, 3), (9_990, 10_000), (4_000, 4_001), (20_000, 30_000)] {

@@ -57,11 +57,12 @@ struct IdempotencyTests {
         _ = try await fixture.catalog.create(tenant: defaultTenant, try input("A"), idempotent: try request("k1")).written
     }
 
-    @Test("at most `capacity` answers are kept, the oldest going first, and none past 24 hours (an injected clock)")
+    @Test("answers are kept up to the byte limit, the oldest going first, and none past 24 hours (an injected clock)")
     func bounded() throws {
         let clock = Mutex<Int64>(1_767_794_400_000)
-        let store = try IdempotencyStore(directory: nil, capacity: 3) { clock.withLock { $0 } }
         let product = CachedProduct(Product(id: "p", name: "A", type: "t", metadata: [:], createdAt: "x", updatedAt: "x", version: 1))
+        let cost = try IdempotencyStore(directory: nil).record(for: request("k0"), status: 201, product: product).byteCost
+        let store = try IdempotencyStore(directory: nil, byteLimit: cost * 3 + cost / 2) { clock.withLock { $0 } }
         for index in 0..<5 {
             let request = try request("k\(index)")
             #expect(try store.begin(request) == nil)
@@ -86,13 +87,13 @@ struct IdempotencyTests {
 
     @Test("a retry whose answer this replica no longer holds is replayed from the Database Service, never written twice")
     func evictedAnswerReplaysFromTheDatabase() async throws {
-        let fixture = try CatalogFixture(idempotencyCapacity: 2)
+        let fixture = try CatalogFixture(idempotencyBytes: 1_200)
         defer { fixture.remove() }
         var created: [CachedProduct] = []
         for index in 0..<4 {
             created.append(try await fixture.catalog.create(tenant: defaultTenant, try input("A"), idempotent: try request("k\(index)")).written)
         }
-        #expect(fixture.idempotency.count == 2)
+        #expect(fixture.idempotency.count < 4, "the oldest answers went to stay within 1,200 bytes")
         guard case .replayed(let replay) = try await fixture.catalog.create(tenant: defaultTenant, try input("A"), idempotent: try request("k0"))
         else {
             Issue.record("the first key's retry replays")
@@ -100,6 +101,22 @@ struct IdempotencyTests {
         }
         #expect(replay.body == String(buffer: created[0].json))
         #expect(fixture.database.liveCount == 4, "no second write")
+    }
+
+    @Test("answers of 40,000-character products are bounded by bytes, not by count")
+    func boundedByBytes() throws {
+        let store = try IdempotencyStore(directory: nil, byteLimit: 1 << 20)
+        let large = CachedProduct(Product(
+            id: "p", name: "A", type: "t", description: String(repeating: "\u{1F600}", count: 40_000), metadata: [:], createdAt: "x",
+            updatedAt: "x", version: 1))
+        for index in 0..<100 {
+            let request = try request("k\(index)")
+            _ = try store.begin(request)
+            store.finish(store.record(for: request, status: 201, product: large))
+            #expect(store.bytes <= 1 << 20)
+        }
+        #expect(store.count == (1 << 20) / store.record(for: try request("k"), status: 201, product: large).byteCost)
+        #expect(try store.begin(try request("k99")) != nil, "the newest is kept")
     }
 
     @Test("an abandoned key (the request failed) may be used again")

@@ -85,10 +85,10 @@ struct NameIndexTests {
             version += 1
             if Bool.random(using: &generator) {
                 let name = names.randomElement(using: &generator)! + " \(Int.random(in: 0..<7, using: &generator))"
-                cache.applyStored(.upsert(tenant: "t", product: product(id, version: version, name: name)))
+                cache.applyFeed(.upsert(tenant: "t", product: product(id, version: version, name: name)))
                 model[id] = name
             } else {
-                cache.applyStored(.delete(tenant: "t", id: id, version: version, deletedAt: Timestamp.now()))
+                cache.applyFeed(.delete(tenant: "t", id: id, version: version, deletedAt: Timestamp.now()))
                 model[id] = nil
             }
         }

@@ -20,16 +20,10 @@ final class Authenticator: Sendable {
         case enforced
     }
 
-    static let maxCachedKeys = 10_000
     /// How long a verification is reused without asking again.
     let freshFor: Duration
     /// How long it is still trusted when the Database Service cannot be asked: the bound on a revoked key.
     let usableFor: Duration
-
-    private struct Entry {
-        var grant: KeyGrant?
-        var verifiedAt: ContinuousClock.Instant
-    }
 
     private let database: any DatabaseServiceClient
     private let modeFile: String?
@@ -37,7 +31,7 @@ final class Authenticator: Sendable {
     private let currentMode: Atomic<UInt8>
     /// Never run open, whatever the Database Service says (`--require-api-keys`).
     let requireKeys: Bool
-    private let entries = Mutex<[String: Entry]>([:])
+    private let entries: Mutex<KeyVerifications>
     /// Whether asking the Database Service is failing: then a verification still trusted is used without asking, and
     /// one request at a time, at most once a second, asks again, so that an outage does not cost every request a
     /// failed call (which can take seconds).
@@ -56,9 +50,10 @@ final class Authenticator: Sendable {
     init(
         database: any DatabaseServiceClient, directory: String?, logger: Logger, requireKeys: Bool = false,
         freshFor: Duration = .seconds(5), usableFor: Duration = .seconds(10),
-        clock now: @escaping @Sendable () -> ContinuousClock.Instant = { .now }
+        verifications: KeyVerifications = KeyVerifications(), clock now: @escaping @Sendable () -> ContinuousClock.Instant = { .now }
     ) {
         self.now = now
+        entries = Mutex(verifications)
         self.database = database
         self.requireKeys = requireKeys
         self.freshFor = freshFor
@@ -71,6 +66,9 @@ final class Authenticator: Sendable {
     }
 
     var mode: Mode { Mode(rawValue: currentMode.load(ordering: .acquiring)) ?? .unknown }
+
+    /// What the remembered verifications take, in bytes, and how many there are.
+    var verificationFigures: (bytes: Int, count: Int) { entries.withLock { ($0.bytes, $0.count) } }
 
     /// The grant of the request's key, or nil for a request without one while the service runs open.
     func authenticate(_ headers: HTTPFields) async throws -> KeyGrant? {
@@ -106,12 +104,7 @@ final class Authenticator: Sendable {
             logger.warning("cannot verify an API key", metadata: ["error": "\(error)"])
             throw Self.unavailable
         }
-        entries.withLock { entries in
-            // Full: drop what could no longer be trusted in an outage first, so that a long trust keeps working keys.
-            if entries.count >= Self.maxCachedKeys { entries = entries.filter { now - $0.value.verifiedAt < usableFor } }
-            if entries.count >= Self.maxCachedKeys { entries.removeAll() }
-            entries[hash] = Entry(grant: grant, verifiedAt: now)
-        }
+        entries.withLock { $0.record(hash, grant: grant, at: now) }
         if grant != nil { setMode(.enforced) }
         return try Self.granted(grant)
     }

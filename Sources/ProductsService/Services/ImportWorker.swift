@@ -475,7 +475,7 @@ private struct ImportRun {
         var skipped: Int64 = 0
         while skipped < counts.acknowledged, try reader.next({ _, _ in () }) != nil { skipped += 1 }
         let (worker, database) = (worker, worker.catalog.database)
-        var window: [(writes: [Imported], answer: Task<WriteBatchResult?, Never>)] = []
+        var window: [(writes: [Imported], sent: ContinuousClock.Instant, answer: Task<WriteBatchResult?, Never>)] = []
         defer { for batch in window { batch.answer.cancel() } }
         while true {
             while window.count < Self.batchesInFlight {
@@ -491,13 +491,14 @@ private struct ImportRun {
                 guard !writes.isEmpty else { break }
                 body.writeStaticString("]}")
                 let (batch, count) = (body, writes.count)
+                let sent = ContinuousClock.now
                 let answer = Task {
                     await worker.retrying("writing imported products") { try await database.apply(json: batch, count: count) }
                 }
-                window.append((writes, answer))
+                window.append((writes, sent, answer))
             }
             guard !window.isEmpty else { return true }
-            let (writes, answer) = window.removeFirst()
+            let (writes, sent, answer) = window.removeFirst()
             let result = await withTaskCancellationHandler { await answer.value } onCancel: { answer.cancel() }
             guard let result else {
                 if Task.isCancelled { return false }
@@ -518,7 +519,7 @@ private struct ImportRun {
                         APIError(.badRequest, code: "rejected", message: outcome.error ?? "rejected by the Database Service"))
                 }
             }
-            worker.catalog.applyImported(applied)
+            worker.catalog.applyImported(applied, sent: sent)
             counts.acknowledged += Int64(writes.count)
             try spool.saveState(counts)
             guard await report(ImportProgress(written: counts.written, rejected: counts.rejected)) else { return false }

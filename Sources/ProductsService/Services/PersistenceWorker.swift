@@ -33,22 +33,19 @@ final class PersistenceWorker: Service, Sendable {
     private let database: any DatabaseServiceClient
     private let deadLetters: DeadLetterStore
     private let gate: SyncGate
-    /// Held while the change feed applies changes: state fetched here is applied under it (see `catchUp`).
-    private let feedGate: SyncGate
     private let settings: PersistenceSettings
     private let logger: Logger
     private let state = Mutex(PersistenceStatus())
 
     init(
         journal: Journal, cache: CatalogCache, database: any DatabaseServiceClient, deadLetters: DeadLetterStore,
-        gate: SyncGate, feedGate: SyncGate = SyncGate(), settings: PersistenceSettings, logger: Logger
+        gate: SyncGate, settings: PersistenceSettings, logger: Logger
     ) {
         self.journal = journal
         self.cache = cache
         self.database = database
         self.deadLetters = deadLetters
         self.gate = gate
-        self.feedGate = feedGate
         self.settings = settings
         self.logger = logger
     }
@@ -100,8 +97,10 @@ final class PersistenceWorker: Service, Sendable {
             for letter in rejected {
                 // The cache must not keep showing a write the Database Service will never hold.
                 switch letter.operation {
-                case .upsert(let tenant, let product): cache.evict(tenant: tenant, id: product.id, version: product.version)
-                case .delete(let tenant, let id, let version, _): cache.confirmDelete(tenant: tenant, id: id, version: version)
+                case .upsert(let tenant, let product):
+                    cache.apply(.refused(id: product.id, .put(CachedProduct(product))), tenant: tenant)
+                case .delete(let tenant, let id, let version, _):
+                    cache.apply(.refused(id: id, .delete(version: version)), tenant: tenant)
                 }
                 logger.error(
                     "write rejected by the Database Service; dead-lettered",
@@ -186,27 +185,23 @@ final class PersistenceWorker: Service, Sendable {
 
     /// Brings the cache up to what the Database Service holds for writes of ours that lost to newer ones. The
     /// change feed would bring the same, unless the newer write predates where it follows from (a write
-    /// journaled before a restart); fetching here makes the cache right either way.
-    ///
-    /// Each fetch and its apply hold the feed gate: the feed applies only committed changes, so none it applies
-    /// before the fetch is newer than what the fetch returns, and one it applies after is ordered by version. Without
-    /// the gate, a delete applied between the fetch and the apply would be undone by the older state fetched.
+    /// journaled before a restart); fetching here makes the cache right either way. What is fetched goes in as
+    /// fetched state, decided by version against what the feed applied meanwhile (see `ShopState`).
     private func catchUp(_ stale: [Stale]) async {
         for write in stale {
             let (tenant, id) = (write.operation.tenant, write.operation.productID)
             if write.deleted {
-                cache.applyStored(.delete(tenant: tenant, id: id, version: write.storedVersion, deletedAt: Timestamp.now()))
+                cache.apply(.fetched(id: id, .deleted(version: write.storedVersion), since: .now), tenant: tenant)
                 continue
             }
-            guard (cache.visibleVersion(tenant: tenant, id: id) ?? 0) < write.storedVersion else { continue }
-            await feedGate.withGate {
-                if let product = try? await self.database.product(tenant: tenant, id: id) {
-                    self.cache.applyStored(.upsert(tenant: tenant, product: product))
-                } else {
-                    // Deleted since: read-through finds the truth; the feed will bring the delete as well.
-                    self.cache.evict(tenant: tenant, id: id, version: self.cache.visibleVersion(tenant: tenant, id: id) ?? -1)
-                }
-            }
+            let shown = cache.visibleVersion(tenant: tenant, id: id)
+            guard (shown ?? 0) < write.storedVersion else { continue }
+            let asked = ContinuousClock.now
+            let found: Product?
+            do { found = try await database.product(tenant: tenant, id: id) } catch { continue }
+            // nil: deleted since; the feed brings the delete, and a read meanwhile asks the Database Service.
+            let state: FetchedState = found.map { .stored(CachedProduct($0)) } ?? .absent(shownVersion: shown ?? -1)
+            cache.apply(.fetched(id: id, state, since: asked), tenant: tenant)
         }
     }
 

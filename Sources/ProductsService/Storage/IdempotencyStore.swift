@@ -27,6 +27,9 @@ struct IdempotencyRecord: Codable, Sendable, Equatable {
         case createdAt = "created_at"
     }
 
+    /// What the record costs in memory: its strings' bytes, and the rest of its entry, key and place by age.
+    var byteCost: Int { tenant.utf8.count * 2 + key.utf8.count * 2 + fingerprint.utf8.count + body.utf8.count + etag.utf8.count + 160 }
+
     /// The record's JSON, as the journal and `idempotency.jsonl` hold it.
     func writeJSON(into buffer: inout ByteBuffer) {
         buffer.writeJSONString(tenant, after: "{\"tenant\":")
@@ -102,13 +105,13 @@ struct IdempotentRequest: Sendable {
 /// moved to the Database Service carry records in their lines: those are restored, and copied to
 /// `idempotency.jsonl` before the journal drops their segment.
 ///
-/// At most `capacity` answers are kept: past it the oldest go first. A retry whose answer went then is sent to
+/// Answers are kept up to `byteLimit` bytes (`IdempotencyRecord.byteCost`): past it the oldest go first. A retry whose answer went then is sent to
 /// the Database Service like a first request, and gets the stored answer from there (24 hours): the bound costs
 /// a round trip, never a second write.
 final class IdempotencyStore: Sendable {
     static let retention: Duration = .seconds(24 * 60 * 60)
-    /// About 500 bytes an answer (the product's JSON, the key, its fingerprint): 25 MB at most.
-    static let defaultCapacity = 50_000
+    /// 64 MiB: about 130,000 answers of a small product, 270 of the largest (240 KB of JSON).
+    static let defaultByteLimit = 64 << 20
 
     private struct Key: Hashable {
         var tenant: String
@@ -123,24 +126,26 @@ final class IdempotencyStore: Sendable {
     private struct State {
         var entries: [Key: Entry] = [:]
         /// Completed keys by age, for expiry.
-        var byAge: Deque<(key: Key, createdAt: Int64)> = []
+        var byAge: Deque<(key: Key, createdAt: Int64, cost: Int)> = []
+        /// What the completed answers cost, by `IdempotencyRecord.byteCost`.
+        var bytes = 0
         /// Records written to the journal but not yet to the file, in journal order.
         var unfiled: Deque<IdempotencyRecord> = []
     }
 
     private let state = Mutex(State())
     private let path: String?
-    let capacity: Int
+    let byteLimit: Int
     /// Unix milliseconds; tests move it by hand.
     private let now: @Sendable () -> Int64
 
     /// Loads the unexpired records of `directory/idempotency.jsonl` (nil: memory only).
     init(
-        directory: String?, capacity: Int = IdempotencyStore.defaultCapacity,
+        directory: String?, byteLimit: Int = IdempotencyStore.defaultByteLimit,
         clock now: @escaping @Sendable () -> Int64 = { Timestamp.nowMilliseconds() }
     ) throws {
-        precondition(capacity >= 1)
-        self.capacity = capacity
+        precondition(byteLimit >= 1)
+        self.byteLimit = byteLimit
         self.now = now
         path = directory.map { $0 + "/idempotency.jsonl" }
         guard let path, let data = FileManager.default.contents(atPath: path) else { return }
@@ -234,6 +239,11 @@ final class IdempotencyStore: Sendable {
         state.withLock { state in state.byAge.count }
     }
 
+    /// What the completed answers held cost, by `IdempotencyRecord.byteCost`.
+    var bytes: Int {
+        state.withLock { state in state.bytes }
+    }
+
     // MARK: Helpers
 
     private static let retentionMilliseconds = Int64(retention.components.seconds) * 1000
@@ -242,9 +252,13 @@ final class IdempotencyStore: Sendable {
         let key = Key(tenant: record.tenant, key: record.key)
         if case .done = state.entries[key] { return }
         state.entries[key] = .done(record)
-        state.byAge.append((key, record.createdAt))
-        while state.byAge.count > capacity {
+        let cost = record.byteCost
+        state.byAge.append((key, record.createdAt, cost))
+        state.bytes += cost
+        // The newest answer is kept whatever it costs: the bound is then one answer over.
+        while state.bytes > byteLimit, state.byAge.count > 1 {
             let oldest = state.byAge.removeFirst()
+            state.bytes -= oldest.cost
             if case .done = state.entries[oldest.key] { state.entries[oldest.key] = nil }
         }
     }
@@ -252,6 +266,7 @@ final class IdempotencyStore: Sendable {
     private static func expire(before cutoff: Int64, in state: inout State) {
         while let oldest = state.byAge.first, oldest.createdAt < cutoff {
             state.byAge.removeFirst()
+            state.bytes -= oldest.cost
             if case .done(let record) = state.entries[oldest.key], record.createdAt < cutoff {
                 state.entries[oldest.key] = nil
             }

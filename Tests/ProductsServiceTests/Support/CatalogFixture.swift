@@ -19,7 +19,7 @@ final class CatalogFixture: @unchecked Sendable {
     init(
         directory: String? = nil, database: FakeDatabaseService = FakeDatabaseService(), segmentSize: Int = 16 << 20,
         beforeWrite: (@Sendable () -> Void)? = nil, sync: @escaping AppendOnlyFile.Sync = AppendOnlyFile.syncData,
-        idempotencyCapacity: Int = IdempotencyStore.defaultCapacity, journalMemoryLimit: Int = Journal.defaultMemoryLimit,
+        idempotencyBytes: Int = IdempotencyStore.defaultByteLimit, journalMemoryLimit: Int = Journal.defaultMemoryLimit,
         cacheBudget: Int? = nil
     ) throws {
         let logger = Logger(label: "test")
@@ -27,7 +27,7 @@ final class CatalogFixture: @unchecked Sendable {
         self.database = database
         parts = try Catalog.Parts(
             directory: self.directory, database: database, logger: logger, segmentSize: segmentSize, beforeWrite: beforeWrite, sync: sync,
-            idempotencyCapacity: idempotencyCapacity, journalMemoryLimit: journalMemoryLimit)
+            idempotencyBytes: idempotencyBytes, journalMemoryLimit: journalMemoryLimit)
         catalog = Catalog(parts, persistence: PersistenceSettings(), cacheBudget: cacheBudget, readmissionInterval: .zero, logger: logger)
         catalog.setWriterNode(1)
     }
