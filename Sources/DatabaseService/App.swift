@@ -170,21 +170,3 @@ struct Serve: AsyncParsableCommand {
         }
     }
 }
-
-/// Runs `body`, giving up with `DeadlineExceeded` after `timeout` (the pool retries a refused connection forever).
-func withDeadline<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: timeout)
-            throw DeadlineExceeded(timeout: timeout)
-        }
-        defer { group.cancelAll() }
-        return try await group.next()!
-    }
-}
-
-struct DeadlineExceeded: Error, CustomStringConvertible {
-    let timeout: Duration
-    var description: String { "no answer within \(timeout.components.seconds) s" }
-}

@@ -43,6 +43,8 @@ struct ProductsServiceSettings: Sendable {
     var idempotencyBytes = IdempotencyStore.defaultByteLimit
     /// The most remembered API key verifications take (`--key-cache-budget`).
     var keyCacheBytes = KeyVerifications.defaultBudget
+    /// The most a backlog's records take in memory; the rest wait on disk (`--journal-memory`).
+    var journalMemoryBytes = Journal.defaultMemoryLimit
     /// How journal appends are made durable; tests inject failures.
     var journalSync: AppendOnlyFile.Sync = AppendOnlyFile.syncData
 }
@@ -62,7 +64,7 @@ func buildApplication(
     let catalog = Catalog(
         try Catalog.Parts(
             directory: directory, database: database, logger: logger, sync: settings.journalSync,
-            idempotencyBytes: settings.idempotencyBytes, shopLimits: settings.shopLimits),
+            idempotencyBytes: settings.idempotencyBytes, journalMemoryLimit: settings.journalMemoryBytes, shopLimits: settings.shopLimits),
         persistence: settings.persistence, cacheBudget: settings.cacheBudget, readmissionInterval: settings.cacheReadmissionInterval,
         logger: logger)
     if !settings.journalEnabled {
@@ -144,6 +146,7 @@ enum ProductsMetrics {
         let age = persistence.backlog.oldestRecordedAt.map { (ContinuousClock.now - $0).seconds } ?? 0
         Gauge(label: "products_journal_oldest_pending_seconds").record(age)
         Gauge(label: "products_journal_syncs").record(persistence.backlog.syncs)
+        Gauge(label: "products_journal_memory_bytes").record(persistence.backlog.inMemoryBytes)
         Gauge(label: "products_journal_failed").record(persistence.backlog.failure == nil ? 0 : 1)
         Gauge(label: "products_dead_letters").record(persistence.deadLetters.count)
         Gauge(label: "products_idempotency_bytes").record(catalog.idempotencyBytes)

@@ -98,6 +98,9 @@ struct ProductsServiceCommand: AsyncParsableCommand {
     @Option(help: "Most this replica's remembered API key verifications may take, four fifths for working keys and one for unknown ones: bytes, or with KiB, MiB or GiB (env KEY_CACHE_BUDGET).")
     var keyCacheBudget: String = Settings.env("KEY_CACHE_BUDGET", default: "5MiB")
 
+    @Option(help: "Most a backlog of writes not yet confirmed by the Database Service may hold in memory; the rest waits in the journal on disk: bytes, or with KiB, MiB or GiB (env JOURNAL_MEMORY).")
+    var journalMemory: String = Settings.env("JOURNAL_MEMORY", default: "64MiB")
+
     @Option(help: "trace, debug, info, notice, warning, error or critical (env LOG_LEVEL).")
     var logLevel: Logger.Level = Settings.env("LOG_LEVEL", default: .info)
 
@@ -162,6 +165,9 @@ struct ProductsServiceCommand: AsyncParsableCommand {
         guard let keyCacheBytes = Self.bytes(keyCacheBudget), keyCacheBytes >= 64 << 10 else {
             throw SettingError("--key-cache-budget (KEY_CACHE_BUDGET): '\(keyCacheBudget)' is not a size of at least 64KiB, such as 5MiB")
         }
+        guard let journalMemoryBytes = Self.bytes(journalMemory), journalMemoryBytes >= 1 << 20 else {
+            throw SettingError("--journal-memory (JOURNAL_MEMORY): '\(journalMemory)' is not a size of at least 1MiB, such as 64MiB")
+        }
         let token = try Settings.secret(serviceToken, file: serviceTokenFile, name: "service-token")
         try DataDirectory.claim(dataDir)
         LoggingSetup.bootstrap(level: logLevel, format: logFormat, secrets: token.map { [$0] } ?? [])
@@ -184,6 +190,7 @@ struct ProductsServiceCommand: AsyncParsableCommand {
         settings.corsOrigins = origins
         settings.idempotencyBytes = idempotencyBytes
         settings.keyCacheBytes = keyCacheBytes
+        settings.journalMemoryBytes = journalMemoryBytes
         settings.shopLimits = ShopState.Limits(tombstoneRetention: .seconds(tombstoneRetention), tombstoneBytes: tombstoneBytes)
 
         var clientConfiguration = HTTPClient.Configuration()

@@ -83,7 +83,8 @@ struct CacheBudgetTests {
     func evictionKeepsUnconfirmed() async throws {
         let database = FakeDatabaseService()
         let shop = seed(database, tenant: defaultTenant, count: 30, prefix: "d")
-        let fixture = try CatalogFixture(database: database, journalMemoryLimit: 2, cacheBudget: 1)
+        // Two of these writes (359 bytes each in memory) fit in 800 bytes.
+        let fixture = try CatalogFixture(database: database, journalMemoryLimit: 800, cacheBudget: 1)
         defer { fixture.close(); fixture.remove() }
         let catalog = fixture.catalog
         database.isDown = true

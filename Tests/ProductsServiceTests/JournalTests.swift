@@ -219,7 +219,8 @@ struct JournalTests {
     func backlogOnDisk() async throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let journal = try Journal(directory: directory, segmentSize: 2_000, memoryLimit: 8, logger: logger)
+        let each = JournalEntry.memoryCost(upsert("p000"))
+        let journal = try Journal(directory: directory, segmentSize: 2_000, memoryLimit: 8 * each, logger: logger)
         for index in 0..<100 { try await journal.record(upsert(String(format: "p%03d", index % 60))) }
         #expect(journal.backlog.count == 100)
         #expect(journal.backlog.inMemory == 8)
@@ -248,15 +249,45 @@ struct JournalTests {
         journal.close()
     }
 
+    @Test("a backlog of 40,000-character products is held in memory by bytes: the rest waits on disk and drains in order")
+    func largeProductsBoundedByBytes() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var large = product("p000")
+        large.description = String(repeating: "\u{1F600}", count: 40_000)
+        let limit = 1 << 20
+        let journal = try Journal(directory: directory, memoryLimit: limit, logger: logger)
+        defer { journal.close() }
+        for index in 0..<40 {
+            large.id = String(format: "p%03d", index)
+            try await journal.record(.upsert(tenant: defaultTenant, product: large))
+        }
+        #expect(journal.backlog.count == 40)
+        #expect(journal.backlog.inMemoryBytes <= limit)
+        #expect(journal.backlog.inMemory == limit / JournalEntry.memoryCost(.upsert(tenant: defaultTenant, product: large)))
+        var drained: [String] = []
+        while true {
+            let batch = await journal.oldestPending(limit: 10)
+            guard let last = batch.last else { break }
+            #expect(journal.backlog.inMemoryBytes <= limit)
+            drained += batch.map(\.operation.productID)
+            journal.confirm(through: last.sequence)
+        }
+        #expect(drained == (0..<40).map { String(format: "p%03d", $0) })
+    }
+
     @Test("a refill reads back at most a batch of spilled records, so group commits never wait long behind it")
     func boundedRefill() async throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let limit = Journal.refillBatch * 2
-        let journal = try Journal(directory: directory, memoryLimit: limit, logger: logger)
+        let each = JournalEntry.memoryCost(upsert("p00000"))
+        let journal = try Journal(directory: directory, memoryLimit: limit * each, logger: logger)
         defer { journal.close() }
         var last: UInt64 = 0
-        for index in 0..<(limit + Journal.refillBatch * 2) { last = try journal.append(JournalRecord(upsert("p\(index)"))) }
+        for index in 0..<(limit + Journal.refillBatch * 2) {
+            last = try journal.append(JournalRecord(upsert(String(format: "p%05d", index))))
+        }
         try await journal.waitUntilDurable(last)
         #expect(journal.backlog.inMemory == limit)
         let first = await journal.oldestPending(limit: limit)
@@ -272,14 +303,14 @@ struct JournalTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let hourAgo = Timestamp.nowMilliseconds() - 3_600_000
         do {
-            let journal = try Journal(directory: directory, memoryLimit: 4, logger: logger)
+            let journal = try Journal(directory: directory, memoryLimit: 4 * JournalEntry.memoryCost(upsert("p0")), logger: logger)
             var last: UInt64 = 0
             for index in 0..<10 { last = try journal.append(JournalRecord(upsert("p\(index)"), recordedAtMs: hourAgo + Int64(index) * 60_000)) }
             try await journal.waitUntilDurable(last)
             journal.close()
         }
         func age(_ entry: JournalEntry?) -> Double { entry.map { (ContinuousClock.now - $0.recordedAt).seconds } ?? 0 }
-        let reopened = try Journal(directory: directory, memoryLimit: 4, logger: logger)
+        let reopened = try Journal(directory: directory, memoryLimit: 4 * JournalEntry.memoryCost(upsert("p0")), logger: logger)
         defer { reopened.close() }
         let oldest = reopened.backlog.oldestRecordedAt.map { (ContinuousClock.now - $0).seconds } ?? 0
         #expect((3_599...3_700).contains(oldest), "an hour old after a reopen, not reset: \(oldest) s")
@@ -305,7 +336,7 @@ struct JournalTests {
         }
         var streamed: [(UInt64, String, Bool)] = []
         let reopened = try Journal(
-            directory: directory, segmentSize: 2_000, memoryLimit: 10, logger: logger,
+            directory: directory, segmentSize: 2_000, memoryLimit: 10 * JournalEntry.memoryCost(upsert("p000")), logger: logger,
             recovered: { sequence, record, confirmed in streamed.append((sequence, record.operation.productID, confirmed)) })
         defer { reopened.close() }
         #expect(streamed.map(\.0) == Array(streamed.first!.0...81), "every record left in the segments, in order")

@@ -130,16 +130,8 @@ extension Catalog {
     /// Waits until every write accepted before the call is confirmed by the Database Service.
     func flush(timeout: Duration) async throws(APIError) {
         let target = journal.latestSequence
-        let confirmed = await withTaskGroup(of: Bool.self) { group in
-            group.addTask { (try? await self.journal.waitUntilConfirmed(target)) != nil }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return false
-            }
-            defer { group.cancelAll() }
-            return await group.next() ?? false
-        }
-        guard confirmed else {
+        let journal = journal
+        guard (try? await withDeadline(timeout, { try await journal.waitUntilConfirmed(target) })) != nil else {
             throw APIError.serviceUnavailable(
                 "database_unavailable",
                 "Pending writes could not be flushed to the Database Service: \(worker.status.lastError ?? "timed out")")
@@ -210,7 +202,7 @@ extension Catalog {
                 decoded.append((change.tenant, product.id, .put(product)))
             }
         }
-        return await feedGate.withGate { [decoded] in
+        return try await feedGate.withGate { [decoded] in
             decoded.reduce(0) { count, item in
                 let applied = self.cache.apply(.feed(id: item.id, item.change, deletesOnly: deletesOnly), tenant: item.tenant)
                 return count + (applied.put + applied.removed > 0 ? 1 : 0)

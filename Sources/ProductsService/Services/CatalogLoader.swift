@@ -30,8 +30,7 @@ struct CatalogLoader: Service {
                 logger.warning(
                     "loading the catalog failed; serving from the journal and retrying",
                     metadata: ["attempt": "\(attempt)", "error": "\(error)"])
-                let delay = min(Duration.milliseconds(200) * (1 << min(attempt, 10)), retryMaxDelay)
-                try? await Task.sleep(for: delay * Double.random(in: 0.5...1.0))
+                await RetryPolicy(base: .milliseconds(400), cap: retryMaxDelay).wait(afterFailures: attempt)
             }
         }
     }

@@ -132,8 +132,7 @@ struct ChangeFollower: Service {
                 if failures == 1 || failures % 20 == 0 {
                     logger.warning("following changes failed; retrying", metadata: ["attempt": "\(failures)", "error": "\(error)"])
                 }
-                let delay = min(Duration.milliseconds(100) * (1 << min(failures, 10)), retryMaxDelay)
-                try await Task.sleep(for: delay * Double.random(in: 0.5...1.0))
+                guard await RetryPolicy(base: .milliseconds(200), cap: retryMaxDelay).wait(afterFailures: failures) else { return }
             }
         }
     }

@@ -259,7 +259,7 @@ final class ImportWorker: Service, Sendable {
                 if failures == 1 || failures % 20 == 0 {
                     logger.warning("import call failed; retrying", metadata: ["call": "\(what)", "attempt": "\(failures)", "error": "\(error)"])
                 }
-                try? await Task.sleep(for: min(.milliseconds(100) * (1 << min(failures, 10)), retryMaxDelay))
+                await RetryPolicy(base: .milliseconds(200), cap: retryMaxDelay).wait(afterFailures: failures)
             }
         }
         return nil

@@ -52,6 +52,9 @@ final class PersistenceWorker: Service, Sendable {
 
     var status: PersistenceStatus { state.withLock { $0 } }
 
+    private var failures: Int { state.withLock { $0.consecutiveFailures } }
+    private var retry: RetryPolicy { RetryPolicy(base: settings.retryBaseDelay * 2, cap: settings.retryMaxDelay) }
+
     /// The dead letters kept so far.
     var deadLetterSnapshot: DeadLetterStore.Snapshot { deadLetters.snapshot }
 
@@ -80,8 +83,9 @@ final class PersistenceWorker: Service, Sendable {
             if deadline == nil, Task.isShuttingDownGracefully { return }
             let entries = Self.withinBodyLimit(await journal.oldestPending(limit: settings.batchSize))
             guard !entries.isEmpty else { return }
-            let sent = await gate.withGate { await self.send(entries) }
-            if !sent { await backOff(deadline: deadline) }
+            guard let sent = try? await gate.withGate({ await self.send(entries) }) else { return }
+            // Draining for shutdown: the time left is short, so retry often rather than sleep it away in one wait.
+            if !sent { await retry.wait(afterFailures: failures, until: deadline.map { min($0, .now + .milliseconds(250)) }) }
         }
     }
 
@@ -241,16 +245,5 @@ final class PersistenceWorker: Service, Sendable {
             }
         }
         return WriteBatch(operations: operations, recordedAtMs: recordedAtMs.contains { $0 != nil } ? recordedAtMs : [])
-    }
-
-    /// Exponential backoff with full jitter, capped; never past the deadline.
-    private func backOff(deadline: ContinuousClock.Instant?) async {
-        let attempt = state.withLock { $0.consecutiveFailures }
-        let base = settings.retryBaseDelay * Int(min(1 << min(attempt, 20), 1 << 20))
-        let cap = min(base, settings.retryMaxDelay)
-        var delay = cap * Double.random(in: 0.5...1.0)
-        // Draining for shutdown: the time left is short, so retry often rather than sleep it away in one wait.
-        if let deadline { delay = min(delay, .milliseconds(250), max(.zero, deadline - .now)) }
-        try? await Task.sleep(for: delay)
     }
 }

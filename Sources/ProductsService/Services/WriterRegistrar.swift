@@ -62,7 +62,7 @@ struct WriterRegistrar: Service {
                         "confirming this replica's writer number failed; retrying",
                         metadata: ["attempt": "\(failures)", "writer": "\(catalog.writerNode ?? -1)", "error": "\(error)"])
                 }
-                try await Task.sleep(for: min(.milliseconds(200) * (1 << min(failures, 8)), .seconds(30)))
+                guard await RetryPolicy(base: .milliseconds(400), cap: .seconds(30)).wait(afterFailures: failures) else { return }
             }
         }
     }

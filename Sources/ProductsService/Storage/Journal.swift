@@ -14,6 +14,19 @@ struct JournalEntry: Sendable {
     var recordedAt: ContinuousClock.Instant
     /// The same in Unix milliseconds, sent with the write (nil for a record written before records carried it).
     var recordedAtMs: Int64?
+
+    /// What an entry held in memory costs, by its strings' bytes: the journal's window is bounded by it.
+    static func memoryCost(_ operation: WriteOperation) -> Int {
+        switch operation {
+        case .upsert(let tenant, let product):
+            let metadata = product.metadata.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count + 32 }
+            let strings = tenant.utf8.count + product.id.utf8.count + product.name.utf8.count + product.type.utf8.count
+                + (product.description?.utf8.count ?? 0) + product.createdAt.utf8.count + product.updatedAt.utf8.count
+            return 256 + strings + product.images.reduce(0) { $0 + $1.utf8.count + 16 } + metadata
+        case .delete(let tenant, let id, _, let deletedAt):
+            return 160 + tenant.utf8.count + id.utf8.count + deletedAt.utf8.count
+        }
+    }
 }
 
 /// The write-behind journal: every write is recorded here, and made durable before it is acknowledged to its
@@ -50,8 +63,10 @@ final class Journal: @unchecked Sendable {
     /// Whether a leader is writing a group now.
     private var leading = false
     /// Durable records not yet confirmed by the Database Service and held in memory, oldest first: at most
-    /// `memoryLimit` (with a directory), the oldest ones, which the persistence worker sends next.
+    /// `memoryLimit` bytes by `JournalEntry.memoryCost` (with a directory; at least one record), the oldest ones,
+    /// which the persistence worker sends next.
     private var pending: Deque<JournalEntry> = []
+    private var pendingBytes = 0
     /// The first durable unconfirmed record held only on disk, if any: it and every later durable record are
     /// read back into `pending` as it empties (`oldestPending`).
     private var spilledFrom: UInt64?
@@ -95,9 +110,9 @@ final class Journal: @unchecked Sendable {
         var confirmed: UInt64
     }
 
-    /// Unconfirmed records the journal keeps in memory at most (with a directory); the rest of a backlog stays on
-    /// disk until the persistence worker gets to it. About 1.4 KB each: 22 MiB at most.
-    static let defaultMemoryLimit = 16_384
+    /// The bytes of unconfirmed records the journal keeps in memory at most (with a directory; `--journal-memory`);
+    /// the rest of a backlog stays on disk until the persistence worker gets to it.
+    static let defaultMemoryLimit = 64 << 20
 
     /// Opens the journal in `directory` (nil: memory only) and recovers what was pending, streaming every record
     /// found in the segments (`confirmed`: the Database Service has it) to `recovered` in journal order.
@@ -132,15 +147,18 @@ final class Journal: @unchecked Sendable {
         let (now, nowMs) = (ContinuousClock.now, Timestamp.nowMilliseconds())
         let limit = self.memoryLimit
         var held: Deque<JournalEntry> = []
+        var heldBytes = 0
         var spilled: UInt64?
         var products = UnconfirmedProducts()
         if let first = found.firstSequence, first <= found.lastSequence {
-            // One pass over the segments, holding at most `memoryLimit` records.
+            // One pass over the segments, holding at most `memoryLimit` bytes of records.
             let read = try log.read(from: first, through: found.lastSequence, limit: .max) { sequence, record in
                 let isConfirmed = sequence <= found.confirmed
                 if !isConfirmed {
                     products.add(record.operation)
-                    if spilled == nil && held.count < limit {
+                    let cost = JournalEntry.memoryCost(record.operation)
+                    if spilled == nil && (held.isEmpty || heldBytes + cost <= limit) {
+                        heldBytes += cost
                         let recordedAt = record.recordedAt(now: now, nowMs: nowMs, fallback: now)
                         held.append(JournalEntry(sequence: sequence, operation: record.operation, recordedAt: recordedAt, recordedAtMs: record.recordedAtMs))
                     } else if spilled == nil {
@@ -154,6 +172,7 @@ final class Journal: @unchecked Sendable {
             }
         }
         pending = held
+        pendingBytes = heldBytes
         spilledFrom = spilled
         unconfirmed = products
         if !pending.isEmpty { pendingSignal.yield() }
@@ -179,6 +198,7 @@ final class Journal: @unchecked Sendable {
         if file == nil {
             durableSequence = lastSequence
             pending.append(entry)
+            pendingBytes += JournalEntry.memoryCost(entry.operation)
             pendingSignal.yield()
         } else {
             unsynced.append(entry)
@@ -357,18 +377,24 @@ final class Journal: @unchecked Sendable {
     /// The oldest pending entries, at most `limit`, reading spilled records back from disk first when those in
     /// memory run low. Called by the persistence worker only.
     func oldestPending(limit: Int) async -> [JournalEntry] {
-        let refill = condition.withLock { () -> (from: UInt64, through: UInt64, count: Int)? in
-            guard let from = spilledFrom, pending.count < min(limit, memoryLimit) || pending.count <= memoryLimit / 2, !closed else {
-                return nil
-            }
+        let refill = condition.withLock { () -> (from: UInt64, through: UInt64, bytes: Int, takeOne: Bool)? in
+            let room = memoryLimit - pendingBytes
+            guard let from = spilledFrom, pending.count < limit || pendingBytes <= memoryLimit / 2, pending.isEmpty || room > 0, !closed
+            else { return nil }
             refilling = true
-            return (from, durableSequence, min(memoryLimit - pending.count, Self.refillBatch))
+            return (from, durableSequence, room, pending.isEmpty)
         }
         if let refill {
             let read = await onIOThread { file in
                 var entries: [JournalEntry] = []
+                var room = refill.bytes
                 let (now, nowMs) = (ContinuousClock.now, Timestamp.nowMilliseconds())
-                _ = try file.read(from: refill.from, through: refill.through, limit: refill.count) { sequence, record in
+                // With nothing in memory, the next record is read back whatever it costs.
+                var takeOne = refill.takeOne
+                let admits = { (record: JournalRecord) in takeOne || JournalEntry.memoryCost(record.operation) <= room }
+                _ = try file.read(from: refill.from, through: refill.through, limit: Self.refillBatch, admits: admits) { sequence, record in
+                    room -= JournalEntry.memoryCost(record.operation)
+                    takeOne = false
                     let recordedAt = record.recordedAt(now: now, nowMs: nowMs, fallback: now)
                     entries.append(JournalEntry(sequence: sequence, operation: record.operation, recordedAt: recordedAt, recordedAtMs: record.recordedAtMs))
                 }
@@ -383,6 +409,7 @@ final class Journal: @unchecked Sendable {
                         break
                     }
                     pending.append(contentsOf: entries)
+                    pendingBytes += entries.reduce(0) { $0 + JournalEntry.memoryCost($1.operation) }
                     // Records made durable meanwhile were left on disk (`admit`), after these.
                     spilledFrom = last < durableSequence ? last + 1 : nil
                 case .failure(let error):
@@ -399,13 +426,15 @@ final class Journal: @unchecked Sendable {
     /// until `oldestPending` reads them back. Call with the lock held.
     private func admit(_ entries: [JournalEntry]) {
         guard spilledFrom == nil else { return }
-        let room = max(0, memoryLimit - pending.count)
-        guard file != nil, entries.count > room else {
-            pending.append(contentsOf: entries)
-            return
+        for entry in entries {
+            let cost = JournalEntry.memoryCost(entry.operation)
+            if file != nil, !pending.isEmpty, pendingBytes + cost > memoryLimit {
+                spilledFrom = entry.sequence
+                return
+            }
+            pending.append(entry)
+            pendingBytes += cost
         }
-        pending.append(contentsOf: entries.prefix(room))
-        spilledFrom = entries[room].sequence
     }
 
     /// Spilled records read back at a time: the reads share the I/O thread with group commits, which wait behind
@@ -462,6 +491,7 @@ final class Journal: @unchecked Sendable {
         condition.lock()
         while let first = pending.first, first.sequence <= sequence {
             unconfirmed.remove(first.operation)
+            pendingBytes -= JournalEntry.memoryCost(first.operation)
             pending.removeFirst()
         }
         confirmedSequence = max(confirmedSequence, sequence)
@@ -492,6 +522,8 @@ final class Journal: @unchecked Sendable {
         var count: Int
         /// Those of them held in memory; the rest are only on disk.
         var inMemory: Int
+        /// The bytes of the durable records held in memory (`JournalEntry.memoryCost`), at most `--journal-memory`.
+        var inMemoryBytes: Int
         var oldestRecordedAt: ContinuousClock.Instant?
         /// Why the journal refuses writes, once it does.
         var failure: String?
@@ -504,6 +536,7 @@ final class Journal: @unchecked Sendable {
             let spilled = spilledFrom.map { Int(durableSequence - $0 + 1) } ?? 0
             return Backlog(
                 count: pending.count + spilled + syncing.count + unsynced.count, inMemory: pending.count + syncing.count + unsynced.count,
+                inMemoryBytes: pendingBytes,
                 oldestRecordedAt: pending.first?.recordedAt ?? syncing.first?.recordedAt ?? unsynced.first?.recordedAt,
                 failure: failure.map(\.description), syncs: syncs)
         }
@@ -656,11 +689,11 @@ final class SegmentedLog: @unchecked Sendable {
     private var readPosition: (base: UInt64, offset: Int, next: UInt64)?
 
     /// Reads the records numbered `first` through `last` in journal order, at most `limit` of them, passing each
-    /// to `body`; returns how many it read. A read that starts where the previous one stopped goes on from there,
+    /// to `body`, and stopping before any record that `admits` refuses; returns how many it read. A read that starts where the previous one stopped goes on from there,
     /// so draining a long backlog reads each byte once; memory held is a buffer of a megabyte (or the longest
     /// record). Records must be durable: only the journal's leader touches the files.
     func read(
-        from first: UInt64, through last: UInt64, limit: Int, _ body: (_ sequence: UInt64, _ record: JournalRecord) throws -> Void
+        from first: UInt64, through last: UInt64, limit: Int, admits: ((JournalRecord) -> Bool)? = nil, _ body: (_ sequence: UInt64, _ record: JournalRecord) throws -> Void
     ) throws -> Int {
         guard first <= last, limit > 0 else { return 0 }
         var position: (base: UInt64, offset: Int, next: UInt64)
@@ -685,16 +718,22 @@ final class SegmentedLog: @unchecked Sendable {
                 var lineStart = 0
                 while count < limit, position.next <= last, let newline = buffer[lineStart..<size].firstIndex(of: UInt8(ascii: "\n")) {
                     let line = buffer[lineStart..<newline]
-                    lineStart = newline + 1
-                    position.offset = chunkStart + lineStart
-                    if line.isEmpty || line.starts(with: Self.confirmationPrefix) { continue }
+                    if line.isEmpty || line.starts(with: Self.confirmationPrefix) {
+                        lineStart = newline + 1
+                        position.offset = chunkStart + lineStart
+                        continue
+                    }
                     if position.next >= first {
                         guard let record = JournalRecord(line: Data(line)) else {
                             throw JournalError.corrupt("\(path): unreadable record at byte \(chunkStart + line.startIndex)")
                         }
+                        // Refused: the next read starts at this record.
+                        if let admits, !admits(record) { break segments }
                         try body(position.next, record)
                         count += 1
                     }
+                    lineStart = newline + 1
+                    position.offset = chunkStart + lineStart
                     position.next += 1
                 }
                 if lineStart > 0 { continue }

@@ -93,17 +93,7 @@ package enum WebhookTarget {
 
     /// The host's addresses by the system resolver, off the event loops; nil when it does not answer in time.
     static func resolve(_ host: String, timeout: Duration) async -> [SocketAddress]? {
-        await withTaskGroup(of: [SocketAddress]?.self) { group in
-            group.addTask {
-                try? await NIOThreadPool.singleton.runIfActive { lookup(host) }
-            }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return nil
-            }
-            defer { group.cancelAll() }
-            return await group.next() ?? nil
-        }
+        try? await withDeadline(timeout) { try await NIOThreadPool.singleton.runIfActive { lookup(host) } }
     }
 
     private static func lookup(_ host: String) -> [SocketAddress] {
