@@ -26,6 +26,7 @@ def product(index: int, rng: random.Random) -> dict:
     name = f"Product {index} " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 6)))
     return {
         "id": f"prod_{index:026d}", "name": name, "type": TYPES[index % len(TYPES)],
+        "description": None, "images": [], "active": True,
         "metadata": {"color": rng.choice(WORDS), "sku": f"SKU-{index:08d}"},
         "created_at": stamp, "updated_at": stamp, "version": 1,
     }

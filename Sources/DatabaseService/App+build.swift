@@ -36,7 +36,7 @@ func buildApplication(
         logger: logger
     )
     app.addServices(
-        ChangeLogService(store: store, retention: settings.changeRetention, purgeInterval: settings.changePurgeInterval, logger: logger),
+        RetentionService(store: store, retention: settings.changeRetention, purgeInterval: settings.changePurgeInterval, logger: logger),
         WebhookDeliveryService(store: store, settings: settings.webhooks, logger: logger))
     return app
 }

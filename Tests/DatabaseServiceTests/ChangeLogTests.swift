@@ -174,8 +174,8 @@ struct ChangeLogTests {
                 try await slow.query("BEGIN", logger: postgres.logger)
                 try await slow.query(
                     """
-                    INSERT INTO product_changes (tenant, product_id, version, op, changed_at, recorded_ms)
-                    VALUES ('t', 'slow', 2, 'delete', '2026-01-01T00:00:00.000Z', 0)
+                    INSERT INTO product_changes (tenant, product_id, version, op, changed_at, recorded_ms, event_type)
+                    VALUES ('t', 'slow', 2, 'delete', '2026-01-01T00:00:00.000Z', 0, 'product.deleted')
                     """, logger: postgres.logger)
                 // ...and a fast one, on another connection, takes a later position and commits first.
                 _ = try await store.apply([.upsert(tenant: "t", product: product("fast"))])

@@ -62,7 +62,7 @@ struct RoutesTests {
         try await withApp { client async throws in
             let now = Timestamp.now()
             func write(_ name: String, key: String, fingerprint: String = "f1", status: Int = 201, expected: String = "") -> String {
-                let product = #"{"id":"p1","name":"\#(name)","type":"t","metadata":{},"created_at":"\#(now)","updated_at":"\#(now)","version":\#(name.count)}"#
+                let product = #"{"id":"p1","name":"\#(name)","type":"t","description":null,"images":[],"active":true,"metadata":{},"created_at":"\#(now)","updated_at":"\#(now)","version":\#(name.count)}"#
                 return #"{"operation":{"op":"upsert","tenant":"default","product":\#(product)},\#(expected)"#
                     + #""idempotency":{"key":"\#(key)","fingerprint":"\#(fingerprint)","status":\#(status),"body":"{}","etag":"e","created_at":\#(Timestamp.nowMilliseconds())}}"#
             }
@@ -106,9 +106,9 @@ struct RoutesTests {
             let now = Timestamp.now()
             let body = """
                 {"operations":[
-                  {"op":"upsert","tenant":"default","product":{"id":"a","name":"A","type":"t","metadata":{},"created_at":"\(now)","updated_at":"\(now)","version":1}},
-                  {"op":"upsert","tenant":"default","product":{"id":"b","name":" ","type":"t","metadata":{},"created_at":"\(now)","updated_at":"\(now)","version":1}},
-                  {"op":"upsert","tenant":"default","product":{"id":"a","name":"A0","type":"t","metadata":{},"created_at":"\(now)","updated_at":"\(now)","version":1}},
+                  {"op":"upsert","tenant":"default","product":{"id":"a","name":"A","type":"t","description":null,"images":[],"active":true,"metadata":{},"created_at":"\(now)","updated_at":"\(now)","version":1}},
+                  {"op":"upsert","tenant":"default","product":{"id":"b","name":" ","type":"t","description":null,"images":[],"active":true,"metadata":{},"created_at":"\(now)","updated_at":"\(now)","version":1}},
+                  {"op":"upsert","tenant":"default","product":{"id":"a","name":"A0","type":"t","description":null,"images":[],"active":true,"metadata":{},"created_at":"\(now)","updated_at":"\(now)","version":1}},
                   {"op":"delete","tenant":"default","id":"c","version":2,"deleted_at":"\(now)"}
                 ]}
                 """
@@ -129,7 +129,7 @@ struct RoutesTests {
             let horizon = Timestamp.nowMilliseconds()
             _ = try await store.purgeTombstones(deletedBefore: horizon)
             func upsert(_ id: String, name: String = "A", recorded: String = "") -> String {
-                #"{"op":"upsert","product":{"id":"\#(id)","name":"\#(name)","type":"t","metadata":{},"created_at":"\#(now)","updated_at":"\#(now)","version":1}\#(recorded)}"#
+                #"{"op":"upsert","product":{"id":"\#(id)","name":"\#(name)","type":"t","description":null,"images":[],"active":true,"metadata":{},"created_at":"\#(now)","updated_at":"\#(now)","version":1}\#(recorded)}"#
             }
             let body = #"{"operations":[\#(upsert("bad", name: " ", recorded: #","recorded_at_ms":1"#)),\#(upsert("old", recorded: #","recorded_at_ms":\#(horizon - 1)"#)),\#(upsert("new", recorded: #","recorded_at_ms":\#(horizon)"#)),\#(upsert("untimed"))]}"#
             let response = try await post(client, "/api/products/batch", body)

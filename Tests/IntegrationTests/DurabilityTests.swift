@@ -114,7 +114,7 @@ struct DurabilityTests {
 
         let now = Timestamp.now()
         func upsert(_ version: Int64) -> String {
-            #"{"op":"upsert","product":{"id":"p2","name":"V\#(version)","type":"t","metadata":{},"created_at":"\#(now)","updated_at":"\#(now)","version":\#(version)}}"#
+            #"{"op":"upsert","product":{"id":"p2","name":"V\#(version)","type":"t","description":null,"images":[],"active":true,"metadata":{},"created_at":"\#(now)","updated_at":"\#(now)","version":\#(version)}}"#
         }
         let batch = try await HTTP.post(api + "/batch", json: #"{"operations":[\#(upsert(4)),\#(upsert(3))]}"#)
         #expect(try batch.json(WriteBatchResult.self).results.map(\.outcome) == [.applied, .stale])
@@ -178,7 +178,7 @@ struct DurabilityTests {
         try FileManager.default.createDirectory(atPath: journal, withIntermediateDirectories: true)
         let now = Timestamp.now()
         func record(_ id: String, _ name: String) -> String {
-            #"{"op":"upsert","tenant":"default","product":{"id":"\#(id)","name":"\#(name)","type":"t","metadata":{},"created_at":"\#(now)","updated_at":"\#(now)","version":1}}"#
+            #"{"op":"upsert","tenant":"default","product":{"id":"\#(id)","name":"\#(name)","type":"t","description":null,"images":[],"active":true,"metadata":{},"created_at":"\#(now)","updated_at":"\#(now)","version":1},"recorded_at_ms":\#(Timestamp.nowMilliseconds())}"#
         }
         let lines = [record("prod_good1", "Good"), record("prod_bad", "   "), record("prod_good2", "Good too")]
         try (lines.joined(separator: "\n") + "\n").write(toFile: journal + "/segment-00000000000000000001.log", atomically: true, encoding: .utf8)
@@ -215,7 +215,7 @@ struct DurabilityTests {
         let journal = stack.dataDirectory + "/journal"
         try FileManager.default.createDirectory(atPath: journal, withIntermediateDirectories: true)
         func record(_ id: String, version: Int64, recordedAtMs: Int64) -> String {
-            #"{"op":"upsert","tenant":"default","product":{"id":"\#(id)","name":"Back","type":"t","metadata":{},"created_at":"\#(now)","updated_at":"\#(now)","version":\#(version)},"recorded_at_ms":\#(recordedAtMs)}"#
+            #"{"op":"upsert","tenant":"default","product":{"id":"\#(id)","name":"Back","type":"t","description":null,"images":[],"active":true,"metadata":{},"created_at":"\#(now)","updated_at":"\#(now)","version":\#(version)},"recorded_at_ms":\#(recordedAtMs)}"#
         }
         let lines = [record("prod_gone", version: 2, recordedAtMs: Timestamp.nowMilliseconds() - 3_600_000),
                      record("prod_new", version: 1, recordedAtMs: Timestamp.nowMilliseconds())]

@@ -125,7 +125,7 @@ struct ObservabilityTests {
         #expect(database["version"] as? String == ServiceVersion.current && database["backend"] as? String == "sqlite")
         #expect(healthy["version"] as? String == ServiceVersion.current && healthy["cache_ready"] as? Bool == true)
         let storage = try await HTTP.get(stack.databaseURL + "/health").object
-        #expect(storage["schema_version"] as? String == "v11-import-jobs" && storage["pool"] is String)
+        #expect(storage["schema_version"] as? String == "v1-schema" && storage["pool"] is String)
         #expect(try await HTTP.get(stack.databaseURL + "/readyz").status == 200)
         await stack.stop()
     }
@@ -141,7 +141,7 @@ struct ObservabilityTests {
         let urls = [stack.databaseURL, second.baseURL]
         func batch(_ version: Int) -> String {
             let operations = (0..<20).map { index in
-                #"{"op":"upsert","tenant":"default","product":{"id":"shared-\#(index)","name":"v\#(version)","type":"physical","metadata":{},"created_at":"2026-01-01T00:00:00.000Z","updated_at":"2026-01-01T00:00:00.000Z","version":\#(version)}}"#
+                #"{"op":"upsert","tenant":"default","product":{"id":"shared-\#(index)","name":"v\#(version)","type":"physical","description":null,"images":[],"active":true,"metadata":{},"created_at":"2026-01-01T00:00:00.000Z","updated_at":"2026-01-01T00:00:00.000Z","version":\#(version)}}"#
             }
             return #"{"operations":[\#(operations.shuffled().joined(separator: ","))]}"#
         }

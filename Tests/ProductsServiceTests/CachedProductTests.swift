@@ -60,18 +60,21 @@ struct CachedProductTests {
         #expect(!cached.nameContains(folded: "bar\\"))
     }
 
-    @Test("a product written before description, images and active existed is cached and served with their defaults")
-    func olderProduct() throws {
-        let text = """
-            {"id":"prod_1","name":"Old","type":"physical","metadata":{},"created_at":"2024-01-01T00:00:00Z",\
-            "updated_at":"2024-01-01T00:00:00Z","version":2}
-            """
-        let cached = try CachedProduct(json: ByteBuffer(string: text))
-        #expect(cached.active)
-        #expect(cached.product.images.isEmpty && cached.product.description == nil)
-        #expect(String(buffer: cached.json).contains(#""description":null,"images":[],"active":true"#))
-        let decoded = try JSONDecoder().decode(Product.self, from: Data(text.utf8))
-        #expect(decoded == cached.product)
+    @Test("a product without description, images or active is refused by every reader, naming the field")
+    func missingRichFields() throws {
+        let full = #"{"id":"prod_1","name":"N","type":"physical","description":null,"images":[],"active":true,"metadata":{},"created_at":"2024-01-01T00:00:00Z","updated_at":"2024-01-01T00:00:00Z","version":2}"#
+        #expect(try CachedProduct(json: ByteBuffer(string: full)).product.version == 2)
+        for field in ["description", "images", "active"] {
+            let text = full.replacingOccurrences(of: field == "description" ? #""description":null,"# : field == "images" ? #""images":[],"# : #""active":true,"#, with: "")
+            #expect(throws: JSONSyntaxError.self, "the cache's reader, without \(field)") { try CachedProduct(json: ByteBuffer(string: text)) }
+            #expect(throws: (any Error).self, "Codable, without \(field)") { try JSONDecoder().decode(Product.self, from: Data(text.utf8)) }
+            #expect(throws: JSONSyntaxError.self, "the strict parser, without \(field)") {
+                try ByteBuffer(string: text).withUnsafeReadableBytes { bytes throws(JSONSyntaxError) in
+                    var parser = JSONParser(bytes: bytes)
+                    _ = try Product(parsing: &parser, param: "product")
+                }
+            }
+        }
     }
 
     @Test("a page of the Database Service's is read into cached products that match the products it holds")

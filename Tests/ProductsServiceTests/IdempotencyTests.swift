@@ -61,8 +61,8 @@ struct IdempotencyTests {
     func bounded() throws {
         let clock = Mutex<Int64>(1_767_794_400_000)
         let product = CachedProduct(Product(id: "p", name: "A", type: "t", metadata: [:], createdAt: "x", updatedAt: "x", version: 1))
-        let cost = try IdempotencyStore(directory: nil).record(for: request("k0"), status: 201, product: product).byteCost
-        let store = try IdempotencyStore(directory: nil, byteLimit: cost * 3 + cost / 2) { clock.withLock { $0 } }
+        let cost = IdempotencyStore().record(for: try request("k0"), status: 201, product: product).byteCost
+        let store = IdempotencyStore(byteLimit: cost * 3 + cost / 2) { clock.withLock { $0 } }
         for index in 0..<5 {
             let request = try request("k\(index)")
             #expect(try store.begin(request) == nil)
@@ -105,7 +105,7 @@ struct IdempotencyTests {
 
     @Test("answers of 40,000-character products are bounded by bytes, not by count")
     func boundedByBytes() throws {
-        let store = try IdempotencyStore(directory: nil, byteLimit: 1 << 20)
+        let store = IdempotencyStore(byteLimit: 1 << 20)
         let large = CachedProduct(Product(
             id: "p", name: "A", type: "t", description: String(repeating: "\u{1F600}", count: 40_000), metadata: [:], createdAt: "x",
             updatedAt: "x", version: 1))
@@ -121,65 +121,10 @@ struct IdempotencyTests {
 
     @Test("an abandoned key (the request failed) may be used again")
     func abandon() throws {
-        let store = try IdempotencyStore(directory: nil)
+        let store = IdempotencyStore()
         let first = try request("k")
         #expect(try store.begin(first) == nil)
         store.abandon(first)
         #expect(try store.begin(try request("k", body: #"{"name":"fixed"}"#)) == nil)
-    }
-
-    @Test("records in journals written before keys moved to the Database Service survive: from the journal, then idempotency.jsonl")
-    func olderJournalsKeepTheirRecords() async throws {
-        let fixture = try CatalogFixture(segmentSize: 1_000)
-        defer { fixture.remove() }
-        var bodies: [String: String] = [:]
-        for index in 0..<20 {
-            let key = "key-\(index)"
-            let product = Product(
-                id: "prod_\(index)", name: "P\(index)", type: "physical", metadata: [:], createdAt: Timestamp.now(), updatedAt: Timestamp.now(),
-                version: 1)
-            let cached = CachedProduct(product)
-            let record = fixture.idempotency.record(for: try request(key, body: "\(index)"), status: 201, product: cached)
-            bodies[key] = record.body
-            _ = try fixture.journal.append(JournalRecord(.upsert(tenant: defaultTenant, product: product), idempotency: record))
-        }
-        fixture.close()
-
-        let restarted = try CatalogFixture.reopen(fixture)
-        #expect(restarted.idempotency.count == 20, "restored from the journal's lines")
-        // Confirm everything: the next group commit drops the old segments, filing their records first.
-        restarted.journal.confirm(through: restarted.journal.latestSequence)
-        _ = try await restarted.catalog.create(tenant: defaultTenant, try input("after"))
-        restarted.close()
-        let segments = try FileManager.default.contentsOfDirectory(atPath: fixture.directory + "/journal")
-        let filed = try String(contentsOfFile: fixture.directory + "/idempotency.jsonl", encoding: .utf8)
-        #expect(segments.count < 20, "old segments were dropped: \(segments)")
-        #expect(!filed.isEmpty)
-
-        let reopened = try CatalogFixture.reopen(fixture)
-        defer { reopened.close() }
-        for index in 0..<20 {
-            let key = "key-\(index)"
-            let replay = try #require(try reopened.idempotency.begin(try request(key, body: "\(index)")), "\(key) is remembered")
-            #expect(replay.body == bodies[key])
-        }
-        #expect(reopened.idempotency.count == 20)
-    }
-
-    @Test("records older than 24 hours are forgotten at start")
-    func expiry() throws {
-        let directory = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let now = Int64(Date().timeIntervalSince1970 * 1000)
-        let records = [
-            IdempotencyRecord(tenant: "default", key: "old", fingerprint: "f", status: 201, body: "{}", etag: "\"x\"", createdAt: now - 25 * 3_600_000, sequence: 1),
-            IdempotencyRecord(tenant: "default", key: "new", fingerprint: "f", status: 201, body: "{}", etag: "\"x\"", createdAt: now - 3_600_000, sequence: 2),
-        ]
-        let lines = try records.map { String(decoding: try JSONCoding.encoder.encode($0), as: UTF8.self) }.joined(separator: "\n") + "\n"
-        try lines.write(toFile: directory + "/idempotency.jsonl", atomically: true, encoding: .utf8)
-        let store = try IdempotencyStore(directory: directory)
-        #expect(store.count == 1)
-        let rewritten = try String(contentsOfFile: directory + "/idempotency.jsonl", encoding: .utf8)
-        #expect(!rewritten.contains(#""key":"old""#) && rewritten.contains(#""key":"new""#), "the file was compacted")
     }
 }

@@ -99,7 +99,7 @@ struct CodingTests {
         let withoutTenant = #"{"operations":[{"op":"delete","id":"x","version":2,"deleted_at":"\#(now)","extra":[1]}]}"#
         #expect(try WriteBatch(json: ByteBuffer(string: withoutTenant)).operations[0].tenant == defaultTenant)
 
-        let upsert = #"{"op":"upsert","product":{"id":"p","name":"n","type":"t","metadata":{},"created_at":"\#(now)","updated_at":"\#(now)","version":1}}"#
+        let upsert = #"{"op":"upsert","product":{"id":"p","name":"n","type":"t","description":null,"images":[],"active":true,"metadata":{},"created_at":"\#(now)","updated_at":"\#(now)","version":1}}"#
         let cases: [(body: String, code: String, param: String?)] = [
             ("", "invalid_body", nil),
             ("[1]", "invalid_body", nil),

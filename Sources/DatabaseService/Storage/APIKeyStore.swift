@@ -26,7 +26,7 @@ struct APIKeyRecord: Sendable, Equatable {
     var revokedAt: String?
 }
 
-/// The `api_keys` table, the same on both backends (migration `v2-api-keys`; never edit it once shipped).
+/// The `api_keys` table, the same on both backends (part of the first migration, `v1-schema`).
 enum APIKeySchema {
     static let createTable = """
         CREATE TABLE api_keys (

@@ -33,7 +33,6 @@ enum ImportCreation: Sendable, Equatable {
 
 /// The tables of import jobs, the same on both backends.
 enum ImportSchema {
-    static let migration = "v11-import-jobs"
     static let statements = [
         """
         CREATE TABLE import_jobs (

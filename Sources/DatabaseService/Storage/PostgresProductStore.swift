@@ -99,9 +99,10 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
 
     // MARK: Migrations
 
-    /// Named migrations, applied once, in order, under an advisory lock (processes may start together).
+    /// Named migrations, applied once, in order, under an advisory lock (processes may start together); frozen
+    /// once merged: a change to the schema is a new migration at the end.
     static let migrations: [(name: String, sql: [String])] = [
-        ("v1-products", [
+        (StoreSchema.first, [
             """
             CREATE TABLE products (
                 tenant TEXT NOT NULL,
@@ -115,12 +116,14 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
                 updated_at TEXT NOT NULL,
                 version BIGINT NOT NULL,
                 deleted BOOLEAN NOT NULL DEFAULT FALSE,
+                deleted_ms BIGINT,
+                description TEXT,
+                images TEXT NOT NULL DEFAULT '[]',
+                active BOOLEAN NOT NULL DEFAULT TRUE,
                 PRIMARY KEY (tenant, id)
             )
             """,
-        ]),
-        ("v2-api-keys", [APIKeySchema.createTable]),
-        ("v3-change-log", [
+            APIKeySchema.createTable,
             // `transaction_id` is the writing transaction's id; see `changes(after:limit:)` for why it is there.
             """
             CREATE TABLE product_changes (
@@ -132,7 +135,8 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
                 op TEXT NOT NULL,
                 changed_at TEXT NOT NULL,
                 recorded_ms BIGINT NOT NULL,
-                product TEXT
+                product TEXT,
+                event_type TEXT NOT NULL
             )
             """,
             "CREATE INDEX product_changes_order ON product_changes (transaction_id, position)",
@@ -144,50 +148,14 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
             )
             """,
             "INSERT INTO change_log_state (id, purged_transaction, purged_position) VALUES (1, 0, 0)",
-        ]),
-        ("v4-writer-nodes", [WriterNodeSchema.createTable]),
-        ("v5-idempotency-answers", [AnswerSchema.createTable, AnswerSchema.createIndex]),
-        ("v6-webhooks", WebhookSchema.statements(serial: "BIGSERIAL PRIMARY KEY") + [
+            WriterNodeSchema.createTable,
+            AnswerSchema.createTable, AnswerSchema.createIndex,
+        ] + WebhookSchema.statements(serial: "BIGSERIAL PRIMARY KEY") + [
             "CREATE INDEX product_changes_tenant ON product_changes (tenant, transaction_id, position)",
-        ]),
-        // `q` became accent-insensitive: non-ASCII names are folded again, in Swift (see `refoldNames`).
-        ("v7-accent-insensitive-names", []),
-        // Tombstones are purged after the retention; those already stored count from the migration.
-        ("v8-tombstone-purge", [
-            "ALTER TABLE products ADD COLUMN deleted_ms BIGINT",
-            "UPDATE products SET deleted_ms = (extract(epoch FROM now()) * 1000)::bigint WHERE deleted",
             TombstoneSchema.createIndex, TombstoneSchema.createTable, TombstoneSchema.insertRow,
-        ]),
-        ("v9-product-history", [HistorySchema.createIndex]),
-        (RichProductSchema.migration, [
-            "ALTER TABLE products ADD COLUMN description TEXT",
-            "ALTER TABLE products ADD COLUMN images TEXT NOT NULL DEFAULT '[]'",
-            "ALTER TABLE products ADD COLUMN active BOOLEAN NOT NULL DEFAULT TRUE",
-        ]),
-        (ImportSchema.migration, ImportSchema.statements),
+            HistorySchema.createIndex,
+        ] + ImportSchema.statements),
     ]
-
-    /// Migrations with a step in Swift, run after their SQL in the same transaction.
-    static let migrationSteps: [String: @Sendable (PostgresConnection, Logger) async throws -> Void] = [
-        "v7-accent-insensitive-names": refoldNames,
-    ]
-
-    /// Recomputes `name_folded` under today's `ProductQuery.fold`; ASCII names fold as before, so only the others
-    /// are read and written.
-    @Sendable static func refoldNames(_ connection: PostgresConnection, logger: Logger) async throws {
-        var changed: [(tenant: String, id: String, folded: String)] = []
-        let rows = try await connection.query(
-            "SELECT tenant, id, name, name_folded FROM products WHERE name ~ '[^\\x01-\\x7F]'", logger: logger)
-        for try await (tenant, id, name, folded) in rows.decode((String, String, String, String).self) {
-            let refolded = ProductQuery.fold(name)
-            if refolded != folded { changed.append((tenant, id, refolded)) }
-        }
-        for row in changed {
-            try await connection.query(
-                "UPDATE products SET name_folded = \(row.folded) WHERE tenant = \(row.tenant) AND id = \(row.id)", logger: logger)
-        }
-        logger.notice("folded product names again", metadata: ["products": "\(changed.count)"])
-    }
 
     func migrate() async throws {
         try await client.withTransaction(logger: logger) { connection in
@@ -201,7 +169,6 @@ final class PostgresProductStore: ProductStore, APIKeyStore {
             }
             for migration in Self.migrations where !applied.contains(migration.name) {
                 for statement in migration.sql { try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger) }
-                try await Self.migrationSteps[migration.name]?(connection, logger)
                 try await connection.query("INSERT INTO schema_migrations (name) VALUES (\(migration.name))", logger: logger)
                 logger.notice("applied migration", metadata: ["migration": "\(migration.name)"])
             }

@@ -110,12 +110,13 @@ extension ProductStore {
     func apply(_ operations: [WriteOperation]) async throws -> [ApplyOutcome] { try await apply(operations, recordedAtMs: []) }
 }
 
-/// A product's versions are read from the change log by product.
-/// Description, images and the active flag, added to products by one migration on each backend.
-enum RichProductSchema {
-    static let migration = "v10-rich-products"
+/// The names of the migrations both backends apply, in order; each is frozen once merged.
+enum StoreSchema {
+    /// The whole schema as first released.
+    static let first = "v1-schema"
 }
 
+/// A product's versions are read from the change log by product.
 enum HistorySchema {
     static let createIndex = "CREATE INDEX product_changes_product ON product_changes (tenant, product_id, version)"
 }

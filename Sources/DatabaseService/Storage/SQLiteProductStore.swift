@@ -24,82 +24,55 @@ final class SQLiteProductStore: ProductStore {
         try Self.migrator.migrate(pool)
     }
 
-    /// Migrations are named and never edited once shipped; add new ones at the end.
+    /// Migrations are named and frozen once merged: a change to the schema is a new migration at the end.
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
-        migrator.registerMigration("v1-products") { db in
-            try db.execute(
-                sql: """
-                    CREATE TABLE products (
-                        tenant TEXT NOT NULL,
-                        id TEXT NOT NULL,
-                        name TEXT NOT NULL,
-                        type TEXT NOT NULL,
-                        metadata TEXT NOT NULL,
-                        created_at TEXT NOT NULL,
-                        updated_at TEXT NOT NULL,
-                        version INTEGER NOT NULL,
-                        deleted INTEGER NOT NULL DEFAULT 0,
-                        PRIMARY KEY (tenant, id)
-                    ) WITHOUT ROWID
-                    """)
-        }
-        migrator.registerMigration("v2-api-keys") { db in
-            try db.execute(sql: APIKeySchema.createTable)
-        }
-        migrator.registerMigration("v3-change-log") { db in
-            // One writer commits at a time, so AUTOINCREMENT positions are in commit order and never reused.
-            try db.execute(
-                sql: """
-                    CREATE TABLE product_changes (
-                        position INTEGER PRIMARY KEY AUTOINCREMENT,
-                        tenant TEXT NOT NULL,
-                        product_id TEXT NOT NULL,
-                        version INTEGER NOT NULL,
-                        op TEXT NOT NULL,
-                        changed_at TEXT NOT NULL,
-                        recorded_ms INTEGER NOT NULL,
-                        product TEXT
-                    );
-                    CREATE TABLE change_log_state (
-                        id INTEGER PRIMARY KEY CHECK (id = 1),
-                        purged_position INTEGER NOT NULL
-                    );
-                    INSERT INTO change_log_state (id, purged_position) VALUES (1, 0);
-                    """)
-        }
-        migrator.registerMigration("v4-writer-nodes") { db in
-            try db.execute(sql: WriterNodeSchema.createTable)
-        }
-        migrator.registerMigration("v5-idempotency-answers") { db in
-            try db.execute(sql: AnswerSchema.createTable)
-            try db.execute(sql: AnswerSchema.createIndex)
-        }
-        migrator.registerMigration("v6-webhooks") { db in
-            for statement in WebhookSchema.statements(serial: "INTEGER PRIMARY KEY AUTOINCREMENT") { try db.execute(sql: statement) }
-            try db.execute(sql: "CREATE INDEX product_changes_tenant ON product_changes (tenant, position)")
-        }
-        // `q` became accent-insensitive. SQLite folds names when it searches (`products_fold`), so nothing is
-        // stored; the migration keeps both backends at the same schema version.
-        migrator.registerMigration("v7-accent-insensitive-names") { _ in }
-        // Tombstones are purged after the retention; those already stored count from the migration.
-        migrator.registerMigration("v8-tombstone-purge") { db in
-            try db.execute(sql: "ALTER TABLE products ADD COLUMN deleted_ms INTEGER")
-            try db.execute(sql: "UPDATE products SET deleted_ms = ? WHERE deleted", arguments: [Timestamp.nowMilliseconds()])
-            try db.execute(sql: TombstoneSchema.createIndex)
-            try db.execute(sql: TombstoneSchema.createTable)
-            try db.execute(sql: TombstoneSchema.insertRow)
-        }
-        migrator.registerMigration("v9-product-history") { db in
-            try db.execute(sql: HistorySchema.createIndex)
-        }
-        migrator.registerMigration(RichProductSchema.migration) { db in
-            try db.execute(sql: "ALTER TABLE products ADD COLUMN description TEXT")
-            try db.execute(sql: "ALTER TABLE products ADD COLUMN images TEXT NOT NULL DEFAULT '[]'")
-            try db.execute(sql: "ALTER TABLE products ADD COLUMN active INTEGER NOT NULL DEFAULT 1")
-        }
-        migrator.registerMigration(ImportSchema.migration) { db in
-            for statement in ImportSchema.statements { try db.execute(sql: statement) }
+        migrator.registerMigration(StoreSchema.first) { db in
+            // One writer commits at a time, so the change log's AUTOINCREMENT positions are in commit order and
+            // never reused.
+            let statements = [
+                """
+                CREATE TABLE products (
+                    tenant TEXT NOT NULL,
+                    id TEXT NOT NULL,
+                    name TEXT NOT NULL,
+                    type TEXT NOT NULL,
+                    metadata TEXT NOT NULL,
+                    created_at TEXT NOT NULL,
+                    updated_at TEXT NOT NULL,
+                    version INTEGER NOT NULL,
+                    deleted INTEGER NOT NULL DEFAULT 0,
+                    deleted_ms INTEGER,
+                    description TEXT,
+                    images TEXT NOT NULL DEFAULT '[]',
+                    active INTEGER NOT NULL DEFAULT 1,
+                    PRIMARY KEY (tenant, id)
+                ) WITHOUT ROWID
+                """,
+                APIKeySchema.createTable,
+                """
+                CREATE TABLE product_changes (
+                    position INTEGER PRIMARY KEY AUTOINCREMENT,
+                    tenant TEXT NOT NULL,
+                    product_id TEXT NOT NULL,
+                    version INTEGER NOT NULL,
+                    op TEXT NOT NULL,
+                    changed_at TEXT NOT NULL,
+                    recorded_ms INTEGER NOT NULL,
+                    product TEXT,
+                    event_type TEXT NOT NULL
+                )
+                """,
+                "CREATE TABLE change_log_state (id INTEGER PRIMARY KEY CHECK (id = 1), purged_position INTEGER NOT NULL)",
+                "INSERT INTO change_log_state (id, purged_position) VALUES (1, 0)",
+                WriterNodeSchema.createTable,
+                AnswerSchema.createTable, AnswerSchema.createIndex,
+            ] + WebhookSchema.statements(serial: "INTEGER PRIMARY KEY AUTOINCREMENT") + [
+                "CREATE INDEX product_changes_tenant ON product_changes (tenant, position)",
+                TombstoneSchema.createIndex, TombstoneSchema.createTable, TombstoneSchema.insertRow,
+                HistorySchema.createIndex,
+            ] + ImportSchema.statements
+            for statement in statements { try db.execute(sql: statement) }
         }
         return migrator
     }

@@ -29,14 +29,8 @@ extension SQLiteProductStore: WebhookStore {
         }
     }
 
-    /// The condition on a change's event type; changes logged before events existed are judged by op and version.
-    static func eventTypeFilter(_ type: EventType) -> String {
-        switch type {
-        case .productDeleted: " AND op = 'delete'"
-        case .productCreated: " AND op = 'upsert' AND (event_type = 'product.created' OR (event_type IS NULL AND version = 1))"
-        case .productUpdated: " AND op = 'upsert' AND (event_type = 'product.updated' OR (event_type IS NULL AND version <> 1))"
-        }
-    }
+    /// The condition on a change's event type (a fixed string per type: no user input reaches the SQL).
+    static func eventTypeFilter(_ type: EventType) -> String { " AND event_type = '\(type.rawValue)'" }
 
     func createEndpoint(_ endpoint: StoredEndpoint) async throws -> Bool {
         try await pool.write { db in

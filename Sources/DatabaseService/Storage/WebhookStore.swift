@@ -113,7 +113,6 @@ struct AttemptRecord: Sendable, Equatable {
 enum WebhookSchema {
     static func statements(serial: String) -> [String] {
         [
-            "ALTER TABLE product_changes ADD COLUMN event_type TEXT",
             """
             CREATE TABLE webhook_endpoints (
                 id TEXT NOT NULL PRIMARY KEY,

@@ -97,12 +97,9 @@ struct CachedProduct: @unchecked Sendable {
         guard hasUpdatedAt else { throw missing("updated_at") }
         guard hasMetadata else { throw missing("metadata") }
         let bytes = UnsafeRawBufferPointer(rebasing: bytes[start..<parser.index])
-        guard let active, hasDescription, hasImages else {
-            // Written before these fields existed (a journal line of an older release): served with their defaults.
-            var old = JSONParser(bytes: bytes)
-            self = CachedProduct(try Product(parsing: &old, param: param()))
-            return
-        }
+        guard let active else { throw missing("active") }
+        guard hasDescription else { throw missing("description") }
+        guard hasImages else { throw missing("images") }
         let fields = Fields(
             id: id, type: type, version: version, active: active, createdAt: createdAt, byteCount: UInt32(parser.index - start),
             nameStart: UInt32(name.lowerBound - start), nameEnd: UInt32(name.upperBound - start))

@@ -18,7 +18,7 @@ struct EventsController<Context: TenantRequestContext> {
     @Sendable func list(_ request: Request, context: Context) async throws -> Response {
         let query = try EventQuery.parse(query: request.uri.query)
         let answer = try await Forwarding.send(
-            database, .get, path: "/api/events?" + query.queryString(cursor: query.cursor), tenant: context.tenant, body: nil)
+            database, .get, .events(query: query.queryString(cursor: query.cursor)), tenant: context.tenant, body: nil)
         var response = try Forwarding.response(answer)
         guard answer.status == 200 else { return response }
         if let first = answer.header(EventPageHeaders.first).flatMap(EventID.cursor),
@@ -62,30 +62,9 @@ struct WebhookEndpointsController<Context: TenantRequestContext> {
             }
         }
         let body: ByteBuffer? = request.method == .post || request.method == .patch ? try await request.collectJSONBody() : nil
-        var path = "/api" + request.uri.path
-        if let query = request.uri.query, !query.isEmpty { path += "?" + query }
-        return try Forwarding.response(try await Forwarding.send(database, request.method, path: path, tenant: context.tenant, body: body))
-    }
-}
-
-/// Passing public API calls through to the Database Service.
-enum Forwarding {
-    static func send(
-        _ database: any DatabaseServiceClient, _ method: HTTPRequest.Method, path: String, tenant: String, body: ByteBuffer?
-    ) async throws(APIError) -> ForwardedResponse {
-        do {
-            return try await database.forward(method, path: path, tenant: tenant, body: body)
-        } catch {
-            throw APIError.serviceUnavailable("database_unavailable", "The Database Service, which keeps events and webhooks, is unreachable: \(error)")
-        }
-    }
-
-    /// The Database Service's answer as the client's: its status and JSON body (errors are in the one shape already).
-    static func response(_ answer: ForwardedResponse) throws(APIError) -> Response {
-        if answer.status == 401 || answer.status == 403 {
-            // The two services disagree on the service token: the client is not at fault.
-            throw APIError.serviceUnavailable("database_unavailable", "The Database Service refused this service's token")
-        }
-        return Response.json(buffer: answer.body, status: HTTPResponse.Status(code: answer.status))
+        // The path below /webhook_endpoints, as the client sent it (an id was checked above).
+        let subpath = String(request.uri.path.dropFirst("/webhook_endpoints".count))
+        let route = DatabaseRoute.webhookEndpoints(subpath: subpath, query: request.uri.query)
+        return try Forwarding.response(try await Forwarding.send(database, request.method, route, tenant: context.tenant, body: body))
     }
 }

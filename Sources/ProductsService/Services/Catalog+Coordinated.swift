@@ -96,7 +96,7 @@ extension Catalog {
             }
             let record = IdempotencyRecord(
                 tenant: idempotent.tenant, key: idempotent.key, fingerprint: stored.fingerprint, status: stored.status, body: stored.body,
-                etag: stored.etag, createdAt: stored.createdAt, sequence: 0)
+                etag: stored.etag, createdAt: stored.createdAt)
             idempotency.finish(record)
             return .done(.replayed(record))
         case .keyReused:
@@ -154,7 +154,7 @@ extension Catalog {
         let asked = ContinuousClock.now
         do {
             answer = try await database.forward(
-                .post, path: "/api/products/\(HTTPDatabaseServiceClient.escape(id))/restore", tenant: tenant, body: body)
+                .post, .restoreProduct(id: id), tenant: tenant, body: body)
         } catch {
             throw APIError.serviceUnavailable("database_unavailable", "Restoring needs the Database Service, which is unreachable: \(error)")
         }
@@ -174,7 +174,7 @@ extension Catalog {
         try await flush(timeout: .seconds(5))
         do {
             return try await database.forward(
-                .get, path: "/api/products/\(HTTPDatabaseServiceClient.escape(id))/versions?" + query.queryString(startingAfter: query.startingAfter),
+                .get, .productVersions(id: id, query: query.queryString(startingAfter: query.startingAfter)),
                 tenant: tenant, body: nil)
         } catch {
             throw APIError.serviceUnavailable("database_unavailable", "A product's history is kept by the Database Service, which is unreachable: \(error)")

@@ -37,7 +37,7 @@ final class Catalog: Sendable {
     static let pageSize = 1000
 
     /// What a catalog is made of, opened on a data directory: the journal replayed into the cache and the
-    /// idempotency records restored. Tests keep the parts to look inside.
+    /// idempotency store. Tests keep the parts to look inside.
     struct Parts: Sendable {
         let cache: CatalogCache
         let journal: Journal
@@ -52,14 +52,13 @@ final class Catalog: Sendable {
             idempotencyBytes: Int = IdempotencyStore.defaultByteLimit, journalMemoryLimit: Int = Journal.defaultMemoryLimit,
             shopLimits: ShopState.Limits = ShopState.Limits()
         ) throws {
-            let idempotency = try IdempotencyStore(directory: directory, byteLimit: idempotencyBytes)
+            let idempotency = IdempotencyStore(byteLimit: idempotencyBytes)
             let cache = CatalogCache(limits: shopLimits)
             var replayed = 0
             journal = try Journal(
                 directory: directory.map { $0 + "/journal" }, segmentSize: segmentSize, memoryLimit: journalMemoryLimit, logger: logger,
-                beforeDropping: { try idempotency.file(through: $0) }, beforeWrite: beforeWrite, sync: sync,
+                beforeWrite: beforeWrite, sync: sync,
                 recovered: { sequence, record, confirmed in
-                    idempotency.restore(sequence: sequence, record)
                     if !confirmed {
                         cache.replay(record.operation)
                         replayed += 1

@@ -12,8 +12,8 @@ import SystemPackage
 /// A job is checked in full first (every line, its errors reported to the Database Service), then its valid
 /// lines are written in batches through the Database Service's batch endpoint, like the persistence worker's, so
 /// they reach the change log (and so every replica's cache, the feed, events and webhooks) in its transactions;
-/// this replica's cache takes each acknowledged batch at once. Where writing stands is kept beside the file, so a
-/// job resumes after a restart from its last acknowledged batch; resent operations carry the same ids and versions,
+/// this replica's cache takes each confirmed batch at once. Where writing stands is kept beside the file, so a
+/// job resumes after a restart from its last confirmed batch; resent operations carry the same ids and versions,
 /// so the Database Service finds them stale and nothing is written twice.
 ///
 /// Bounds: at most `maxRunning` jobs run at once, one per tenant, so a large import cannot hold up another
@@ -169,7 +169,7 @@ final class ImportWorker: Service, Sendable {
         if !local.isEmpty { logger.notice("resuming import jobs", metadata: ["jobs": "\(local.count)"]) }
         let unfinished = await retrying("listing this replica's unfinished imports") { () async throws -> [ImportJob] in
             let jobs: [ImportJob]? = try await self.call(
-                .get, "/api/imports?replica_id=\(HTTPDatabaseServiceClient.escape(self.replicaID))", tenant: defaultTenant)
+                .get, .importJobs(replicaID: self.replicaID), tenant: defaultTenant)
             return jobs ?? []
         }
         for job in unfinished ?? [] where !local.contains(job.id) {
@@ -223,16 +223,16 @@ final class ImportWorker: Service, Sendable {
     /// Sends a report of a job; retried until the Database Service takes it (nil only at shutdown or if the job is gone).
     func report(_ id: String, tenant: String, _ progress: ImportProgress) async -> ImportJob? {
         await retrying("reporting an import's progress") { () async throws -> ImportJob? in
-            try await self.call(.patch, "/api/imports/\(id)", tenant: tenant, body: progress)
+            try await self.call(.patch, .importJob(id: id), tenant: tenant, body: progress)
         } ?? nil
     }
 
     /// Calls the Database Service's import routes: the decoded answer, nil for a 404; other errors throw.
     func call<Answer: Decodable>(
-        _ method: HTTPRequest.Method, _ path: String, tenant: String, body: (some Encodable)? = nil as Int?
+        _ method: HTTPRequest.Method, _ route: DatabaseRoute, tenant: String, body: (some Encodable)? = nil as Int?
     ) async throws -> Answer? {
         let bytes = try body.map { try JSONCoding.encode($0) }
-        let answer = try await catalog.database.forward(method, path: path, tenant: tenant, body: bytes)
+        let answer = try await catalog.database.forward(method, route, tenant: tenant, body: bytes)
         if answer.status == 404 { return nil }
         guard (200..<300).contains(answer.status) else {
             throw DatabaseClientError.rejected(status: answer.status, body: try? JSONCoding.decoder.decode(APIError.Body.self, from: Data(buffer: answer.body)))
@@ -468,12 +468,12 @@ private struct ImportRun {
         var product: CachedProduct
     }
 
-    /// Sends the operations after the last acknowledged one in batches; false when stopped by shutdown. Each
+    /// Sends the operations after the last confirmed one in batches; false when stopped by shutdown. Each
     /// operation's JSON goes into the batch as it was written while checking, and into the cache as it is.
     private mutating func write() async throws -> Bool {
         let reader = try LineFileReader(path: spool.operations)
         var skipped: Int64 = 0
-        while skipped < counts.acknowledged, try reader.next({ _, _ in () }) != nil { skipped += 1 }
+        while skipped < counts.confirmed, try reader.next({ _, _ in () }) != nil { skipped += 1 }
         let (worker, database) = (worker, worker.catalog.database)
         var window: [(writes: [Imported], sent: ContinuousClock.Instant, answer: Task<WriteBatchResult?, Never>)] = []
         defer { for batch in window { batch.answer.cancel() } }
@@ -520,7 +520,7 @@ private struct ImportRun {
                 }
             }
             worker.catalog.applyImported(applied, sent: sent)
-            counts.acknowledged += Int64(writes.count)
+            counts.confirmed += Int64(writes.count)
             try spool.saveState(counts)
             guard await report(ImportProgress(written: counts.written, rejected: counts.rejected)) else { return false }
         }
@@ -556,10 +556,10 @@ private struct ImportRun {
         lastReport = .now
         if !errors.isEmpty {
             let batch = ImportsErrorBatch(errors: errors)
-            let path = "/api/imports/\(file.id)/errors"
+            let route = DatabaseRoute.importErrors(id: file.id, query: nil)
             let (worker, tenant) = (worker, file.tenant)
             let sent: Bool? = await worker.retrying("reporting an import's errors") {
-                let _: ImportWorker.Empty? = try await worker.call(.post, path, tenant: tenant, body: batch)
+                let _: ImportWorker.Empty? = try await worker.call(.post, route, tenant: tenant, body: batch)
                 return true
             }
             guard sent != nil else { return false }

@@ -8,7 +8,7 @@ import Shared
 import Synchronization
 
 /// A completed idempotent request: what a retry with the same key and the same request gets back.
-struct IdempotencyRecord: Codable, Sendable, Equatable {
+struct IdempotencyRecord: Sendable, Equatable {
     var tenant: String
     var key: String
     /// Identifies the request (method, path and body), so a key reused for another request is refused.
@@ -19,42 +19,9 @@ struct IdempotencyRecord: Codable, Sendable, Equatable {
     var etag: String
     /// When the request was answered, in milliseconds since the Unix epoch.
     var createdAt: Int64
-    /// The journal record that carries it (0 without a journal).
-    var sequence: UInt64
-
-    enum CodingKeys: String, CodingKey {
-        case tenant, key, fingerprint, status, body, etag, sequence
-        case createdAt = "created_at"
-    }
 
     /// What the record costs in memory: its strings' bytes, and the rest of its entry, key and place by age.
     var byteCost: Int { tenant.utf8.count * 2 + key.utf8.count * 2 + fingerprint.utf8.count + body.utf8.count + etag.utf8.count + 160 }
-
-    /// The record's JSON, as the journal and `idempotency.jsonl` hold it.
-    func writeJSON(into buffer: inout ByteBuffer) {
-        buffer.writeJSONString(tenant, after: "{\"tenant\":")
-        buffer.writeJSONString(key, after: ",\"key\":")
-        buffer.writeJSONString(fingerprint, after: ",\"fingerprint\":")
-        buffer.writeStaticString(",\"status\":")
-        buffer.writeString(String(status))
-        buffer.writeJSONString(body, after: ",\"body\":")
-        buffer.writeJSONString(etag, after: ",\"etag\":")
-        buffer.writeStaticString(",\"created_at\":")
-        buffer.writeString(String(createdAt))
-        buffer.writeStaticString(",\"sequence\":")
-        buffer.writeString(String(sequence))
-        buffer.writeInteger(UInt8(ascii: "}"))
-    }
-
-    /// Records as JSON lines.
-    static func lines(_ records: some Sequence<IdempotencyRecord>) -> ByteBuffer {
-        var buffer = ByteBuffer()
-        for record in records {
-            record.writeJSON(into: &buffer)
-            buffer.writeInteger(UInt8(ascii: "\n"))
-        }
-        return buffer
-    }
 }
 
 /// An `Idempotency-Key` request as it arrives: the key and the fingerprint of what it asks.
@@ -101,9 +68,7 @@ struct IdempotentRequest: Sendable {
 ///
 /// The Database Service stores each key's answer in the transaction of its write, so a retry on any replica
 /// gets it back; this store is the replica's own copy: it replays a retry made here without a round trip, and
-/// answers 409 to a second request while the first with its key is in flight. Journals written before keys
-/// moved to the Database Service carry records in their lines: those are restored, and copied to
-/// `idempotency.jsonl` before the journal drops their segment.
+/// answers 409 to a second request while the first with its key is in flight. It is kept in memory only.
 ///
 /// Answers are kept up to `byteLimit` bytes (`IdempotencyRecord.byteCost`): past it the oldest go first. A retry whose answer went then is sent to
 /// the Database Service like a first request, and gets the stored answer from there (24 hours): the bound costs
@@ -129,49 +94,17 @@ final class IdempotencyStore: Sendable {
         var byAge: Deque<(key: Key, createdAt: Int64, cost: Int)> = []
         /// What the completed answers cost, by `IdempotencyRecord.byteCost`.
         var bytes = 0
-        /// Records written to the journal but not yet to the file, in journal order.
-        var unfiled: Deque<IdempotencyRecord> = []
     }
 
     private let state = Mutex(State())
-    private let path: String?
     let byteLimit: Int
     /// Unix milliseconds; tests move it by hand.
     private let now: @Sendable () -> Int64
 
-    /// Loads the unexpired records of `directory/idempotency.jsonl` (nil: memory only).
-    init(
-        directory: String?, byteLimit: Int = IdempotencyStore.defaultByteLimit,
-        clock now: @escaping @Sendable () -> Int64 = { Timestamp.nowMilliseconds() }
-    ) throws {
+    init(byteLimit: Int = IdempotencyStore.defaultByteLimit, clock now: @escaping @Sendable () -> Int64 = { Timestamp.nowMilliseconds() }) {
         precondition(byteLimit >= 1)
         self.byteLimit = byteLimit
         self.now = now
-        path = directory.map { $0 + "/idempotency.jsonl" }
-        guard let path, let data = FileManager.default.contents(atPath: path) else { return }
-        let cutoff = now() - Self.retentionMilliseconds
-        var kept: [IdempotencyRecord] = []
-        var total = 0
-        for line in data.split(separator: UInt8(ascii: "\n")) {
-            total += 1
-            // A torn last line (a crash while copying) is dropped: its journal segment was not deleted.
-            guard let record = try? JSONCoding.decoder.decode(IdempotencyRecord.self, from: Data(line)) else { continue }
-            if record.createdAt >= cutoff { kept.append(record) }
-        }
-        state.withLock { state in
-            for record in kept { complete(record, in: &state) }
-        }
-        if kept.count < total { try Self.rewrite(path, with: kept) }
-    }
-
-    /// Adds a record found in the journal's segments at start, with the sequence of the line carrying it.
-    func restore(sequence: UInt64, _ journaled: JournalRecord) {
-        guard var record = journaled.idempotency, record.createdAt >= now() - Self.retentionMilliseconds else { return }
-        record.sequence = sequence
-        state.withLock { state in
-            complete(record, in: &state)
-            state.unfiled.append(record)
-        }
     }
 
     /// What to do with an idempotent request: nil to perform it (its key is now in flight), or the record to replay.
@@ -198,7 +131,7 @@ final class IdempotencyStore: Sendable {
     func record(for request: IdempotentRequest, status: Int, product: CachedProduct) -> IdempotencyRecord {
         IdempotencyRecord(
             tenant: request.tenant, key: request.key, fingerprint: request.fingerprint, status: status,
-            body: String(buffer: product.json), etag: product.etag, createdAt: now(), sequence: 0)
+            body: String(buffer: product.json), etag: product.etag, createdAt: now())
     }
 
     /// The write is stored: retries now replay it.
@@ -212,25 +145,6 @@ final class IdempotencyStore: Sendable {
             if case .inFlight = state.entries[Key(tenant: request.tenant, key: request.key)] {
                 state.entries[Key(tenant: request.tenant, key: request.key)] = nil
             }
-        }
-    }
-
-    /// Copies the records of journal lines up to `sequence` to the file and syncs it; the journal calls this
-    /// before deleting segments that hold them.
-    func file(through sequence: UInt64) throws {
-        let records = state.withLock { state in
-            var records: [IdempotencyRecord] = []
-            while let first = state.unfiled.first, first.sequence <= sequence { records.append(state.unfiled.removeFirst()) }
-            return records
-        }
-        guard let path, !records.isEmpty else { return }
-        do {
-            try DurableFile.append(IdempotencyRecord.lines(records), to: path)
-        } catch {
-            state.withLock { state in
-                for record in records.reversed() { state.unfiled.prepend(record) }
-            }
-            throw error
         }
     }
 
@@ -271,11 +185,6 @@ final class IdempotencyStore: Sendable {
                 state.entries[oldest.key] = nil
             }
         }
-    }
-
-    /// Replaces the file with `records`, atomically.
-    private static func rewrite(_ path: String, with records: [IdempotencyRecord]) throws {
-        try DurableFile.replace(path, with: IdempotencyRecord.lines(records))
     }
 }
 

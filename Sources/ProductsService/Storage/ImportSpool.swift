@@ -13,7 +13,7 @@ import Darwin
 /// - `input.ndjson`, the file as uploaded (synced before the job is answered 202);
 /// - `job.json`, the job's tenant, mode and policy (written once the Database Service has the job);
 /// - `operations.ndjson`, the writes the valid lines make (`<line number> <operation JSON>` a line), made by checking;
-/// - `state.json`, where writing stands: how many operations the Database Service has acknowledged, with the counts.
+/// - `state.json`, where writing stands: how many operations the Database Service has confirmed, with the counts.
 /// A directory without `job.json` is an upload that was never answered, and is removed at the next start.
 struct ImportSpool: Sendable {
     let directory: String
@@ -37,9 +37,9 @@ struct ImportSpool: Sendable {
         }
     }
 
-    /// Where writing stands: the operations acknowledged by the Database Service, and the counts then.
+    /// Where writing stands: the operations confirmed by the Database Service, and the counts then.
     struct WriteState: Codable, Sendable, Equatable {
-        var acknowledged: Int64 = 0
+        var confirmed: Int64 = 0
         var written: Int64 = 0
         var rejected: Int64 = 0
         var validated: Int64 = 0

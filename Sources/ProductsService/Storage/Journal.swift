@@ -12,7 +12,7 @@ struct JournalEntry: Sendable {
     var operation: WriteOperation
     /// When the write was recorded.
     var recordedAt: ContinuousClock.Instant
-    /// The same in Unix milliseconds, sent with the write (nil for a record written before records carried it).
+    /// The same in Unix milliseconds, sent with the write (nil only in tests' entries made by hand).
     var recordedAtMs: Int64?
 
     /// What an entry held in memory costs, by its strings' bytes: the journal's window is bounded by it.
@@ -117,11 +117,10 @@ final class Journal: @unchecked Sendable {
     /// Opens the journal in `directory` (nil: memory only) and recovers what was pending, streaming every record
     /// found in the segments (`confirmed`: the Database Service has it) to `recovered` in journal order.
     ///
-    /// `beforeDropping` is called on the I/O thread with the last sequence number of segments about to be
-    /// deleted; if it throws, they are kept for now. `sync` makes appended bytes durable (tests inject failures).
+    /// `sync` makes appended bytes durable (tests inject failures).
     init(
         directory: String?, segmentSize: Int = 16 * 1024 * 1024, memoryLimit: Int = Journal.defaultMemoryLimit, logger: Logger,
-        beforeDropping: (@Sendable (UInt64) throws -> Void)? = nil, beforeWrite: (@Sendable () -> Void)? = nil,
+        beforeWrite: (@Sendable () -> Void)? = nil,
         sync: @escaping AppendOnlyFile.Sync = AppendOnlyFile.syncData,
         recovered: (_ sequence: UInt64, _ record: JournalRecord, _ confirmed: Bool) throws -> Void = { _, _, _ in }
     ) throws {
@@ -138,7 +137,7 @@ final class Journal: @unchecked Sendable {
             return
         }
         let log = try SegmentedLog(
-            directory: directory, segmentSize: segmentSize, logger: logger, beforeDropping: beforeDropping, sync: sync)
+            directory: directory, segmentSize: segmentSize, logger: logger, sync: sync)
         let found = try log.recover()
         file = log
         lastSequence = found.lastSequence
@@ -159,7 +158,7 @@ final class Journal: @unchecked Sendable {
                     let cost = JournalEntry.memoryCost(record.operation)
                     if spilled == nil && (held.isEmpty || heldBytes + cost <= limit) {
                         heldBytes += cost
-                        let recordedAt = record.recordedAt(now: now, nowMs: nowMs, fallback: now)
+                        let recordedAt = record.recordedAt(now: now, nowMs: nowMs)
                         held.append(JournalEntry(sequence: sequence, operation: record.operation, recordedAt: recordedAt, recordedAtMs: record.recordedAtMs))
                     } else if spilled == nil {
                         spilled = sequence
@@ -193,7 +192,7 @@ final class Journal: @unchecked Sendable {
         lastSequence += 1
         let entry = JournalEntry(
             sequence: lastSequence, operation: record.operation,
-            recordedAt: record.recordedAt(now: .now, nowMs: Timestamp.nowMilliseconds(), fallback: .now), recordedAtMs: record.recordedAtMs)
+            recordedAt: record.recordedAt(now: .now, nowMs: Timestamp.nowMilliseconds()), recordedAtMs: record.recordedAtMs)
         unconfirmed.add(record.operation)
         if file == nil {
             durableSequence = lastSequence
@@ -257,7 +256,7 @@ final class Journal: @unchecked Sendable {
         leading = true
         var bytes = unsyncedBytes
         if let confirmed = confirmationToWrite {
-            bytes.writeString(#"{"ack":\#(confirmed)}"# + "\n")
+            bytes.writeString(#"{"confirmed":\#(confirmed)}"# + "\n")
             confirmationToWrite = nil
         }
         let group = Group(entries: unsynced, bytes: bytes, confirmed: confirmedSequence)
@@ -395,7 +394,7 @@ final class Journal: @unchecked Sendable {
                 _ = try file.read(from: refill.from, through: refill.through, limit: Self.refillBatch, admits: admits) { sequence, record in
                     room -= JournalEntry.memoryCost(record.operation)
                     takeOne = false
-                    let recordedAt = record.recordedAt(now: now, nowMs: nowMs, fallback: now)
+                    let recordedAt = record.recordedAt(now: now, nowMs: nowMs)
                     entries.append(JournalEntry(sequence: sequence, operation: record.operation, recordedAt: recordedAt, recordedAtMs: record.recordedAtMs))
                 }
                 return entries
@@ -596,7 +595,7 @@ enum JournalError: Error, CustomStringConvertible {
 }
 
 /// The journal's files: `segment-<first sequence>.log`, each a list of JSON lines, either a journal record
-/// or `{"ack":N}` (everything up to N is confirmed). Only the journal's leader touches it after recovery.
+/// or `{"confirmed":N}` (everything up to N is confirmed). Only the journal's leader touches it after recovery.
 final class SegmentedLog: @unchecked Sendable {
     let directory: String
     let segmentSize: Int
@@ -604,17 +603,15 @@ final class SegmentedLog: @unchecked Sendable {
     /// First sequence number of each segment, oldest first.
     private var segmentBases: [UInt64] = []
     private let logger: Logger
-    private let beforeDropping: (@Sendable (UInt64) throws -> Void)?
     private let sync: AppendOnlyFile.Sync
 
     init(
-        directory: String, segmentSize: Int, logger: Logger, beforeDropping: (@Sendable (UInt64) throws -> Void)? = nil,
+        directory: String, segmentSize: Int, logger: Logger,
         sync: @escaping AppendOnlyFile.Sync = AppendOnlyFile.syncData
     ) throws {
         self.directory = directory
         self.segmentSize = segmentSize
         self.logger = logger
-        self.beforeDropping = beforeDropping
         self.sync = sync
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     }
@@ -650,10 +647,10 @@ final class SegmentedLog: @unchecked Sendable {
                 }
                 let line = data[offset..<newline]
                 if line.starts(with: Self.confirmationPrefix) {
-                    guard let ack = try? JSONCoding.decoder.decode(ConfirmationMark.self, from: line) else {
-                        throw JournalError.corrupt("\(path): unreadable acknowledgement at byte \(offset)")
+                    guard let mark = try? JSONCoding.decoder.decode(ConfirmationMark.self, from: line) else {
+                        throw JournalError.corrupt("\(path): unreadable confirmation mark at byte \(offset)")
                     }
-                    confirmed = max(confirmed, ack.ack)
+                    confirmed = max(confirmed, mark.confirmed)
                 } else if !line.isEmpty {
                     // Only the very last record of the newest segment may be torn; any other unreadable one is
                     // found by `read`, which refuses it.
@@ -683,7 +680,7 @@ final class SegmentedLog: @unchecked Sendable {
         return Recovered(firstSequence: firstSequence, lastSequence: lastSequence, confirmed: confirmed)
     }
 
-    private static let confirmationPrefix = Data(#"{"ack":"#.utf8)
+    private static let confirmationPrefix = Data(#"{"confirmed":"#.utf8)
 
     /// Where the previous `read` stopped: the next record's number and the byte it starts at in its segment.
     private var readPosition: (base: UInt64, offset: Int, next: UInt64)?
@@ -771,12 +768,6 @@ final class SegmentedLog: @unchecked Sendable {
         var droppable = 0
         while droppable + 1 < segmentBases.count, segmentBases[droppable + 1] <= confirmed + 1 { droppable += 1 }
         guard droppable > 0 else { return }
-        do {
-            try beforeDropping?(segmentBases[droppable] - 1)
-        } catch {
-            logger.error("cannot run the hook before dropping journal segments; keeping them", metadata: ["error": "\(error)"])
-            return
-        }
         for _ in 0..<droppable { try? FileManager.default.removeItem(atPath: segmentPath(segmentBases.removeFirst())) }
     }
 
@@ -794,7 +785,7 @@ final class SegmentedLog: @unchecked Sendable {
         let file = try AppendOnlyFile(path: path, sync: sync)
         // Carry the confirmation mark so it survives the deletion of older segments.
         do {
-            try file.append(ByteBuffer(string: #"{"ack":\#(confirmed)}"# + "\n"))
+            try file.append(ByteBuffer(string: #"{"confirmed":\#(confirmed)}"# + "\n"))
         } catch {
             // A segment left behind would be taken for the newest at the next start; records go on in the current one.
             file.close()
@@ -808,7 +799,7 @@ final class SegmentedLog: @unchecked Sendable {
     }
 }
 
-/// `{"ack":N}`: every record up to N is confirmed.
+/// `{"confirmed":N}`: every record up to N is confirmed.
 private struct ConfirmationMark: Decodable {
-    var ack: UInt64
+    var confirmed: UInt64
 }

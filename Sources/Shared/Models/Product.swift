@@ -39,16 +39,18 @@ package struct Product: Codable, Sendable, Equatable {
         case updatedAt = "updated_at"
     }
 
-    // Products written before `description`, `images` and `active` existed (journal lines, logged changes) read
-    // with their defaults.
+    // `description` is required, null or not (the synthesized decoder would take a missing one as null).
     package init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         id = try container.decode(String.self, forKey: .id)
         name = try container.decode(String.self, forKey: .name)
         type = try container.decode(String.self, forKey: .type)
-        description = try container.decodeIfPresent(String.self, forKey: .description)
-        images = try container.decodeIfPresent([String].self, forKey: .images) ?? []
-        active = try container.decodeIfPresent(Bool.self, forKey: .active) ?? true
+        guard container.contains(.description) else {
+            throw DecodingError.keyNotFound(CodingKeys.description, .init(codingPath: container.codingPath, debugDescription: "description is required"))
+        }
+        description = try container.decode(String?.self, forKey: .description)
+        images = try container.decode([String].self, forKey: .images)
+        active = try container.decode(Bool.self, forKey: .active)
         metadata = try container.decode([String: String].self, forKey: .metadata)
         createdAt = try container.decode(String.self, forKey: .createdAt)
         updatedAt = try container.decode(String.self, forKey: .updatedAt)

@@ -184,17 +184,19 @@ extension Product {
     package init(parsing parser: inout JSONParser, param: String) throws(JSONSyntaxError) {
         guard parser.current == UInt8(ascii: "{") else { throw try parser.mismatch(param, "an object") }
         var id, name, type, createdAt, updatedAt, description: String?
+        var hasDescription = false
         var version: Int64?
         var metadata: [String: String]?
-        // Absent in products written before these fields existed: the defaults.
-        var images: [String] = []
-        var active = true
+        var images: [String]?
+        var active: Bool?
         try parser.members { parser, key throws(JSONSyntaxError) in
             switch key {
             case "id": id = try parser.string(param: param + "[id]")
             case "name": name = try parser.string(param: param + "[name]")
             case "type": type = try parser.string(param: param + "[type]")
-            case "description": description = try parser.optionalString(param: param + "[description]")
+            case "description":
+                description = try parser.optionalString(param: param + "[description]")
+                hasDescription = true
             case "images": images = try parser.stringArray(param: param + "[images]")
             case "active": active = try parser.boolean(param: param + "[active]")
             case "created_at": createdAt = try parser.string(param: param + "[created_at]")
@@ -211,9 +213,10 @@ extension Product {
             }
         }
         func required<T>(_ value: T?, _ field: String) throws(JSONSyntaxError) -> T { try JSONSyntaxError.required(value, "\(param)[\(field)]") }
+        _ = try required(hasDescription ? true : nil, "description")
         self.init(
             id: try required(id, "id"), name: try required(name, "name"), type: try required(type, "type"),
-            description: description, images: images, active: active, metadata: try required(metadata, "metadata"), createdAt: try required(createdAt, "created_at"),
+            description: description, images: try required(images, "images"), active: try required(active, "active"), metadata: try required(metadata, "metadata"), createdAt: try required(createdAt, "created_at"),
             updatedAt: try required(updatedAt, "updated_at"), version: try required(version, "version"))
     }
 }

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -20,9 +21,14 @@ final class WebhookReceiver: Sendable {
         var type: String { event["type"] as? String ?? "" }
         var object: [String: Any] { (event["data"] as? [String: Any])?["object"] as? [String: Any] ?? [:] }
 
-        /// Whether the signature verifies with `secret` (any of the header's signatures).
+        /// Whether any of the header's signatures verifies with `secret`, checked here as a receiver would, by the
+        /// Standard Webhooks rules: `v1,` and the base64 HMAC-SHA256 of `{id}.{timestamp}.{body}`, keyed with the
+        /// base64-decoded bytes after `whsec_`.
         func verifies(with secret: String) -> Bool {
-            WebhookSignature.verify(header: signature, id: id, timestamp: timestamp, body: body, secret: secret)
+            guard secret.hasPrefix("whsec_"), let key = Data(base64Encoded: String(secret.dropFirst(6))) else { return false }
+            let payload = Data("\(id).\(timestamp).".utf8) + body
+            let expected = Data(HMAC<SHA256>.authenticationCode(for: payload, using: SymmetricKey(data: key))).base64EncodedString()
+            return signature.split(separator: " ").contains { $0 == "v1," + expected }
         }
     }
 

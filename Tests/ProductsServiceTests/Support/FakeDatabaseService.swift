@@ -191,7 +191,7 @@ final class FakeDatabaseService: DatabaseServiceClient {
     }
 
     /// Events and webhooks are the Database Service's own; route tests of them run against the real one.
-    func forward(_ method: HTTPRequest.Method, path: String, tenant: String, body: ByteBuffer?) async throws(DatabaseClientError) -> ForwardedResponse {
+    func forward(_ method: HTTPRequest.Method, _ route: DatabaseRoute, tenant: String, body: ByteBuffer?) async throws(DatabaseClientError) -> ForwardedResponse {
         throw .unreachable("the fake Database Service has no events or webhooks")
     }
 

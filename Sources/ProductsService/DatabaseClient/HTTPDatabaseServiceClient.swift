@@ -4,9 +4,10 @@ import HTTPTypes
 import Metrics
 import NIOCore
 import NIOHTTP1
+import Shared
 
 /// The Database Service client over HTTP, on one long-lived, pooled `HTTPClient`.
-package struct HTTPDatabaseServiceClient: DatabaseServiceClient {
+struct HTTPDatabaseServiceClient: DatabaseServiceClient {
     let http: HTTPClient
     let baseURL: String
     /// Sent as `Authorization: Bearer` on every call; the Database Service trusts the tenant header only with it.
@@ -19,7 +20,7 @@ package struct HTTPDatabaseServiceClient: DatabaseServiceClient {
     /// waiting on a busy database deserves longer than a read, and a 503 after it may still have been applied.
     let writeTimeout: TimeAmount
 
-    package init(
+    init(
         http: HTTPClient, baseURL: String, serviceToken: String? = nil, readTimeout: TimeAmount = .seconds(2),
         bulkTimeout: TimeAmount = .seconds(30), writeTimeout: TimeAmount = .seconds(10)
     ) {
@@ -31,27 +32,27 @@ package struct HTTPDatabaseServiceClient: DatabaseServiceClient {
         self.writeTimeout = writeTimeout
     }
 
-    package func product(tenant: String, id: String) async throws(DatabaseClientError) -> Product? {
-        let response = try await send(.GET, "/api/products/\(Self.escape(id))", tenant: tenant, timeout: readTimeout, accepting: [200, 404])
+    func product(tenant: String, id: String) async throws(DatabaseClientError) -> Product? {
+        let response = try await send(.GET, "/api/products/\(Self.escape(id))", route: "/api/products/{id}", tenant: tenant, timeout: readTimeout, accepting: [200, 404])
         return response.status == 404 ? nil : try decode(Product.self, response.body)
     }
 
-    package func listProducts(tenant: String, query: ProductQuery) async throws(DatabaseClientError) -> ProductPage {
+    func listProducts(tenant: String, query: ProductQuery) async throws(DatabaseClientError) -> ProductPage {
         let body = try await listProductsJSON(tenant: tenant, query: query)
         do { return try ProductPage(json: body) } catch { throw .invalidResponse("ProductPage: \(error)") }
     }
 
-    package func listProductsJSON(tenant: String, query: ProductQuery) async throws(DatabaseClientError) -> ByteBuffer {
+    func listProductsJSON(tenant: String, query: ProductQuery) async throws(DatabaseClientError) -> ByteBuffer {
         let path = "/api/products?" + query.queryString(cursor: query.cursor)
-        return try await send(.GET, path, tenant: tenant, timeout: bulkTimeout).body
+        return try await send(.GET, path, route: "/api/products", tenant: tenant, timeout: bulkTimeout).body
     }
 
-    package func apply(_ batch: WriteBatch) async throws(DatabaseClientError) -> WriteBatchResult {
+    func apply(_ batch: WriteBatch) async throws(DatabaseClientError) -> WriteBatchResult {
         try await apply(json: batch.json, count: batch.operations.count)
     }
 
-    package func apply(json body: ByteBuffer, count: Int) async throws(DatabaseClientError) -> WriteBatchResult {
-        let response = try await send(.POST, "/api/products/batch", tenant: nil, body: body, timeout: bulkTimeout)
+    func apply(json body: ByteBuffer, count: Int) async throws(DatabaseClientError) -> WriteBatchResult {
+        let response = try await send(.POST, "/api/products/batch", route: "/api/products/batch", tenant: nil, body: body, timeout: bulkTimeout)
         let result: WriteBatchResult
         do { result = try WriteBatchResult(json: response.body) } catch { throw .invalidResponse("WriteBatchResult: \(error)") }
         guard result.results.count == count else {
@@ -60,66 +61,67 @@ package struct HTTPDatabaseServiceClient: DatabaseServiceClient {
         return result
     }
 
-    package func write(_ write: CoordinatedWrite) async throws(DatabaseClientError) -> CoordinatedResult {
+    func write(_ write: CoordinatedWrite) async throws(DatabaseClientError) -> CoordinatedResult {
         let body: ByteBuffer
         do { body = ByteBuffer(bytes: try JSONCoding.encoder.encode(write)) } catch { throw .invalidResponse("encoding the write: \(error)") }
-        let response = try await send(.POST, "/api/products/write", tenant: nil, body: body, timeout: writeTimeout)
+        let response = try await send(.POST, "/api/products/write", route: "/api/products/write", tenant: nil, body: body, timeout: writeTimeout)
         return try decode(CoordinatedResult.self, response.body)
     }
 
-    package func health() async throws(DatabaseClientError) -> DatabaseHealth {
-        let response = try await send(.GET, "/health", tenant: nil, timeout: readTimeout)
+    func health() async throws(DatabaseClientError) -> DatabaseHealth {
+        let response = try await send(.GET, "/health", route: "/health", tenant: nil, timeout: readTimeout)
         return try decode(DatabaseHealth.self, response.body)
     }
 
-    package func verifyKey(hash: String) async throws(DatabaseClientError) -> KeyGrant? {
+    func verifyKey(hash: String) async throws(DatabaseClientError) -> KeyGrant? {
         var body = ByteBuffer(string: #"{"key_hash":"#)
         JSONWriter.writeString(hash, into: &body)
         body.writeString("}")
-        let response = try await send(.POST, "/api/keys/verify", tenant: nil, body: body, timeout: readTimeout, accepting: [200, 404])
+        let response = try await send(.POST, "/api/keys/verify", route: "/api/keys/verify", tenant: nil, body: body, timeout: readTimeout, accepting: [200, 404])
         return response.status == 404 ? nil : try decode(KeyGrant.self, response.body)
     }
 
-    package func keyStatus() async throws(DatabaseClientError) -> KeyStatus {
-        try decode(KeyStatus.self, try await send(.GET, "/api/keys/status", tenant: nil, timeout: readTimeout).body)
+    func keyStatus() async throws(DatabaseClientError) -> KeyStatus {
+        try decode(KeyStatus.self, try await send(.GET, "/api/keys/status", route: "/api/keys/status", tenant: nil, timeout: readTimeout).body)
     }
 
-    package func tenants() async throws(DatabaseClientError) -> [String] {
-        try decode(TenantList.self, try await send(.GET, "/api/tenants", tenant: nil, timeout: bulkTimeout).body).tenants
+    func tenants() async throws(DatabaseClientError) -> [String] {
+        try decode(TenantList.self, try await send(.GET, "/api/tenants", route: "/api/tenants", tenant: nil, timeout: bulkTimeout).body).tenants
     }
 
-    package func changes(after cursor: ChangeCursor, limit: Int, wait: Duration) async throws(DatabaseClientError) -> ChangePage? {
+    func changes(after cursor: ChangeCursor, limit: Int, wait: Duration) async throws(DatabaseClientError) -> ChangePage? {
         let seconds = Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18
         let response = try await send(
-            .GET, "/api/changes?after=\(cursor)&limit=\(limit)&wait=\(seconds)", tenant: nil,
+            .GET, "/api/changes?after=\(cursor)&limit=\(limit)&wait=\(seconds)", route: "/api/changes", tenant: nil,
             timeout: bulkTimeout + .nanoseconds(Int64(seconds * 1e9)), accepting: [200, 410])
         guard response.status != 410 else { return nil }
         do { return try ChangePage(json: response.body) } catch { throw .invalidResponse("ChangePage: \(error)") }
     }
 
-    package func changeHead() async throws(DatabaseClientError) -> ChangeCursor {
-        try decode(ChangeHead.self, try await send(.GET, "/api/changes/head", tenant: nil, timeout: readTimeout).body).cursor
+    func changeHead() async throws(DatabaseClientError) -> ChangeCursor {
+        try decode(ChangeHead.self, try await send(.GET, "/api/changes/head", route: "/api/changes/head", tenant: nil, timeout: readTimeout).body).cursor
     }
 
-    package func writerNode(replicaID: String, preferred: Int64?) async throws(DatabaseClientError) -> Int64 {
+    func writerNode(replicaID: String, preferred: Int64?) async throws(DatabaseClientError) -> Int64 {
         var body = ByteBuffer(string: #"{"replica_id":"#)
         JSONWriter.writeString(replicaID, into: &body)
         if let preferred { body.writeString(",\"preferred\":\(preferred)") }
         body.writeString("}")
-        return try decode(WriterRegistration.self, try await send(.POST, "/api/writers", tenant: nil, body: body, timeout: readTimeout).body).node
+        return try decode(WriterRegistration.self, try await send(.POST, "/api/writers", route: "/api/writers", tenant: nil, body: body, timeout: readTimeout).body).node
     }
 
-    package func forward(
-        _ method: HTTPRequest.Method, path: String, tenant: String, body: ByteBuffer?
+    func forward(
+        _ method: HTTPRequest.Method, _ route: DatabaseRoute, tenant: String, body: ByteBuffer?
     ) async throws(DatabaseClientError) -> ForwardedResponse {
         // Creating or changing a webhook endpoint resolves its host: allow for a slow resolver.
         let response = try await send(
-            HTTPMethod(rawValue: method.rawValue), path, tenant: tenant, body: body, timeout: bulkTimeout, accepting: Set(100..<600))
+            HTTPMethod(rawValue: method.rawValue), route.target, route: route.name, tenant: tenant, body: body, timeout: bulkTimeout,
+            accepting: Set(100..<600))
         return ForwardedResponse(status: response.status, headers: response.headers.map { ($0.name, $0.value) }, body: response.body)
     }
 
     private func send(
-        _ method: HTTPMethod, _ path: String, tenant: String?, body: ByteBuffer? = nil, timeout: TimeAmount,
+        _ method: HTTPMethod, _ path: String, route: String, tenant: String?, body: ByteBuffer? = nil, timeout: TimeAmount,
         accepting accepted: Set<Int> = [200, 201]
     ) async throws(DatabaseClientError) -> (status: Int, body: ByteBuffer, headers: HTTPHeaders) {
         var request = HTTPClientRequest(url: baseURL + path)
@@ -129,7 +131,7 @@ package struct HTTPDatabaseServiceClient: DatabaseServiceClient {
         // The request this call is made for (none for background work: then a trace of its own).
         let trace = RequestTrace.current ?? RequestTrace(headers: [:])
         request.headers.add(name: HTTPField.Name.xRequestID.rawName, value: trace.requestID)
-        request.headers.add(name: HTTPField.Name.traceparent.rawName, value: trace.outgoingTraceparent())
+        request.headers.add(name: "traceparent", value: trace.outgoingTraceparent())
         if let body {
             request.headers.add(name: HTTPField.Name.contentType.rawName, value: "application/json")
             request.body = .bytes(body)
@@ -138,7 +140,7 @@ package struct HTTPDatabaseServiceClient: DatabaseServiceClient {
         let bytes: ByteBuffer
         let headers: HTTPHeaders
         let started = ContinuousClock.now
-        let operation = Self.operationName(method, path)
+        let operation = "\(method.rawValue) \(route)"
         do {
             let response = try await http.execute(request, timeout: timeout)
             status = Int(response.status.code)
@@ -165,20 +167,7 @@ package struct HTTPDatabaseServiceClient: DatabaseServiceClient {
         Metrics.Timer(label: "products_database_call_duration", dimensions: [("operation", operation), ("outcome", outcome)])
     }
 
-    /// A low-cardinality name for a call: its method and route, without ids or query.
-    private static func operationName(_ method: HTTPMethod, _ path: String) -> String {
-        let route = path.split(separator: "?").first.map(String.init) ?? path
-        if route.hasPrefix("/api/webhook_endpoints") { return "\(method.rawValue) /api/webhook_endpoints" }
-        switch route {
-        case "/api/products", "/api/products/batch", "/api/keys/verify", "/api/keys/status", "/api/tenants", "/health", "/api/changes",
-            "/api/changes/head", "/api/writers", "/api/products/write", "/api/events":
-            return "\(method.rawValue) \(route)"
-        default:
-            return "\(method.rawValue) /api/products/{id}"
-        }
-    }
-
-    package static func escape(_ component: String) -> String {
+    private static func escape(_ component: String) -> String {
         component.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(["/", "?", "&", "="])) ?? component
     }
 }

@@ -2,10 +2,10 @@ import Logging
 import ServiceLifecycle
 import Shared
 
-/// Keeps the change log: purges changes (events), tombstones, finished webhook deliveries and import jobs older than the
+/// Runs every retention of the Database Service: purges changes (events), tombstones, finished webhook deliveries and import jobs older than the
 /// retention, and idempotency answers past 24 hours; fails import jobs whose replica went silent; on PostgreSQL, listens
 /// for other processes' commits so waiting readers wake at once.
-struct ChangeLogService: Service {
+struct RetentionService: Service {
     let store: any DataStore
     let retention: Duration
     var purgeInterval: Duration = .seconds(60)

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import Testing
+@testable import DatabaseService
 @testable import Shared
 
 @Suite("Webhooks and events")

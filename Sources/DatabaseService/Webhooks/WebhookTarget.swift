@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import Shared
 
 #if canImport(Glibc)
 import Glibc
@@ -12,16 +13,16 @@ import Darwin
 
 /// Where a webhook may be sent: never to loopback, private, link-local, metadata or other internal ranges,
 /// judged on the addresses the host name resolves to (unless private targets are allowed, as in tests).
-package enum WebhookTarget {
+enum WebhookTarget {
     /// Why a target is refused.
-    package struct Refusal: Error, CustomStringConvertible {
-        package let description: String
+    struct Refusal: Error, CustomStringConvertible {
+        let description: String
     }
 
     /// Checks the URL's host: a literal address directly, a name by every address DNS gives for it. A name
     /// that does not resolve (within `timeout`) is `unresolved`, not refused: it may resolve later, and every
     /// delivery checks again.
-    package static func check(url: String, timeout: Duration = .seconds(3)) async -> Result<Void, Refusal>? {
+    static func check(url: String, timeout: Duration = .seconds(3)) async -> Result<Void, Refusal>? {
         guard let components = URLComponents(string: url), var host = components.host?.lowercased(), !host.isEmpty else {
             return .failure(Refusal(description: "the URL has no host"))
         }
@@ -45,7 +46,7 @@ package enum WebhookTarget {
     }
 
     /// Whether an address is in a range webhooks must not reach.
-    package static func isInternal(_ address: SocketAddress) -> Bool {
+    static func isInternal(_ address: SocketAddress) -> Bool {
         switch address {
         case .v4(let v4):
             return isInternal(v4: UInt32(bigEndian: v4.address.sin_addr.s_addr))

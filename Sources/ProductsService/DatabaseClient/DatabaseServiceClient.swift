@@ -1,9 +1,10 @@
 import Foundation
 import HTTPTypes
 import NIOCore
+import Shared
 
 /// The calls the Products Service makes to the Database Service.
-package protocol DatabaseServiceClient: Sendable {
+protocol DatabaseServiceClient: Sendable {
     /// The product, or nil when the Database Service has none (or only a tombstone).
     func product(tenant: String, id: String) async throws(DatabaseClientError) -> Product?
     /// One page of live products in id order, filtered and paged as the query says.
@@ -33,40 +34,89 @@ package protocol DatabaseServiceClient: Sendable {
     func changeHead() async throws(DatabaseClientError) -> ChangeCursor
     /// This replica's writer number (`preferred` if free).
     func writerNode(replicaID: String, preferred: Int64?) async throws(DatabaseClientError) -> Int64
-    /// A public API call the Database Service answers itself (events, webhook endpoints), for a tenant; its
-    /// answer as given, whatever the status.
-    func forward(_ method: HTTPRequest.Method, path: String, tenant: String, body: ByteBuffer?) async throws(DatabaseClientError) -> ForwardedResponse
+    /// A call the Database Service answers itself for a tenant (events, webhook endpoints, history and restore,
+    /// import jobs); its answer as given, whatever the status.
+    func forward(_ method: HTTPRequest.Method, _ route: DatabaseRoute, tenant: String, body: ByteBuffer?) async throws(DatabaseClientError) -> ForwardedResponse
+}
+
+/// The Database Service routes a tenant's call is passed to and answered from as they are. Only the client
+/// turns them into paths.
+enum DatabaseRoute: Sendable, Equatable {
+    /// `/api/events?…`
+    case events(query: String)
+    /// `/api/webhook_endpoints` and below it (`subpath`: empty, `/{id}`, `/{id}/rotate_secret`, `/{id}/deliveries`).
+    case webhookEndpoints(subpath: String, query: String?)
+    /// `/api/products/{id}/versions?…`
+    case productVersions(id: String, query: String)
+    /// `/api/products/{id}/restore`
+    case restoreProduct(id: String)
+    /// `/api/imports`, listed by the replica running them (`replicaID`) or created.
+    case importJobs(replicaID: String?)
+    /// `/api/imports/{id}`
+    case importJob(id: String)
+    /// `/api/imports/{id}/errors[?…]`
+    case importErrors(id: String, query: String?)
+
+    /// The path and query string.
+    var target: String {
+        func escape(_ component: String) -> String {
+            component.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(["/", "?", "&", "="])) ?? component
+        }
+        func withQuery(_ path: String, _ query: String?) -> String { query.map { $0.isEmpty ? path : path + "?" + $0 } ?? path }
+        return switch self {
+        case .events(let query): withQuery("/api/events", query)
+        case .webhookEndpoints(let subpath, let query): withQuery("/api/webhook_endpoints" + subpath, query)
+        case .productVersions(let id, let query): withQuery("/api/products/\(escape(id))/versions", query)
+        case .restoreProduct(let id): "/api/products/\(escape(id))/restore"
+        case .importJobs(let replicaID): withQuery("/api/imports", replicaID.map { "replica_id=" + escape($0) })
+        case .importJob(let id): "/api/imports/\(escape(id))"
+        case .importErrors(let id, let query): withQuery("/api/imports/\(escape(id))/errors", query)
+        }
+    }
+
+    /// The route's name for metrics: no ids, no query.
+    var name: String {
+        switch self {
+        case .events: "/api/events"
+        case .webhookEndpoints: "/api/webhook_endpoints"
+        case .productVersions: "/api/products/{id}/versions"
+        case .restoreProduct: "/api/products/{id}/restore"
+        case .importJobs: "/api/imports"
+        case .importJob: "/api/imports/{id}"
+        case .importErrors: "/api/imports/{id}/errors"
+        }
+    }
 }
 
 extension DatabaseServiceClient {
-    package func apply(json body: ByteBuffer, count: Int) async throws(DatabaseClientError) -> WriteBatchResult {
+    func apply(json body: ByteBuffer, count: Int) async throws(DatabaseClientError) -> WriteBatchResult {
         let batch: WriteBatch
         do { batch = try WriteBatch(json: body) } catch { throw .invalidResponse("the batch to send: \(error)") }
         return try await apply(batch)
     }
 
-    package func listProductsJSON(tenant: String, query: ProductQuery) async throws(DatabaseClientError) -> ByteBuffer {
+    func listProductsJSON(tenant: String, query: ProductQuery) async throws(DatabaseClientError) -> ByteBuffer {
         try await listProducts(tenant: tenant, query: query).json
     }
 }
 
 /// The Database Service's answer to a forwarded call.
-package struct ForwardedResponse: Sendable {
-    package var status: Int
-    package var headers: [(name: String, value: String)]
-    package var body: ByteBuffer
+struct ForwardedResponse: Sendable {
+    var status: Int
+    var headers: [(name: String, value: String)]
+    var body: ByteBuffer
 
-    package init(status: Int, headers: [(name: String, value: String)] = [], body: ByteBuffer) {
+    init(status: Int, headers: [(name: String, value: String)] = [], body: ByteBuffer) {
         self.status = status
         self.headers = headers
         self.body = body
     }
 
-    package func header(_ name: String) -> String? { headers.first { $0.name.lowercased() == name.lowercased() }?.value }
+    func header(_ name: String) -> String? { headers.first { $0.name.lowercased() == name.lowercased() }?.value }
 }
 
 /// Why a call to the Database Service failed.
-package enum DatabaseClientError: Error, Sendable, CustomStringConvertible {
+enum DatabaseClientError: Error, Sendable, CustomStringConvertible {
     /// No answer: connection refused, timeout, reset. Worth retrying.
     case unreachable(String)
     /// An answer with an error status; 4xx means the request itself is at fault.
@@ -74,12 +124,12 @@ package enum DatabaseClientError: Error, Sendable, CustomStringConvertible {
     /// An answer that could not be understood.
     case invalidResponse(String)
 
-    package var isClientError: Bool {
+    var isClientError: Bool {
         if case .rejected(let status, _) = self { return (400..<500).contains(status) && status != 408 && status != 429 }
         return false
     }
 
-    package var description: String {
+    var description: String {
         switch self {
         case .unreachable(let reason): "unreachable: \(reason)"
         case .rejected(let status, let body): "HTTP \(status)\(body.map { ": \($0.code): \($0.error)" } ?? "")"
@@ -88,39 +138,3 @@ package enum DatabaseClientError: Error, Sendable, CustomStringConvertible {
     }
 }
 
-/// The Database Service's `GET /health` body.
-package struct DatabaseHealth: Codable, Sendable, Equatable {
-    package var status: String
-    package var service: String
-    package var version: String?
-    package var backend: String
-    package var schemaVersion: String?
-    package var pool: String?
-    package var lastError: String?
-    package var timestamp: String
-
-    package init(
-        status: String, service: String, version: String? = ServiceVersion.current, backend: String, schemaVersion: String? = nil,
-        pool: String? = nil, lastError: String? = nil, timestamp: String
-    ) {
-        self.status = status
-        self.service = service
-        self.version = version
-        self.backend = backend
-        self.schemaVersion = schemaVersion
-        self.pool = pool
-        self.lastError = lastError
-        self.timestamp = timestamp
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case status, service, version, backend, pool, timestamp
-        case schemaVersion = "schema_version"
-        case lastError = "last_error"
-    }
-}
-
-/// The version both services report.
-package enum ServiceVersion {
-    package static let current = "1.0.0"
-}

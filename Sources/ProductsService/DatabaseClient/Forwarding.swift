@@ -1,0 +1,26 @@
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import Shared
+
+/// Passing public API calls through to the Database Service.
+enum Forwarding {
+    static func send(
+        _ database: any DatabaseServiceClient, _ method: HTTPRequest.Method, _ route: DatabaseRoute, tenant: String, body: ByteBuffer?
+    ) async throws(APIError) -> ForwardedResponse {
+        do {
+            return try await database.forward(method, route, tenant: tenant, body: body)
+        } catch {
+            throw APIError.serviceUnavailable("database_unavailable", "The Database Service, which keeps events and webhooks, is unreachable: \(error)")
+        }
+    }
+
+    /// The Database Service's answer as the client's: its status and JSON body (errors are in the one shape already).
+    static func response(_ answer: ForwardedResponse) throws(APIError) -> Response {
+        if answer.status == 401 || answer.status == 403 {
+            // The two services disagree on the service token: the client is not at fault.
+            throw APIError.serviceUnavailable("database_unavailable", "The Database Service refused this service's token")
+        }
+        return Response.json(buffer: answer.body, status: HTTPResponse.Status(code: answer.status))
+    }
+}
