@@ -87,14 +87,16 @@ let package = Package(
             dependencies: [.product(name: "Hummingbird", package: "hummingbird")],
             path: "bench/bare"
         ),
+        // What every test target shares: the one product factory, temporary directories, `eventually`, a manual clock.
+        .target(name: "TestSupport", dependencies: ["Shared"], path: "Tests/Support"),
         .testTarget(
             name: "SharedTests",
-            dependencies: ["Shared", .product(name: "HummingbirdTesting", package: "hummingbird")]
+            dependencies: ["Shared", "TestSupport", .product(name: "HummingbirdTesting", package: "hummingbird")]
         ),
         .testTarget(
             name: "ProductsServiceTests",
             dependencies: [
-                "ProductsService", "Shared",
+                "ProductsService", "Shared", "TestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
@@ -102,7 +104,7 @@ let package = Package(
         .testTarget(
             name: "DatabaseServiceTests",
             dependencies: [
-                "DatabaseService", "Shared",
+                "DatabaseService", "Shared", "TestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
@@ -111,7 +113,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "Shared",
+                "Shared", "TestSupport",
                 // A webhook receiver's own check of the signatures, independent of the Database Service's code.
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -46,7 +46,6 @@ func buildRouter(
     store: any DataStore, serviceToken: String? = nil, allowPrivateWebhookTargets: Bool = false
 ) throws -> RouteRecorder<AppRequestContext> {
     MetricsSetup.bootstrap()
-    let store = InstrumentedStore(base: store)
     let router = Router(context: AppRequestContext.self)
     router.add(middleware: EdgeMiddleware())
     router.add(middleware: StorageErrorMiddleware())

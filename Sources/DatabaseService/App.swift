@@ -46,7 +46,7 @@ struct StorageOptions: ParsableArguments {
     ) async throws -> T {
         guard isPostgres else { return try await body(try openSQLite()) }
         guard (1...1000).contains(databasePoolSize) else { throw SettingError("--database-pool-size (DATABASE_POOL_SIZE): must be 1 to 1000") }
-        let store = try PostgresProductStore(url: try postgresURL(), logger: logger, maximumConnections: databasePoolSize)
+        let store = try PostgresStore(url: try postgresURL(), logger: logger, maximumConnections: databasePoolSize)
         return try await store.run {
             do {
                 try await withDeadline(.seconds(15)) {
@@ -55,17 +55,17 @@ struct StorageOptions: ParsableArguments {
                 }
             } catch {
                 let reason = String(reflecting: error).split(whereSeparator: \.isNewline).joined(separator: " ")
-                throw SettingError("--database (DATABASE): cannot use PostgreSQL at \(PostgresProductStore.redacted(database)): \(reason)")
+                throw SettingError("--database (DATABASE): cannot use PostgreSQL at \(PostgresStore.redacted(database)): \(reason)")
             }
             return try await body(store)
         }
     }
 
-    func openSQLite() throws -> SQLiteProductStore {
+    func openSQLite() throws -> SQLiteStore {
         let directory = URL(fileURLWithPath: database).deletingLastPathComponent().path
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            return try SQLiteProductStore(path: database)
+            return try SQLiteStore(path: database)
         } catch {
             throw SettingError("--database (DATABASE): cannot open SQLite database at \(database): \(error)")
         }

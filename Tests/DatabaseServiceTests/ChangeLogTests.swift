@@ -4,14 +4,10 @@ import Testing
 
 @testable import DatabaseService
 import Shared
+import TestSupport
 
 @Suite("Change log, on SQLite and PostgreSQL")
 struct ChangeLogTests {
-    private func product(_ id: String, version: Int64 = 1, name: String = "Lamp") -> Product {
-        let now = Timestamp.now()
-        return Product(id: id, name: name, type: "physical", metadata: [:], createdAt: now, updatedAt: now, version: version)
-    }
-
     private func page(_ read: ChangeRead) throws -> ChangeLogPage {
         guard case .page(let page) = read else { throw ChangeLogTestError.expired }
         return page
@@ -19,7 +15,7 @@ struct ChangeLogTests {
 
     /// Reads until at least `count` changes are there. On PostgreSQL a reader stops below the oldest transaction
     /// running anywhere on the server, and the tests run in parallel: a change may show a moment late, never out of order.
-    private func settled(_ store: some ProductStore, after cursor: ChangeCursor, limit: Int = 100, count: Int) async throws -> ChangeLogPage {
+    private func settled(_ store: some ChangeStore, after cursor: ChangeCursor, limit: Int = 100, count: Int) async throws -> ChangeLogPage {
         let deadline = ContinuousClock.now + .seconds(30)
         while true {
             let read = try page(try await store.changes(after: cursor, limit: limit))
@@ -167,7 +163,7 @@ struct ChangeLogTests {
     func outOfOrderCommit() async throws {
         guard StoreBackend.available.contains(.postgresql) else { return }
         try await StoreBackend.postgresql.withStore { store, _ async throws in
-            let postgres = try #require(store as? PostgresProductStore)
+            let postgres = try #require(store as? PostgresStore)
             let start = try await store.changeHead()
             try await postgres.client.withConnection { slow in
                 // The slow transaction takes its position first...

@@ -13,7 +13,7 @@ struct OpenAPIDocumentTests {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("spec-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let routes = try buildRouter(store: try SQLiteProductStore(path: directory + "/db.sqlite")).operations
+        let routes = try buildRouter(store: try SQLiteStore(path: directory + "/db.sqlite")).operations
         let document = try Data(contentsOf: URL(fileURLWithPath: #filePath + "/../../../Sources/DatabaseService/Resources/openapi.json").standardized)
         let documented = try OpenAPIController<AppRequestContext>.operations(in: document)
         #expect(routes.subtracting(documented).isEmpty, "served but not documented")

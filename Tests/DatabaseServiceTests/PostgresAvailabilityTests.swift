@@ -11,7 +11,7 @@ struct PostgresAvailabilityTests {
         .enabled(if: TestPostgres.required || TestPostgres.url != nil, "neither REQUIRE_POSTGRES=1 nor TEST_POSTGRES_URL is set"))
     func available() async throws {
         let url = try #require(TestPostgres.url, "REQUIRE_POSTGRES=1 but TEST_POSTGRES_URL is not set: PostgreSQL tests would be skipped")
-        let store = try PostgresProductStore(url: url, logger: TestPostgres.logger, maximumConnections: 1)
+        let store = try PostgresStore(url: url, logger: TestPostgres.logger, maximumConnections: 1)
         try await store.run { try await store.ping() }
     }
 }

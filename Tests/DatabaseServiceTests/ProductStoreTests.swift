@@ -3,6 +3,7 @@ import Testing
 
 @testable import DatabaseService
 import Shared
+import TestSupport
 
 @Suite("Product store, on SQLite and PostgreSQL")
 struct ProductStoreTests {
@@ -19,7 +20,7 @@ struct ProductStoreTests {
             let listed = try await store.keys()
             #expect(listed.map(\.id) == [writer.id, reader.id])
             #expect(listed.allSatisfy { $0.lastUsedAt != nil && $0.revokedAt == nil })
-            if let sqlite = store as? SQLiteProductStore {
+            if let sqlite = store as? SQLiteStore {
                 let stored = try await sqlite.pool.read { db in try String.fetchAll(db, sql: "SELECT key_hash FROM api_keys") }
                 #expect(!stored.contains(writerKey) && stored.contains(APIKey.hash(writerKey)), "only the hash is stored")
             }
@@ -164,7 +165,7 @@ struct ProductStoreTests {
         try await backend.withStore { store, reopen async throws in
             _ = try await store.apply([.upsert(tenant: "t", product: product("p", version: 3))])
             #expect(try await store.delete(tenant: "t", id: "p", version: 3, deletedAt: Timestamp.now()) == .stale(storedVersion: 3))
-            #expect(try await store.delete(tenant: "t", id: "p", version: 4, deletedAt: Timestamp.now()) == .deleted(version: 4, name: "Name"))
+            #expect(try await store.delete(tenant: "t", id: "p", version: 4, deletedAt: Timestamp.now()) == .deleted(version: 4, name: "p"))
         }
     }
 

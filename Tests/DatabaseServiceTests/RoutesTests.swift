@@ -9,7 +9,7 @@ import Shared
 @Suite("Database Service routes")
 struct RoutesTests {
     func withApp(
-        serviceToken: String? = nil, _ test: @escaping @Sendable (any TestClientProtocol, SQLiteProductStore) async throws -> Void
+        serviceToken: String? = nil, _ test: @escaping @Sendable (any TestClientProtocol, SQLiteStore) async throws -> Void
     ) async throws {
         let (store, directory) = try makeStore()
         defer { try? FileManager.default.removeItem(at: directory) }

@@ -3,14 +3,10 @@ import Testing
 
 @testable import DatabaseService
 import Shared
+import TestSupport
 
 @Suite("Events and webhook deliveries, on SQLite and PostgreSQL")
 struct WebhookStoreTests {
-    private func product(_ id: String, version: Int64 = 1, name: String = "Lamp") -> Product {
-        let now = Timestamp.now()
-        return Product(id: id, name: name, type: "physical", metadata: [:], createdAt: now, updatedAt: now, version: version)
-    }
-
     private func endpoint(tenant: String, events: [String] = ["*"], createdMs: Int64 = Timestamp.nowMilliseconds()) -> StoredEndpoint {
         StoredEndpoint(
             id: WebhooksController<AppRequestContext>.newID(), tenant: tenant, url: "http://127.0.0.1:9/hook", enabledEvents: events,

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOHTTP1
 import Shared
+import TestSupport
 import Testing
 
 /// Updates, concurrency control, cursors, filters, idempotency and strict validation, over real HTTP.

@@ -1,5 +1,6 @@
 import Foundation
 import Shared
+import TestSupport
 import Testing
 
 /// A product's history and restoring a version, through the Products Service, over real HTTP.

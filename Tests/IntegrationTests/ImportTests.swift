@@ -1,5 +1,6 @@
 import Foundation
 import Shared
+import TestSupport
 import Testing
 
 /// Import jobs over real HTTP: policies, per-line errors, idempotency, an export re-imported into another shop,

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOHTTP1
 import Shared
+import TestSupport
 import Testing
 
 /// Metrics, request correlation, health and readiness, JSON logs, and PostgreSQL shared by several processes.

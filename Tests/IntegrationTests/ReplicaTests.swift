@@ -1,6 +1,7 @@
 import Foundation
 import NIOHTTP1
 import Shared
+import TestSupport
 import Testing
 
 /// Several Products Service replicas, each with its own data directory, over one Database Service (SQLite) or

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOHTTP1
 import Shared
+import TestSupport
 import Testing
 
 /// API keys created with the CLI, two shops on one deployment, and the service token, over real HTTP.

@@ -1,6 +1,7 @@
 import Foundation
 import NIOHTTP1
 import Shared
+import TestSupport
 import Testing
 
 /// Events and webhooks, end to end: real processes, and a real HTTP receiver on a loopback port (allowed with

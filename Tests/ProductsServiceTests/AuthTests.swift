@@ -5,6 +5,7 @@ import Testing
 
 @testable import ProductsService
 import Shared
+import TestSupport
 
 @Suite("Authentication")
 struct AuthTests {

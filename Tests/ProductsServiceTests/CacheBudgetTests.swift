@@ -6,6 +6,7 @@ import Testing
 
 @testable import ProductsService
 import Shared
+import TestSupport
 
 @Suite("Cache budget")
 struct CacheBudgetTests {
@@ -123,7 +124,7 @@ struct CacheBudgetTests {
         let database = FakeDatabaseService()
         let shop = seed(database, tenant: defaultTenant, count: 30, prefix: "r")
         try await withApp(database: database, budget: 1) { client in
-            try await waitFor("loaded") {
+            try await eventually("loaded") {
                 String(buffer: try await client.execute(uri: "/health", method: .get).body).contains(#""cache_ready":true"#)
             }
             func list(_ uri: String) async throws -> [Product] {
@@ -168,11 +169,11 @@ struct CacheBudgetTests {
             }
             let afterWrites = try await all()
             #expect(afterWrites == expected, "right after the writes: \(differences(afterWrites))")
-            try await waitFor("persisted") { database.live(fresh.id) == fresh && database.live(shop[3].id) == nil }
+            try await eventually("persisted") { database.live(fresh.id) == fresh && database.live(shop[3].id) == nil }
             let afterPersisting = try await all()
             #expect(afterPersisting == expected, "once persisted: \(differences(afterPersisting))")
             #expect(try await client.execute(uri: "/products/\(shop[3].id)", method: .get).status == .notFound)
-            try await waitFor("the reads shed again") {
+            try await eventually("the reads shed again") {
                 let stats = try JSONSerialization.jsonObject(with: Data(buffer: try await client.execute(uri: "/cache/stats", method: .get).body)) as! [String: Any]
                 return stats["total_products"] as? Int == 0
             }

@@ -4,6 +4,7 @@ import Testing
 
 @testable import ProductsService
 import Shared
+import TestSupport
 
 @Suite("Catalog cache")
 struct CatalogCacheTests {

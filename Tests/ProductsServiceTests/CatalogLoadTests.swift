@@ -3,16 +3,16 @@ import Testing
 
 @testable import ProductsService
 import Shared
+import TestSupport
 
 @Suite("Catalog load")
 struct CatalogLoadTests {
     let logger = Logger(label: "test")
 
     func product(_ index: Int, version: Int64 = 1) -> Product {
-        Product(
-            id: String(format: "prod_%05d", index), name: "Product \(index)", type: index % 2 == 0 ? "even" : "odd",
-            metadata: index % 3 == 0 ? ["id": "meta \(index)"] : [:], createdAt: "2026-01-01T00:00:00Z", updatedAt: "2026-01-01T00:00:00Z",
-            version: version)
+        TestSupport.product(
+            String(format: "prod_%05d", index), version: version, name: "Product \(index)", type: index % 2 == 0 ? "even" : "odd",
+            metadata: index % 3 == 0 ? ["id": "meta \(index)"] : [:], createdAt: "2026-01-01T00:00:00Z")
     }
 
     @Test("a load across pages (each fetched while the last is parsed) caches every product as stored, drops what is gone, keeps what is pending")

@@ -4,6 +4,7 @@ import Testing
 
 @testable import ProductsService
 import Shared
+import TestSupport
 
 @Suite("Created index")
 struct CreatedIndexTests {
@@ -14,8 +15,7 @@ struct CreatedIndexTests {
 
     /// A product created `seconds` after 2023-11-14T22:13:20Z.
     func product(_ id: String, at seconds: Int64, version: Int64 = 1) -> Product {
-        let created = Timestamp.format(epochMilliseconds: (1_700_000_000 + seconds) * 1000)
-        return Product(id: id, name: id, type: "physical", metadata: [:], createdAt: created, updatedAt: created, version: version)
+        TestSupport.product(id, version: version, createdAt: Timestamp.format(epochMilliseconds: (1_700_000_000 + seconds) * 1000))
     }
 
     /// The query's matches by brute force, in id order (creation times are whole seconds after 1,700,000,000).

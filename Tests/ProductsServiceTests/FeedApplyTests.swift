@@ -4,12 +4,12 @@ import Testing
 
 @testable import ProductsService
 import Shared
+import TestSupport
 
 @Suite("Applying the change feed")
 struct FeedApplyTests {
     static func product(_ id: String, version: Int64, name: String = "Feed") -> Product {
-        let now = Timestamp.now()
-        return Product(id: id, name: name, type: "t", metadata: [:], createdAt: now, updatedAt: now, version: version)
+        TestSupport.product(id, version: version, name: name, type: "t")
     }
 
     /// A change as the feed sends it: the product left as bytes.

@@ -3,6 +3,7 @@ import Testing
 
 @testable import ProductsService
 import Shared
+import TestSupport
 
 @Suite("Journal failure")
 struct JournalFailureTests {

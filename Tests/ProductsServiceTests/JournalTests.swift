@@ -6,6 +6,7 @@ import Testing
 
 @testable import ProductsService
 import Shared
+import TestSupport
 
 extension Journal {
     /// Appends and waits until durable, as a write request does.

@@ -4,14 +4,15 @@ import Testing
 
 @testable import ProductsService
 import Shared
+import TestSupport
 
 @Suite("Listing: filters and cursors over the cache and the Database Service")
 struct ListingTests {
     static func product(_ index: Int, type: String? = nil, name: String? = nil, version: Int64 = 1) -> Product {
-        let created = Timestamp.format(epochMilliseconds: 1_700_000_000_000 + Int64(index) * 1000)
-        return Product(
-            id: String(format: "prod_%05d", index), name: name ?? "Item \(index)", type: type ?? (index % 3 == 0 ? "digital" : "physical"),
-            metadata: [:], createdAt: created, updatedAt: created, version: version)
+        TestSupport.product(
+            String(format: "prod_%05d", index), version: version, name: name ?? "Item \(index)",
+            type: type ?? (index % 3 == 0 ? "digital" : "physical"),
+            createdAt: Timestamp.format(epochMilliseconds: 1_700_000_000_000 + Int64(index) * 1000))
     }
 
     /// Every page of a listing, following the cursor the way a client follows `Link`, forwards or backwards.

@@ -5,6 +5,7 @@ import Testing
 
 @testable import ProductsService
 import Shared
+import TestSupport
 
 @Suite("Products Service routes")
 struct RoutesTests {
@@ -47,10 +48,10 @@ struct RoutesTests {
             let listed = try await client.execute(uri: "/products?type=lighting", method: .get)
             #expect(try JSONDecoder().decode([Product].self, from: listed.body) == [product])
 
-            try await waitFor("persisted") { database.live(product.id) == product }
+            try await eventually("persisted") { database.live(product.id) == product }
             let deleted = try await client.execute(uri: "/products/\(product.id)", method: .delete)
             #expect(deleted.status == .ok)
-            try await waitFor("delete persisted") { database.live(product.id) == nil && database.batchCount >= 2 }
+            try await eventually("delete persisted") { database.live(product.id) == nil && database.batchCount >= 2 }
             #expect(try await client.execute(uri: "/products/\(product.id)", method: .get).status == .notFound)
         }
     }
@@ -61,7 +62,7 @@ struct RoutesTests {
         database.isDown = true
         try await withApp(database: database) { client async throws in
             for index in 0..<10 { #expect(try await create(client, #"{"name":"P\#(index)"}"#).status == .created) }
-            try await waitFor("failures counted") {
+            try await eventually("failures counted") {
                 let persistence = try await stats(client)["persistence"] as? [String: Any]
                 return (persistence?["consecutive_failures"] as? Int ?? 0) >= 2
             }
@@ -73,8 +74,8 @@ struct RoutesTests {
             #expect(sync.headers[.retryAfter] != nil)
 
             database.isDown = false
-            try await waitFor("drained") { database.liveCount == 10 }
-            try await waitFor("no pending") { try await stats(client)["pending_writes"] as? Int == 0 }
+            try await eventually("drained") { database.liveCount == 10 }
+            try await eventually("no pending") { try await stats(client)["pending_writes"] as? Int == 0 }
             #expect(try await client.execute(uri: "/cache/sync", method: .post).status == .ok)
         }
     }
@@ -91,8 +92,8 @@ struct RoutesTests {
                 _ = try await create(client, #"{"name":"Poison"}"#)
                 _ = try await create(client, #"{"name":"Good 2"}"#)
                 database.isDown = false
-                try await waitFor("good ones persisted") { database.liveCount == 2 }
-                try await waitFor("queue empty") { try await stats(client)["pending_writes"] as? Int == 0 }
+                try await eventually("good ones persisted") { database.liveCount == 2 }
+                try await eventually("queue empty") { try await stats(client)["pending_writes"] as? Int == 0 }
                 let letters = (try await stats(client)["persistence"] as? [String: Any])?["dead_letters"] as? [String: Any]
                 #expect(letters?["count"] as? Int == 1, "whole batch refused: \(wholeBatch)")
                 let recent = letters?["recent"] as? [[String: Any]]
@@ -110,7 +111,7 @@ struct RoutesTests {
         let now = Timestamp.now()
         let stored = Product(id: "prod_stored", name: "Stored", type: "physical", metadata: [:], createdAt: now, updatedAt: now, version: 4)
         try await withApp(database: database) { client async throws in
-            try await waitFor("loaded") {
+            try await eventually("loaded") {
                 let health = try await client.execute(uri: "/health", method: .get)
                 return String(buffer: health.body).contains(#""status":"healthy""#)
             }
@@ -123,7 +124,7 @@ struct RoutesTests {
             let deletedUncached = try await client.execute(uri: "/products/prod_other", method: .delete)
             #expect(deletedUncached.status == .ok)
             #expect(String(buffer: deletedUncached.body).contains(#""name":"Other""#))
-            try await waitFor("deletes persisted") { database.liveCount == 0 }
+            try await eventually("deletes persisted") { database.liveCount == 0 }
         }
     }
 
@@ -136,7 +137,7 @@ struct RoutesTests {
             #expect(String(buffer: starting.body).contains(#""status":"starting""#))
             #expect(String(buffer: starting.body).contains(#""status":"unreachable""#))
             database.isDown = false
-            try await waitFor("healthy") {
+            try await eventually("healthy") {
                 String(buffer: try await client.execute(uri: "/health", method: .get).body).contains(#""status":"healthy""#)
             }
             database.isDown = true
@@ -177,7 +178,7 @@ struct RoutesTests {
         let database = FakeDatabaseService()
         try await withApp(database: database, journal: false) { client async throws in
             #expect(try await create(client, #"{"name":"Volatile"}"#).status == .created)
-            try await waitFor("persisted") { database.liveCount == 1 }
+            try await eventually("persisted") { database.liveCount == 1 }
             let persistence = try await stats(client)["persistence"] as? [String: Any]
             #expect(persistence?["journal"] as? String == "off")
         }
@@ -187,7 +188,7 @@ struct RoutesTests {
     func writeFailure() async throws {
         let faults = SyncFaults()
         try await withApp(sync: faults.sync) { client async throws in
-            try await waitFor("ready") { try await client.execute(uri: "/readyz", method: .get).status == .ok }
+            try await eventually("ready") { try await client.execute(uri: "/readyz", method: .get).status == .ok }
             #expect(try await create(client, #"{"name":"Before"}"#).status == .created)
             faults.failing = true
             let failed = try await create(client, #"{"name":"Phantom"}"#)
@@ -267,7 +268,7 @@ struct RoutesTests {
                 uri: "/products/\(plain.id)", method: .put, headers: [.contentType: "application/json"],
                 body: ByteBuffer(string: #"{"name":"Plain","images":["https://cdn.example/p.png"]}"#))
             #expect(try JSONDecoder().decode(Product.self, from: replaced.body).images == ["https://cdn.example/p.png"])
-            try await waitFor("persisted") { database.live(plain.id)?.images == ["https://cdn.example/p.png"] }
+            try await eventually("persisted") { database.live(plain.id)?.images == ["https://cdn.example/p.png"] }
 
             let nine = (0..<9).map { #""https://cdn.example/\#($0).png""# }.joined(separator: ",")
             let longURL = "https://cdn.example/" + String(repeating: "a", count: 2_030)

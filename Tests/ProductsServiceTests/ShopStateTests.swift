@@ -2,6 +2,7 @@ import Testing
 
 @testable import ProductsService
 import Shared
+import TestSupport
 
 /// The shop state machine driven through the interleavings that used to be guarded by comments: each input is
 /// applied in the order a race would deliver it, with the time given, so every run is the same.

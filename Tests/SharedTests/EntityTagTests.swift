@@ -3,6 +3,7 @@ import HTTPTypes
 import Testing
 import Logging
 import Shared
+import TestSupport
 
 @Suite("Entity tags")
 struct EntityTagTests {

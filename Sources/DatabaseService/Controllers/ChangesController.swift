@@ -3,7 +3,7 @@ import Shared
 
 /// `/api/changes`: the change log, which every Products Service replica follows to keep its cache current.
 struct ChangesController<Context: RequestContext> {
-    let store: any ProductStore
+    let store: any ChangeStore
     /// How often a waiting poll looks at the log again even without a wake-up (a lost notification, or a
     /// PostgreSQL transaction still running below the change).
     var recheckInterval: Duration = .milliseconds(500)

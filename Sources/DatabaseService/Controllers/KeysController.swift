@@ -4,7 +4,7 @@ import Shared
 /// `/api/keys`: what the Products Service asks to authenticate its clients. Keys are managed with the
 /// `database-service keys` command, never over HTTP.
 struct KeysController<Context: RequestContext> {
-    let keys: any APIKeyStore
+    let keys: any KeyStore
 
     var endpoints: RouteCollection<Context> {
         RouteCollection(context: Context.self)
@@ -41,7 +41,7 @@ struct KeysController<Context: RequestContext> {
 
 /// `/api/tenants`: the tenants whose catalogs the Products Service loads at start.
 struct TenantsController<Context: RequestContext> {
-    let keys: any APIKeyStore
+    let keys: any KeyStore
 
     var endpoints: RouteCollection<Context> {
         RouteCollection(context: Context.self).get(use: list)

@@ -3,7 +3,7 @@ import Shared
 
 /// `/api/writers`: hands each Products Service replica its writer number, which it stamps on the versions it makes.
 struct WritersController<Context: RequestContext> {
-    let store: any ProductStore
+    let store: any KeyStore
 
     var endpoints: RouteCollection<Context> {
         RouteCollection(context: Context.self).post(use: register)

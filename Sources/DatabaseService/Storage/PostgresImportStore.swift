@@ -3,10 +3,10 @@ import Shared
 
 /// Import jobs on PostgreSQL: a job's row is locked while a report is applied, so reports from a replica and the
 /// failing of silent jobs by any Database Service process do not overwrite each other.
-extension PostgresProductStore: ImportStore {
+extension PostgresStore: ImportStore {
     func createImport(_ job: ImportJob) async throws -> ImportCreation {
         let text = try ImportSchema.encode(job)
-        return try await client.withTransaction(logger: logger) { connection in
+        return try await transaction(logger: logger) { connection in
             // A key already used (or being used by a concurrent request) is left alone; then its job is read.
             let inserted = try await connection.query(
                 """
@@ -24,13 +24,13 @@ extension PostgresProductStore: ImportStore {
     }
 
     func importJob(tenant: String, id: String) async throws -> ImportJob? {
-        let rows = try await client.query("SELECT job FROM import_jobs WHERE tenant = \(tenant) AND id = \(id)", logger: logger)
+        let rows = try await query("SELECT job FROM import_jobs WHERE tenant = \(tenant) AND id = \(id)", logger: logger)
         for try await text in rows.decode(String.self) { return try ImportSchema.decode(text) }
         return nil
     }
 
     func updateImport(tenant: String, id: String, _ progress: ImportProgress) async throws -> ImportJob? {
-        try await client.withTransaction(logger: logger) { connection in
+        try await transaction(logger: logger) { connection in
             var stored: ImportJob?
             for try await text in try await connection.query(
                 "SELECT job FROM import_jobs WHERE tenant = \(tenant) AND id = \(id) FOR UPDATE", logger: self.logger
@@ -52,7 +52,7 @@ extension PostgresProductStore: ImportStore {
 
     func addImportErrors(tenant: String, id: String, _ errors: [ImportLineError]) async throws {
         guard !errors.isEmpty else { return }
-        try await client.withTransaction(logger: logger) { connection in
+        try await transaction(logger: logger) { connection in
             // One report per job at a time, so the count holds.
             try await connection.query("SELECT pg_advisory_xact_lock(7206115, hashtext(\(tenant) || '/' || \(id)))", logger: self.logger)
             var kept: Int64 = 0
@@ -75,7 +75,7 @@ extension PostgresProductStore: ImportStore {
     }
 
     func importErrors(tenant: String, id: String, afterLine: Int64?, limit: Int) async throws -> (errors: [ImportLineError], hasMore: Bool) {
-        let rows = try await client.query(
+        let rows = try await query(
             """
             SELECT line, code, param, error FROM import_errors
             WHERE tenant = \(tenant) AND job_id = \(id) AND line > \(afterLine ?? 0) ORDER BY line LIMIT \(limit + 1)
@@ -89,7 +89,7 @@ extension PostgresProductStore: ImportStore {
     }
 
     func unfinishedImports(replicaID: String) async throws -> [ImportJob] {
-        let rows = try await client.query(
+        let rows = try await query(
             "SELECT job FROM import_jobs WHERE replica_id = \(replicaID) AND finished_ms IS NULL ORDER BY id", logger: logger)
         var jobs: [ImportJob] = []
         for try await text in rows.decode(String.self) { jobs.append(try ImportSchema.decode(text)) }
@@ -97,7 +97,7 @@ extension PostgresProductStore: ImportStore {
     }
 
     func failSilentImports(silentSinceMs: Int64, nowMs: Int64) async throws -> Int {
-        try await client.withTransaction(logger: logger) { connection in
+        try await transaction(logger: logger) { connection in
             var silent: [ImportJob] = []
             for try await text in try await connection.query(
                 "SELECT job FROM import_jobs WHERE finished_ms IS NULL AND updated_ms < \(silentSinceMs) FOR UPDATE SKIP LOCKED",
@@ -118,7 +118,7 @@ extension PostgresProductStore: ImportStore {
     }
 
     func purgeImports(finishedBefore cutoffMs: Int64) async throws -> Int {
-        try await client.withTransaction(logger: logger) { connection in
+        try await transaction(logger: logger) { connection in
             try await connection.query(
                 """
                 DELETE FROM import_errors USING import_jobs

@@ -3,7 +3,7 @@ import Shared
 
 /// Events and webhooks on PostgreSQL: several processes may serve one database, so the dispatcher's cursor and
 /// each delivery's try are claimed with `FOR UPDATE SKIP LOCKED`, and a claimed try is leased until it is recorded.
-extension PostgresProductStore: WebhookStore {
+extension PostgresStore: WebhookStore {
     func events(tenant: String, query: EventQuery) async throws -> EventPage {
         var sql = "SELECT \(Self.changeColumns) FROM product_changes WHERE tenant = $1 AND transaction_id < \(Self.horizon)"
         var binds = PostgresBindings()
@@ -21,10 +21,10 @@ extension PostgresProductStore: WebhookStore {
             descending = true
         case nil: break
         }
-        if let type = query.type { sql += SQLiteProductStore.eventTypeFilter(type) }
+        if let type = query.type { sql += SQLiteStore.eventTypeFilter(type) }
         sql += descending ? " ORDER BY transaction_id DESC, position DESC" : " ORDER BY transaction_id, position"
         sql += " LIMIT \(query.limit + 1)"
-        var events = try await Self.changes(try await client.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger))
+        var events = try await Self.changes(try await self.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger))
         let hasMore = events.count > query.limit
         if hasMore { events.removeLast() }
         if descending { events.reverse() }
@@ -32,7 +32,7 @@ extension PostgresProductStore: WebhookStore {
     }
 
     func createEndpoint(_ endpoint: StoredEndpoint) async throws -> Bool {
-        try await client.withTransaction(logger: logger) { connection in
+        try await transaction(logger: logger) { connection in
             // One creation per tenant at a time across processes, so the count holds.
             try await connection.query("SELECT pg_advisory_xact_lock(7206114, hashtext(\(endpoint.tenant)))", logger: self.logger)
             var count: Int64 = 0
@@ -55,7 +55,7 @@ extension PostgresProductStore: WebhookStore {
         """
 
     func endpoints(tenant: String) async throws -> [StoredEndpoint] {
-        try await Self.endpoints(try await client.query(
+        try await Self.endpoints(try await query(
             PostgresQuery(
                 unsafeSQL: "SELECT \(Self.endpointColumns) FROM webhook_endpoints WHERE tenant = $1 ORDER BY created_ms, id",
                 binds: { var binds = PostgresBindings(); binds.append(tenant); return binds }()),
@@ -63,7 +63,7 @@ extension PostgresProductStore: WebhookStore {
     }
 
     func endpoint(tenant: String, id: String) async throws -> StoredEndpoint? {
-        try await Self.endpoints(try await client.query(
+        try await Self.endpoints(try await query(
             PostgresQuery(
                 unsafeSQL: "SELECT \(Self.endpointColumns) FROM webhook_endpoints WHERE tenant = $1 AND id = $2",
                 binds: { var binds = PostgresBindings(); binds.append(tenant); binds.append(id); return binds }()),
@@ -71,7 +71,7 @@ extension PostgresProductStore: WebhookStore {
     }
 
     func updateEndpoint(_ endpoint: StoredEndpoint, reenabled: Bool) async throws -> Bool {
-        let rows = try await client.query(
+        let rows = try await query(
             """
             UPDATE webhook_endpoints SET url = \(endpoint.url), enabled_events = \(EnabledEventsColumn.encode(endpoint.enabledEvents)),
                 description = \(endpoint.description), status = \(endpoint.status.rawValue), secret = \(endpoint.secret),
@@ -84,7 +84,7 @@ extension PostgresProductStore: WebhookStore {
     }
 
     func deleteEndpoint(tenant: String, id: String) async throws -> Bool {
-        try await client.withTransaction(logger: logger) { connection in
+        try await transaction(logger: logger) { connection in
             var deleted = false
             for try await _ in try await connection.query(
                 "DELETE FROM webhook_endpoints WHERE tenant = \(tenant) AND id = \(id) RETURNING id", logger: self.logger
@@ -97,7 +97,7 @@ extension PostgresProductStore: WebhookStore {
     }
 
     func attempts(tenant: String, endpointID: String, limit: Int) async throws -> [WebhookAttempt] {
-        let rows = try await client.query(
+        let rows = try await query(
             """
             SELECT a.id, a.event_id, a.event_type, a.attempt, a.status, a.response_code, a.latency_ms, a.error, a.attempted_at, a.delivery_status
             FROM webhook_attempts a JOIN webhook_endpoints e ON e.id = a.endpoint_id
@@ -116,7 +116,7 @@ extension PostgresProductStore: WebhookStore {
 
     func dispatchEvents(limit: Int, nowMs: Int64) async throws -> Int? {
         try await retryingConflicts {
-            try await self.client.withTransaction(logger: self.logger) { connection -> Int? in
+            try await self.transaction(logger: self.logger) { connection -> Int? in
                 var cursor: ChangeCursor?
                 for try await (transaction, position) in try await connection.query(
                     "SELECT transaction_id, position FROM webhook_dispatch_state WHERE id = 1 FOR UPDATE SKIP LOCKED", logger: self.logger
@@ -159,7 +159,7 @@ extension PostgresProductStore: WebhookStore {
     }
 
     func dueEndpoints(nowMs: Int64, limit: Int) async throws -> [String] {
-        let rows = try await client.query(
+        let rows = try await query(
             """
             SELECT d.endpoint_id FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.status = 'enabled'
             WHERE d.status = 'pending' AND d.next_attempt_ms <= \(nowMs)
@@ -171,7 +171,7 @@ extension PostgresProductStore: WebhookStore {
     }
 
     func claimDeliveries(endpointID: String, nowMs: Int64, leaseMs: Int64, limit: Int) async throws -> ClaimedDeliveries? {
-        try await client.withTransaction(logger: logger) { connection -> ClaimedDeliveries? in
+        try await transaction(logger: logger) { connection -> ClaimedDeliveries? in
             guard let endpoint = try await Self.endpoints(try await connection.query(
                 PostgresQuery(
                     unsafeSQL: "SELECT \(Self.endpointColumns) FROM webhook_endpoints WHERE id = $1 AND status = 'enabled'",
@@ -200,7 +200,7 @@ extension PostgresProductStore: WebhookStore {
 
     func recordAttempts(_ attempts: [AttemptRecord], endpointID: String, nowMs: Int64, disableAfterMs: Int64) async throws -> Bool {
         try await retryingConflicts {
-            try await self.client.withTransaction(logger: self.logger) { connection -> Bool in
+            try await self.transaction(logger: self.logger) { connection -> Bool in
                 for attempt in attempts {
                     try await connection.query(
                         """
@@ -240,7 +240,7 @@ extension PostgresProductStore: WebhookStore {
     }
 
     func oldestPendingDeliveryMs() async throws -> Int64? {
-        let rows = try await client.query(
+        let rows = try await query(
             """
             SELECT MIN(d.created_ms) FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.status = 'enabled'
             WHERE d.status = 'pending'
@@ -255,7 +255,7 @@ extension PostgresProductStore: WebhookStore {
             "WITH gone AS (DELETE FROM webhook_deliveries WHERE status <> 'pending' AND updated_ms < \(cutoffMs) RETURNING 1) SELECT count(*) FROM gone",
             "WITH gone AS (DELETE FROM webhook_attempts WHERE attempted_ms < \(cutoffMs) RETURNING 1) SELECT count(*) FROM gone",
         ] {
-            for try await count in try await client.query(sql, logger: logger).decode(Int64.self) { purged += Int(count) }
+            for try await count in try await query(sql, logger: logger).decode(Int64.self) { purged += Int(count) }
         }
         return purged
     }

@@ -42,8 +42,10 @@ protocol ProductStore: Sendable {
     /// the Database Service, writer 0), live or deleted now; logged with its event in the same transaction.
     func restore(tenant: String, id: String, version: Int64, restoredAt: String) async throws -> RestoreOutcome
 
-    // MARK: Change log
+}
 
+/// The change log every applied write is recorded in, in the write's transaction: what the replicas follow.
+protocol ChangeStore: Sendable {
     /// Up to `limit` changes after `cursor`, oldest first; `.expired` when changes after it were purged.
     func changes(after cursor: ChangeCursor, limit: Int) async throws -> ChangeRead
     /// The cursor of the newest change a reader can see now: reading from it misses nothing committed later.
@@ -53,9 +55,6 @@ protocol ProductStore: Sendable {
     func purgeChanges(recordedBefore cutoffMs: Int64) async throws -> Int
     /// Fires after changes commit (on PostgreSQL, also when another process's do): a wake-up hint, not a guarantee.
     var changeSignal: ChangeSignal { get }
-    /// The writer number of a replica (by its stable id), assigned on first call (`preferred` if free); nil when
-    /// every number is taken.
-    func writerNode(replicaID: String, preferred: Int64?) async throws -> Int64?
     /// Signals `changeSignal` when other processes commit changes, until cancelled (PostgreSQL's LISTEN);
     /// returns at once where no other process can write.
     func listenForChanges() async

@@ -2,9 +2,9 @@ import GRDB
 import Shared
 
 /// Events and webhooks on SQLite: one process owns the file and its one writer serialises every claim.
-extension SQLiteProductStore: WebhookStore {
+extension SQLiteStore: WebhookStore {
     func events(tenant: String, query: EventQuery) async throws -> EventPage {
-        try await pool.read { db in
+        try await read { db in
             var sql = "SELECT \(Self.changeColumns) FROM product_changes WHERE tenant = ?"
             var arguments: StatementArguments = [tenant]
             var descending = false
@@ -33,7 +33,7 @@ extension SQLiteProductStore: WebhookStore {
     static func eventTypeFilter(_ type: EventType) -> String { " AND event_type = '\(type.rawValue)'" }
 
     func createEndpoint(_ endpoint: StoredEndpoint) async throws -> Bool {
-        try await pool.write { db in
+        try await write { db in
             let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM webhook_endpoints WHERE tenant = ?", arguments: [endpoint.tenant]) ?? 0
             guard count < WebhookRules.maxEndpointsPerTenant else { return false }
             try db.execute(
@@ -50,21 +50,21 @@ extension SQLiteProductStore: WebhookStore {
     }
 
     func endpoints(tenant: String) async throws -> [StoredEndpoint] {
-        try await pool.read { db in
+        try await read { db in
             try GRDB.Row.fetchAll(db, sql: "SELECT * FROM webhook_endpoints WHERE tenant = ? ORDER BY created_ms, id", arguments: [tenant])
                 .map(Self.endpoint(from:))
         }
     }
 
     func endpoint(tenant: String, id: String) async throws -> StoredEndpoint? {
-        try await pool.read { db in
+        try await read { db in
             try GRDB.Row.fetchOne(db, sql: "SELECT * FROM webhook_endpoints WHERE tenant = ? AND id = ?", arguments: [tenant, id])
                 .map(Self.endpoint(from:))
         }
     }
 
     func updateEndpoint(_ endpoint: StoredEndpoint, reenabled: Bool) async throws -> Bool {
-        try await pool.write { db in
+        try await write { db in
             try db.execute(
                 sql: """
                     UPDATE webhook_endpoints SET url = ?, enabled_events = ?, description = ?, status = ?, secret = ?, previous_secret = ?,
@@ -80,7 +80,7 @@ extension SQLiteProductStore: WebhookStore {
     }
 
     func deleteEndpoint(tenant: String, id: String) async throws -> Bool {
-        try await pool.write { db in
+        try await write { db in
             try db.execute(sql: "DELETE FROM webhook_endpoints WHERE tenant = ? AND id = ?", arguments: [tenant, id])
             guard db.changesCount > 0 else { return false }
             try db.execute(sql: "DELETE FROM webhook_deliveries WHERE endpoint_id = ?", arguments: [id])
@@ -90,7 +90,7 @@ extension SQLiteProductStore: WebhookStore {
     }
 
     func attempts(tenant: String, endpointID: String, limit: Int) async throws -> [WebhookAttempt] {
-        try await pool.read { db in
+        try await read { db in
             try GRDB.Row.fetchAll(
                 db,
                 sql: """
@@ -108,7 +108,7 @@ extension SQLiteProductStore: WebhookStore {
     }
 
     func dispatchEvents(limit: Int, nowMs: Int64) async throws -> Int? {
-        try await pool.write { db in
+        try await write { db in
             let position = try Int64.fetchOne(db, sql: "SELECT position FROM webhook_dispatch_state WHERE id = 1") ?? 0
             let endpoints = try GRDB.Row.fetchAll(
                 db, sql: "SELECT id, tenant, enabled_events, created_ms FROM webhook_endpoints WHERE status = 'enabled'"
@@ -143,7 +143,7 @@ extension SQLiteProductStore: WebhookStore {
     }
 
     func dueEndpoints(nowMs: Int64, limit: Int) async throws -> [String] {
-        try await pool.read { db in
+        try await read { db in
             try String.fetchAll(
                 db,
                 sql: """
@@ -156,7 +156,7 @@ extension SQLiteProductStore: WebhookStore {
     }
 
     func claimDeliveries(endpointID: String, nowMs: Int64, leaseMs: Int64, limit: Int) async throws -> ClaimedDeliveries? {
-        try await pool.write { db in
+        try await write { db in
             guard let endpoint = try GRDB.Row.fetchOne(
                 db, sql: "SELECT * FROM webhook_endpoints WHERE id = ? AND status = 'enabled'", arguments: [endpointID]
             ).map(Self.endpoint(from:)) else { return nil }
@@ -179,7 +179,7 @@ extension SQLiteProductStore: WebhookStore {
     }
 
     func recordAttempts(_ attempts: [AttemptRecord], endpointID: String, nowMs: Int64, disableAfterMs: Int64) async throws -> Bool {
-        try await pool.write { db in
+        try await write { db in
             let insert = try db.cachedStatement(
                 sql: """
                     INSERT INTO webhook_attempts (delivery_id, endpoint_id, event_id, event_type, attempt, status, response_code, latency_ms,
@@ -211,7 +211,7 @@ extension SQLiteProductStore: WebhookStore {
     }
 
     func oldestPendingDeliveryMs() async throws -> Int64? {
-        try await pool.read { db in
+        try await read { db in
             try Int64.fetchOne(
                 db,
                 sql: """
@@ -222,7 +222,7 @@ extension SQLiteProductStore: WebhookStore {
     }
 
     func purgeDeliveries(before cutoffMs: Int64) async throws -> Int {
-        try await pool.write { db in
+        try await write { db in
             try db.execute(sql: "DELETE FROM webhook_deliveries WHERE status <> 'pending' AND updated_ms < ?", arguments: [cutoffMs])
             var purged = db.changesCount
             try db.execute(sql: "DELETE FROM webhook_attempts WHERE attempted_ms < ?", arguments: [cutoffMs])

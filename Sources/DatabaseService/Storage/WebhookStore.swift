@@ -1,7 +1,7 @@
 import Shared
 
 /// Everything the Database Service keeps: products, API keys, events with their webhook deliveries, import jobs.
-typealias DataStore = ProductStore & APIKeyStore & WebhookStore & ImportStore
+typealias DataStore = ProductStore & ChangeStore & KeyStore & WebhookStore & ImportStore
 
 /// Product events (read from the change log) and webhook endpoints with their deliveries.
 ///

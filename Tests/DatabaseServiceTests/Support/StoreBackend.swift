@@ -26,14 +26,14 @@ enum StoreBackend: String, CaseIterable, Sendable, CustomTestStringConvertible {
             let (store, directory) = try makeStore()
             defer { try? FileManager.default.removeItem(at: directory) }
             let path = directory.appendingPathComponent("products.sqlite").path
-            try await body(store) { use in try await use(try SQLiteProductStore(path: path)) }
+            try await body(store) { use in try await use(try SQLiteStore(path: path)) }
         case .postgresql:
             let url = try await TestPostgres.createDatabase()
-            let store = try PostgresProductStore(url: url, logger: TestPostgres.logger, maximumConnections: 4)
+            let store = try PostgresStore(url: url, logger: TestPostgres.logger, maximumConnections: 4)
             try await store.run {
                 try await store.migrate()
                 try await body(store) { use in
-                    let reopened = try PostgresProductStore(url: url, logger: TestPostgres.logger, maximumConnections: 2)
+                    let reopened = try PostgresStore(url: url, logger: TestPostgres.logger, maximumConnections: 2)
                     try await reopened.run {
                         try await reopened.migrate()
                         try await use(reopened)
@@ -67,7 +67,7 @@ enum TestPostgres {
     }
 
     private static func administer(_ admin: String, _ sql: String) async throws {
-        let store = try PostgresProductStore(url: admin, logger: logger, maximumConnections: 1)
+        let store = try PostgresStore(url: admin, logger: logger, maximumConnections: 1)
         _ = try await store.run { try await store.client.query(PostgresQuery(unsafeSQL: sql), logger: logger) }
     }
 }

@@ -4,6 +4,7 @@ import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
 import Shared
+import TestSupport
 import Testing
 
 /// An HTTP response as the tests see it.
@@ -208,20 +209,4 @@ final class Stack: @unchecked Sendable {
         products?.kill()
         database?.kill()
     }
-}
-
-/// Polls `condition` until it holds or the timeout passes (then the test fails with `what`).
-func eventually(_ what: String, timeout: Duration = .seconds(30), _ condition: () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + timeout
-    var lastError: (any Error)?
-    while ContinuousClock.now < deadline {
-        do {
-            if try await condition() { return }
-        } catch {
-            lastError = error
-        }
-        try await Task.sleep(for: .milliseconds(50))
-    }
-    Issue.record("timed out waiting for: \(what)\(lastError.map { " (last error: \($0))" } ?? "")")
-    throw CancellationError()
 }

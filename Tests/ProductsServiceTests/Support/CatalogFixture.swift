@@ -3,6 +3,7 @@ import Logging
 
 @testable import ProductsService
 import Shared
+import TestSupport
 
 /// A catalog on a temporary journal and a fake Database Service, with no background services running:
 /// the persistence worker and the loader are driven by the test. The parts stay reachable for looking inside.

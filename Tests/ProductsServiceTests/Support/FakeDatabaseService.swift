@@ -5,6 +5,7 @@ import Synchronization
 
 @testable import ProductsService
 import Shared
+import TestSupport
 
 /// An in-memory Database Service with the real versioning rules, that can be switched off or made to
 /// reject products: failure injection that a real process cannot give deterministically in a route test.

@@ -1,7 +1,8 @@
 import Shared
 
-/// API keys as the Database Service stores them: hashes only, bound to a tenant and a scope.
-protocol APIKeyStore: Sendable {
+/// API keys as the Database Service stores them (hashes only, bound to a tenant and a scope), and the replicas'
+/// writer numbers.
+protocol KeyStore: Sendable {
     /// Creates a key; the secret is returned once and only its hash is stored.
     func createKey(tenant: String, scope: KeyGrant.Scope) async throws -> (grant: KeyGrant, key: String)
     /// Every key, revoked ones included, oldest first.
@@ -14,6 +15,9 @@ protocol APIKeyStore: Sendable {
     func activeKeyCount() async throws -> Int
     /// Every tenant with live products or an active key.
     func tenants() async throws -> [String]
+    /// The writer number of a replica (by its stable id), assigned on first call (`preferred` if free); nil when
+    /// every number is taken.
+    func writerNode(replicaID: String, preferred: Int64?) async throws -> Int64?
 }
 
 /// One stored key, as `keys list` shows it (never the secret).

@@ -1,0 +1,180 @@
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+import ServiceLifecycle
+import Shared
+
+/// The change log on PostgreSQL.
+extension PostgresStore: ChangeStore {
+
+    /// Records an applied change in the transaction that applied it; `transaction_id` defaults to that
+    /// transaction's id.
+    func record(_ change: LoggedChange, on connection: PostgresConnection) async throws {
+        try await connection.query(
+            """
+            INSERT INTO product_changes (tenant, product_id, version, op, changed_at, recorded_ms, product, event_type)
+            VALUES (\(change.tenant), \(change.id), \(change.version), \(change.op.rawValue), \(change.changedAt),
+                    \(Timestamp.nowMilliseconds()), \(change.productJSON), \(change.eventType.rawValue))
+            """, logger: logger)
+    }
+
+    /// Logs changes in their order, with one statement.
+    func record(_ changes: [LoggedChange], on connection: PostgresConnection) async throws {
+        guard changes.count > 1 else {
+            if let change = changes.first { try await record(change, on: connection) }
+            return
+        }
+        // A product is never empty JSON, so an empty string stands for a delete's NULL (arrays cannot hold NULL).
+        try await connection.query(
+            """
+            INSERT INTO product_changes (tenant, product_id, version, op, changed_at, recorded_ms, product, event_type)
+            SELECT tenant, product_id, version, op, changed_at, \(Timestamp.nowMilliseconds()), NULLIF(product, ''), event_type
+            FROM unnest(\(changes.map(\.tenant))::text[], \(changes.map(\.id))::text[], \(changes.map(\.version))::bigint[],
+                        \(changes.map(\.op.rawValue))::text[], \(changes.map(\.changedAt))::text[], \(changes.map { $0.productJSON ?? "" })::text[],
+                        \(changes.map(\.eventType.rawValue))::text[])
+                WITH ORDINALITY AS change (tenant, product_id, version, op, changed_at, product, event_type, ordinal)
+            ORDER BY ordinal
+            """, logger: logger)
+    }
+
+    /// The channel every Database Service process listens on. A notification is a hint that changes committed.
+    static let changesChannel = "product_changes"
+
+    /// Queues one notification, sent when the transaction commits (PostgreSQL folds repeats within a transaction).
+    func notifyChanges(on connection: PostgresConnection) async throws {
+        try await connection.query("SELECT pg_notify(\(Self.changesChannel), '')", logger: logger)
+    }
+
+    // Reading below the horizon. Positions come from a sequence, taken when a row is inserted, but transactions
+    // commit in any order: a reader that saw position 12 committed may later see 11 appear, when the slower
+    // transaction that took 11 commits. Ordering by position alone would skip 11 for good. Instead every row
+    // carries its transaction's id, and a reader returns only rows whose transaction id is below
+    // `pg_snapshot_xmin(pg_current_snapshot())`, the oldest transaction still running anywhere: every
+    // transaction below it has committed or aborted, so the rows below it are final and no row can appear among
+    // them later. Rows are returned in (transaction id, position) order, and a cursor is such a pair. A long
+    // transaction delays the feed (by its duration); it never makes the feed skip a change.
+    static let horizon = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+
+    func changes(after cursor: ChangeCursor, limit: Int) async throws -> ChangeRead {
+        let rows = try await query(
+            PostgresQuery(
+                unsafeSQL: """
+                    SELECT \(Self.changeColumns) FROM product_changes
+                    WHERE (transaction_id, position) > ($1, $2) AND transaction_id < \(Self.horizon)
+                    ORDER BY transaction_id, position LIMIT $3
+                    """,
+                binds: { var binds = PostgresBindings(); binds.append(cursor.transaction); binds.append(cursor.position); binds.append(Int64(limit)); return binds }()),
+            logger: logger)
+        var page = ChangeLogPage(changes: try await Self.changes(rows), next: cursor)
+        if let last = page.changes.last {
+            page.next = last.cursor ?? cursor
+            page.recordedAtMs = last.recordedMs
+        }
+        // Read after the rows: a purge that raced this read shows here, and the page is not trusted.
+        let purged = try await purgedThrough()
+        if cursor < purged { return .expired(purgedThrough: purged) }
+        return .page(page)
+    }
+
+    static let changeColumns = "transaction_id, position, tenant, product_id, version, op, changed_at, recorded_ms, product, event_type"
+
+    /// Changes read with `changeColumns`.
+    static func changes(_ rows: PostgresRowSequence) async throws -> [LoggedChange] {
+        var changes: [LoggedChange] = []
+        for try await (transaction, position, tenant, id, version, op, changedAt, recordedMs, productText, eventType) in rows.decode(
+            (Int64, Int64, String, String, Int64, String, String, Int64, String?, String?).self)
+        {
+            changes.append(LoggedChange(
+                tenant: tenant, id: id, version: version, op: Change.Operation(rawValue: op) ?? .delete, changedAt: changedAt,
+                productJSON: productText, eventType: eventType.flatMap(EventType.init(rawValue:)),
+                cursor: ChangeCursor(transaction: transaction, position: position), recordedMs: recordedMs))
+        }
+        return changes
+    }
+
+    func purgedThrough() async throws -> ChangeCursor {
+        let rows = try await query("SELECT purged_transaction, purged_position FROM change_log_state WHERE id = 1", logger: logger)
+        for try await (transaction, position) in rows.decode((Int64, Int64).self) {
+            return ChangeCursor(transaction: transaction, position: position)
+        }
+        return .start
+    }
+
+    func changeHead() async throws -> ChangeCursor {
+        let rows = try await query(
+            PostgresQuery(unsafeSQL: """
+                SELECT transaction_id, position FROM product_changes WHERE transaction_id < \(Self.horizon)
+                ORDER BY transaction_id DESC, position DESC LIMIT 1
+                """),
+            logger: logger)
+        var head = try await purgedThrough()
+        for try await (transaction, position) in rows.decode((Int64, Int64).self) {
+            head = max(head, ChangeCursor(transaction: transaction, position: position))
+        }
+        return head
+    }
+
+    func purgeChanges(recordedBefore cutoffMs: Int64) async throws -> Int {
+        var purged = 0
+        while true {
+            let count = try await transaction(logger: logger) { connection -> Int in
+                let rows = try await connection.query(
+                    PostgresQuery(unsafeSQL: """
+                        SELECT transaction_id, position, recorded_ms FROM product_changes WHERE transaction_id < \(Self.horizon)
+                        ORDER BY transaction_id, position LIMIT \(Self.purgeBatch)
+                        """),
+                    logger: self.logger)
+                // The oldest changes, up to the first one still within retention: the log only loses a prefix.
+                var through: ChangeCursor?
+                var count = 0
+                for try await (transaction, position, recordedMs) in rows.decode((Int64, Int64, Int64).self) {
+                    guard recordedMs < cutoffMs else { break }
+                    through = ChangeCursor(transaction: transaction, position: position)
+                    count += 1
+                }
+                guard let through else { return 0 }
+                try await connection.query(
+                    """
+                    DELETE FROM product_changes WHERE (transaction_id, position) <= (\(through.transaction), \(through.position))
+                    """, logger: self.logger)
+                try await connection.query(
+                    """
+                    UPDATE change_log_state SET purged_transaction = \(through.transaction), purged_position = \(through.position)
+                    WHERE id = 1 AND (purged_transaction, purged_position) < (\(through.transaction), \(through.position))
+                    """, logger: self.logger)
+                return count
+            }
+            purged += count
+            if count < Self.purgeBatch { return purged }
+        }
+    }
+
+    static let purgeBatch = 5000
+
+
+    /// Signals `changeSignal` on every notification of any process's commits, until cancelled; reconnects
+    /// after a failure. Holds one pooled connection, so not with a pool of one: readers then see other
+    /// processes' changes on their 0.5 s re-read.
+    func listenForChanges() async {
+        guard maximumConnections > 1 else {
+            logger.notice("not listening for other processes' changes with a pool of one connection; feed readers re-read every 0.5 s")
+            return
+        }
+        while !Task.isCancelled {
+            do {
+                try await client.withConnection { connection in
+                    try await connection.listen(on: Self.changesChannel) { notifications in
+                        // Whatever committed while not listening is caught up by the readers' next look.
+                        self.changeSignal.signal()
+                        for try await _ in notifications { self.changeSignal.signal() }
+                    }
+                }
+            } catch {
+                if Task.isCancelled { return }
+                logger.warning("listening for change notifications failed; retrying", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+}

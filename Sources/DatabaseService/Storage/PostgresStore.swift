@@ -1,0 +1,233 @@
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+import ServiceLifecycle
+import Shared
+
+/// Every store on PostgreSQL through PostgresNIO's connection pool, one file a store.
+///
+/// Several Database Service processes may share one database: every versioned write is one
+/// `INSERT ... ON CONFLICT DO UPDATE ... WHERE stored version < new version`, which PostgreSQL applies
+/// atomically per row, so no update is lost between processes; batches run in one transaction.
+final class PostgresStore: Sendable {
+    let client: PostgresClient
+    let logger: Logger
+    let maximumConnections: Int
+    let changeSignal = ChangeSignal()
+    var backend: String { "postgresql" }
+
+    /// Connects to `url` (`postgres://user:password@host:port/database?sslmode=disable|prefer|require`).
+    /// The pool runs as a service: add `client` to the service group (or call `run(_:)` around one-off work).
+    private let target: Target
+
+    init(url: String, logger: Logger, maximumConnections: Int = 20) throws {
+        self.logger = logger
+        self.maximumConnections = maximumConnections
+        let target = try Target(url)
+        self.target = target
+        var tls = PostgresClient.Configuration.TLS.disable
+        if let configuration = target.tls { tls = target.requireTLS ? .require(configuration) : .prefer(configuration) }
+        var configuration = PostgresClient.Configuration(
+            host: target.host, port: target.port, username: target.user, password: target.password, database: target.database, tls: tls)
+        configuration.options.maximumConnections = maximumConnections
+        // The pool reports each failed connection attempt at info; requests that fail are logged by the service.
+        var poolLogger = logger
+        poolLogger.logLevel = max(logger.logLevel, .warning)
+        client = PostgresClient(configuration: configuration, backgroundLogger: poolLogger)
+    }
+
+    /// Where a `postgres://` URL points.
+    struct Target {
+        var host: String
+        var port: Int
+        var user: String
+        var password: String?
+        var database: String?
+        var tls: TLSConfiguration?
+        var requireTLS: Bool
+
+        init(_ url: String) throws {
+            guard let components = URLComponents(string: url), ["postgres", "postgresql"].contains(components.scheme ?? ""),
+                  let host = components.host, !host.isEmpty
+            else { throw SettingError("--database (DATABASE): '\(PostgresStore.redacted(url))' is not a postgres://user:password@host:port/database URL") }
+            self.host = host
+            port = components.port ?? 5432
+            user = components.user ?? "postgres"
+            password = components.password?.removingPercentEncoding
+            let path = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
+            database = path.isEmpty ? nil : path
+            switch components.queryItems?.first(where: { $0.name == "sslmode" })?.value ?? "prefer" {
+            case "disable": (tls, requireTLS) = (nil, false)
+            case "prefer", "allow": (tls, requireTLS) = (.makeClientConfiguration(), false)
+            case "require", "verify-ca", "verify-full": (tls, requireTLS) = (.makeClientConfiguration(), true)
+            case let mode: throw SettingError("--database (DATABASE): sslmode '\(mode)' is not disable, prefer or require")
+            }
+        }
+    }
+
+    /// One direct connection attempt: the pool retries a refused connection forever, a start should not.
+    func checkConnection() async throws {
+        var tls = PostgresConnection.Configuration.TLS.disable
+        if let configuration = target.tls { tls = target.requireTLS ? .require(try .init(configuration: configuration)) : .prefer(try .init(configuration: configuration)) }
+        let connection = try await PostgresConnection.connect(
+            configuration: PostgresConnection.Configuration(
+                host: target.host, port: target.port, username: target.user, password: target.password, database: target.database,
+                tls: tls),
+            id: 0, logger: logger)
+        try await connection.close()
+    }
+
+    /// The URL with its password hidden, for messages.
+    static func redacted(_ url: String) -> String {
+        guard var components = URLComponents(string: url), components.password != nil else { return url }
+        components.password = "***"
+        return components.string ?? "postgres://***"
+    }
+
+    /// Runs `body` with the pool running, for commands that do not start the server.
+    func run<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask {
+                await self.client.run()
+                return nil
+            }
+            defer { group.cancelAll() }
+            return try await body()
+        }
+    }
+
+    // MARK: Migrations
+
+    /// Named migrations, applied once, in order, under an advisory lock (processes may start together); frozen
+    /// once merged: a change to the schema is a new migration at the end.
+    static let migrations: [(name: String, sql: [String])] = [
+        (StoreSchema.first, [
+            """
+            CREATE TABLE products (
+                tenant TEXT NOT NULL,
+                id TEXT COLLATE "C" NOT NULL,
+                name TEXT NOT NULL,
+                name_folded TEXT NOT NULL,
+                type TEXT NOT NULL,
+                metadata TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                created_ms BIGINT,
+                updated_at TEXT NOT NULL,
+                version BIGINT NOT NULL,
+                deleted BOOLEAN NOT NULL DEFAULT FALSE,
+                deleted_ms BIGINT,
+                description TEXT,
+                images TEXT NOT NULL DEFAULT '[]',
+                active BOOLEAN NOT NULL DEFAULT TRUE,
+                PRIMARY KEY (tenant, id)
+            )
+            """,
+            APIKeySchema.createTable,
+            // `transaction_id` is the writing transaction's id; see `changes(after:limit:)` for why it is there.
+            """
+            CREATE TABLE product_changes (
+                position BIGSERIAL PRIMARY KEY,
+                transaction_id BIGINT NOT NULL DEFAULT (pg_current_xact_id()::text::bigint),
+                tenant TEXT NOT NULL,
+                product_id TEXT NOT NULL,
+                version BIGINT NOT NULL,
+                op TEXT NOT NULL,
+                changed_at TEXT NOT NULL,
+                recorded_ms BIGINT NOT NULL,
+                product TEXT,
+                event_type TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX product_changes_order ON product_changes (transaction_id, position)",
+            """
+            CREATE TABLE change_log_state (
+                id INT PRIMARY KEY CHECK (id = 1),
+                purged_transaction BIGINT NOT NULL,
+                purged_position BIGINT NOT NULL
+            )
+            """,
+            "INSERT INTO change_log_state (id, purged_transaction, purged_position) VALUES (1, 0, 0)",
+            WriterNodeSchema.createTable,
+            AnswerSchema.createTable, AnswerSchema.createIndex,
+        ] + WebhookSchema.statements(serial: "BIGSERIAL PRIMARY KEY") + [
+            "CREATE INDEX product_changes_tenant ON product_changes (tenant, transaction_id, position)",
+            TombstoneSchema.createIndex, TombstoneSchema.createTable, TombstoneSchema.insertRow,
+            HistorySchema.createIndex,
+        ] + ImportSchema.statements),
+    ]
+
+    func migrate() async throws {
+        try await transaction(logger: logger) { connection in
+            try await connection.query("SELECT pg_advisory_xact_lock(7206110)", logger: logger)
+            try await connection.query(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+                logger: logger)
+            var applied = Set<String>()
+            for try await name in try await connection.query("SELECT name FROM schema_migrations", logger: logger).decode(String.self) {
+                applied.insert(name)
+            }
+            for migration in Self.migrations where !applied.contains(migration.name) {
+                for statement in migration.sql { try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger) }
+                try await connection.query("INSERT INTO schema_migrations (name) VALUES (\(migration.name))", logger: logger)
+                logger.notice("applied migration", metadata: ["migration": "\(migration.name)"])
+            }
+        }
+    }
+
+    func schemaVersion() async throws -> String? {
+        let rows = try await query("SELECT name FROM schema_migrations ORDER BY substring(name FROM '^v([0-9]+)')::int DESC, name DESC LIMIT 1", logger: logger)
+        for try await name in rows.decode(String.self) { return name }
+        return nil
+    }
+
+    var poolDescription: String { "up to \(maximumConnections) connections" }
+
+    /// A statement on the pool, timed as the store method that sends it (`StoreMetrics`) until its rows start.
+    func query(_ query: PostgresQuery, logger: Logger, _ function: String = #function) async throws -> PostgresRowSequence {
+        try await StoreMetrics.timed(function, backend: backend) { try await client.query(query, logger: logger) }
+    }
+
+    /// A transaction on one connection of the pool, timed as the store method that runs it (`StoreMetrics`).
+    func transaction<T: Sendable>(
+        logger: Logger, _ function: String = #function, _ body: (PostgresConnection) async throws -> sending T
+    ) async throws -> T {
+        let started = ContinuousClock.now
+        defer { StoreMetrics.record(function, backend: backend, since: started) }
+        return try await client.withTransaction(logger: logger, body)
+    }
+
+    func ping() async throws {
+        try await query("SELECT 1", logger: logger)
+    }
+
+    static func binds(_ values: [String]) -> PostgresBindings {
+        var binds = PostgresBindings()
+        for value in values { binds.append(value) }
+        return binds
+    }
+
+    static func products(_ rows: PostgresRowSequence) async throws -> [Product] {
+        var products: [Product] = []
+        for try await (id, name, type, metadata, createdAt, updatedAt, version, description, images, active) in rows.decode(
+            (String, String, String, String, String, String, Int64, String?, String, Bool).self)
+        {
+            products.append(Product(
+                id: id, name: name, type: type, description: description, images: try [String](jsonArray: images), active: active,
+                metadata: try [String: String](jsonObject: metadata),
+                createdAt: createdAt, updatedAt: updatedAt, version: version))
+        }
+        return products
+    }
+
+}
+
+enum PostgresStoreError: Error, CustomStringConvertible {
+    case vanished(String)
+
+    var description: String {
+        switch self {
+        case .vanished(let id): "product \(id) was neither written nor found"
+        }
+    }
+}

@@ -1,0 +1,221 @@
+import Foundation
+import GRDB
+import GRDBSQLite
+import NIOCore
+import Shared
+
+
+/// Every store on SQLite through GRDB, one file a store: one `DatabasePool` (WAL) for the life of the process.
+final class SQLiteStore: Sendable {
+    let pool: DatabasePool
+    let changeSignal = ChangeSignal()
+    var backend: String { "sqlite" }
+
+    /// Opens (creating if needed) the database file and runs the migrations.
+    init(path: String) throws {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        configuration.prepareDatabase { db in
+            // WAL keeps each commit durable with one fsync of the log; NORMAL is the documented safe pairing.
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            db.add(function: Self.epochMilliseconds)
+            db.add(function: Self.fold)
+        }
+        pool = try DatabasePool(path: path, configuration: configuration)
+        try Self.migrator.migrate(pool)
+    }
+
+    /// Migrations are named and frozen once merged: a change to the schema is a new migration at the end.
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration(StoreSchema.first) { db in
+            // One writer commits at a time, so the change log's AUTOINCREMENT positions are in commit order and
+            // never reused.
+            let statements = [
+                """
+                CREATE TABLE products (
+                    tenant TEXT NOT NULL,
+                    id TEXT NOT NULL,
+                    name TEXT NOT NULL,
+                    type TEXT NOT NULL,
+                    metadata TEXT NOT NULL,
+                    created_at TEXT NOT NULL,
+                    updated_at TEXT NOT NULL,
+                    version INTEGER NOT NULL,
+                    deleted INTEGER NOT NULL DEFAULT 0,
+                    deleted_ms INTEGER,
+                    description TEXT,
+                    images TEXT NOT NULL DEFAULT '[]',
+                    active INTEGER NOT NULL DEFAULT 1,
+                    PRIMARY KEY (tenant, id)
+                ) WITHOUT ROWID
+                """,
+                APIKeySchema.createTable,
+                """
+                CREATE TABLE product_changes (
+                    position INTEGER PRIMARY KEY AUTOINCREMENT,
+                    tenant TEXT NOT NULL,
+                    product_id TEXT NOT NULL,
+                    version INTEGER NOT NULL,
+                    op TEXT NOT NULL,
+                    changed_at TEXT NOT NULL,
+                    recorded_ms INTEGER NOT NULL,
+                    product TEXT,
+                    event_type TEXT NOT NULL
+                )
+                """,
+                "CREATE TABLE change_log_state (id INTEGER PRIMARY KEY CHECK (id = 1), purged_position INTEGER NOT NULL)",
+                "INSERT INTO change_log_state (id, purged_position) VALUES (1, 0)",
+                WriterNodeSchema.createTable,
+                AnswerSchema.createTable, AnswerSchema.createIndex,
+            ] + WebhookSchema.statements(serial: "INTEGER PRIMARY KEY AUTOINCREMENT") + [
+                "CREATE INDEX product_changes_tenant ON product_changes (tenant, position)",
+                TombstoneSchema.createIndex, TombstoneSchema.createTable, TombstoneSchema.insertRow,
+                HistorySchema.createIndex,
+            ] + ImportSchema.statements
+            for statement in statements { try db.execute(sql: statement) }
+        }
+        return migrator
+    }
+
+    func ping() async throws {
+        _ = try await read { db in try Int.fetchOne(db, sql: "SELECT 1") }
+    }
+
+    func schemaVersion() async throws -> String? {
+        try await read { db in try Self.migrator.appliedMigrations(db).last }
+    }
+
+    /// A read on the pool, timed as the store method that makes it (`StoreMetrics`).
+    func read<T: Sendable>(_ function: String = #function, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await StoreMetrics.timed(function, backend: backend) { try await pool.read(body) }
+    }
+
+    /// A write transaction on the pool, timed as the store method that makes it (`StoreMetrics`).
+    func write<T: Sendable>(_ function: String = #function, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await StoreMetrics.timed(function, backend: backend) { try await pool.write(body) }
+    }
+
+    var poolDescription: String { "1 writer, up to \(pool.configuration.maximumReaderCount) readers (WAL)" }
+
+    // MARK: SQL functions
+
+    /// `products_epoch_ms(created_at)`: milliseconds since the epoch, as the `created[...]` filters compare them.
+    static let epochMilliseconds = DatabaseFunction("products_epoch_ms", argumentCount: 1, pure: true) { values in
+        String.fromDatabaseValue(values[0]).flatMap(Timestamp.epochMilliseconds)
+    }
+
+    /// `products_fold(name)`: the case folding `q` matches under, the same as the Products Service's (SQLite's
+    /// `lower` folds ASCII only).
+    static let fold = DatabaseFunction("products_fold", argumentCount: 1, pure: true) { values in
+        String.fromDatabaseValue(values[0]).map(ProductQuery.fold)
+    }
+
+    // MARK: Rows
+
+    struct Row: Sendable {
+        var tenant, id, name, type, metadata, createdAt, updatedAt: String
+        var version: Int64
+        var deleted: Bool
+        var description: String? = nil
+        var images = "[]"
+        var active = true
+    }
+
+    static func row(for operation: WriteOperation) -> Row {
+        switch operation {
+        case .upsert(let tenant, let product):
+            var buffer = ByteBuffer()
+            JSONWriter.writeObject(product.metadata, into: &buffer)
+            let metadata = String(buffer: buffer)
+            buffer.clear()
+            JSONWriter.writeArray(product.images, into: &buffer)
+            return Row(tenant: tenant, id: product.id, name: product.name, type: product.type, metadata: metadata,
+                       createdAt: product.createdAt, updatedAt: product.updatedAt, version: product.version, deleted: false,
+                       description: product.description, images: String(buffer: buffer), active: product.active)
+        case .delete(let tenant, let id, let version, let deletedAt):
+            return Row(tenant: tenant, id: id, name: "", type: "", metadata: "{}",
+                       createdAt: deletedAt, updatedAt: deletedAt, version: version, deleted: true)
+        }
+    }
+
+    /// The statements a write runs, taken from the connection's cache once per transaction.
+    final class Writes {
+        let state, live, tombstone, log: BoundStatement
+
+        init(_ db: Database) throws {
+            state = try BoundStatement(db, sql: "SELECT version, deleted, name FROM products WHERE tenant = ? AND id = ?")
+            live = try BoundStatement(
+                db,
+                sql: """
+                    INSERT INTO products (tenant, id, name, type, metadata, description, images, active, created_at, updated_at, version, deleted)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
+                    ON CONFLICT (tenant, id) DO UPDATE SET
+                        name = excluded.name, type = excluded.type, metadata = excluded.metadata,
+                        description = excluded.description, images = excluded.images, active = excluded.active,
+                        created_at = excluded.created_at, updated_at = excluded.updated_at,
+                        version = excluded.version, deleted = 0, deleted_ms = NULL
+                    """)
+            // Keep the last name so a delete can report it; the rest of a tombstone is never read.
+            tombstone = try BoundStatement(
+                db,
+                sql: """
+                    INSERT INTO products (tenant, id, name, type, metadata, created_at, updated_at, version, deleted, deleted_ms)
+                    VALUES (?, ?, ?, '', '{}', ?, ?, ?, 1, ?)
+                    ON CONFLICT (tenant, id) DO UPDATE SET
+                        description = NULL, images = '[]', active = 1, updated_at = excluded.updated_at, version = excluded.version, deleted = 1, deleted_ms = excluded.deleted_ms
+                    """)
+            log = try BoundStatement(
+                db,
+                sql: """
+                    INSERT INTO product_changes (tenant, product_id, version, op, changed_at, recorded_ms, product, event_type)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    """)
+        }
+    }
+
+    /// Stores a row only if its version is newer than the stored one; a tombstone keeps its original creation time
+    /// and records when it was stored. A write recorded before `horizonMs`, for a product with no row, is refused.
+    static func store(_ row: Row, with writes: Writes, recordedAtMs: Int64? = nil, horizonMs: Int64 = 0) throws -> ApplyOutcome {
+        let existing = try state(tenant: row.tenant, id: row.id, with: writes)
+        if let existing, existing.version >= row.version {
+            return .stale(storedVersion: existing.version, deleted: existing.deleted)
+        }
+        if existing == nil, TombstoneSchema.isBefore(horizonMs, recordedAtMs: recordedAtMs) { return .expired(horizonMs: horizonMs) }
+        let statement = row.deleted ? writes.tombstone : writes.live
+        statement.bind(row.tenant)
+        statement.bind(row.id)
+        statement.bind(row.name)
+        if !row.deleted {
+            statement.bind(row.type)
+            statement.bind(row.metadata)
+            if let description = row.description { statement.bind(description) } else { statement.bind(nil as Int64?) }
+            statement.bind(row.images)
+            statement.bind(row.active ? 1 : 0 as Int64)
+        }
+        statement.bind(row.createdAt)
+        statement.bind(row.updatedAt)
+        statement.bind(row.version)
+        if row.deleted { statement.bind(Timestamp.nowMilliseconds()) }
+        try statement.execute()
+        return existing == nil ? .inserted : .updated
+    }
+
+    static func state(tenant: String, id: String, with writes: Writes) throws -> (version: Int64, deleted: Bool, name: String)? {
+        writes.state.bind(tenant)
+        writes.state.bind(id)
+        return try writes.state.first { row in
+            (sqlite3_column_int64(row, 0), sqlite3_column_int64(row, 1) != 0, BoundStatement.text(row, 2))
+        }
+    }
+
+    static func product(from row: GRDB.Row) throws -> Product {
+        let metadataText: String = row["metadata"]
+        let imagesText: String = row["images"]
+        return Product(
+            id: row["id"], name: row["name"], type: row["type"], description: row["description"],
+            images: try [String](jsonArray: imagesText), active: row["active"],
+            metadata: try [String: String](jsonObject: metadataText),
+            createdAt: row["created_at"], updatedAt: row["updated_at"], version: row["version"])
+    }
+}
