@@ -111,9 +111,13 @@ struct WebhookTests {
                 return listed.map(\.status) == ["succeeded", "failed", "failed"] && listed.map(\.responseCode) == [200, 500, 500]
                     && listed.map(\.attempt) == [3, 2, 1] && listed[0].deliveryStatus == "succeeded"
             }
-            // No fourth try comes; the failed tries were logged, the secret never.
-            try await Task.sleep(for: .seconds(1))
-            #expect(receiver.deliveries(to: "/flaky").count == 3)
+            // No fourth try comes: a later event, delivered after it, finds the first one's three tries still three.
+            // The failed tries were logged, the secret never.
+            let later = try await stack.create("Later")
+            try await eventually("the later product's delivery") {
+                receiver.deliveries(to: "/flaky").contains { $0.object["id"] as? String == later.id }
+            }
+            #expect(receiver.deliveries(to: "/flaky").filter { $0.id == tries[0].id }.count == 3)
             #expect(stack.serviceLogs.contains("webhook try failed") && !stack.serviceLogs.contains(secret))
         }
         await stack.stop()
@@ -157,9 +161,13 @@ struct WebhookTests {
             let created = try await HTTP.send(.POST, stack.productsURL + "/products", body: #"{"name":"Anvil"}"#, headers: Self.auth(acme))
             try #require(created.status == 201)
             try await Self.waitForDeliveries(receiver, "/acme", count: 1)
-            try await Task.sleep(for: .seconds(1))
-            #expect(receiver.deliveries(to: "/globex").isEmpty)
-            #expect(try await HTTP.send(.GET, stack.productsURL + "/events", headers: Self.auth(globex)).json([EventBody].self).isEmpty)
+            // Globex's own write, delivered to its endpoint after acme's: nothing of acme's came before it.
+            let own = try await HTTP.send(.POST, stack.productsURL + "/products", body: #"{"name":"Rocket"}"#, headers: Self.auth(globex))
+            try #require(own.status == 201)
+            try await Self.waitForDeliveries(receiver, "/globex", count: 1)
+            #expect(receiver.deliveries(to: "/globex").map { $0.object["name"] as? String } == ["Rocket"])
+            #expect(receiver.deliveries(to: "/acme").count == 1, "nor does acme see globex's")
+            #expect(try await HTTP.send(.GET, stack.productsURL + "/events", headers: Self.auth(globex)).json([EventBody].self).count == 1)
             #expect(try await HTTP.send(.GET, stack.productsURL + "/events", headers: Self.auth(acme)).json([EventBody].self).count == 1)
             let foreign = try await HTTP.send(.GET, stack.productsURL + "/webhook_endpoints/\(acmeEndpoint.id)", headers: Self.auth(globex))
             #expect(foreign.status == 404)
@@ -185,13 +193,13 @@ struct WebhookTests {
         let receiver = WebhookReceiver()
         try await receiver.run { base in
             let (id, _) = try await Self.endpoint(stack, url: base + "/deletes", events: ["product.deleted"])
+            // Hears everything: once it has a change, every endpoint's deliveries of that change were made.
+            _ = try await Self.endpoint(stack, url: base + "/witness")
             let kept = try await stack.create("Kept")
             let gone = try await stack.create("Gone")
             try await stack.waitUntilPersisted()
             try #require(try await HTTP.delete(stack.productsURL + "/products/\(gone.id)").status == 200)
             try await Self.waitForDeliveries(receiver, "/deletes", count: 1)
-            try await Task.sleep(for: .seconds(1))
-            #expect(receiver.deliveries(to: "/deletes").map(\.type) == ["product.deleted"])
             #expect(receiver.deliveries(to: "/deletes").first?.object["id"] as? String == gone.id)
 
             let patched = try await HTTP.send(
@@ -199,13 +207,15 @@ struct WebhookTests {
             #expect(patched.status == 200 && patched.object["enabled_events"] as? [String] == ["product.updated"])
             try #require(try await HTTP.send(.PATCH, stack.productsURL + "/products/\(kept.id)", body: #"{"name":"Kept still"}"#).status == 200)
             try await Self.waitForDeliveries(receiver, "/deletes", count: 2)
-            #expect(receiver.deliveries(to: "/deletes").last?.type == "product.updated")
+            // The creates, made before the delete, were never delivered: the update came after it, and alone.
+            #expect(receiver.deliveries(to: "/deletes").map(\.type) == ["product.deleted", "product.updated"])
 
             // A disabled endpoint gets nothing.
             #expect(try await HTTP.send(.PATCH, stack.productsURL + "/webhook_endpoints/\(id)", body: #"{"status":"disabled"}"#).status == 200)
             try #require(try await HTTP.send(.PATCH, stack.productsURL + "/products/\(kept.id)", body: #"{"name":"Unheard"}"#).status == 200)
-            try await stack.waitUntilPersisted()
-            try await Task.sleep(for: .seconds(1))
+            try await eventually("the witness hears the update made while the endpoint was disabled") {
+                receiver.deliveries(to: "/witness").contains { $0.object["name"] as? String == "Unheard" }
+            }
             #expect(receiver.deliveries(to: "/deletes").count == 2)
         }
         await stack.stop()
@@ -285,8 +295,12 @@ struct WebhookTests {
                 ids.append(product.id)
             }
             try await Self.waitForDeliveries(receiver, "/once", count: ids.count, timeout: .seconds(90))
-            try await Task.sleep(for: .seconds(2))
-            let deliveries = receiver.deliveries(to: "/once")
+            // A last write, delivered after every other: no second delivery of any of them came before it.
+            let last = try await stack.create("Last")
+            try await eventually("the last product's delivery") {
+                receiver.deliveries(to: "/once").contains { $0.object["id"] as? String == last.id }
+            }
+            let deliveries = receiver.deliveries(to: "/once").filter { $0.object["id"] as? String != last.id }
             #expect(deliveries.count == ids.count)
             #expect(Set(deliveries.map(\.id)).count == ids.count)
             #expect(Set(deliveries.compactMap { $0.object["id"] as? String }) == Set(ids))
