@@ -31,7 +31,8 @@ package struct DeadlineExceeded: Error, CustomStringConvertible {
 }
 
 /// Runs `operation`, cancelling it and throwing `DeadlineExceeded` when it has not finished within `timeout`.
-/// The operation's own error is thrown as it is; cancelling the caller cancels the operation.
+/// The operation's own error is thrown as it is; cancelling the caller cancels the operation. Like any task group,
+/// it returns once the operation has ended: one that ignores cancellation (a blocking DNS lookup) is waited for.
 package func withDeadline<T: Sendable>(
     _ timeout: Duration, _ operation: @escaping @Sendable () async throws -> T
 ) async throws -> T {
