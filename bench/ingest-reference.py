@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The storage engine's own pace for the Database Service's batch writes on SQLite: the statements the service runs
-for each row (read the stored version, upsert the product, log the change with its JSON), on the same schema
+for each row (read the stored version, upsert the product's JSON and its filter columns, log the change with its JSON), on the same schema
 (WAL, synchronous=NORMAL), in transactions of 1,000 rows, from Python's sqlite3 module. The products are those
 bench/seed.py sends, so the rate compares with `bench/seed.py --pregenerate` against a fresh Database Service.
 
@@ -22,18 +22,18 @@ seed = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(seed)
 
 SCHEMA = """
-CREATE TABLE products (tenant TEXT NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL, metadata TEXT NOT NULL,
-  created_at TEXT NOT NULL, updated_at TEXT NOT NULL, version INTEGER NOT NULL, deleted INTEGER NOT NULL DEFAULT 0, deleted_ms INTEGER,
-  PRIMARY KEY (tenant, id)) WITHOUT ROWID;
+CREATE TABLE products (tenant TEXT NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL DEFAULT '',
+  active INTEGER NOT NULL DEFAULT 1, created_at TEXT NOT NULL, version INTEGER NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
+  deleted_ms INTEGER, body TEXT, PRIMARY KEY (tenant, id)) WITHOUT ROWID;
 CREATE INDEX products_tombstones ON products (deleted_ms) WHERE deleted;
 CREATE TABLE product_changes (position INTEGER PRIMARY KEY AUTOINCREMENT, tenant TEXT NOT NULL, product_id TEXT NOT NULL,
   version INTEGER NOT NULL, op TEXT NOT NULL, changed_at TEXT NOT NULL, recorded_ms INTEGER NOT NULL, product TEXT, event_type TEXT);
 CREATE INDEX product_changes_tenant ON product_changes (tenant, position);
 """
 STATE = "SELECT version, deleted, name FROM products WHERE tenant = ? AND id = ?"
-UPSERT = """INSERT INTO products (tenant, id, name, type, metadata, created_at, updated_at, version, deleted) VALUES (?,?,?,?,?,?,?,?,0)
-ON CONFLICT (tenant, id) DO UPDATE SET name = excluded.name, type = excluded.type, metadata = excluded.metadata,
-  created_at = excluded.created_at, updated_at = excluded.updated_at, version = excluded.version, deleted = 0, deleted_ms = NULL"""
+UPSERT = """INSERT INTO products (tenant, id, name, type, active, created_at, body, version, deleted) VALUES (?,?,?,?,?,?,?,?,0)
+ON CONFLICT (tenant, id) DO UPDATE SET name = excluded.name, type = excluded.type, active = excluded.active,
+  created_at = excluded.created_at, body = excluded.body, version = excluded.version, deleted = 0, deleted_ms = NULL"""
 LOG = """INSERT INTO product_changes (tenant, product_id, version, op, changed_at, recorded_ms, product, event_type)
 VALUES (?,?,?,?,?,?,?,?)"""
 
@@ -53,8 +53,9 @@ def main() -> None:
             rows = []
             for index in range(start, min(start + 1000, args.count)):
                 product = seed.product(index, rng)
-                rows.append(("default", product["id"], product["name"], product["type"], json.dumps(product["metadata"]),
-                             product["created_at"], product["updated_at"], 1, json.dumps(product)))
+                body = json.dumps(product, separators=(",", ":"))
+                rows.append(("default", product["id"], product["name"], product["type"], 1, product["created_at"], body, 1,
+                             product["updated_at"]))
             batches.append(rows)
         started = time.monotonic()
         for rows in batches:
@@ -62,7 +63,7 @@ def main() -> None:
             for row in rows:
                 db.execute(STATE, row[:2]).fetchone()
                 db.execute(UPSERT, row[:8])
-                db.execute(LOG, (row[0], row[1], 1, "upsert", row[6], int(time.time() * 1000), row[8], "product.created"))
+                db.execute(LOG, (row[0], row[1], 1, "upsert", row[8], int(time.time() * 1000), row[6], "product.created"))
             db.execute("COMMIT")
         elapsed = time.monotonic() - started
         db.close()

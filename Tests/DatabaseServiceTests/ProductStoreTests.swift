@@ -205,7 +205,7 @@ struct ProductStoreTests {
             let expected = stored
             try await reopen { reopened async throws in
                 #expect(try await reopened.product(tenant: "t", id: "p") == expected)
-                #expect(try await reopened.schemaVersion() == StoreSchema.first)
+                #expect(try await reopened.schemaVersion() == StoreSchema.productBody)
                 try await reopened.ping()
             }
         }

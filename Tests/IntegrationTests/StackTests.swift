@@ -120,13 +120,13 @@ struct StackTests {
 
         let database = try DatabaseQueue(path: stack.sqlitePath, configuration: { var c = Configuration(); c.readonly = true; return c }())
         let rows = try database.read { db in
-            try Row.fetchAll(db, sql: "SELECT id, name, metadata, version, deleted FROM products ORDER BY id")
+            try Row.fetchAll(db, sql: "SELECT id, name, body, version, deleted FROM products ORDER BY id")
         }
         #expect(rows.count == 2)
         let keptRow = try #require(rows.first { $0["id"] == kept.id })
         #expect(keptRow["name"] == "Kept")
         #expect(keptRow["deleted"] == false)
-        #expect((keptRow["metadata"] as String).contains("\"size\":\"L\""))
+        #expect((keptRow["body"] as String).contains("\"size\":\"L\""))
         let tombstone = try #require(rows.first { $0["id"] == removed.id })
         #expect(tombstone["deleted"] == true, "a delete leaves a tombstone")
         #expect((tombstone["version"] as Int64) > removed.version)

@@ -84,8 +84,8 @@ struct CacheBudgetTests {
     func evictionKeepsUnconfirmed() async throws {
         let database = FakeDatabaseService()
         let shop = seed(database, tenant: defaultTenant, count: 30, prefix: "d")
-        // Two of these writes (359 bytes each in memory) fit in 800 bytes.
-        let fixture = try CatalogFixture(database: database, journalMemoryLimit: 800, cacheBudget: 1)
+        // Two of these writes (about 480 bytes each in memory) fit in 1,000 bytes.
+        let fixture = try CatalogFixture(database: database, journalMemoryLimit: 1_000, cacheBudget: 1)
         defer { fixture.close(); fixture.remove() }
         let catalog = fixture.catalog
         database.isDown = true

@@ -106,16 +106,19 @@ struct CachedProductTests {
     }
 
     @Test("a product missing a field or with one of the wrong type is refused, naming it", arguments: [
-        (#"{"id":"p","type":"t","version":1,"created_at":"x","updated_at":"x","metadata":{}}"#, "product[name]"),
-        (#"{"id":"p","name":"n","type":"t","version":1,"created_at":"x","updated_at":"x"}"#, "product[metadata]"),
-        (#"{"id":"p","name":"n","type":"t","version":1,"created_at":"x","metadata":{}}"#, "product[updated_at]"),
-        (#"{"id":"p","name":"n","type":"t","version":1.5,"created_at":"x","updated_at":"x","metadata":{}}"#, "product[version]"),
-        (#"{"id":"p","name":"n","type":"t","version":1,"created_at":"x","updated_at":"x","metadata":{"a":1}}"#, "product[metadata][a]"),
-        (#"{"id":"p","name":7,"type":"t","version":1,"created_at":"x","updated_at":"x","metadata":{}}"#, "product[name]"),
+        (#"{"id":"p","type":"t","version":1,"created_at":"x","updated_at":"x","metadata":{}"#, "product[name]"),
+        (#"{"id":"p","name":"n","type":"t","version":1,"created_at":"x","updated_at":"x""#, "product[metadata]"),
+        (#"{"id":"p","name":"n","type":"t","version":1,"created_at":"x","metadata":{}"#, "product[updated_at]"),
+        (#"{"id":"p","name":"n","type":"t","version":1.5,"created_at":"x","updated_at":"x","metadata":{}"#, "product[version]"),
+        (#"{"id":"p","name":"n","type":"t","version":1,"created_at":"x","updated_at":"x","metadata":{"a":1}"#, "product[metadata][a]"),
+        (#"{"id":"p","name":7,"type":"t","version":1,"created_at":"x","updated_at":"x","metadata":{}"#, "product[name]"),
+        (#"{"id":"p","name":"n","type":"t","version":1,"created_at":"x","updated_at":"x","metadata":{},"images":["a",1]"#, "product[images]"),
     ])
     func refused(json: String, param: String) {
         #expect {
-            _ = try CachedProduct(json: ByteBuffer(string: json))
+            // The other fields, present and valid, with the one left out or broken.
+            let others = [#""description":null"#, #""images":[]"#, #""active":true"#].filter { !json.contains($0.prefix(8)) }
+            _ = try CachedProduct(json: ByteBuffer(string: json + "," + others.joined(separator: ",") + "}"))
         } throws: { error in
             "\(error)".contains(param)
         }

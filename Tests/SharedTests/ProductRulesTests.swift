@@ -17,25 +17,29 @@ struct ProductRulesTests {
 
     @Test("metadata: at most 50 keys, keys 1 to 40 characters without brackets, values at most 500")
     func metadata() throws {
-        try ProductRules.validateMetadata(["color": "red"])
-        #expect(throws: APIError.self) { try ProductRules.validateMetadata(["": "x"]) }
-        #expect(throws: APIError.self) { try ProductRules.validateMetadata(["a[0]": "x"]) }
-        #expect(throws: APIError.self) { try ProductRules.validateMetadata([String(repeating: "k", count: 41): "x"]) }
-        #expect(throws: APIError.self) { try ProductRules.validateMetadata(["k": String(repeating: "v", count: 501)]) }
+        func validate(_ metadata: [String: String]) throws {
+            let now = Timestamp.now()
+            try Product(id: "prod_1", name: "x", metadata: metadata, createdAt: now, updatedAt: now, version: 1).validate()
+        }
+        try validate(["color": "red"])
+        #expect(throws: APIError.self) { try validate(["": "x"]) }
+        #expect(throws: APIError.self) { try validate(["a[0]": "x"]) }
+        #expect(throws: APIError.self) { try validate([String(repeating: "k", count: 41): "x"]) }
+        #expect(throws: APIError.self) { try validate(["k": String(repeating: "v", count: 501)]) }
         let many = Dictionary(uniqueKeysWithValues: (0..<51).map { ("k\($0)", "v") })
-        #expect(throws: APIError.self) { try ProductRules.validateMetadata(many) }
+        #expect(throws: APIError.self) { try validate(many) }
     }
 
     @Test("a stored product needs a version, timestamps and valid fields")
     func storedProduct() throws {
         let now = Timestamp.now()
         var product = Product(id: "prod_1", name: "x", type: "physical", metadata: [:], createdAt: now, updatedAt: now, version: 1)
-        try ProductRules.validate(product)
+        try product.validate()
         product.version = 0
-        #expect(throws: APIError.self) { try ProductRules.validate(product) }
+        #expect(throws: APIError.self) { try product.validate() }
         product.version = 1
         product.createdAt = "yesterday"
-        #expect(throws: APIError.self) { try ProductRules.validate(product) }
+        #expect(throws: APIError.self) { try product.validate() }
     }
 
     @Test("limit defaults to 100 and must be 1...1000")

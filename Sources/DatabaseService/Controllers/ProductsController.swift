@@ -21,9 +21,8 @@ struct ProductsController<Context: RequestContext> {
 
     /// POST /api/products: stores one product if its version is newer (201 created, 200 updated or unchanged).
     @Sendable func upsert(_ request: Request, context: Context) async throws -> Response {
-        let input = try await request.decodeJSON(as: StoredProductInput.self, allowedFields: StoredProductInput.fields)
-        let product = try input.product()
-        try ProductRules.validate(product)
+        let product = try StoredProductInput.product(try await request.parseJSON())
+        try product.validate()
         let tenant = try request.tenant()
         let outcome = try await store.apply([.upsert(tenant: tenant, product: product)])[0]
         switch outcome {
@@ -179,7 +178,7 @@ struct ProductsController<Context: RequestContext> {
     static func validate(_ operation: WriteOperation) throws(APIError) {
         switch operation {
         case .upsert(_, let product):
-            try ProductRules.validate(product)
+            try product.validate()
         case .delete(_, let id, let version, let deletedAt):
             guard !id.isEmpty, id.unicodeScalars.count <= ProductRules.maxIDLength else {
                 throw .invalidParameter("id", "Product id must be 1 to \(ProductRules.maxIDLength) characters")
@@ -192,32 +191,24 @@ struct ProductsController<Context: RequestContext> {
     }
 }
 
-/// The body of `POST /api/products`: a product with storage fields defaulted for curl users.
-struct StoredProductInput: Decodable {
-    var id: String
-    var name: String
-    var type: String?
-    var description: String?
-    var images: [String]?
-    var active: Bool?
-    var metadata: [String: String]?
-    var createdAt: String?
-    var updatedAt: String?
-    var version: Int64?
-
-    enum CodingKeys: String, CodingKey, CaseIterable {
-        case id, name, type, description, images, active, metadata, version
-        case createdAt = "created_at"
-        case updatedAt = "updated_at"
-    }
-
-    static let fields = Set(CodingKeys.allCases.map(\.stringValue))
-
-    func product() throws(APIError) -> Product {
+/// The body of `POST /api/products`: a product with an id, its other assigned fields defaulted for curl users (created
+/// and updated now, version 1).
+enum StoredProductInput {
+    static func product(_ json: JSONValue) throws(APIError) -> Product {
+        guard case .object(let members) = json else { throw .invalidBody("Request body must be a JSON object") }
+        if let unknown = members.keys.sorted().first(where: { Product.fieldIndex[$0] == nil }) { throw .unknownParameter(unknown) }
+        guard members["id"] != nil else { throw .missingParameter("id", "id is required") }
         let now = Timestamp.now()
-        return Product(
-            id: id, name: try ProductRules.validName(name), type: try ProductRules.validType(type ?? ProductRules.defaultType),
-            description: description, images: images ?? [], active: active ?? true, metadata: metadata ?? [:], createdAt: createdAt ?? now, updatedAt: updatedAt ?? createdAt ?? now, version: version ?? 1)
+        var product = Product(id: "", createdAt: now, updatedAt: now, version: 1)
+        for field in Product.fields {
+            if let value = members[field.name] {
+                try field.take(value, into: &product)
+            } else if field.access == .required {
+                throw .missingParameter(field.name, "\(field.name) is required")
+            }
+        }
+        if members["updated_at"] == nil { product.updatedAt = product.createdAt }
+        return product
     }
 }
 

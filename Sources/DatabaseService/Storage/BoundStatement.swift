@@ -1,5 +1,6 @@
 import GRDB
 import GRDBSQLite
+import Shared
 
 /// A cached statement run through SQLite's C API with its values bound in place, for the rows of a batch: GRDB's
 /// `StatementArguments` box each value, and binding through them took as much of the writer thread as SQLite's
@@ -41,6 +42,14 @@ final class BoundStatement {
             return
         }
         bind(value)
+    }
+
+    func bind(_ value: ProductField.ColumnValue) {
+        switch value {
+        case .text(let text): bind(text)
+        case .flag(let flag): bind(flag ? 1 : 0 as Int64)
+        case .integer(let integer): bind(integer)
+        }
     }
 
     /// Runs the statement to its end.

@@ -83,78 +83,72 @@ extension PostgresStore: ProductStore {
     static let tombstoneLock: Int64 = 7_206_114
 
     /// Stores operations of distinct products, each only if its version is newer, in one statement; then reads the
-    /// stored state of those that were not. A tombstone keeps its product's name, so a delete can report it, and
-    /// its creation time.
+    /// stored state of those that were not. A row holds the product's JSON, the columns `Product.columnFields` names,
+    /// and two more SQL filters on (the folded name, the creation time in milliseconds). A tombstone has no JSON and
+    /// keeps the columns its product had, so a delete can report the name, and its creation time.
     func store(_ operations: [WriteOperation], on connection: PostgresConnection) async throws -> [ApplyOutcome] {
         guard !operations.isEmpty else { return [] }
-        if operations.count == 1 { return [try await store(operations[0], on: connection)] }
-        var tenants: [String] = [], ids: [String] = [], names: [String] = [], folded: [String] = [], types: [String] = []
-        var metadata: [String] = [], createdAt: [String] = [], createdMs: [Int64] = [], updatedAt: [String] = []
-        var versions: [Int64] = [], deleted: [Bool] = []
-        // Arrays bind no NULLs: a description is its text and whether there is one.
-        var descriptions: [String] = [], hasDescription: [Bool] = [], images: [String] = [], active: [Bool] = []
+        var tenants: [String] = [], ids: [String] = [], versions: [Int64] = [], deleted: [Bool] = []
+        var bodies: [String] = [], folded: [String] = [], createdMs: [Int64] = []
+        var columns: [[ProductField.ColumnValue]] = []
         for operation in operations {
             tenants.append(operation.tenant)
             ids.append(operation.productID)
             versions.append(operation.version)
             switch operation {
             case .upsert(_, let product):
-                var buffer = ByteBuffer()
-                JSONWriter.writeObject(product.metadata, into: &buffer)
-                names.append(product.name)
+                columns.append(Product.columnFields.map { $0.columnValue(product) })
+                bodies.append(String(buffer: product.json))
                 folded.append(ProductQuery.fold(product.name))
-                types.append(product.type)
-                metadata.append(String(buffer: buffer))
-                createdAt.append(product.createdAt)
                 createdMs.append(Timestamp.epochMilliseconds(product.createdAt) ?? Self.noMilliseconds)
-                updatedAt.append(product.updatedAt)
                 deleted.append(false)
-                descriptions.append(product.description ?? "")
-                hasDescription.append(product.description != nil)
-                buffer.clear()
-                JSONWriter.writeArray(product.images, into: &buffer)
-                images.append(String(buffer: buffer))
-                active.append(product.active)
-            case .delete(_, _, _, let deletedAt):
-                names.append("")
+            case .delete(_, let id, let version, let deletedAt):
+                let tombstone = Product(id: id, createdAt: deletedAt, updatedAt: deletedAt, version: version)
+                columns.append(Product.columnFields.map { $0.columnValue(tombstone) })
+                bodies.append("")
                 folded.append("")
-                types.append("")
-                metadata.append("{}")
-                createdAt.append(deletedAt)
                 createdMs.append(Self.noMilliseconds)
-                updatedAt.append(deletedAt)
                 deleted.append(true)
-                descriptions.append("")
-                hasDescription.append(false)
-                images.append("[]")
-                active.append(true)
             }
         }
+        var binds = PostgresBindings()
+        func parameter(_ value: some PostgresThrowingDynamicTypeEncodable, _ type: String) throws -> String {
+            try binds.append(value)
+            return "$\(binds.count)::\(type)"
+        }
+        var arrays = [try parameter(tenants, "text[]"), try parameter(ids, "text[]")]
+        for (index, field) in Product.columnFields.enumerated() {
+            switch field.kind {
+            case .flag: arrays.append(try parameter(columns.map { row -> Bool in row[index].flag }, "boolean[]"))
+            case .integer: arrays.append(try parameter(columns.map { row -> Int64 in row[index].integer }, "bigint[]"))
+            default: arrays.append(try parameter(columns.map { row -> String in row[index].text }, "text[]"))
+            }
+        }
+        arrays += [
+            try parameter(folded, "text[]"), try parameter(createdMs, "bigint[]"), try parameter(bodies, "text[]"),
+            try parameter(versions, "bigint[]"), try parameter(deleted, "boolean[]"),
+        ]
+        let kept = Product.columnFields.map(\.name) + ["name_folded", "created_ms"]
+        let columnList = Product.columnFields.map(\.name).joined(separator: ", ")
         let rows = try await connection.query(
-            """
-            INSERT INTO products (tenant, id, name, name_folded, type, metadata, description, images, active,
-                                  created_at, created_ms, updated_at, version, deleted, deleted_ms)
-            SELECT tenant, id, name, name_folded, type, metadata, CASE WHEN has_description THEN description END, images, active,
-                   created_at, CASE WHEN deleted OR created_ms = \(Self.noMilliseconds) THEN NULL ELSE created_ms END, updated_at, version,
-                   deleted, CASE WHEN deleted THEN \(Timestamp.nowMilliseconds()) ELSE NULL END
-            FROM unnest(\(tenants)::text[], \(ids)::text[], \(names)::text[], \(folded)::text[], \(types)::text[], \(metadata)::text[],
-                        \(descriptions)::text[], \(hasDescription)::boolean[], \(images)::text[], \(active)::boolean[],
-                        \(createdAt)::text[], \(createdMs)::bigint[], \(updatedAt)::text[], \(versions)::bigint[], \(deleted)::boolean[])
-                AS input (tenant, id, name, name_folded, type, metadata, description, has_description, images, active,
-                          created_at, created_ms, updated_at, version, deleted)
-            ORDER BY tenant, id
-            ON CONFLICT (tenant, id) DO UPDATE SET
-                description = EXCLUDED.description, images = EXCLUDED.images, active = EXCLUDED.active,
-                name = CASE WHEN EXCLUDED.deleted THEN products.name ELSE EXCLUDED.name END,
-                name_folded = CASE WHEN EXCLUDED.deleted THEN products.name_folded ELSE EXCLUDED.name_folded END,
-                type = CASE WHEN EXCLUDED.deleted THEN products.type ELSE EXCLUDED.type END,
-                metadata = CASE WHEN EXCLUDED.deleted THEN products.metadata ELSE EXCLUDED.metadata END,
-                created_at = CASE WHEN EXCLUDED.deleted THEN products.created_at ELSE EXCLUDED.created_at END,
-                created_ms = CASE WHEN EXCLUDED.deleted THEN products.created_ms ELSE EXCLUDED.created_ms END,
-                updated_at = EXCLUDED.updated_at, version = EXCLUDED.version, deleted = EXCLUDED.deleted, deleted_ms = EXCLUDED.deleted_ms
-            WHERE products.version < EXCLUDED.version
-            RETURNING tenant, id, (xmax = 0)
-            """, logger: logger)
+            PostgresQuery(
+                unsafeSQL: """
+                    INSERT INTO products (tenant, id, \(columnList), name_folded, created_ms, body, version, deleted, deleted_ms)
+                    SELECT tenant, id, \(columnList), name_folded,
+                           CASE WHEN deleted OR created_ms = \(Self.noMilliseconds) THEN NULL ELSE created_ms END,
+                           CASE WHEN deleted THEN NULL ELSE body END, version, deleted,
+                           CASE WHEN deleted THEN \(Timestamp.nowMilliseconds())::bigint ELSE NULL END
+                    FROM unnest(\(arrays.joined(separator: ", ")))
+                        AS input (tenant, id, \(columnList), name_folded, created_ms, body, version, deleted)
+                    ORDER BY tenant, id
+                    ON CONFLICT (tenant, id) DO UPDATE SET
+                        \(kept.map { "\($0) = CASE WHEN EXCLUDED.deleted THEN products.\($0) ELSE EXCLUDED.\($0) END" }.joined(separator: ", ")),
+                        body = EXCLUDED.body, version = EXCLUDED.version, deleted = EXCLUDED.deleted, deleted_ms = EXCLUDED.deleted_ms
+                    WHERE products.version < EXCLUDED.version
+                    RETURNING tenant, id, (xmax = 0)
+                    """,
+                binds: binds),
+            logger: logger)
         var applied: [String: [String: Bool]] = [:]
         for try await (tenant, id, inserted) in rows.decode((String, String, Bool).self) { applied[tenant, default: [:]][id] = inserted }
         var stale: [String: [String: (version: Int64, deleted: Bool)]] = [:]
@@ -196,48 +190,9 @@ extension PostgresStore: ProductStore {
         }
     }
 
-    /// Stores one operation if its version is newer; a tombstone keeps the last name, so a delete can report it.
+    /// Stores one operation if its version is newer, as `store(_:on:)` stores a batch.
     func store(_ operation: WriteOperation, on connection: PostgresConnection) async throws -> ApplyOutcome {
-        let rows: PostgresRowSequence
-        switch operation {
-        case .upsert(let tenant, let product):
-            var metadata = ByteBuffer()
-            JSONWriter.writeObject(product.metadata, into: &metadata)
-            var images = ByteBuffer()
-            JSONWriter.writeArray(product.images, into: &images)
-            rows = try await connection.query(
-                """
-                INSERT INTO products (tenant, id, name, name_folded, type, metadata, description, images, active,
-                                      created_at, created_ms, updated_at, version, deleted)
-                VALUES (\(tenant), \(product.id), \(product.name), \(ProductQuery.fold(product.name)), \(product.type),
-                        \(String(buffer: metadata)), \(product.description), \(String(buffer: images)), \(product.active),
-                        \(product.createdAt), \(Timestamp.epochMilliseconds(product.createdAt)),
-                        \(product.updatedAt), \(product.version), FALSE)
-                ON CONFLICT (tenant, id) DO UPDATE SET
-                    description = EXCLUDED.description, images = EXCLUDED.images, active = EXCLUDED.active,
-                    name = EXCLUDED.name, name_folded = EXCLUDED.name_folded, type = EXCLUDED.type, metadata = EXCLUDED.metadata,
-                    created_at = EXCLUDED.created_at, created_ms = EXCLUDED.created_ms, updated_at = EXCLUDED.updated_at,
-                    version = EXCLUDED.version, deleted = FALSE, deleted_ms = NULL
-                WHERE products.version < EXCLUDED.version
-                RETURNING (xmax = 0)
-                """, logger: logger)
-        case .delete(let tenant, let id, let version, let deletedAt):
-            rows = try await connection.query(
-                """
-                INSERT INTO products (tenant, id, name, name_folded, type, metadata, created_at, created_ms, updated_at, version, deleted, deleted_ms)
-                VALUES (\(tenant), \(id), '', '', '', '{}', \(deletedAt), NULL, \(deletedAt), \(version), TRUE, \(Timestamp.nowMilliseconds()))
-                ON CONFLICT (tenant, id) DO UPDATE SET
-                    description = NULL, images = '[]', active = TRUE,
-                    updated_at = EXCLUDED.updated_at, version = EXCLUDED.version, deleted = TRUE, deleted_ms = EXCLUDED.deleted_ms
-                WHERE products.version < EXCLUDED.version
-                RETURNING (xmax = 0)
-                """, logger: logger)
-        }
-        for try await inserted in rows.decode(Bool.self) { return inserted ? .inserted : .updated }
-        let stored = try await connection.query(
-            "SELECT version, deleted FROM products WHERE tenant = \(operation.tenant) AND id = \(operation.productID)", logger: logger)
-        for try await (version, deleted) in stored.decode((Int64, Bool).self) { return .stale(storedVersion: version, deleted: deleted) }
-        throw PostgresStoreError.vanished(operation.productID)
+        try await store([operation], on: connection)[0]
     }
 
     func write(_ write: CoordinatedWrite) async throws -> CoordinatedResult {
@@ -383,7 +338,7 @@ extension PostgresStore: ProductStore {
             guard newVersion > stored.version else { return .stale(storedVersion: stored.version) }
             try await connection.query(
                 """
-                UPDATE products SET updated_at = \(deletedAt), version = \(newVersion), deleted = TRUE, deleted_ms = \(Timestamp.nowMilliseconds())
+                UPDATE products SET body = NULL, version = \(newVersion), deleted = TRUE, deleted_ms = \(Timestamp.nowMilliseconds())
                 WHERE tenant = \(tenant) AND id = \(id)
                 """, logger: self.logger)
             try await self.record(
@@ -395,19 +350,17 @@ extension PostgresStore: ProductStore {
         return outcome
     }
 
-    static let columns = "id, name, type, metadata, created_at, updated_at, version, description, images, active"
-
     func product(tenant: String, id: String) async throws -> Product? {
         let rows = try await query(
             PostgresQuery(
-                unsafeSQL: "SELECT \(Self.columns) FROM products WHERE tenant = $1 AND id = $2 AND NOT deleted",
+                unsafeSQL: "SELECT body FROM products WHERE tenant = $1 AND id = $2 AND NOT deleted",
                 binds: Self.binds([tenant, id])),
             logger: logger)
         return try await Self.products(rows).first
     }
 
     func list(tenant: String, query: ProductQuery) async throws -> ProductPage {
-        var sql = "SELECT \(Self.columns) FROM products WHERE tenant = $1 AND NOT deleted"
+        var sql = "SELECT body FROM products WHERE tenant = $1 AND NOT deleted"
         var binds = PostgresBindings()
         binds.append(tenant)
         func parameter(_ value: some PostgresThrowingDynamicTypeEncodable) throws -> String {
@@ -429,6 +382,9 @@ extension PostgresStore: ProductStore {
             if let bound { sql += " AND created_ms \(comparison) \(try parameter(bound))" }
         }
         if let search = query.foldedSearch { sql += " AND strpos(name_folded, \(try parameter(search))) > 0" }
+        for filter in query.anyOf {
+            sql += " AND (body::jsonb -> \(try parameter(Product.fields[filter.field].name))) ?| \(try parameter(filter.values))::text[]"
+        }
         sql += descending ? " ORDER BY id DESC" : " ORDER BY id"
         sql += " LIMIT \(try parameter(query.limit + 1))"
         var products = try await Self.products(try await self.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger))

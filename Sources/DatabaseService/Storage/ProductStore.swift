@@ -113,6 +113,8 @@ extension ProductStore {
 enum StoreSchema {
     /// The whole schema as first released.
     static let first = "v1-schema"
+    /// Products kept as one JSON document each, with columns only for the fields SQL filters on (`Product.fields`).
+    static let productBody = "v2-product-body"
 }
 
 /// A product's versions are read from the change log by product.

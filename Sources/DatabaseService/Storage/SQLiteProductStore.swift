@@ -142,10 +142,9 @@ extension SQLiteStore: ProductStore {
             }
             let newVersion = version ?? Versions.next(after: stored.version, writer: 0)
             guard newVersion > stored.version else { return .stale(storedVersion: stored.version) }
-            let row = Self.Row(tenant: tenant, id: id, name: stored.name, type: "", metadata: "{}",
-                               createdAt: deletedAt, updatedAt: deletedAt, version: newVersion, deleted: true)
-            _ = try Self.store(row, with: writes)
-            try Self.record(LoggedChange(.delete(tenant: tenant, id: id, version: newVersion, deletedAt: deletedAt), created: false), with: writes)
+            let operation = WriteOperation.delete(tenant: tenant, id: id, version: newVersion, deletedAt: deletedAt)
+            _ = try Self.store(Self.row(for: operation), with: writes)
+            try Self.record(LoggedChange(operation, created: false), with: writes)
             return .deleted(version: newVersion, name: stored.name)
         }
         if case .deleted = outcome { changeSignal.signal() }
@@ -174,8 +173,7 @@ extension SQLiteStore: ProductStore {
     func listJSON(tenant: String, query: ProductQuery) async throws -> ByteBuffer {
         let (sql, arguments, descending) = Self.listSQL(tenant: tenant, query: query)
         return try await read { db in
-            // Each row is written as its product's JSON, metadata copied as stored (written by `JSONWriter`);
-            // then the page is assembled in paging order.
+            // Each row's JSON is copied as stored; then the page is assembled in paging order.
             var products = ByteBuffer()
             products.reserveCapacity((query.limit + 1) * 288)
             var ranges: [Range<Int>] = []
@@ -189,14 +187,7 @@ extension SQLiteStore: ProductStore {
                     break
                 }
                 let start = products.writerIndex
-                let metadata: String = row[Self.Column.metadata]
-                let images: String = row[Self.Column.images]
-                Product.writeJSON(
-                    id: row[Self.Column.id], name: row[Self.Column.name], type: row[Self.Column.type],
-                    description: row[Self.Column.description], active: row[Self.Column.active], createdAt: row[Self.Column.createdAt],
-                    updatedAt: row[Self.Column.updatedAt], version: row[Self.Column.version], into: &products,
-                    images: { buffer in buffer.writeString(images) }
-                ) { buffer in buffer.writeString(metadata) }
+                products.writeString(row[0] as String)
                 ranges.append(start..<products.writerIndex)
             }
             let hasMore = cut || ranges.count > query.limit
@@ -211,17 +202,10 @@ extension SQLiteStore: ProductStore {
         }
     }
 
-    /// The columns a listing selects, in this order.
-    private enum Column {
-        static let (id, name, type, metadata, createdAt, updatedAt, version) = (0, 1, 2, 3, 4, 5, 6)
-        static let (description, images, active) = (7, 8, 9)
-    }
-
     /// A listing's query: the page's rows and one more (whether more exist), in paging order.
     static func listSQL(tenant: String, query: ProductQuery) -> (sql: String, arguments: StatementArguments, descending: Bool) {
         var sql = """
-            SELECT id, name, type, metadata, created_at, updated_at, version, description, images, active
-            FROM products WHERE tenant = ? AND deleted = 0
+            SELECT body FROM products WHERE tenant = ? AND deleted = 0
             """
         var arguments: StatementArguments = [tenant]
         var descending = false
@@ -254,6 +238,12 @@ extension SQLiteStore: ProductStore {
         if let search = query.foldedSearch {
             sql += " AND instr(products_fold(name), ?) > 0"
             arguments += [search]
+        }
+        for filter in query.anyOf {
+            let path = "$.\(Product.fields[filter.field].name)"
+            sql += " AND EXISTS (SELECT 1 FROM json_each(body, ?) WHERE value IN (\(filter.values.map { _ in "?" }.joined(separator: ", "))))"
+            arguments += [path]
+            arguments += StatementArguments(filter.values)
         }
         sql += descending ? " ORDER BY id DESC LIMIT ?" : " ORDER BY id LIMIT ?"
         arguments += [query.limit + 1]

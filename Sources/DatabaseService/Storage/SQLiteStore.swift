@@ -75,6 +75,39 @@ final class SQLiteStore: Sendable {
             ] + ImportSchema.statements
             for statement in statements { try db.execute(sql: statement) }
         }
+        migrator.registerMigration(StoreSchema.productBody) { db in
+            // The product as one JSON document; columns only for what SQL filters on. Tombstones have no body.
+            let statements = [
+                """
+                CREATE TABLE products_v2 (
+                    tenant TEXT NOT NULL,
+                    id TEXT NOT NULL,
+                    name TEXT NOT NULL,
+                    type TEXT NOT NULL DEFAULT '',
+                    active INTEGER NOT NULL DEFAULT 1,
+                    created_at TEXT NOT NULL,
+                    version INTEGER NOT NULL,
+                    deleted INTEGER NOT NULL DEFAULT 0,
+                    deleted_ms INTEGER,
+                    body TEXT,
+                    PRIMARY KEY (tenant, id)
+                ) WITHOUT ROWID
+                """,
+                """
+                INSERT INTO products_v2 (tenant, id, name, type, active, created_at, version, deleted, deleted_ms, body)
+                SELECT tenant, id, name, type, active, created_at, version, deleted, deleted_ms,
+                    CASE WHEN deleted THEN NULL ELSE json_object(
+                        'id', id, 'name', name, 'type', type, 'description', description, 'images', json(images),
+                        'active', json(CASE WHEN active THEN 'true' ELSE 'false' END), 'metadata', json(metadata),
+                        'created_at', created_at, 'updated_at', updated_at, 'version', version) END
+                FROM products
+                """,
+                "DROP TABLE products",
+                "ALTER TABLE products_v2 RENAME TO products",
+                "CREATE INDEX products_tombstones ON products (deleted_ms) WHERE deleted",
+            ]
+            for statement in statements { try db.execute(sql: statement) }
+        }
         return migrator
     }
 
@@ -113,29 +146,24 @@ final class SQLiteStore: Sendable {
 
     // MARK: Rows
 
+    /// A product's row: its JSON, and the columns `Product.columnFields` names. A tombstone has no JSON and one
+    /// column, its creation time; it keeps the name it had (a delete reports it).
     struct Row: Sendable {
-        var tenant, id, name, type, metadata, createdAt, updatedAt: String
+        var tenant, id: String
         var version: Int64
         var deleted: Bool
-        var description: String? = nil
-        var images = "[]"
-        var active = true
+        var columns: [ProductField.ColumnValue]
+        var body: String?
     }
 
     static func row(for operation: WriteOperation) -> Row {
         switch operation {
         case .upsert(let tenant, let product):
-            var buffer = ByteBuffer()
-            JSONWriter.writeObject(product.metadata, into: &buffer)
-            let metadata = String(buffer: buffer)
-            buffer.clear()
-            JSONWriter.writeArray(product.images, into: &buffer)
-            return Row(tenant: tenant, id: product.id, name: product.name, type: product.type, metadata: metadata,
-                       createdAt: product.createdAt, updatedAt: product.updatedAt, version: product.version, deleted: false,
-                       description: product.description, images: String(buffer: buffer), active: product.active)
+            return Row(
+                tenant: tenant, id: product.id, version: product.version, deleted: false,
+                columns: Product.columnFields.map { $0.columnValue(product) }, body: String(buffer: product.json))
         case .delete(let tenant, let id, let version, let deletedAt):
-            return Row(tenant: tenant, id: id, name: "", type: "", metadata: "{}",
-                       createdAt: deletedAt, updatedAt: deletedAt, version: version, deleted: true)
+            return Row(tenant: tenant, id: id, version: version, deleted: true, columns: [.text(deletedAt)], body: nil)
         }
     }
 
@@ -143,27 +171,29 @@ final class SQLiteStore: Sendable {
     final class Writes {
         let state, live, tombstone, log: BoundStatement
 
+        /// `name, type, …`: the products' columns a live row sets.
+        static let columnList = Product.columnFields.map(\.name).joined(separator: ", ")
+
         init(_ db: Database) throws {
             state = try BoundStatement(db, sql: "SELECT version, deleted, name FROM products WHERE tenant = ? AND id = ?")
+            let columns = Product.columnFields.map(\.name)
             live = try BoundStatement(
                 db,
                 sql: """
-                    INSERT INTO products (tenant, id, name, type, metadata, description, images, active, created_at, updated_at, version, deleted)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
+                    INSERT INTO products (tenant, id, \(Self.columnList), body, version, deleted)
+                    VALUES (?, ?, \(columns.map { _ in "?" }.joined(separator: ", ")), ?, ?, 0)
                     ON CONFLICT (tenant, id) DO UPDATE SET
-                        name = excluded.name, type = excluded.type, metadata = excluded.metadata,
-                        description = excluded.description, images = excluded.images, active = excluded.active,
-                        created_at = excluded.created_at, updated_at = excluded.updated_at,
-                        version = excluded.version, deleted = 0, deleted_ms = NULL
+                        \(columns.map { "\($0) = excluded.\($0)" }.joined(separator: ", ")),
+                        body = excluded.body, version = excluded.version, deleted = 0, deleted_ms = NULL
                     """)
             // Keep the last name so a delete can report it; the rest of a tombstone is never read.
             tombstone = try BoundStatement(
                 db,
                 sql: """
-                    INSERT INTO products (tenant, id, name, type, metadata, created_at, updated_at, version, deleted, deleted_ms)
-                    VALUES (?, ?, ?, '', '{}', ?, ?, ?, 1, ?)
+                    INSERT INTO products (tenant, id, name, created_at, version, deleted, deleted_ms)
+                    VALUES (?, ?, '', ?, ?, 1, ?)
                     ON CONFLICT (tenant, id) DO UPDATE SET
-                        description = NULL, images = '[]', active = 1, updated_at = excluded.updated_at, version = excluded.version, deleted = 1, deleted_ms = excluded.deleted_ms
+                        body = NULL, version = excluded.version, deleted = 1, deleted_ms = excluded.deleted_ms
                     """)
             log = try BoundStatement(
                 db,
@@ -185,16 +215,8 @@ final class SQLiteStore: Sendable {
         let statement = row.deleted ? writes.tombstone : writes.live
         statement.bind(row.tenant)
         statement.bind(row.id)
-        statement.bind(row.name)
-        if !row.deleted {
-            statement.bind(row.type)
-            statement.bind(row.metadata)
-            if let description = row.description { statement.bind(description) } else { statement.bind(nil as Int64?) }
-            statement.bind(row.images)
-            statement.bind(row.active ? 1 : 0 as Int64)
-        }
-        statement.bind(row.createdAt)
-        statement.bind(row.updatedAt)
+        for value in row.columns { statement.bind(value) }
+        if let body = row.body { statement.bind(body) }
         statement.bind(row.version)
         if row.deleted { statement.bind(Timestamp.nowMilliseconds()) }
         try statement.execute()
@@ -209,13 +231,8 @@ final class SQLiteStore: Sendable {
         }
     }
 
+    /// A live row's product, read from its JSON.
     static func product(from row: GRDB.Row) throws -> Product {
-        let metadataText: String = row["metadata"]
-        let imagesText: String = row["images"]
-        return Product(
-            id: row["id"], name: row["name"], type: row["type"], description: row["description"],
-            images: try [String](jsonArray: imagesText), active: row["active"],
-            metadata: try [String: String](jsonObject: metadataText),
-            createdAt: row["created_at"], updatedAt: row["updated_at"], version: row["version"])
+        try Product(json: row["body"] as String)
     }
 }

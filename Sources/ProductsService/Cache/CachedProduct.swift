@@ -42,69 +42,49 @@ struct CachedProduct: @unchecked Sendable {
     init(parsing parser: inout JSONParser, in bytes: UnsafeRawBufferPointer, param: @autoclosure () -> String) throws(JSONSyntaxError) {
         parser.skipWhitespace()
         let start = parser.index
-        var id, type: String?
-        var createdAt: Int64?
-        var version: Int64?
-        var name: Range<Int>?
-        var hasUpdatedAt = false
-        var hasMetadata = false
-        var active: Bool?
-        var hasDescription = false, hasImages = false
+        var id = "", type = ""
+        var createdAt: Int64 = .min
+        var version: Int64 = 0
+        var name = 0..<0
+        var active = true
+        var seen: UInt64 = 0
         try parser.members { parser, key throws(JSONSyntaxError) in
-            switch key {
-            case "id": id = try parser.string(param: param() + "[id]")
-            case "type": type = try parser.string(param: param() + "[type]")
-            case "version": version = try parser.integer(param: param() + "[version]")
-            case "created_at":
-                let text = try parser.string(param: param() + "[created_at]")
-                createdAt = Timestamp.epochMilliseconds(text) ?? .min
-            case "updated_at":
-                try parser.skipString(param: param() + "[updated_at]")
-                hasUpdatedAt = true
-            case "name":
+            guard let index = Product.fieldIndex[key] else {
+                _ = try parser.skipValue()
+                return
+            }
+            seen |= 1 << index
+            // The fields kept decoded are read; every other is checked as `Product(parsing:param:)` checks it.
+            switch index {
+            case Self.idField: id = try parser.string(param: param() + "[id]")
+            case Self.typeField: type = try parser.string(param: param() + "[type]")
+            case Self.versionField: version = try parser.integer(param: param() + "[version]")
+            case Self.createdField: createdAt = Timestamp.epochMilliseconds(try parser.string(param: param() + "[created_at]")) ?? .min
+            case Self.activeField: active = try parser.boolean(param: param() + "[active]")
+            case Product.nameField:
                 let literal = parser.index
                 try parser.skipString(param: param() + "[name]")
                 name = (literal + 1)..<(parser.index - 1)
-            case "metadata":
-                guard parser.current == UInt8(ascii: "{") else { throw try parser.mismatch(param() + "[metadata]", "an object") }
-                try parser.members { parser, key throws(JSONSyntaxError) in try parser.skipString(param: param() + "[metadata][\(key)]") }
-                hasMetadata = true
-            case "active": active = try parser.boolean(param: param() + "[active]")
-            case "description":
-                if parser.current == UInt8(ascii: "n") {
-                    _ = try parser.optionalString(param: param() + "[description]")
-                } else {
-                    try parser.skipString(param: param() + "[description]")
-                }
-                hasDescription = true
-            case "images":
-                guard parser.current == UInt8(ascii: "[") else { throw try parser.mismatch(param() + "[images]", "an array of strings") }
-                try parser.elements { parser throws(JSONSyntaxError) in try parser.skipString(param: param() + "[images][]") }
-                hasImages = true
-            default:
-                _ = try parser.skipValue()
+            default: try Product.fields[index].skip(&parser, param: param())
             }
         }
-        // Checked one by one, not through a generic helper: this runs for every product of a catalog's load.
-        func missing(_ field: String) -> JSONSyntaxError {
-            JSONSyntaxError(description: "'\(param())[\(field)]' is required", fault: .missing(param: "\(param())[\(field)]"))
+        if seen & Product.requiredMask != Product.requiredMask {
+            let missing = Product.fields.indices.first { Product.requiredMask & ~seen & (1 << $0) != 0 }!
+            throw JSONSyntaxError.missing(param() + "[" + Product.fields[missing].name + "]")
         }
-        guard let id else { throw missing("id") }
-        guard let name else { throw missing("name") }
-        guard let type else { throw missing("type") }
-        guard let version else { throw missing("version") }
-        guard let createdAt else { throw missing("created_at") }
-        guard hasUpdatedAt else { throw missing("updated_at") }
-        guard hasMetadata else { throw missing("metadata") }
         let bytes = UnsafeRawBufferPointer(rebasing: bytes[start..<parser.index])
-        guard let active else { throw missing("active") }
-        guard hasDescription else { throw missing("description") }
-        guard hasImages else { throw missing("images") }
         let fields = Fields(
             id: id, type: type, version: version, active: active, createdAt: createdAt, byteCount: UInt32(parser.index - start),
             nameStart: UInt32(name.lowerBound - start), nameEnd: UInt32(name.upperBound - start))
         storage = Self.store(fields, bytes: bytes)
     }
+
+    /// Where the fields kept decoded are in `Product.fields`.
+    private static let idField = Product.fieldIndex["id"]!
+    private static let typeField = Product.fieldIndex["type"]!
+    private static let versionField = Product.fieldIndex["version"]!
+    private static let createdField = Product.fieldIndex["created_at"]!
+    private static let activeField = Product.fieldIndex["active"]!
 
     /// Reads one product's JSON (a change's product, for instance) as `init(parsing:in:param:)` does.
     init(json buffer: ByteBuffer) throws(JSONSyntaxError) {
@@ -175,6 +155,24 @@ struct CachedProduct: @unchecked Sendable {
         return fast ?? ProductQuery.name(name, containsFolded: needle)
     }
 
+    /// The texts of a list field (by its index in `Product.fields`), read from the JSON: for the filters on list
+    /// fields, which keep none of them decoded.
+    func texts(of field: Int) -> [String] {
+        let name = Product.fields[field].name
+        return withJSONBytes { bytes in
+            var parser = JSONParser(bytes: bytes)
+            var texts: [String] = []
+            do {
+                try parser.members { parser, key throws(JSONSyntaxError) in
+                    if key == name { texts = try parser.stringArray(param: name) } else { _ = try parser.skipValue() }
+                }
+            } catch {
+                preconditionFailure("a cached product's JSON always parses: \(error)")
+            }
+            return texts
+        }
+    }
+
     /// The product, decoded from the JSON: for writers building on it, a few times per write.
     var product: Product {
         withJSONBytes { bytes in
@@ -189,7 +187,10 @@ struct CachedProduct: @unchecked Sendable {
 extension ProductQuery {
     /// Whether a cached product passes the filters, read from its kept fields; the name only for `q`.
     func matches(_ cached: CachedProduct) -> Bool {
-        matches(id: cached.id, type: cached.type, active: cached.active, createdAt: cached.createdAt) { cached.nameContains(folded: $0) }
+        matches(
+            id: cached.id, type: cached.type, active: cached.active, createdAt: cached.createdAt,
+            hasAny: { filter in cached.texts(of: filter.field).contains(where: filter.values.contains) }
+        ) { cached.nameContains(folded: $0) }
     }
 }
 

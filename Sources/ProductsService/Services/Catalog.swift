@@ -114,9 +114,7 @@ final class Catalog: Sendable {
     /// with the key's answer (see `coordinated`).
     func create(tenant: String, _ input: ProductInput, idempotent: IdempotentRequest? = nil) async throws -> WriteResult {
         let now = Timestamp.now()
-        let product = Product(
-            id: ids.next(), name: input.name, type: input.type, description: input.description, images: input.images,
-            active: input.active, metadata: input.metadata, createdAt: now, updatedAt: now, version: 1)
+        let product = input.applied(to: Product(id: ids.next(), createdAt: now, updatedAt: now, version: 1))
         if let idempotent {
             return try await coordinated(idempotent) { () async throws -> Decision in
                 .write(.upsert(tenant: tenant, product: product), expectedVersion: nil, answer: CachedProduct(product), status: 201)

@@ -114,12 +114,10 @@ struct ImportRun {
                 reject(line: number, error)
             case .create(let input):
                 try emit(number, .upsert(tenant: tenant, product: input.applied(to: Product(
-                    id: catalog.newProductID(), name: input.name, type: input.type, metadata: [:], createdAt: now, updatedAt: now,
-                    version: 1))))
+                    id: catalog.newProductID(), createdAt: now, updatedAt: now, version: 1))))
             case .upsert(let id, let input, let createdAt):
                 let product = input.applied(to: Product(
-                    id: id, name: input.name, type: input.type, metadata: [:], createdAt: createdAt ?? now, updatedAt: now,
-                    version: try await version()))
+                    id: id, createdAt: createdAt ?? now, updatedAt: now, version: try await version()))
                 if createdAt != nil {
                     try emit(number, .upsert(tenant: tenant, product: product))
                 } else if let known = catalog.cachedCreatedAt(tenant: tenant, id: id) {

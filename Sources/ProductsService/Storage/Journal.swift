@@ -19,10 +19,9 @@ struct JournalEntry: Sendable {
     static func memoryCost(_ operation: WriteOperation) -> Int {
         switch operation {
         case .upsert(let tenant, let product):
-            let metadata = product.metadata.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count + 32 }
-            let strings = tenant.utf8.count + product.id.utf8.count + product.name.utf8.count + product.type.utf8.count
-                + (product.description?.utf8.count ?? 0) + product.createdAt.utf8.count + product.updatedAt.utf8.count
-            return 256 + strings + product.images.reduce(0) { $0 + $1.utf8.count + 16 } + metadata
+            // A string's header is 16 bytes; a dictionary entry's, about 32.
+            let text = product.textBytes
+            return 256 + tenant.utf8.count + text.bytes + 16 * text.strings
         case .delete(let tenant, let id, _, let deletedAt):
             return 160 + tenant.utf8.count + id.utf8.count + deletedAt.utf8.count
         }

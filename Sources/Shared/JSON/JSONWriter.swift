@@ -72,63 +72,6 @@ extension ByteBuffer {
     }
 }
 
-extension Product {
-    /// The product's JSON: `id` first, then the other fields, metadata keys sorted. Returns where the name's
-    /// string literal is, quotes excluded, relative to the object's first byte (the cache reads names there).
-    @discardableResult
-    package func writeJSON(into buffer: inout ByteBuffer) -> Range<Int> {
-        Self.writeJSON(
-            id: id, name: name, type: type, description: description, active: active, createdAt: createdAt, updatedAt: updatedAt,
-            version: version, into: &buffer, images: { [images] buffer in JSONWriter.writeArray(images, into: &buffer) }
-        ) { [metadata] buffer in JSONWriter.writeObject(metadata, into: &buffer) }
-    }
-
-    /// A product's JSON from its fields, `writeImages` and `writeMetadata` writing the images array and the metadata
-    /// object: a store that keeps them as JSON text copies it, without decoding it first.
-    @discardableResult
-    package static func writeJSON(
-        id: String, name: String, type: String, description: String?, active: Bool, createdAt: String, updatedAt: String,
-        version: Int64, into buffer: inout ByteBuffer, images writeImages: (inout ByteBuffer) -> Void,
-        metadata writeMetadata: (inout ByteBuffer) -> Void
-    ) -> Range<Int> {
-        let start = buffer.writerIndex
-        buffer.writeJSONString(id, after: "{\"id\":")
-        buffer.writeStaticString(",\"name\":")
-        let nameStart = buffer.writerIndex - start + 1
-        JSONWriter.writeString(name, into: &buffer)
-        let nameRange = nameStart..<(buffer.writerIndex - start - 1)
-        buffer.writeJSONString(type, after: ",\"type\":")
-        if let description {
-            buffer.writeJSONString(description, after: ",\"description\":")
-        } else {
-            buffer.writeStaticString(",\"description\":null")
-        }
-        buffer.writeStaticString(",\"images\":")
-        writeImages(&buffer)
-        buffer.writeStaticString(active ? ",\"active\":true,\"metadata\":" : ",\"active\":false,\"metadata\":")
-        writeMetadata(&buffer)
-        buffer.writeJSONString(createdAt, after: ",\"created_at\":")
-        buffer.writeJSONString(updatedAt, after: ",\"updated_at\":")
-        buffer.writeStaticString(",\"version\":")
-        buffer.writeString(String(version))
-        buffer.writeInteger(UInt8(ascii: "}"))
-        return nameRange
-    }
-
-    /// The product's JSON in a buffer of its own.
-    package var json: ByteBuffer {
-        var buffer = ByteBuffer()
-        buffer.reserveCapacity(estimatedJSONSize)
-        writeJSON(into: &buffer)
-        return buffer
-    }
-
-    /// About how many bytes the product's JSON takes, to reserve a buffer for it.
-    package var estimatedJSONSize: Int {
-        200 + name.utf8.count + (description?.utf8.count ?? 0) + images.reduce(0) { $0 + $1.utf8.count + 3 } + metadata.count * 24
-    }
-}
-
 extension ProductPage {
     /// `{"products":[...],"has_more":bool}`.
     package var json: ByteBuffer {

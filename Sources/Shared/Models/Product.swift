@@ -1,7 +1,8 @@
 import NIOCore
 import Foundation
 
-/// A catalog product as both services exchange it and as clients see it.
+/// A catalog product as both services exchange it and as clients see it. `fields` describes every field: parsing,
+/// JSON, checks, defaults, filters and columns all follow it.
 package struct Product: Codable, Sendable, Equatable {
     package var id: String
     package var name: String
@@ -18,8 +19,8 @@ package struct Product: Codable, Sendable, Equatable {
     package var version: Int64
 
     package init(
-        id: String, name: String, type: String, description: String? = nil, images: [String] = [], active: Bool = true,
-        metadata: [String: String], createdAt: String, updatedAt: String, version: Int64
+        id: String, name: String, type: String = ProductRules.defaultType, description: String? = nil, images: [String] = [],
+        active: Bool = true, metadata: [String: String], createdAt: String, updatedAt: String, version: Int64
     ) {
         self.id = id
         self.name = name
@@ -33,42 +34,66 @@ package struct Product: Codable, Sendable, Equatable {
         self.version = version
     }
 
-    enum CodingKeys: String, CodingKey {
-        case id, name, type, description, images, active, metadata, version
-        case createdAt = "created_at"
-        case updatedAt = "updated_at"
+    /// Every field, in the order the product's JSON writes them (`id` first: the cache finds a page's last product
+    /// by it). A field added after products were stored is marked `added`.
+    package static let fields: [ProductField] = [
+        ProductField("id", .text(\.id, ProductRules.validID), .assigned),
+        ProductField("name", .text(\.name, ProductRules.validName), .required, column: true),
+        ProductField("type", .text(\.type, ProductRules.validType), .optional, column: true),
+        ProductField("description", .optionalText(\.description, ProductRules.validDescription), .optional),
+        ProductField(
+            "images", .texts(\.images, element: ProductRules.validImageURL, maxCount: ProductRules.maxImages, distinct: false), .optional),
+        ProductField("active", .flag(\.active), .optional, column: true),
+        ProductField(
+            "metadata", .textMap(\.metadata, entry: ProductRules.validateMetadataEntry, maxCount: ProductRules.maxMetadataKeys), .optional),
+        ProductField("created_at", .timestamp(\.createdAt), .assigned, column: true),
+        ProductField("updated_at", .timestamp(\.updatedAt), .assigned),
+        ProductField("version", .integer(\.version, minimum: 1), .assigned),
+    ]
+
+    /// A coding key naming a field.
+    private struct FieldKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
     }
 
-    // `description` is required, null or not (the synthesized decoder would take a missing one as null).
     package init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        id = try container.decode(String.self, forKey: .id)
-        name = try container.decode(String.self, forKey: .name)
-        type = try container.decode(String.self, forKey: .type)
-        guard container.contains(.description) else {
-            throw DecodingError.keyNotFound(CodingKeys.description, .init(codingPath: container.codingPath, debugDescription: "description is required"))
+        let container = try decoder.container(keyedBy: FieldKey.self)
+        var product = Product.blank
+        for field in Self.fields {
+            let key = FieldKey(stringValue: field.name)
+            // A missing optional text is not null: every field but those added later is required.
+            guard container.contains(key) else {
+                if field.added { continue }
+                throw DecodingError.keyNotFound(key, .init(codingPath: container.codingPath, debugDescription: "\(field.name) is required"))
+            }
+            switch field.kind {
+            case .text(let path, _), .timestamp(let path): product[keyPath: path] = try container.decode(String.self, forKey: key)
+            case .optionalText(let path, _): product[keyPath: path] = try container.decode(String?.self, forKey: key)
+            case .texts(let path, _, _, _): product[keyPath: path] = try container.decode([String].self, forKey: key)
+            case .flag(let path): product[keyPath: path] = try container.decode(Bool.self, forKey: key)
+            case .textMap(let path, _, _): product[keyPath: path] = try container.decode([String: String].self, forKey: key)
+            case .integer(let path, _): product[keyPath: path] = try container.decode(Int64.self, forKey: key)
+            }
         }
-        description = try container.decode(String?.self, forKey: .description)
-        images = try container.decode([String].self, forKey: .images)
-        active = try container.decode(Bool.self, forKey: .active)
-        metadata = try container.decode([String: String].self, forKey: .metadata)
-        createdAt = try container.decode(String.self, forKey: .createdAt)
-        updatedAt = try container.decode(String.self, forKey: .updatedAt)
-        version = try container.decode(Int64.self, forKey: .version)
+        self = product
     }
 
     package func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(id, forKey: .id)
-        try container.encode(name, forKey: .name)
-        try container.encode(type, forKey: .type)
-        try container.encode(description, forKey: .description)
-        try container.encode(images, forKey: .images)
-        try container.encode(active, forKey: .active)
-        try container.encode(metadata, forKey: .metadata)
-        try container.encode(createdAt, forKey: .createdAt)
-        try container.encode(updatedAt, forKey: .updatedAt)
-        try container.encode(version, forKey: .version)
+        var container = encoder.container(keyedBy: FieldKey.self)
+        for field in Self.fields {
+            let key = FieldKey(stringValue: field.name)
+            switch field.kind {
+            case .text(let path, _), .timestamp(let path): try container.encode(self[keyPath: path], forKey: key)
+            case .optionalText(let path, _): try container.encode(self[keyPath: path], forKey: key)
+            case .texts(let path, _, _, _): try container.encode(self[keyPath: path], forKey: key)
+            case .flag(let path): try container.encode(self[keyPath: path], forKey: key)
+            case .textMap(let path, _, _): try container.encode(self[keyPath: path], forKey: key)
+            case .integer(let path, _): try container.encode(self[keyPath: path], forKey: key)
+            }
+        }
     }
 }
 
@@ -122,41 +147,6 @@ package struct ProductPage: Codable, Sendable, Equatable {
         }
         guard sawProducts else { throw JSONSyntaxError(description: "'products' is required", fault: .missing(param: "products")) }
         return try JSONSyntaxError.required(hasMore, "has_more")
-    }
-}
-
-extension [String] {
-    /// Reads a stored JSON array of strings (a product's images column) with the strict parser.
-    package init(jsonArray text: String) throws(JSONSyntaxError) {
-        var text = text
-        let parsed = text.withUTF8 { utf8 in
-            Result { () throws(JSONSyntaxError) -> [String] in
-                var parser = JSONParser(bytes: UnsafeRawBufferPointer(utf8))
-                let strings = try parser.stringArray(param: "images")
-                parser.skipWhitespace()
-                guard parser.index == utf8.count else { throw parser.failure("unexpected data after the JSON value") }
-                return strings
-            }
-        }
-        self = try parsed.get()
-    }
-}
-
-extension [String: String] {
-    /// Reads a stored JSON object of strings (a product's metadata column) with the strict parser.
-    package init(jsonObject text: String) throws(JSONSyntaxError) {
-        var text = text
-        let parsed = text.withUTF8 { utf8 in
-            Result { () throws(JSONSyntaxError) -> [String: String] in
-                var entries: [String: String] = [:]
-                var parser = JSONParser(bytes: UnsafeRawBufferPointer(utf8))
-                try parser.members { parser, key throws(JSONSyntaxError) in entries[key] = try parser.string(param: "metadata[\(key)]") }
-                parser.skipWhitespace()
-                guard parser.index == utf8.count else { throw parser.failure("unexpected data after the JSON value") }
-                return entries
-            }
-        }
-        self = try parsed.get()
     }
 }
 

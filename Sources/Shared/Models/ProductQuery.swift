@@ -25,12 +25,32 @@ package struct ProductQuery: Sendable, Equatable {
         didSet { foldedSearch = search.map(Self.fold) }
     }
     package private(set) var foldedSearch: String?
+    /// Filters on list fields, in `Product.fields`' order: each keeps products having any of its values.
+    package var anyOf: [AnyOf] = []
+
+    /// A filter on a list field (one with an `anyOfFilter` parameter in `Product.fields`).
+    package struct AnyOf: Sendable, Equatable {
+        /// The field's index in `Product.fields`.
+        package var field: Int
+        package var values: [String]
+
+        package init(field: Int, values: [String]) {
+            self.field = field
+            self.values = values
+        }
+
+        /// The field's query parameter.
+        package var parameter: String { Product.fields[field].anyOfFilter! }
+    }
 
     package static let maxIDs = 100
     package static let maxSearchLength = 250
-    package static let parameterNames: Set<String> = [
+    package static let parameterNames: Set<String> = Set([
         "limit", "starting_after", "ending_before", "type", "active", "ids", "created[gte]", "created[gt]", "created[lte]", "created[lt]", "q",
-    ]
+    ]).union(anyOfParameters.keys)
+    /// The list fields' filter parameters, with each field's index in `Product.fields`.
+    static let anyOfParameters: [String: Int] = Dictionary(
+        uniqueKeysWithValues: Product.fields.indices.compactMap { index in Product.fields[index].anyOfFilter.map { ($0, index) } })
 
     package init(limit: Int = ListLimit.default, cursor: Cursor? = nil) {
         self.limit = limit
@@ -48,6 +68,7 @@ package struct ProductQuery: Sendable, Equatable {
     /// Whether any filter may leave a product out (`ids` only chooses which products are walked).
     package var hasFilters: Bool {
         type != nil || active != nil || createdGTE != nil || createdGT != nil || createdLTE != nil || createdLT != nil || foldedSearch != nil
+            || !anyOf.isEmpty
     }
 
     /// Whether an id lies on the paging side of the cursor (every id does without one).
@@ -72,13 +93,17 @@ package struct ProductQuery: Sendable, Equatable {
 
     /// Whether a product passes the filters; `createdAt` is its `created_at` in epoch milliseconds.
     package func matches(_ product: Product, createdAt: Int64?) -> Bool {
-        matches(id: product.id, type: product.type, active: product.active, createdAt: createdAt) { needle in Self.name(product.name, containsFolded: needle) }
+        matches(
+            id: product.id, type: product.type, active: product.active, createdAt: createdAt,
+            hasAny: { filter in Product.fields[filter.field].has(anyOf: filter.values, in: product) }
+        ) { needle in Self.name(product.name, containsFolded: needle) }
     }
 
-    /// Whether a product with these fields passes the filters; `nameContains` checks its name against the folded
-    /// `q`, and is called last, only when every other filter passes.
+    /// Whether a product with these fields passes the filters; `hasAny` checks a list field's filter, and
+    /// `nameContains` its name against the folded `q`; they are called last, only when every other filter passes.
     package func matches(
-        id: String, type: String, active: Bool, createdAt: Int64?, nameContains: (_ foldedNeedle: String) -> Bool
+        id: String, type: String, active: Bool, createdAt: Int64?, hasAny: (AnyOf) -> Bool,
+        nameContains: (_ foldedNeedle: String) -> Bool
     ) -> Bool {
         if let wanted = self.type, wanted != type { return false }
         if let wanted = self.active, wanted != active { return false }
@@ -90,6 +115,7 @@ package struct ProductQuery: Sendable, Equatable {
             if let createdLTE, createdAt > createdLTE { return false }
             if let createdLT, createdAt >= createdLT { return false }
         }
+        for filter in anyOf where !hasAny(filter) { return false }
         if let foldedSearch, !nameContains(foldedSearch) { return false }
         return true
     }
@@ -159,6 +185,17 @@ package struct ProductQuery: Sendable, Equatable {
                 }
                 guard ids.count <= maxIDs else { throw APIError.invalidParameter(name, "ids may list at most \(maxIDs) ids") }
                 result.ids = Array(Set(ids)).sorted()
+            case _ where anyOfParameters[name] != nil:
+                let field = anyOfParameters[name]!
+                guard case .texts(_, let element, let maxCount, _) = Product.fields[field].kind else { continue }
+                var values: [String] = []
+                for text in value.split(separator: ",", omittingEmptySubsequences: false) {
+                    let checked = try element(String(text), name)
+                    if !values.contains(checked) { values.append(checked) }
+                }
+                guard values.count <= maxCount else { throw APIError.invalidParameter(name, "'\(name)' may list at most \(maxCount) values") }
+                result.anyOf.append(AnyOf(field: field, values: values))
+                result.anyOf.sort { $0.field < $1.field }
             case "q":
                 guard !value.isEmpty, value.unicodeScalars.count <= maxSearchLength else {
                     throw APIError.invalidParameter(name, "q must be 1 to \(maxSearchLength) characters")
@@ -187,6 +224,7 @@ package struct ProductQuery: Sendable, Equatable {
             if let bound { pairs.append((name, Timestamp.format(epochMilliseconds: bound))) }
         }
         if let search { pairs.append(("q", search)) }
+        for filter in anyOf { pairs.append((filter.parameter, filter.values.joined(separator: ","))) }
         switch cursor {
         case .startingAfter(let id): pairs.append(("starting_after", id))
         case .endingBefore(let id): pairs.append(("ending_before", id))

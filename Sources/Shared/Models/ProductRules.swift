@@ -16,6 +16,15 @@ package enum ProductRules {
         guard !text.utf8.contains(0) else { throw APIError.invalidParameter(param, "'\(param)' must not contain the NUL character") }
     }
 
+    /// Checks a product id: 1 to 64 characters, no NUL.
+    package static func validID(_ id: String, param: String = "id") throws(APIError) -> String {
+        guard !id.isEmpty, id.unicodeScalars.count <= maxIDLength else {
+            throw APIError.invalidParameter(param, "Product id must be 1 to \(maxIDLength) characters")
+        }
+        try checkNoNUL(id, param: param)
+        return id
+    }
+
     /// Trims and checks a name; returns the stored form.
     package static func validName(_ raw: String, param: String = "name") throws(APIError) -> String {
         try checkNoNUL(raw, param: param)
@@ -48,17 +57,9 @@ package enum ProductRules {
         return description
     }
 
-    /// Checks a product's images: at most 8, each an absolute http or https URL of at most 2,048 characters.
-    package static func validateImages(_ images: [String], param: String = "images") throws(APIError) {
-        guard images.count <= maxImages else {
-            throw APIError.invalidParameter(param, "a product may have at most \(maxImages) images")
-        }
-        for (index, url) in images.enumerated() { try validateImageURL(url, param: "\(param)[\(index)]") }
-    }
-
     /// An absolute http(s) URL starting with its host (a name or an IPv4 address: no brackets before the path), without
     /// white space or control characters (RFC 3986 allows neither); the OpenAPI documents state the same rule as a pattern.
-    package static func validateImageURL(_ url: String, param: String) throws(APIError) {
+    package static func validImageURL(_ url: String, param: String) throws(APIError) -> String {
         guard url.unicodeScalars.count <= maxImageURLLength else {
             throw APIError.invalidParameter(param, "'\(param)' must be at most \(maxImageURLLength) characters")
         }
@@ -82,6 +83,7 @@ package enum ProductRules {
         else {
             throw APIError.invalidParameter(param, "'\(param)' must be an absolute http or https URL with a host and no spaces")
         }
+        return url
     }
 
     /// Without leading and trailing white space (Unicode's definition), sparing Foundation's bridging on every write.
@@ -89,14 +91,6 @@ package enum ProductRules {
         guard let first = text.firstIndex(where: { !$0.isWhitespace }) else { return "" }
         let last = text.lastIndex(where: { !$0.isWhitespace })!
         return first == text.startIndex && last == text.index(before: text.endIndex) ? text : String(text[first...last])
-    }
-
-    /// Checks the size limits of a metadata object.
-    package static func validateMetadata(_ metadata: [String: String], param: String = "metadata") throws(APIError) {
-        guard metadata.count <= maxMetadataKeys else {
-            throw APIError.invalidParameter(param, "metadata may have at most \(maxMetadataKeys) keys")
-        }
-        for (key, value) in metadata { try validateMetadataEntry(key, value, param: param) }
     }
 
     /// Checks one metadata entry: the key 1 to 40 characters without brackets, the value at most 500. Lengths are
@@ -115,28 +109,6 @@ package enum ProductRules {
         guard (value?.unicodeScalars.count ?? 0) <= maxMetadataValueLength else {
             throw APIError.invalidParameter(
                 "\(param)[\(key)]", "metadata values must be at most \(maxMetadataValueLength) characters")
-        }
-    }
-
-    /// Checks a whole product as stored, as the Database Service does before applying it.
-    package static func validate(_ product: Product) throws(APIError) {
-        guard !product.id.isEmpty, product.id.unicodeScalars.count <= maxIDLength else {
-            throw APIError.invalidParameter("id", "Product id must be 1 to \(maxIDLength) characters")
-        }
-        try checkNoNUL(product.id, param: "id")
-        guard product.version >= 1 else {
-            throw APIError.invalidParameter("version", "version must be at least 1")
-        }
-        _ = try validName(product.name)
-        _ = try validType(product.type)
-        try validateMetadata(product.metadata)
-        if let description = product.description { _ = try validDescription(description) }
-        try validateImages(product.images)
-        guard Timestamp.isValid(product.createdAt) else {
-            throw APIError.invalidParameter("created_at", "created_at must be an RFC 3339 timestamp")
-        }
-        guard Timestamp.isValid(product.updatedAt) else {
-            throw APIError.invalidParameter("updated_at", "updated_at must be an RFC 3339 timestamp")
         }
     }
 }

@@ -137,11 +137,8 @@ extension WriteOperation {
     package var maxJSONSize: Int {
         switch self {
         case .upsert(let tenant, let product):
-            var strings = tenant.utf8.count + product.id.utf8.count + product.name.utf8.count + product.type.utf8.count
-            strings += (product.description?.utf8.count ?? 0) + product.images.reduce(0) { $0 + $1.utf8.count }
-            strings += product.metadata.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count }
-            strings += product.createdAt.utf8.count + product.updatedAt.utf8.count
-            return 6 * strings + 4 * (product.images.count + 2 * product.metadata.count) + 320
+            let text = product.textBytes
+            return 6 * (tenant.utf8.count + text.bytes) + 4 * text.strings + 16 * Product.fields.count + 160
         case .delete(let tenant, let id, _, let deletedAt):
             return 6 * (tenant.utf8.count + id.utf8.count + deletedAt.utf8.count) + 160
         }
@@ -176,48 +173,6 @@ extension WriteOperation {
         case let other:
             throw JSONSyntaxError(description: "unknown op \(other)", fault: .invalid(param: param + "[op]"))
         }
-    }
-}
-
-extension Product {
-    /// A product inside a batch operation or a page; unknown fields are ignored.
-    package init(parsing parser: inout JSONParser, param: String) throws(JSONSyntaxError) {
-        guard parser.current == UInt8(ascii: "{") else { throw try parser.mismatch(param, "an object") }
-        var id, name, type, createdAt, updatedAt, description: String?
-        var hasDescription = false
-        var version: Int64?
-        var metadata: [String: String]?
-        var images: [String]?
-        var active: Bool?
-        try parser.members { parser, key throws(JSONSyntaxError) in
-            switch key {
-            case "id": id = try parser.string(param: param + "[id]")
-            case "name": name = try parser.string(param: param + "[name]")
-            case "type": type = try parser.string(param: param + "[type]")
-            case "description":
-                description = try parser.optionalString(param: param + "[description]")
-                hasDescription = true
-            case "images": images = try parser.stringArray(param: param + "[images]")
-            case "active": active = try parser.boolean(param: param + "[active]")
-            case "created_at": createdAt = try parser.string(param: param + "[created_at]")
-            case "updated_at": updatedAt = try parser.string(param: param + "[updated_at]")
-            case "version": version = try parser.integer(param: param + "[version]")
-            case "metadata":
-                guard parser.current == UInt8(ascii: "{") else { throw try parser.mismatch(param + "[metadata]", "an object") }
-                var entries: [String: String] = [:]
-                try parser.members { parser, key throws(JSONSyntaxError) in
-                    entries[key] = try parser.string(param: param + "[metadata][\(key)]")
-                }
-                metadata = entries
-            default: _ = try parser.skipValue()
-            }
-        }
-        func required<T>(_ value: T?, _ field: String) throws(JSONSyntaxError) -> T { try JSONSyntaxError.required(value, "\(param)[\(field)]") }
-        _ = try required(hasDescription ? true : nil, "description")
-        self.init(
-            id: try required(id, "id"), name: try required(name, "name"), type: try required(type, "type"),
-            description: description, images: try required(images, "images"), active: try required(active, "active"), metadata: try required(metadata, "metadata"), createdAt: try required(createdAt, "created_at"),
-            updatedAt: try required(updatedAt, "updated_at"), version: try required(version, "version"))
     }
 }
 
