@@ -220,7 +220,8 @@ struct ProductStoreTests {
                 products.append(Product(
                     id: String(format: "prod_%03d", index), name: index % 4 == 0 ? "Grüne JACKE \(index)" : "Hut \(index)",
                     type: index % 3 == 0 ? "digital" : "physical", description: index % 5 == 0 ? nil : "Über \(index)\n\"x\"",
-                    images: index % 2 == 0 ? [] : ["https://cdn.example/\(index).png"], active: index % 7 != 0,
+                    images: index % 2 == 0 ? [] : ["https://cdn.example/\(index).png"],
+                    tags: index % 3 == 0 ? ["sale"] : index % 4 == 1 ? ["new", "Sommer é"] : [], active: index % 7 != 0,
                     metadata: index % 2 == 0 ? [:] : ["größe": "L \"x\"", "a": "\(index)"],
                     createdAt: created, updatedAt: created, version: 1))
             }
@@ -233,9 +234,12 @@ struct ProductStoreTests {
                 "created[gt]=1767226200&created[lt]=2026-01-01T00:20:00.000Z", "created[lte]=2026-01-01T01:15:00%2B01:00",
                 "type=physical&starting_after=prod_020", "q=hut&ending_before=prod_030&limit=5", "ending_before=prod_002",
                 "active=false", "active=true&type=digital&limit=4", "active=false&ending_before=prod_030",
+                "tag=sale", "tag=Sommer%20%C3%A9,sale&active=true", "tag=new&ending_before=prod_030&limit=3", "tag=none",
             ] { queries.append(try ProductQuery.parse(query: raw)) }
+            #expect(queries.filter { !$0.anyOf.isEmpty }.count == 4)
             for query in queries {
                 var expected = live.filter { query.matches($0, createdAt: Timestamp.epochMilliseconds($0.createdAt)) }
+                if query.anyOf.first?.values == ["sale"] { #expect(expected.count == 14, "the tag filter keeps products") }
                 switch query.cursor {
                 case .startingAfter(let id): expected = Array(expected.filter { $0.id > id }.prefix(query.limit))
                 case .endingBefore(let id): expected = Array(expected.filter { $0.id < id }.suffix(query.limit))

@@ -59,7 +59,7 @@ struct ImportTests {
         let base = stack.productsURL
         let nineImages = (0..<9).map { "\"https://cdn.example/\($0).png\"" }.joined(separator: ",")
         let file = [
-            #"{"name":"Lamp","description":"Warm light.","images":["https://cdn.example/lamp.png"],"metadata":{"watts":"60"}}"#,
+            #"{"name":"Lamp","description":"Warm light.","images":["https://cdn.example/lamp.png"],"tags":["light"],"metadata":{"watts":"60"}}"#,
             #"{"name":"Broken""#,
             #"{"name":"\#(String(repeating: "x", count: 251))"}"#,
             #"{"name":"Gallery","images":[\#(nineImages)]}"#,
@@ -94,7 +94,7 @@ struct ImportTests {
         let listed = try await stack.listedProducts()
         #expect(Set(listed.map(\.name)) == ["Lamp", "Chair"], "served at once by the replica that ran the job")
         let lamp = try #require(listed.first { $0.name == "Lamp" })
-        #expect(lamp.description == "Warm light." && lamp.images == ["https://cdn.example/lamp.png"] && lamp.metadata == ["watts": "60"])
+        #expect(lamp.description == "Warm light." && lamp.images == ["https://cdn.example/lamp.png"] && lamp.tags == ["light"] && lamp.metadata == ["watts": "60"])
         #expect(listed.first { $0.name == "Chair" }?.active == false)
         #expect(try await stack.databaseProducts().count == 2)
         // Each imported product has its event (on PostgreSQL, listed once no older transaction is still open).
@@ -103,7 +103,7 @@ struct ImportTests {
         }
         // The change log carries the new fields to events (and to the other replicas' feed).
         let events = try await HTTP.get(base + "/events?type=product.created").text
-        #expect(events.contains(#""description":"Warm light.","images":["https://cdn.example/lamp.png"],"active":true"#))
+        #expect(events.contains(#""description":"Warm light.","images":["https://cdn.example/lamp.png"],"tags":["light"],"active":true"#))
         #expect(events.contains(#""active":false"#))
         let feed = try await HTTP.get(stack.databaseURL + "/api/changes?limit=100").text
         #expect(feed.contains(#""description":"Warm light.""#))

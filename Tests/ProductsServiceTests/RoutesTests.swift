@@ -235,6 +235,52 @@ struct RoutesTests {
         }
     }
 
+    @Test("tags: trimmed, repeats dropped, filtered with ?tag= (any of) on listings and exports, cleared by PATCH null, validated by name")
+    func tags() async throws {
+        let database = FakeDatabaseService()
+        try await withApp(database: database) { client async throws in
+            func send(_ method: HTTPRequest.Method, _ uri: String, _ body: String) async throws -> TestResponse {
+                try await client.execute(uri: uri, method: method, headers: [.contentType: "application/json"], body: ByteBuffer(string: body))
+            }
+            func listed(_ query: String) async throws -> [String] {
+                try JSONDecoder().decode([Product].self, from: try await client.execute(uri: "/products?" + query, method: .get).body).map(\.name)
+            }
+            let shirt = try JSONDecoder().decode(Product.self, from: try await create(client, #"{"name":"Shirt","tags":[" summer ","sale","summer"]}"#).body)
+            #expect(shirt.tags == ["summer", "sale"])
+            _ = try await create(client, #"{"name":"Hat","tags":["winter"]}"#)
+            _ = try await create(client, #"{"name":"Plain"}"#)
+            #expect(try await listed("tag=sale") == ["Shirt"])
+            #expect(try await listed("tag=winter,sale") == ["Shirt", "Hat"])
+            #expect(try await listed("tag=winter,sale&q=ha") == ["Hat"])
+            #expect(try await listed("tag=Sale").isEmpty, "tags compare exactly")
+            let export = try await client.execute(uri: "/exports/products.jsonl?tag=winter", method: .get)
+            #expect(String(buffer: export.body).split(separator: "\n").count == 1 && String(buffer: export.body).contains("\"Hat\""))
+
+            let patched = try await send(.patch, "/products/\(shirt.id)", #"{"tags":null}"#)
+            #expect(try JSONDecoder().decode(Product.self, from: patched.body).tags.isEmpty)
+            #expect(try await listed("tag=sale").isEmpty)
+            let replaced = try await send(.put, "/products/\(shirt.id)", #"{"name":"Shirt","tags":["sale"]}"#)
+            #expect(try JSONDecoder().decode(Product.self, from: replaced.body).tags == ["sale"])
+            try await eventually("persisted") { database.live(shirt.id)?.tags == ["sale"] }
+
+            let many = (0...64).map { #""t\#($0)""# }.joined(separator: ",")
+            for (body, param) in [
+                (#"{"name":"x","tags":"sale"}"#, "tags"), (#"{"name":"x","tags":["a,b"]}"#, "tags[0]"), (#"{"name":"x","tags":["ok","  "]}"#, "tags[1]"),
+                (#"{"name":"x","tags":[1]}"#, "tags[0]"), (#"{"name":"x","tags":[\#(many)]}"#, "tags"),
+                (#"{"name":"x","tags":["\#(String(repeating: "t", count: 65))"]}"#, "tags[0]"), (#"{"name":"x","tags":null}"#, "tags"),
+            ] {
+                let response = try await create(client, body)
+                #expect(response.status == .badRequest, "\(body)")
+                #expect(try JSONDecoder().decode(APIError.Body.self, from: response.body).param == param, "\(body)")
+            }
+            for query in ["tag=", "tag=a,,b", "tag=%20"] {
+                let response = try await client.execute(uri: "/products?" + query, method: .get)
+                #expect(response.status == .badRequest, "\(query)")
+                #expect(try JSONDecoder().decode(APIError.Body.self, from: response.body).param == "tag", "\(query)")
+            }
+        }
+    }
+
     @Test("description, images and active: set on create, kept by PATCH, reset by PUT, filtered with ?active=, validated by name")
     func richFields() async throws {
         let database = FakeDatabaseService()
@@ -247,7 +293,7 @@ struct RoutesTests {
             let plain = try JSONDecoder().decode(Product.self, from: try await create(client, #"{"name":"Plain"}"#).body)
             #expect(plain.description == nil && plain.images.isEmpty && plain.active)
             #expect(String(buffer: try await client.execute(uri: "/products/\(plain.id)", method: .get).body)
-                .contains(#""description":null,"images":[],"active":true"#))
+                .contains(#""description":null,"images":[],"tags":[],"active":true"#))
 
             let inactive = try await client.execute(uri: "/products?active=false", method: .get)
             #expect(try JSONDecoder().decode([Product].self, from: inactive.body).map(\.id) == [product.id])

@@ -95,7 +95,7 @@ struct ProductFieldTests {
         let now = Timestamp.now()
         let product = Product(
             id: "prod_1", name: "Crème \"brûlée\"", type: "food", description: "line\none", images: ["https://example.com/a.png"],
-            active: false, metadata: ["k": "v"], createdAt: now, updatedAt: now, version: 7)
+            tags: ["sale", "été"], active: false, metadata: ["k": "v"], createdAt: now, updatedAt: now, version: 7)
         #expect(try Product(json: String(buffer: product.json)) == product)
         #expect(try JSONDecoder().decode(Product.self, from: Data(buffer: product.json)) == product)
         #expect(try Product(json: String(decoding: JSONEncoder().encode(product), as: UTF8.self)) == product)
@@ -110,5 +110,15 @@ struct ProductFieldTests {
             #expect(throws: DecodingError.self, "\(field.name)") { try JSONDecoder().decode(Product.self, from: Data(text.utf8)) }
         }
         #expect(throws: JSONSyntaxError.self) { try Product(json: String(buffer: product.json) + " x") }
+        // A field added later reads as its default in a product stored without it.
+        for field in Product.fields where field.added {
+            var object = try #require(try JSONSerialization.jsonObject(with: Data(buffer: product.json)) as? Object)
+            object[field.name] = nil
+            let data = try JSONSerialization.data(withJSONObject: object)
+            var expected = product
+            field.copy(from: Product.blank, to: &expected)
+            #expect(try Product(json: String(decoding: data, as: UTF8.self)) == expected, "\(field.name)")
+            #expect(try JSONDecoder().decode(Product.self, from: data) == expected, "\(field.name)")
+        }
     }
 }

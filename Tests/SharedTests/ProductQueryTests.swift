@@ -9,7 +9,7 @@ struct ProductQueryTests {
     @Test("every parameter parses, percent-encoded names included, and round-trips through queryString")
     func parses() throws {
         let query = try ProductQuery.parse(
-            query: "limit=5&type=digital&ids=b,a,b&created%5Bgte%5D=2026-01-01T00:00:00Z&created[lt]=1767225600&q=Red+Shirt&starting_after=prod_x")
+            query: "limit=5&type=digital&ids=b,a,b&created%5Bgte%5D=2026-01-01T00:00:00Z&created[lt]=1767225600&q=Red+Shirt&starting_after=prod_x&tag=sale,%20summer%20,sale")
         #expect(query.limit == 5)
         #expect(query.type == "digital")
         #expect(query.ids == ["a", "b"])
@@ -18,6 +18,7 @@ struct ProductQueryTests {
         #expect(query.search == "Red Shirt")
         #expect(query.foldedSearch == "red shirt")
         #expect(query.cursor == .startingAfter("prod_x"))
+        #expect(query.anyOf.map(\.values) == [["sale", "summer"]] && query.anyOf.map(\.parameter) == ["tag"])
         let again = try ProductQuery.parse(query: query.queryString(cursor: query.cursor))
         #expect(again == query)
         #expect(try ProductQuery.parse(query: nil) == ProductQuery())

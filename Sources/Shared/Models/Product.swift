@@ -11,6 +11,8 @@ package struct Product: Codable, Sendable, Equatable {
     package var description: String?
     /// Absolute http(s) URLs of the product's images, in display order.
     package var images: [String]
+    /// Words a shop groups and filters products by (`?tag=`), without repeats, in the order given.
+    package var tags: [String]
     /// Whether the product is for sale; an inactive one stays readable and filterable with `?active=false`.
     package var active: Bool
     package var metadata: [String: String]
@@ -20,13 +22,14 @@ package struct Product: Codable, Sendable, Equatable {
 
     package init(
         id: String, name: String, type: String = ProductRules.defaultType, description: String? = nil, images: [String] = [],
-        active: Bool = true, metadata: [String: String], createdAt: String, updatedAt: String, version: Int64
+        tags: [String] = [], active: Bool = true, metadata: [String: String], createdAt: String, updatedAt: String, version: Int64
     ) {
         self.id = id
         self.name = name
         self.type = type
         self.description = description
         self.images = images
+        self.tags = tags
         self.active = active
         self.metadata = metadata
         self.createdAt = createdAt
@@ -43,6 +46,9 @@ package struct Product: Codable, Sendable, Equatable {
         ProductField("description", .optionalText(\.description, ProductRules.validDescription), .optional),
         ProductField(
             "images", .texts(\.images, element: ProductRules.validImageURL, maxCount: ProductRules.maxImages, distinct: false), .optional),
+        ProductField(
+            "tags", .texts(\.tags, element: ProductRules.validTag, maxCount: ProductRules.maxTags, distinct: true), .optional,
+            anyOfFilter: "tag", added: true),
         ProductField("active", .flag(\.active), .optional, column: true),
         ProductField(
             "metadata", .textMap(\.metadata, entry: ProductRules.validateMetadataEntry, maxCount: ProductRules.maxMetadataKeys), .optional),

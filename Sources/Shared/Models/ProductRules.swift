@@ -10,6 +10,8 @@ package enum ProductRules {
     package static let maxDescriptionLength = 40_000
     package static let maxImages = 8
     package static let maxImageURLLength = 2_048
+    package static let maxTags = 64
+    package static let maxTagLength = 64
 
     /// Refuses U+0000: storage backends (SQLite's C strings, PostgreSQL's text) cannot keep it.
     package static func checkNoNUL(_ text: String, param: String) throws(APIError) {
@@ -46,6 +48,16 @@ package enum ProductRules {
             throw APIError.invalidParameter(param, "Product type must be 1 to \(maxTypeLength) characters")
         }
         return type
+    }
+
+    /// Trims and checks a tag: 1 to 64 characters, no comma (`?tag=` lists tags with commas), no NUL.
+    package static func validTag(_ raw: String, param: String) throws(APIError) -> String {
+        try checkNoNUL(raw, param: param)
+        let tag = trimmed(raw)
+        guard !tag.isEmpty, tag.unicodeScalars.count <= maxTagLength, !tag.utf8.contains(UInt8(ascii: ",")) else {
+            throw APIError.invalidParameter(param, "'\(param)' must be a tag of 1 to \(maxTagLength) characters without a comma")
+        }
+        return tag
     }
 
     /// Checks a description (kept as given, white space included): at most 40,000 characters, no NUL.
