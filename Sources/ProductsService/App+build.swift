@@ -108,7 +108,7 @@ func buildRouter(
         if settings.corsOrigins.isEmpty { .anyOriginWhile { authenticator.mode != .enforced } }
         else if settings.corsOrigins.contains("*") { .anyOrigin }
         else { .origins(Set(settings.corsOrigins)) }
-    router.add(middleware: EdgeMiddleware(cors: CORSHeaders(policy: cors)))
+    router.add(middleware: EdgeMiddleware(browserAccess: CORSHeaders(policy: cors)))
     let routes = RouteRecorder(router)
     let auth = AuthMiddleware<AppRequestContext>(
         authenticator: authenticator, rateLimiter: RateLimiter(rate: settings.rateLimit, burst: settings.rateBurst))

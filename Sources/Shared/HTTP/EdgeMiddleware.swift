@@ -4,7 +4,14 @@ import Logging
 import Metrics
 import Synchronization
 
-/// The one middleware in front of every route of both services: request and trace ids, CORS, errors in the one
+/// What a service lets browsers do (the Products Service's CORS): headers on every response, and the answer to a
+/// preflight `OPTIONS`.
+package protocol BrowserAccess: Sendable {
+    func preflight(_ request: Request) -> Response
+    func apply(to response: inout Response, for request: Request)
+}
+
+/// The one middleware in front of every route of both services: request and trace ids, browser access, errors in the one
 /// JSON shape, request metrics and the access log line, in a single async frame. Each was a middleware of its
 /// own before, and their frames, label allocations and post-write closures showed in profiles.
 ///
@@ -16,12 +23,13 @@ package struct EdgeMiddleware<Context: RequestContext>: RouterMiddleware {
     /// Paths asked by health checkers, scrapers and the other service's polling: logged at `debug`.
     package static var probePaths: Set<String> { ["/livez", "/readyz", "/health", "/metrics", "/api/keys/status"] }
 
-    let cors: CORSHeaders
+    let browserAccess: (any BrowserAccess)?
     let metrics = RequestMetrics()
     let quietPaths: Set<String>
 
-    package init(cors: CORSHeaders = CORSHeaders(), quietPaths: Set<String> = Self.probePaths) {
-        self.cors = cors
+    /// `browserAccess` nil: no CORS headers, and `OPTIONS` answers 204 bare.
+    package init(browserAccess: (any BrowserAccess)? = nil, quietPaths: Set<String> = Self.probePaths) {
+        self.browserAccess = browserAccess
         self.quietPaths = quietPaths
     }
 
@@ -33,7 +41,7 @@ package struct EdgeMiddleware<Context: RequestContext>: RouterMiddleware {
         var response: Response
         let failed: Bool
         if request.method == .options {
-            (response, failed) = (cors.preflight(request), false)
+            (response, failed) = (browserAccess?.preflight(request) ?? Response(status: .noContent), false)
         } else {
             (response, failed) = await RequestTrace.$current.withValue(trace) {
                 do {
@@ -42,7 +50,7 @@ package struct EdgeMiddleware<Context: RequestContext>: RouterMiddleware {
                     return (ErrorResponses.response(for: error, to: request, context: context), true)
                 }
             }
-            cors.apply(to: &response, for: request)
+            browserAccess?.apply(to: &response, for: request)
         }
         response.headers[.xRequestID] = trace.requestID
         let elapsed = ContinuousClock.now - started

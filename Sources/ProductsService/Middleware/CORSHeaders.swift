@@ -1,8 +1,9 @@
 import HTTPTypes
 import Hummingbird
+import Shared
 
 /// Which browser origins may call a service.
-package enum CORSPolicy: Sendable {
+enum CORSPolicy: Sendable {
     /// `Access-Control-Allow-Origin: *`.
     case anyOrigin
     /// Only these origins, echoed back with `Vary: Origin`.
@@ -24,11 +25,11 @@ package enum CORSPolicy: Sendable {
 ///
 /// Unlike Hummingbird's `CORSMiddleware`, the headers are sent even without an `Origin` header,
 /// because clients of the service we replace rely on seeing them on every response.
-package struct CORSHeaders: Sendable {
+struct CORSHeaders: BrowserAccess {
     let policy: CORSPolicy
     let headers: HTTPFields
 
-    package init(
+    init(
         policy: CORSPolicy = .anyOrigin,
         allowMethods: [HTTPRequest.Method] = [.get, .post, .put, .patch, .delete, .options],
         allowHeaders: [String] = ["Content-Type", "Authorization", "X-API-Key", "If-Match", "If-None-Match", "Idempotency-Key"],
