@@ -57,15 +57,15 @@ func buildRouter(
             .endpoints)
     let api = RouteCollection(context: AppRequestContext.self)
     if let serviceToken { api.add(middleware: ServiceTokenMiddleware(token: serviceToken)) }
-    api.addRoutes(ProductsController(store: store).endpoints, atPath: "/products")
-    api.addRoutes(ChangesController(store: store).endpoints, atPath: "/changes")
-    api.addRoutes(WritersController(store: store).endpoints, atPath: "/writers")
-    api.addRoutes(KeysController(keys: store).endpoints, atPath: "/keys")
-    api.addRoutes(TenantsController(keys: store).endpoints, atPath: "/tenants")
-    api.addRoutes(EventsController(store: store).endpoints, atPath: "/events")
-    api.addRoutes(ImportsController(store: store).endpoints, atPath: "/imports")
+    api.addRoutes(ProductsController(store: store.products).endpoints, atPath: "/products")
+    api.addRoutes(ChangesController(store: store.changes).endpoints, atPath: "/changes")
+    api.addRoutes(WritersController(store: store.keys).endpoints, atPath: "/writers")
+    api.addRoutes(KeysController(keys: store.keys).endpoints, atPath: "/keys")
+    api.addRoutes(TenantsController(keys: store.keys).endpoints, atPath: "/tenants")
+    api.addRoutes(EventsController(store: store.webhooks).endpoints, atPath: "/events")
+    api.addRoutes(ImportsController(store: store.imports).endpoints, atPath: "/imports")
     api.addRoutes(
-        WebhooksController(store: store, allowPrivateTargets: allowPrivateWebhookTargets).endpoints, atPath: "/webhook_endpoints")
+        WebhooksController(store: store.webhooks, allowPrivateTargets: allowPrivateWebhookTargets).endpoints, atPath: "/webhook_endpoints")
     routes.addRoutes(api, atPath: "/api")
     routes.addMethodNotAllowedHandling()
     return routes

@@ -26,7 +26,7 @@ struct Keys: AsyncParsableCommand {
         func run() async throws {
             let scope: KeyGrant.Scope = readOnly ? .readOnly : .readWrite
             let tenant = tenant
-            let created = try await storage.withStore { store in try await store.createKey(tenant: tenant, scope: scope) }
+            let created = try await storage.withStore { store in try await store.keys.createKey(tenant: tenant, scope: scope) }
             print("Created \(created.grant.id) for tenant \(tenant) (\(created.grant.scope.rawValue)). Store the key now; it is not shown again:")
             print(created.key)
         }
@@ -39,7 +39,7 @@ struct Keys: AsyncParsableCommand {
         @OptionGroup var storage: StorageOptions
 
         func run() async throws {
-            let keys = try await storage.withStore { store in try await store.keys() }
+            let keys = try await storage.withStore { store in try await store.keys.keys() }
             if keys.isEmpty { print("No API keys: the Products Service runs open, as tenant 'default'.") }
             for key in keys {
                 var line = "\(key.id)  tenant=\(key.tenant)  scope=\(key.scope.rawValue)  created=\(key.createdAt)"
@@ -61,7 +61,7 @@ struct Keys: AsyncParsableCommand {
 
         func run() async throws {
             let keyID = keyID
-            guard try await storage.withStore({ store in try await store.revokeKey(id: keyID) }) else {
+            guard try await storage.withStore({ store in try await store.keys.revokeKey(id: keyID) }) else {
                 throw ValidationError("no active key \(keyID)")
             }
             print("Revoked \(keyID); the Products Service refuses it within 10 seconds.")

@@ -25,18 +25,18 @@ struct MigrationTests {
     /// What every backend must show after migrating: the product as it was, the tombstone still a tombstone, and
     /// new writes working on the migrated table.
     static func check(_ store: any DataStore) async throws {
-        #expect(try await store.product(tenant: "t", id: "prod_1") == product)
-        #expect(try await store.product(tenant: "t", id: "prod_gone") == nil)
-        #expect(try await store.list(tenant: "t", query: ProductQuery(limit: 10)).products == [product])
-        let page = try await store.listJSON(tenant: "t", query: ProductQuery(limit: 10))
+        #expect(try await store.products.product(tenant: "t", id: "prod_1") == product)
+        #expect(try await store.products.product(tenant: "t", id: "prod_gone") == nil)
+        #expect(try await store.products.list(tenant: "t", query: ProductQuery(limit: 10)).products == [product])
+        let page = try await store.products.listJSON(tenant: "t", query: ProductQuery(limit: 10))
         #expect(try ProductPage(json: page).products == [product])
-        #expect(try await store.apply([.upsert(tenant: "t", product: { var p = product; p.id = "prod_gone"; p.version = 2; return p }())])
+        #expect(try await store.products.apply([.upsert(tenant: "t", product: { var p = product; p.id = "prod_gone"; p.version = 2; return p }())])
             == [.stale(storedVersion: 5, deleted: true)], "the tombstone still holds back older writes")
         var renamed = product
         renamed.name = "Renamed"
         renamed.version = 4
-        #expect(try await store.apply([.upsert(tenant: "t", product: renamed)]) == [.updated])
-        #expect(try await store.product(tenant: "t", id: "prod_1") == renamed)
+        #expect(try await store.products.apply([.upsert(tenant: "t", product: renamed)]) == [.updated])
+        #expect(try await store.products.product(tenant: "t", id: "prod_1") == renamed)
         #expect(try await store.schemaVersion() == StoreSchema.productBody)
     }
 

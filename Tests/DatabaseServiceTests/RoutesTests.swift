@@ -39,7 +39,7 @@ struct RoutesTests {
             let authorized: HTTPFields = [.authorization: "Bearer t0ken-for-tests", .tenantID: "acme"]
             #expect(try await client.execute(uri: "/api/products", method: .get, headers: authorized).status == .ok)
 
-            let (grant, key) = try await store.createKey(tenant: "acme", scope: .readOnly)
+            let (grant, key) = try await store.keys.createKey(tenant: "acme", scope: .readOnly)
             let status = try await client.execute(uri: "/api/keys/status", method: .get, headers: authorized)
             #expect(String(buffer: status.body) == #"{"active_keys":1}"#)
             let verify = try await post(client, "/api/keys/verify", #"{"key_hash":"\#(APIKey.hash(key))"}"#, headers: authorized)
@@ -127,7 +127,7 @@ struct RoutesTests {
         try await withApp(serviceToken: nil) { client, store async throws in
             let now = Timestamp.now()
             let horizon = Timestamp.nowMilliseconds()
-            _ = try await store.purgeTombstones(deletedBefore: horizon)
+            _ = try await store.products.purgeTombstones(deletedBefore: horizon)
             func upsert(_ id: String, name: String = "A", recorded: String = "") -> String {
                 #"{"op":"upsert","product":{"id":"\#(id)","name":"\#(name)","type":"t","description":null,"images":[],"active":true,"metadata":{},"created_at":"\#(now)","updated_at":"\#(now)","version":1}\#(recorded)}"#
             }

@@ -3,7 +3,7 @@ import Shared
 
 /// `GET /health`, `GET /livez` and `GET /readyz`: whether the process and its storage answer.
 struct HealthController<Context: RequestContext> {
-    let store: any ProductStore
+    let store: any DataStore
 
     var endpoints: RouteCollection<Context> {
         RouteCollection(context: Context.self)

@@ -14,7 +14,7 @@ struct RetentionService: Service {
     func run() async throws {
         await cancelWhenGracefulShutdown {
             await withTaskGroup(of: Void.self) { group in
-                group.addTask { await store.listenForChanges() }
+                group.addTask { await store.changes.listenForChanges() }
                 group.addTask { await purgeUntilCancelled() }
                 await group.waitForAll()
             }
@@ -30,20 +30,20 @@ struct RetentionService: Service {
             let cutoff = Timestamp.nowMilliseconds() - Int64(retention.components.seconds * 1000)
                 - Int64(retention.components.attoseconds / 1_000_000_000_000_000)
             do {
-                let purged = try await store.purgeChanges(recordedBefore: cutoff)
+                let purged = try await store.changes.purgeChanges(recordedBefore: cutoff)
                 if purged > 0 { logger.info("purged changes past retention", metadata: ["changes": "\(purged)"]) }
-                let tombstones = try await store.purgeTombstones(deletedBefore: cutoff)
+                let tombstones = try await store.products.purgeTombstones(deletedBefore: cutoff)
                 if tombstones > 0 { logger.info("purged tombstones past retention", metadata: ["tombstones": "\(tombstones)"]) }
-                let deliveries = try await store.purgeDeliveries(before: cutoff)
+                let deliveries = try await store.webhooks.purgeDeliveries(before: cutoff)
                 if deliveries > 0 { logger.info("purged webhook deliveries past retention", metadata: ["rows": "\(deliveries)"]) }
-                let answers = try await store.purgeAnswers(createdBefore: Timestamp.nowMilliseconds() - Self.answerRetentionMs)
+                let answers = try await store.products.purgeAnswers(createdBefore: Timestamp.nowMilliseconds() - Self.answerRetentionMs)
                 if answers > 0 { logger.info("purged idempotency answers past 24 hours", metadata: ["answers": "\(answers)"]) }
-                let imports = try await store.purgeImports(finishedBefore: cutoff)
+                let imports = try await store.imports.purgeImports(finishedBefore: cutoff)
                 if imports > 0 { logger.info("purged import jobs past retention", metadata: ["jobs": "\(imports)"]) }
                 // Only once this process has been up that long: a replica cannot report while the Database Service is down.
                 if ContinuousClock.now - started >= .milliseconds(ImportRules.silenceBeforeFailingMs) {
                     let now = Timestamp.nowMilliseconds()
-                    let silent = try await store.failSilentImports(silentSinceMs: now - ImportRules.silenceBeforeFailingMs, nowMs: now)
+                    let silent = try await store.imports.failSilentImports(silentSinceMs: now - ImportRules.silenceBeforeFailingMs, nowMs: now)
                     if silent > 0 { logger.warning("failed import jobs whose replica stopped reporting", metadata: ["jobs": "\(silent)"]) }
                 }
             } catch {

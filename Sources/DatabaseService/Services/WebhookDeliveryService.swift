@@ -85,11 +85,11 @@ final class WebhookDeliveryService: Service {
     // MARK: Fan-out
 
     private func fanOutUntilCancelled() async {
-        let changes = store.changeSignal
+        let changes = store.changes.changeSignal
         while !Task.isCancelled {
             let generation = changes.generation
             do {
-                let read = try await store.dispatchEvents(limit: 1000, nowMs: Timestamp.nowMilliseconds())
+                let read = try await store.webhooks.dispatchEvents(limit: 1000, nowMs: Timestamp.nowMilliseconds())
                 if let read, read > 0 { fannedOut.signal() }
                 if read == 1000 { continue }
             } catch {
@@ -111,7 +111,7 @@ final class WebhookDeliveryService: Service {
                 let free = settings.maxEndpointsInFlight - busyEndpoints.withLock { $0.count }
                 if free > 0 {
                     do {
-                        let due = try await store.dueEndpoints(nowMs: Timestamp.nowMilliseconds(), limit: settings.maxEndpointsInFlight * 2)
+                        let due = try await store.webhooks.dueEndpoints(nowMs: Timestamp.nowMilliseconds(), limit: settings.maxEndpointsInFlight * 2)
                         for endpointID in due {
                             let started = busyEndpoints.withLock { busy -> Bool? in
                                 guard busy.count < settings.maxEndpointsInFlight else { return nil }
@@ -144,7 +144,7 @@ final class WebhookDeliveryService: Service {
             async let next = claim(endpointID)
             let results = await send(current)
             do {
-                let disabled = try await store.recordAttempts(
+                let disabled = try await store.webhooks.recordAttempts(
                     results, endpointID: endpointID, nowMs: Timestamp.nowMilliseconds(),
                     disableAfterMs: Int64(settings.disableAfter.components.seconds * 1000))
                 if disabled {
@@ -170,7 +170,7 @@ final class WebhookDeliveryService: Service {
     /// Claims the endpoint's next due deliveries; nil when there are none, it is gone or disabled, or the claim failed.
     private func claim(_ endpointID: String) async -> ClaimedDeliveries? {
         do {
-            return try await store.claimDeliveries(
+            return try await store.webhooks.claimDeliveries(
                 endpointID: endpointID, nowMs: Timestamp.nowMilliseconds(), leaseMs: leaseMs,
                 limit: settings.concurrencyPerEndpoint * Self.claimRounds)
         } catch {
@@ -291,7 +291,7 @@ final class WebhookDeliveryService: Service {
 
     private func measureUntilCancelled() async {
         while !Task.isCancelled {
-            if let oldest = try? await store.oldestPendingDeliveryMs() {
+            if let oldest = try? await store.webhooks.oldestPendingDeliveryMs() {
                 oldestPending.record(Double(max(0, Timestamp.nowMilliseconds() - oldest)) / 1000)
             } else {
                 oldestPending.record(0)

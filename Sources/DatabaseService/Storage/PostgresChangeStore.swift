@@ -6,45 +6,13 @@ import ServiceLifecycle
 import Shared
 
 /// The change log on PostgreSQL.
-extension PostgresStore: ChangeStore {
+struct PostgresChangeStore: ChangeStore, PostgresFeatureStore {
+    let database: PostgresStore
 
-    /// Records an applied change in the transaction that applied it; `transaction_id` defaults to that
-    /// transaction's id.
-    func record(_ change: LoggedChange, on connection: PostgresConnection) async throws {
-        try await connection.query(
-            """
-            INSERT INTO product_changes (tenant, product_id, version, op, changed_at, recorded_ms, product, event_type)
-            VALUES (\(change.tenant), \(change.id), \(change.version), \(change.op.rawValue), \(change.changedAt),
-                    \(Timestamp.nowMilliseconds()), \(change.productJSON), \(change.eventType.rawValue))
-            """, logger: logger)
-    }
 
-    /// Logs changes in their order, with one statement.
-    func record(_ changes: [LoggedChange], on connection: PostgresConnection) async throws {
-        guard changes.count > 1 else {
-            if let change = changes.first { try await record(change, on: connection) }
-            return
-        }
-        // A product is never empty JSON, so an empty string stands for a delete's NULL (arrays cannot hold NULL).
-        try await connection.query(
-            """
-            INSERT INTO product_changes (tenant, product_id, version, op, changed_at, recorded_ms, product, event_type)
-            SELECT tenant, product_id, version, op, changed_at, \(Timestamp.nowMilliseconds()), NULLIF(product, ''), event_type
-            FROM unnest(\(changes.map(\.tenant))::text[], \(changes.map(\.id))::text[], \(changes.map(\.version))::bigint[],
-                        \(changes.map(\.op.rawValue))::text[], \(changes.map(\.changedAt))::text[], \(changes.map { $0.productJSON ?? "" })::text[],
-                        \(changes.map(\.eventType.rawValue))::text[])
-                WITH ORDINALITY AS change (tenant, product_id, version, op, changed_at, product, event_type, ordinal)
-            ORDER BY ordinal
-            """, logger: logger)
-    }
 
-    /// The channel every Database Service process listens on. A notification is a hint that changes committed.
-    static let changesChannel = "product_changes"
 
-    /// Queues one notification, sent when the transaction commits (PostgreSQL folds repeats within a transaction).
-    func notifyChanges(on connection: PostgresConnection) async throws {
-        try await connection.query("SELECT pg_notify(\(Self.changesChannel), '')", logger: logger)
-    }
+
 
     // Reading below the horizon. Positions come from a sequence, taken when a row is inserted, but transactions
     // commit in any order: a reader that saw position 12 committed may later see 11 appear, when the slower
@@ -54,7 +22,6 @@ extension PostgresStore: ChangeStore {
     // transaction below it has committed or aborted, so the rows below it are final and no row can appear among
     // them later. Rows are returned in (transaction id, position) order, and a cursor is such a pair. A long
     // transaction delays the feed (by its duration); it never makes the feed skip a change.
-    static let horizon = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
 
     func changes(after cursor: ChangeCursor, limit: Int) async throws -> ChangeRead {
         let rows = try await query(
@@ -77,21 +44,7 @@ extension PostgresStore: ChangeStore {
         return .page(page)
     }
 
-    static let changeColumns = "transaction_id, position, tenant, product_id, version, op, changed_at, recorded_ms, product, event_type"
 
-    /// Changes read with `changeColumns`.
-    static func changes(_ rows: PostgresRowSequence) async throws -> [LoggedChange] {
-        var changes: [LoggedChange] = []
-        for try await (transaction, position, tenant, id, version, op, changedAt, recordedMs, productText, eventType) in rows.decode(
-            (Int64, Int64, String, String, Int64, String, String, Int64, String?, String?).self)
-        {
-            changes.append(LoggedChange(
-                tenant: tenant, id: id, version: version, op: Change.Operation(rawValue: op) ?? .delete, changedAt: changedAt,
-                productJSON: productText, eventType: eventType.flatMap(EventType.init(rawValue:)),
-                cursor: ChangeCursor(transaction: transaction, position: position), recordedMs: recordedMs))
-        }
-        return changes
-    }
 
     func purgedThrough() async throws -> ChangeCursor {
         let rows = try await query("SELECT purged_transaction, purged_position FROM change_log_state WHERE id = 1", logger: logger)
@@ -150,14 +103,13 @@ extension PostgresStore: ChangeStore {
         }
     }
 
-    static let purgeBatch = 5000
 
 
     /// Signals `changeSignal` on every notification of any process's commits, until cancelled; reconnects
     /// after a failure. Holds one pooled connection, so not with a pool of one: readers then see other
     /// processes' changes on their 0.5 s re-read.
     func listenForChanges() async {
-        guard maximumConnections > 1 else {
+        guard database.maximumConnections > 1 else {
             logger.notice("not listening for other processes' changes with a pool of one connection; feed readers re-read every 0.5 s")
             return
         }

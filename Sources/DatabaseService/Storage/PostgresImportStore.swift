@@ -3,7 +3,9 @@ import Shared
 
 /// Import jobs on PostgreSQL: a job's row is locked while a report is applied, so reports from a replica and the
 /// failing of silent jobs by any Database Service process do not overwrite each other.
-extension PostgresStore: ImportStore {
+struct PostgresImportStore: ImportStore, PostgresFeatureStore {
+    let database: PostgresStore
+
     func createImport(_ job: ImportJob) async throws -> ImportCreation {
         let text = try ImportSchema.encode(job)
         return try await transaction(logger: logger) { connection in

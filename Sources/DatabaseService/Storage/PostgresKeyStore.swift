@@ -6,7 +6,9 @@ import ServiceLifecycle
 import Shared
 
 /// API keys and writer numbers on PostgreSQL.
-extension PostgresStore: KeyStore {
+struct PostgresKeyStore: KeyStore, PostgresFeatureStore {
+    let database: PostgresStore
+
 
     func createKey(tenant: String, scope: KeyGrant.Scope) async throws -> (grant: KeyGrant, key: String) {
         let key = APIKey.generate()

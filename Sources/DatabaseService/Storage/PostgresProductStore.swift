@@ -6,7 +6,9 @@ import ServiceLifecycle
 import Shared
 
 /// Products, their history and idempotency answers on PostgreSQL.
-extension PostgresStore: ProductStore {
+struct PostgresProductStore: ProductStore, PostgresFeatureStore {
+    let database: PostgresStore
+
 
     /// Applies a batch in one transaction with a few statements a round, not a few a row: each round takes at most
     /// one operation of each product (the first round the first of each, and so on, so a product's operations keep
@@ -79,8 +81,6 @@ extension PostgresStore: ProductStore {
         return old.filter { present[operations[$0].tenant]?.contains(operations[$0].productID) != true }.map { ($0, horizonMs) }
     }
 
-    /// The advisory lock that orders tombstone purges with writes checked against the horizon.
-    static let tombstoneLock: Int64 = 7_206_114
 
     /// Stores operations of distinct products, each only if its version is newer, in one statement; then reads the
     /// stored state of those that were not. A row holds the product's JSON, the columns `Product.columnFields` names,
@@ -171,24 +171,7 @@ extension PostgresStore: ProductStore {
         }
     }
 
-    /// Stands for "no creation time in milliseconds" in the arrays a batch binds (they cannot hold NULL).
-    static let noMilliseconds = Int64.min
 
-    /// Runs a transaction again when PostgreSQL aborts it for a deadlock or a serialization failure.
-    func retryingConflicts<T: Sendable>(_ transaction: () async throws -> T) async throws -> T {
-        var attempt = 0
-        while true {
-            do {
-                return try await transaction()
-            } catch let error as PostgresTransactionError {
-                let state = (error.closureError as? PSQLError)?.serverInfo?[.sqlState]
-                guard state == "40P01" || state == "40001", attempt < 5 else { throw error }
-                attempt += 1
-                logger.debug("transaction conflict; retrying", metadata: ["sqlstate": "\(state ?? "")", "attempt": "\(attempt)"])
-                try await Task.sleep(for: .milliseconds(Int.random(in: 1...10) * attempt))
-            }
-        }
-    }
 
     /// Stores one operation if its version is newer, as `store(_:on:)` stores a batch.
     func store(_ operation: WriteOperation, on connection: PostgresConnection) async throws -> ApplyOutcome {

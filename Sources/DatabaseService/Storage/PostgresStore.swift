@@ -218,18 +218,7 @@ final class PostgresStore: Sendable {
         try await query("SELECT 1", logger: logger)
     }
 
-    static func binds(_ values: [String]) -> PostgresBindings {
-        var binds = PostgresBindings()
-        for value in values { binds.append(value) }
-        return binds
-    }
 
-    /// The products of rows whose one column is a product's JSON.
-    static func products(_ rows: PostgresRowSequence) async throws -> [Product] {
-        var products: [Product] = []
-        for try await body in rows.decode(String.self) { products.append(try Product(json: body)) }
-        return products
-    }
 }
 
 enum PostgresStoreError: Error, CustomStringConvertible {
@@ -240,4 +229,119 @@ enum PostgresStoreError: Error, CustomStringConvertible {
         case .vanished(let id): "product \(id) was neither written nor found"
         }
     }
+}
+
+extension PostgresStore: DataStore {
+    var products: any ProductStore { PostgresProductStore(database: self) }
+    var changes: any ChangeStore { PostgresChangeStore(database: self) }
+    var keys: any KeyStore { PostgresKeyStore(database: self) }
+    var webhooks: any WebhookStore { PostgresWebhookStore(database: self) }
+    var imports: any ImportStore { PostgresImportStore(database: self) }
+}
+
+/// A store of one feature, on the process's PostgreSQL pool.
+protocol PostgresFeatureStore: Sendable {
+    var database: PostgresStore { get }
+}
+
+extension PostgresFeatureStore {
+    var logger: Logger { database.logger }
+    var client: PostgresClient { database.client }
+    var changeSignal: ChangeSignal { database.changeSignal }
+
+    /// A statement on the pool, timed as the store method that sends it until its rows start.
+    @discardableResult
+    func query(_ query: PostgresQuery, logger: Logger, _ function: String = #function) async throws -> PostgresRowSequence {
+        try await database.query(query, logger: logger, function)
+    }
+
+    /// A transaction on one connection of the pool, timed as the store method that runs it.
+    func transaction<T: Sendable>(
+        logger: Logger, _ function: String = #function, _ body: (PostgresConnection) async throws -> sending T
+    ) async throws -> T {
+        try await database.transaction(logger: logger, function, body)
+    }
+
+    /// Records an applied change in the transaction that applied it; `transaction_id` defaults to that
+    /// transaction's id.
+    func record(_ change: LoggedChange, on connection: PostgresConnection) async throws {
+        try await connection.query(
+            """
+            INSERT INTO product_changes (tenant, product_id, version, op, changed_at, recorded_ms, product, event_type)
+            VALUES (\(change.tenant), \(change.id), \(change.version), \(change.op.rawValue), \(change.changedAt),
+                    \(Timestamp.nowMilliseconds()), \(change.productJSON), \(change.eventType.rawValue))
+            """, logger: logger)
+    }
+    /// Logs changes in their order, with one statement.
+    func record(_ changes: [LoggedChange], on connection: PostgresConnection) async throws {
+        guard changes.count > 1 else {
+            if let change = changes.first { try await record(change, on: connection) }
+            return
+        }
+        // A product is never empty JSON, so an empty string stands for a delete's NULL (arrays cannot hold NULL).
+        try await connection.query(
+            """
+            INSERT INTO product_changes (tenant, product_id, version, op, changed_at, recorded_ms, product, event_type)
+            SELECT tenant, product_id, version, op, changed_at, \(Timestamp.nowMilliseconds()), NULLIF(product, ''), event_type
+            FROM unnest(\(changes.map(\.tenant))::text[], \(changes.map(\.id))::text[], \(changes.map(\.version))::bigint[],
+                        \(changes.map(\.op.rawValue))::text[], \(changes.map(\.changedAt))::text[], \(changes.map { $0.productJSON ?? "" })::text[],
+                        \(changes.map(\.eventType.rawValue))::text[])
+                WITH ORDINALITY AS change (tenant, product_id, version, op, changed_at, product, event_type, ordinal)
+            ORDER BY ordinal
+            """, logger: logger)
+    }
+    /// Queues one notification, sent when the transaction commits (PostgreSQL folds repeats within a transaction).
+    func notifyChanges(on connection: PostgresConnection) async throws {
+        try await connection.query("SELECT pg_notify(\(Self.changesChannel), '')", logger: logger)
+    }
+    static var changeColumns: String { "transaction_id, position, tenant, product_id, version, op, changed_at, recorded_ms, product, event_type" }
+    /// Changes read with `changeColumns`.
+    static func changes(_ rows: PostgresRowSequence) async throws -> [LoggedChange] {
+        var changes: [LoggedChange] = []
+        for try await (transaction, position, tenant, id, version, op, changedAt, recordedMs, productText, eventType) in rows.decode(
+            (Int64, Int64, String, String, Int64, String, String, Int64, String?, String?).self)
+        {
+            changes.append(LoggedChange(
+                tenant: tenant, id: id, version: version, op: Change.Operation(rawValue: op) ?? .delete, changedAt: changedAt,
+                productJSON: productText, eventType: eventType.flatMap(EventType.init(rawValue:)),
+                cursor: ChangeCursor(transaction: transaction, position: position), recordedMs: recordedMs))
+        }
+        return changes
+    }
+    static var purgeBatch: Int { 5000 }
+    /// Runs a transaction again when PostgreSQL aborts it for a deadlock or a serialization failure.
+    func retryingConflicts<T: Sendable>(_ transaction: () async throws -> T) async throws -> T {
+        var attempt = 0
+        while true {
+            do {
+                return try await transaction()
+            } catch let error as PostgresTransactionError {
+                let state = (error.closureError as? PSQLError)?.serverInfo?[.sqlState]
+                guard state == "40P01" || state == "40001", attempt < 5 else { throw error }
+                attempt += 1
+                logger.debug("transaction conflict; retrying", metadata: ["sqlstate": "\(state ?? "")", "attempt": "\(attempt)"])
+                try await Task.sleep(for: .milliseconds(Int.random(in: 1...10) * attempt))
+            }
+        }
+    }
+    /// Stands for "no creation time in milliseconds" in the arrays a batch binds (they cannot hold NULL).
+    static var noMilliseconds: Int64 { Int64.min }
+    /// The advisory lock that orders tombstone purges with writes checked against the horizon.
+    static var tombstoneLock: Int64 { 7_206_114 }
+    static func binds(_ values: [String]) -> PostgresBindings {
+        var binds = PostgresBindings()
+        for value in values { binds.append(value) }
+        return binds
+    }
+    /// The products of rows whose one column is a product's JSON.
+    static func products(_ rows: PostgresRowSequence) async throws -> [Product] {
+        var products: [Product] = []
+        for try await body in rows.decode(String.self) { products.append(try Product(json: body)) }
+        return products
+    }
+
+    /// The channel every Database Service process listens on. A notification is a hint that changes committed.
+    static var changesChannel: String { "product_changes" }
+
+    static var horizon: String { "pg_snapshot_xmin(pg_current_snapshot())::text::bigint" }
 }

@@ -3,7 +3,9 @@ import Shared
 
 /// Events and webhooks on PostgreSQL: several processes may serve one database, so the dispatcher's cursor and
 /// each delivery's try are claimed with `FOR UPDATE SKIP LOCKED`, and a claimed try is leased until it is recorded.
-extension PostgresStore: WebhookStore {
+struct PostgresWebhookStore: WebhookStore, PostgresFeatureStore {
+    let database: PostgresStore
+
     func events(tenant: String, query: EventQuery) async throws -> EventPage {
         var sql = "SELECT \(Self.changeColumns) FROM product_changes WHERE tenant = $1 AND transaction_id < \(Self.horizon)"
         var binds = PostgresBindings()
@@ -21,7 +23,7 @@ extension PostgresStore: WebhookStore {
             descending = true
         case nil: break
         }
-        if let type = query.type { sql += SQLiteStore.eventTypeFilter(type) }
+        if let type = query.type { sql += WebhookSchema.eventTypeFilter(type) }
         sql += descending ? " ORDER BY transaction_id DESC, position DESC" : " ORDER BY transaction_id, position"
         sql += " LIMIT \(query.limit + 1)"
         var events = try await Self.changes(try await self.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger))

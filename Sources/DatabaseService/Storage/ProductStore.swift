@@ -1,7 +1,25 @@
 import NIOCore
 import Shared
 
-/// The Database Service's storage: versioned products and tombstones, scoped by tenant. Routes never see SQL.
+/// Everything the Database Service keeps, one store per feature over one database: products, the change log,
+/// API keys and writer numbers, events with their webhook deliveries, import jobs. Routes never see SQL.
+protocol DataStore: Sendable {
+    var products: any ProductStore { get }
+    var changes: any ChangeStore { get }
+    var keys: any KeyStore { get }
+    var webhooks: any WebhookStore { get }
+    var imports: any ImportStore { get }
+    /// Checks that the backend answers.
+    func ping() async throws
+    /// The backend's name, reported by `/health`.
+    var backend: String { get }
+    /// The last migration applied, reported by `/health`.
+    func schemaVersion() async throws -> String?
+    /// The connection pool, as `/health` reports it.
+    var poolDescription: String { get }
+}
+
+/// Versioned products and tombstones, scoped by tenant, with their history and idempotency answers.
 protocol ProductStore: Sendable {
     /// Applies operations in one transaction, each only if newer than what is stored; outcomes in input order.
     /// `recordedAtMs` is empty or holds one time per operation (when it was first recorded; nil for now): an
@@ -24,14 +42,6 @@ protocol ProductStore: Sendable {
     /// The same page as its JSON, `{"products":[...],"has_more":...}`, which a store may write straight from its
     /// rows: a replica loading its catalog reads a thousand such pages per million products.
     func listJSON(tenant: String, query: ProductQuery) async throws -> ByteBuffer
-    /// Checks that the backend answers.
-    func ping() async throws
-    /// The backend's name, reported by `/health`.
-    var backend: String { get }
-    /// The last migration applied, reported by `/health`.
-    func schemaVersion() async throws -> String?
-    /// The connection pool, as `/health` reports it.
-    var poolDescription: String { get }
 
     // MARK: History
 

@@ -5,7 +5,9 @@ import NIOCore
 import Shared
 
 /// The change log on SQLite.
-extension SQLiteStore: ChangeStore {
+struct SQLiteChangeStore: ChangeStore, SQLiteFeatureStore {
+    let database: SQLiteStore
+
 
     func changes(after cursor: ChangeCursor, limit: Int) async throws -> ChangeRead {
         try await read { db in
@@ -55,12 +57,15 @@ extension SQLiteStore: ChangeStore {
         }
     }
 
-    static let purgeBatch = 5000
-
-    static let changeColumns = "position, tenant, product_id, version, op, changed_at, recorded_ms, product, event_type"
-
     /// One process serves a SQLite file: its own commits signal directly.
     func listenForChanges() async {}
+}
+
+/// The change log's rows, which product writes log into and webhooks read.
+extension SQLiteFeatureStore {
+    static var purgeBatch: Int { 5000 }
+
+    static var changeColumns: String { "position, tenant, product_id, version, op, changed_at, recorded_ms, product, event_type" }
 
     static func record(_ change: LoggedChange, with writes: Writes) throws {
         let log = writes.log
@@ -82,5 +87,4 @@ extension SQLiteStore: ChangeStore {
             eventType: (row["event_type"] as String?).flatMap(EventType.init(rawValue:)),
             cursor: ChangeCursor(transaction: 0, position: row["position"]), recordedMs: row["recorded_ms"])
     }
-
 }

@@ -5,7 +5,9 @@ import NIOCore
 import Shared
 
 /// Import jobs on SQLite.
-extension SQLiteStore: ImportStore {
+struct SQLiteImportStore: ImportStore, SQLiteFeatureStore {
+    let database: SQLiteStore
+
     func createImport(_ job: ImportJob) async throws -> ImportCreation {
         let text = try ImportSchema.encode(job)
         return try await write { db in

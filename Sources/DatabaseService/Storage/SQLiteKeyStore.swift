@@ -5,7 +5,9 @@ import NIOCore
 import Shared
 
 /// API keys and writer numbers on SQLite.
-extension SQLiteStore: KeyStore {
+struct SQLiteKeyStore: KeyStore, SQLiteFeatureStore {
+    let database: SQLiteStore
+
     func createKey(tenant: String, scope: KeyGrant.Scope) async throws -> (grant: KeyGrant, key: String) {
         let key = APIKey.generate()
         let grant = KeyGrant(id: APIKey.generateID(), tenant: tenant, scope: scope)

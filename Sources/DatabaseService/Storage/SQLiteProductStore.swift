@@ -5,7 +5,9 @@ import NIOCore
 import Shared
 
 /// Products, their history and idempotency answers on SQLite.
-extension SQLiteStore: ProductStore {
+struct SQLiteProductStore: ProductStore, SQLiteFeatureStore {
+    let database: SQLiteStore
+
     func apply(_ operations: [WriteOperation], recordedAtMs: [Int64?]) async throws -> [ApplyOutcome] {
         // One thread writes: everything but the writes themselves (the rows' and the log's JSON) is made before.
         let rows = operations.map(Self.row(for:))

@@ -143,7 +143,17 @@ final class SQLiteStore: Sendable {
     static let fold = DatabaseFunction("products_fold", argumentCount: 1, pure: true) { values in
         String.fromDatabaseValue(values[0]).map(ProductQuery.fold)
     }
+}
 
+extension SQLiteStore: DataStore {
+    var products: any ProductStore { SQLiteProductStore(database: self) }
+    var changes: any ChangeStore { SQLiteChangeStore(database: self) }
+    var keys: any KeyStore { SQLiteKeyStore(database: self) }
+    var webhooks: any WebhookStore { SQLiteWebhookStore(database: self) }
+    var imports: any ImportStore { SQLiteImportStore(database: self) }
+}
+
+extension SQLiteStore {
     // MARK: Rows
 
     /// A product's row: its JSON, and the columns `Product.columnFields` names. A tombstone has no JSON and one
@@ -154,17 +164,6 @@ final class SQLiteStore: Sendable {
         var deleted: Bool
         var columns: [ProductField.ColumnValue]
         var body: String?
-    }
-
-    static func row(for operation: WriteOperation) -> Row {
-        switch operation {
-        case .upsert(let tenant, let product):
-            return Row(
-                tenant: tenant, id: product.id, version: product.version, deleted: false,
-                columns: Product.columnFields.map { $0.columnValue(product) }, body: String(buffer: product.json))
-        case .delete(let tenant, let id, let version, let deletedAt):
-            return Row(tenant: tenant, id: id, version: version, deleted: true, columns: [.text(deletedAt)], body: nil)
-        }
     }
 
     /// The statements a write runs, taken from the connection's cache once per transaction.
@@ -201,6 +200,39 @@ final class SQLiteStore: Sendable {
                     INSERT INTO product_changes (tenant, product_id, version, op, changed_at, recorded_ms, product, event_type)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                     """)
+        }
+    }
+}
+
+/// A store of one feature, on the process's one SQLite database.
+protocol SQLiteFeatureStore: Sendable {
+    var database: SQLiteStore { get }
+}
+
+extension SQLiteFeatureStore {
+    typealias Row = SQLiteStore.Row
+    typealias Writes = SQLiteStore.Writes
+
+    var changeSignal: ChangeSignal { database.changeSignal }
+
+    /// A read on the pool, timed as the store method that makes it.
+    func read<T: Sendable>(_ function: String = #function, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await database.read(function, body)
+    }
+
+    /// A write transaction on the pool, timed as the store method that makes it.
+    func write<T: Sendable>(_ function: String = #function, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await database.write(function, body)
+    }
+
+    static func row(for operation: WriteOperation) -> Row {
+        switch operation {
+        case .upsert(let tenant, let product):
+            return Row(
+                tenant: tenant, id: product.id, version: product.version, deleted: false,
+                columns: Product.columnFields.map { $0.columnValue(product) }, body: String(buffer: product.json))
+        case .delete(let tenant, let id, let version, let deletedAt):
+            return Row(tenant: tenant, id: id, version: version, deleted: true, columns: [.text(deletedAt)], body: nil)
         }
     }
 

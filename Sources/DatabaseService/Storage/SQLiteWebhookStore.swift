@@ -2,7 +2,9 @@ import GRDB
 import Shared
 
 /// Events and webhooks on SQLite: one process owns the file and its one writer serialises every claim.
-extension SQLiteStore: WebhookStore {
+struct SQLiteWebhookStore: WebhookStore, SQLiteFeatureStore {
+    let database: SQLiteStore
+
     func events(tenant: String, query: EventQuery) async throws -> EventPage {
         try await read { db in
             var sql = "SELECT \(Self.changeColumns) FROM product_changes WHERE tenant = ?"
@@ -18,7 +20,7 @@ extension SQLiteStore: WebhookStore {
                 descending = true
             case nil: break
             }
-            if let type = query.type { sql += Self.eventTypeFilter(type) }
+            if let type = query.type { sql += WebhookSchema.eventTypeFilter(type) }
             sql += descending ? " ORDER BY position DESC LIMIT ?" : " ORDER BY position LIMIT ?"
             arguments += [query.limit + 1]
             var events = try GRDB.Row.fetchAll(db, sql: sql, arguments: arguments).map(Self.change(from:))
@@ -29,8 +31,6 @@ extension SQLiteStore: WebhookStore {
         }
     }
 
-    /// The condition on a change's event type (a fixed string per type: no user input reaches the SQL).
-    static func eventTypeFilter(_ type: EventType) -> String { " AND event_type = '\(type.rawValue)'" }
 
     func createEndpoint(_ endpoint: StoredEndpoint) async throws -> Bool {
         try await write { db in

@@ -1,8 +1,5 @@
 import Shared
 
-/// Everything the Database Service keeps: products, API keys, events with their webhook deliveries, import jobs.
-typealias DataStore = ProductStore & ChangeStore & KeyStore & WebhookStore & ImportStore
-
 /// Product events (read from the change log) and webhook endpoints with their deliveries.
 ///
 /// Deliveries are fanned out from the change log by one dispatcher at a time (its cursor row is claimed with
@@ -111,6 +108,9 @@ struct AttemptRecord: Sendable, Equatable {
 
 /// The webhook tables, the same on both backends but for the auto-incrementing keys.
 enum WebhookSchema {
+    /// The condition on a change's event type (a fixed string per type: no user input reaches the SQL).
+    static func eventTypeFilter(_ type: EventType) -> String { " AND event_type = '\(type.rawValue)'" }
+
     static func statements(serial: String) -> [String] {
         [
             """
