@@ -61,8 +61,8 @@ func buildApplication(
     var logger = Logger(label: "products-service")
     logger.logLevel = settings.logLevel
     let directory = settings.journalEnabled ? settings.dataDirectory : nil
-    let catalog = Catalog(
-        try Catalog.Parts(
+    let replica = Replica(
+        try Replica.Parts(
             directory: directory, database: database, logger: logger, sync: settings.journalSync,
             idempotencyBytes: settings.idempotencyBytes, journalMemoryLimit: settings.journalMemoryBytes, shopLimits: settings.shopLimits),
         persistence: settings.persistence, cacheBudget: settings.cacheBudget, readmissionInterval: settings.cacheReadmissionInterval,
@@ -70,29 +70,29 @@ func buildApplication(
     if !settings.journalEnabled {
         logger.warning("journal is off: writes not yet persisted are lost if the process stops")
     }
-    let loader = CatalogLoader(catalog: catalog, retryMaxDelay: settings.persistence.retryMaxDelay, logger: logger)
+    let loader = ReplicaLoader(replica: replica, retryMaxDelay: settings.persistence.retryMaxDelay, logger: logger)
     let authenticator = Authenticator(
         database: database, directory: directory, logger: logger, requireKeys: settings.requireAPIKeys, usableFor: settings.keyOutageTrust,
         verifications: KeyVerifications(budget: settings.keyCacheBytes))
     let authMonitor = AuthModeMonitor(authenticator: authenticator, interval: settings.authModeInterval)
     let follower = ChangeFollower(
-        catalog: catalog, cursorFile: directory.map { $0 + "/change-cursor" }, logger: logger,
+        replica: replica, cursorFile: directory.map { $0 + "/change-cursor" }, logger: logger,
         retryMaxDelay: settings.persistence.retryMaxDelay)
-    catalog.setWriterNode(try WriterRegistrar.initialNode(directory: directory))
+    replica.setWriterNode(try WriterRegistrar.initialNode(directory: directory))
     let replicaID = try WriterRegistrar.replicaIdentity(directory: directory)
-    let registrar = WriterRegistrar(catalog: catalog, directory: directory, replicaID: replicaID, logger: logger)
+    let registrar = WriterRegistrar(replica: replica, directory: directory, replicaID: replicaID, logger: logger)
     let imports = ImportWorker(
-        catalog: catalog, directory: (directory ?? NSTemporaryDirectory() + "products-\(replicaID)") + "/imports", replicaID: replicaID,
+        replica: replica, directory: (directory ?? NSTemporaryDirectory() + "products-\(replicaID)") + "/imports", replicaID: replicaID,
         retryMaxDelay: settings.persistence.retryMaxDelay, logger: logger)
-    let budget = CacheBudgetService(catalog: catalog, interval: settings.cacheBudgetInterval, logger: logger)
+    let budget = CacheBudgetService(replica: replica, interval: settings.cacheBudgetInterval, logger: logger)
 
-    let router = try buildRouter(catalog: catalog, authenticator: authenticator, imports: imports, settings: settings).router
+    let router = try buildRouter(replica: replica, authenticator: authenticator, imports: imports, settings: settings).router
     // Shutdown runs in reverse: the server stops taking requests, the loader stops, the worker flushes,
     // then the journal closes, then whatever `services` holds.
     return Application(
         router: router,
         configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "products-service"),
-        services: services + catalog.services + [loader, follower, registrar, authMonitor, budget, imports],
+        services: services + replica.services + [loader, follower, registrar, authMonitor, budget, imports],
         onServerRunning: onServerRunning,
         logger: logger
     )
@@ -100,7 +100,7 @@ func buildApplication(
 
 /// The routes (recorded, for the OpenAPI check) and middleware of the Products Service.
 func buildRouter(
-    catalog: Catalog, authenticator: Authenticator, imports: ImportWorker, settings: ProductsServiceSettings
+    replica: Replica, authenticator: Authenticator, imports: ImportWorker, settings: ProductsServiceSettings
 ) throws -> RouteRecorder<AppRequestContext> {
     MetricsSetup.bootstrap()
     let router = Router(context: AppRequestContext.self)
@@ -114,16 +114,16 @@ func buildRouter(
         authenticator: authenticator, rateLimiter: RateLimiter(rate: settings.rateLimit, burst: settings.rateBurst))
     routes.addRoutes(
         ServiceController(
-            catalog: catalog, databaseServiceURL: settings.databaseServiceURL, backlogAlertAfter: settings.backlogAlertAfter,
+            replica: replica, databaseServiceURL: settings.databaseServiceURL, backlogAlertAfter: settings.backlogAlertAfter,
             feedLagAlertAfter: settings.feedLagAlertAfter, authenticator: authenticator
         ).endpoints)
-    routes.addRoutes(MetricsController(refresh: { ProductsMetrics.refresh(catalog, authenticator) }).endpoints)
-    routes.addRoutes(ProductsController(catalog: catalog, auth: auth).endpoints, atPath: "/products")
-    routes.addRoutes(ExportsController(catalog: catalog, auth: auth).endpoints, atPath: "/exports")
+    routes.addRoutes(MetricsController(refresh: { ProductsMetrics.refresh(replica, authenticator) }).endpoints)
+    routes.addRoutes(ProductsController(replica: replica, auth: auth).endpoints, atPath: "/products")
+    routes.addRoutes(ExportsController(replica: replica, auth: auth).endpoints, atPath: "/exports")
     routes.addRoutes(ImportsController(imports: imports, auth: auth).endpoints, atPath: "/imports")
-    routes.addRoutes(EventsController(database: catalog.database, auth: auth).endpoints, atPath: "/events")
-    routes.addRoutes(WebhookEndpointsController(database: catalog.database, auth: auth).endpoints, atPath: "/webhook_endpoints")
-    routes.addRoutes(CacheController(catalog: catalog, syncFlushTimeout: settings.syncFlushTimeout, auth: auth).endpoints, atPath: "/cache")
+    routes.addRoutes(EventsController(database: replica.database, auth: auth).endpoints, atPath: "/events")
+    routes.addRoutes(WebhookEndpointsController(database: replica.database, auth: auth).endpoints, atPath: "/webhook_endpoints")
+    routes.addRoutes(CacheController(replica: replica, syncFlushTimeout: settings.syncFlushTimeout, auth: auth).endpoints, atPath: "/cache")
     routes.addRoutes(
         try OpenAPIController(documentAt: Bundle.module.url(forResource: "openapi", withExtension: "json"), title: "Products Service")
             .endpoints)
@@ -133,15 +133,15 @@ func buildRouter(
 
 /// The gauges `/metrics` reads from state when scraped.
 enum ProductsMetrics {
-    static func refresh(_ catalog: Catalog, _ authenticator: Authenticator) {
-        let totals = catalog.totals
+    static func refresh(_ replica: Replica, _ authenticator: Authenticator) {
+        let totals = replica.totals
         Gauge(label: "products_cache_products").record(totals.products)
         Gauge(label: "products_cache_approximate_bytes").record(totals.approximateBytes)
         Gauge(label: "products_cache_tombstones").record(totals.tombstones)
         Gauge(label: "products_cache_tombstone_bytes").record(totals.tombstoneBytes)
-        Gauge(label: "products_cache_loaded").record(catalog.isLoaded ? 1 : 0)
-        Gauge(label: "products_cache_evicted_tenants").record(catalog.evictedTenantCount)
-        let persistence = catalog.persistence
+        Gauge(label: "products_cache_loaded").record(replica.isLoaded ? 1 : 0)
+        Gauge(label: "products_cache_evicted_tenants").record(replica.replication.evictedTenantCount)
+        let persistence = replica.persistence
         Gauge(label: "products_journal_pending_writes").record(persistence.backlog.count)
         let age = persistence.backlog.oldestRecordedAt.map { (ContinuousClock.now - $0).seconds } ?? 0
         Gauge(label: "products_journal_oldest_pending_seconds").record(age)
@@ -149,9 +149,9 @@ enum ProductsMetrics {
         Gauge(label: "products_journal_memory_bytes").record(persistence.backlog.inMemoryBytes)
         Gauge(label: "products_journal_failed").record(persistence.backlog.failure == nil ? 0 : 1)
         Gauge(label: "products_dead_letters").record(persistence.deadLetters.count)
-        Gauge(label: "products_idempotency_bytes").record(catalog.idempotencyBytes)
+        Gauge(label: "products_idempotency_bytes").record(replica.idempotencyBytes)
         Gauge(label: "products_key_cache_bytes").record(authenticator.verificationFigures.bytes)
-        let feed = catalog.feed.snapshot
+        let feed = replica.replication.feed.snapshot
         Gauge(label: "products_feed_lag_seconds").record(feed.lagSeconds() ?? -1)
         Gauge(label: "products_feed_position").record(Double(feed.cursor?.position ?? 0))
         Gauge(label: "products_feed_failing").record(feed.failing ? 1 : 0)

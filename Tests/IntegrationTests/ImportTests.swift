@@ -196,7 +196,7 @@ struct ImportTests {
         #expect(job.status == "succeeded" && job.written == 1_500, "\(job)")
 
         let copy = try await HTTP.send(.GET, base + "/exports/products.jsonl", headers: auth(globex.key))
-        func catalog(_ text: String) throws -> [Product] {
+        func replica(_ text: String) throws -> [Product] {
             try text.split(separator: "\n").map { line in
                 var product = try JSONDecoder().decode(Product.self, from: Data(line.utf8))
                 // Each write has its own time and version; everything else must match.
@@ -205,8 +205,8 @@ struct ImportTests {
                 return product
             }
         }
-        let original = try catalog(export.text)
-        #expect(try catalog(copy.text) == original)
+        let original = try replica(export.text)
+        #expect(try replica(copy.text) == original)
         #expect(original.contains { !$0.active } && original.contains { $0.images.count == 2 } && original.contains { $0.description != nil })
         // The shops stay apart: acme's catalog is as it was.
         #expect(try await HTTP.send(.GET, base + "/exports/products.jsonl", headers: auth(acme.key)).text == export.text)

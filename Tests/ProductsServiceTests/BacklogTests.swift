@@ -18,30 +18,30 @@ struct BacklogTests {
         database.isDown = true
         // About 16 writes of these products (some 360 bytes each in memory).
         let memory = 16 * 360
-        let fixture = try CatalogFixture(database: database, segmentSize: 4_000, journalMemoryLimit: memory)
+        let fixture = try ReplicaFixture(database: database, segmentSize: 4_000, journalMemoryLimit: memory)
         defer { fixture.remove() }
         var expected: [String: String?] = [:]
         var ids: [String] = []
         for index in 0..<120 {
-            let id = try await fixture.catalog.create(tenant: defaultTenant, try input("P\(index)")).written.product.id
+            let id = try await fixture.replica.create(tenant: defaultTenant, try input("P\(index)")).written.product.id
             ids.append(id)
             expected[id] = "P\(index)"
         }
         for id in ids.prefix(60) {
-            _ = try await fixture.catalog.update(tenant: defaultTenant, id: id, condition: nil) { product throws(APIError) in
+            _ = try await fixture.replica.update(tenant: defaultTenant, id: id, condition: nil) { product throws(APIError) in
                 var product = product
                 product.name += " v2"
                 return product
             }
             expected[id] = expected[id]!! + " v2"
         }
-        try await fixture.catalog.delete(tenant: defaultTenant, id: ids[5])
+        try await fixture.replica.delete(tenant: defaultTenant, id: ids[5])
         expected[ids[5]] = .some(nil)
         #expect(fixture.journal.backlog.count == 181)
         #expect(fixture.journal.backlog.inMemoryBytes <= memory && fixture.journal.backlog.inMemory < 20, "the rest of the backlog is only on disk")
         fixture.close()
 
-        let restarted = try CatalogFixture.reopen(fixture, segmentSize: 4_000, journalMemoryLimit: memory)
+        let restarted = try ReplicaFixture.reopen(fixture, segmentSize: 4_000, journalMemoryLimit: memory)
         defer { restarted.close() }
         #expect(restarted.journal.backlog.count == 181)
         #expect(restarted.journal.backlog.inMemoryBytes <= memory && (12..<20).contains(restarted.journal.backlog.inMemory))
@@ -53,7 +53,7 @@ struct BacklogTests {
         // The Database Service is back but has none of it yet: a full load must keep every pending product,
         // including those whose writes are only on disk.
         database.isDown = false
-        try await restarted.catalog.load(logger: logger)
+        try await restarted.replica.replication.load(logger: logger)
         #expect(cachedNames() == expected, "a full load keeps what is pending")
 
         let worker = PersistenceWorker(

@@ -35,34 +35,34 @@ struct CacheBudgetTests {
         let shopA = seed(database, tenant: "a", count: 20, prefix: "a")
         let shopB = seed(database, tenant: "b", count: 20, prefix: "b")
         let oneShop = CatalogCache.approximateBytes(of: shopA)
-        let fixture = try CatalogFixture(database: database, cacheBudget: oneShop + oneShop / 4)
+        let fixture = try ReplicaFixture(database: database, cacheBudget: oneShop + oneShop / 4)
         defer { fixture.close(); fixture.remove() }
-        let catalog = fixture.catalog
-        try await catalog.load(logger: logger)
+        let replica = fixture.replica
+        try await replica.replication.load(logger: logger)
 
         // Loaded in name order while they fit: "a" is resident, "b" is not, and "default" (empty) fit after it.
-        #expect(catalog.isAuthoritative(tenant: "a"))
-        #expect(!catalog.isAuthoritative(tenant: "b"))
-        #expect(catalog.isAuthoritative(tenant: defaultTenant))
+        #expect(replica.isAuthoritative(tenant: "a"))
+        #expect(!replica.isAuthoritative(tenant: "b"))
+        #expect(replica.isAuthoritative(tenant: defaultTenant))
         #expect(fixture.cache.statistics(tenant: "b").totalProducts == 0)
-        #expect(catalog.totals.approximateBytes <= catalog.cacheBudget!)
+        #expect(replica.totals.approximateBytes <= replica.replication.cacheBudget!)
 
         // Reads of the evicted shop come from the Database Service, complete and in order.
-        #expect(try await catalog.product(tenant: "b", id: shopB[3].id).product == shopB[3])
-        await #expect { try await catalog.product(tenant: "b", id: "prod_missing") } throws: { ($0 as? APIError)?.status == .notFound }
+        #expect(try await replica.product(tenant: "b", id: shopB[3].id).product == shopB[3])
+        await #expect { try await replica.product(tenant: "b", id: "prod_missing") } throws: { ($0 as? APIError)?.status == .notFound }
         var query = ProductQuery(limit: 7)
         query.type = "digital"
-        #expect(try await catalog.list(tenant: "b", query: query).products.map(\.product) == shopB.filter { $0.type == "digital" }.prefix(7).map { $0 })
+        #expect(try await replica.list(tenant: "b", query: query).products.map(\.product) == shopB.filter { $0.type == "digital" }.prefix(7).map { $0 })
 
         // A write to it stays in the cache until the Database Service confirms it, and shows in its listings.
-        let created = try await catalog.create(tenant: "b", try input("b new", type: "digital")).written.product
-        catalog.enforceBudget(logger: logger)
+        let created = try await replica.create(tenant: "b", try input("b new", type: "digital")).written.product
+        replica.replication.enforceBudget(logger: logger)
         #expect(fixture.cache.get(tenant: "b", id: created.id)?.product == created, "kept: the Database Service does not have it yet")
-        let listed = try await catalog.list(tenant: "b", query: ProductQuery(limit: 100)).products.map(\.product)
+        let listed = try await replica.list(tenant: "b", query: ProductQuery(limit: 100)).products.map(\.product)
         #expect(listed == shopB + [created])
-        try await catalog.delete(tenant: "b", id: shopB[0].id)
-        #expect(try await catalog.list(tenant: "b", query: ProductQuery(limit: 100)).products.map(\.product) == Array(shopB.dropFirst()) + [created])
-        await #expect { try await catalog.product(tenant: "b", id: shopB[0].id) } throws: { ($0 as? APIError)?.status == .notFound }
+        try await replica.delete(tenant: "b", id: shopB[0].id)
+        #expect(try await replica.list(tenant: "b", query: ProductQuery(limit: 100)).products.map(\.product) == Array(shopB.dropFirst()) + [created])
+        await #expect { try await replica.product(tenant: "b", id: shopB[0].id) } throws: { ($0 as? APIError)?.status == .notFound }
 
         // The feed keeps what an evicted shop holds current and does not fill it with the rest.
         var renamed = shopB[5]
@@ -72,12 +72,12 @@ struct CacheBudgetTests {
         #expect(fixture.cache.get(tenant: "b", id: shopB[5].id) == nil)
 
         // "b" was used since its eviction, more recently than "a": it comes back and "a" makes room.
-        #expect(try await catalog.readmitRecentlyUsed(logger: logger) == "b")
-        #expect(catalog.isAuthoritative(tenant: "b"))
-        #expect(!catalog.isAuthoritative(tenant: "a"))
-        #expect(try await catalog.list(tenant: "b", query: ProductQuery(limit: 100)).products.map(\.product) == Array(shopB.dropFirst()) + [created])
-        #expect(try await catalog.list(tenant: "a", query: ProductQuery(limit: 100)).products.map(\.product) == shopA)
-        #expect(catalog.totals.approximateBytes <= catalog.cacheBudget!)
+        #expect(try await replica.replication.readmitRecentlyUsed(logger: logger) == "b")
+        #expect(replica.isAuthoritative(tenant: "b"))
+        #expect(!replica.isAuthoritative(tenant: "a"))
+        #expect(try await replica.list(tenant: "b", query: ProductQuery(limit: 100)).products.map(\.product) == Array(shopB.dropFirst()) + [created])
+        #expect(try await replica.list(tenant: "a", query: ProductQuery(limit: 100)).products.map(\.product) == shopA)
+        #expect(replica.totals.approximateBytes <= replica.replication.cacheBudget!)
     }
 
     @Test("eviction keeps exactly the products with unconfirmed writes, including those only on disk")
@@ -85,22 +85,22 @@ struct CacheBudgetTests {
         let database = FakeDatabaseService()
         let shop = seed(database, tenant: defaultTenant, count: 30, prefix: "d")
         // Two of these writes (about 480 bytes each in memory) fit in 1,000 bytes.
-        let fixture = try CatalogFixture(database: database, journalMemoryLimit: 1_000, cacheBudget: 1)
+        let fixture = try ReplicaFixture(database: database, journalMemoryLimit: 1_000, cacheBudget: 1)
         defer { fixture.close(); fixture.remove() }
-        let catalog = fixture.catalog
+        let replica = fixture.replica
         database.isDown = true
         var written: [Product] = []
         for index in 0..<5 {
-            written.append(try await catalog.create(tenant: defaultTenant, try input("pending \(index)")).written.product)
+            written.append(try await replica.create(tenant: defaultTenant, try input("pending \(index)")).written.product)
         }
         #expect(fixture.journal.backlog.inMemory == 2, "three of them are only on disk")
         database.isDown = false
-        try await catalog.load(logger: logger)
-        #expect(!catalog.isAuthoritative(tenant: defaultTenant))
+        try await replica.replication.load(logger: logger)
+        #expect(!replica.isAuthoritative(tenant: defaultTenant))
         let held = Set(written.map(\.id))
         for product in written { #expect(fixture.cache.get(tenant: defaultTenant, id: product.id)?.product == product) }
         #expect(fixture.cache.statistics(tenant: defaultTenant).totalProducts == held.count)
-        let listed = try await catalog.list(tenant: defaultTenant, query: ProductQuery(limit: 100)).products.map(\.product)
+        let listed = try await replica.list(tenant: defaultTenant, query: ProductQuery(limit: 100)).products.map(\.product)
         #expect(listed == shop + written)
     }
 

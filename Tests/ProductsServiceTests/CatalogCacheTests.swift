@@ -18,10 +18,10 @@ struct CatalogCacheTests {
     func order() async {
         let cache = CatalogCache()
         for (ticket, id) in ["c", "a", "d", "b"].enumerated() { put(cache, "t", product(id), ticket: UInt64(ticket + 1)) }
-        #expect(await cache.list(tenant: "t", query: ProductQuery(limit: 10)).products.map(\.product.id) == ["a", "b", "c", "d"])
-        let page = await cache.list(tenant: "t", query: ProductQuery(limit: 2))
+        #expect(await cache.listing.list(tenant: "t", query: ProductQuery(limit: 10)).products.map(\.product.id) == ["a", "b", "c", "d"])
+        let page = await cache.listing.list(tenant: "t", query: ProductQuery(limit: 2))
         #expect(page.products.map(\.product.id) == ["a", "b"] && page.hasMore)
-        #expect(await cache.list(tenant: "other", query: ProductQuery(limit: 10)).products.isEmpty)
+        #expect(await cache.listing.list(tenant: "other", query: ProductQuery(limit: 10)).products.isEmpty)
     }
 
     @Test("a staged write is invisible to readers until promoted, while writers build on it")
@@ -36,11 +36,11 @@ struct CatalogCacheTests {
         })
         #expect(staged.0.product.version == 2)
         #expect(cache.get(tenant: "t", id: "p")?.product.name == "One", "readers see only durable writes")
-        #expect(await cache.list(tenant: "t", query: ProductQuery()).products.map(\.product.name) == ["One"])
+        #expect(await cache.listing.list(tenant: "t", query: ProductQuery()).products.map(\.product.name) == ["One"])
         #expect(cache.latest(tenant: "t", id: "p")?.product.name == "Two", "writers see the staged one")
         _ = cache.stage(tenant: "t", CachedProduct(product("q"))) { 3 }
         #expect(cache.get(tenant: "t", id: "q") == nil)
-        #expect(await cache.list(tenant: "t", query: ProductQuery()).products.count == 1)
+        #expect(await cache.listing.list(tenant: "t", query: ProductQuery()).products.count == 1)
 
         cache.promote(through: 2)
         #expect(cache.get(tenant: "t", id: "p")?.product.name == "Two")
@@ -96,7 +96,7 @@ struct CatalogCacheTests {
         final class Flag: Sendable { let raised = Mutex(false) }
         let paused = Flag()
         let listing = Task.detached {
-            await cache.list(tenant: "t", query: query, where: { _ in
+            await cache.listing.list(tenant: "t", query: query, where: { _ in
                 if !paused.raised.withLock({ $0 }) {
                     paused.raised.withLock { $0 = true }
                     inFilter.signal()
@@ -198,7 +198,7 @@ struct CatalogCacheTests {
         #expect(!cache.applyFeed(.delete(tenant: "t", id: "p", version: 4, deletedAt: Timestamp.now())), "an older delete")
         #expect(cache.applyFeed(.delete(tenant: "t", id: "p", version: 9, deletedAt: Timestamp.now())))
         #expect(cache.get(tenant: "t", id: "p") == nil)
-        #expect(await cache.list(tenant: "t", query: ProductQuery()).products.isEmpty)
+        #expect(await cache.listing.list(tenant: "t", query: ProductQuery()).products.isEmpty)
         #expect(cache.applyFeed(.upsert(tenant: "t", product: product("p", version: 12, name: "Back"))), "a later write wins, by version")
         #expect(!cache.applyFeed(.upsert(tenant: "t", product: product("q", version: 1)), deletesOnly: true), "catching up applies deletes only")
         #expect(cache.get(tenant: "t", id: "q") == nil)
@@ -229,7 +229,7 @@ struct CatalogCacheTests {
         #expect(!cache.applyFeed(.delete(tenant: "t", id: "x", version: 10, deletedAt: Timestamp.now())))
         #expect(!cache.applyFeed(.upsert(tenant: "t", product: product("x", version: 7))), "the older state, fetched before the delete")
         #expect(cache.get(tenant: "t", id: "x") == nil)
-        #expect(await cache.list(tenant: "t", query: ProductQuery()).products.isEmpty)
+        #expect(await cache.listing.list(tenant: "t", query: ProductQuery()).products.isEmpty)
         #expect(cache.applyFeed(.upsert(tenant: "t", product: product("x", version: 11))), "a newer write still wins")
         // A full load starts the feed where the load did, so it forgets confirmed tombstones.
         #expect(!cache.applyFeed(.delete(tenant: "t", id: "y", version: 4, deletedAt: Timestamp.now())))

@@ -18,9 +18,9 @@ struct CatalogLoadTests {
     @Test("a load across pages (each fetched while the last is parsed) caches every product as stored, drops what is gone, keeps what is pending")
     func pagedLoad() async throws {
         let database = FakeDatabaseService()
-        let count = Catalog.pageSize * 3 + 417
+        let count = Replication.pageSize * 3 + 417
         for index in 0..<count { database.seed(product(index, version: 2)) }
-        let fixture = try CatalogFixture(database: database)
+        let fixture = try ReplicaFixture(database: database)
         defer {
             fixture.close()
             fixture.remove()
@@ -37,9 +37,9 @@ struct CatalogLoadTests {
         for stale in gone { fixture.cache.replay(.upsert(tenant: defaultTenant, product: stale)) }
         // A write this replica has not sent yet, whose id sorts after every stored one: it stays.
         database.isDown = true
-        let pending = try await fixture.catalog.create(tenant: defaultTenant, try ProductInput(json: .object(["name": .string("New")])))
+        let pending = try await fixture.replica.create(tenant: defaultTenant, try ProductInput(json: .object(["name": .string("New")])))
         database.isDown = false
-        try await fixture.catalog.load(logger: logger)
+        try await fixture.replica.replication.load(logger: logger)
         #expect(database.listCount == 4, "four pages")
         #expect(fixture.cache.totals.products == count + 1)
         for index in [0, 5, 999, 1000, 1001, 2999, count - 1] {
@@ -47,7 +47,7 @@ struct CatalogLoadTests {
         }
         for stale in gone { #expect(fixture.cache.get(tenant: defaultTenant, id: stale.id) == nil, "\(stale.id) is gone from the Database Service") }
         #expect(fixture.cache.get(tenant: defaultTenant, id: try pending.written.id) != nil, "pending")
-        let listed = await fixture.cache.list(tenant: defaultTenant, query: ProductQuery(limit: 100, cursor: .startingAfter(product(995).id)))
+        let listed = await fixture.cache.listing.list(tenant: defaultTenant, query: ProductQuery(limit: 100, cursor: .startingAfter(product(995).id)))
         #expect(listed.products.map(\.id) == (996..<1096).map { product($0).id })
     }
 }

@@ -34,7 +34,7 @@ struct CreatedIndexTests {
         var ids: [String] = []
         var query = query
         while true {
-            let page = await cache.list(tenant: "t", query: query)
+            let page = await cache.listing.list(tenant: "t", query: query)
             ids += page.products.map(\.product.id)
             guard page.hasMore, let last = ids.last else { return ids }
             query.cursor = .startingAfter(last)
@@ -59,7 +59,7 @@ struct CreatedIndexTests {
         query.createdLT = (1_700_000_000 + 5_010) * 1000
         let checks = Checks()
         let narrow = query
-        let page = await cache.list(tenant: "t", query: query, where: { cached in
+        let page = await cache.listing.list(tenant: "t", query: query, where: { cached in
             checks.count.withLock { $0 += 1 }
             return narrow.matches(cached.product, createdAt: cached.createdAt)
         })
@@ -90,14 +90,14 @@ struct CreatedIndexTests {
             if everything.count > 2 {
                 backwards.cursor = .endingBefore(everything[everything.count - 1])
                 backwards.limit = 2
-                let before = await cache.list(tenant: "t", query: backwards)
+                let before = await cache.listing.list(tenant: "t", query: backwards)
                 #expect(before.products.map(\.product.id) == Array(everything.dropLast().suffix(2)), "\(bounds), backwards")
             }
         }
         // A wide range walks the catalog in order instead, with the same answers.
         var wide = ProductQuery(limit: 50)
         wide.createdGT = (1_700_000_000 + 100) * 1000
-        #expect(await cache.list(tenant: "t", query: wide).products.map(\.product.id) == Array(expected(products, wide).prefix(50)))
+        #expect(await cache.listing.list(tenant: "t", query: wide).products.map(\.product.id) == Array(expected(products, wide).prefix(50)))
     }
 
     @Test("the index appends products created in order, and drops itself for one created out of order or changed")

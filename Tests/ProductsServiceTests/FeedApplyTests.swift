@@ -22,23 +22,23 @@ struct FeedApplyTests {
 
     @Test("products the cache already holds at that version are not decoded; newer ones are, and a bad one fails the page")
     func decodesOnlyWhatIsNew() async throws {
-        let fixture = try CatalogFixture()
+        let fixture = try ReplicaFixture()
         defer { fixture.close(); fixture.remove() }
         fixture.cache.replay(.upsert(tenant: defaultTenant, product: Self.product("prod_a", version: 3)))
 
         var held = Change(.upsert(tenant: defaultTenant, product: Self.product("prod_a", version: 3)))
         held.product = nil
         held.encodedProduct = ByteBuffer(string: "not JSON at all")
-        #expect(try await fixture.catalog.apply([held], deletesOnly: false) == 0, "its own write back: skipped undecoded")
+        #expect(try await fixture.replica.replication.apply([held], deletesOnly: false) == 0, "its own write back: skipped undecoded")
 
         var broken = held
         broken.version = 4
-        await #expect(throws: JSONSyntaxError.self) { try await fixture.catalog.apply([broken], deletesOnly: false) }
+        await #expect(throws: JSONSyntaxError.self) { try await fixture.replica.replication.apply([broken], deletesOnly: false) }
         #expect(fixture.cache.get(tenant: defaultTenant, id: "prod_a")?.product.version == 3, "nothing of the failed page applied")
 
         let newer = try Self.encoded(Self.product("prod_a", version: 4, name: "Renamed"))
         let other = try Self.encoded(Self.product("prod_b", version: 1))
-        #expect(try await fixture.catalog.apply([newer, other], deletesOnly: false) == 2)
+        #expect(try await fixture.replica.replication.apply([newer, other], deletesOnly: false) == 2)
         #expect(fixture.cache.get(tenant: defaultTenant, id: "prod_a")?.product.name == "Renamed")
         #expect(fixture.cache.get(tenant: defaultTenant, id: "prod_b")?.product.version == 1)
     }

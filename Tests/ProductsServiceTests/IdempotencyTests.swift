@@ -23,14 +23,14 @@ struct IdempotencyTests {
     @Test("a key's answer is stored with its write by the Database Service: a retry on another replica replays it, another body is 422")
     func acrossReplicas() async throws {
         let database = FakeDatabaseService()
-        let first = try CatalogFixture(database: database)
-        let second = try CatalogFixture(database: database)
+        let first = try ReplicaFixture(database: database)
+        let second = try ReplicaFixture(database: database)
         defer { first.remove(); second.remove() }
-        let created = try await first.catalog.create(tenant: defaultTenant, try input("A"), idempotent: try request("k1")).written
+        let created = try await first.replica.create(tenant: defaultTenant, try input("A"), idempotent: try request("k1")).written
         #expect(database.live(created.product.id) == created.product, "stored in the Database Service before the answer")
         #expect(first.cache.get(tenant: defaultTenant, id: created.product.id)?.product == created.product, "and in this replica's cache")
         for fixture in [first, second] {
-            guard case .replayed(let replay) = try await fixture.catalog.create(tenant: defaultTenant, try input("A"), idempotent: try request("k1"))
+            guard case .replayed(let replay) = try await fixture.replica.create(tenant: defaultTenant, try input("A"), idempotent: try request("k1"))
             else {
                 Issue.record("a retry with the same key and body replays, on either replica")
                 return
@@ -38,7 +38,7 @@ struct IdempotencyTests {
             #expect(replay.status == 201 && replay.body == String(buffer: created.json) && replay.etag == created.etag)
         }
         await #expect(throws: APIError.idempotencyKeyReused) {
-            try await second.catalog.create(tenant: defaultTenant, try input("B"), idempotent: try request("k1", body: #"{"name":"B"}"#))
+            try await second.replica.create(tenant: defaultTenant, try input("B"), idempotent: try request("k1", body: #"{"name":"B"}"#))
         }
         #expect(database.liveCount == 1, "one product, however many retries")
         #expect(throws: APIError.idempotencyKeyReused) { try first.idempotency.begin(try request("k1", path: "/products/x")) }
@@ -46,15 +46,15 @@ struct IdempotencyTests {
 
     @Test("while the Database Service is down an idempotent write is a 503 that does not use up its key")
     func needsTheDatabase() async throws {
-        let fixture = try CatalogFixture()
+        let fixture = try ReplicaFixture()
         defer { fixture.remove() }
         fixture.database.isDown = true
         await #expect(throws: APIError.self) {
-            try await fixture.catalog.create(tenant: defaultTenant, try input("A"), idempotent: try request("k1"))
+            try await fixture.replica.create(tenant: defaultTenant, try input("A"), idempotent: try request("k1"))
         }
         #expect(fixture.database.liveCount == 0 && fixture.cache.statistics(tenant: defaultTenant).totalProducts == 0)
         fixture.database.isDown = false
-        _ = try await fixture.catalog.create(tenant: defaultTenant, try input("A"), idempotent: try request("k1")).written
+        _ = try await fixture.replica.create(tenant: defaultTenant, try input("A"), idempotent: try request("k1")).written
     }
 
     @Test("answers are kept up to the byte limit, the oldest going first, and none past 24 hours (an injected clock)")
@@ -87,14 +87,14 @@ struct IdempotencyTests {
 
     @Test("a retry whose answer this replica no longer holds is replayed from the Database Service, never written twice")
     func evictedAnswerReplaysFromTheDatabase() async throws {
-        let fixture = try CatalogFixture(idempotencyBytes: 1_200)
+        let fixture = try ReplicaFixture(idempotencyBytes: 1_200)
         defer { fixture.remove() }
         var created: [CachedProduct] = []
         for index in 0..<4 {
-            created.append(try await fixture.catalog.create(tenant: defaultTenant, try input("A"), idempotent: try request("k\(index)")).written)
+            created.append(try await fixture.replica.create(tenant: defaultTenant, try input("A"), idempotent: try request("k\(index)")).written)
         }
         #expect(fixture.idempotency.count < 4, "the oldest answers went to stay within 1,200 bytes")
-        guard case .replayed(let replay) = try await fixture.catalog.create(tenant: defaultTenant, try input("A"), idempotent: try request("k0"))
+        guard case .replayed(let replay) = try await fixture.replica.create(tenant: defaultTenant, try input("A"), idempotent: try request("k0"))
         else {
             Issue.record("the first key's retry replays")
             return

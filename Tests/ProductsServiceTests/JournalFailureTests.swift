@@ -19,61 +19,61 @@ struct JournalFailureTests {
     func noPhantoms() async throws {
         let held = HeldGroup()
         let faults = SyncFaults()
-        let fixture = try CatalogFixture(beforeWrite: { held.wait() }, sync: faults.sync)
+        let fixture = try ReplicaFixture(beforeWrite: { held.wait() }, sync: faults.sync)
         defer { fixture.remove() }
-        let catalog = fixture.catalog
-        let kept = try await catalog.create(tenant: defaultTenant, try input("Kept")).written
+        let replica = fixture.replica
+        let kept = try await replica.create(tenant: defaultTenant, try input("Kept")).written
         let keptID = kept.product.id
         func visible() async throws -> [String] {
-            try await catalog.list(tenant: defaultTenant, query: ProductQuery()).products.map { "\($0.product.id):\($0.product.name)" }
+            try await replica.list(tenant: defaultTenant, query: ProductQuery()).products.map { "\($0.product.id):\($0.product.name)" }
         }
         let before = try await visible()
         #expect(before == ["\(keptID):Kept"])
 
         held.hold()
         faults.failing = true
-        let creation = Task { try await catalog.create(tenant: defaultTenant, try input("Phantom")) }
+        let creation = Task { try await replica.create(tenant: defaultTenant, try input("Phantom")) }
         let update = Task {
-            try await catalog.update(tenant: defaultTenant, id: keptID, condition: nil) { product throws(APIError) in
+            try await replica.update(tenant: defaultTenant, id: keptID, condition: nil) { product throws(APIError) in
                 var product = product
                 product.name = "Changed"
                 return product
             }
         }
-        let deletion = Task { try await catalog.delete(tenant: defaultTenant, id: keptID) }
+        let deletion = Task { try await replica.delete(tenant: defaultTenant, id: keptID) }
         try await held.waitUntilHolding()
         try await Task.sleep(for: .milliseconds(50))  // let the other writes reach the journal too
         #expect(try await visible() == before, "in flight: not visible")
-        #expect(try await catalog.product(tenant: defaultTenant, id: keptID).product.name == "Kept")
+        #expect(try await replica.product(tenant: defaultTenant, id: keptID).product.name == "Kept")
 
         held.release()
         await #expect { try await creation.value } throws: { isJournalUnavailable($0) }
         await #expect { try await update.value } throws: { isJournalUnavailable($0) }
         await #expect { try await deletion.value } throws: { isJournalUnavailable($0) }
         #expect(try await visible() == before, "after the 503: not visible")
-        #expect(try await catalog.product(tenant: defaultTenant, id: keptID).product.version == 1)
-        #expect(catalog.writeFailure != nil, "the failure is reported")
-        await #expect { try await catalog.create(tenant: defaultTenant, try input("Later")) } throws: { isJournalUnavailable($0) }
+        #expect(try await replica.product(tenant: defaultTenant, id: keptID).product.version == 1)
+        #expect(replica.writeFailure != nil, "the failure is reported")
+        await #expect { try await replica.create(tenant: defaultTenant, try input("Later")) } throws: { isJournalUnavailable($0) }
         fixture.close()
 
-        let restarted = try CatalogFixture.reopen(fixture)
+        let restarted = try ReplicaFixture.reopen(fixture)
         defer { restarted.close() }
         #expect(await restarted.journal.unconfirmedOperations() == [.upsert(tenant: defaultTenant, product: kept.product)])
-        let afterRestart = try await restarted.catalog.list(tenant: defaultTenant, query: ProductQuery()).products.map(\.product.name)
+        let afterRestart = try await restarted.replica.list(tenant: defaultTenant, query: ProductQuery()).products.map(\.product.name)
         #expect(afterRestart == ["Kept"], "after a restart: not visible")
     }
 
     @Test("a write is visible to readers only once durable")
     func visibleOnceDurable() async throws {
         let held = HeldGroup()
-        let fixture = try CatalogFixture(beforeWrite: { held.wait() })
+        let fixture = try ReplicaFixture(beforeWrite: { held.wait() })
         defer { fixture.close(); fixture.remove() }
         held.hold()
-        let creation = Task { try await fixture.catalog.create(tenant: defaultTenant, try input("Soon")) }
+        let creation = Task { try await fixture.replica.create(tenant: defaultTenant, try input("Soon")) }
         try await held.waitUntilHolding()
-        #expect(try await fixture.catalog.list(tenant: defaultTenant, query: ProductQuery()).products.isEmpty)
+        #expect(try await fixture.replica.list(tenant: defaultTenant, query: ProductQuery()).products.isEmpty)
         held.release()
         let created = try await creation.value.written
-        #expect(try await fixture.catalog.product(tenant: defaultTenant, id: created.product.id).product.name == "Soon")
+        #expect(try await fixture.replica.product(tenant: defaultTenant, id: created.product.id).product.name == "Soon")
     }
 }

@@ -55,11 +55,11 @@ struct ListingTests {
         }
         for query in queries {
             let expected = products.filter { query.matches($0, createdAt: Timestamp.epochMilliseconds($0.createdAt)) }.map(\.id)
-            let forwards = try await Self.walk(query) { await cache.list(tenant: "t", query: $0) }
+            let forwards = try await Self.walk(query) { await cache.listing.list(tenant: "t", query: $0) }
             #expect(forwards == expected, "forwards, limit \(query.limit)")
             var fromEnd = query
             fromEnd.cursor = .endingBefore("prod_99999")
-            let backwards = try await Self.walk(fromEnd, backwards: true) { await cache.list(tenant: "t", query: $0) }
+            let backwards = try await Self.walk(fromEnd, backwards: true) { await cache.listing.list(tenant: "t", query: $0) }
             #expect(backwards == expected, "backwards, limit \(query.limit)")
         }
     }
@@ -67,7 +67,7 @@ struct ListingTests {
     @Test("before the catalog is loaded, pages merge the Database Service with the cache's pending writes and deletes")
     func mergedPaging() async throws {
         let database = FakeDatabaseService()
-        let fixture = try CatalogFixture(database: database)
+        let fixture = try ReplicaFixture(database: database)
         defer { fixture.close(); fixture.remove() }
         var expected: [String: Product] = [:]
         for index in 0..<300 {
@@ -90,7 +90,7 @@ struct ListingTests {
             fixture.cache.replay(.upsert(tenant: defaultTenant, product: created))
             expected[created.id] = created
         }
-        #expect(!fixture.catalog.isLoaded)
+        #expect(!fixture.replica.isLoaded)
         let all = expected.values.sorted { $0.id < $1.id }
         for limit in [1, 9, 100] {
             var queries = [ProductQuery(limit: limit)]
@@ -102,18 +102,18 @@ struct ListingTests {
             queries.append(search)
             for query in queries {
                 let matching = all.filter { query.matches($0, createdAt: Timestamp.epochMilliseconds($0.createdAt)) }.map(\.id)
-                let forwards = try await Self.walk(query) { try await fixture.catalog.list(tenant: defaultTenant, query: $0) }
+                let forwards = try await Self.walk(query) { try await fixture.replica.list(tenant: defaultTenant, query: $0) }
                 #expect(forwards == matching, "forwards, limit \(limit)")
                 var fromEnd = query
                 fromEnd.cursor = .endingBefore("prod_99999")
                 let backwards = try await Self.walk(fromEnd, backwards: true) {
-                    try await fixture.catalog.list(tenant: defaultTenant, query: $0)
+                    try await fixture.replica.list(tenant: defaultTenant, query: $0)
                 }
                 #expect(backwards == matching, "backwards, limit \(limit)")
             }
         }
         #expect(database.listCount > 0, "the Database Service was asked")
-        let page = try await fixture.catalog.list(tenant: defaultTenant, query: ProductQuery(limit: 1000))
+        let page = try await fixture.replica.list(tenant: defaultTenant, query: ProductQuery(limit: 1000))
         #expect(page.products.first { $0.product.id == Self.product(1).id }?.product.name == "Changed 1", "the cache's newer version wins")
     }
 
@@ -121,9 +121,9 @@ struct ListingTests {
     func unavailable() async throws {
         let database = FakeDatabaseService()
         database.isDown = true
-        let fixture = try CatalogFixture(database: database)
+        let fixture = try ReplicaFixture(database: database)
         defer { fixture.close(); fixture.remove() }
-        await #expect { try await fixture.catalog.list(tenant: defaultTenant, query: ProductQuery()) } throws: { error in
+        await #expect { try await fixture.replica.list(tenant: defaultTenant, query: ProductQuery()) } throws: { error in
             (error as? APIError)?.code == "database_unavailable" && (error as? APIError)?.status == .serviceUnavailable
         }
     }

@@ -33,13 +33,13 @@ struct NameIndexTests {
             return selective.matches(cached)
         }
         // The first listing with q starts building the index, waits for it, then checks only its candidates.
-        let page = await cache.list(tenant: "t", query: query, where: counted)
+        let page = await cache.listing.list(tenant: "t", query: query, where: counted)
         #expect(page.products.map(\.id) == ["p031337"] && !page.hasMore)
         #expect(checks.count.withLock { $0 } == 1, "one candidate checked, not 50,000")
 
         // A needle too short for trigrams walks the catalog in order, and still pages correctly.
         query.search = " 4"
-        let common = await cache.list(tenant: "t", query: query)
+        let common = await cache.listing.list(tenant: "t", query: query)
         #expect(common.products.count == 20 && common.hasMore)
         #expect(common.products.allSatisfy { $0.product.name.contains(" 4") })
     }
@@ -81,7 +81,7 @@ struct NameIndexTests {
         // Renames and deletes, applied as the feed would, while the index is built: some before, some after it
         // reaches the product.
         for step in 0..<600 {
-            if step % 100 == 0 { _ = cache.indexNextNames(tenant: "t", limit: 150) }
+            if step % 100 == 0 { _ = cache.listing.indexNextNames(tenant: "t", limit: 150) }
             let id = String(format: "p%05d", Int.random(in: 0..<2_000, using: &generator))
             version += 1
             if Bool.random(using: &generator) {
@@ -93,8 +93,8 @@ struct NameIndexTests {
                 model[id] = nil
             }
         }
-        await cache.buildNameIndex(tenant: "t")
-        let exact = cache.nameIndexHoldsExactly(tenant: "t", model)
+        await cache.listing.buildNameIndex(tenant: "t")
+        let exact = cache.listing.nameIndexHoldsExactly(tenant: "t", model)
         #expect(exact, "every name indexed once, under its current name")
         let ids = model.keys.sorted()
         for needle in ["crème", "CREME", "brûlée", "lamp", "LAMP SHADE", "ωmeg", "straße", "e 3", "ab", "b", "zzz", "ole c"] {
@@ -105,7 +105,7 @@ struct NameIndexTests {
             // Page forwards through everything, then backwards from the end.
             var seen: [String] = []
             while true {
-                let page = await cache.list(tenant: "t", query: query)
+                let page = await cache.listing.list(tenant: "t", query: query)
                 seen += page.products.map(\.product.id)
                 guard page.hasMore, let last = seen.last else { break }
                 query.cursor = .startingAfter(last)
@@ -114,7 +114,7 @@ struct NameIndexTests {
             if expected.count > 3 {
                 query.cursor = .endingBefore(expected[expected.count - 1])
                 query.limit = 3
-                let page = await cache.list(tenant: "t", query: query)
+                let page = await cache.listing.list(tenant: "t", query: query)
                 #expect(page.products.map(\.product.id) == Array(expected[(expected.count - 4)..<(expected.count - 1)]), "backwards, q=\(needle)")
                 #expect(page.hasMore == (expected.count > 4))
             }

@@ -9,11 +9,11 @@ import Shared
 struct OpenAPIDocumentTests {
     @Test("the repository's document describes exactly the routes the Products Service serves")
     func specMatchesRoutes() throws {
-        let fixture = try CatalogFixture()
+        let fixture = try ReplicaFixture()
         defer { fixture.close(); fixture.remove() }
         let authenticator = Authenticator(database: fixture.database, directory: nil, logger: Logger(label: "test"))
-        let imports = ImportWorker(catalog: fixture.catalog, directory: NSTemporaryDirectory() + "/unused-imports", replicaID: "test", logger: Logger(label: "test"))
-        let routes = try buildRouter(catalog: fixture.catalog, authenticator: authenticator, imports: imports, settings: ProductsServiceSettings()).operations
+        let imports = ImportWorker(replica: fixture.replica, directory: NSTemporaryDirectory() + "/unused-imports", replicaID: "test", logger: Logger(label: "test"))
+        let routes = try buildRouter(replica: fixture.replica, authenticator: authenticator, imports: imports, settings: ProductsServiceSettings()).operations
         let document = try Data(contentsOf: URL(fileURLWithPath: #filePath + "/../../../Sources/ProductsService/Resources/openapi.json").standardized)
         let documented = try OpenAPIController<AppRequestContext>.operations(in: document)
         #expect(routes.subtracting(documented).isEmpty, "served but not documented")

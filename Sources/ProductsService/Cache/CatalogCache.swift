@@ -14,6 +14,9 @@ import Synchronization
 /// find or add a shop. Locks are taken in the order shop, then the staged queue (then the journal's, inside a
 /// shop's, for writes), never the other way.
 final class CatalogCache: Sendable {
+    /// Listings, searches and their indexes.
+    var listing: CacheListing { CacheListing(cache: self) }
+
     private let tenants = Mutex<[String: ShopSlot]>([:])
     /// Writes journaled but not yet durable, in ticket order.
     private let stagedQueue = Mutex<Deque<StagedWrite>>([])
@@ -97,10 +100,10 @@ final class CatalogCache: Sendable {
     /// The product as readers see it, counting a hit or a miss.
     func get(tenant: String, id: String) -> CachedProduct? {
         let now = tick()
-        let found = withShop(tenant) { catalog in
-            let found = catalog.products[id]
-            catalog.lastUsed = now
-            if found == nil { catalog.misses += 1 } else { catalog.hits += 1 }
+        let found = withShop(tenant) { replica in
+            let found = replica.products[id]
+            replica.lastUsed = now
+            if found == nil { replica.misses += 1 } else { replica.hits += 1 }
             return found
         }
         if found == nil { Self.misses.increment() } else { Self.hits.increment() }
@@ -353,10 +356,10 @@ final class CatalogCache: Sendable {
 
     /// One tenant's figures; kept up to date by every change, so reading them is O(types), not O(products).
     func statistics(tenant: String) -> Statistics {
-        withExistingShop(tenant) { catalog in
+        withExistingShop(tenant) { replica in
             Statistics(
-                totalProducts: catalog.products.count, approximateBytes: catalog.approximateBytes, productTypes: catalog.productTypes,
-                hits: catalog.hits, misses: catalog.misses)
+                totalProducts: replica.products.count, approximateBytes: replica.approximateBytes, productTypes: replica.productTypes,
+                hits: replica.hits, misses: replica.misses)
         } ?? Statistics(totalProducts: 0, approximateBytes: 0, productTypes: [:], hits: 0, misses: 0)
     }
 }

@@ -88,7 +88,7 @@ struct ShopState {
     var hits = 0
     var misses = 0
     /// Evicted under the memory budget: holds only the products with writes not yet confirmed and those read or
-    /// written since; misses and listings go to the Database Service (see `Catalog`).
+    /// written since; misses and listings go to the Database Service (see `Replica`).
     private(set) var evicted = false
     /// When the shop was last used, on the cache's clock.
     var lastUsed: UInt64 = 0

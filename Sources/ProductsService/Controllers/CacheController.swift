@@ -3,7 +3,7 @@ import Shared
 
 /// `/cache`: statistics about the cache and the write-behind queue, and reconciliation with the Database Service.
 struct CacheController<Context: TenantRequestContext> {
-    let catalog: Catalog
+    let replica: Replica
     let syncFlushTimeout: Duration
     let auth: AuthMiddleware<Context>
 
@@ -16,13 +16,13 @@ struct CacheController<Context: TenantRequestContext> {
 
     /// GET /cache/stats: cache size and types, hit rate, and the persistence backlog with its dead letters.
     @Sendable func stats(_ request: Request, context: Context) async throws -> Response {
-        let statistics = catalog.statistics(tenant: context.tenant)
-        let persistence = PersistenceReport(catalog.persistence, tenant: context.tenant)
+        let statistics = replica.statistics(tenant: context.tenant)
+        let persistence = PersistenceReport(replica.persistence, tenant: context.tenant)
         let kilobytes = Double(statistics.approximateBytes) / 1024
         return .json(
             CacheStats(
                 totalProducts: statistics.totalProducts,
-                resident: catalog.isAuthoritative(tenant: context.tenant),
+                resident: replica.isAuthoritative(tenant: context.tenant),
                 memoryUsageKB: (kilobytes * 100).rounded() / 100,
                 memoryUsageMB: (kilobytes / 1024 * 100).rounded() / 100,
                 productTypes: statistics.productTypes,
@@ -35,12 +35,12 @@ struct CacheController<Context: TenantRequestContext> {
 
     /// POST /cache/sync: flushes pending writes, then reconciles the cache with the Database Service's full catalog.
     @Sendable func sync(_ request: Request, context: Context) async throws -> Response {
-        let result = try await catalog.sync(tenant: context.tenant, flushTimeout: syncFlushTimeout)
+        let result = try await replica.sync(tenant: context.tenant, flushTimeout: syncFlushTimeout)
         context.logger.info("cache synced", metadata: ["updated": "\(result.updated)", "dropped": "\(result.dropped)"])
         return .json(
             SyncReport(
                 synced: result.updated, dropped: result.dropped,
-                cacheSize: catalog.statistics(tenant: context.tenant).totalProducts, timestamp: Timestamp.now()))
+                cacheSize: replica.statistics(tenant: context.tenant).totalProducts, timestamp: Timestamp.now()))
     }
 }
 
@@ -100,7 +100,7 @@ struct PersistenceReport: Encodable {
     }
 
     /// The queue's state; dead letters only of `tenant` (nil: their count only, for the public `/health`).
-    init(_ state: Catalog.PersistenceState, tenant: String?) {
+    init(_ state: Replica.PersistenceState, tenant: String?) {
         journal = state.journalIsDurable ? "on" : "off"
         pending = state.backlog.count
         oldestPendingAgeSeconds = state.backlog.oldestRecordedAt.map { ((ContinuousClock.now - $0).seconds * 1000).rounded() / 1000 }

@@ -5,7 +5,7 @@ import Shared
 
 /// `/exports`: a tenant's catalog as one download.
 struct ExportsController<Context: TenantRequestContext> {
-    let catalog: Catalog
+    let replica: Replica
     let auth: AuthMiddleware<Context>
 
     var endpoints: RouteCollection<Context> {
@@ -25,9 +25,9 @@ struct ExportsController<Context: TenantRequestContext> {
         }
         var firstQuery = try ProductQuery.parse(query: request.uri.query)
         firstQuery.limit = Self.pageSize
-        let (catalog, tenant, logger) = (self.catalog, context.tenant, context.logger)
+        let (replica, tenant, logger) = (self.replica, context.tenant, context.logger)
         // The first page is read before answering, so that a failure there is still a JSON error.
-        let (first, query) = (try await catalog.list(tenant: tenant, query: firstQuery), firstQuery)
+        let (first, query) = (try await replica.list(tenant: tenant, query: firstQuery), firstQuery)
         let body = ResponseBody { writer in
             var (page, query) = (first, query)
             var exported = 0
@@ -43,7 +43,7 @@ struct ExportsController<Context: TenantRequestContext> {
                 guard page.hasMore, let last = page.products.last else { break }
                 query.cursor = .startingAfter(last.id)
                 do {
-                    page = try await catalog.list(tenant: tenant, query: query)
+                    page = try await replica.list(tenant: tenant, query: query)
                 } catch {
                     // The status is sent: the response ends without its last chunk, which clients see as cut off.
                     logger.error("export cut off", metadata: ["exported": "\(exported)", "after": "\(last.id)", "error": "\(error)"])

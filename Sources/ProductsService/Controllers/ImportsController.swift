@@ -84,7 +84,7 @@ struct ImportsController<Context: TenantRequestContext> {
             id: id, tenant: tenant, mode: mode, errorPolicy: policy, lines: upload.productLines, replicaID: imports.replicaID,
             idempotencyKey: key, fingerprint: key == nil ? nil : fingerprint)
         let answer = try await Forwarding.send(
-            imports.catalog.database, .post, .importJobs(replicaID: nil), tenant: tenant, body: try JSONCoding.encode(job))
+            imports.replica.database, .post, .importJobs(replicaID: nil), tenant: tenant, body: try JSONCoding.encode(job))
         guard answer.status == 200 || answer.status == 201 else { return try Forwarding.response(answer) }
         let stored = try JSONCoding.decoder.decode(ImportJob.self, from: Data(buffer: answer.body))
         var headers: HTTPFields = [.location: "/imports/\(stored.id)"]
@@ -105,7 +105,7 @@ struct ImportsController<Context: TenantRequestContext> {
     /// GET /imports/{id}: the job's status, counts, progress and times.
     @Sendable func show(_ request: Request, context: Context) async throws -> Response {
         let id = try Self.id(context)
-        let answer = try await Forwarding.send(imports.catalog.database, .get, .importJob(id: id), tenant: context.tenant, body: nil)
+        let answer = try await Forwarding.send(imports.replica.database, .get, .importJob(id: id), tenant: context.tenant, body: nil)
         guard answer.status == 200 else { return try Forwarding.response(answer) }
         let job = try JSONCoding.decoder.decode(ImportJob.self, from: Data(buffer: answer.body))
         return .json(job.publicView)
@@ -117,7 +117,7 @@ struct ImportsController<Context: TenantRequestContext> {
         let id = try Self.id(context)
         let query = try ImportErrorQuery.parse(query: request.uri.query)
         let answer = try await Forwarding.send(
-            imports.catalog.database, .get, .importErrors(id: id, query: query.queryString(startingAfter: query.startingAfter)),
+            imports.replica.database, .get, .importErrors(id: id, query: query.queryString(startingAfter: query.startingAfter)),
             tenant: context.tenant, body: nil)
         var response = try Forwarding.response(answer)
         if answer.status == 200, answer.header(EventPageHeaders.hasMore) == "true",

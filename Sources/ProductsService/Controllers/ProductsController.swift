@@ -5,7 +5,7 @@ import Shared
 
 /// `/products`: the public catalog API.
 struct ProductsController<Context: TenantRequestContext> {
-    let catalog: Catalog
+    let replica: Replica
     let auth: AuthMiddleware<Context>
 
     var endpoints: RouteCollection<Context> {
@@ -26,13 +26,13 @@ struct ProductsController<Context: TenantRequestContext> {
         let body = try await request.collectJSONBody()
         let idempotent = try IdempotentRequest(request, tenant: context.tenant, body: body)
         let input = try ProductInput(json: try JSONBody.parse(body))
-        return Self.response(try await catalog.create(tenant: context.tenant, input, idempotent: idempotent), status: .created)
+        return Self.response(try await replica.create(tenant: context.tenant, input, idempotent: idempotent), status: .created)
     }
 
     /// GET /products: products in creation order, oldest first, filtered and paged; `Link` points to the next page.
     @Sendable func list(_ request: Request, context: Context) async throws -> Response {
         let query = try ProductQuery.parse(query: request.uri.query)
-        let page = try await catalog.list(tenant: context.tenant, query: query)
+        let page = try await replica.list(tenant: context.tenant, query: query)
         var body = ByteBuffer()
         body.reserveCapacity(page.products.reduce(2) { $0 + $1.jsonByteCount + 1 })
         body.writeJSONArray(page.products, opening: "[", closing: "]") { product, body in product.writeJSON(into: &body) }
@@ -45,7 +45,7 @@ struct ProductsController<Context: TenantRequestContext> {
     @Sendable func show(_ request: Request, context: Context) async throws -> Response {
         let id = try context.productID()
         let condition = try EntityTag.condition(.ifNoneMatch, in: request.headers)
-        let product = try await catalog.product(tenant: context.tenant, id: id)
+        let product = try await replica.product(tenant: context.tenant, id: id)
         if let condition, condition.matchesWeakly(product.etag) {
             return Response(status: .notModified, headers: [.eTag: product.etag])
         }
@@ -57,7 +57,7 @@ struct ProductsController<Context: TenantRequestContext> {
         let id = try context.productID()
         let condition = try EntityTag.condition(.ifMatch, in: request.headers)
         let input = try ProductInput(json: try await request.parseJSON(), replacing: id)
-        let result = try await catalog.update(tenant: context.tenant, id: id, condition: condition) { product in
+        let result = try await replica.update(tenant: context.tenant, id: id, condition: condition) { product in
             input.applied(to: product)
         }
         return Self.response(result)
@@ -70,7 +70,7 @@ struct ProductsController<Context: TenantRequestContext> {
         let body = try await request.collectJSONBody()
         let idempotent = try IdempotentRequest(request, tenant: context.tenant, body: body)
         let patch = try ProductPatch(json: try JSONBody.parse(body), id: id)
-        let result = try await catalog.update(tenant: context.tenant, id: id, condition: condition, idempotent: idempotent) {
+        let result = try await replica.update(tenant: context.tenant, id: id, condition: condition, idempotent: idempotent) {
             product throws(APIError) in try patch.applied(to: product)
         }
         return Self.response(result)
@@ -80,7 +80,7 @@ struct ProductsController<Context: TenantRequestContext> {
     @Sendable func delete(_ request: Request, context: Context) async throws -> Response {
         let id = try context.productID()
         let condition = try EntityTag.condition(.ifMatch, in: request.headers)
-        let name = try await catalog.delete(tenant: context.tenant, id: id, condition: condition)
+        let name = try await replica.delete(tenant: context.tenant, id: id, condition: condition)
         return .json(DeleteReceipt(productID: id, name: name, timestamp: Timestamp.now()))
     }
 
@@ -89,7 +89,7 @@ struct ProductsController<Context: TenantRequestContext> {
     @Sendable func versions(_ request: Request, context: Context) async throws -> Response {
         let id = try context.productID()
         let query = try ProductHistory.Query.parse(query: request.uri.query)
-        let answer = try await catalog.versions(tenant: context.tenant, id: id, query: query)
+        let answer = try await replica.versions(tenant: context.tenant, id: id, query: query)
         var response = try Forwarding.response(answer)
         if answer.status == 200, answer.header(ProductHistory.hasMoreHeader) == "true",
            let last = answer.header(ProductHistory.lastVersionHeader).flatMap(Int64.init)
@@ -107,7 +107,7 @@ struct ProductsController<Context: TenantRequestContext> {
         let id = try context.productID()
         let input = try await request.decodeJSON(as: ProductHistory.RestoreRequest.self, allowedFields: ProductHistory.RestoreRequest.fields)
             .validated()
-        switch try await catalog.restore(tenant: context.tenant, id: id, version: input.version) {
+        switch try await replica.restore(tenant: context.tenant, id: id, version: input.version) {
         case .restored(let product, let created):
             return Self.response(product, status: created ? .created : .ok)
         case .refused(let answer):
@@ -125,7 +125,7 @@ struct ProductsController<Context: TenantRequestContext> {
     }
 
     /// A write's answer: the product written, or the first answer again (`Idempotent-Replayed: true`).
-    static func response(_ result: Catalog.WriteResult, status: HTTPResponse.Status = .ok) -> Response {
+    static func response(_ result: Replica.WriteResult, status: HTTPResponse.Status = .ok) -> Response {
         switch result {
         case .written(let product):
             return response(product, status: status)

@@ -3,7 +3,7 @@ import Shared
 
 /// `/`, `/health` and `/livez`: what the service is and how it is doing.
 struct ServiceController<Context: RequestContext> {
-    let catalog: Catalog
+    let replica: Replica
     let databaseServiceURL: String
     /// A backlog older than this makes the service `degraded`.
     let backlogAlertAfter: Duration
@@ -23,7 +23,7 @@ struct ServiceController<Context: RequestContext> {
     @Sendable func index(_ request: Request, context: Context) -> Response {
         .json(
             ServiceIndex(
-                service: "products-service", cacheSize: catalog.totals.products, dbService: databaseServiceURL,
+                service: "products-service", cacheSize: replica.totals.products, dbService: databaseServiceURL,
                 healthCheck: "/health", endpoints: endpointDescriptions))
     }
 
@@ -32,9 +32,9 @@ struct ServiceController<Context: RequestContext> {
     @Sendable func health(_ request: Request, context: Context) async -> Response {
         let started = ContinuousClock.now
         let database: DatabaseStatus
-        let persistence = PersistenceReport(catalog.persistence, tenant: nil)
+        let persistence = PersistenceReport(replica.persistence, tenant: nil)
         do {
-            let health = try await catalog.checkDatabase()
+            let health = try await replica.checkDatabase()
             database = DatabaseStatus(
                 url: databaseServiceURL, status: "connected", latencyMs: Self.milliseconds(since: started), version: health.version,
                 backend: health.backend, lastError: persistence.lastError)
@@ -43,11 +43,11 @@ struct ServiceController<Context: RequestContext> {
             database = DatabaseStatus(
                 url: databaseServiceURL, status: status, latencyMs: Self.milliseconds(since: started), lastError: "\(error)")
         }
-        let feed = FeedReport(catalog.feed.snapshot, writer: catalog.writerNode)
+        let feed = FeedReport(replica.replication.feed.snapshot, writer: replica.writerNode)
         let status: String
         if persistence.journalError != nil {
             status = "unhealthy"
-        } else if !catalog.isLoaded {
+        } else if !replica.isLoaded {
             status = "starting"
         } else if database.status != "connected" || (persistence.oldestPendingAgeSeconds ?? 0) > backlogAlertAfter.seconds
             || (feed.lagSeconds ?? 0) > feedLagAlertAfter.seconds
@@ -58,7 +58,7 @@ struct ServiceController<Context: RequestContext> {
         }
         let report = HealthReport(
             status: status, timestamp: Timestamp.now(), service: "products-service", version: ServiceVersion.current,
-            auth: authenticator.mode.reported, cacheReady: catalog.isLoaded, cacheEntries: catalog.totals.products,
+            auth: authenticator.mode.reported, cacheReady: replica.isLoaded, cacheEntries: replica.totals.products,
             databaseService: database, persistence: persistence, feed: feed)
         return .json(report, status: status == "unhealthy" ? .serviceUnavailable : .ok)
     }
@@ -70,10 +70,10 @@ struct ServiceController<Context: RequestContext> {
 
     /// GET /readyz: 200 once the catalog is loaded while the journal can be written; 503 otherwise.
     @Sendable func ready(_ request: Request, context: Context) throws -> Response {
-        if let failure = catalog.writeFailure {
+        if let failure = replica.writeFailure {
             throw APIError.serviceUnavailable("journal_unavailable", "The journal cannot be written; writes are refused (\(failure))")
         }
-        guard catalog.isLoaded else {
+        guard replica.isLoaded else {
             throw APIError.serviceUnavailable("not_ready", "The catalog is still loading from the Database Service")
         }
         return .json(buffer: liveBody)

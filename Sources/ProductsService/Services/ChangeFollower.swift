@@ -52,7 +52,7 @@ final class FeedState: Sendable {
 /// It starts once the catalog is loaded, from the cursor it saved last (catching up on deletes it missed while
 /// down) or else from where the load started. A cursor past the log's retention means a full reload.
 struct ChangeFollower: Service {
-    let catalog: Catalog
+    let replica: Replica
     let cursorFile: String?
     let logger: Logger
     /// How long one long poll waits for a change.
@@ -69,8 +69,8 @@ struct ChangeFollower: Service {
     }
 
     private func follow() async throws {
-        while !catalog.isLoaded { try await Task.sleep(for: .milliseconds(50)) }
-        guard let loadedThrough = catalog.feed.snapshot.loadedThrough else { return }
+        while !replica.isLoaded { try await Task.sleep(for: .milliseconds(50)) }
+        guard let loadedThrough = replica.replication.feed.snapshot.loadedThrough else { return }
         let saved = cursorFile.flatMap(Self.readCursor)
         var cursor = min(saved ?? loadedThrough, loadedThrough)
         var catchUpThrough: ChangeCursor? = cursor < loadedThrough ? loadedThrough : nil
@@ -78,7 +78,7 @@ struct ChangeFollower: Service {
         var lastSave = ContinuousClock.now
         var failures = 0
         logger.info("following changes", metadata: ["after": "\(cursor)", "loaded_through": "\(loadedThrough)"])
-        catalog.feed.update {
+        replica.replication.feed.update {
             $0.cursor = cursor
             $0.waitLimit = wait + .seconds(5)
         }
@@ -86,20 +86,20 @@ struct ChangeFollower: Service {
         while !Task.isCancelled {
             let sent = ContinuousClock.now
             do {
-                guard let page = try await catalog.changes(after: cursor, wait: wait) else {
+                guard let page = try await replica.replication.changes(after: cursor, wait: wait) else {
                     logger.warning("the change log no longer reaches back to this replica's cursor; reloading the catalog", metadata: ["after": "\(cursor)"])
-                    try await catalog.load(logger: logger)
-                    cursor = catalog.feed.snapshot.loadedThrough ?? cursor
+                    try await replica.replication.load(logger: logger)
+                    cursor = replica.replication.feed.snapshot.loadedThrough ?? cursor
                     catchUpThrough = nil
                     continue
                 }
                 failures = 0
                 let deletesOnly = catchUpThrough.map { page.next <= $0 } ?? false
-                let applied = try await catalog.apply(page.changes, deletesOnly: deletesOnly)
+                let applied = try await replica.replication.apply(page.changes, deletesOnly: deletesOnly)
                 if let through = catchUpThrough, page.next >= through { catchUpThrough = nil }
                 cursor = page.next
                 let caughtUp = page.changes.count < 1000
-                catalog.feed.update { state in
+                replica.replication.feed.update { state in
                     state.cursor = cursor
                     state.failing = false
                     state.applied += applied
@@ -123,7 +123,7 @@ struct ChangeFollower: Service {
             } catch {
                 if Task.isCancelled { return }
                 failures += 1
-                catalog.feed.update { state in
+                replica.replication.feed.update { state in
                     state.failing = true
                     state.lastError = "\(error)"
                     state.lastErrorAt = Timestamp.now()

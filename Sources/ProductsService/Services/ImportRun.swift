@@ -85,11 +85,11 @@ struct ImportRun {
         // Upserted lines whose product only the Database Service can say exists (its shop is not held whole by
         // this replica): asked for 100 at a time, so their creation times are kept.
         var awaiting: [(number: Int64, product: Product)] = []
-        let (catalog, tenant) = (worker.catalog, file.tenant)
+        let (replica, tenant) = (worker.replica, file.tenant)
         func resolveAwaiting() async throws -> Bool {
             guard !awaiting.isEmpty else { return true }
             let ids = awaiting.map(\.product.id)
-            guard let stored = await worker.retrying("reading replaced products", { try await catalog.storedCreatedAt(tenant: tenant, ids: ids) })
+            guard let stored = await worker.retrying("reading replaced products", { try await Self.storedCreatedAt(replica, tenant: tenant, ids: ids) })
             else { return false }
             for (number, product) in awaiting {
                 var product = product
@@ -114,13 +114,13 @@ struct ImportRun {
                 reject(line: number, error)
             case .create(let input):
                 try emit(number, .upsert(tenant: tenant, product: input.applied(to: Product(
-                    id: catalog.newProductID(), createdAt: now, updatedAt: now, version: 1))))
+                    id: replica.ids.next(), createdAt: now, updatedAt: now, version: 1))))
             case .upsert(let id, let input, let createdAt):
                 let product = input.applied(to: Product(
                     id: id, createdAt: createdAt ?? now, updatedAt: now, version: try await version()))
                 if createdAt != nil {
                     try emit(number, .upsert(tenant: tenant, product: product))
-                } else if let known = catalog.cachedCreatedAt(tenant: tenant, id: id) {
+                } else if let known = Self.cachedCreatedAt(replica, tenant: tenant, id: id) {
                     var product = product
                     if let known { product.createdAt = known }
                     try emit(number, .upsert(tenant: tenant, product: product))
@@ -142,7 +142,8 @@ struct ImportRun {
     private func version() async throws -> Int64 {
         while true {
             do {
-                return try worker.catalog.importVersion()
+                // Newer than every version made before now, by any replica.
+                return try worker.replica.nextVersion(after: 0)
             } catch {
                 try await Task.sleep(for: .milliseconds(200))
             }
@@ -213,7 +214,7 @@ struct ImportRun {
         let reader = try LineFileReader(path: spool.operations)
         var skipped: Int64 = 0
         while skipped < counts.confirmed, try reader.next({ _, _ in () }) != nil { skipped += 1 }
-        let (worker, database) = (worker, worker.catalog.database)
+        let (worker, database) = (worker, worker.replica.database)
         var window: [(writes: [Imported], sent: ContinuousClock.Instant, answer: Task<WriteBatchResult?, Never>)] = []
         defer { for batch in window { batch.answer.cancel() } }
         while true {
@@ -258,7 +259,7 @@ struct ImportRun {
                         APIError(.badRequest, code: "rejected", message: outcome.error ?? "rejected by the Database Service"))
                 }
             }
-            worker.catalog.applyImported(applied, sent: sent)
+            Self.applyImported(applied, sent: sent, to: worker.replica)
             counts.confirmed += Int64(writes.count)
             try spool.saveState(counts)
             guard await report(ImportProgress(written: counts.written, rejected: counts.rejected)) else { return false }
@@ -338,6 +339,33 @@ enum ImportRunError: Error, CustomStringConvertible {
         switch self {
         case .refused: "the Database Service refused a batch of imported products"
         case .corrupt: "the job's operations file is unreadable"
+        }
+    }
+}
+
+/// What an import reads of the replica and gives it, beyond its writes.
+extension ImportRun {
+    /// The creation time of a product an import replaces, as far as this replica knows: `.some(nil)` when the
+    /// product does not exist, nil when only the Database Service can say (the shop is not held whole here).
+    static func cachedCreatedAt(_ replica: Replica, tenant: String, id: String) -> String?? {
+        if let cached = replica.cache.get(tenant: tenant, id: id) { return .some(cached.product.createdAt) }
+        if replica.isAuthoritative(tenant: tenant) || replica.cache.isVisiblyDeleted(tenant: tenant, id: id) { return .some(nil) }
+        return nil
+    }
+
+    /// The creation times of those of `ids` (at most `ProductQuery.maxIDs`) the Database Service holds, in one listing.
+    static func storedCreatedAt(_ replica: Replica, tenant: String, ids: [String]) async throws -> [String: String] {
+        var query = ProductQuery(limit: ProductQuery.maxIDs)
+        query.ids = Array(Set(ids)).sorted()
+        let page = try await replica.database.listProducts(tenant: tenant, query: query)
+        return Dictionary(page.products.map { ($0.id, $0.createdAt) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    /// Imported writes the Database Service stored, from a batch sent at `sent`: this replica's cache has them at
+    /// once (others through the feed).
+    static func applyImported(_ products: [(tenant: String, product: CachedProduct)], sent: ContinuousClock.Instant, to replica: Replica) {
+        for (tenant, product) in products {
+            replica.cache.apply(.fetched(id: product.id, .stored(product), since: sent), tenant: tenant)
         }
     }
 }

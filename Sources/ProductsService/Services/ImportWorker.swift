@@ -20,7 +20,7 @@ import SystemPackage
 /// shop's; at most `maxUnfinished` jobs (`maxUnfinishedPerTenant` per tenant) wait or run on a replica, each file
 /// at most `ImportRules.maxBodyBytes`.
 final class ImportWorker: Service, Sendable {
-    let catalog: Catalog
+    let replica: Replica
     /// Where the jobs' files are: `<data>/imports`.
     let directory: String
     let replicaID: String
@@ -49,8 +49,8 @@ final class ImportWorker: Service, Sendable {
         var unfinishedCount: Int { unfinished.values.reduce(0, +) }
     }
 
-    init(catalog: Catalog, directory: String, replicaID: String, retryMaxDelay: Duration = .seconds(30), logger: Logger) {
-        self.catalog = catalog
+    init(replica: Replica, directory: String, replicaID: String, retryMaxDelay: Duration = .seconds(30), logger: Logger) {
+        self.replica = replica
         self.directory = directory
         self.replicaID = replicaID
         self.retryMaxDelay = retryMaxDelay
@@ -232,7 +232,7 @@ final class ImportWorker: Service, Sendable {
         _ method: HTTPRequest.Method, _ route: DatabaseRoute, tenant: String, body: (some Encodable)? = nil as Int?
     ) async throws -> Answer? {
         let bytes = try body.map { try JSONCoding.encode($0) }
-        let answer = try await catalog.database.forward(method, route, tenant: tenant, body: bytes)
+        let answer = try await replica.database.forward(method, route, tenant: tenant, body: bytes)
         if answer.status == 404 { return nil }
         guard (200..<300).contains(answer.status) else {
             throw DatabaseClientError.rejected(status: answer.status, body: try? JSONCoding.decoder.decode(APIError.Body.self, from: Data(buffer: answer.body)))

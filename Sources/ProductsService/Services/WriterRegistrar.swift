@@ -12,7 +12,7 @@ import Shared
 /// number when it is free (it nearly always is) or assigns another. Until then two new replicas could draw the
 /// same number, which matters only if both update one product before either reached the Database Service.
 struct WriterRegistrar: Service {
-    let catalog: Catalog
+    let replica: Replica
     let directory: String?
     /// This replica's id (`replicaIdentity(directory:)`).
     let replicaID: String
@@ -43,11 +43,11 @@ struct WriterRegistrar: Service {
         var failures = 0
         while !Task.isCancelled {
             do {
-                let node = try await catalog.registerWriter(replicaID: replicaID, preferred: catalog.writerNode)
+                let node = try await replica.replication.registerWriter(replicaID: replicaID, preferred: replica.writerNode)
                 guard Versions.writerRange.contains(node) else { throw DatabaseClientError.invalidResponse("writer number \(node)") }
-                if catalog.writerNode != node {
+                if replica.writerNode != node {
                     try Self.save(node, to: nodeFile)
-                    catalog.setWriterNode(node)
+                    replica.setWriterNode(node)
                 }
                 if failures > 0 || refreshInterval == .zero {
                     logger.info("writer number confirmed", metadata: ["writer": "\(node)", "replica_id": "\(replicaID)"])
@@ -60,7 +60,7 @@ struct WriterRegistrar: Service {
                 if failures == 1 || failures % 20 == 0 {
                     logger.warning(
                         "confirming this replica's writer number failed; retrying",
-                        metadata: ["attempt": "\(failures)", "writer": "\(catalog.writerNode ?? -1)", "error": "\(error)"])
+                        metadata: ["attempt": "\(failures)", "writer": "\(replica.writerNode ?? -1)", "error": "\(error)"])
                 }
                 guard await RetryPolicy(base: .milliseconds(400), cap: .seconds(30)).wait(afterFailures: failures) else { return }
             }

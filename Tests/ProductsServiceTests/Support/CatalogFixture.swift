@@ -7,11 +7,11 @@ import TestSupport
 
 /// A catalog on a temporary journal and a fake Database Service, with no background services running:
 /// the persistence worker and the loader are driven by the test. The parts stay reachable for looking inside.
-final class CatalogFixture: @unchecked Sendable {
+final class ReplicaFixture: @unchecked Sendable {
     let directory: String
     let database: FakeDatabaseService
-    let parts: Catalog.Parts
-    let catalog: Catalog
+    let parts: Replica.Parts
+    let replica: Replica
 
     var cache: CatalogCache { parts.cache }
     var journal: Journal { parts.journal }
@@ -26,16 +26,16 @@ final class CatalogFixture: @unchecked Sendable {
         let logger = Logger(label: "test")
         self.directory = try directory ?? temporaryDirectory()
         self.database = database
-        parts = try Catalog.Parts(
+        parts = try Replica.Parts(
             directory: self.directory, database: database, logger: logger, segmentSize: segmentSize, beforeWrite: beforeWrite, sync: sync,
             idempotencyBytes: idempotencyBytes, journalMemoryLimit: journalMemoryLimit)
-        catalog = Catalog(parts, persistence: PersistenceSettings(), cacheBudget: cacheBudget, readmissionInterval: .zero, logger: logger)
-        catalog.setWriterNode(1)
+        replica = Replica(parts, persistence: PersistenceSettings(), cacheBudget: cacheBudget, readmissionInterval: .zero, logger: logger)
+        replica.setWriterNode(1)
     }
 
     /// A fixture on the same directory, as after a restart.
-    static func reopen(_ fixture: CatalogFixture, segmentSize: Int = 16 << 20, journalMemoryLimit: Int = Journal.defaultMemoryLimit) throws -> CatalogFixture {
-        try CatalogFixture(directory: fixture.directory, database: fixture.database, segmentSize: segmentSize, journalMemoryLimit: journalMemoryLimit)
+    static func reopen(_ fixture: ReplicaFixture, segmentSize: Int = 16 << 20, journalMemoryLimit: Int = Journal.defaultMemoryLimit) throws -> ReplicaFixture {
+        try ReplicaFixture(directory: fixture.directory, database: fixture.database, segmentSize: segmentSize, journalMemoryLimit: journalMemoryLimit)
     }
 
     func close() {
@@ -47,7 +47,7 @@ final class CatalogFixture: @unchecked Sendable {
     }
 }
 
-extension Catalog.WriteResult {
+extension Replica.WriteResult {
     /// The product written; fails the test for a replay.
     var written: CachedProduct {
         get throws {

@@ -3,8 +3,8 @@ import ServiceLifecycle
 import Shared
 
 /// Loads the full catalog from the Database Service at start, retrying in the background until it succeeds.
-struct CatalogLoader: Service {
-    let catalog: Catalog
+struct ReplicaLoader: Service {
+    let replica: Replica
     let retryMaxDelay: Duration
     let logger: Logger
 
@@ -20,10 +20,10 @@ struct CatalogLoader: Service {
         while !Task.isCancelled {
             attempt += 1
             do {
-                try await catalog.load(logger: logger)
+                try await replica.replication.load(logger: logger)
                 logger.notice(
                     "catalog loaded; ready",
-                    metadata: ["products": "\(catalog.totals.products)", "seconds": "\((ContinuousClock.now - started).seconds)"])
+                    metadata: ["products": "\(replica.totals.products)", "seconds": "\((ContinuousClock.now - started).seconds)"])
                 return
             } catch {
                 if Task.isCancelled { return }

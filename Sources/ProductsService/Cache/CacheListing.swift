@@ -1,7 +1,10 @@
 import Shared
 
-/// Listings and searches: products copied out of a shop's lock a chunk at a time and filtered outside it.
-extension CatalogCache {
+/// Listings and searches over the cache, and the indexes they build: products copied out of a shop's lock a chunk
+/// at a time and filtered outside it.
+struct CacheListing: Sendable {
+    let cache: CatalogCache
+
     /// Where a listing starts in a shop's ids.
     enum ListPosition: Sendable {
         case start
@@ -19,8 +22,8 @@ extension CatalogCache {
     /// the scheduler keeps waiting could otherwise hold for everyone. A page read across chunks sees each product
     /// once, as it was when its chunk was copied.
     func list(tenant: String, query: ProductQuery) async -> (products: [CachedProduct], hasMore: Bool) {
-        let now = tick()
-        withShop(tenant) { $0.lastUsed = now }
+        let now = cache.tick()
+        cache.withShop(tenant) { $0.lastUsed = now }
         return await list(tenant: tenant, query: query, where: nil)
     }
 
@@ -36,12 +39,12 @@ extension CatalogCache {
             return await search(tenant: tenant, query: query, candidates: .ids(ids), where: matches)
         }
         var scan = ListScan(tenant: tenant, query: query)
-        scan.filter(scan.copy(from: self, chunks: 1), matches: matches)
+        scan.filter(scan.copy(from: cache, chunks: 1), matches: matches)
         while !scan.isDone {
             // Chunks are copied out here, at the request's own priority, and filtered in the scan pool: a pool
             // thread, of the lowest priority, never holds the lock, so it can never keep others waiting on it
             // while the scheduler has put it aside.
-            let copied = scan.copy(from: self, chunks: Self.chunksPerScanStep)
+            let copied = scan.copy(from: cache, chunks: Self.chunksPerScanStep)
             let pending = scan
             if let filtered = await ScanPool.run({
                 var scan = pending
@@ -75,10 +78,10 @@ extension CatalogCache {
         }
 
         /// The cached products of the candidates in `range`.
-        func products(_ range: Range<Int>, in catalog: ShopState) -> [CachedProduct] {
+        func products(_ range: Range<Int>, in replica: ShopState) -> [CachedProduct] {
             switch self {
-            case .slots(let slots): slots[range].compactMap { slot in catalog.names.id(inSlot: slot).flatMap { catalog.products[$0] } }
-            case .ids(let ids): ids[range].compactMap { catalog.products[$0] }
+            case .slots(let slots): slots[range].compactMap { slot in replica.names.id(inSlot: slot).flatMap { replica.products[$0] } }
+            case .ids(let ids): ids[range].compactMap { replica.products[$0] }
             }
         }
     }
@@ -89,15 +92,15 @@ extension CatalogCache {
     private func createdCandidates(tenant: String, bounds: ClosedRange<Int64>) async -> [String]? {
         enum Plan { case ids([String]), walk, build }
         for _ in 0..<2 {
-            let plan = withExistingShop(tenant) { catalog -> Plan in
-                if let range = catalog.created.range(from: bounds.lowerBound, through: bounds.upperBound) {
-                    guard range.count <= max(Self.indexedSearchMinimum, catalog.products.count / Self.indexedSearchFraction) else {
+            let plan = cache.withExistingShop(tenant) { replica -> Plan in
+                if let range = replica.created.range(from: bounds.lowerBound, through: bounds.upperBound) {
+                    guard range.count <= max(Self.indexedSearchMinimum, replica.products.count / Self.indexedSearchFraction) else {
                         return .walk
                     }
-                    return .ids(catalog.created.entries![range].map(\.id))
+                    return .ids(replica.created.entries![range].map(\.id))
                 }
-                if catalog.created.isBuilding || catalog.products.count < Self.indexedSearchMinimum { return .walk }
-                catalog.created.beginBuild()
+                if replica.created.isBuilding || replica.products.count < Self.indexedSearchMinimum { return .walk }
+                replica.created.beginBuild()
                 return .build
             } ?? .ids([])
             switch plan {
@@ -115,15 +118,15 @@ extension CatalogCache {
         var pairs: [(milliseconds: Int64, id: String)] = []
         var position = ListPosition.start
         while true {
-            let chunk = withExistingShop(tenant) { $0.chunk(of: $0.order, from: position, limit: Self.indexBuildChunk) } ?? []
+            let chunk = cache.withExistingShop(tenant) { $0.chunk(of: $0.order, from: position, limit: Self.indexBuildChunk) } ?? []
             for cached in chunk { if let milliseconds = cached.createdAt { pairs.append((milliseconds, cached.id)) } }
             guard chunk.count == Self.indexBuildChunk, let last = chunk.last?.id else { break }
             position = .after(last)
         }
         let unsorted = pairs
         let sorted = await ScanPool.run { unsorted.sorted { ($0.milliseconds, $0.id) < ($1.milliseconds, $1.id) } }
-        withExistingShop(tenant) { catalog in
-            if let sorted { catalog.created.finishBuild(sorted) } else { catalog.created.cancelBuild() }
+        cache.withExistingShop(tenant) { replica in
+            if let sorted { replica.created.finishBuild(sorted) } else { replica.created.cancelBuild() }
         }
     }
 
@@ -135,16 +138,16 @@ extension CatalogCache {
         enum Plan { case lists([[UInt32]]?), build, wait }
         let deadline = ContinuousClock.now + Self.nameIndexWait
         while true {
-            let plan = withExistingShop(tenant) { catalog -> Plan in
-                switch catalog.names.coverage {
+            let plan = cache.withExistingShop(tenant) { replica -> Plan in
+                switch replica.names.coverage {
                 case .none:
-                    catalog.names.beginBuild()
+                    replica.names.beginBuild()
                     return .build
                 case .through:
                     return .wait
                 case .all:
-                    return .lists(catalog.names.candidateLists(
-                        forFolded: needle, limit: max(Self.indexedSearchMinimum, catalog.products.count / Self.indexedSearchFraction)))
+                    return .lists(replica.names.candidateLists(
+                        forFolded: needle, limit: max(Self.indexedSearchMinimum, replica.products.count / Self.indexedSearchFraction)))
                 }
             } ?? .lists([[]])
             switch plan {
@@ -167,9 +170,9 @@ extension CatalogCache {
 
     /// One step of `buildNameIndex` (beginning the build if need be): whether more products remain to index.
     func indexNextNames(tenant: String, limit: Int) -> Bool {
-        withExistingShop(tenant) { catalog in
-            catalog.names.beginBuild()
-            return catalog.indexNextNames(limit: limit)
+        cache.withExistingShop(tenant) { replica in
+            replica.names.beginBuild()
+            return replica.indexNextNames(limit: limit)
         } ?? false
     }
 
@@ -178,7 +181,7 @@ extension CatalogCache {
 
     /// Whether the tenant's name index is complete and holds exactly these names (by id): the tests' check.
     func nameIndexHoldsExactly(tenant: String, _ names: [String: String]) -> Bool {
-        withExistingShop(tenant) { $0.names.coverage == .all && $0.names.holdsExactly(names) } ?? false
+        cache.withExistingShop(tenant) { $0.names.coverage == .all && $0.names.holdsExactly(names) } ?? false
     }
 
     /// A listing with `q` uses the name index when its rarest trigram is in at most this many names, or in at
@@ -199,9 +202,9 @@ extension CatalogCache {
         while start < candidates.count {
             var copied: [CachedProduct] = []
             for _ in 0..<Self.chunksPerScanStep where start < candidates.count {
-                let range = start..<min(start + Self.listChunk, candidates.count)
-                start += Self.listChunk
-                copied += withExistingShop(tenant) { catalog in candidates.products(range, in: catalog) } ?? []
+                let range = start..<min(start + CatalogCache.listChunk, candidates.count)
+                start += CatalogCache.listChunk
+                copied += cache.withExistingShop(tenant) { replica in candidates.products(range, in: replica) } ?? []
             }
             let check = { @Sendable (copied: [CachedProduct]) -> [CachedProduct] in
                 copied.filter { cached in
@@ -209,7 +212,7 @@ extension CatalogCache {
                         && (matches?(cached) ?? query.matches(cached))
                 }
             }
-            if candidates.count > Self.listChunk, let checked = await ScanPool.run({ [copied] in check(copied) }) {
+            if candidates.count > CatalogCache.listChunk, let checked = await ScanPool.run({ [copied] in check(copied) }) {
                 found += checked
             } else {
                 found += check(copied)
@@ -269,8 +272,8 @@ extension CatalogCache {
             var copied: [CachedProduct] = []
             for _ in 0..<chunks where !isExhausted {
                 let (tenant, query, position, chunkSize) = (tenant, query, position, chunkSize)
-                let chunk = cache.withExistingShop(tenant) { catalog in
-                    catalog.chunk(of: query.ids ?? catalog.order, from: position, limit: chunkSize)
+                let chunk = cache.withExistingShop(tenant) { replica in
+                    replica.chunk(of: query.ids ?? replica.order, from: position, limit: chunkSize)
                 } ?? []
                 if copied.isEmpty { copied = chunk } else { copied += chunk }
                 if chunk.count == chunkSize, let last = chunk.last?.id {
@@ -322,7 +325,7 @@ extension ShopState {
     }
 
     /// Copies up to `limit` products out, walking `ids` (sorted) in paging order from `position`.
-    func chunk(of ids: [String], from position: CatalogCache.ListPosition, limit: Int) -> [CachedProduct] {
+    func chunk(of ids: [String], from position: CacheListing.ListPosition, limit: Int) -> [CachedProduct] {
         var chunk: [CachedProduct] = []
         chunk.reserveCapacity(limit)
         switch position {

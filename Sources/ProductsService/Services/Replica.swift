@@ -6,35 +6,22 @@ import ServiceLifecycle
 import Shared
 import Synchronization
 
-/// The Products Service's operations on the catalog: the cache answers, the journal makes writes durable,
-/// the Database Service fills misses and is reconciled with. Controllers, the loader and metrics go through it;
-/// its parts stay private.
-final class Catalog: Sendable {
+/// This replica: its operations on the shops' catalogs. The cache answers, the journal makes writes durable, the
+/// Database Service fills misses, and `replication` keeps the cache following it. Controllers, the loader and
+/// metrics go through it; its parts stay private.
+final class Replica: Sendable {
     let cache: CatalogCache
     let journal: Journal
     /// The Database Service; the public API also reaches it directly for what the catalog does not hold (events, webhooks).
     let database: any DatabaseServiceClient
     let worker: PersistenceWorker
     let gate: SyncGate
-    /// Serialises applying the change feed with reconciliation, which would otherwise drop a product the feed
-    /// brought after its listing was read.
-    let feedGate: SyncGate
+    /// The load, the change feed, reconciliation and the memory budget.
+    let replication: Replication
     let idempotency: IdempotencyStore
     let ids = ProductIDGenerator()
-    let loaded = Atomic<Bool>(false)
-    /// The most the cache may hold by its own estimate (`--cache-budget`); nil: no limit.
-    let cacheBudget: Int?
-    /// When a tenant was last brought back into the cache under the budget: one at a time, at most every
-    /// `readmissionInterval`, so that shops taking turns cannot keep it reloading.
-    let lastReadmission = Mutex<ContinuousClock.Instant?>(nil)
-    let readmissionInterval: Duration
     /// This replica's writer number, stamped on every version it makes; -1 until the Database Service gave one.
     let writer = Atomic<Int64>(-1)
-    /// Where the change feed stands: the last full load's starting point, and what the follower reports.
-    let feed = FeedState()
-
-    /// Catalog pages asked of the Database Service when loading or reconciling.
-    static let pageSize = 1000
 
     /// What a catalog is made of, opened on a data directory: the journal replayed into the cache and the
     /// idempotency store. Tests keep the parts to look inside.
@@ -78,15 +65,14 @@ final class Catalog: Sendable {
         _ parts: Parts, persistence: PersistenceSettings, cacheBudget: Int? = nil, readmissionInterval: Duration = .seconds(10),
         logger: Logger
     ) {
-        self.cacheBudget = cacheBudget
-        self.readmissionInterval = readmissionInterval
         cache = parts.cache
         journal = parts.journal
         database = parts.database
         idempotency = parts.idempotency
         gate = SyncGate()
-        let feedGate = SyncGate()
-        self.feedGate = feedGate
+        replication = Replication(
+            cache: parts.cache, journal: parts.journal, database: parts.database, gate: gate, cacheBudget: cacheBudget,
+            readmissionInterval: readmissionInterval)
         worker = PersistenceWorker(
             journal: parts.journal, cache: parts.cache, database: parts.database, deadLetters: parts.deadLetters, gate: gate,
             settings: persistence, logger: logger)
@@ -96,7 +82,7 @@ final class Catalog: Sendable {
     var services: [any Service] { [JournalCloser(journal: journal), worker] }
 
     /// True once the full catalog has been loaded from the Database Service: a cache miss is then authoritative.
-    var isLoaded: Bool { loaded.load(ordering: .acquiring) }
+    var isLoaded: Bool { replication.isLoaded }
 
     /// Whether the cache alone answers for this tenant (a miss is "absent", a listing is complete): the catalog
     /// is loaded and the tenant was not evicted under the memory budget.

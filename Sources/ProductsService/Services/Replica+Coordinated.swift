@@ -7,7 +7,7 @@ import Shared
 import Synchronization
 
 /// Writes the Database Service decides (If-Match, Idempotency-Key), history and restore, and imports' writes.
-extension Catalog {
+extension Replica {
     // MARK: Coordinated writes
 
     /// What a coordinated write asks the Database Service to do: store `operation` if the stored version is
@@ -178,38 +178,6 @@ extension Catalog {
                 tenant: tenant, body: nil)
         } catch {
             throw APIError.serviceUnavailable("database_unavailable", "A product's history is kept by the Database Service, which is unreachable: \(error)")
-        }
-    }
-
-    // MARK: Imports
-
-    /// A new product id, for an imported line.
-    func newProductID() -> String { ids.next() }
-
-    /// The version an imported write takes: newer than every version made before now, by any replica.
-    func importVersion() throws(APIError) -> Int64 { try nextVersion(after: 0) }
-
-    /// The creation time of a product an import replaces, as far as this replica knows: `.some(nil)` when the
-    /// product does not exist, nil when only the Database Service can say (the shop is not held whole here).
-    func cachedCreatedAt(tenant: String, id: String) -> String?? {
-        if let cached = cache.get(tenant: tenant, id: id) { return .some(cached.product.createdAt) }
-        if isAuthoritative(tenant: tenant) || cache.isVisiblyDeleted(tenant: tenant, id: id) { return .some(nil) }
-        return nil
-    }
-
-    /// The creation times of those of `ids` (at most `ProductQuery.maxIDs`) the Database Service holds, in one listing.
-    func storedCreatedAt(tenant: String, ids: [String]) async throws -> [String: String] {
-        var query = ProductQuery(limit: ProductQuery.maxIDs)
-        query.ids = Array(Set(ids)).sorted()
-        let page = try await database.listProducts(tenant: tenant, query: query)
-        return Dictionary(page.products.map { ($0.id, $0.createdAt) }, uniquingKeysWith: { first, _ in first })
-    }
-
-    /// Imported writes the Database Service stored, from a batch sent at `sent`: this replica's cache has them at
-    /// once (others through the feed).
-    func applyImported(_ products: [(tenant: String, product: CachedProduct)], sent: ContinuousClock.Instant) {
-        for (tenant, product) in products {
-            cache.apply(.fetched(id: product.id, .stored(product), since: sent), tenant: tenant)
         }
     }
 }
