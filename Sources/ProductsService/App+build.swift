@@ -34,7 +34,7 @@ struct ProductsServiceSettings: Sendable {
     var authModeInterval: Duration = .seconds(2)
     /// The most the cache may hold by its own estimate, in bytes (`--cache-budget`); nil: no limit.
     var cacheBudget: Int?
-    /// How often the budget is enforced, and how soon an evicted shop may be brought back after the last one.
+    /// How often tombstones are aged and the budget enforced, and how soon an evicted shop may be brought back after the last one.
     var cacheBudgetInterval: Duration = .seconds(1)
     var cacheReadmissionInterval: Duration = .seconds(10)
     /// How long and how much of each shop's tombstones the cache keeps (`--tombstone-retention`, `--tombstone-budget`).
@@ -84,7 +84,7 @@ func buildApplication(
     let imports = ImportWorker(
         replica: replica, directory: (directory ?? NSTemporaryDirectory() + "products-\(replicaID)") + "/imports", replicaID: replicaID,
         retryMaxDelay: settings.persistence.retryMaxDelay, logger: logger)
-    let budget = CacheBudgetService(replica: replica, interval: settings.cacheBudgetInterval, logger: logger)
+    let upkeep = CacheUpkeepService(replica: replica, interval: settings.cacheBudgetInterval, logger: logger)
 
     let router = try buildRouter(replica: replica, authenticator: authenticator, imports: imports, settings: settings).router
     // Shutdown runs in reverse: the server stops taking requests, the loader stops, the worker flushes,
@@ -92,7 +92,7 @@ func buildApplication(
     return Application(
         router: router,
         configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "products-service"),
-        services: services + replica.services + [loader, follower, registrar, authMonitor, budget, imports],
+        services: services + replica.services + [loader, follower, registrar, authMonitor, upkeep, imports],
         onServerRunning: onServerRunning,
         logger: logger
     )

@@ -105,6 +105,19 @@ struct ShopStateTests {
         #expect(shop.tombstones.bytes == 0)
     }
 
+    @Test("an idle shop's tombstones age out too: the cache's upkeep passes time in with nothing else")
+    func idleShopAges() {
+        let cache = CatalogCache(limits: .init(tombstoneRetention: .seconds(60), tombstoneBytes: 1 << 20))
+        cache.applyFeed(.delete(tenant: "idle", id: "gone", version: 2, deletedAt: Timestamp.now()))
+        func kept() -> Bool { cache.withExistingShop("idle") { $0.tombstones["gone"] != nil } == true }
+        #expect(kept())
+        cache.ageTombstones(at: .now + .seconds(30))
+        #expect(kept(), "within its retention")
+        cache.ageTombstones(at: .now + .seconds(61))
+        #expect(!kept())
+        #expect(cache.withExistingShop("idle") { $0.tombstones.bytes } == 0)
+    }
+
     @Test("staged writes are seen by writers only; a failed one is forgotten; a durable one shows unless something newer is known")
     func stagedDurableFailed() {
         var shop = ShopState()

@@ -90,6 +90,11 @@ final class CatalogCache: Sendable {
         return applied.put + applied.removed > 0
     }
 
+    /// Ages every shop's tombstones to `now`: a shop no input reaches keeps none past its retention.
+    func ageTombstones(at now: ContinuousClock.Instant = .now) {
+        for (_, slot) in allSlots { slot.state.withLock { state in _ = state.apply(.aged, at: now) } }
+    }
+
     /// Replays a journaled operation at start (it is durable): applied if newer than what is cached.
     func replay(_ operation: WriteOperation) {
         apply(.replayed(id: operation.productID, ProductChange(operation)), tenant: operation.tenant)

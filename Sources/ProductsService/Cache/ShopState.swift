@@ -53,6 +53,8 @@ enum ShopInput {
     /// newer goes in, and what it lacks in its id range (after `after` through `through`, open when nil) is
     /// dropped unless `isPending` explains it.
     case reloadPage([CachedProduct], after: String?, through: String?, isPending: (_ id: String) -> Bool)
+    /// Time passed with nothing else coming in: tombstones past their retention go, as after any input.
+    case aged
 }
 
 /// What a replica believes about one shop, and the only code that changes it. Every change comes in as one
@@ -157,6 +159,8 @@ struct ShopState {
             return fetched(id, state, since: since, at: now)
         case .feed(let id, let change, let deletesOnly):
             return committed(id, change, deletesOnly: deletesOnly, at: now)
+        case .aged:
+            return (0, 0)
         case .reloadBegan(let isPending):
             for (id, tombstone) in tombstones.entries where !tombstone.pinned || !isPending(id) { forget(tombstones.remove(id)) }
             return (0, 0)
