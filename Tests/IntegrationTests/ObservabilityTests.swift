@@ -82,8 +82,11 @@ struct ObservabilityTests {
         let stack = try await Stack.started()
         for path in ["/livez", "/readyz", "/health", "/metrics"] { _ = try await HTTP.get(stack.productsURL + path) }
         _ = try await HTTP.get(stack.productsURL + "/products")
-        // The Products Service asks the Database Service for the key status every 2 s.
-        try await Task.sleep(for: .seconds(2.5))
+        // The Products Service asks the Database Service for the key status every 2 s: wait until it has, by the
+        // Database Service's own request count for that route.
+        try await eventually("the key-status poll reached the Database Service") {
+            try await HTTP.get(stack.databaseURL + "/metrics").text.contains(#"http_route="/api/keys/status""#)
+        }
         await stack.stop()
         let requestLines = (stack.products!.log + stack.database!.log).split(separator: "\n").filter { $0.contains(" request") }
         for probe in ["/livez", "/readyz", "/health", "/metrics", "/api/keys/status"] {

@@ -42,7 +42,8 @@ struct JournalFailureTests {
         }
         let deletion = Task { try await replica.delete(tenant: defaultTenant, id: keptID) }
         try await held.waitUntilHolding()
-        try await Task.sleep(for: .milliseconds(50))  // let the other writes reach the journal too
+        // The other writes reach the journal too: the kept product's record and these three.
+        try await eventually("all three writes are appended") { fixture.journal.latestSequence >= 4 }
         #expect(try await visible() == before, "in flight: not visible")
         #expect(try await replica.product(tenant: defaultTenant, id: keptID).product.name == "Kept")
 
