@@ -24,15 +24,7 @@ struct PostgresChangeStore: ChangeStore, PostgresFeatureStore {
     // transaction delays the feed (by its duration); it never makes the feed skip a change.
 
     func changes(after cursor: ChangeCursor, limit: Int) async throws -> ChangeRead {
-        let rows = try await query(
-            PostgresQuery(
-                unsafeSQL: """
-                    SELECT \(Self.changeColumns) FROM product_changes
-                    WHERE (transaction_id, position) > ($1, $2) AND transaction_id < \(Self.horizon)
-                    ORDER BY transaction_id, position LIMIT $3
-                    """,
-                binds: { var binds = PostgresBindings(); binds.append(cursor.transaction); binds.append(cursor.position); binds.append(Int64(limit)); return binds }()),
-            logger: logger)
+        let rows = try await query(Self.settledChanges(after: cursor, limit: limit), logger: logger)
         var page = ChangeLogPage(changes: try await Self.changes(rows), next: cursor)
         if let last = page.changes.last {
             page.next = last.cursor ?? cursor

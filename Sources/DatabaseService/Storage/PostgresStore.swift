@@ -344,4 +344,19 @@ extension PostgresFeatureStore {
     static var changesChannel: String { "product_changes" }
 
     static var horizon: String { "pg_snapshot_xmin(pg_current_snapshot())::text::bigint" }
+
+    /// Up to `limit` changes after `cursor`, in log order, only below the horizon: none can appear among them later.
+    static func settledChanges(after cursor: ChangeCursor, limit: Int) -> PostgresQuery {
+        var binds = PostgresBindings()
+        binds.append(cursor.transaction)
+        binds.append(cursor.position)
+        binds.append(Int64(limit))
+        return PostgresQuery(
+            unsafeSQL: """
+                SELECT \(changeColumns) FROM product_changes
+                WHERE (transaction_id, position) > ($1, $2) AND transaction_id < \(horizon)
+                ORDER BY transaction_id, position LIMIT $3
+                """,
+            binds: binds)
+    }
 }

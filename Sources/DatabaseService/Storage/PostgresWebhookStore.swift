@@ -124,15 +124,8 @@ struct PostgresWebhookStore: WebhookStore, PostgresFeatureStore {
                     "SELECT transaction_id, position FROM webhook_dispatch_state WHERE id = 1 FOR UPDATE SKIP LOCKED", logger: self.logger
                 ).decode((Int64, Int64).self) { cursor = ChangeCursor(transaction: transaction, position: position) }
                 guard let cursor else { return nil }
-                let changes = try await Self.changes(try await connection.query(
-                    PostgresQuery(
-                        unsafeSQL: """
-                            SELECT \(Self.changeColumns) FROM product_changes
-                            WHERE (transaction_id, position) > ($1, $2) AND transaction_id < \(Self.horizon)
-                            ORDER BY transaction_id, position LIMIT $3
-                            """,
-                        binds: { var binds = PostgresBindings(); binds.append(cursor.transaction); binds.append(cursor.position); binds.append(Int64(limit)); return binds }()),
-                    logger: self.logger))
+                let changes = try await Self.changes(
+                    try await connection.query(Self.settledChanges(after: cursor, limit: limit), logger: self.logger))
                 guard let last = changes.last?.cursor else { return 0 }
                 var endpoints: [EndpointFilter] = []
                 for try await (id, tenant, events, createdMs) in try await connection.query(
