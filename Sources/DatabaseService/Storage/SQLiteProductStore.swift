@@ -10,8 +10,9 @@ struct SQLiteProductStore: ProductStore, SQLiteFeatureStore {
 
     func apply(_ operations: [WriteOperation], recordedAtMs: [Int64?]) async throws -> [ApplyOutcome] {
         // One thread writes: everything but the writes themselves (the rows' and the log's JSON) is made before.
-        let rows = operations.map(Self.row(for:))
         let changes = operations.map { LoggedChange($0, created: true) }
+        // The row keeps the product's JSON the change logs: encoded once.
+        let rows = zip(operations, changes).map { Self.row(for: $0, json: $1.productJSON) }
         let outcomes = try await write { db in
             let horizonMs = recordedAtMs.isEmpty ? 0 : try Int64.fetchOne(db, sql: "SELECT horizon_ms FROM tombstone_horizon") ?? 0
             let writes = try Writes(db)

@@ -225,12 +225,13 @@ extension SQLiteFeatureStore {
         try await database.write(function, body)
     }
 
-    static func row(for operation: WriteOperation) -> Row {
+    /// The row of an operation; `json`, the product's JSON when the caller has it already.
+    static func row(for operation: WriteOperation, json: String? = nil) -> Row {
         switch operation {
         case .upsert(let tenant, let product):
             return Row(
                 tenant: tenant, id: product.id, version: product.version, deleted: false,
-                columns: Product.columnFields.map { $0.columnValue(product) }, body: String(buffer: product.json))
+                columns: Product.columnFields.map { $0.columnValue(product) }, body: json ?? String(buffer: product.json))
         case .delete(let tenant, let id, let version, let deletedAt):
             return Row(tenant: tenant, id: id, version: version, deleted: true, columns: [.text(deletedAt)], body: nil)
         }

@@ -27,7 +27,8 @@ struct CachedProduct: @unchecked Sendable {
     /// Caches a product this replica wrote or read: its JSON is encoded once, here.
     init(_ product: Product) {
         var buffer = ByteBuffer()
-        buffer.reserveCapacity(product.estimatedJSONSize)
+        // Most products fit; a larger one grows the buffer (`estimatedJSONSize` would walk every field once more).
+        buffer.reserveCapacity(512)
         let name = product.writeJSON(into: &buffer)
         let fields = Fields(
             id: product.id, type: product.type, version: product.version, active: product.active,
@@ -49,7 +50,7 @@ struct CachedProduct: @unchecked Sendable {
         var active = true
         var seen: UInt64 = 0
         try parser.members { parser, key throws(JSONSyntaxError) in
-            guard let index = Product.fieldIndex[key] else {
+            guard let index = Product.fieldIndex(of: key) else {
                 _ = try parser.skipValue()
                 return
             }

@@ -55,8 +55,10 @@ struct ProductPatch: Sendable {
         var product = product
         for field in given { field.copy(from: values, to: &product) }
         for (field, entries) in merges {
-            guard case .textMap(let path, _, _) = field.kind else { continue }
-            for (key, value) in entries { product[keyPath: path][key] = value }
+            guard case .textMap(let access, _, _) = field.kind else { continue }
+            var map = access.get(product)
+            for (key, value) in entries { map[key] = value }
+            access.set(&product, map)
             try field.validate(product)
         }
         return product

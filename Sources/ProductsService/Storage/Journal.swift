@@ -9,11 +9,21 @@ import SystemPackage
 /// A write waiting to be confirmed by the Database Service, numbered in journal order.
 struct JournalEntry: Sendable {
     var sequence: UInt64
-    var operation: WriteOperation
+    let operation: WriteOperation
     /// When the write was recorded.
     var recordedAt: ContinuousClock.Instant
     /// The same in Unix milliseconds, sent with the write (nil only in tests' entries made by hand).
     var recordedAtMs: Int64?
+    /// What the entry costs in memory (`memoryCost`), reckoned once.
+    let memoryBytes: Int
+
+    init(sequence: UInt64, operation: WriteOperation, recordedAt: ContinuousClock.Instant, recordedAtMs: Int64? = nil) {
+        self.sequence = sequence
+        self.operation = operation
+        self.recordedAt = recordedAt
+        self.recordedAtMs = recordedAtMs
+        memoryBytes = Self.memoryCost(operation)
+    }
 
     /// What an entry held in memory costs, by its strings' bytes: the journal's window is bounded by it.
     static func memoryCost(_ operation: WriteOperation) -> Int {
@@ -196,7 +206,7 @@ final class Journal: @unchecked Sendable {
         if file == nil {
             durableSequence = lastSequence
             pending.append(entry)
-            pendingBytes += JournalEntry.memoryCost(entry.operation)
+            pendingBytes += entry.memoryBytes
             pendingSignal.yield()
         } else {
             unsynced.append(entry)
@@ -407,7 +417,7 @@ final class Journal: @unchecked Sendable {
                         break
                     }
                     pending.append(contentsOf: entries)
-                    pendingBytes += entries.reduce(0) { $0 + JournalEntry.memoryCost($1.operation) }
+                    pendingBytes += entries.reduce(0) { $0 + $1.memoryBytes }
                     // Records made durable meanwhile were left on disk (`admit`), after these.
                     spilledFrom = last < durableSequence ? last + 1 : nil
                 case .failure(let error):
@@ -425,7 +435,7 @@ final class Journal: @unchecked Sendable {
     private func admit(_ entries: [JournalEntry]) {
         guard spilledFrom == nil else { return }
         for entry in entries {
-            let cost = JournalEntry.memoryCost(entry.operation)
+            let cost = entry.memoryBytes
             if file != nil, !pending.isEmpty, pendingBytes + cost > memoryLimit {
                 spilledFrom = entry.sequence
                 return
@@ -489,7 +499,7 @@ final class Journal: @unchecked Sendable {
         condition.lock()
         while let first = pending.first, first.sequence <= sequence {
             unconfirmed.remove(first.operation)
-            pendingBytes -= JournalEntry.memoryCost(first.operation)
+            pendingBytes -= first.memoryBytes
             pending.removeFirst()
         }
         confirmedSequence = max(confirmedSequence, sequence)

@@ -40,21 +40,32 @@ package struct Product: Codable, Sendable, Equatable {
     /// Every field, in the order the product's JSON writes them (`id` first: the cache finds a page's last product
     /// by it). A field added after products were stored is marked `added`.
     package static let fields: [ProductField] = [
-        ProductField("id", .text(\.id, ProductRules.validID), .assigned),
-        ProductField("name", .text(\.name, ProductRules.validName), .required, column: true),
-        ProductField("type", .text(\.type, ProductRules.validType), .optional, column: true),
-        ProductField("description", .optionalText(\.description, ProductRules.validDescription), .optional),
+        ProductField("id", .text(Accessor({ $0.id }, { $0.id = $1 }), ProductRules.validID), .assigned),
+        ProductField("name", .text(Accessor({ $0.name }, { $0.name = $1 }), ProductRules.validName), .required, column: true),
+        ProductField("type", .text(Accessor({ $0.type }, { $0.type = $1 }), ProductRules.validType), .optional, column: true),
         ProductField(
-            "images", .texts(\.images, element: ProductRules.validImageURL, maxCount: ProductRules.maxImages, distinct: false), .optional),
+            "description", .optionalText(Accessor({ $0.description }, { $0.description = $1 }), ProductRules.validDescription),
+            .optional),
         ProductField(
-            "tags", .texts(\.tags, element: ProductRules.validTag, maxCount: ProductRules.maxTags, distinct: true), .optional,
-            anyOfFilter: "tag", added: true),
-        ProductField("active", .flag(\.active), .optional, column: true),
+            "images",
+            .texts(
+                Accessor({ $0.images }, { $0.images = $1 }), element: ProductRules.validImageURL, maxCount: ProductRules.maxImages,
+                distinct: false),
+            .optional),
         ProductField(
-            "metadata", .textMap(\.metadata, entry: ProductRules.validateMetadataEntry, maxCount: ProductRules.maxMetadataKeys), .optional),
-        ProductField("created_at", .timestamp(\.createdAt), .assigned, column: true),
-        ProductField("updated_at", .timestamp(\.updatedAt), .assigned),
-        ProductField("version", .integer(\.version, minimum: 1), .assigned),
+            "tags",
+            .texts(Accessor({ $0.tags }, { $0.tags = $1 }), element: ProductRules.validTag, maxCount: ProductRules.maxTags, distinct: true),
+            .optional, anyOfFilter: "tag", added: true),
+        ProductField("active", .flag(Accessor({ $0.active }, { $0.active = $1 })), .optional, column: true),
+        ProductField(
+            "metadata",
+            .textMap(
+                Accessor({ $0.metadata }, { $0.metadata = $1 }), entry: ProductRules.validateMetadataEntry,
+                maxCount: ProductRules.maxMetadataKeys),
+            .optional),
+        ProductField("created_at", .timestamp(Accessor({ $0.createdAt }, { $0.createdAt = $1 })), .assigned, column: true),
+        ProductField("updated_at", .timestamp(Accessor({ $0.updatedAt }, { $0.updatedAt = $1 })), .assigned),
+        ProductField("version", .integer(Accessor({ $0.version }, { $0.version = $1 }), minimum: 1), .assigned),
     ]
 
     /// A coding key naming a field.
@@ -76,12 +87,12 @@ package struct Product: Codable, Sendable, Equatable {
                 throw DecodingError.keyNotFound(key, .init(codingPath: container.codingPath, debugDescription: "\(field.name) is required"))
             }
             switch field.kind {
-            case .text(let path, _), .timestamp(let path): product[keyPath: path] = try container.decode(String.self, forKey: key)
-            case .optionalText(let path, _): product[keyPath: path] = try container.decode(String?.self, forKey: key)
-            case .texts(let path, _, _, _): product[keyPath: path] = try container.decode([String].self, forKey: key)
-            case .flag(let path): product[keyPath: path] = try container.decode(Bool.self, forKey: key)
-            case .textMap(let path, _, _): product[keyPath: path] = try container.decode([String: String].self, forKey: key)
-            case .integer(let path, _): product[keyPath: path] = try container.decode(Int64.self, forKey: key)
+            case .text(let path, _), .timestamp(let path): path.set(&product, try container.decode(String.self, forKey: key))
+            case .optionalText(let path, _): path.set(&product, try container.decode(String?.self, forKey: key))
+            case .texts(let path, _, _, _): path.set(&product, try container.decode([String].self, forKey: key))
+            case .flag(let path): path.set(&product, try container.decode(Bool.self, forKey: key))
+            case .textMap(let path, _, _): path.set(&product, try container.decode([String: String].self, forKey: key))
+            case .integer(let path, _): path.set(&product, try container.decode(Int64.self, forKey: key))
             }
         }
         self = product
@@ -92,12 +103,12 @@ package struct Product: Codable, Sendable, Equatable {
         for field in Self.fields {
             let key = FieldKey(stringValue: field.name)
             switch field.kind {
-            case .text(let path, _), .timestamp(let path): try container.encode(self[keyPath: path], forKey: key)
-            case .optionalText(let path, _): try container.encode(self[keyPath: path], forKey: key)
-            case .texts(let path, _, _, _): try container.encode(self[keyPath: path], forKey: key)
-            case .flag(let path): try container.encode(self[keyPath: path], forKey: key)
-            case .textMap(let path, _, _): try container.encode(self[keyPath: path], forKey: key)
-            case .integer(let path, _): try container.encode(self[keyPath: path], forKey: key)
+            case .text(let path, _), .timestamp(let path): try container.encode(path.get(self), forKey: key)
+            case .optionalText(let path, _): try container.encode(path.get(self), forKey: key)
+            case .texts(let path, _, _, _): try container.encode(path.get(self), forKey: key)
+            case .flag(let path): try container.encode(path.get(self), forKey: key)
+            case .textMap(let path, _, _): try container.encode(path.get(self), forKey: key)
+            case .integer(let path, _): try container.encode(path.get(self), forKey: key)
             }
         }
     }

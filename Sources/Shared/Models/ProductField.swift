@@ -1,8 +1,20 @@
 import NIOCore
 
+/// How a field is read from and written to a `Product`: closures, not key paths, because applying a key path to
+/// a struct copies the whole product first (it showed as a tenth of a write's CPU).
+package struct Accessor<Value>: Sendable {
+    package let get: @Sendable (Product) -> Value
+    package let set: @Sendable (inout Product, Value) -> Void
+
+    package init(_ get: @escaping @Sendable (Product) -> Value, _ set: @escaping @Sendable (inout Product, Value) -> Void) {
+        self.get = get
+        self.set = set
+    }
+}
+
 /// One field of a product: its name (in JSON, in an error's `param`, as a SQL column), its type and rule, who sets
 /// it, and how listings filter on it. `Product.fields` is the one description every reader and writer follows.
-package struct ProductField: Sendable {
+package final class ProductField: Sendable {
     /// A check of a text value: returns the form stored (trimmed, say), or throws naming `param`.
     package typealias TextRule = @Sendable (_ value: String, _ param: String) throws(APIError) -> String
     /// A check of one entry of a text map, its value nil when a patch removes it.
@@ -10,17 +22,17 @@ package struct ProductField: Sendable {
 
     /// The field's type, where `Product` keeps it, and its rule.
     package enum Kind: Sendable {
-        case text(WritableKeyPath<Product, String> & Sendable, TextRule)
+        case text(Accessor<String>, TextRule)
         /// Text or null (none).
-        case optionalText(WritableKeyPath<Product, String?> & Sendable, TextRule)
+        case optionalText(Accessor<String?>, TextRule)
         /// A list of texts, each checked by `element`, at most `maxCount`; with `distinct`, repeats are dropped.
-        case texts(WritableKeyPath<Product, [String]> & Sendable, element: TextRule, maxCount: Int, distinct: Bool)
-        case flag(WritableKeyPath<Product, Bool> & Sendable)
+        case texts(Accessor<[String]>, element: TextRule, maxCount: Int, distinct: Bool)
+        case flag(Accessor<Bool>)
         /// An object of texts, each entry checked by `entry` (a nil value: a patch's removal), at most `maxCount`.
-        case textMap(WritableKeyPath<Product, [String: String]> & Sendable, entry: EntryRule, maxCount: Int)
+        case textMap(Accessor<[String: String]>, entry: EntryRule, maxCount: Int)
         /// An RFC 3339 timestamp, kept as text.
-        case timestamp(WritableKeyPath<Product, String> & Sendable)
-        case integer(WritableKeyPath<Product, Int64> & Sendable, minimum: Int64)
+        case timestamp(Accessor<String>)
+        case integer(Accessor<Int64>, minimum: Int64)
     }
 
     /// Who sets a field.
@@ -84,28 +96,28 @@ package struct ProductField: Sendable {
     /// The field's column value for `product`.
     package func columnValue(_ product: Product) -> ColumnValue {
         switch kind {
-        case .text(let path, _), .timestamp(let path): .text(product[keyPath: path])
-        case .flag(let path): .flag(product[keyPath: path])
-        case .integer(let path, _): .integer(product[keyPath: path])
+        case .text(let access, _), .timestamp(let access): .text(access.get(product))
+        case .flag(let access): .flag(access.get(product))
+        case .integer(let access, _): .integer(access.get(product))
         case .optionalText, .texts, .textMap: preconditionFailure("only texts, flags, timestamps and integers have columns")
         }
     }
 
     /// Whether `product` has any of `values` in this field (a list of texts).
     package func has(anyOf values: [String], in product: Product) -> Bool {
-        guard case .texts(let path, _, _, _) = kind else { return false }
-        return product[keyPath: path].contains(where: values.contains)
+        guard case .texts(let access, _, _, _) = kind else { return false }
+        return access.get(product).contains(where: values.contains)
     }
 
     /// Copies this field's value from `source` to `product`.
     package func copy(from source: Product, to product: inout Product) {
         switch kind {
-        case .text(let path, _), .timestamp(let path): product[keyPath: path] = source[keyPath: path]
-        case .optionalText(let path, _): product[keyPath: path] = source[keyPath: path]
-        case .texts(let path, _, _, _): product[keyPath: path] = source[keyPath: path]
-        case .flag(let path): product[keyPath: path] = source[keyPath: path]
-        case .textMap(let path, _, _): product[keyPath: path] = source[keyPath: path]
-        case .integer(let path, _): product[keyPath: path] = source[keyPath: path]
+        case .text(let access, _), .timestamp(let access): access.set(&product, access.get(source))
+        case .optionalText(let access, _): access.set(&product, access.get(source))
+        case .texts(let access, _, _, _): access.set(&product, access.get(source))
+        case .flag(let access): access.set(&product, access.get(source))
+        case .textMap(let access, _, _): access.set(&product, access.get(source))
+        case .integer(let access, _): access.set(&product, access.get(source))
         }
     }
 
@@ -116,16 +128,16 @@ package struct ProductField: Sendable {
     func read(_ parser: inout JSONParser, into product: inout Product, param: String) throws(JSONSyntaxError) {
         let param = param + "[" + name + "]"
         switch kind {
-        case .text(let path, _), .timestamp(let path): product[keyPath: path] = try parser.string(param: param)
-        case .optionalText(let path, _): product[keyPath: path] = try parser.optionalString(param: param)
-        case .texts(let path, _, _, _): product[keyPath: path] = try parser.stringArray(param: param)
-        case .flag(let path): product[keyPath: path] = try parser.boolean(param: param)
-        case .integer(let path, _): product[keyPath: path] = try parser.integer(param: param)
-        case .textMap(let path, _, _):
+        case .text(let access, _), .timestamp(let access): access.set(&product, try parser.string(param: param))
+        case .optionalText(let access, _): access.set(&product, try parser.optionalString(param: param))
+        case .texts(let access, _, _, _): access.set(&product, try parser.stringArray(param: param))
+        case .flag(let access): access.set(&product, try parser.boolean(param: param))
+        case .integer(let access, _): access.set(&product, try parser.integer(param: param))
+        case .textMap(let access, _, _):
             guard parser.current == UInt8(ascii: "{") else { throw try parser.mismatch(param, "an object") }
             var entries: [String: String] = [:]
             try parser.members { parser, key throws(JSONSyntaxError) in entries[key] = try parser.string(param: param + "[\(key)]") }
-            product[keyPath: path] = entries
+            access.set(&product, entries)
         }
     }
 
@@ -154,26 +166,26 @@ package struct ProductField: Sendable {
     func write(_ product: Product, into buffer: inout ByteBuffer, first: Bool = false) {
         buffer.writeBytes(first ? key.dropFirst() : key[...])
         switch kind {
-        case .text(let path, _), .timestamp(let path): JSONWriter.writeString(product[keyPath: path], into: &buffer)
-        case .optionalText(let path, _):
-            if let text = product[keyPath: path] { JSONWriter.writeString(text, into: &buffer) } else { buffer.writeStaticString("null") }
-        case .texts(let path, _, _, _): JSONWriter.writeArray(product[keyPath: path], into: &buffer)
-        case .flag(let path): buffer.writeStaticString(product[keyPath: path] ? "true" : "false")
-        case .textMap(let path, _, _): JSONWriter.writeObject(product[keyPath: path], into: &buffer)
-        case .integer(let path, _): buffer.writeString(String(product[keyPath: path]))
+        case .text(let access, _), .timestamp(let access): JSONWriter.writeString(access.get(product), into: &buffer)
+        case .optionalText(let access, _):
+            if let text = access.get(product) { JSONWriter.writeString(text, into: &buffer) } else { buffer.writeStaticString("null") }
+        case .texts(let access, _, _, _): JSONWriter.writeArray(access.get(product), into: &buffer)
+        case .flag(let access): buffer.writeStaticString(access.get(product) ? "true" : "false")
+        case .textMap(let access, _, _): JSONWriter.writeObject(access.get(product), into: &buffer)
+        case .integer(let access, _): buffer.writeString(String(access.get(product)))
         }
     }
 
     /// The bytes of the value's strings, and how many strings it holds: what sizes and memory costs are made of.
     func textBytes(of product: Product) -> (bytes: Int, strings: Int) {
         switch kind {
-        case .text(let path, _), .timestamp(let path): (product[keyPath: path].utf8.count, 1)
-        case .optionalText(let path, _): (product[keyPath: path]?.utf8.count ?? 0, 1)
-        case .texts(let path, _, _, _): (product[keyPath: path].reduce(0) { $0 + $1.utf8.count }, product[keyPath: path].count)
+        case .text(let access, _), .timestamp(let access): (access.get(product).utf8.count, 1)
+        case .optionalText(let access, _): (access.get(product)?.utf8.count ?? 0, 1)
+        case .texts(let access, _, _, _): (access.get(product).reduce(0) { $0 + $1.utf8.count }, access.get(product).count)
         case .flag: (5, 0)
         case .integer: (20, 0)
-        case .textMap(let path, _, _):
-            (product[keyPath: path].reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count }, 2 * product[keyPath: path].count)
+        case .textMap(let access, _, _):
+            (access.get(product).reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count }, 2 * access.get(product).count)
         }
     }
 
@@ -182,19 +194,19 @@ package struct ProductField: Sendable {
     /// Checks the field's value in a product that came from outside (a batch, a stored-product body).
     package func validate(_ product: Product) throws(APIError) {
         switch kind {
-        case .text(let path, let rule): _ = try rule(product[keyPath: path], name)
-        case .optionalText(let path, let rule): if let text = product[keyPath: path] { _ = try rule(text, name) }
-        case .texts(let path, let element, let maxCount, _):
-            try Self.checkCount(product[keyPath: path].count, maxCount, name)
-            for (index, text) in product[keyPath: path].enumerated() { _ = try element(text, "\(name)[\(index)]") }
+        case .text(let access, let rule): _ = try rule(access.get(product), name)
+        case .optionalText(let access, let rule): if let text = access.get(product) { _ = try rule(text, name) }
+        case .texts(let access, let element, let maxCount, _):
+            try Self.checkCount(access.get(product).count, maxCount, name)
+            for (index, text) in access.get(product).enumerated() { _ = try element(text, "\(name)[\(index)]") }
         case .flag: break
-        case .textMap(let path, let entry, let maxCount):
-            try Self.checkCount(product[keyPath: path].count, maxCount, name, of: "keys")
-            for (key, value) in product[keyPath: path] { try entry(key, value, name) }
-        case .timestamp(let path):
-            guard Timestamp.isValid(product[keyPath: path]) else { throw .invalidParameter(name, "\(name) must be an RFC 3339 timestamp") }
-        case .integer(let path, let minimum):
-            guard product[keyPath: path] >= minimum else { throw .invalidParameter(name, "\(name) must be at least \(minimum)") }
+        case .textMap(let access, let entry, let maxCount):
+            try Self.checkCount(access.get(product).count, maxCount, name, of: "keys")
+            for (key, value) in access.get(product) { try entry(key, value, name) }
+        case .timestamp(let access):
+            guard Timestamp.isValid(access.get(product)) else { throw .invalidParameter(name, "\(name) must be an RFC 3339 timestamp") }
+        case .integer(let access, let minimum):
+            guard access.get(product) >= minimum else { throw .invalidParameter(name, "\(name) must be at least \(minimum)") }
         }
     }
 
@@ -207,11 +219,11 @@ package struct ProductField: Sendable {
     package func take(_ value: JSONValue, into product: inout Product, patching: Bool = false) throws(APIError) {
         func mismatch(_ expected: String) -> APIError { .invalidParameter(name, "\(name) must be \(expected), not \(value.typeName)") }
         switch (kind, value) {
-        case (.text(let path, let rule), .string(let text)): product[keyPath: path] = try rule(text, name)
-        case (.optionalText(let path, _), .null): product[keyPath: path] = nil
-        case (.optionalText(let path, let rule), .string(let text)): product[keyPath: path] = try rule(text, name)
-        case (.texts(let path, _, _, _), .null) where patching: product[keyPath: path] = []
-        case (.texts(let path, let element, let maxCount, let distinct), .array(let values)):
+        case (.text(let access, let rule), .string(let text)): access.set(&product, try rule(text, name))
+        case (.optionalText(let access, _), .null): access.set(&product, nil)
+        case (.optionalText(let access, let rule), .string(let text)): access.set(&product, try rule(text, name))
+        case (.texts(let access, _, _, _), .null) where patching: access.set(&product, [])
+        case (.texts(let access, let element, let maxCount, let distinct), .array(let values)):
             try Self.checkCount(values.count, maxCount, name)
             var texts: [String] = []
             texts.reserveCapacity(values.count)
@@ -221,25 +233,25 @@ package struct ProductField: Sendable {
                 let checked = try element(text, param)
                 if !distinct || !texts.contains(checked) { texts.append(checked) }
             }
-            product[keyPath: path] = texts
-        case (.flag(let path), .bool(let flag)): product[keyPath: path] = flag
-        case (.textMap(let path, _, _), .null) where patching: product[keyPath: path] = [:]
-        case (.textMap(let path, _, _), .object):
+            access.set(&product, texts)
+        case (.flag(let access), .bool(let flag)): access.set(&product, flag)
+        case (.textMap(let access, _, _), .null) where patching: access.set(&product, [:])
+        case (.textMap(let access, _, _), .object):
             var entries: [String: String] = [:]
             for (key, entry) in try mergeEntries(value) {
                 guard let entry else { throw .invalidParameter("\(name)[\(key)]", "'\(name)[\(key)]' must be a string, not null") }
                 entries[key] = entry
             }
-            product[keyPath: path] = entries
+            access.set(&product, entries)
             try validate(product)
-        case (.timestamp(let path), .string(let text)):
+        case (.timestamp(let access), .string(let text)):
             guard Timestamp.isValid(text) else { throw .invalidParameter(name, "\(name) must be an RFC 3339 timestamp") }
-            product[keyPath: path] = text
-        case (.integer(let path, let minimum), .number(let number)):
+            access.set(&product, text)
+        case (.integer(let access, let minimum), .number(let number)):
             guard let integer = Int64(exactly: number), integer >= minimum else {
                 throw .invalidParameter(name, "\(name) must be an integer of at least \(minimum)")
             }
-            product[keyPath: path] = integer
+            access.set(&product, integer)
         case (.text, _), (.timestamp, _): throw mismatch("a string")
         case (.optionalText, _): throw mismatch("a string or null")
         case (.texts, _): throw mismatch(patching ? "an array of strings or null" : "an array of strings")
@@ -274,6 +286,15 @@ package struct ProductField: Sendable {
 extension Product {
     /// The index of each field in `fields`, by name.
     package static let fieldIndex: [String: Int] = Dictionary(uniqueKeysWithValues: fields.enumerated().map { ($1.name, $0) })
+    /// The fields' names, in order.
+    static let fieldNames = fields.map(\.name)
+
+    /// The index of the field named `key`, found by comparing names (short ones compare as two words), which costs
+    /// less than hashing the key: every product read looks up each of its members.
+    @inline(__always)
+    package static func fieldIndex(of key: String) -> Int? {
+        fieldNames.withUnsafeBufferPointer { names in names.firstIndex(of: key) }
+    }
 
     /// The fields a client may set.
     package static let editableFields = fields.filter { $0.access != .assigned }
@@ -300,7 +321,7 @@ extension Product {
         var product = Product.blank
         var seen: UInt64 = 0
         try parser.members { parser, key throws(JSONSyntaxError) in
-            guard let index = Self.fieldIndex[key] else {
+            guard let index = Self.fieldIndex(of: key) else {
                 _ = try parser.skipValue()
                 return
             }
