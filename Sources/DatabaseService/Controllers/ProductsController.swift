@@ -196,7 +196,7 @@ struct ProductsController<Context: RequestContext> {
 enum StoredProductInput {
     static func product(_ json: JSONValue) throws(APIError) -> Product {
         guard case .object(let members) = json else { throw .invalidBody("Request body must be a JSON object") }
-        if let unknown = members.keys.sorted().first(where: { Product.fieldIndex[$0] == nil }) { throw .unknownParameter(unknown) }
+        if let unknown = members.keys.sorted().first(where: { Product.fieldIndex(of: $0) == nil }) { throw .unknownParameter(unknown) }
         guard members["id"] != nil else { throw .missingParameter("id", "id is required") }
         let now = Timestamp.now()
         var product = Product(id: "", createdAt: now, updatedAt: now, version: 1)

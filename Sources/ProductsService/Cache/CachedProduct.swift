@@ -81,11 +81,11 @@ struct CachedProduct: @unchecked Sendable {
     }
 
     /// Where the fields kept decoded are in `Product.fields`.
-    private static let idField = Product.fieldIndex["id"]!
-    private static let typeField = Product.fieldIndex["type"]!
-    private static let versionField = Product.fieldIndex["version"]!
-    private static let createdField = Product.fieldIndex["created_at"]!
-    private static let activeField = Product.fieldIndex["active"]!
+    private static let idField = Product.fieldIndex(of: "id")!
+    private static let typeField = Product.fieldIndex(of: "type")!
+    private static let versionField = Product.fieldIndex(of: "version")!
+    private static let createdField = Product.fieldIndex(of: "created_at")!
+    private static let activeField = Product.fieldIndex(of: "active")!
 
     /// Reads one product's JSON (a change's product, for instance) as `init(parsing:in:param:)` does.
     init(json buffer: ByteBuffer) throws(JSONSyntaxError) {

@@ -73,7 +73,7 @@ private struct ProductBody {
     init(_ json: JSONValue, echoing: Bool, id: String?) throws(APIError) {
         guard case .object(let fields) = json else { throw .invalidBody("Request body must be a JSON object") }
         for name in fields.keys.sorted() {
-            guard let index = Product.fieldIndex[name], echoing || Product.fields[index].access != .assigned else {
+            guard let index = Product.fieldIndex(of: name), echoing || Product.fields[index].access != .assigned else {
                 throw APIError.unknownParameter(name)
             }
         }

@@ -53,3 +53,35 @@ struct JournalRecord: Sendable {
         }
     }
 }
+
+/// A write waiting to be confirmed by the Database Service, numbered in journal order.
+struct JournalEntry: Sendable {
+    var sequence: UInt64
+    let operation: WriteOperation
+    /// When the write was recorded.
+    var recordedAt: ContinuousClock.Instant
+    /// The same in Unix milliseconds, sent with the write (nil only in tests' entries made by hand).
+    var recordedAtMs: Int64?
+    /// What the entry costs in memory (`memoryCost`), reckoned once.
+    let memoryBytes: Int
+
+    init(sequence: UInt64, operation: WriteOperation, recordedAt: ContinuousClock.Instant, recordedAtMs: Int64? = nil) {
+        self.sequence = sequence
+        self.operation = operation
+        self.recordedAt = recordedAt
+        self.recordedAtMs = recordedAtMs
+        memoryBytes = Self.memoryCost(operation)
+    }
+
+    /// What an entry held in memory costs, by its strings' bytes: the journal's window is bounded by it.
+    static func memoryCost(_ operation: WriteOperation) -> Int {
+        switch operation {
+        case .upsert(let tenant, let product):
+            // A string's header is 16 bytes; a dictionary entry's, about 32.
+            let text = product.textBytes
+            return 256 + tenant.utf8.count + text.bytes + 16 * text.strings
+        case .delete(let tenant, let id, _, let deletedAt):
+            return 160 + tenant.utf8.count + id.utf8.count + deletedAt.utf8.count
+        }
+    }
+}

@@ -284,8 +284,6 @@ package final class ProductField: Sendable {
 }
 
 extension Product {
-    /// The index of each field in `fields`, by name.
-    package static let fieldIndex: [String: Int] = Dictionary(uniqueKeysWithValues: fields.enumerated().map { ($1.name, $0) })
     /// The fields' names, in order.
     static let fieldNames = fields.map(\.name)
 
@@ -368,7 +366,7 @@ extension Product {
     }
 
     /// The index of `name` in `fields`.
-    package static let nameField = fieldIndex["name"]!
+    package static let nameField = fieldIndex(of: "name")!
 
     /// The product's JSON in a buffer of its own.
     package var json: ByteBuffer {
