@@ -90,6 +90,14 @@ struct ProductFieldTests {
         }
     }
 
+    @Test("field names are unique and found by name; the readers' bit sets hold every field")
+    func names() {
+        #expect(Set(Product.fields.map(\.name)).count == Product.fields.count)
+        #expect(Product.fields.count <= 64, "requiredMask and the readers' seen-sets are 64-bit")
+        for (index, field) in Product.fields.enumerated() { #expect(Product.fieldIndex(of: field.name) == index) }
+        #expect(Product.fieldIndex(of: "nope") == nil && Product.fields.first?.name == "id")
+    }
+
     @Test("every field round-trips through the writer, the strict reader and Foundation's coding")
     func roundTrip() throws {
         let now = Timestamp.now()
