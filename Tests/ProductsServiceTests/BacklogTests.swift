@@ -16,8 +16,8 @@ struct BacklogTests {
     func outageBacklog() async throws {
         let database = FakeDatabaseService()
         database.isDown = true
-        // About 16 writes of these products (some 360 bytes each in memory).
-        let memory = 16 * 360
+        // About 16 writes of these products.
+        let memory = 16 * (try JournalEntry.costOfCreate(named: "P100"))
         let fixture = try ReplicaFixture(database: database, segmentSize: 4_000, journalMemoryLimit: memory)
         defer { fixture.remove() }
         var expected: [String: String?] = [:]

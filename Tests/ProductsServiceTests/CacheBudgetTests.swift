@@ -84,8 +84,9 @@ struct CacheBudgetTests {
     func evictionKeepsUnconfirmed() async throws {
         let database = FakeDatabaseService()
         let shop = seed(database, tenant: defaultTenant, count: 30, prefix: "d")
-        // Two of these writes (about 480 bytes each in memory) fit in 1,000 bytes.
-        let fixture = try ReplicaFixture(database: database, journalMemoryLimit: 1_000, cacheBudget: 1)
+        // Two of these writes fit, not three.
+        let each = try JournalEntry.costOfCreate(named: "pending 0")
+        let fixture = try ReplicaFixture(database: database, journalMemoryLimit: 2 * each + each / 2, cacheBudget: 1)
         defer { fixture.close(); fixture.remove() }
         let replica = fixture.replica
         database.isDown = true

@@ -20,6 +20,7 @@ final class CatalogCache: Sendable {
     private let tenants = Mutex<[String: ShopSlot]>([:])
     /// Writes journaled but not yet durable, in ticket order.
     private let stagedQueue = Mutex<Deque<StagedWrite>>([])
+    private let promoting = Mutex(())
     /// Ticks on every use of a shop, for eviction by recency.
     private let clock = Atomic<UInt64>(0)
     let limits: ShopState.Limits
@@ -214,19 +215,24 @@ final class CatalogCache: Sendable {
 
     /// Makes every staged write up to `ticket` durable, so visible to readers: the journal has them on disk.
     func promote(through ticket: UInt64) {
-        let ready = stagedQueue.withLock { queue -> [StagedWrite] in
-            var ready: [StagedWrite] = []
-            while let first = queue.first, first.ticket <= ticket { ready.append(queue.removeFirst()) }
-            return ready
-        }
-        // Each shop's writes in ticket order, under its lock; a write of a product promoted after a newer one of
-        // it (by another writer's promote) changes nothing, by version.
-        var byTenant: [String: [StagedWrite]] = [:]
-        for write in ready { byTenant[write.tenant, default: []].append(write) }
-        let now = ContinuousClock.now
-        for (tenant, writes) in byTenant {
-            withShop(tenant) { state in
-                for write in writes { state.apply(.durable(ticket: write.ticket, id: write.id, write.change), at: now) }
+        // One promote at a time: a writer whose write another writer's promote took must not answer before that
+        // promote has made it visible.
+        promoting.withLock { _ in
+            let ready = stagedQueue.withLock { queue -> [StagedWrite] in
+                var ready: [StagedWrite] = []
+                while let first = queue.first, first.ticket <= ticket { ready.append(queue.removeFirst()) }
+                return ready
+            }
+            guard !ready.isEmpty else { return }
+            // Each shop's writes in ticket order, under its lock; a write of a product promoted after a newer one
+            // of it (by another writer's promote) changes nothing, by version.
+            var byTenant: [String: [StagedWrite]] = [:]
+            for write in ready { byTenant[write.tenant, default: []].append(write) }
+            let now = ContinuousClock.now
+            for (tenant, writes) in byTenant {
+                withShop(tenant) { state in
+                    for write in writes { state.apply(.durable(ticket: write.ticket, id: write.id, write.change), at: now) }
+                }
             }
         }
     }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Metrics
+import NIOCore
 import ServiceLifecycle
 import Shared
 import Synchronization
@@ -92,7 +93,6 @@ final class PersistenceWorker: Service, Sendable {
     /// Sends one batch; returns false when it must be retried.
     private func send(_ entries: [JournalEntry]) async -> Bool {
         let batch = Self.coalesce(entries)
-        let operations = batch.operations
         let started = ContinuousClock.now
         do {
             let (rejected, stale) = try await apply(batch)
@@ -123,8 +123,8 @@ final class PersistenceWorker: Service, Sendable {
             logger.warning(
                 "persisting batch failed; will retry",
                 metadata: [
-                    "attempt": "\(attempt)", "operations": "\(operations.count)",
-                    "first_product_id": "\(operations.first?.productID ?? "")", "error": "\(error)",
+                    "attempt": "\(attempt)", "operations": "\(batch.count)",
+                    "first_product_id": "\(batch.first?.operation.productID ?? "")", "error": "\(error)",
                 ])
             return false
         }
@@ -132,13 +132,13 @@ final class PersistenceWorker: Service, Sendable {
         // feed may still bring older changes of the product, which must not show it again.
         journal.confirm(through: entries.last!.sequence)
         Self.flushDuration(outcome: "persisted").recordInterval(since: started)
-        Self.batchSize.record(operations.count)
+        Self.batchSize.record(batch.count)
         state.withLock { status in
             status.consecutiveFailures = 0
             status.lastFlushAt = Timestamp.now()
-            status.flushedOperations += operations.count
+            status.flushedOperations += batch.count
         }
-        logger.debug("batch persisted", metadata: ["operations": "\(operations.count)"])
+        logger.debug("batch persisted", metadata: ["operations": "\(batch.count)"])
         return true
     }
 
@@ -149,22 +149,21 @@ final class PersistenceWorker: Service, Sendable {
         var deleted: Bool
     }
 
-    /// Applies operations; returns those rejected as invalid, and those found stale. A batch refused whole with
-    /// a 4xx is retried one operation at a time so that one bad write cannot wedge the queue.
-    private func apply(_ batch: WriteBatch) async throws(DatabaseClientError) -> (rejected: [DeadLetter], stale: [Stale]) {
-        let operations = batch.operations
+    /// Applies a batch; returns the operations rejected as invalid, and those found stale. A batch refused whole
+    /// with a 4xx is retried one operation at a time so that one bad write cannot wedge the queue.
+    private func apply(_ batch: [JournalEntry]) async throws(DatabaseClientError) -> (rejected: [DeadLetter], stale: [Stale]) {
         let result: WriteBatchResult
         do {
-            result = try await database.apply(batch)
+            result = try await database.apply(json: Self.body(batch), count: batch.count)
         } catch {
             guard error.isClientError else { throw error }
-            guard operations.count > 1 else {
-                return ([DeadLetter(operation: operations[0], error: "\(error)", deadLetteredAt: Timestamp.now())], [])
+            guard batch.count > 1 else {
+                return ([DeadLetter(operation: batch[0].operation, error: "\(error)", deadLetteredAt: Timestamp.now())], [])
             }
             var rejected: [DeadLetter] = []
             var stale: [Stale] = []
-            for index in operations.indices {
-                let outcome = try await apply(WriteBatch(operations: [operations[index]], recordedAtMs: [batch.recordedAtMs(at: index)]))
+            for entry in batch {
+                let outcome = try await apply([entry])
                 rejected += outcome.rejected
                 stale += outcome.stale
             }
@@ -172,7 +171,7 @@ final class PersistenceWorker: Service, Sendable {
         }
         var rejected: [DeadLetter] = []
         var stale: [Stale] = []
-        for (operation, result) in zip(operations, result.results) {
+        for (operation, result) in zip(batch.lazy.map(\.operation), result.results) {
             switch result.outcome {
             case .rejected:
                 rejected.append(DeadLetter(operation: operation, error: result.error ?? "rejected", deadLetteredAt: Timestamp.now()))
@@ -185,6 +184,18 @@ final class PersistenceWorker: Service, Sendable {
             }
         }
         return (rejected, stale)
+    }
+
+    /// The batch's body, `{"operations":[...]}`, made of the journal's own lines: a batch element is byte for byte
+    /// the line (the operation with its `recorded_at_ms`), so nothing is encoded again.
+    static func body(_ batch: [JournalEntry]) -> ByteBuffer {
+        var body = ByteBuffer()
+        body.reserveCapacity(batch.reduce(16) { $0 + $1.line.readableBytes + 1 })
+        body.writeJSONArray(batch, opening: "{\"operations\":[", closing: "]}") { entry, body in
+            var line = entry.line
+            body.writeBuffer(&line)
+        }
+        return body
     }
 
     /// Brings the cache up to what the Database Service holds for writes of ours that lost to newer ones. The
@@ -215,35 +226,33 @@ final class PersistenceWorker: Service, Sendable {
         Metrics.Timer(label: "products_flush_duration", dimensions: [("outcome", outcome)])
     }
 
-    /// The leading entries whose JSON surely fits a batch body: at least one, and at most a quarter of the Database
-    /// Service's limit by a worst-case estimate (a product with a 40,000-character description can take 240 KB).
+    /// The leading entries whose lines fit a batch body: at least one, and at most a quarter of the Database
+    /// Service's limit (a product with a 40,000-character description can take 240 KB).
     static func withinBodyLimit(_ entries: [JournalEntry]) -> [JournalEntry] {
         var total = 0
         let count = entries.prefix { entry in
-            total += entry.operation.maxJSONSize
+            total += entry.line.readableBytes + 1
             return total <= ServiceContract.maxBatchBodySize / 4
         }.count
         return Array(entries.prefix(max(count, 1)))
     }
 
-    /// Keeps only the newest operation of each product, in the order of first appearance, each with the time it
-    /// was recorded (the Database Service refuses one recorded before its tombstone horizon for a product it lacks).
-    static func coalesce(_ entries: [JournalEntry]) -> WriteBatch {
+    /// Keeps only the newest entry of each product, in the order of first appearance, each with the time it was
+    /// recorded (the Database Service refuses one recorded before its tombstone horizon for a product it lacks).
+    static func coalesce(_ entries: [JournalEntry]) -> [JournalEntry] {
         struct Key: Hashable { var tenant: String; var id: String }
         var newest: [Key: Int] = [:]
-        var operations: [WriteOperation] = []
-        var recordedAtMs: [Int64?] = []
+        var kept: [JournalEntry] = []
         for entry in entries {
             let operation = entry.operation
             let key = Key(tenant: operation.tenant, id: operation.productID)
             if let index = newest[key] {
-                if operation.version > operations[index].version { (operations[index], recordedAtMs[index]) = (operation, entry.recordedAtMs) }
+                if operation.version > kept[index].operation.version { kept[index] = entry }
             } else {
-                newest[key] = operations.count
-                operations.append(operation)
-                recordedAtMs.append(entry.recordedAtMs)
+                newest[key] = kept.count
+                kept.append(entry)
             }
         }
-        return WriteBatch(operations: operations, recordedAtMs: recordedAtMs.contains { $0 != nil } ? recordedAtMs : [])
+        return kept
     }
 }

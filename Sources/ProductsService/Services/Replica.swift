@@ -108,7 +108,7 @@ final class Replica: Sendable {
         }
         let cached = CachedProduct(product)
         let ticket = try journaling {
-            try cache.stage(tenant: tenant, cached) { try journal.append(JournalRecord(.upsert(tenant: tenant, product: product))) }
+            try cache.stage(tenant: tenant, cached) { try journal.append(JournalRecord(upsert: tenant, product, encoded: cached)) }
         }
         try await waitUntilDurable(ticket)
         return .written(cached)
@@ -138,8 +138,9 @@ final class Replica: Sendable {
             let staged = try journaling {
                 try cache.stageUpdate(tenant: tenant, id: id) { current in
                     let product = try changed(current.product, by: change)
-                    let ticket = try journal.append(JournalRecord(.upsert(tenant: tenant, product: product)))
-                    return (CachedProduct(product), ticket, ticket)
+                    let cached = CachedProduct(product)
+                    let ticket = try journal.append(JournalRecord(upsert: tenant, product, encoded: cached))
+                    return (cached, ticket, ticket)
                 }
             }
             // Not cached: deleted meanwhile, or the read-through was not cached because a delete raced it.

@@ -132,11 +132,11 @@ final class Journal: @unchecked Sendable {
                 let isConfirmed = sequence <= found.confirmed
                 if !isConfirmed {
                     products.add(record.operation)
-                    let cost = JournalEntry.memoryCost(record.operation)
+                    let cost = JournalEntry.memoryCost(record)
                     if spilled == nil && (held.isEmpty || heldBytes + cost <= limit) {
                         heldBytes += cost
                         let recordedAt = record.recordedAt(now: now, nowMs: nowMs)
-                        held.append(JournalEntry(sequence: sequence, operation: record.operation, recordedAt: recordedAt, recordedAtMs: record.recordedAtMs))
+                        held.append(JournalEntry(sequence: sequence, record: record, recordedAt: recordedAt))
                     } else if spilled == nil {
                         spilled = sequence
                     }
@@ -168,8 +168,7 @@ final class Journal: @unchecked Sendable {
         if closed { throw JournalError.writeFailed("the journal is closed") }
         lastSequence += 1
         let entry = JournalEntry(
-            sequence: lastSequence, operation: record.operation,
-            recordedAt: record.recordedAt(now: .now, nowMs: Timestamp.nowMilliseconds()), recordedAtMs: record.recordedAtMs)
+            sequence: lastSequence, record: record, recordedAt: record.recordedAt(now: .now, nowMs: Timestamp.nowMilliseconds()))
         unconfirmed.add(record.operation)
         if file == nil {
             durableSequence = lastSequence
@@ -367,12 +366,12 @@ final class Journal: @unchecked Sendable {
                 let (now, nowMs) = (ContinuousClock.now, Timestamp.nowMilliseconds())
                 // With nothing in memory, the next record is read back whatever it costs.
                 var takeOne = refill.takeOne
-                let admits = { (record: JournalRecord) in takeOne || JournalEntry.memoryCost(record.operation) <= room }
+                let admits = { (record: JournalRecord) in takeOne || JournalEntry.memoryCost(record) <= room }
                 _ = try file.read(from: refill.from, through: refill.through, limit: Self.refillBatch, admits: admits) { sequence, record in
-                    room -= JournalEntry.memoryCost(record.operation)
+                    room -= JournalEntry.memoryCost(record)
                     takeOne = false
                     let recordedAt = record.recordedAt(now: now, nowMs: nowMs)
-                    entries.append(JournalEntry(sequence: sequence, operation: record.operation, recordedAt: recordedAt, recordedAtMs: record.recordedAtMs))
+                    entries.append(JournalEntry(sequence: sequence, record: record, recordedAt: recordedAt))
                 }
                 return entries
             }

@@ -14,15 +14,43 @@ struct JournalRecord: Sendable {
     let line: ByteBuffer
 
     init(_ operation: WriteOperation, recordedAtMs: Int64 = Timestamp.nowMilliseconds()) {
+        self.init(operation, line: Self.line(operation, recordedAtMs: recordedAtMs), recordedAtMs: recordedAtMs)
+    }
+
+    /// An upsert whose product was already encoded for the cache: its bytes are copied, not encoded again.
+    init(upsert tenant: String, _ product: Product, encoded cached: CachedProduct, recordedAtMs: Int64 = Timestamp.nowMilliseconds()) {
+        var line = ByteBuffer()
+        line.reserveCapacity(cached.jsonByteCount + tenant.utf8.count + 64)
+        line.writeJSONString(tenant, after: "{\"op\":\"upsert\",\"tenant\":")
+        line.writeStaticString(",\"product\":")
+        cached.writeJSON(into: &line)
+        Self.close(&line, recordedAtMs: recordedAtMs)
+        self.init(.upsert(tenant: tenant, product: product), line: line, recordedAtMs: recordedAtMs)
+    }
+
+    private init(_ operation: WriteOperation, line: ByteBuffer, recordedAtMs: Int64) {
         self.operation = operation
         self.recordedAtMs = recordedAtMs
+        self.line = line
+    }
+
+    /// The line of `operation`, with the time it was recorded when given: also a batch's element, byte for byte.
+    static func line(_ operation: WriteOperation, recordedAtMs: Int64?) -> ByteBuffer {
         var line = ByteBuffer()
         line.reserveCapacity(256)
         operation.writeJSONFields(into: &line)
+        if let recordedAtMs {
+            close(&line, recordedAtMs: recordedAtMs)
+        } else {
+            line.writeInteger(UInt8(ascii: "}"))
+        }
+        return line
+    }
+
+    private static func close(_ line: inout ByteBuffer, recordedAtMs: Int64) {
         line.writeStaticString(",\"recorded_at_ms\":")
         line.writeString(String(recordedAtMs))
         line.writeInteger(UInt8(ascii: "}"))
-        self.line = line
     }
 
     /// Reads a line back, keeping its bytes; nil when it is not a whole, valid record.
@@ -54,34 +82,49 @@ struct JournalRecord: Sendable {
     }
 }
 
-/// A write waiting to be confirmed by the Database Service, numbered in journal order.
-struct JournalEntry: Sendable {
-    var sequence: UInt64
+/// A write waiting to be confirmed by the Database Service, numbered in journal order. A class: the backlog hands
+/// entries to the worker, which coalesces them into a batch, and a copy is then one reference, not one per string.
+final class JournalEntry: Sendable {
+    let sequence: UInt64
     let operation: WriteOperation
     /// When the write was recorded.
-    var recordedAt: ContinuousClock.Instant
+    let recordedAt: ContinuousClock.Instant
     /// The same in Unix milliseconds, sent with the write (nil only in tests' entries made by hand).
-    var recordedAtMs: Int64?
+    let recordedAtMs: Int64?
+    /// The journal's line, which a batch sends as it is.
+    let line: ByteBuffer
     /// What the entry costs in memory (`memoryCost`), reckoned once.
     let memoryBytes: Int
 
+    init(sequence: UInt64, record: JournalRecord, recordedAt: ContinuousClock.Instant) {
+        self.sequence = sequence
+        operation = record.operation
+        self.recordedAt = recordedAt
+        recordedAtMs = record.recordedAtMs
+        line = record.line
+        memoryBytes = Self.memoryCost(record)
+    }
+
+    /// An entry made by hand (tests), with its line encoded from the operation.
     init(sequence: UInt64, operation: WriteOperation, recordedAt: ContinuousClock.Instant, recordedAtMs: Int64? = nil) {
         self.sequence = sequence
         self.operation = operation
         self.recordedAt = recordedAt
         self.recordedAtMs = recordedAtMs
-        memoryBytes = Self.memoryCost(operation)
+        line = JournalRecord.line(operation, recordedAtMs: recordedAtMs)
+        memoryBytes = Self.memoryCost(line: line)
     }
 
-    /// What an entry held in memory costs, by its strings' bytes: the journal's window is bounded by it.
-    static func memoryCost(_ operation: WriteOperation) -> Int {
-        switch operation {
-        case .upsert(let tenant, let product):
-            // A string's header is 16 bytes; a dictionary entry's, about 32.
-            let text = product.textBytes
-            return 256 + tenant.utf8.count + text.bytes + 16 * text.strings
-        case .delete(let tenant, let id, _, let deletedAt):
-            return 160 + tenant.utf8.count + id.utf8.count + deletedAt.utf8.count
-        }
+    /// What an entry held in memory costs, reckoned from its line without walking the product: the line itself,
+    /// the operation's strings (no more bytes than the line's, which escapes them), a string's header (16 bytes)
+    /// for every two quotes, and a fixed 256. The journal's window is bounded by it.
+    static func memoryCost(_ record: JournalRecord) -> Int { memoryCost(line: record.line) }
+
+    /// The same for a record of `operation` made now.
+    static func memoryCost(_ operation: WriteOperation) -> Int { memoryCost(JournalRecord(operation)) }
+
+    private static func memoryCost(line: ByteBuffer) -> Int {
+        let quotes = line.withUnsafeReadableBytes { bytes in bytes.reduce(0) { $0 + ($1 == UInt8(ascii: "\"") ? 1 : 0) } }
+        return 256 + 2 * line.readableBytes + 8 * quotes
     }
 }

@@ -108,7 +108,8 @@ package struct WriteBatch: Codable, Sendable {
                     var times: [Int64?] = []
                     try parser.elements { parser throws(JSONSyntaxError) in
                         var recordedAtMs: Int64?
-                        read.append(try WriteOperation(parsing: &parser, param: "operations[\(read.count)]", recordedAtMs: &recordedAtMs))
+                        let index = read.count
+                        read.append(try WriteOperation(parsing: &parser, param: "operations[\(index)]", recordedAtMs: &recordedAtMs))
                         times.append(recordedAtMs)
                     }
                     operations = read
@@ -133,36 +134,25 @@ package struct WriteBatch: Codable, Sendable {
 }
 
 extension WriteOperation {
-    /// An upper bound on the size of the operation's JSON: every string's bytes escaped at worst (`\u0001`).
-    package var maxJSONSize: Int {
-        switch self {
-        case .upsert(let tenant, let product):
-            let text = product.textBytes
-            return 6 * (tenant.utf8.count + text.bytes) + 4 * text.strings + 16 * Product.fields.count + 160
-        case .delete(let tenant, let id, _, let deletedAt):
-            return 6 * (tenant.utf8.count + id.utf8.count + deletedAt.utf8.count) + 160
-        }
-    }
-
     /// One operation of a batch, read by `WriteBatch(json:)`, with its `recorded_at_ms`; `param` names it in errors.
-    init(parsing parser: inout JSONParser, param: String, recordedAtMs: inout Int64?) throws(JSONSyntaxError) {
-        guard parser.current == UInt8(ascii: "{") else { throw try parser.mismatch(param, "an object") }
+    init(parsing parser: inout JSONParser, param: @autoclosure () -> String, recordedAtMs: inout Int64?) throws(JSONSyntaxError) {
+        guard parser.current == UInt8(ascii: "{") else { throw try parser.mismatch(param(), "an object") }
         var op, tenant, id, deletedAt: String?
         var version: Int64?
         var product: Product?
         try parser.members { parser, key throws(JSONSyntaxError) in
             switch key {
-            case "op": op = try parser.string(param: param + "[op]")
-            case "tenant": tenant = try parser.string(param: param + "[tenant]")
-            case "id": id = try parser.string(param: param + "[id]")
-            case "version": version = try parser.integer(param: param + "[version]")
-            case "deleted_at": deletedAt = try parser.string(param: param + "[deleted_at]")
-            case "recorded_at_ms": recordedAtMs = try parser.integer(param: param + "[recorded_at_ms]")
-            case "product": product = try Product(parsing: &parser, param: param + "[product]")
+            case "op": op = try parser.string(param: param() + "[op]")
+            case "tenant": tenant = try parser.string(param: param() + "[tenant]")
+            case "id": id = try parser.string(param: param() + "[id]")
+            case "version": version = try parser.integer(param: param() + "[version]")
+            case "deleted_at": deletedAt = try parser.string(param: param() + "[deleted_at]")
+            case "recorded_at_ms": recordedAtMs = try parser.integer(param: param() + "[recorded_at_ms]")
+            case "product": product = try Product(parsing: &parser, param: param() + "[product]")
             default: _ = try parser.skipValue()
             }
         }
-        func required<T>(_ value: T?, _ field: String) throws(JSONSyntaxError) -> T { try JSONSyntaxError.required(value, "\(param)[\(field)]") }
+        func required<T>(_ value: T?, _ field: String) throws(JSONSyntaxError) -> T { try JSONSyntaxError.required(value, param() + "[" + field + "]") }
         switch try required(op, "op") {
         case "upsert":
             self = .upsert(tenant: tenant ?? defaultTenant, product: try required(product, "product"))
@@ -171,7 +161,7 @@ extension WriteOperation {
                 tenant: tenant ?? defaultTenant, id: try required(id, "id"), version: try required(version, "version"),
                 deletedAt: try required(deletedAt, "deleted_at"))
         case let other:
-            throw JSONSyntaxError(description: "unknown op \(other)", fault: .invalid(param: param + "[op]"))
+            throw JSONSyntaxError(description: "unknown op \(other)", fault: .invalid(param: param() + "[op]"))
         }
     }
 }

@@ -57,6 +57,16 @@ extension Replica.WriteResult {
     }
 }
 
+extension JournalEntry {
+    /// What the journal's window counts for a create of a product named `name`, as the replica makes one.
+    static func costOfCreate(named name: String) throws -> Int {
+        let now = Timestamp.now()
+        let product = try ProductInput(json: .object(["name": .string(name)]))
+            .applied(to: Product(id: ProductIDGenerator().next(), createdAt: now, updatedAt: now, version: 1))
+        return memoryCost(.upsert(tenant: defaultTenant, product: product))
+    }
+}
+
 struct TestFailure: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
