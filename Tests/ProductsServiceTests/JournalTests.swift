@@ -19,6 +19,19 @@ extension Journal {
 struct JournalTests {
     let logger = Logger(label: "test")
 
+    @Test("an upsert's line made from the cache's bytes is the line encoded from the operation, and reads back as it")
+    func upsertLineFromCachedBytes() throws {
+        var product = Product(id: "p\u{e9}", createdAt: Timestamp.now(), updatedAt: Timestamp.now(), version: 7)
+        product.name = "Caf\u{e9} \"quoted\"\n"
+        product.tags = ["a", "b"]
+        product.metadata = ["k": "v"]
+        let operation = WriteOperation.upsert(tenant: "shop-\u{1}", product: product)
+        let fromCache = JournalRecord(upsert: "shop-\u{1}", product, encoded: CachedProduct(product), recordedAtMs: 1_234)
+        #expect(fromCache.line == JournalRecord(operation, recordedAtMs: 1_234).line)
+        let read = try #require(JournalRecord(line: Data(fromCache.line.readableBytesView)))
+        #expect(read.operation == operation && read.recordedAtMs == 1_234)
+    }
+
     @Test("pending writes survive a reopen; confirmed ones do not come back")
     func recovery() async throws {
         let directory = try temporaryDirectory()

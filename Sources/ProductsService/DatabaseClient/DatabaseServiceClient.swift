@@ -14,10 +14,8 @@ protocol DatabaseServiceClient: Sendable {
     func listProductsJSON(tenant: String, query: ProductQuery) async throws(DatabaseClientError) -> ByteBuffer
     /// One write decided by the Database Service, with its precondition and idempotency key.
     func write(_ write: CoordinatedWrite) async throws(DatabaseClientError) -> CoordinatedResult
-    /// Applies a batch of versioned writes in one transaction.
-    func apply(_ batch: WriteBatch) async throws(DatabaseClientError) -> WriteBatchResult
-    /// The same for a batch already written as `{"operations":[...]}` with `count` operations, by a caller that
-    /// holds its writes as JSON.
+    /// Applies a batch of versioned writes in one transaction: `{"operations":[...]}` with `count` operations, as
+    /// the journal's lines or an import's rows already hold them.
     func apply(json body: ByteBuffer, count: Int) async throws(DatabaseClientError) -> WriteBatchResult
     /// The Database Service's health report.
     func health() async throws(DatabaseClientError) -> DatabaseHealth
@@ -89,12 +87,6 @@ enum DatabaseRoute: Sendable, Equatable {
 }
 
 extension DatabaseServiceClient {
-    func apply(json body: ByteBuffer, count: Int) async throws(DatabaseClientError) -> WriteBatchResult {
-        let batch: WriteBatch
-        do { batch = try WriteBatch(json: body) } catch { throw .invalidResponse("the batch to send: \(error)") }
-        return try await apply(batch)
-    }
-
     func listProductsJSON(tenant: String, query: ProductQuery) async throws(DatabaseClientError) -> ByteBuffer {
         try await listProducts(tenant: tenant, query: query).json
     }

@@ -47,10 +47,6 @@ struct HTTPDatabaseServiceClient: DatabaseServiceClient {
         return try await send(.GET, path, route: "/api/products", tenant: tenant, timeout: bulkTimeout).body
     }
 
-    func apply(_ batch: WriteBatch) async throws(DatabaseClientError) -> WriteBatchResult {
-        try await apply(json: batch.json, count: batch.operations.count)
-    }
-
     func apply(json body: ByteBuffer, count: Int) async throws(DatabaseClientError) -> WriteBatchResult {
         let response = try await send(.POST, "/api/products/batch", route: "/api/products/batch", tenant: nil, body: body, timeout: bulkTimeout)
         let result: WriteBatchResult

@@ -68,6 +68,14 @@ final class FakeDatabaseService: DatabaseServiceClient {
         }
     }
 
+    /// Reads the batch back with the Database Service's strict parser, as the real one does.
+    func apply(json body: ByteBuffer, count: Int) async throws(DatabaseClientError) -> WriteBatchResult {
+        let batch: WriteBatch
+        do { batch = try WriteBatch(json: body) } catch { throw .invalidResponse("the batch sent: \(error)") }
+        guard batch.operations.count == count else { throw .invalidResponse("\(count) operations announced, \(batch.operations.count) sent") }
+        return try await apply(batch)
+    }
+
     func apply(_ batch: WriteBatch) async throws(DatabaseClientError) -> WriteBatchResult {
         try state.withLock { (state: inout State) throws(DatabaseClientError) in
             guard !state.down else { throw .unreachable("connection refused") }
