@@ -24,6 +24,14 @@ struct BadInputTests {
         Case(body: "\"name\"", status: 400, code: "invalid_body"),
         Case(body: "{", status: 400, code: "invalid_json"),
         Case(body: #"{"name":"x",}"#, status: 400, code: "invalid_json"),
+        Case(body: " \n [1]", status: 400, code: "invalid_body"),
+        Case(body: " [1", status: 400, code: "invalid_json"),
+        Case(body: #"{"name":"x"} {}"#, status: 400, code: "invalid_json"),
+        // The whole body is read before any member is judged: a syntax fault anywhere wins, then an unknown name
+        // (the first in sorted order), then the fields' own faults.
+        Case(body: #"{"name":42,"type":"#, status: 400, code: "invalid_json"),
+        Case(body: #"{"name":42,"zeta":1,"alpha":2}"#, status: 400, code: "parameter_unknown", param: "alpha"),
+        Case(body: #"{"name":"x","id":"prod_1"}"#, status: 400, code: "parameter_unknown", param: "id"),
         Case(body: "{}", status: 400, code: "parameter_missing", param: "name"),
         Case(body: #"{"name":""}"#, status: 400, code: "parameter_invalid", param: "name"),
         Case(body: #"{"name":"   "}"#, status: 400, code: "parameter_invalid", param: "name"),

@@ -1,3 +1,4 @@
+import NIOCore
 import Shared
 
 /// A validated `POST /products` or `PUT /products/{id}` body: the product's whole editable state.
@@ -5,12 +6,20 @@ struct ProductInput: Sendable {
     /// The editable fields as given, and the defaults of those left out (the assigned ones are blank).
     private var values = Product.blank
 
-    /// Builds the input from a parsed body; every fault is a 400 naming its field. `replacing` is the id of the
+    /// Builds the input from a request's body; every fault is a 400 naming its field. `replacing` is the id of the
     /// product a `PUT` replaces: then the assigned fields may be echoed back, and are ignored (the `id` must match).
+    init(body: ByteBuffer, replacing id: String? = nil) throws(APIError) {
+        try self.init(try ProductBody(body, echoing: id != nil, id: id))
+    }
+
+    /// The same from a parsed body (an import's line).
     init(json: JSONValue, replacing id: String? = nil) throws(APIError) {
-        let fields = try ProductBody(json, echoing: id != nil, id: id)
-        for field in Product.editableFields {
-            if let value = fields[field.name] {
+        try self.init(try ProductBody(json, echoing: id != nil, id: id))
+    }
+
+    private init(_ fields: ProductBody) throws(APIError) {
+        for (index, field) in Product.fields.enumerated() where field.access != .assigned {
+            if let value = fields[index] {
                 try field.take(value, into: &values)
             } else if field.access == .required {
                 throw .missingParameter(field.name, "\(field.name) is required")
@@ -37,10 +46,10 @@ struct ProductPatch: Sendable {
     /// The maps to merge: a nil value removes its key.
     private var merges: [(field: ProductField, entries: [String: String?])] = []
 
-    init(json: JSONValue, id: String) throws(APIError) {
-        let fields = try ProductBody(json, echoing: true, id: id)
-        for field in Product.editableFields {
-            guard let value = fields[field.name] else { continue }
+    init(body: ByteBuffer, id: String) throws(APIError) {
+        let fields = try ProductBody(body, echoing: true, id: id)
+        for (index, field) in Product.fields.enumerated() where field.access != .assigned {
+            guard let value = fields[index] else { continue }
             if case .textMap = field.kind, value != .null {
                 merges.append((field, try field.mergeEntries(value)))
             } else {
@@ -65,23 +74,73 @@ struct ProductPatch: Sendable {
     }
 }
 
-/// The members of a product body, checked for unknown names.
+/// The members of a product body by field, checked for unknown names.
 private struct ProductBody {
-    let fields: [String: JSONValue]
+    /// Each field's value as given, by index in `Product.fields`.
+    private let values: [JSONValue?]
 
-    /// `echoing`: the assigned fields are accepted (and ignored), an `id` only if it is `id`.
-    init(_ json: JSONValue, echoing: Bool, id: String?) throws(APIError) {
-        guard case .object(let fields) = json else { throw .invalidBody("Request body must be a JSON object") }
-        for name in fields.keys.sorted() {
-            guard let index = Product.fieldIndex(of: name), echoing || Product.fields[index].access != .assigned else {
-                throw APIError.unknownParameter(name)
+    /// Reads the body's bytes member by member: each value is parsed on its own, and no tree of the whole body is
+    /// built. `echoing`: the assigned fields are accepted (and ignored), an `id` only if it is `id`.
+    init(_ body: ByteBuffer, echoing: Bool, id: String?) throws(APIError) {
+        guard Self.opensObject(body) else {
+            _ = try JSONBody.parse(body)
+            throw .invalidBody("Request body must be a JSON object")
+        }
+        var refused: String?
+        var values = Self.none
+        do {
+            try body.parseJSONObject { parser, name throws(JSONSyntaxError) in
+                let value = try parser.value()
+                if let index = Self.accepted(name, echoing: echoing) {
+                    values[index] = value
+                } else if refused.map({ name < $0 }) ?? true {
+                    refused = name
+                }
             }
+        } catch {
+            throw .invalidJSON(error.description)
         }
-        if let id, let given = fields["id"], given != .string(id) {
-            throw APIError.invalidParameter("id", "id is read-only and must match the product's id in the path")
-        }
-        self.fields = fields
+        try self.init(values, refused: refused, id: id)
     }
 
-    subscript(name: String) -> JSONValue? { fields[name] }
+    /// The same from a parsed body.
+    init(_ json: JSONValue, echoing: Bool, id: String?) throws(APIError) {
+        guard case .object(let fields) = json else { throw .invalidBody("Request body must be a JSON object") }
+        var values = Self.none
+        var refused: String?
+        for (name, value) in fields {
+            if let index = Self.accepted(name, echoing: echoing) {
+                values[index] = value
+            } else if refused.map({ name < $0 }) ?? true {
+                refused = name
+            }
+        }
+        try self.init(values, refused: refused, id: id)
+    }
+
+    /// `refused`: the first refused name in sorted order, reported before any value's fault.
+    private init(_ values: [JSONValue?], refused: String?, id: String?) throws(APIError) {
+        if let refused { throw APIError.unknownParameter(refused) }
+        if let id, let given = values[Self.idField], given != .string(id) {
+            throw APIError.invalidParameter("id", "id is read-only and must match the product's id in the path")
+        }
+        self.values = values
+    }
+
+    private static let idField = Product.fieldIndex(of: "id")!
+    private static let none = [JSONValue?](repeating: nil, count: Product.fields.count)
+
+    /// The index of the field a member names, if the body may give it.
+    private static func accepted(_ name: String, echoing: Bool) -> Int? {
+        guard let index = Product.fieldIndex(of: name), echoing || Product.fields[index].access != .assigned else { return nil }
+        return index
+    }
+
+    /// Whether the first byte that is not white space opens an object.
+    private static func opensObject(_ body: ByteBuffer) -> Bool {
+        body.readableBytesView.first { ![0x20, 0x09, 0x0A, 0x0D].contains($0) } == UInt8(ascii: "{")
+    }
+
+    /// The value given for the field at `index` in `Product.fields`.
+    subscript(index: Int) -> JSONValue? { values[index] }
 }

@@ -25,7 +25,7 @@ struct ProductsController<Context: TenantRequestContext> {
     @Sendable func create(_ request: Request, context: Context) async throws -> Response {
         let body = try await request.collectJSONBody()
         let idempotent = try IdempotentRequest(request, tenant: context.tenant, body: body)
-        let input = try ProductInput(json: try JSONBody.parse(body))
+        let input = try ProductInput(body: body)
         return Self.response(try await replica.create(tenant: context.tenant, input, idempotent: idempotent), status: .created)
     }
 
@@ -56,7 +56,7 @@ struct ProductsController<Context: TenantRequestContext> {
     @Sendable func replace(_ request: Request, context: Context) async throws -> Response {
         let id = try context.productID()
         let condition = try EntityTag.condition(.ifMatch, in: request.headers)
-        let input = try ProductInput(json: try await request.parseJSON(), replacing: id)
+        let input = try ProductInput(body: try await request.collectJSONBody(), replacing: id)
         let result = try await replica.update(tenant: context.tenant, id: id, condition: condition) { product in
             input.applied(to: product)
         }
@@ -69,7 +69,7 @@ struct ProductsController<Context: TenantRequestContext> {
         let condition = try EntityTag.condition(.ifMatch, in: request.headers)
         let body = try await request.collectJSONBody()
         let idempotent = try IdempotentRequest(request, tenant: context.tenant, body: body)
-        let patch = try ProductPatch(json: try JSONBody.parse(body), id: id)
+        let patch = try ProductPatch(body: body, id: id)
         let result = try await replica.update(tenant: context.tenant, id: id, condition: condition, idempotent: idempotent) {
             product throws(APIError) in try patch.applied(to: product)
         }
