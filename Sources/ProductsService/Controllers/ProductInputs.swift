@@ -90,12 +90,7 @@ private struct ProductBody {
         var values = Self.none
         do {
             try body.parseJSONObject { parser, name throws(JSONSyntaxError) in
-                let value = try parser.value()
-                if let index = Self.accepted(name, echoing: echoing) {
-                    values[index] = value
-                } else if refused.map({ name < $0 }) ?? true {
-                    refused = name
-                }
+                Self.collect(name, try parser.value(), echoing: echoing, into: &values, refused: &refused)
             }
         } catch {
             throw .invalidJSON(error.description)
@@ -108,13 +103,7 @@ private struct ProductBody {
         guard case .object(let fields) = json else { throw .invalidBody("Request body must be a JSON object") }
         var values = Self.none
         var refused: String?
-        for (name, value) in fields {
-            if let index = Self.accepted(name, echoing: echoing) {
-                values[index] = value
-            } else if refused.map({ name < $0 }) ?? true {
-                refused = name
-            }
-        }
+        for (name, value) in fields { Self.collect(name, value, echoing: echoing, into: &values, refused: &refused) }
         try self.init(values, refused: refused, id: id)
     }
 
@@ -130,10 +119,14 @@ private struct ProductBody {
     private static let idField = Product.fieldIndex(of: "id")!
     private static let none = [JSONValue?](repeating: nil, count: Product.fields.count)
 
-    /// The index of the field a member names, if the body may give it.
-    private static func accepted(_ name: String, echoing: Bool) -> Int? {
-        guard let index = Product.fieldIndex(of: name), echoing || Product.fields[index].access != .assigned else { return nil }
-        return index
+    /// Keeps a member's value under its field if the body may give it; else keeps the first refused name in
+    /// sorted order. `echoing`: the assigned fields are accepted.
+    private static func collect(_ name: String, _ value: JSONValue, echoing: Bool, into values: inout [JSONValue?], refused: inout String?) {
+        if let index = Product.fieldIndex(of: name), echoing || Product.fields[index].access != .assigned {
+            values[index] = value
+        } else if refused.map({ name < $0 }) ?? true {
+            refused = name
+        }
     }
 
     /// Whether the first byte that is not white space opens an object.

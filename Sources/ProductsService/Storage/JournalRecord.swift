@@ -19,13 +19,12 @@ struct JournalRecord: Sendable {
 
     /// An upsert whose product was already encoded for the cache: its bytes are copied, not encoded again.
     init(upsert tenant: String, _ product: Product, encoded cached: CachedProduct, recordedAtMs: Int64 = Timestamp.nowMilliseconds()) {
+        let operation = WriteOperation.upsert(tenant: tenant, product: product)
         var line = ByteBuffer()
         line.reserveCapacity(cached.jsonByteCount + tenant.utf8.count + 64)
-        line.writeJSONString(tenant, after: "{\"op\":\"upsert\",\"tenant\":")
-        line.writeStaticString(",\"product\":")
-        cached.writeJSON(into: &line)
+        operation.writeJSONFields(into: &line) { cached.writeJSON(into: &$0) }
         Self.close(&line, recordedAtMs: recordedAtMs)
-        self.init(.upsert(tenant: tenant, product: product), line: line, recordedAtMs: recordedAtMs)
+        self.init(operation, line: line, recordedAtMs: recordedAtMs)
     }
 
     private init(_ operation: WriteOperation, line: ByteBuffer, recordedAtMs: Int64) {

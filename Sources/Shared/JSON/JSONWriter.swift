@@ -96,13 +96,14 @@ extension WriteOperation {
         buffer.writeInteger(UInt8(ascii: "}"))
     }
 
-    /// The operation's object without its closing brace, for a record that adds fields of its own.
-    package func writeJSONFields(into buffer: inout ByteBuffer) {
+    /// The operation's object without its closing brace, for a record that adds fields of its own. `product`, when
+    /// given, writes an upsert's product from JSON the caller already holds (it must be the product's own).
+    package func writeJSONFields(into buffer: inout ByteBuffer, product encoded: ((inout ByteBuffer) -> Void)? = nil) {
         switch self {
         case .upsert(let tenant, let product):
             buffer.writeJSONString(tenant, after: "{\"op\":\"upsert\",\"tenant\":")
             buffer.writeStaticString(",\"product\":")
-            product.writeJSON(into: &buffer)
+            if let encoded { encoded(&buffer) } else { product.writeJSON(into: &buffer) }
         case .delete(let tenant, let id, let version, let deletedAt):
             buffer.writeJSONString(tenant, after: "{\"op\":\"delete\",\"tenant\":")
             buffer.writeJSONString(id, after: ",\"id\":")
