@@ -64,6 +64,7 @@ func buildRouter(
     api.addRoutes(TenantsController(keys: store.keys).endpoints, atPath: "/tenants")
     api.addRoutes(EventsController(store: store.webhooks).endpoints, atPath: "/events")
     api.addRoutes(ImportsController(store: store.imports).endpoints, atPath: "/imports")
+    api.addRoutes(CategoriesController(store: store.categories).endpoints, atPath: "/categories")
     api.addRoutes(
         WebhooksController(store: store.webhooks, allowPrivateTargets: allowPrivateWebhookTargets).endpoints, atPath: "/webhook_endpoints")
     routes.addRoutes(api, atPath: "/api")

@@ -119,10 +119,13 @@ func buildRouter(
         ).endpoints)
     routes.addRoutes(MetricsController(refresh: { ProductsMetrics.refresh(replica, authenticator) }).endpoints)
     routes.addRoutes(ProductsController(replica: replica, auth: auth).endpoints, atPath: "/products")
+    routes.addRoutes(ProductVariantsController(replica: replica, auth: auth).endpoints, atPath: "/products")
     routes.addRoutes(ExportsController(replica: replica, auth: auth).endpoints, atPath: "/exports")
+    routes.addRoutes(VariantsController(replica: replica, auth: auth).endpoints, atPath: "/variants")
     routes.addRoutes(ImportsController(imports: imports, auth: auth).endpoints, atPath: "/imports")
     routes.addRoutes(EventsController(database: replica.database, auth: auth).endpoints, atPath: "/events")
     routes.addRoutes(WebhookEndpointsController(database: replica.database, auth: auth).endpoints, atPath: "/webhook_endpoints")
+    routes.addRoutes(CategoriesController(database: replica.database, auth: auth).endpoints, atPath: "/categories")
     routes.addRoutes(CacheController(replica: replica, syncFlushTimeout: settings.syncFlushTimeout, auth: auth).endpoints, atPath: "/cache")
     routes.addRoutes(
         try OpenAPIController(documentAt: Bundle.module.url(forResource: "openapi", withExtension: "json"), title: "Products Service")

@@ -36,8 +36,10 @@ struct MigrationTests {
         renamed.name = "Renamed"
         renamed.version = 4
         #expect(try await store.products.apply([.upsert(tenant: "t", product: renamed)]) == [.updated])
+        // Stored before handles existed, it gets one made from its name with its next write.
+        renamed.handle = "renamed"
         #expect(try await store.products.product(tenant: "t", id: "prod_1") == renamed)
-        #expect(try await store.schemaVersion() == StoreSchema.productBody)
+        #expect(try await store.schemaVersion() == StoreSchema.catalogModel)
     }
 
     @Test("SQLite: products stored by the first schema read the same after the product-body migration")

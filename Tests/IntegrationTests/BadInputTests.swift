@@ -109,7 +109,7 @@ struct BadInputTests {
         #expect(wrongOnItem.status == 405)
         #expect(wrongOnItem.headers["Allow"].first?.contains("DELETE") == true)
 
-        let huge = #"{"name":""# + String(repeating: "a", count: 1_100_000) + #""}"#
+        let huge = #"{"name":""# + String(repeating: "a", count: ProductRules.maxBodyBytes + 1) + #""}"#
         let tooLarge = try await HTTP.post(stack.productsURL + "/products", json: huge)
         #expect(tooLarge.status == 413)
         #expect(tooLarge.error?.code == "body_too_large")

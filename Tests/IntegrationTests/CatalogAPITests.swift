@@ -293,7 +293,7 @@ struct CatalogAPITests {
         #expect(try await HTTP.send(.PUT, url, body: #"{"type":"x"}"#).error?.code == "parameter_missing")
         #expect(try await HTTP.send(.PUT, url, body: #"{"name":"x","metadata":{"a":null}}"#).error?.param == "metadata[a]")
 
-        let big = String(repeating: "x", count: (1 << 20) + 1)
+        let big = String(repeating: "x", count: ProductRules.maxBodyBytes + 1)
         for method in [HTTPMethod.PATCH, .PUT] {
             #expect(try await HTTP.send(method, url, body: #"{"name":"x"}"#, contentType: "text/plain").status == 415)
             #expect(try await HTTP.send(method, url, body: big).status == 413)

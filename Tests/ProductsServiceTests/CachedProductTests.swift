@@ -94,7 +94,13 @@ struct CachedProductTests {
         var tricky = Self.products[0]
         tricky.id = "prod_last"
         tricky.name = #"name with ,{"id":"fake"} inside"#
-        tricky.metadata = ["id": "not the id", "x": #",{"id":"y"#]
+        tricky.metadata = ["id": "not the id", "x": #",{"id":"y"#, "z": #"ends in a backslash \"#, "q": #"\"quoted\" }{ ]["#]
+        // Variants are objects that start with their own id, and their options hold brackets and quotes.
+        tricky.options = [ProductOption(name: "Size", values: ["S", #"{"id":"M"} \"#])]
+        tricky.variants = [
+            Variant(id: "var_1", sku: "A", options: ["Size": "S"], prices: [Price(currency: "EUR", amount: 1)], position: 1),
+            Variant(id: "var_2", sku: #"B"#, options: ["Size": #"{"id":"M"} \"#], position: 2, metadata: ["k": #"[{"id":"v"}]"#]),
+        ]
         for hasMore in [true, false] {
             let page = ProductPage(products: Self.products + [tricky], hasMore: hasMore).json
             #expect(CachedPage.tail(of: page)?.lastID == "prod_last")

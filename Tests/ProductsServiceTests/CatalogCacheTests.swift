@@ -28,7 +28,7 @@ struct CatalogCacheTests {
     func stagedWrites() async throws {
         let cache = CatalogCache()
         put(cache, "t", product("p", version: 1, name: "One"), ticket: 1)
-        let staged = try #require(cache.stageUpdate(tenant: "t", id: "p") { current in
+        let staged = try #require(cache.stageUpdate(tenant: "t", id: "p") { current, _ in
             var changed = current.product
             changed.version += 1
             changed.name = "Two"
@@ -67,7 +67,7 @@ struct CatalogCacheTests {
     func discard() throws {
         let cache = CatalogCache()
         put(cache, "t", product("kept", version: 1, name: "Durable"), ticket: 1)
-        _ = cache.stageUpdate(tenant: "t", id: "kept") { current in
+        _ = cache.stageUpdate(tenant: "t", id: "kept") { current, _ in
             var changed = current.product
             changed.version = 2
             changed.name = "Lost"
@@ -188,11 +188,17 @@ struct CatalogCacheTests {
         #expect(cache.get(tenant: defaultTenant, id: "p") == nil)
     }
 
-    @Test("stored changes (the feed) apply by version: repeats and older ones change nothing, deletes remove from reads and listings")
+    @Test("stored changes (the feed) apply by version: repeats and older ones change nothing, the same version stored otherwise replaces, deletes remove from reads and listings")
     func storedChanges() async {
         let cache = CatalogCache()
-        #expect(cache.applyFeed(.upsert(tenant: "t", product: product("p", version: 5, name: "Five"))))
-        #expect(!cache.applyFeed(.upsert(tenant: "t", product: product("p", version: 5, name: "Five again"))), "a repeat")
+        let five = product("p", version: 5, name: "Five")
+        #expect(cache.applyFeed(.upsert(tenant: "t", product: five)))
+        #expect(!cache.applyFeed(.upsert(tenant: "t", product: five)), "a repeat")
+        // The same version stored otherwise: the Database Service settled a clash of a handle this replica gave.
+        var settled = five
+        settled.handle = "p-2"
+        #expect(cache.applyFeed(.upsert(tenant: "t", product: settled)))
+        #expect(cache.get(tenant: "t", id: "p")?.handle == "p-2")
         #expect(!cache.applyFeed(.upsert(tenant: "t", product: product("p", version: 3, name: "Three"))), "an older one")
         #expect(cache.get(tenant: "t", id: "p")?.product.name == "Five")
         #expect(!cache.applyFeed(.delete(tenant: "t", id: "p", version: 4, deletedAt: Timestamp.now())), "an older delete")

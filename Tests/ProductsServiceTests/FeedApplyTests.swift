@@ -20,18 +20,26 @@ struct FeedApplyTests {
         return change
     }
 
-    @Test("products the cache already holds at that version are not decoded; newer ones are, and a bad one fails the page")
+    @Test("products the cache already holds at that version with the same bytes, or newer, are not decoded; others are, and a bad one fails the page")
     func decodesOnlyWhatIsNew() async throws {
         let fixture = try ReplicaFixture()
         defer { fixture.close(); fixture.remove() }
-        fixture.cache.replay(.upsert(tenant: defaultTenant, product: Self.product("prod_a", version: 3)))
+        let own = Self.product("prod_a", version: 3)
+        fixture.cache.replay(.upsert(tenant: defaultTenant, product: own))
 
-        var held = Change(.upsert(tenant: defaultTenant, product: Self.product("prod_a", version: 3)))
+        var held = Change(.upsert(tenant: defaultTenant, product: own))
         held.product = nil
-        held.encodedProduct = ByteBuffer(string: "not JSON at all")
-        #expect(try await fixture.replica.replication.apply([held], deletesOnly: false) == 0, "its own write back: skipped undecoded")
+        held.encodedProduct = own.json
+        #expect(try await fixture.replica.replication.apply([held], deletesOnly: false) == 0, "its own write back, the same bytes: skipped")
+        var older = held
+        older.version = 2
+        older.encodedProduct = ByteBuffer(string: "not JSON at all")
+        #expect(try await fixture.replica.replication.apply([older], deletesOnly: false) == 0, "an older version: skipped undecoded")
 
+        // The same version with other bytes is what the Database Service stored instead (a settled clash): read.
         var broken = held
+        broken.encodedProduct = ByteBuffer(string: "not JSON at all")
+        await #expect(throws: JSONSyntaxError.self) { try await fixture.replica.replication.apply([broken], deletesOnly: false) }
         broken.version = 4
         await #expect(throws: JSONSyntaxError.self) { try await fixture.replica.replication.apply([broken], deletesOnly: false) }
         #expect(fixture.cache.get(tenant: defaultTenant, id: "prod_a")?.product.version == 3, "nothing of the failed page applied")

@@ -18,6 +18,24 @@ struct ShopStateTests {
 
     func stored(_ id: String, _ version: Int64) -> FetchedState { .stored(CachedProduct(product(id, version: version))) }
 
+    @Test("the same version stored otherwise (a clash the Database Service settled) replaces this replica's own; the same bytes change nothing")
+    func settledClash() {
+        var shop = ShopState()
+        var own = product("p", version: 5, name: "Twin")
+        own.handle = "twin"
+        shop.apply(.durable(ticket: 1, id: "p", .put(CachedProduct(own))), at: at(0))
+        #expect(shop.handles["twin"] == "p")
+        #expect(shop.apply(.feed(id: "p", .put(CachedProduct(own)), deletesOnly: false), at: at(1)) == (0, 0) as (Int, Int))
+        var settled = own
+        settled.handle = "twin-2"
+        #expect(shop.apply(.feed(id: "p", .put(CachedProduct(settled)), deletesOnly: false), at: at(2)) == (1, 0) as (Int, Int))
+        #expect(shop.products["p"]?.handle == "twin-2" && shop.handles["twin"] == nil && shop.handles["twin-2"] == "p")
+        // An older version stored otherwise still changes nothing.
+        settled.version = 4
+        settled.handle = "older"
+        #expect(shop.apply(.feed(id: "p", .put(CachedProduct(settled)), deletesOnly: false), at: at(3)) == (0, 0) as (Int, Int))
+    }
+
     @Test("a state fetched before a feed delete does not bring the product back")
     func fetchedRacingFeedDelete() {
         var shop = ShopState()

@@ -72,6 +72,7 @@ struct ProductFieldTests {
                 }
                 let types = Self.types(property)
                 if name == "ProductPatch", case .texts = field.kind { #expect(types == ["array", "null"], "\(name).\(field.name)") }
+                else if name == "ProductPatch", case .structured(let codec) = field.kind { #expect(types == [codec.jsonType, "null"], "\(name).\(field.name)") }
                 else if name == "ProductPatch", case .textMap = field.kind { #expect(types == ["object", "null"], "\(name).\(field.name)") }
                 else { #expect(types == field.jsonTypes, "\(name).\(field.name)'s type") }
             }

@@ -7,7 +7,10 @@ package func product(
     createdAt: String? = nil
 ) -> Product {
     let created = createdAt ?? Timestamp.now()
-    return Product(id: id, name: name ?? id, type: type, metadata: metadata, createdAt: created, updatedAt: created, version: version)
+    // A handle of its own, as the services give every product they write.
+    return Product(
+        id: id, name: name ?? id, type: type, handle: VariantRules.handle(from: id), metadata: metadata, createdAt: created,
+        updatedAt: created, version: version)
 }
 
 /// A fresh temporary directory, named after `prefix`.

@@ -19,17 +19,17 @@ struct ProductsController<Context: RequestContext> {
             .post("{id}/restore", use: restore)
     }
 
-    /// POST /api/products: stores one product if its version is newer (201 created, 200 updated or unchanged).
+    /// POST /api/products: stores one product if its version is newer (201 created, 200 updated or unchanged),
+    /// answering with the product as stored (a handle made or suffixed, SKUs another variant holds dropped).
     @Sendable func upsert(_ request: Request, context: Context) async throws -> Response {
         let product = try StoredProductInput.product(try await request.parseJSON())
         try product.validate()
         let tenant = try request.tenant()
         let outcome = try await store.apply([.upsert(tenant: tenant, product: product)])[0]
         switch outcome {
-        case .inserted:
-            return .json(buffer: product.json, status: .created)
-        case .updated:
-            return .json(buffer: product.json)
+        case .inserted, .updated:
+            let stored = try await store.product(tenant: tenant, id: product.id)
+            return .json(buffer: (stored?.version == product.version ? stored! : product).json, status: outcome == .inserted ? .created : .ok)
         case .stale(let storedVersion, let deleted):
             if !deleted, storedVersion == product.version, let stored = try await store.product(tenant: tenant, id: product.id) {
                 return .json(buffer: stored.json)
@@ -82,7 +82,7 @@ struct ProductsController<Context: RequestContext> {
     /// answer, decided in one transaction; what happened is in `outcome` (200 whatever it is).
     @Sendable func coordinatedWrite(_ request: Request, context: Context) async throws -> CoordinatedResult {
         let write = try await request.decodeJSON(
-            as: CoordinatedWrite.self, allowedFields: ["operation", "expected_version", "idempotency"])
+            as: CoordinatedWrite.self, allowedFields: ["operation", "expected_version", "idempotency", "handle_given"])
         try Self.validate(write.operation)
         if let expected = write.expectedVersion, expected < 1 {
             throw APIError.invalidParameter("expected_version", "expected_version must be at least 1")
@@ -151,6 +151,8 @@ struct ProductsController<Context: RequestContext> {
                 "version", "Product \(id) has no version \(input.version) in its history (kept for the change log's retention)")
         case .versionIsDeletion:
             throw APIError.invalidParameter("version", "Version \(input.version) is the product's deletion; restore a version that holds it")
+        case .refused(let error):
+            throw error
         }
     }
 

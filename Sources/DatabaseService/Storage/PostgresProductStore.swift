@@ -38,15 +38,23 @@ struct PostgresProductStore: ProductStore, PostgresFeatureStore {
                         outcomes[index] = .expired(horizonMs: horizonMs)
                     }
                 }
+                try await self.lockClaims(of: operations.map(\.tenant), on: connection)
                 for allRound in rounds {
                     let round = allRound.filter { outcomes[$0] == nil }
-                    let stored = try await self.store(round.map { operations[$0] }, on: connection)
+                    // Acknowledged before any clash was known: settled, never refused.
+                    let settled = try await self.settleClaims(round.map { operations[$0] }, policy: .settle, on: connection).operations
+                    let stored = try await self.store(settled, on: connection)
                     var changes: [LoggedChange] = []
-                    for (index, outcome) in zip(round, stored) {
+                    var applied: [WriteOperation] = []
+                    for (position, (index, outcome)) in zip(round, stored).enumerated() {
                         outcomes[index] = outcome
-                        if let change = LoggedChange(operations[index], outcome: outcome) { changes.append(change) }
+                        if let change = LoggedChange(settled[position], outcome: outcome) {
+                            changes.append(change)
+                            applied.append(settled[position])
+                        }
                     }
                     try await self.record(changes, on: connection)
+                    try await self.indexClaims(of: applied, on: connection)
                 }
                 if outcomes.contains(where: { $0?.isApplied == true }) { try await self.notifyChanges(on: connection) }
                 return outcomes.map { $0! }
@@ -210,12 +218,26 @@ struct PostgresProductStore: ProductStore, PostgresFeatureStore {
                         return CoordinatedResult(outcome: .preconditionFailed, storedVersion: stored?.version ?? 0, deleted: stored?.deleted ?? true)
                     }
                 }
+                try await self.lockClaims(of: [operation.tenant], on: connection)
+                let settled = try await self.settleClaims(
+                    [operation], policy: .refuse(handleGiven: write.handleGiven ?? false), on: connection)
+                if let refusal = settled.refused { return CoordinatedResult(refused: refusal) }
+                let operation = settled.operations[0]
+                var stored: Product?
+                var answer = write.idempotency
+                if !settled.changed.isEmpty, case .upsert(_, let product) = operation {
+                    stored = product
+                    answer?.body = String(buffer: product.json)
+                }
                 let outcome = try await self.store(operation, on: connection)
                 if case .stale(let version, let deleted) = outcome {
                     return CoordinatedResult(outcome: .stale, storedVersion: version, deleted: deleted)
                 }
-                if let change = LoggedChange(operation, outcome: outcome) { try await self.record(change, on: connection) }
-                if let answer = write.idempotency {
+                if let change = LoggedChange(operation, outcome: outcome) {
+                    try await self.record(change, on: connection)
+                    try await self.indexClaims(of: [operation], on: connection)
+                }
+                if let answer {
                     try await connection.query(
                         """
                         INSERT INTO idempotency_answers (tenant, key, fingerprint, status, body, etag, created_ms)
@@ -224,7 +246,7 @@ struct PostgresProductStore: ProductStore, PostgresFeatureStore {
                         """, logger: self.logger)
                 }
                 try await self.notifyChanges(on: connection)
-                return CoordinatedResult(outcome: .applied)
+                return CoordinatedResult(outcome: .applied, stored: stored)
             }
         }
         if result.outcome == .applied { changeSignal.signal() }
@@ -262,13 +284,18 @@ struct PostgresProductStore: ProductStore, PostgresFeatureStore {
                     return any || current?.deleted == false ? .versionNotFound : .productNotFound
                 }
                 let next = Versions.next(after: current?.version ?? 0, writer: 0)
-                guard let product = try wanted.restoredProduct(version: next, restoredAt: restoredAt) else { return .versionIsDeletion }
-                let operation = WriteOperation.upsert(tenant: tenant, product: product)
-                guard try await self.store(operation, on: connection).isApplied else {
+                guard let restored = try wanted.restoredProduct(version: next, restoredAt: restoredAt) else { return .versionIsDeletion }
+                try await self.lockClaims(of: [tenant], on: connection)
+                let settled = try await self.settleClaims(
+                    [.upsert(tenant: tenant, product: restored)], policy: .refuse(handleGiven: true), on: connection)
+                if let refusal = settled.refused { return .refused(refusal) }
+                let operation = settled.operations[0]
+                guard case .upsert(_, let product) = operation, try await self.store(operation, on: connection).isApplied else {
                     throw PostgresStoreError.vanished(id)
                 }
                 let created = current?.deleted != false
                 try await self.record([LoggedChange(operation, created: created)], on: connection)
+                try await self.indexClaims(of: [operation], on: connection)
                 try await self.notifyChanges(on: connection)
                 return .restored(product, created: created)
             }
@@ -324,8 +351,9 @@ struct PostgresProductStore: ProductStore, PostgresFeatureStore {
                 UPDATE products SET body = NULL, version = \(newVersion), deleted = TRUE, deleted_ms = \(Timestamp.nowMilliseconds())
                 WHERE tenant = \(tenant) AND id = \(id)
                 """, logger: self.logger)
-            try await self.record(
-                LoggedChange(.delete(tenant: tenant, id: id, version: newVersion, deletedAt: deletedAt), created: false), on: connection)
+            let operation = WriteOperation.delete(tenant: tenant, id: id, version: newVersion, deletedAt: deletedAt)
+            try await self.record(LoggedChange(operation, created: false), on: connection)
+            try await self.indexClaims(of: [operation], on: connection)
             try await self.notifyChanges(on: connection)
             return .deleted(version: newVersion, name: stored.name)
         }
@@ -359,6 +387,15 @@ struct PostgresProductStore: ProductStore, PostgresFeatureStore {
         case nil: break
         }
         if let type = query.type { sql += " AND type = \(try parameter(type))" }
+        if let handle = query.handle { sql += " AND handle = \(try parameter(handle))" }
+        if let category = query.category {
+            let walk = CategoryRules.subtreeSQL.replacingOccurrences(of: "$2", with: try parameter(category))
+                .replacingOccurrences(of: "SELECT id, depth FROM down", with: "SELECT id FROM down")
+            sql += " AND id IN (SELECT product_id FROM product_categories WHERE tenant = $1 AND category_id IN (\(walk)))"
+        }
+        if let skus = query.skus {
+            sql += " AND id IN (SELECT product_id FROM product_skus WHERE tenant = $1 AND sku = ANY(\(try parameter(skus))))"
+        }
         if let active = query.active { sql += active ? " AND active" : " AND NOT active" }
         if let ids = query.ids { sql += " AND id = ANY(\(try parameter(ids)))" }
         for (comparison, bound) in [(">=", query.createdGTE), (">", query.createdGT), ("<=", query.createdLTE), ("<", query.createdLT)] {

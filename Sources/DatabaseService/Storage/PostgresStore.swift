@@ -170,6 +170,16 @@ final class PostgresStore: Sendable {
             "ALTER TABLE products DROP COLUMN metadata, DROP COLUMN description, DROP COLUMN images, DROP COLUMN updated_at",
             "ALTER TABLE products ALTER COLUMN type SET DEFAULT ''",
         ]),
+        // Handles compare bytewise (C), so that a handle and its `-N` suffixes are one range of the index.
+        (StoreSchema.catalogModel, [
+            "ALTER TABLE products ADD COLUMN handle TEXT COLLATE \"C\" NOT NULL DEFAULT ''",
+            "CREATE UNIQUE INDEX products_handle ON products (tenant, handle) WHERE NOT deleted AND handle <> ''",
+            SKUSchema.createTable, SKUSchema.createIndex,
+            // Ids and handles compare bytewise here too: pages in id order, handles' `-N` ranges.
+            CategorySchema.createTable.replacingOccurrences(of: "id TEXT NOT NULL,\n    name", with: "id TEXT COLLATE \"C\" NOT NULL,\n    name")
+                .replacingOccurrences(of: "handle TEXT NOT NULL", with: "handle TEXT COLLATE \"C\" NOT NULL"),
+            CategorySchema.createIndex, CategorySchema.createLinks, CategorySchema.createLinksIndex,
+        ]),
     ]
 
     /// Applies the migrations not applied yet, in order; up to and including `last` when given (tests stop there).
@@ -237,6 +247,7 @@ extension PostgresStore: DataStore {
     var keys: any KeyStore { PostgresKeyStore(database: self) }
     var webhooks: any WebhookStore { PostgresWebhookStore(database: self) }
     var imports: any ImportStore { PostgresImportStore(database: self) }
+    var categories: any CategoryStore { PostgresCategoryStore(database: self) }
 }
 
 /// A store of one feature, on the process's PostgreSQL pool.

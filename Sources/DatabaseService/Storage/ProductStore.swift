@@ -9,6 +9,7 @@ protocol DataStore: Sendable {
     var keys: any KeyStore { get }
     var webhooks: any WebhookStore { get }
     var imports: any ImportStore { get }
+    var categories: any CategoryStore { get }
     /// Checks that the backend answers.
     func ping() async throws
     /// The backend's name, reported by `/health`.
@@ -125,6 +126,8 @@ enum StoreSchema {
     static let first = "v1-schema"
     /// Products kept as one JSON document each, with columns only for the fields SQL filters on (`Product.fields`).
     static let productBody = "v2-product-body"
+    /// Handles (unique among a shop's live products) and the SKU index (unique among its live variants).
+    static let catalogModel = "v3-catalog-model"
 }
 
 /// A product's versions are read from the change log by product.
@@ -153,6 +156,8 @@ enum RestoreOutcome: Sendable, Equatable {
     case versionNotFound
     /// The version asked for is the product's deletion, which holds no product to bring back.
     case versionIsDeletion
+    /// Another live product holds the version's handle or one of its SKUs.
+    case refused(APIError)
 }
 
 /// What a delete did.

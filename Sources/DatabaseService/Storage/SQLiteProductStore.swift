@@ -16,10 +16,23 @@ struct SQLiteProductStore: ProductStore, SQLiteFeatureStore {
         let outcomes = try await write { db in
             let horizonMs = recordedAtMs.isEmpty ? 0 : try Int64.fetchOne(db, sql: "SELECT horizon_ms FROM tombstone_horizon") ?? 0
             let writes = try Writes(db)
+            let lookup = SQLiteClaimLookup(db: db)
             return try operations.indices.map { index in
+                var (operation, row, change) = (operations[index], rows[index], changes[index])
+                // Acknowledged before any clash was known: settled, never refused.
+                if case .upsert(let tenant, let product) = operation,
+                   case .changed(let settled) = try Claims.decide(product, tenant: tenant, policy: .settle, lookup: lookup)
+                {
+                    operation = .upsert(tenant: tenant, product: settled)
+                    change = LoggedChange(operation, created: true)
+                    row = Self.row(for: operation, json: change.productJSON)
+                }
                 let outcome = try Self.store(
-                    rows[index], with: writes, recordedAtMs: recordedAtMs.isEmpty ? nil : recordedAtMs[index], horizonMs: horizonMs)
-                if let change = changes[index].made(by: outcome) { try Self.record(change, with: writes) }
+                    row, with: writes, recordedAtMs: recordedAtMs.isEmpty ? nil : recordedAtMs[index], horizonMs: horizonMs)
+                if let change = change.made(by: outcome) {
+                    try Self.record(change, with: writes)
+                    try lookup.indexClaims(of: operation)
+                }
                 return outcome
             }
         }
@@ -48,12 +61,29 @@ struct SQLiteProductStore: ProductStore, SQLiteFeatureStore {
                 }
             }
             let writes = try Writes(db)
+            let lookup = SQLiteClaimLookup(db: db)
+            var operation = operation
+            var answer = write.idempotency
+            var settled: Product?
+            if case .upsert(let tenant, let product) = operation {
+                switch try Claims.decide(product, tenant: tenant, policy: .refuse(handleGiven: write.handleGiven ?? false), lookup: lookup) {
+                case .unchanged: break
+                case .refused(let error): return CoordinatedResult(refused: error)
+                case .changed(let changed):
+                    operation = .upsert(tenant: tenant, product: changed)
+                    settled = changed
+                    answer?.body = String(buffer: changed.json)
+                }
+            }
             let outcome = try Self.store(Self.row(for: operation), with: writes)
             if case .stale(let version, let deleted) = outcome {
                 return CoordinatedResult(outcome: .stale, storedVersion: version, deleted: deleted)
             }
-            if let change = LoggedChange(operation, outcome: outcome) { try Self.record(change, with: writes) }
-            if let answer = write.idempotency {
+            if let change = LoggedChange(operation, outcome: outcome) {
+                try Self.record(change, with: writes)
+                try lookup.indexClaims(of: operation)
+            }
+            if let answer {
                 try db.execute(
                     sql: """
                         INSERT INTO idempotency_answers (tenant, key, fingerprint, status, body, etag, created_ms)
@@ -61,7 +91,7 @@ struct SQLiteProductStore: ProductStore, SQLiteFeatureStore {
                         """,
                     arguments: [operation.tenant, answer.key, answer.fingerprint, answer.status, answer.body, answer.etag, answer.createdAt])
             }
-            return CoordinatedResult(outcome: .applied)
+            return CoordinatedResult(outcome: .applied, stored: settled)
         }
         if result.outcome == .applied { changeSignal.signal() }
         return result
@@ -126,11 +156,18 @@ struct SQLiteProductStore: ProductStore, SQLiteFeatureStore {
                 return logged || current?.deleted == false ? .versionNotFound : .productNotFound
             }
             let next = Versions.next(after: current?.version ?? 0, writer: 0)
-            guard let product = try wanted.restoredProduct(version: next, restoredAt: restoredAt) else { return .versionIsDeletion }
+            guard var product = try wanted.restoredProduct(version: next, restoredAt: restoredAt) else { return .versionIsDeletion }
+            let lookup = SQLiteClaimLookup(db: db)
+            switch try Claims.decide(product, tenant: tenant, policy: .refuse(handleGiven: true), lookup: lookup) {
+            case .unchanged: break
+            case .refused(let error): return .refused(error)
+            case .changed(let changed): product = changed
+            }
             let operation = WriteOperation.upsert(tenant: tenant, product: product)
             _ = try Self.store(Self.row(for: operation), with: writes)
             let created = current?.deleted != false
             try Self.record(LoggedChange(operation, created: created), with: writes)
+            try lookup.indexClaims(of: operation)
             return .restored(product, created: created)
         }
         if case .restored = outcome { changeSignal.signal() }
@@ -148,6 +185,7 @@ struct SQLiteProductStore: ProductStore, SQLiteFeatureStore {
             let operation = WriteOperation.delete(tenant: tenant, id: id, version: newVersion, deletedAt: deletedAt)
             _ = try Self.store(Self.row(for: operation), with: writes)
             try Self.record(LoggedChange(operation, created: false), with: writes)
+            try SQLiteClaimLookup(db: db).indexClaims(of: operation)
             return .deleted(version: newVersion, name: stored.name)
         }
         if case .deleted = outcome { changeSignal.signal() }
@@ -227,6 +265,24 @@ struct SQLiteProductStore: ProductStore, SQLiteFeatureStore {
             sql += " AND type = ?"
             arguments += [type]
         }
+        if let handle = query.handle {
+            sql += " AND handle = ?"
+            arguments += [handle]
+        }
+        if let category = query.category {
+            sql += """
+                 AND id IN (SELECT product_id FROM product_categories WHERE tenant = ? AND category_id IN (
+                    \(SQLiteCategoryStore.subtreeSQL.replacingOccurrences(of: "?1", with: "?").replacingOccurrences(of: "?2", with: "?")
+                        .replacingOccurrences(of: "SELECT id, depth FROM down", with: "SELECT id FROM down"))))
+                """
+            // The links' tenant, then the walk's: the tenant, the category, the tenant again.
+            arguments += [tenant, tenant, category, tenant]
+        }
+        if let skus = query.skus {
+            sql += " AND id IN (SELECT product_id FROM product_skus WHERE tenant = ? AND sku IN (\(skus.map { _ in "?" }.joined(separator: ", "))))"
+            arguments += [tenant]
+            arguments += StatementArguments(skus)
+        }
         if let active = query.active { sql += active ? " AND active" : " AND NOT active" }
         if let ids = query.ids {
             sql += " AND id IN (\(Array(repeating: "?", count: ids.count).joined(separator: ", ")))"
@@ -253,4 +309,75 @@ struct SQLiteProductStore: ProductStore, SQLiteFeatureStore {
         return (sql, arguments, descending)
     }
 
+}
+
+/// Handles and SKUs as the write's transaction sees them on SQLite (one writer: nothing changes under it).
+struct SQLiteClaimLookup: ClaimLookup {
+    let db: Database
+
+    func handleOwner(tenant: String, handle: String) throws -> String? {
+        try String.fetchOne(
+            db.cachedStatement(sql: "SELECT id FROM products WHERE tenant = ? AND handle = ? AND deleted = 0"), arguments: [tenant, handle])
+    }
+
+    func handles(tenant: String, startingWith base: String) throws -> [String: String] {
+        // Bytewise, `base` and every `base-N` sort from `base` up to (not including) `base.`: one range of the index.
+        let rows = try GRDB.Row.fetchAll(
+            db.cachedStatement(
+                sql: "SELECT handle, id FROM products WHERE tenant = ? AND deleted = 0 AND handle <> '' AND handle >= ? AND handle < ?"),
+            arguments: [tenant, base, base + "."])
+        return Dictionary(rows.map { ($0[0] as String, $0[1] as String) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    func skuOwner(tenant: String, sku: String) throws -> (productID: String, variantID: String)? {
+        try GRDB.Row.fetchOne(
+            db.cachedStatement(sql: "SELECT product_id, variant_id FROM product_skus WHERE tenant = ? AND sku = ?"), arguments: [tenant, sku]
+        ).map { ($0[0], $0[1]) }
+    }
+
+    func categoryExists(tenant: String, id: String) throws -> Bool {
+        try Bool.fetchOne(
+            db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM categories WHERE tenant = ? AND id = ?)"), arguments: [tenant, id]) ?? false
+    }
+
+    /// Brings the SKU index and the category links in line with an applied operation: a product's, none once it
+    /// is deleted.
+    func indexClaims(of operation: WriteOperation) throws {
+        try indexSKUs(of: operation)
+        let old = try String.fetchAll(
+            db.cachedStatement(sql: "SELECT category_id FROM product_categories WHERE tenant = ? AND product_id = ?"),
+            arguments: [operation.tenant, operation.productID])
+        let new: [String] = if case .upsert(_, let product) = operation { product.categoryIDs } else { [] }
+        guard !old.isEmpty || !new.isEmpty else { return }
+        let (removed, put) = Claims.skuChanges(old: old.map { ($0, "") }, new: new.map { ($0, "") })
+        for category in removed {
+            try db.execute(
+                sql: "DELETE FROM product_categories WHERE tenant = ? AND category_id = ? AND product_id = ?",
+                arguments: [operation.tenant, category, operation.productID])
+        }
+        for (category, _) in put {
+            try db.execute(
+                sql: "INSERT INTO product_categories (tenant, category_id, product_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                arguments: [operation.tenant, category, operation.productID])
+        }
+    }
+
+    /// Brings the SKU index in line with an applied operation: a product's SKUs, none once it is deleted.
+    private func indexSKUs(of operation: WriteOperation) throws {
+        let old = try GRDB.Row.fetchAll(
+            db.cachedStatement(sql: "SELECT sku, variant_id FROM product_skus WHERE tenant = ? AND product_id = ?"),
+            arguments: [operation.tenant, operation.productID]
+        ).map { (sku: $0[0] as String, variantID: $0[1] as String) }
+        let new: [(sku: String, variantID: String)] = if case .upsert(_, let product) = operation { product.skus } else { [] }
+        guard !old.isEmpty || !new.isEmpty else { return }
+        let (removed, put) = Claims.skuChanges(old: old, new: new)
+        let remove = try db.cachedStatement(sql: "DELETE FROM product_skus WHERE tenant = ? AND sku = ?")
+        for sku in removed { try remove.execute(arguments: [operation.tenant, sku]) }
+        let insert = try db.cachedStatement(
+            sql: """
+                INSERT INTO product_skus (tenant, sku, product_id, variant_id) VALUES (?, ?, ?, ?)
+                ON CONFLICT (tenant, sku) DO UPDATE SET product_id = excluded.product_id, variant_id = excluded.variant_id
+                """)
+        for (sku, variantID) in put { try insert.execute(arguments: [operation.tenant, sku, operation.productID, variantID]) }
+    }
 }

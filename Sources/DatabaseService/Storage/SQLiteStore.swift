@@ -108,6 +108,15 @@ final class SQLiteStore: Sendable {
             ]
             for statement in statements { try db.execute(sql: statement) }
         }
+        migrator.registerMigration(StoreSchema.catalogModel) { db in
+            let statements = [
+                "ALTER TABLE products ADD COLUMN handle TEXT NOT NULL DEFAULT ''",
+                "CREATE UNIQUE INDEX products_handle ON products (tenant, handle) WHERE deleted = 0 AND handle <> ''",
+                SKUSchema.createTable, SKUSchema.createIndex,
+                CategorySchema.createTable, CategorySchema.createIndex, CategorySchema.createLinks, CategorySchema.createLinksIndex,
+            ]
+            for statement in statements { try db.execute(sql: statement) }
+        }
         return migrator
     }
 
@@ -151,6 +160,7 @@ extension SQLiteStore: DataStore {
     var keys: any KeyStore { SQLiteKeyStore(database: self) }
     var webhooks: any WebhookStore { SQLiteWebhookStore(database: self) }
     var imports: any ImportStore { SQLiteImportStore(database: self) }
+    var categories: any CategoryStore { SQLiteCategoryStore(database: self) }
 }
 
 extension SQLiteStore {

@@ -32,6 +32,15 @@ struct CacheListing: Sendable {
     func list(
         tenant: String, query: ProductQuery, where matches: (@Sendable (CachedProduct) -> Bool)?
     ) async -> (products: [CachedProduct], hasMore: Bool) {
+        if let handle = query.handle {
+            // At most one product holds a handle: the index names it.
+            let owner = cache.handleOwner(tenant: tenant, handle: handle)
+            return await search(tenant: tenant, query: query, candidates: .ids(owner.map { [$0] } ?? []), where: matches)
+        }
+        if let skus = query.skus {
+            let owners = Set(skus.compactMap { cache.skuOwner(tenant: tenant, sku: $0) })
+            return await search(tenant: tenant, query: query, candidates: .ids(owners.sorted()), where: matches)
+        }
         if query.ids == nil, let needle = query.foldedSearch, let lists = await searchCandidates(tenant: tenant, needle: needle) {
             return await search(tenant: tenant, query: query, candidates: .slots(NameIndex.intersection(lists)), where: matches)
         }

@@ -20,6 +20,11 @@ struct CachedProduct: @unchecked Sendable {
         /// Where the name's string literal is in the JSON, quotes excluded.
         let nameStart: UInt32
         let nameEnd: UInt32
+        /// Where the handle's string literal is in the JSON, quotes excluded (empty: a product stored before handles).
+        let handleStart: UInt32
+        let handleEnd: UInt32
+        /// How many variants have a SKU: the SKU index reads them from the JSON only when there are some.
+        let skuCount: UInt32
     }
 
     fileprivate final class Storage: ManagedBuffer<Fields, UInt8> {}
@@ -29,11 +34,12 @@ struct CachedProduct: @unchecked Sendable {
         var buffer = ByteBuffer()
         // Most products fit; a larger one grows the buffer (`estimatedJSONSize` would walk every field once more).
         buffer.reserveCapacity(512)
-        let name = product.writeJSON(into: &buffer)
+        let (name, handle) = product.writeJSON(into: &buffer)
         let fields = Fields(
             id: product.id, type: product.type, version: product.version, active: product.active,
             createdAt: Timestamp.epochMilliseconds(product.createdAt) ?? .min, byteCount: UInt32(buffer.readableBytes),
-            nameStart: UInt32(name.lowerBound), nameEnd: UInt32(name.upperBound))
+            nameStart: UInt32(name.lowerBound), nameEnd: UInt32(name.upperBound), handleStart: UInt32(handle.lowerBound),
+            handleEnd: UInt32(handle.upperBound), skuCount: UInt32(product.variants.count { $0.sku != nil }))
         storage = buffer.withUnsafeReadableBytes { Self.store(fields, bytes: $0) }
     }
 
@@ -46,7 +52,8 @@ struct CachedProduct: @unchecked Sendable {
         var id = "", type = ""
         var createdAt: Int64 = .min
         var version: Int64 = 0
-        var name = 0..<0
+        var name = 0..<0, handle = 0..<0
+        var skuCount = 0
         var active = true
         var seen: UInt64 = 0
         try parser.members { parser, key throws(JSONSyntaxError) in
@@ -66,6 +73,14 @@ struct CachedProduct: @unchecked Sendable {
                 let literal = parser.index
                 try parser.skipString(param: param() + "[name]")
                 name = (literal + 1)..<(parser.index - 1)
+            case Product.handleField:
+                let literal = parser.index
+                try parser.skipString(param: param() + "[handle]")
+                handle = (literal + 1)..<(parser.index - 1)
+            case Product.variantsField:
+                var scratch = Product.blank
+                try Product.fields[index].read(&parser, into: &scratch, param: param())
+                skuCount = scratch.variants.count { $0.sku != nil }
             default: try Product.fields[index].skip(&parser, param: param())
             }
         }
@@ -76,7 +91,9 @@ struct CachedProduct: @unchecked Sendable {
         let bytes = UnsafeRawBufferPointer(rebasing: bytes[start..<parser.index])
         let fields = Fields(
             id: id, type: type, version: version, active: active, createdAt: createdAt, byteCount: UInt32(parser.index - start),
-            nameStart: UInt32(name.lowerBound - start), nameEnd: UInt32(name.upperBound - start))
+            nameStart: UInt32(name.lowerBound - start), nameEnd: UInt32(name.upperBound - start),
+            handleStart: UInt32(max(handle.lowerBound - start, 0)), handleEnd: UInt32(max(handle.upperBound - start, 0)),
+            skuCount: UInt32(skuCount))
         storage = Self.store(fields, bytes: bytes)
     }
 
@@ -124,11 +141,24 @@ struct CachedProduct: @unchecked Sendable {
         }
     }
 
+    /// Whether both hold the same JSON, byte for byte.
+    func hasSameJSON(as other: CachedProduct) -> Bool {
+        guard jsonByteCount == other.jsonByteCount else { return false }
+        return withJSONBytes { mine in other.withJSONBytes { theirs in mine.elementsEqual(theirs) } }
+    }
+
     /// The JSON, in a buffer of its own.
     var json: ByteBuffer { withJSONBytes { ByteBuffer(bytes: $0) } }
 
     /// Appends the JSON to `buffer`.
     func writeJSON(into buffer: inout ByteBuffer) { withJSONBytes { _ = buffer.writeBytes($0) } }
+
+    /// Appends the JSON as a reader of `locale` sees it (`Product.localized(to:)`): decoded and encoded again only
+    /// then.
+    func writeJSON(into buffer: inout ByteBuffer, locale: String?) {
+        guard let locale else { return writeJSON(into: &buffer) }
+        product.localized(to: locale).writeJSON(into: &buffer)
+    }
 
     /// The name's string literal in the JSON, quotes excluded.
     private func withNameLiteral<T>(_ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
@@ -137,13 +167,23 @@ struct CachedProduct: @unchecked Sendable {
     }
 
     /// The name.
-    var name: String {
-        withNameLiteral { literal in
+    var name: String { Self.string(Int(storage.header.nameStart)..<Int(storage.header.nameEnd), of: self) }
+
+    /// The handle; empty for a product stored before handles existed.
+    var handle: String { Self.string(Int(storage.header.handleStart)..<Int(storage.header.handleEnd), of: self) }
+
+    /// The SKUs of its variants, with the variant holding each, read from the JSON.
+    var skus: [(sku: String, variantID: String)] { storage.header.skuCount == 0 ? [] : product.skus }
+
+    /// The string whose literal (quotes excluded) is at `range` of the JSON.
+    private static func string(_ range: Range<Int>, of cached: CachedProduct) -> String {
+        cached.withJSONBytes { bytes in
+            let literal = UnsafeRawBufferPointer(rebasing: bytes[range])
             guard literal.contains(UInt8(ascii: "\\")) else { return String(decoding: literal, as: UTF8.self) }
             // An escape: the parser reads the literal, quotes included, which the JSON holds around it.
             let quoted = UnsafeRawBufferPointer(start: literal.baseAddress! - 1, count: literal.count + 2)
             var parser = JSONParser(bytes: quoted)
-            do { return try parser.stringValue() } catch { preconditionFailure("a cached name is always a valid JSON string") }
+            do { return try parser.stringValue() } catch { preconditionFailure("a cached name or handle is always a valid JSON string") }
         }
     }
 
@@ -189,7 +229,8 @@ extension ProductQuery {
     /// Whether a cached product passes the filters, read from its kept fields; the name only for `q`.
     func matches(_ cached: CachedProduct) -> Bool {
         matches(
-            id: cached.id, type: cached.type, active: cached.active, createdAt: cached.createdAt,
+            id: cached.id, type: cached.type, handle: { cached.handle }, skus: { cached.skus.map(\.sku) },
+            categories: { cached.texts(of: Product.categoriesField) }, active: cached.active, createdAt: cached.createdAt,
             hasAny: { filter in cached.texts(of: filter.field).contains(where: filter.values.contains) }
         ) { cached.nameContains(folded: $0) }
     }
@@ -210,9 +251,10 @@ struct CachedPage: Sendable {
     }
 
     /// Where a page ends, read from its last bytes without parsing it: the last product's id and `has_more`. The
-    /// Database Service writes each product's id first, so the last product starts at the last `,{"id":"` (or
-    /// `[{"id":"`), which no string can hold unescaped and no metadata (an object of strings) can either. Nil when
-    /// the page does not end that way; the caller checks the parsed page agrees.
+    /// last product is found by walking back from the array's end over strings and brackets to the `{` that opens
+    /// it (a string's quote is its end unless an odd run of backslashes precedes it), and the Database Service
+    /// writes each product's id first. Costs the last product's size, whatever the page's. Nil when the page does
+    /// not end that way; the caller checks the parsed page agrees.
     static func tail(of buffer: ByteBuffer) -> (lastID: String?, hasMore: Bool)? {
         buffer.withUnsafeReadableBytes { bytes -> (lastID: String?, hasMore: Bool)? in
             func ends(with suffix: String) -> Bool {
@@ -220,24 +262,45 @@ struct CachedPage: Sendable {
                 return bytes.count >= suffix.count && bytes.suffix(suffix.count).elementsEqual(suffix)
             }
             let hasMore: Bool
+            let closing: Int
+            // `closing` is where the products' `]` is.
             if ends(with: "],\"has_more\":true}") {
-                hasMore = true
+                (hasMore, closing) = (true, bytes.count - "],\"has_more\":true}".utf8.count)
             } else if ends(with: "],\"has_more\":false}") {
-                hasMore = false
+                (hasMore, closing) = (false, bytes.count - "],\"has_more\":false}".utf8.count)
             } else {
                 return nil
             }
             if ends(with: "{\"products\":[],\"has_more\":\(hasMore)}") { return (nil, hasMore) }
-            let opening = Array("{\"id\":\"".utf8)
-            var start = bytes.count - opening.count
-            while start > 0 {
-                if bytes[start] == UInt8(ascii: "{"), bytes[start - 1] == UInt8(ascii: ",") || bytes[start - 1] == UInt8(ascii: "["),
-                    UnsafeRawBufferPointer(rebasing: bytes[start..<(start + opening.count)]).elementsEqual(opening)
-                {
-                    var parser = JSONParser(bytes: UnsafeRawBufferPointer(rebasing: bytes[(start + opening.count - 1)...]))
-                    return (try? parser.stringValue()).map { ($0, hasMore) }
+            func isEscaped(_ quote: Int) -> Bool {
+                var backslashes = 0
+                while quote - backslashes - 1 >= 0, bytes[quote - backslashes - 1] == UInt8(ascii: "\\") { backslashes += 1 }
+                return backslashes % 2 == 1
+            }
+            var index = closing - 1
+            var depth = 0
+            while index >= 0 {
+                switch bytes[index] {
+                case UInt8(ascii: "\""):
+                    index -= 1
+                    while index >= 0, bytes[index] != UInt8(ascii: "\"") || isEscaped(index) { index -= 1 }
+                case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                    depth += 1
+                case UInt8(ascii: "{"), UInt8(ascii: "["):
+                    depth -= 1
+                    if depth == 0 {
+                        let opening = Array("{\"id\":\"".utf8)
+                        guard bytes[index] == UInt8(ascii: "{"), index + opening.count <= closing,
+                              UnsafeRawBufferPointer(rebasing: bytes[index..<(index + opening.count)]).elementsEqual(opening)
+                        else { return nil }
+                        var parser = JSONParser(bytes: UnsafeRawBufferPointer(rebasing: bytes[(index + opening.count - 1)..<closing]))
+                        return (try? parser.stringValue()).map { ($0, hasMore) }
+                    }
+                    if depth < 0 { return nil }
+                default:
+                    break
                 }
-                start -= 1
+                index -= 1
             }
             return nil
         }

@@ -1,3 +1,4 @@
+import NIOCore
 import DequeModule
 import Metrics
 import Shared
@@ -145,6 +146,27 @@ final class CatalogCache: Sendable {
         withExistingShop(tenant) { $0.holds(id, version: version) } ?? false
     }
 
+    /// The product readers see holding `handle`, if cached.
+    func handleOwner(tenant: String, handle: String) -> String? {
+        withExistingShop(tenant) { $0.handles[handle] } ?? nil
+    }
+
+    /// The product readers see holding `sku`, if cached.
+    func skuOwner(tenant: String, sku: String) -> String? {
+        withExistingShop(tenant) { $0.skus[sku] } ?? nil
+    }
+
+    /// Whether a product from the feed must be read: not when this cache holds a newer version, or the same version
+    /// with the same JSON (this replica's own write, back from the Database Service as it was sent).
+    func needsFeedProduct(tenant: String, id: String, version: Int64, json: ByteBuffer?) -> Bool {
+        withExistingShop(tenant) { shop in
+            if let held = shop.products[id], held.version == version, let json {
+                return !held.withJSONBytes { mine in json.withUnsafeReadableBytes { mine.elementsEqual($0) } }
+            }
+            return !shop.holds(id, version: version)
+        } ?? true
+    }
+
     /// The version readers see of a product, nil when it is not cached.
     func visibleVersion(tenant: String, id: String) -> Int64? {
         withExistingShop(tenant) { $0.products[id]?.version } ?? nil
@@ -178,11 +200,12 @@ final class CatalogCache: Sendable {
     /// also journals it (returning the new version and its ticket). Returns nil, changing nothing, when the
     /// cache holds no such product.
     func stageUpdate<Result>(
-        tenant: String, id: String, change: (_ current: CachedProduct) throws -> (CachedProduct, ticket: UInt64, Result)
+        tenant: String, id: String,
+        change: (_ current: CachedProduct, _ shop: ShopState) throws -> (CachedProduct, ticket: UInt64, Result)
     ) rethrows -> (CachedProduct, Result)? {
         try withShop(tenant) { state in
             guard let current = state.latest(id) else { return nil }
-            let (updated, ticket, result) = try change(current)
+            let (updated, ticket, result) = try change(current, state)
             stage(StagedWrite(ticket: ticket, tenant: tenant, id: id, change: .put(updated)), in: &state)
             return (updated, result)
         }
@@ -270,6 +293,8 @@ final class CatalogCache: Sendable {
     static let bytesPerJSONByte = 1
     static let bytesPerProduct = 224
     static let bytesPerIndexedName = 336
+    /// An entry of the handle or the SKU index: its dictionary slot and the key's string.
+    static let bytesPerIndexedKey = 96
 
     /// What the estimate counts for these products once cached (tests size budgets with it).
     static func approximateBytes(of products: [Product]) -> Int {

@@ -1,4 +1,5 @@
 import DequeModule
+import Shared
 
 /// A product's newest state as one change leaves it: its new version, or its deletion at a version.
 enum ProductChange: Sendable {
@@ -85,6 +86,10 @@ struct ShopState {
     var names = NameIndex()
     /// Products by creation time, for `created[...]`.
     var created = CreatedIndex()
+    /// The products readers see by handle, for `?handle=` and for handles made from names.
+    private(set) var handles: [String: String] = [:]
+    /// The products readers see by the SKUs of their variants, for `/variants?sku=`.
+    private(set) var skus: [String: String] = [:]
     private(set) var jsonBytes = 0
     private(set) var productTypes: [String: Int] = [:]
     var hits = 0
@@ -107,7 +112,8 @@ struct ShopState {
     /// 267 bytes of JSON with names of about 40 characters: 477 bytes a product after the load, 336 more for the index.
     var approximateBytes: Int {
         jsonBytes * CatalogCache.bytesPerJSONByte + products.count * CatalogCache.bytesPerProduct
-            + names.count * CatalogCache.bytesPerIndexedName + tombstones.bytes
+            + names.count * CatalogCache.bytesPerIndexedName + (handles.count + skus.count) * CatalogCache.bytesPerIndexedKey
+            + tombstones.bytes
     }
 
     /// What a writer builds on: the staged change if there is one, else what readers see.
@@ -122,10 +128,25 @@ struct ShopState {
         return tombstones[id] != nil
     }
 
+    /// Whether what the Database Service stores (a feed's change, a reload's product) replaces what this shop holds:
+    /// a newer version, or the same version stored otherwise, where the Database Service settled a clash of a
+    /// handle or SKU that this replica's write claimed (it keeps the version it was sent with).
+    func supersedes(_ cached: CachedProduct) -> Bool {
+        if let held = products[cached.id], held.version == cached.version { return !held.hasSameJSON(as: cached) }
+        return !holds(cached.id, version: cached.version)
+    }
+
     /// Whether this shop knows the product at `version` or newer, or a delete at least that new.
     func holds(_ id: String, version: Int64) -> Bool {
         if let cached = products[id], cached.version >= version { return true }
         return tombstones[id].map { $0.version >= version } ?? false
+    }
+
+    /// The first of `base`, `base-2`, … that no other product readers see holds.
+    func freeHandle(base: String, id: String) -> String {
+        var candidate = 1
+        while let owner = handles[VariantRules.handle(base, candidate: candidate)], owner != id { candidate += 1 }
+        return VariantRules.handle(base, candidate: candidate)
     }
 
     // MARK: The one door
@@ -166,7 +187,7 @@ struct ShopState {
             return (0, 0)
         case .reloadPage(let page, let after, let through, let isPending):
             var put = 0
-            for cached in page where !holds(cached.id, version: cached.version) {
+            for cached in page where supersedes(cached) {
                 insert(cached)
                 put += 1
             }
@@ -206,7 +227,9 @@ struct ShopState {
             tombstones.unpin(id, at: now)
             return (0, 0)
         }
-        guard !holds(id, version: change.version) else { return (0, 0) }
+        if case .put(let cached) = change { guard supersedes(cached) else { return (0, 0) } } else {
+            guard !holds(id, version: change.version) else { return (0, 0) }
+        }
         switch change {
         case .put(let cached):
             guard !deletesOnly else { return (0, 0) }
@@ -296,6 +319,7 @@ struct ShopState {
         let old = products.updateValue(cached, forKey: id)
         names.put(id: id, name: cached.name, oldName: old?.name)
         created.put(id: id, milliseconds: cached.createdAt, previous: old.map { $0.createdAt })
+        indexKeys(id, old: old, new: cached)
         if let old {
             jsonBytes -= old.jsonByteCount
             countType(old.type, -1)
@@ -312,11 +336,27 @@ struct ShopState {
         guard let old = products.removeValue(forKey: id) else { return nil }
         names.remove(id: id, name: old.name)
         created.remove(count: products.count)
+        indexKeys(id, old: old, new: nil)
         jsonBytes -= old.jsonByteCount
         countType(old.type, -1)
         let index = order.insertionIndex(of: id)
         if index < order.count, order[index] == id { order.remove(at: index) }
         return old
+    }
+
+    /// Moves a product's handle and SKUs in their indexes; an entry is removed only by the product it names. The
+    /// Database Service settles clashes between replicas, and the feed brings what it stored.
+    private mutating func indexKeys(_ id: String, old: CachedProduct?, new: CachedProduct?) {
+        let (oldHandle, newHandle) = (old?.handle ?? "", new?.handle ?? "")
+        if oldHandle != newHandle {
+            if !oldHandle.isEmpty, handles[oldHandle] == id { handles[oldHandle] = nil }
+            if !newHandle.isEmpty { handles[newHandle] = id }
+        }
+        let (oldSKUs, newSKUs) = (old?.skus ?? [], new?.skus ?? [])
+        guard !oldSKUs.isEmpty || !newSKUs.isEmpty else { return }
+        let kept = Set(newSKUs.lazy.map(\.sku))
+        for (sku, _) in oldSKUs where !kept.contains(sku) && skus[sku] == id { skus[sku] = nil }
+        for (sku, _) in newSKUs { skus[sku] = id }
     }
 
     private mutating func countType(_ type: String, _ delta: Int) {

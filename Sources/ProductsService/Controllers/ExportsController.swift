@@ -35,7 +35,7 @@ struct ExportsController<Context: TenantRequestContext> {
                 var lines = ByteBuffer()
                 lines.reserveCapacity(page.products.reduce(0) { $0 + $1.jsonByteCount + 1 })
                 for product in page.products {
-                    product.writeJSON(into: &lines)
+                    product.writeJSON(into: &lines, locale: query.locale)
                     lines.writeInteger(UInt8(ascii: "\n"))
                 }
                 try await writer.write(lines)
@@ -52,9 +52,8 @@ struct ExportsController<Context: TenantRequestContext> {
             }
             try await writer.finish(nil)
         }
-        return Response(
-            status: .ok,
-            headers: [.contentType: "application/x-ndjson", .contentDisposition: "attachment; filename=\"products.jsonl\""],
-            body: body)
+        var headers: HTTPFields = [.contentType: "application/x-ndjson", .contentDisposition: "attachment; filename=\"products.jsonl\""]
+        if let locale = query.locale { headers[.contentLanguage] = locale }
+        return Response(status: .ok, headers: headers, body: body)
     }
 }

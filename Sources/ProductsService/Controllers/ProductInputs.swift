@@ -5,6 +5,8 @@ import Shared
 struct ProductInput: Sendable {
     /// The editable fields as given, and the defaults of those left out (the assigned ones are blank).
     private var values = Product.blank
+    /// Whether the body gives a handle: without one, a replace keeps the product's, and a create makes one.
+    private var handleGiven = false
 
     /// Builds the input from a request's body; every fault is a 400 naming its field. `replacing` is the id of the
     /// product a `PUT` replaces: then the assigned fields may be echoed back, and are ignored (the `id` must match).
@@ -21,6 +23,7 @@ struct ProductInput: Sendable {
         for (index, field) in Product.fields.enumerated() where field.access != .assigned {
             if let value = fields[index] {
                 try field.take(value, into: &values)
+                if index == Product.handleField { handleGiven = true }
             } else if field.access == .required {
                 throw .missingParameter(field.name, "\(field.name) is required")
             }
@@ -30,7 +33,9 @@ struct ProductInput: Sendable {
     /// The product with this input's fields.
     func applied(to product: Product) -> Product {
         var product = product
-        for field in Product.editableFields { field.copy(from: values, to: &product) }
+        for field in Product.editableFields where handleGiven || field !== Product.fields[Product.handleField] {
+            field.copy(from: values, to: &product)
+        }
         return product
     }
 }

@@ -23,7 +23,7 @@ struct ProductsController<Context: TenantRequestContext> {
 
     /// POST /products: creates a product (201); durable once answered, persisted to the Database Service in the background.
     @Sendable func create(_ request: Request, context: Context) async throws -> Response {
-        let body = try await request.collectJSONBody()
+        let body = try await request.collectJSONBody(maxSize: ProductRules.maxBodyBytes)
         let idempotent = try IdempotentRequest(request, tenant: context.tenant, body: body)
         let input = try ProductInput(body: body)
         return Self.response(try await replica.create(tenant: context.tenant, input, idempotent: idempotent), status: .created)
@@ -35,28 +35,46 @@ struct ProductsController<Context: TenantRequestContext> {
         let page = try await replica.list(tenant: context.tenant, query: query)
         var body = ByteBuffer()
         body.reserveCapacity(page.products.reduce(2) { $0 + $1.jsonByteCount + 1 })
-        body.writeJSONArray(page.products, opening: "[", closing: "]") { product, body in product.writeJSON(into: &body) }
+        body.writeJSONArray(page.products, opening: "[", closing: "]") { product, body in product.writeJSON(into: &body, locale: query.locale) }
         var response = Response.json(buffer: body)
         if let link = Self.link(for: page, query: query, request: request) { response.headers[.link] = link }
+        if let locale = query.locale { response.headers[.contentLanguage] = locale }
         return response
     }
 
-    /// GET /products/{id}: from the cache, else read through from the Database Service; 304 on a matching `If-None-Match`.
+    /// GET /products/{id}: from the cache, else read through from the Database Service; 304 on a matching `If-None-Match`;
+    /// `?locale=` localizes it.
     @Sendable func show(_ request: Request, context: Context) async throws -> Response {
         let id = try context.productID()
+        let locale = try Self.locale(in: request)
         let condition = try EntityTag.condition(.ifNoneMatch, in: request.headers)
         let product = try await replica.product(tenant: context.tenant, id: id)
         if let condition, condition.matchesWeakly(product.etag) {
             return Response(status: .notModified, headers: [.eTag: product.etag])
         }
-        return Self.response(product)
+        guard let locale else { return Self.response(product) }
+        var body = ByteBuffer()
+        product.writeJSON(into: &body, locale: locale)
+        var response = Response.json(buffer: body)
+        response.headers[.eTag] = product.etag
+        response.headers[.contentLanguage] = locale
+        return response
+    }
+
+    /// The `locale` of a single product's read, in canonical case; other parameters are ignored, as before.
+    static func locale(in request: Request) throws(APIError) -> String? {
+        guard let value = try QueryString.parse(request.uri.query).last(where: { $0.name == "locale" })?.value else { return nil }
+        guard let locale = LanguageTag.canonical(value) else {
+            throw APIError.invalidParameter("locale", "locale must be a BCP 47 language tag, such as fr or fr-FR")
+        }
+        return locale
     }
 
     /// PUT /products/{id}: replaces name, type and metadata (200); honours `If-Match`.
     @Sendable func replace(_ request: Request, context: Context) async throws -> Response {
         let id = try context.productID()
         let condition = try EntityTag.condition(.ifMatch, in: request.headers)
-        let input = try ProductInput(body: try await request.collectJSONBody(), replacing: id)
+        let input = try ProductInput(body: try await request.collectJSONBody(maxSize: ProductRules.maxBodyBytes), replacing: id)
         let result = try await replica.update(tenant: context.tenant, id: id, condition: condition) { product in
             input.applied(to: product)
         }
@@ -67,7 +85,7 @@ struct ProductsController<Context: TenantRequestContext> {
     @Sendable func update(_ request: Request, context: Context) async throws -> Response {
         let id = try context.productID()
         let condition = try EntityTag.condition(.ifMatch, in: request.headers)
-        let body = try await request.collectJSONBody()
+        let body = try await request.collectJSONBody(maxSize: ProductRules.maxBodyBytes)
         let idempotent = try IdempotentRequest(request, tenant: context.tenant, body: body)
         let patch = try ProductPatch(body: body, id: id)
         let result = try await replica.update(tenant: context.tenant, id: id, condition: condition, idempotent: idempotent) {

@@ -61,10 +61,8 @@ struct WebhookEndpointsController<Context: TenantRequestContext> {
                 throw APIError.notFound("No such webhook endpoint: \(id)", param: "id")
             }
         }
-        let body: ByteBuffer? = request.method == .post || request.method == .patch ? try await request.collectJSONBody() : nil
         // The path below /webhook_endpoints, as the client sent it (an id was checked above).
-        let subpath = String(request.uri.path.dropFirst("/webhook_endpoints".count))
-        let route = DatabaseRoute.webhookEndpoints(subpath: subpath, query: request.uri.query)
-        return try Forwarding.response(try await Forwarding.send(database, request.method, route, tenant: context.tenant, body: body))
+        return try await Forwarding.pass(
+            request, tenant: context.tenant, database, under: "/webhook_endpoints", query: request.uri.query, route: DatabaseRoute.webhookEndpoints)
     }
 }

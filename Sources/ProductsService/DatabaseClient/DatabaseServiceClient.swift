@@ -44,6 +44,8 @@ enum DatabaseRoute: Sendable, Equatable {
     case events(query: String)
     /// `/api/webhook_endpoints` and below it (`subpath`: empty, `/{id}`, `/{id}/rotate_secret`, `/{id}/deliveries`).
     case webhookEndpoints(subpath: String, query: String?)
+    /// `/api/categories` and below it (`subpath`: empty, `/{id}`, `/{id}/subtree`).
+    case categories(subpath: String, query: String?)
     /// `/api/products/{id}/versions?…`
     case productVersions(id: String, query: String)
     /// `/api/products/{id}/restore`
@@ -64,6 +66,7 @@ enum DatabaseRoute: Sendable, Equatable {
         return switch self {
         case .events(let query): withQuery("/api/events", query)
         case .webhookEndpoints(let subpath, let query): withQuery("/api/webhook_endpoints" + subpath, query)
+        case .categories(let subpath, let query): withQuery("/api/categories" + subpath, query)
         case .productVersions(let id, let query): withQuery("/api/products/\(escape(id))/versions", query)
         case .restoreProduct(let id): "/api/products/\(escape(id))/restore"
         case .importJobs(let replicaID): withQuery("/api/imports", replicaID.map { "replica_id=" + escape($0) })
@@ -77,6 +80,7 @@ enum DatabaseRoute: Sendable, Equatable {
         switch self {
         case .events: "/api/events"
         case .webhookEndpoints: "/api/webhook_endpoints"
+        case .categories: "/api/categories"
         case .productVersions: "/api/products/{id}/versions"
         case .restoreProduct: "/api/products/{id}/restore"
         case .importJobs: "/api/imports"

@@ -11,8 +11,19 @@ enum Forwarding {
         do {
             return try await database.forward(method, route, tenant: tenant, body: body)
         } catch {
-            throw APIError.serviceUnavailable("database_unavailable", "The Database Service, which keeps events and webhooks, is unreachable: \(error)")
+            throw APIError.serviceUnavailable("database_unavailable", "This needs the Database Service, which is unreachable: \(error)")
         }
+    }
+
+    /// Passes a request for a path under `prefix` through to the Database Service's route for the rest of the path
+    /// (`route`), with the body of a POST or PATCH; answers as it answered.
+    static func pass(
+        _ request: Request, tenant: String, _ database: any DatabaseServiceClient, under prefix: String, query: String?,
+        route: (_ subpath: String, _ query: String?) -> DatabaseRoute
+    ) async throws -> Response {
+        let body: ByteBuffer? = request.method == .post || request.method == .patch ? try await request.collectJSONBody() : nil
+        let subpath = String(request.uri.path.dropFirst(prefix.count))
+        return try response(try await send(database, request.method, route(subpath, query), tenant: tenant, body: body))
     }
 
     /// The Database Service's answer as the client's: its status and JSON body (errors are in the one shape already).

@@ -113,11 +113,19 @@ struct ImportRun {
             case .invalid(let error):
                 reject(line: number, error)
             case .create(let input):
-                try emit(number, .upsert(tenant: tenant, product: input.applied(to: Product(
-                    id: replica.ids.next(), createdAt: now, updatedAt: now, version: 1))))
+                var product = input.applied(to: Product(id: replica.ids.next(), createdAt: now, updatedAt: now, version: 1))
+                do throws(APIError) { try replica.completeImported(&product) } catch {
+                    reject(line: number, error)
+                    break
+                }
+                try emit(number, .upsert(tenant: tenant, product: product))
             case .upsert(let id, let input, let createdAt):
-                let product = input.applied(to: Product(
+                var product = input.applied(to: Product(
                     id: id, createdAt: createdAt ?? now, updatedAt: now, version: try await version()))
+                do throws(APIError) { try replica.completeImported(&product) } catch {
+                    reject(line: number, error)
+                    break
+                }
                 if createdAt != nil {
                     try emit(number, .upsert(tenant: tenant, product: product))
                 } else if let known = Self.cachedCreatedAt(replica, tenant: tenant, id: id) {

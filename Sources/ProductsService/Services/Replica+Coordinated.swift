@@ -17,9 +17,13 @@ extension Replica {
         var expectedVersion: Int64?
         var answer: CachedProduct?
         var status: Int
+        /// The client gave the product's handle (see `CoordinatedWrite.handleGiven`).
+        var handleGiven = false
 
-        static func write(_ operation: WriteOperation, expectedVersion: Int64?, answer: CachedProduct?, status: Int) -> Decision {
-            Decision(operation: operation, expectedVersion: expectedVersion, answer: answer, status: status)
+        static func write(
+            _ operation: WriteOperation, expectedVersion: Int64?, answer: CachedProduct?, status: Int, handleGiven: Bool = false
+        ) -> Decision {
+            Decision(operation: operation, expectedVersion: expectedVersion, answer: answer, status: status, handleGiven: handleGiven)
         }
     }
 
@@ -63,7 +67,9 @@ extension Replica {
         }
         do {
             return try await database.write(
-                CoordinatedWrite(operation: decision.operation, expectedVersion: decision.expectedVersion, idempotency: answer))
+                CoordinatedWrite(
+                    operation: decision.operation, expectedVersion: decision.expectedVersion, idempotency: answer,
+                    handleGiven: decision.handleGiven ? true : nil))
         } catch {
             throw Self.databaseUnavailable(error)
         }
@@ -83,13 +89,20 @@ extension Replica {
         switch result.outcome {
         case .applied:
             let operation = decision.operation
+            // The Database Service stores another product when it settled a clash (a handle it made, suffixed).
+            let answer = result.stored.map(CachedProduct.init) ?? decision.answer
             let stored: FetchedState = switch operation {
-            case .upsert(_, let product): .stored(decision.answer ?? CachedProduct(product))
+            case .upsert(_, let product): .stored(answer ?? CachedProduct(product))
             case .delete(_, _, let version, _): .deleted(version: version)
             }
             cache.apply(.fetched(id: operation.productID, stored, since: sent), tenant: operation.tenant)
-            if let record { idempotency.finish(record) }
-            return .done(decision.answer.map(WriteResult.written))
+            if var record {
+                if let idempotent, let answer, result.stored != nil { record = idempotency.record(for: idempotent, status: decision.status, product: answer) }
+                idempotency.finish(record)
+            }
+            return .done(answer.map(WriteResult.written))
+        case .refused:
+            throw result.refusal ?? APIError.versionConflict("The Database Service refused the write; retry")
         case .replayed:
             guard let idempotent, let stored = result.answer else {
                 throw APIError.versionConflict("The Database Service replayed an answer for no key; retry")

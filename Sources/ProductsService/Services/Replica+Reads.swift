@@ -27,6 +27,8 @@ extension Replica {
     /// asked with the same query, and its answer is merged with what the cache decides (writes and deletes
     /// replayed from the journal or made since start).
     func list(tenant: String, query: ProductQuery) async throws -> (products: [CachedProduct], hasMore: Bool) {
+        var query = query
+        if let category = query.category, query.categorySubtree == nil { query.categorySubtree = try await subtree(tenant: tenant, category: category) }
         if isAuthoritative(tenant: tenant) { return await cache.listing.list(tenant: tenant, query: query) }
         do {
             for _ in 0..<3 {
@@ -40,6 +42,19 @@ extension Replica {
         } catch let error as DatabaseClientError {
             if isAuthoritative(tenant: tenant) { return await cache.listing.list(tenant: tenant, query: query) }
             throw APIError.serviceUnavailable("database_unavailable", "\(notCachedReason(tenant)) and the Database Service is unreachable: \(error)")
+        }
+    }
+
+    /// A category's id and its descendants', sorted, as the Database Service keeps the tree (none when it has no
+    /// such category): what `?category=` lists.
+    func subtree(tenant: String, category: String) async throws -> [String] {
+        let answer = try await Forwarding.send(database, .get, .categories(subpath: "/" + category + "/subtree", query: nil), tenant: tenant, body: nil)
+        guard answer.status == 200 else {
+            if answer.status == 404 { return [] }
+            throw APIError.serviceUnavailable("database_unavailable", "The Database Service could not walk the category tree (status \(answer.status))")
+        }
+        do { return try JSONDecoder().decode([String].self, from: Data(buffer: answer.body)).sorted() } catch {
+            throw APIError.serviceUnavailable("database_unavailable", "The Database Service's category tree was not a list of ids: \(error)")
         }
     }
 

@@ -20,6 +20,7 @@ final class Replica: Sendable {
     let replication: Replication
     let idempotency: IdempotencyStore
     let ids = ProductIDGenerator()
+    let variantIDs = ProductIDGenerator(prefix: VariantRules.variantIDPrefix)
     /// This replica's writer number, stamped on every version it makes; -1 until the Database Service gave one.
     let writer = Atomic<Int64>(-1)
 
@@ -100,10 +101,13 @@ final class Replica: Sendable {
     /// with the key's answer (see `coordinated`).
     func create(tenant: String, _ input: ProductInput, idempotent: IdempotentRequest? = nil) async throws -> WriteResult {
         let now = Timestamp.now()
-        let product = input.applied(to: Product(id: ids.next(), createdAt: now, updatedAt: now, version: 1))
-        if let idempotent {
+        var product = input.applied(to: Product(id: ids.next(), createdAt: now, updatedAt: now, version: 1))
+        let claims = try cache.withShop(tenant) { shop in try completed(&product, previous: nil, tenant: tenant, shop: shop) }
+        if idempotent != nil || claims.needCoordination {
             return try await coordinated(idempotent) { () async throws -> Decision in
-                .write(.upsert(tenant: tenant, product: product), expectedVersion: nil, answer: CachedProduct(product), status: 201)
+                .write(
+                    .upsert(tenant: tenant, product: product), expectedVersion: nil, answer: CachedProduct(product), status: 201,
+                    handleGiven: claims.handleGiven)
             } onConflict: { _ in }!
         }
         let cached = CachedProduct(product)
@@ -120,28 +124,37 @@ final class Replica: Sendable {
         tenant: String, id: String, condition: EntityTag.Condition?, idempotent: IdempotentRequest? = nil,
         change: @escaping (Product) throws(APIError) -> Product
     ) async throws -> WriteResult {
-        if condition != nil || idempotent != nil {
-            return try await coordinated(idempotent) { () async throws -> Decision in
+        func decided() async throws -> WriteResult {
+            try await coordinated(idempotent) { () async throws -> Decision in
                 let current = try await self.storedForCoordination(tenant: tenant, id: id, condition: condition)
-                let product = try self.changed(current, by: change)
-                return .write(.upsert(tenant: tenant, product: product), expectedVersion: current.version, answer: CachedProduct(product), status: 200)
+                let (product, claims) = try self.cache.withShop(tenant) { shop in try self.changed(current, by: change, tenant: tenant, shop: shop) }
+                return .write(
+                    .upsert(tenant: tenant, product: product), expectedVersion: current.version, answer: CachedProduct(product), status: 200,
+                    handleGiven: claims.handleGiven)
             } onConflict: { storedVersion in
                 // Without If-Match the write only needed the stored version to build on: build again.
                 if condition != nil { throw APIError.preconditionFailed(id: id, currentVersion: storedVersion) }
             }!
         }
+        if condition != nil || idempotent != nil { return try await decided() }
         for _ in 0..<3 {
             if cache.latest(tenant: tenant, id: id) == nil {
                 if cache.isPendingDelete(tenant: tenant, id: id) { throw productNotFound }
                 _ = try await product(tenant: tenant, id: id)
             }
-            let staged = try journaling {
-                try cache.stageUpdate(tenant: tenant, id: id) { current in
-                    let product = try changed(current.product, by: change)
-                    let cached = CachedProduct(product)
-                    let ticket = try journal.append(JournalRecord(upsert: tenant, product, encoded: cached))
-                    return (cached, ticket, ticket)
+            let staged: (CachedProduct, UInt64)?
+            do {
+                staged = try journaling {
+                    try cache.stageUpdate(tenant: tenant, id: id) { current, shop in
+                        let (product, claims) = try changed(current.product, by: change, tenant: tenant, shop: shop)
+                        if claims.needCoordination { throw NeedsCoordination() }
+                        let cached = CachedProduct(product)
+                        let ticket = try journal.append(JournalRecord(upsert: tenant, product, encoded: cached))
+                        return (cached, ticket, ticket)
+                    }
                 }
+            } catch is NeedsCoordination {
+                return try await decided()
             }
             // Not cached: deleted meanwhile, or the read-through was not cached because a delete raced it.
             guard let (updated, ticket) = staged else { continue }
@@ -152,14 +165,69 @@ final class Replica: Sendable {
         throw APIError.versionConflict("Product \(id) changed while being updated; retry")
     }
 
-    /// `change` applied to `current`, as the next version: id and creation time kept, `updated_at` now.
-    func changed(_ current: Product, by change: (Product) throws(APIError) -> Product) throws(APIError) -> Product {
+    /// `change` applied to `current`, as the next version: id and creation time kept, `updated_at` now, completed
+    /// (see `completed`).
+    func changed(
+        _ current: Product, by change: (Product) throws(APIError) -> Product, tenant: String, shop: ShopState
+    ) throws(APIError) -> (Product, Claims) {
         var product = try change(current)
         product.id = current.id
         product.createdAt = current.createdAt
         product.updatedAt = Timestamp.now()
         product.version = try nextVersion(after: current.version)
-        return product
+        let claims = try completed(&product, previous: current, tenant: tenant, shop: shop)
+        return (product, claims)
+    }
+
+    /// Completes an imported line's product: ids for variants without one, positions, its structure checked. Its
+    /// handle (made from the name when it has none) and SKUs are settled by the Database Service as it stores it.
+    func completeImported(_ product: inout Product) throws(APIError) {
+        product.assignVariantIDs(previous: [], newID: { variantIDs.next() })
+        try product.checkStructure()
+    }
+
+    /// What a write claims that other replicas may claim at the same time: the Database Service grants it.
+    struct Claims {
+        /// The client gave a handle the product did not hold.
+        var handleGiven = false
+        /// A variant has a SKU the product did not hold.
+        var newSKUs = false
+        /// The product is in a category it was not in: the Database Service knows the shop's categories.
+        var newCategories = false
+
+        var needCoordination: Bool { handleGiven || newSKUs || newCategories }
+    }
+
+    /// Completes a product a client's write made: ids for new variants (kept for variants with the options of one
+    /// of `previous`), positions, and a handle made from the name when it has none, free as far as this replica
+    /// knows. Checks the product's structure, and refuses at once (409) a handle or SKU this replica knows another
+    /// product holds. Returns what it claims that only the Database Service can grant. `shop` is the shop's state,
+    /// under its lock.
+    func completed(_ product: inout Product, previous: Product?, tenant: String, shop: ShopState) throws(APIError) -> Claims {
+        product.assignVariantIDs(previous: previous?.variants ?? [], newID: { variantIDs.next() })
+        var claims = Claims()
+        if product.handle.isEmpty {
+            product.handle = shop.freeHandle(base: VariantRules.handle(from: product.name), id: product.id)
+        } else if product.handle != previous?.handle {
+            if let owner = shop.handles[product.handle], owner != product.id {
+                throw .handleTaken(product.handle, productID: owner)
+            }
+            claims.handleGiven = true
+        }
+        try product.checkStructure()
+        claims.newCategories = !Set(product.categoryIDs).isSubset(of: previous?.categoryIDs ?? [])
+        let held = Set(previous?.variants.lazy.compactMap(\.sku) ?? [])
+        let new = product.skus.filter { !held.contains($0.sku) }
+        if !new.isEmpty {
+            claims.newSKUs = true
+            for (index, variant) in product.variants.enumerated() {
+                if let sku = variant.sku, let owner = shop.skus[sku], owner != product.id {
+                    let holder = shop.latest(owner)?.product.variants.first { $0.sku == sku }?.id ?? "unknown"
+                    throw .skuTaken(sku, productID: owner, variantID: holder, param: "variants[\(index)][sku]")
+                }
+            }
+        }
+        return claims
     }
 
     /// Deletes a product, cached or found only in the Database Service; returns the deleted product's name.
@@ -264,6 +332,9 @@ final class Replica: Sendable {
     // MARK: Helpers
 
     var productNotFound: APIError { .notFound("Product not found", param: "id") }
+
+    /// A write that claims a handle or a SKU, found while staging: the Database Service decides it instead.
+    struct NeedsCoordination: Error {}
 
     func journaling<T>(_ body: () throws -> T) throws -> T {
         do { return try body() } catch let error as JournalError { throw Self.unavailable(error) }

@@ -104,8 +104,9 @@ final class Replication: Sendable {
     /// the journal that lost to them), so that no reader sees an old state come back for a moment.
     ///
     /// A product is read (into its cached form, its JSON kept as sent) only when the cache does not hold that
-    /// version or a newer one already: this replica's own writes come back through the feed, and decoding them
-    /// cost a tenth of its CPU under a stream of writes. A product that cannot be read fails the page, which the
+    /// version or a newer one already, or holds that version with other bytes (a clash the Database Service
+    /// settled): this replica's own writes come back through the feed, and decoding them cost a tenth of its CPU
+    /// under a stream of writes. A product that cannot be read fails the page, which the
     /// follower asks for again.
     func apply(_ changes: [Change], deletesOnly: Bool) async throws -> Int {
         var decoded: [(tenant: String, id: String, change: ProductChange)] = []
@@ -115,7 +116,9 @@ final class Replication: Sendable {
             case .delete:
                 decoded.append((change.tenant, change.id, .delete(version: change.version)))
             case .upsert:
-                if deletesOnly || cache.holds(tenant: change.tenant, id: change.id, version: change.version) { continue }
+                if deletesOnly || !cache.needsFeedProduct(tenant: change.tenant, id: change.id, version: change.version, json: change.encodedProduct) {
+                    continue
+                }
                 let product: CachedProduct
                 if let value = change.product {
                     product = CachedProduct(value)

@@ -197,7 +197,7 @@ package enum ImportRules {
     /// The largest file: a million products of about a kilobyte each, with room to spare.
     package static let maxBodyBytes: Int64 = 2 * 1024 * 1024 * 1024
     /// The longest line: a product's body as `POST /products` takes it.
-    package static let maxLineBytes = 1024 * 1024
+    package static let maxLineBytes = ProductRules.maxBodyBytes
     /// The rejected lines kept per job (the first ones); `rejected` counts them all.
     package static let maxStoredErrors = 10_000
     /// Errors listed per page: `limit` 1 to 1,000, 100 by default.

@@ -15,6 +15,16 @@ package struct Product: Codable, Sendable, Equatable {
     package var tags: [String]
     /// Whether the product is for sale; an inactive one stays readable and filterable with `?active=false`.
     package var active: Bool
+    /// The URL slug a storefront finds the product by: unique among a shop's live products.
+    package var handle: String
+    /// Up to 10 options (size, colour), each variant picking one value of each.
+    package var options: [ProductOption]
+    /// What is sold: up to 10,000, each with its SKU and prices, in position order.
+    package var variants: [Variant]
+    /// The categories the product is in.
+    package var categoryIDs: [String]
+    /// Names, descriptions and option labels by BCP 47 locale.
+    package var translations: [String: Translation]
     package var metadata: [String: String]
     package var createdAt: String
     package var updatedAt: String
@@ -22,7 +32,9 @@ package struct Product: Codable, Sendable, Equatable {
 
     package init(
         id: String, name: String, type: String = ProductRules.defaultType, description: String? = nil, images: [String] = [],
-        tags: [String] = [], active: Bool = true, metadata: [String: String], createdAt: String, updatedAt: String, version: Int64
+        tags: [String] = [], active: Bool = true, handle: String = "", options: [ProductOption] = [], variants: [Variant] = [],
+        categoryIDs: [String] = [], translations: [String: Translation] = [:], metadata: [String: String], createdAt: String,
+        updatedAt: String, version: Int64
     ) {
         self.id = id
         self.name = name
@@ -31,6 +43,11 @@ package struct Product: Codable, Sendable, Equatable {
         self.images = images
         self.tags = tags
         self.active = active
+        self.handle = handle
+        self.options = options
+        self.variants = variants
+        self.categoryIDs = categoryIDs
+        self.translations = translations
         self.metadata = metadata
         self.createdAt = createdAt
         self.updatedAt = updatedAt
@@ -42,6 +59,13 @@ package struct Product: Codable, Sendable, Equatable {
     package static let fields: [ProductField] = [
         ProductField("id", .text(Accessor({ $0.id }, { $0.id = $1 }), ProductRules.validID), .assigned),
         ProductField("name", .text(Accessor({ $0.name }, { $0.name = $1 }), ProductRules.validName), .required, column: true),
+        ProductField(
+            "handle",
+            .text(
+                Accessor({ $0.handle }, { $0.handle = $1 }),
+                // Empty: one is made from the name as the product is stored.
+                { handle, param throws(APIError) in handle.isEmpty ? handle : try VariantRules.checkHandle(handle, param: param) }),
+            .optional, column: true, added: true),
         ProductField("type", .text(Accessor({ $0.type }, { $0.type = $1 }), ProductRules.validType), .optional, column: true),
         ProductField(
             "description", .optionalText(Accessor({ $0.description }, { $0.description = $1 }), ProductRules.validDescription),
@@ -57,6 +81,19 @@ package struct Product: Codable, Sendable, Equatable {
             .texts(Accessor({ $0.tags }, { $0.tags = $1 }), element: ProductRules.validTag, maxCount: ProductRules.maxTags, distinct: true),
             .optional, anyOfFilter: "tag", added: true),
         ProductField("active", .flag(Accessor({ $0.active }, { $0.active = $1 })), .optional, column: true),
+        ProductField(
+            "options", .structured(Structured(Accessor({ ProductOptions($0.options) }, { $0.options = $1.list }))), .optional, added: true),
+        ProductField("variants", .structured(Structured(Accessor({ Variants($0.variants) }, { $0.variants = $1.list }))), .optional, added: true),
+        ProductField(
+            "category_ids",
+            .texts(
+                Accessor({ $0.categoryIDs }, { $0.categoryIDs = $1 }),
+                element: { id, param throws(APIError) in try VariantRules.checkCategoryID(id, param: param) },
+                maxCount: VariantRules.maxCategories, distinct: true),
+            .optional, added: true),
+        ProductField(
+            "translations", .structured(Structured(Accessor({ Translations($0.translations) }, { $0.translations = $1.locales }))),
+            .optional, added: true),
         ProductField(
             "metadata",
             .textMap(
@@ -93,6 +130,7 @@ package struct Product: Codable, Sendable, Equatable {
             case .flag(let path): path.set(&product, try container.decode(Bool.self, forKey: key))
             case .textMap(let path, _, _): path.set(&product, try container.decode([String: String].self, forKey: key))
             case .integer(let path, _): path.set(&product, try container.decode(Int64.self, forKey: key))
+            case .structured(let codec): try codec.decode(container, key, into: &product)
             }
         }
         self = product
@@ -109,6 +147,7 @@ package struct Product: Codable, Sendable, Equatable {
             case .flag(let path): try container.encode(path.get(self), forKey: key)
             case .textMap(let path, _, _): try container.encode(path.get(self), forKey: key)
             case .integer(let path, _): try container.encode(path.get(self), forKey: key)
+            case .structured(let codec): try codec.encode(self, &container, key)
             }
         }
     }

@@ -33,6 +33,8 @@ package final class ProductField: Sendable {
         /// An RFC 3339 timestamp, kept as text.
         case timestamp(Accessor<String>)
         case integer(Accessor<Int64>, minimum: Int64)
+        /// A value with a structure of its own (options, variants, translations), which reads, writes and checks itself.
+        case structured(StructuredCodec)
     }
 
     /// Who sets a field.
@@ -78,6 +80,7 @@ package final class ProductField: Sendable {
         case .flag: ["boolean"]
         case .textMap: ["object"]
         case .integer: ["integer"]
+        case .structured(let codec): [codec.jsonType]
         }
     }
 
@@ -99,7 +102,7 @@ package final class ProductField: Sendable {
         case .text(let access, _), .timestamp(let access): .text(access.get(product))
         case .flag(let access): .flag(access.get(product))
         case .integer(let access, _): .integer(access.get(product))
-        case .optionalText, .texts, .textMap: preconditionFailure("only texts, flags, timestamps and integers have columns")
+        case .optionalText, .texts, .textMap, .structured: preconditionFailure("only texts, flags, timestamps and integers have columns")
         }
     }
 
@@ -118,6 +121,7 @@ package final class ProductField: Sendable {
         case .flag(let access): access.set(&product, access.get(source))
         case .textMap(let access, _, _): access.set(&product, access.get(source))
         case .integer(let access, _): access.set(&product, access.get(source))
+        case .structured(let codec): codec.copy(from: source, to: &product)
         }
     }
 
@@ -127,7 +131,7 @@ package final class ProductField: Sendable {
     /// (`Product.validate` does that where a product comes from outside).
     /// `param` names the product in errors; it is built only for one (building it for every field cost a tenth of
     /// the Database Service's batch parsing).
-    func read(_ parser: inout JSONParser, into product: inout Product, param: @autoclosure () -> String) throws(JSONSyntaxError) {
+    package func read(_ parser: inout JSONParser, into product: inout Product, param: @autoclosure () -> String) throws(JSONSyntaxError) {
         switch kind {
         case .text(let access, _), .timestamp(let access): access.set(&product, try parser.string(param: param() + "[" + name + "]"))
         case .optionalText(let access, _): access.set(&product, try parser.optionalString(param: param() + "[" + name + "]"))
@@ -141,7 +145,17 @@ package final class ProductField: Sendable {
                 entries[key] = try parser.string(param: param() + "[" + name + "][" + key + "]")
             }
             access.set(&product, entries)
+        case .structured(let codec):
+            try Self.readStructured(codec, &parser, into: &product, param: param() + "[" + name + "]")
         }
+    }
+
+    /// Reads a structured value at the parser into `product`, its faults as the parser's.
+    private static func readStructured(
+        _ codec: StructuredCodec, _ parser: inout JSONParser, into product: inout Product, param: @autoclosure () -> String
+    ) throws(JSONSyntaxError) {
+        let value = try parser.value()
+        do { try codec.read(value, into: &product, param: param()) } catch { throw error.syntaxError }
     }
 
     /// Checks the value at the parser has the field's type, and moves past it without keeping it.
@@ -162,6 +176,9 @@ package final class ProductField: Sendable {
         case .textMap:
             guard parser.current == UInt8(ascii: "{") else { throw try parser.mismatch(param() + "[" + name + "]", "an object") }
             try parser.members { parser, key throws(JSONSyntaxError) in try parser.skipString(param: param() + "[" + name + "][\(key)]") }
+        case .structured(let codec):
+            var scratch = Product.blank
+            try Self.readStructured(codec, &parser, into: &scratch, param: param() + "[" + name + "]")
         }
     }
 
@@ -176,6 +193,7 @@ package final class ProductField: Sendable {
         case .flag(let access): buffer.writeStaticString(access.get(product) ? "true" : "false")
         case .textMap(let access, _, _): JSONWriter.writeObject(access.get(product), into: &buffer)
         case .integer(let access, _): buffer.writeString(String(access.get(product)))
+        case .structured(let codec): codec.write(product, into: &buffer)
         }
     }
 
@@ -189,6 +207,7 @@ package final class ProductField: Sendable {
         case .integer: (20, 0)
         case .textMap(let access, _, _):
             (access.get(product).reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count }, 2 * access.get(product).count)
+        case .structured(let codec): codec.textBytes(of: product)
         }
     }
 
@@ -210,6 +229,7 @@ package final class ProductField: Sendable {
             guard Timestamp.isValid(access.get(product)) else { throw .invalidParameter(name, "\(name) must be an RFC 3339 timestamp") }
         case .integer(let access, let minimum):
             guard access.get(product) >= minimum else { throw .invalidParameter(name, "\(name) must be at least \(minimum)") }
+        case .structured(let codec): try codec.validate(product, param: name)
         }
     }
 
@@ -255,6 +275,10 @@ package final class ProductField: Sendable {
                 throw .invalidParameter(name, "\(name) must be an integer of at least \(minimum)")
             }
             access.set(&product, integer)
+        case (.structured(let codec), .null) where patching: codec.clear(&product)
+        case (.structured(let codec), _):
+            try codec.read(value, into: &product, param: name)
+            try codec.validate(product, param: name)
         case (.text, _), (.timestamp, _): throw mismatch("a string")
         case (.optionalText, _): throw mismatch("a string or null")
         case (.texts, _): throw mismatch(patching ? "an array of strings or null" : "an array of strings")
@@ -353,23 +377,31 @@ extension Product {
     }
 
     /// The product's JSON, fields in `fields`' order (`id` first), metadata keys sorted. Returns where the name's
-    /// string literal is, quotes excluded, relative to the object's first byte (the cache reads names there).
+    /// and the handle's string literals are, quotes excluded, relative to the object's first byte (the cache reads
+    /// them there).
     @discardableResult
-    package func writeJSON(into buffer: inout ByteBuffer) -> Range<Int> {
+    package func writeJSON(into buffer: inout ByteBuffer) -> (name: Range<Int>, handle: Range<Int>) {
         let start = buffer.writerIndex
-        var nameRange = 0..<0
+        var nameRange = 0..<0, handleRange = 0..<0
         buffer.writeInteger(UInt8(ascii: "{"))
         for (index, field) in Self.fields.enumerated() {
             let valueStart = buffer.writerIndex + field.key.count - (index == 0 ? 1 : 0) - start
             field.write(self, into: &buffer, first: index == 0)
             if index == Self.nameField { nameRange = (valueStart + 1)..<(buffer.writerIndex - start - 1) }
+            if index == Self.handleField { handleRange = (valueStart + 1)..<(buffer.writerIndex - start - 1) }
         }
         buffer.writeInteger(UInt8(ascii: "}"))
-        return nameRange
+        return (nameRange, handleRange)
     }
 
     /// The index of `name` in `fields`.
     package static let nameField = fieldIndex(of: "name")!
+    /// The index of `handle` in `fields`.
+    package static let handleField = fieldIndex(of: "handle")!
+    /// The index of `category_ids` in `fields`.
+    package static let categoriesField = fieldIndex(of: "category_ids")!
+    /// The index of `variants` in `fields`.
+    package static let variantsField = fieldIndex(of: "variants")!
 
     /// The product's JSON in a buffer of its own.
     package var json: ByteBuffer {
@@ -396,6 +428,7 @@ extension Product {
     /// Checks a whole product as stored, as the Database Service does before applying it.
     package func validate() throws(APIError) {
         for field in Self.fields { try field.validate(self) }
+        try checkStructure()
     }
 }
 

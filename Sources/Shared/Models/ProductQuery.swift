@@ -11,6 +11,17 @@ package struct ProductQuery: Sendable, Equatable {
     package var limit = ListLimit.default
     package var cursor: Cursor?
     package var type: String?
+    /// Only the product with this handle.
+    package var handle: String?
+    /// Only products with a variant holding one of these SKUs (at most `maxIDs`), sorted and without duplicates.
+    package var skus: [String]?
+    /// Only products in this category or one of its descendants.
+    package var category: String?
+    /// `category` and its descendants' ids, sorted, as the Products Service found them before listing its cache
+    /// (the Database Service walks the tree itself); not a parameter.
+    package var categorySubtree: [String]?
+    /// The locale reads are shown in (`Product.localized(to:)`); not a filter.
+    package var locale: String?
     /// Only active (true) or inactive (false) products.
     package var active: Bool?
     /// Only these ids (at most `maxIDs`), sorted and without duplicates.
@@ -46,7 +57,8 @@ package struct ProductQuery: Sendable, Equatable {
     package static let maxIDs = 100
     package static let maxSearchLength = 250
     package static let parameterNames: Set<String> = Set([
-        "limit", "starting_after", "ending_before", "type", "active", "ids", "created[gte]", "created[gt]", "created[lte]", "created[lt]", "q",
+        "limit", "starting_after", "ending_before", "type", "handle", "sku", "category", "locale", "active", "ids", "created[gte]", "created[gt]", "created[lte]",
+        "created[lt]", "q",
     ]).union(anyOfParameters.keys)
     /// The list fields' filter parameters, with each field's index in `Product.fields`.
     static let anyOfParameters: [String: Int] = Dictionary(
@@ -67,7 +79,7 @@ package struct ProductQuery: Sendable, Equatable {
 
     /// Whether any filter may leave a product out (`ids` only chooses which products are walked).
     package var hasFilters: Bool {
-        type != nil || active != nil || createdGTE != nil || createdGT != nil || createdLTE != nil || createdLT != nil || foldedSearch != nil
+        type != nil || handle != nil || skus != nil || category != nil || active != nil || createdGTE != nil || createdGT != nil || createdLTE != nil || createdLT != nil || foldedSearch != nil
             || !anyOf.isEmpty
     }
 
@@ -94,16 +106,18 @@ package struct ProductQuery: Sendable, Equatable {
     /// Whether a product passes the filters; `createdAt` is its `created_at` in epoch milliseconds.
     package func matches(_ product: Product, createdAt: Int64?) -> Bool {
         matches(
-            id: product.id, type: product.type, active: product.active, createdAt: createdAt,
+            id: product.id, type: product.type, handle: { product.handle }, skus: { product.skus.map(\.sku) },
+            categories: { product.categoryIDs }, active: product.active, createdAt: createdAt,
             hasAny: { filter in Product.fields[filter.field].has(anyOf: filter.values, in: product) }
         ) { needle in Self.name(product.name, containsFolded: needle) }
     }
 
-    /// Whether a product with these fields passes the filters; `hasAny` checks a list field's filter, and
-    /// `nameContains` its name against the folded `q`; they are called last, only when every other filter passes.
+    /// Whether a product with these fields passes the filters; `handle` reads its handle, `hasAny` checks a list
+    /// field's filter, and `nameContains` its name against the folded `q`; they are called only when the filters
+    /// before them pass.
     package func matches(
-        id: String, type: String, active: Bool, createdAt: Int64?, hasAny: (AnyOf) -> Bool,
-        nameContains: (_ foldedNeedle: String) -> Bool
+        id: String, type: String, handle: () -> String, skus: () -> [String], categories: () -> [String], active: Bool,
+        createdAt: Int64?, hasAny: (AnyOf) -> Bool, nameContains: (_ foldedNeedle: String) -> Bool
     ) -> Bool {
         if let wanted = self.type, wanted != type { return false }
         if let wanted = self.active, wanted != active { return false }
@@ -115,6 +129,9 @@ package struct ProductQuery: Sendable, Equatable {
             if let createdLTE, createdAt > createdLTE { return false }
             if let createdLT, createdAt >= createdLT { return false }
         }
+        if let wanted = self.handle, wanted != handle() { return false }
+        if let wanted = self.skus, !skus().contains(where: { wanted.binarySearch($0) != nil }) { return false }
+        if category != nil, !categories().contains(where: { categorySubtree?.binarySearch($0) != nil }) { return false }
         for filter in anyOf where !hasAny(filter) { return false }
         if let foldedSearch, !nameContains(foldedSearch) { return false }
         return true
@@ -173,6 +190,22 @@ package struct ProductQuery: Sendable, Equatable {
                     throw APIError.invalidParameter(name, "type must be 1 to \(ProductRules.maxTypeLength) characters")
                 }
                 result.type = value
+            case "handle":
+                result.handle = try VariantRules.checkHandle(value, param: name)
+            case "sku":
+                let skus = try value.split(separator: ",", omittingEmptySubsequences: false).map { sku throws(APIError) in
+                    try VariantRules.checkSKU(String(sku), param: name)
+                    return String(sku)
+                }
+                guard skus.count <= maxIDs else { throw APIError.invalidParameter(name, "sku may list at most \(maxIDs) SKUs") }
+                result.skus = Array(Set(skus)).sorted()
+            case "category":
+                result.category = try VariantRules.checkCategoryID(value, param: name)
+            case "locale":
+                guard let locale = LanguageTag.canonical(value) else {
+                    throw APIError.invalidParameter(name, "locale must be a BCP 47 language tag, such as fr or fr-FR")
+                }
+                result.locale = locale
             case "active":
                 switch value {
                 case "true": result.active = true
@@ -218,6 +251,10 @@ package struct ProductQuery: Sendable, Equatable {
     package func queryString(cursor: Cursor?) -> String {
         var pairs: [(name: String, value: String)] = [("limit", String(limit))]
         if let type { pairs.append(("type", type)) }
+        if let handle { pairs.append(("handle", handle)) }
+        if let skus { pairs.append(("sku", skus.joined(separator: ","))) }
+        if let category { pairs.append(("category", category)) }
+        if let locale { pairs.append(("locale", locale)) }
         if let active { pairs.append(("active", active ? "true" : "false")) }
         if let ids { pairs.append(("ids", ids.joined(separator: ","))) }
         for (name, bound) in [("created[gte]", createdGTE), ("created[gt]", createdGT), ("created[lte]", createdLTE), ("created[lt]", createdLT)] {

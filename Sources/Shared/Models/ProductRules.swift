@@ -12,6 +12,9 @@ package enum ProductRules {
     package static let maxImageURLLength = 2_048
     package static let maxTags = 64
     package static let maxTagLength = 64
+    /// The largest body of a product write (and line of an import): 10,000 variants with two prices each take
+    /// about 3 MiB of JSON.
+    package static let maxBodyBytes = 8 << 20
 
     /// Refuses U+0000: storage backends (SQLite's C strings, PostgreSQL's text) cannot keep it.
     package static func checkNoNUL(_ text: String, param: String) throws(APIError) {

@@ -1,3 +1,4 @@
+import HTTPTypes
 import NIOCore
 
 /// One versioned write sent from the Products Service to the Database Service.
@@ -247,16 +248,20 @@ package struct CoordinatedWrite: Codable, Sendable, Equatable {
     /// The live product's stored version must be exactly this.
     package var expectedVersion: Int64?
     package var idempotency: StoredAnswer?
+    /// The client gave the product's handle: held by another product, it is refused (409), not suffixed.
+    package var handleGiven: Bool?
 
-    package init(operation: WriteOperation, expectedVersion: Int64? = nil, idempotency: StoredAnswer? = nil) {
+    package init(operation: WriteOperation, expectedVersion: Int64? = nil, idempotency: StoredAnswer? = nil, handleGiven: Bool? = nil) {
         self.operation = operation
         self.expectedVersion = expectedVersion
         self.idempotency = idempotency
+        self.handleGiven = handleGiven
     }
 
     enum CodingKeys: String, CodingKey {
         case operation, idempotency
         case expectedVersion = "expected_version"
+        case handleGiven = "handle_given"
     }
 }
 
@@ -298,22 +303,46 @@ package struct CoordinatedResult: Codable, Sendable, Equatable {
         case replayed
         /// The key was used before with another request.
         case keyReused = "key_reused"
+        /// Another live product holds the handle or a SKU (409), or a category is unknown (400): `error` says which.
+        case refused
     }
 
     package var outcome: Outcome
     package var storedVersion: Int64?
     package var deleted: Bool?
     package var answer: StoredAnswer?
+    /// The product stored when it differs from the one sent (its handle suffixed on a clash).
+    package var stored: Product?
+    /// Why the write was refused, and its status.
+    package var error: APIError.Body?
+    package var errorStatus: Int?
 
-    package init(outcome: Outcome, storedVersion: Int64? = nil, deleted: Bool? = nil, answer: StoredAnswer? = nil) {
+    package init(
+        outcome: Outcome, storedVersion: Int64? = nil, deleted: Bool? = nil, answer: StoredAnswer? = nil, stored: Product? = nil,
+        error: APIError.Body? = nil
+    ) {
         self.outcome = outcome
         self.storedVersion = storedVersion
         self.deleted = deleted
         self.answer = answer
+        self.stored = stored
+        self.error = error
+    }
+
+    /// A write refused for `error`.
+    package init(refused error: APIError) {
+        self.init(outcome: .refused, error: error.body)
+        errorStatus = error.status.code
+    }
+
+    /// The refusal as the client's error.
+    package var refusal: APIError? {
+        error.map { APIError(HTTPResponse.Status(code: errorStatus ?? 409), code: $0.code, message: $0.error, param: $0.param) }
     }
 
     enum CodingKeys: String, CodingKey {
-        case outcome, deleted, answer
+        case outcome, deleted, answer, stored, error
         case storedVersion = "stored_version"
+        case errorStatus = "error_status"
     }
 }
