@@ -6,6 +6,9 @@ package enum ServiceContract {
     package static let maxBatchOperations = 1000
     /// The largest batch body: batches carry whole products, so they may be larger than a public request body.
     package static let maxBatchBodySize = 64 * 1024 * 1024
+    /// The largest coordinated write (`POST /api/products/write`): a product of up to `ProductRules.maxBodyBytes`,
+    /// and the idempotency key's answer, which holds it again as an escaped string.
+    package static let maxWriteBodySize = 4 * ProductRules.maxBodyBytes
     /// The most product JSON one page of products or changes carries: a page ends early (with more to follow) rather
     /// than pass it, so 1,000 products with 40,000-character descriptions stay well within a response's 64 MiB.
     package static let maxPageBytes = 16 * 1024 * 1024

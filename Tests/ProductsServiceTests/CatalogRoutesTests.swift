@@ -148,6 +148,10 @@ extension RoutesTests {
             let after = try JSONDecoder().decode(Product.self, from: try await client.execute(uri: "/products/\(shirt.id)", method: .get).body)
             #expect(after.version > 1 && patched.headers[.eTag] == EntityTag.product(id: shirt.id, version: after.version))
             #expect(after.variants[1] == shirt.variants[1], "the other variant is untouched")
+            let bySKU = try await client.execute(uri: "/variants?sku=TS-S", method: .get)
+            let found = try #require(try JSONSerialization.jsonObject(with: Data(buffer: bySKU.body)) as? [[String: Any]])
+            #expect(found.count == 1 && ((found[0]["variant"] as? [String: Any])?["prices"] as? [[String: Any]])?.first?["amount"] as? Int == 1499,
+                    "a price change keeps the SKU found, with the new price")
 
             // Added first by its position; then removed, its SKU freed.
             let added = try await send(client, .post, base, #"{"sku":"TS-L","options":{"Size":"S","Color":"Red"}}"#)

@@ -22,7 +22,7 @@ struct ProductsController<Context: RequestContext> {
     /// POST /api/products: stores one product if its version is newer (201 created, 200 updated or unchanged),
     /// answering with the product as stored (a handle made or suffixed, SKUs another variant holds dropped).
     @Sendable func upsert(_ request: Request, context: Context) async throws -> Response {
-        let product = try StoredProductInput.product(try await request.parseJSON())
+        let product = try StoredProductInput.product(try await request.parseJSON(maxSize: ProductRules.maxBodyBytes))
         try product.validate()
         let tenant = try request.tenant()
         let outcome = try await store.apply([.upsert(tenant: tenant, product: product)])[0]
@@ -82,7 +82,8 @@ struct ProductsController<Context: RequestContext> {
     /// answer, decided in one transaction; what happened is in `outcome` (200 whatever it is).
     @Sendable func coordinatedWrite(_ request: Request, context: Context) async throws -> CoordinatedResult {
         let write = try await request.decodeJSON(
-            as: CoordinatedWrite.self, allowedFields: ["operation", "expected_version", "idempotency", "handle_given"])
+            as: CoordinatedWrite.self, maxSize: ServiceContract.maxWriteBodySize,
+            allowedFields: ["operation", "expected_version", "idempotency", "handle_given"])
         try Self.validate(write.operation)
         if let expected = write.expectedVersion, expected < 1 {
             throw APIError.invalidParameter("expected_version", "expected_version must be at least 1")

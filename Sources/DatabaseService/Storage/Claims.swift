@@ -8,6 +8,9 @@ protocol ClaimLookup {
     func handles(tenant: String, startingWith base: String) throws -> [String: String]
     /// The live variant holding `sku`, if any.
     func skuOwner(tenant: String, sku: String) throws -> (productID: String, variantID: String)?
+    /// The SKUs `productID` holds now: only the others are looked up one by one (a price change of a product of
+    /// 10,000 variants reads its SKUs once).
+    func skus(tenant: String, heldBy productID: String) throws -> Set<String>
     /// Whether the shop has this category.
     func categoryExists(tenant: String, id: String) throws -> Bool
 }
@@ -43,8 +46,9 @@ enum Claims {
             if policy == .refuse(handleGiven: true) { return .refused(.handleTaken(product.handle, productID: owner)) }
             settled.handle = try freeHandle(baseOf(product.handle), tenant: tenant, id: product.id, lookup: lookup)
         }
+        let held = settled.variants.contains { $0.sku != nil } ? try lookup.skus(tenant: tenant, heldBy: product.id) : []
         for index in settled.variants.indices {
-            guard let sku = settled.variants[index].sku, let owner = try lookup.skuOwner(tenant: tenant, sku: sku),
+            guard let sku = settled.variants[index].sku, !held.contains(sku), let owner = try lookup.skuOwner(tenant: tenant, sku: sku),
                   owner.productID != product.id
             else { continue }
             if case .refuse = policy {

@@ -41,7 +41,7 @@ extension PostgresProductStore {
                     ON product_skus.tenant = wanted.tenant AND product_skus.sku = wanted.sku
                 """, logger: logger)
             for try await (tenant, sku, product, variant) in rows.decode((String, String, String, String).self) {
-                lookup.skuOwners[[tenant, sku]] = (product, variant)
+                lookup.holdSKU(sku, by: product, variant: variant, tenant: tenant)
             }
         }
         // The handles a suffix may be needed for: those made from a name, and those another product holds.
@@ -100,8 +100,15 @@ extension PostgresProductStore {
     }
 
     /// Brings the SKU index and the category links in line with applied operations (distinct products): theirs,
-    /// none once deleted. Only what changed is written.
-    func indexClaims(of operations: [WriteOperation], on connection: PostgresConnection) async throws {
+    /// none once deleted. Only what changed is written. Those at the indices `new` had no row before (not even a
+    /// tombstone): none of theirs is read first, and an ingest of products without variants or categories runs no
+    /// statement here.
+    func indexClaims(of all: [WriteOperation], new: Set<Int> = [], on connection: PostgresConnection) async throws {
+        let operations = all.indices.filter { index in
+            guard new.contains(index) else { return true }
+            guard case .upsert(_, let product) = all[index] else { return false }
+            return !product.categoryIDs.isEmpty || product.variants.contains { $0.sku != nil }
+        }.map { all[$0] }
         guard !operations.isEmpty else { return }
         try await indexSKUs(of: operations, on: connection)
         var old: [[String]: [String]] = [:]
@@ -197,11 +204,17 @@ extension PostgresProductStore {
 }
 
 /// What a round's statements found, and what the round claimed so far (a later product of the round sees the
-/// handles and SKUs an earlier one took).
+/// handles and SKUs an earlier one took). Every lookup is by key: a round of 1,000 products costs 1,000 lookups.
 final class PostgresClaimLookup: ClaimLookup {
+    /// By (tenant, handle): the products holding the handles the round wants, and those it claimed.
     var handleOwners: [[String]: String] = [:]
+    /// By (tenant, base): the handles `base` and `base-N` the database holds, with their products.
     var baseHandles: [[String]: [String: String]] = [:]
-    var skuOwners: [[String]: (productID: String, variantID: String)] = [:]
+    /// By (tenant, base): the handles of that base the round claimed.
+    private var claimedByBase: [[String]: [String: String]] = [:]
+    private(set) var skuOwners: [[String]: (productID: String, variantID: String)] = [:]
+    /// By (tenant, product): the SKUs read or claimed for it.
+    private var skusByProduct: [[String]: Set<String>] = [:]
     /// The categories read, as (tenant, id).
     var categories: Set<[String]> = []
 
@@ -209,18 +222,30 @@ final class PostgresClaimLookup: ClaimLookup {
 
     func handles(tenant: String, startingWith base: String) throws -> [String: String] {
         var found = baseHandles[[tenant, base]] ?? [:]
-        // Those the round claimed, and the exact owners read.
-        for (key, id) in handleOwners where key[0] == tenant && (key[1] == base || key[1].hasPrefix(base + "-")) { found[key[1]] = id }
+        // The base itself as read or claimed, and the suffixed ones the round claimed.
+        if let holder = handleOwners[[tenant, base]] { found[base] = holder }
+        for (handle, holder) in claimedByBase[[tenant, base]] ?? [:] { found[handle] = holder }
         return found
+    }
+
+    /// Notes that `product` holds `sku` (read, or claimed by the round).
+    func holdSKU(_ sku: String, by product: String, variant: String, tenant: String) {
+        if let previous = skuOwners[[tenant, sku]] { skusByProduct[[tenant, previous.productID]]?.remove(sku) }
+        skuOwners[[tenant, sku]] = (product, variant)
+        skusByProduct[[tenant, product], default: []].insert(sku)
     }
 
     func skuOwner(tenant: String, sku: String) throws -> (productID: String, variantID: String)? { skuOwners[[tenant, sku]] }
 
     func categoryExists(tenant: String, id: String) throws -> Bool { categories.contains([tenant, id]) }
 
+    /// Those of the round's SKUs the product holds (the others it does not claim again).
+    func skus(tenant: String, heldBy productID: String) throws -> Set<String> { skusByProduct[[tenant, productID]] ?? [] }
+
     /// Notes what a product of the round now holds.
     func claim(_ product: Product, tenant: String) {
         handleOwners[[tenant, product.handle]] = product.id
-        for (sku, variant) in product.skus { skuOwners[[tenant, sku]] = (product.id, variant) }
+        claimedByBase[[tenant, Claims.baseOf(product.handle)], default: [:]][product.handle] = product.id
+        for (sku, variant) in product.skus { holdSKU(sku, by: product.id, variant: variant, tenant: tenant) }
     }
 }

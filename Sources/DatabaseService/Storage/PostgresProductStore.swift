@@ -46,15 +46,17 @@ struct PostgresProductStore: ProductStore, PostgresFeatureStore {
                     let stored = try await self.store(settled, on: connection)
                     var changes: [LoggedChange] = []
                     var applied: [WriteOperation] = []
+                    var new: Set<Int> = []
                     for (position, (index, outcome)) in zip(round, stored).enumerated() {
                         outcomes[index] = outcome
                         if let change = LoggedChange(settled[position], outcome: outcome) {
+                            if outcome == .inserted { new.insert(applied.count) }
                             changes.append(change)
                             applied.append(settled[position])
                         }
                     }
                     try await self.record(changes, on: connection)
-                    try await self.indexClaims(of: applied, on: connection)
+                    try await self.indexClaims(of: applied, new: new, on: connection)
                 }
                 if outcomes.contains(where: { $0?.isApplied == true }) { try await self.notifyChanges(on: connection) }
                 return outcomes.map { $0! }
@@ -387,7 +389,8 @@ struct PostgresProductStore: ProductStore, PostgresFeatureStore {
         case nil: break
         }
         if let type = query.type { sql += " AND type = \(try parameter(type))" }
-        if let handle = query.handle { sql += " AND handle = \(try parameter(handle))" }
+        // `handle <> ''` lets the planner use the partial index on live handles.
+        if let handle = query.handle { sql += " AND handle = \(try parameter(handle)) AND handle <> ''" }
         if let category = query.category {
             let walk = CategoryRules.subtreeSQL.replacingOccurrences(of: "$2", with: try parameter(category))
                 .replacingOccurrences(of: "SELECT id, depth FROM down", with: "SELECT id FROM down")

@@ -31,7 +31,7 @@ struct SQLiteProductStore: ProductStore, SQLiteFeatureStore {
                     row, with: writes, recordedAtMs: recordedAtMs.isEmpty ? nil : recordedAtMs[index], horizonMs: horizonMs)
                 if let change = change.made(by: outcome) {
                     try Self.record(change, with: writes)
-                    try lookup.indexClaims(of: operation)
+                    try lookup.indexClaims(of: operation, new: outcome == .inserted)
                 }
                 return outcome
             }
@@ -266,7 +266,8 @@ struct SQLiteProductStore: ProductStore, SQLiteFeatureStore {
             arguments += [type]
         }
         if let handle = query.handle {
-            sql += " AND handle = ?"
+            // `handle <> ''` lets SQLite use the partial index on live handles.
+            sql += " AND handle = ? AND handle <> ''"
             arguments += [handle]
         }
         if let category = query.category {
@@ -317,7 +318,9 @@ struct SQLiteClaimLookup: ClaimLookup {
 
     func handleOwner(tenant: String, handle: String) throws -> String? {
         try String.fetchOne(
-            db.cachedStatement(sql: "SELECT id FROM products WHERE tenant = ? AND handle = ? AND deleted = 0"), arguments: [tenant, handle])
+            // Every condition of the partial index on live handles is named, so that SQLite uses it.
+            db.cachedStatement(sql: "SELECT id FROM products WHERE tenant = ? AND handle = ? AND deleted = 0 AND handle <> ''"),
+            arguments: [tenant, handle])
     }
 
     func handles(tenant: String, startingWith base: String) throws -> [String: String] {
@@ -335,14 +338,28 @@ struct SQLiteClaimLookup: ClaimLookup {
         ).map { ($0[0], $0[1]) }
     }
 
+    func skus(tenant: String, heldBy productID: String) throws -> Set<String> {
+        Set(try String.fetchAll(
+            db.cachedStatement(sql: "SELECT sku FROM product_skus WHERE tenant = ? AND product_id = ?"), arguments: [tenant, productID]))
+    }
+
     func categoryExists(tenant: String, id: String) throws -> Bool {
         try Bool.fetchOne(
             db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM categories WHERE tenant = ? AND id = ?)"), arguments: [tenant, id]) ?? false
     }
 
     /// Brings the SKU index and the category links in line with an applied operation: a product's, none once it
-    /// is deleted.
-    func indexClaims(of operation: WriteOperation) throws {
+    /// is deleted. A `new` product (no row before, not even a tombstone) has none to read first: an ingest of
+    /// products without variants or categories runs no statement here.
+    func indexClaims(of operation: WriteOperation, new: Bool = false) throws {
+        if new {
+            guard case .upsert(let tenant, let product) = operation else { return }
+            let sku = try db.cachedStatement(sql: "INSERT INTO product_skus (tenant, sku, product_id, variant_id) VALUES (?, ?, ?, ?)")
+            for (code, variant) in product.skus { try sku.execute(arguments: [tenant, code, product.id, variant]) }
+            let link = try db.cachedStatement(sql: "INSERT INTO product_categories (tenant, category_id, product_id) VALUES (?, ?, ?)")
+            for category in product.categoryIDs { try link.execute(arguments: [tenant, category, product.id]) }
+            return
+        }
         try indexSKUs(of: operation)
         let old = try String.fetchAll(
             db.cachedStatement(sql: "SELECT category_id FROM product_categories WHERE tenant = ? AND product_id = ?"),

@@ -25,6 +25,9 @@ struct CachedProduct: @unchecked Sendable {
         let handleEnd: UInt32
         /// How many variants have a SKU: the SKU index reads them from the JSON only when there are some.
         let skuCount: UInt32
+        /// A digest of the SKUs and the variants holding them: a write that keeps them (a price change) leaves the
+        /// SKU index alone without reading them again.
+        let skuDigest: Int
     }
 
     fileprivate final class Storage: ManagedBuffer<Fields, UInt8> {}
@@ -39,7 +42,8 @@ struct CachedProduct: @unchecked Sendable {
             id: product.id, type: product.type, version: product.version, active: product.active,
             createdAt: Timestamp.epochMilliseconds(product.createdAt) ?? .min, byteCount: UInt32(buffer.readableBytes),
             nameStart: UInt32(name.lowerBound), nameEnd: UInt32(name.upperBound), handleStart: UInt32(handle.lowerBound),
-            handleEnd: UInt32(handle.upperBound), skuCount: UInt32(product.variants.count { $0.sku != nil }))
+            handleEnd: UInt32(handle.upperBound), skuCount: UInt32(product.variants.count { $0.sku != nil }),
+            skuDigest: Self.digest(product.variants))
         storage = buffer.withUnsafeReadableBytes { Self.store(fields, bytes: $0) }
     }
 
@@ -53,7 +57,7 @@ struct CachedProduct: @unchecked Sendable {
         var createdAt: Int64 = .min
         var version: Int64 = 0
         var name = 0..<0, handle = 0..<0
-        var skuCount = 0
+        var skuCount = 0, skuDigest = 0
         var active = true
         var seen: UInt64 = 0
         try parser.members { parser, key throws(JSONSyntaxError) in
@@ -81,6 +85,7 @@ struct CachedProduct: @unchecked Sendable {
                 var scratch = Product.blank
                 try Product.fields[index].read(&parser, into: &scratch, param: param())
                 skuCount = scratch.variants.count { $0.sku != nil }
+                skuDigest = Self.digest(scratch.variants)
             default: try Product.fields[index].skip(&parser, param: param())
             }
         }
@@ -93,7 +98,7 @@ struct CachedProduct: @unchecked Sendable {
             id: id, type: type, version: version, active: active, createdAt: createdAt, byteCount: UInt32(parser.index - start),
             nameStart: UInt32(name.lowerBound - start), nameEnd: UInt32(name.upperBound - start),
             handleStart: UInt32(max(handle.lowerBound - start, 0)), handleEnd: UInt32(max(handle.upperBound - start, 0)),
-            skuCount: UInt32(skuCount))
+            skuCount: UInt32(skuCount), skuDigest: skuDigest)
         storage = Self.store(fields, bytes: bytes)
     }
 
@@ -171,6 +176,21 @@ struct CachedProduct: @unchecked Sendable {
 
     /// The handle; empty for a product stored before handles existed.
     var handle: String { Self.string(Int(storage.header.handleStart)..<Int(storage.header.handleEnd), of: self) }
+
+    /// The digest of the variants' SKUs (see `Fields.skuDigest`); equal digests: the same SKUs, held by the same
+    /// variants (to the digest's odds).
+    var skuDigest: Int { storage.header.skuDigest }
+
+    /// The digest of the variants' SKUs and ids, for this process's cache.
+    static func digest(_ variants: [Variant]) -> Int {
+        var hasher = Hasher()
+        for variant in variants {
+            guard let sku = variant.sku else { continue }
+            hasher.combine(sku)
+            hasher.combine(variant.id)
+        }
+        return hasher.finalize()
+    }
 
     /// The SKUs of its variants, with the variant holding each, read from the JSON.
     var skus: [(sku: String, variantID: String)] { storage.header.skuCount == 0 ? [] : product.skus }

@@ -352,6 +352,8 @@ struct ShopState {
             if !oldHandle.isEmpty, handles[oldHandle] == id { handles[oldHandle] = nil }
             if !newHandle.isEmpty { handles[newHandle] = id }
         }
+        // The same SKUs held by the same variants (a price change): nothing to move.
+        if let old, let new, old.skuDigest == new.skuDigest { return }
         let (oldSKUs, newSKUs) = (old?.skus ?? [], new?.skus ?? [])
         guard !oldSKUs.isEmpty || !newSKUs.isEmpty else { return }
         let kept = Set(newSKUs.lazy.map(\.sku))

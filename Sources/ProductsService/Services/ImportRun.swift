@@ -114,7 +114,7 @@ struct ImportRun {
                 reject(line: number, error)
             case .create(let input):
                 var product = input.applied(to: Product(id: replica.ids.next(), createdAt: now, updatedAt: now, version: 1))
-                do throws(APIError) { try replica.completeImported(&product) } catch {
+                do throws(APIError) { try replica.completeImported(&product, tenant: tenant) } catch {
                     reject(line: number, error)
                     break
                 }
@@ -122,7 +122,7 @@ struct ImportRun {
             case .upsert(let id, let input, let createdAt):
                 var product = input.applied(to: Product(
                     id: id, createdAt: createdAt ?? now, updatedAt: now, version: try await version()))
-                do throws(APIError) { try replica.completeImported(&product) } catch {
+                do throws(APIError) { try replica.completeImported(&product, tenant: tenant) } catch {
                     reject(line: number, error)
                     break
                 }

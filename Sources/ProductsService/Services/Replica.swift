@@ -179,10 +179,17 @@ final class Replica: Sendable {
         return (product, claims)
     }
 
-    /// Completes an imported line's product: ids for variants without one, positions, its structure checked. Its
-    /// handle (made from the name when it has none) and SKUs are settled by the Database Service as it stores it.
-    func completeImported(_ product: inout Product) throws(APIError) {
+    /// Completes an imported line's product: ids for variants without one, positions, a handle made from the name
+    /// when it has none (free among the products this replica shows), its structure checked. The Database Service
+    /// settles its handle and SKUs as it stores it (lines of one import that make the same handle get suffixes
+    /// there, and come back to the cache through the feed).
+    func completeImported(_ product: inout Product, tenant: String) throws(APIError) {
         product.assignVariantIDs(previous: [], newID: { variantIDs.next() })
+        if product.handle.isEmpty {
+            let base = VariantRules.handle(from: product.name)
+            let id = product.id
+            product.handle = cache.withExistingShop(tenant) { $0.freeHandle(base: base, id: id) } ?? base
+        }
         try product.checkStructure()
     }
 
