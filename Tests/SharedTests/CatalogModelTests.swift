@@ -34,6 +34,30 @@ struct CatalogModelTests {
         try Self.shirt.validate()
     }
 
+    @Test("a stored product's options and variants are read straight from the JSON, faults named as a client's are", arguments: [
+        (#"{"sku":"A","x":1}"#, JSONSyntaxError.Fault.unknown(param: "product[variants][0][x]")),
+        (#"{"sku":7}"#, .invalid(param: "product[variants][0][sku]")),
+        (#"{"options":{"Color":1}}"#, .invalid(param: "product[variants][0][options][Color]")),
+        (#"{"prices":[{"currency":"EUR"}]}"#, .missing(param: "product[variants][0][prices][0][amount]")),
+        (#"{"prices":[{"currency":"EUR","amount":1,"tax":0}]}"#, .unknown(param: "product[variants][0][prices][0][tax]")),
+        (#"{"prices":[{"currency":"EUR","amount":1.5}]}"#, .invalid(param: "product[variants][0][prices][0][amount]")),
+        (#"{"prices":{}}"#, .invalid(param: "product[variants][0][prices]")),
+        (#"{"metadata":{"a":null}}"#, .invalid(param: "product[variants][0][metadata][a]")),
+        (#""var_1""#, .invalid(param: "product[variants][0]")),
+    ])
+    func strictVariants(variant: String, fault: JSONSyntaxError.Fault) throws {
+        let text = String(buffer: Self.shirt.json)
+        let variants = text.range(of: #""variants":["#)!.upperBound
+        let second = text.range(of: #",{"id":"var_2""#)!.lowerBound
+        let faulty = String(text[..<variants]) + variant + String(text[second...])
+        #expect(throws: JSONSyntaxError.self) { try Product(json: faulty) }
+        do { _ = try Product(json: faulty) } catch { #expect(error.fault == fault, "\(error)") }
+        var options = text.replacingOccurrences(of: #""values":["Red","Blue"]"#, with: #""values":["Red","Blue"],"x":[]"#)
+        do { _ = try Product(json: options) } catch { #expect(error.fault == .unknown(param: "product[options][0][x]"), "\(error)") }
+        options = text.replacingOccurrences(of: #"{"name":"Color","values":["Red","Blue"]}"#, with: #"{"name":"Color"}"#)
+        do { _ = try Product(json: options) } catch { #expect(error.fault == .missing(param: "product[options][0][values]"), "\(error)") }
+    }
+
     @Test("handles are made from names: lower case, accents folded, other characters a single hyphen")
     func handles() throws {
         #expect(VariantRules.handle(from: "  Crème Brûlée — 500 g!") == "creme-brulee-500-g")

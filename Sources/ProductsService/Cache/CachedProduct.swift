@@ -193,7 +193,21 @@ struct CachedProduct: @unchecked Sendable {
     }
 
     /// The SKUs of its variants, with the variant holding each, read from the JSON.
-    var skus: [(sku: String, variantID: String)] { storage.header.skuCount == 0 ? [] : product.skus }
+    var skus: [(sku: String, variantID: String)] {
+        guard storage.header.skuCount > 0 else { return [] }
+        return withJSONBytes { bytes in
+            var parser = JSONParser(bytes: bytes)
+            var skus: [(sku: String, variantID: String)] = []
+            do {
+                try parser.members { parser, key throws(JSONSyntaxError) in
+                    if key == "variants" { skus = try Variants.skus(parsing: &parser) } else { _ = try parser.skipValue() }
+                }
+            } catch {
+                preconditionFailure("a cached product's JSON always parses: \(error)")
+            }
+            return skus
+        }
+    }
 
     /// The string whose literal (quotes excluded) is at `range` of the JSON.
     private static func string(_ range: Range<Int>, of cached: CachedProduct) -> String {

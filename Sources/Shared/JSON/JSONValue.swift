@@ -209,6 +209,29 @@ package struct JSONParser {
         return strings
     }
 
+    /// An object of strings; anything else is an error naming `param` (or the entry, `param[key]`).
+    package mutating func stringObject(param: @autoclosure () -> String) throws(JSONSyntaxError) -> [String: String] {
+        guard current == UInt8(ascii: "{") else { throw try mismatch(param(), "an object") }
+        var entries: [String: String] = [:]
+        try members { parser, key throws(JSONSyntaxError) in entries[key] = try parser.string(param: param() + "[" + key + "]") }
+        return entries
+    }
+
+    /// The members of the object starting here, as `members` gives them; a key `known` refuses is an `unknown` fault
+    /// naming `param[key]`.
+    package mutating func members(
+        _ param: @autoclosure () -> String, known: (String) -> Bool, _ member: (inout JSONParser, String) throws(JSONSyntaxError) -> Void
+    ) throws(JSONSyntaxError) {
+        guard current == UInt8(ascii: "{") else { throw try mismatch(param(), "an object") }
+        try members { parser, key throws(JSONSyntaxError) in
+            guard known(key) else {
+                let named = param() + "[" + key + "]"
+                throw JSONSyntaxError(description: "Unknown body parameter '\(named)'", fault: .unknown(param: named))
+            }
+            try member(&parser, key)
+        }
+    }
+
     /// An integer value; anything else (a fraction, out of range, another type, null) is an error naming `param`.
     package mutating func integer(param: @autoclosure () -> String) throws(JSONSyntaxError) -> Int64 {
         guard let byte = current, byte == UInt8(ascii: "-") || (0x30...0x39).contains(byte) else { throw try mismatch(param(), "an integer") }

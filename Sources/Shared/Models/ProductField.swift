@@ -138,24 +138,9 @@ package final class ProductField: Sendable {
         case .texts(let access, _, _, _): access.set(&product, try parser.stringArray(param: param() + "[" + name + "]"))
         case .flag(let access): access.set(&product, try parser.boolean(param: param() + "[" + name + "]"))
         case .integer(let access, _): access.set(&product, try parser.integer(param: param() + "[" + name + "]"))
-        case .textMap(let access, _, _):
-            guard parser.current == UInt8(ascii: "{") else { throw try parser.mismatch(param() + "[" + name + "]", "an object") }
-            var entries: [String: String] = [:]
-            try parser.members { parser, key throws(JSONSyntaxError) in
-                entries[key] = try parser.string(param: param() + "[" + name + "][" + key + "]")
-            }
-            access.set(&product, entries)
-        case .structured(let codec):
-            try Self.readStructured(codec, &parser, into: &product, param: param() + "[" + name + "]")
+        case .textMap(let access, _, _): access.set(&product, try parser.stringObject(param: param() + "[" + name + "]"))
+        case .structured(let codec): try codec.read(parsing: &parser, into: &product, param: param() + "[" + name + "]")
         }
-    }
-
-    /// Reads a structured value at the parser into `product`, its faults as the parser's.
-    private static func readStructured(
-        _ codec: StructuredCodec, _ parser: inout JSONParser, into product: inout Product, param: @autoclosure () -> String
-    ) throws(JSONSyntaxError) {
-        let value = try parser.value()
-        do { try codec.read(value, into: &product, param: param()) } catch { throw error.syntaxError }
     }
 
     /// Checks the value at the parser has the field's type, and moves past it without keeping it.
@@ -178,7 +163,7 @@ package final class ProductField: Sendable {
             try parser.members { parser, key throws(JSONSyntaxError) in try parser.skipString(param: param() + "[" + name + "][\(key)]") }
         case .structured(let codec):
             var scratch = Product.blank
-            try Self.readStructured(codec, &parser, into: &scratch, param: param() + "[" + name + "]")
+            try codec.read(parsing: &parser, into: &scratch, param: param() + "[" + name + "]")
         }
     }
 

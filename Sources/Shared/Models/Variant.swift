@@ -70,6 +70,38 @@ package struct Variant: Sendable, Equatable, Codable {
             metadata: try (members["metadata"] ?? .object([:])).texts(param + "[metadata]"))
     }
 
+    /// A variant read at the parser, its types checked as `init(json:param:)` checks them.
+    init(parsing parser: inout JSONParser, param: () -> String) throws(JSONSyntaxError) {
+        self.init(id: "", position: 0)
+        var variant = self
+        try parser.members(param(), known: Self.memberNames.contains) { parser, key throws(JSONSyntaxError) in
+            switch key {
+            case "id": variant.id = try parser.string(param: param() + "[id]")
+            case "sku": variant.sku = try parser.optionalString(param: param() + "[sku]")
+            case "options": variant.options = try parser.stringObject(param: param() + "[options]")
+            case "position": variant.position = try parser.integer(param: param() + "[position]")
+            case "metadata": variant.metadata = try parser.stringObject(param: param() + "[metadata]")
+            default:
+                guard parser.current == UInt8(ascii: "[") else { throw try parser.mismatch(param() + "[prices]", "an array") }
+                try parser.elements { parser throws(JSONSyntaxError) in
+                    let index = variant.prices.count
+                    func priceParam() -> String { "\(param())[prices][\(index)]" }
+                    var currency: String?, amount: Int64?
+                    try parser.members(priceParam(), known: { $0 == "currency" || $0 == "amount" }) { parser, key throws(JSONSyntaxError) in
+                        if key == "currency" {
+                            currency = try parser.string(param: priceParam() + "[currency]")
+                        } else {
+                            amount = try parser.integer(param: priceParam() + "[amount]")
+                        }
+                    }
+                    variant.prices.append(
+                        Price(currency: try JSONSyntaxError.required(currency, priceParam() + "[currency]"), amount: try JSONSyntaxError.required(amount, priceParam() + "[amount]")))
+                }
+            }
+        }
+        self = variant
+    }
+
     /// Checks the variant's own rules (not those against the product's options: `Product.checkStructure`).
     package func validate(param: String) throws(APIError) {
         // A client's variant may leave its id out, given later (`Product.assignVariantIDs`); a stored one has it.
@@ -155,6 +187,25 @@ package struct ProductOptions: StructuredValue {
         self.init(list)
     }
 
+    package init(parsing parser: inout JSONParser, param: @autoclosure () -> String) throws(JSONSyntaxError) {
+        guard parser.current == UInt8(ascii: "[") else { throw try parser.mismatch(param(), "an array") }
+        var list: [ProductOption] = []
+        try parser.elements { parser throws(JSONSyntaxError) in
+            let index = list.count
+            func optionParam() -> String { "\(param())[\(index)]" }
+            var name: String?, values: [String]?
+            try parser.members(optionParam(), known: { $0 == "name" || $0 == "values" }) { parser, key throws(JSONSyntaxError) in
+                if key == "name" {
+                    name = try parser.string(param: optionParam() + "[name]")
+                } else {
+                    values = try parser.stringArray(param: optionParam() + "[values]")
+                }
+            }
+            list.append(ProductOption(name: try JSONSyntaxError.required(name, optionParam() + "[name]"), values: try JSONSyntaxError.required(values, optionParam() + "[values]")))
+        }
+        self.init(list)
+    }
+
     package func validate(param: String) throws(APIError) {
         guard list.count <= VariantRules.maxOptions else {
             throw .invalidParameter(param, "'\(param)' may hold at most \(VariantRules.maxOptions) options")
@@ -218,6 +269,37 @@ package struct Variants: StructuredValue {
             list.append(try Variant(json: variant, param: "\(param)[\(index)]"))
         }
         self.init(list)
+    }
+
+    package init(parsing parser: inout JSONParser, param: @autoclosure () -> String) throws(JSONSyntaxError) {
+        guard parser.current == UInt8(ascii: "[") else { throw try parser.mismatch(param(), "an array") }
+        var list: [Variant] = []
+        try parser.elements { parser throws(JSONSyntaxError) in
+            guard list.count < VariantRules.maxVariants else {
+                let named = param()
+                throw JSONSyntaxError(description: "'\(named)' may hold at most \(VariantRules.maxVariants) variants", fault: .invalid(param: named))
+            }
+            list.append(try Variant(parsing: &parser, param: { "\(param())[\(list.count)]" }))
+        }
+        self.init(list)
+    }
+
+    /// The SKUs of the variants array at the parser, with the variant holding each, reading nothing else; the value
+    /// must be well formed, as a cached product's is.
+    package static func skus(parsing parser: inout JSONParser) throws(JSONSyntaxError) -> [(sku: String, variantID: String)] {
+        var skus: [(sku: String, variantID: String)] = []
+        try parser.elements { parser throws(JSONSyntaxError) in
+            var id = "", sku: String?
+            try parser.members { parser, key throws(JSONSyntaxError) in
+                switch key {
+                case "id": id = try parser.stringValue()
+                case "sku": sku = try parser.optionalString(param: "sku")
+                default: _ = try parser.skipValue()
+                }
+            }
+            if let sku { skus.append((sku, id)) }
+        }
+        return skus
     }
 
     package func validate(param: String) throws(APIError) {
