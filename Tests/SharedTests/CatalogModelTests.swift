@@ -69,6 +69,16 @@ struct CatalogModelTests {
         }
     }
 
+    @Test("SKUs: 1 to 64 visible characters, without spaces or commas, ASCII or not")
+    func skus() {
+        for good in ["TS-RED-S", "~!#$%&'()*+-./:;<=>?@[]^_`{|}", String(repeating: "A", count: 64), "ÄÖ-1", String(repeating: "é", count: 64)] {
+            #expect(fault { try VariantRules.checkSKU(good, param: "sku") } == nil, "\(good)")
+        }
+        for bad in ["", "a,b", "a b", "a\tb", "a\u{0}b", String(repeating: "A", count: 65), String(repeating: "é", count: 65), "a\u{00A0}b", "a\u{7F}"] {
+            #expect(fault { try VariantRules.checkSKU(bad, param: "sku") }?.param == "sku", "\(bad.debugDescription)")
+        }
+    }
+
     @Test("each rule across fields fails with its code and param", arguments: [
         (#"{"name":"x","variants":[{"sku":"A"},{"sku":"B"}]}"#, "parameter_invalid", "variants"),
         (#"{"name":"x","options":[{"name":"Size","values":["S"]}],"variants":[{"options":{}}]}"#, "parameter_missing", "variants[0][options][Size]"),

@@ -53,8 +53,8 @@ package struct JSONSyntaxError: Error, CustomStringConvertible {
     }
 
     /// The value, or a `missing` fault naming `param`.
-    package static func required<T>(_ value: T?, _ param: String) throws(JSONSyntaxError) -> T {
-        guard let value else { throw JSONSyntaxError(description: "'\(param)' is required", fault: .missing(param: param)) }
+    package static func required<T>(_ value: T?, _ param: @autoclosure () -> String) throws(JSONSyntaxError) -> T {
+        guard let value else { throw missing(param()) }
         return value
     }
 }

@@ -51,6 +51,8 @@ package enum VariantRules {
     /// A SKU: 1 to 64 visible characters: no white space, no control characters, and no comma (`?sku=` lists SKUs
     /// with commas).
     package static func checkSKU(_ sku: String, param: String) throws(APIError) {
+        // Printable ASCII without a comma, the common case, is judged by its bytes.
+        if !sku.isEmpty, sku.utf8.count <= maxSKULength, sku.utf8.allSatisfy({ (0x21...0x7E).contains($0) && $0 != UInt8(ascii: ",") }) { return }
         guard !sku.isEmpty, sku.unicodeScalars.count <= maxSKULength,
               sku.unicodeScalars.allSatisfy({
                   !$0.properties.isWhitespace && $0.properties.generalCategory != .control && $0.value != 0 && $0 != ","
