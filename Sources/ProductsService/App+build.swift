@@ -20,6 +20,8 @@ struct ProductsServiceSettings: Sendable {
     var backlogAlertAfter: Duration = .seconds(60)
     /// How far behind the change feed this replica may fall before `/health` says `degraded`.
     var feedLagAlertAfter: Duration = .seconds(10)
+    /// The token the services share; `/health`'s detail asks for it (nil: none is set, and the detail is public).
+    var serviceToken: String?
     var syncFlushTimeout: Duration = .seconds(10)
     /// Never run open, even while no API key exists or that cannot be checked.
     var requireAPIKeys = false
@@ -115,7 +117,8 @@ func buildRouter(
     routes.addRoutes(
         ServiceController(
             replica: replica, databaseServiceURL: settings.databaseServiceURL, backlogAlertAfter: settings.backlogAlertAfter,
-            feedLagAlertAfter: settings.feedLagAlertAfter, authenticator: authenticator
+            feedLagAlertAfter: settings.feedLagAlertAfter, authenticator: authenticator, serviceToken: settings.serviceToken,
+            probe: DatabaseProbe(replica: replica)
         ).endpoints)
     routes.addRoutes(MetricsController(refresh: { ProductsMetrics.refresh(replica, authenticator) }).endpoints)
     routes.addRoutes(ProductsController(replica: replica, auth: auth).endpoints, atPath: "/products")

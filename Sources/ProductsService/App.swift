@@ -183,6 +183,7 @@ struct ProductsServiceCommand: AsyncParsableCommand {
         settings.syncFlushTimeout = .seconds(syncTimeout)
         settings.backlogAlertAfter = .seconds(backlogAlertAfter)
         settings.feedLagAlertAfter = .seconds(feedLagAlertAfter)
+        settings.serviceToken = token
         settings.requireAPIKeys = requireAPIKeys
         settings.keyOutageTrust = .seconds(keyOutageTrust)
         settings.rateLimit = rateLimit

@@ -34,7 +34,7 @@ struct TenantTests {
         try await stack.startProducts()
         try await stack.waitForStatus("healthy")
         let base = stack.productsURL
-        try await eventually("/health reports auth enabled") { try await HTTP.get(base + "/health").object["auth"] as? String == "enabled" }
+        try await eventually("/health reports auth enabled") { try await stack.health()["auth"] as? String == "enabled" }
 
         let acmeProducts = [try await Self.create(stack, key: acme.key, "Anvil", type: "tools"), try await Self.create(stack, key: acme.key, "Rocket")]
         let globexProducts = [try await Self.create(stack, key: globex.key, "Globe", type: "tools"), try await Self.create(stack, key: globex.key, "Rocket sled")]
@@ -179,6 +179,34 @@ struct TenantTests {
         await stack.stop()
     }
 
+    @Test("public /health gives the status and its reasons only; the detail needs the service token")
+    func healthDetail() async throws {
+        let stack = try Stack()
+        stack.serviceToken = Self.serviceToken
+        try await stack.startDatabase()
+        try await stack.startProducts()
+        try await stack.waitForStatus("healthy")
+        let open = try await HTTP.get(stack.productsURL + "/health")
+        #expect(Set(open.object.keys) == ["status", "reasons", "timestamp", "service"], "\(open.text)")
+        #expect(!open.text.contains(stack.databaseURL) && !open.text.contains("127.0.0.1"))
+        for header in ["Bearer wrong", "Bearer " + Self.serviceToken + "x", Self.serviceToken] {
+            let refused = try await HTTP.send(.GET, stack.productsURL + "/health", headers: [("Authorization", header)])
+            #expect(refused.object["database_service"] == nil, "\(header)")
+        }
+        let detail = try await stack.health()
+        #expect((detail["database_service"] as? [String: Any])?["url"] as? String == stack.databaseURL)
+        #expect(detail["persistence"] != nil && detail["feed"] != nil && detail["reasons"] as? [String] == [])
+        #expect(!(try await HTTP.get(stack.productsURL + "/").text.contains(stack.databaseURL)), "GET / names no internal address")
+
+        // The Database Service gone: the public view says why by code, from a probe made at most once a second.
+        _ = try await stack.database?.terminate()
+        try await eventually("degraded, database_unreachable") {
+            let health = try await HTTP.get(stack.productsURL + "/health").object
+            return health["status"] as? String == "degraded" && (health["reasons"] as? [String])?.contains("database_unreachable") == true
+        }
+        await stack.stop()
+    }
+
     @Test("a Products Service with the wrong service token says so in /health and never reports healthy")
     func wrongServiceToken() async throws {
         let stack = try Stack()
@@ -186,7 +214,8 @@ struct TenantTests {
         try await stack.startDatabase()
         try await stack.startProducts(["--service-token", "not-the-token"])
         try await eventually("/health shows the refused token") {
-            let database = try await HTTP.get(stack.productsURL + "/health").object["database_service"] as? [String: Any]
+            let detail = try await HTTP.send(.GET, stack.productsURL + "/health", headers: [("Authorization", "Bearer not-the-token")])
+            let database = detail.object["database_service"] as? [String: Any]
             return (database?["status"] as? String)?.contains("invalid_service_token") == true
         }
         #expect(try await HTTP.get(stack.productsURL + "/health").object["status"] as? String == "starting", "the catalog cannot load")

@@ -136,13 +136,18 @@ struct RoutesTests {
             let starting = try await client.execute(uri: "/health", method: .get)
             #expect(String(buffer: starting.body).contains(#""status":"starting""#))
             #expect(String(buffer: starting.body).contains(#""status":"unreachable""#))
+            #expect(String(buffer: starting.body).contains(#""reasons":["catalog_loading","database_unreachable"]"#))
             database.isDown = false
             try await eventually("healthy") {
                 String(buffer: try await client.execute(uri: "/health", method: .get).body).contains(#""status":"healthy""#)
             }
+            #expect(String(buffer: try await client.execute(uri: "/health", method: .get).body).contains(#""reasons":[]"#))
             database.isDown = true
-            let degraded = try await client.execute(uri: "/health", method: .get)
-            #expect(String(buffer: degraded.body).contains(#""status":"degraded""#))
+            // The probe is at most a second old.
+            try await eventually("degraded") {
+                let body = String(buffer: try await client.execute(uri: "/health", method: .get).body)
+                return body.contains(#""status":"degraded""#) && body.contains(#""reasons":["database_unreachable"]"#)
+            }
         }
     }
 

@@ -10,6 +10,9 @@ struct ServiceController<Context: RequestContext> {
     /// A change feed further behind than this makes the service `degraded`.
     let feedLagAlertAfter: Duration
     let authenticator: Authenticator
+    /// What `/health`'s detailed view asks for (`Authorization: Bearer`); nil: no token is set, and the detail is public.
+    let serviceToken: String?
+    let probe: DatabaseProbe
 
     var endpoints: RouteCollection<Context> {
         RouteCollection(context: Context.self)
@@ -21,46 +24,45 @@ struct ServiceController<Context: RequestContext> {
 
     /// GET /: a short description of the service and its endpoints.
     @Sendable func index(_ request: Request, context: Context) -> Response {
-        .json(
-            ServiceIndex(
-                service: "products-service", cacheSize: replica.totals.products, dbService: databaseServiceURL,
-                healthCheck: "/health", endpoints: endpointDescriptions))
+        .json(ServiceIndex(service: "products-service", cacheSize: replica.totals.products, healthCheck: "/health", endpoints: endpointDescriptions))
     }
 
-    /// GET /health: `starting` until the catalog is loaded, `degraded` when the Database Service is unreachable
-    /// or the write backlog is too old, `unhealthy` (503) when writes cannot be journaled.
+    /// GET /health: `starting` until the catalog is loaded, `degraded` when the Database Service is unreachable, the
+    /// write backlog too old or the feed too far behind, `unhealthy` (503) when writes cannot be journaled; `reasons`
+    /// gives the codes. The Database Service is probed at most once a second, however often this is asked. The
+    /// detail (the Database Service's address and state, the backlog, the feed) needs the service token, when one
+    /// is set.
     @Sendable func health(_ request: Request, context: Context) async -> Response {
-        let started = ContinuousClock.now
-        let database: DatabaseStatus
+        let database = await probe.outcome()
         let persistence = PersistenceReport(replica.persistence, tenant: nil)
-        do {
-            let health = try await replica.checkDatabase()
-            database = DatabaseStatus(
-                url: databaseServiceURL, status: "connected", latencyMs: Self.milliseconds(since: started), version: health.version,
-                backend: health.backend, lastError: persistence.lastError)
-        } catch {
-            let status = if case .unreachable = error { "unreachable" } else { "error: \(error)" }
-            database = DatabaseStatus(
-                url: databaseServiceURL, status: status, latencyMs: Self.milliseconds(since: started), lastError: "\(error)")
-        }
         let feed = FeedReport(replica.replication.feed.snapshot, writer: replica.writerNode)
-        let status: String
-        if persistence.journalError != nil {
-            status = "unhealthy"
-        } else if !replica.isLoaded {
-            status = "starting"
-        } else if database.status != "connected" || (persistence.oldestPendingAgeSeconds ?? 0) > backlogAlertAfter.seconds
-            || (feed.lagSeconds ?? 0) > feedLagAlertAfter.seconds
-        {
-            status = "degraded"
-        } else {
-            status = "healthy"
+        var reasons: [String] = []
+        if persistence.journalError != nil { reasons.append("journal_unavailable") }
+        if !replica.isLoaded { reasons.append("catalog_loading") }
+        if !database.isConnected { reasons.append(database.status == "unreachable" ? "database_unreachable" : "database_error") }
+        if (persistence.oldestPendingAgeSeconds ?? 0) > backlogAlertAfter.seconds { reasons.append("backlog_behind") }
+        if (feed.lagSeconds ?? 0) > feedLagAlertAfter.seconds { reasons.append("feed_behind") }
+        let status =
+            if persistence.journalError != nil { "unhealthy" } else if !replica.isLoaded { "starting" } else if reasons.isEmpty { "healthy" } else { "degraded" }
+        let httpStatus: HTTPResponse.Status = status == "unhealthy" ? .serviceUnavailable : .ok
+        guard showsDetail(request) else {
+            return .json(PublicHealthReport(status: status, reasons: reasons, timestamp: Timestamp.now(), service: "products-service"), status: httpStatus)
         }
         let report = HealthReport(
-            status: status, timestamp: Timestamp.now(), service: "products-service", version: ServiceVersion.current,
+            status: status, reasons: reasons, timestamp: Timestamp.now(), service: "products-service", version: ServiceVersion.current,
             auth: authenticator.mode.reported, cacheReady: replica.isLoaded, cacheEntries: replica.totals.products,
-            databaseService: database, persistence: persistence, feed: feed)
-        return .json(report, status: status == "unhealthy" ? .serviceUnavailable : .ok)
+            databaseService: DatabaseStatus(
+                url: databaseServiceURL, status: database.status, latencyMs: database.latencyMs, version: database.version,
+                backend: database.backend, lastError: database.error ?? persistence.lastError),
+            persistence: persistence, feed: feed)
+        return .json(report, status: httpStatus)
+    }
+
+    /// Whether the request may see `/health`'s detail: it bears the service token, or none is set.
+    private func showsDetail(_ request: Request) -> Bool {
+        guard let serviceToken else { return true }
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else { return false }
+        return APIKey.constantTimeEquals(String(header.dropFirst("Bearer ".count)), serviceToken)
     }
 
     /// GET /livez: the process is up; a static body, also the benchmark's framework ceiling.
@@ -79,16 +81,13 @@ struct ServiceController<Context: RequestContext> {
         return .json(buffer: liveBody)
     }
 
-    private static func milliseconds(since start: ContinuousClock.Instant) -> Double {
-        ((ContinuousClock.now - start).seconds * 1_000_000).rounded() / 1000
-    }
 }
 
 private let liveBody = ByteBuffer(string: #"{"status":"ok"}"#)
 
 private let endpointDescriptions: [String: String] = [
     "GET /": "this description",
-    "GET /health": "health of the service, its journal and the Database Service",
+    "GET /health": "status and reasons; the detail (journal, feed, Database Service) with the service token",
     "GET /livez": "liveness probe",
     "GET /readyz": "readiness probe: 503 until the catalog is loaded",
     "GET /metrics": "Prometheus metrics",
@@ -116,21 +115,28 @@ private let endpointDescriptions: [String: String] = [
 struct ServiceIndex: Encodable {
     var service: String
     var cacheSize: Int
-    var dbService: String
     var healthCheck: String
     var endpoints: [String: String]
 
     enum CodingKeys: String, CodingKey {
         case service, endpoints
         case cacheSize = "cache_size"
-        case dbService = "db_service"
         case healthCheck = "health_check"
     }
 }
 
-/// The body of `GET /health`.
+/// The body of `GET /health` for anyone: the status and why, nothing about what is behind the service.
+struct PublicHealthReport: Encodable {
+    var status: String
+    var reasons: [String]
+    var timestamp: String
+    var service: String
+}
+
+/// The body of `GET /health` with the service token.
 struct HealthReport: Encodable {
     var status: String
+    var reasons: [String]
     var timestamp: String
     var service: String
     var version: String
@@ -145,7 +151,7 @@ struct HealthReport: Encodable {
     var feed: FeedReport
 
     enum CodingKeys: String, CodingKey {
-        case status, timestamp, service, version, persistence, auth, feed
+        case status, reasons, timestamp, service, version, persistence, auth, feed
         case cacheReady = "cache_ready"
         case cacheEntries = "cache_entries"
         case databaseService = "database_service"

@@ -127,6 +127,11 @@ final class Stack: @unchecked Sendable {
 
     private var tokenArguments: [String] { serviceToken.map { ["--service-token", $0] } ?? [] }
 
+    /// The Products Service's `/health`, in detail: with the service token when the stack has one.
+    func health() async throws -> [String: Any] {
+        try await HTTP.send(.GET, productsURL + "/health", headers: serviceToken.map { [("Authorization", "Bearer " + $0)] } ?? []).object
+    }
+
     /// Runs `database-service keys ...` on this stack's database; returns its output.
     func keys(_ arguments: [String]) async throws -> String {
         let result = try await ServiceProcess.runToExit("database-service", ["keys"] + arguments + ["--database", databaseLocation], in: directory)
