@@ -351,6 +351,48 @@ struct ReplicaTests {
             throw error
         }
     }
+
+    @Test("a product created on one replica is found at once on another: GET, PATCH, If-Match, history and DELETE, 1,000 times, never a 404", arguments: Backend.available)
+    func readYourCreateElsewhere(backend: Backend) async throws {
+        let replicas = try await Replicas(count: 2, backend: backend)
+        let deleted = try await withThrowingTaskGroup(of: [String].self) { group in
+            for worker in 0..<4 {
+                group.addTask {
+                    var deleted: [String] = []
+                    for step in 0..<250 {
+                        let (from, to) = step % 2 == 0 ? (0, 1) : (1, 0)
+                        let id = try await self.create(replicas.url(from), "Fresh \(worker)-\(step)").id
+                        let other = replicas.url(to) + "/products/\(id)"
+                        let answer: HTTPResult
+                        switch step % 5 {
+                        case 0: answer = try await HTTP.get(other)
+                        case 1: answer = try await HTTP.send(.PATCH, other, body: #"{"name":"Patched"}"#)
+                        case 2: answer = try await HTTP.send(.PATCH, other, body: #"{"name":"Matched"}"#, headers: [("If-Match", "*")])
+                        case 3: answer = try await HTTP.get(other + "/versions")
+                        default:
+                            answer = try await HTTP.delete(other)
+                            deleted.append(id)
+                        }
+                        let operation = ["GET", "PATCH", "PATCH If-Match", "GET versions", "DELETE"][step % 5]
+                        #expect(answer.status == 200, "step \(step) (\(operation)): \(answer.status) \(answer.text)")
+                    }
+                    return deleted
+                }
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        // Every DELETE answered 200 really deleted: gone from the database and from both replicas.
+        try await eventually("the deletes are everywhere") {
+            let stored = try await replicas.databaseIDs()
+            let listed = try await [0, 1].asyncMap { try await replicas.listedIDs($0) }
+            return deleted.allSatisfy { stored[$0] == nil && listed[0][$0] == nil && listed[1][$0] == nil }
+        }
+        // An id that was never minted here, but looks fresh, is a 404 within about a second.
+        let started = ContinuousClock.now
+        let fresh = try await create(replicas.url(0), "Fresh").id
+        let unknown = try await replicas.product(1, String(fresh.dropLast()) + (fresh.hasSuffix("0") ? "1" : "0"))
+        #expect(unknown.status == 404 && ContinuousClock.now - started < .seconds(5))
+    }
 }
 
 extension Sequence {

@@ -19,5 +19,16 @@ struct ProductIDTests {
         let earlierClock = generator.next(now: now.addingTimeInterval(-60))
         #expect(earlierClock > later, "a clock stepping back does not break the order")
     }
-}
 
+    @Test("an id tells when it was minted; only a product id minted within 5 s of now is recent")
+    func mintTime() throws {
+        let now = Date(timeIntervalSince1970: 1_780_000_000.123)
+        let id = ProductIDGenerator().next(now: now)
+        #expect(try #require(ProductIDGenerator.mintTime(of: id)).timeIntervalSince1970 == 1_780_000_000.123)
+        #expect(Replica.isRecent(id, now: now.addingTimeInterval(4.9)) && Replica.isRecent(id, now: now.addingTimeInterval(-4.9)))
+        #expect(!Replica.isRecent(id, now: now.addingTimeInterval(5.1)))
+        for other in ["imp_" + id.dropFirst(5), "prod_x", "prod_" + String(repeating: "U", count: 26), "prod_01ARZ3NDEKTSV4RRFFQ69G5FA"] {
+            #expect(ProductIDGenerator.mintTime(of: other) == nil, "\(other)")
+        }
+    }
+}

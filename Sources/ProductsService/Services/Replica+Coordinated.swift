@@ -131,8 +131,13 @@ extension Replica {
         try await flush(timeout: .seconds(5))
         let asked = ContinuousClock.now
         let shown = cache.visibleVersion(tenant: tenant, id: id)
-        let found: Product?
-        do { found = try await database.product(tenant: tenant, id: id) } catch { throw Self.databaseUnavailable(error) }
+        func stored(askDatabase: Bool) async throws -> Product? {
+            // Once the feed brought it, the Database Service has it.
+            guard askDatabase || cache.get(tenant: tenant, id: id) != nil else { return nil }
+            do { return try await database.product(tenant: tenant, id: id) } catch { throw Self.databaseUnavailable(error) }
+        }
+        var found = try await stored(askDatabase: true)
+        if found == nil, shown == nil { found = try await awaitingRecent(id: id, stored) }
         guard let stored = found else {
             if let shown { cache.apply(.fetched(id: id, .absent(shownVersion: shown), since: asked), tenant: tenant) }
             throw productNotFound
@@ -185,12 +190,19 @@ extension Replica {
     /// replica's pending writes have reached it (a client sees its own last write there).
     func versions(tenant: String, id: String, query: ProductHistory.Query) async throws -> ForwardedResponse {
         try await flush(timeout: .seconds(5))
-        do {
-            return try await database.forward(
-                .get, .productVersions(id: id, query: query.queryString(startingAfter: query.startingAfter)),
-                tenant: tenant, body: nil)
-        } catch {
-            throw APIError.serviceUnavailable("database_unavailable", "A product's history is kept by the Database Service, which is unreachable: \(error)")
+        func history(askDatabase: Bool) async throws -> ForwardedResponse? {
+            guard askDatabase || cache.get(tenant: tenant, id: id) != nil else { return nil }
+            do {
+                let answer = try await database.forward(
+                    .get, .productVersions(id: id, query: query.queryString(startingAfter: query.startingAfter)),
+                    tenant: tenant, body: nil)
+                return answer.status == 404 ? nil : answer
+            } catch {
+                throw APIError.serviceUnavailable("database_unavailable", "A product's history is kept by the Database Service, which is unreachable: \(error)")
+            }
         }
+        if let answer = try await history(askDatabase: true) { return answer }
+        if let answer = try await awaitingRecent(id: id, history) { return answer }
+        throw productNotFound
     }
 }

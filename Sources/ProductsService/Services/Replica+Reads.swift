@@ -10,15 +10,22 @@ import Synchronization
 extension Replica {
     // MARK: Reads
 
-    /// A product from the cache, else from the Database Service (then cached).
+    /// A product from the cache, else from the Database Service (then cached); one just created on another
+    /// replica is waited for (see `awaitingRecent`).
     func product(tenant: String, id: String) async throws -> CachedProduct {
-        if let cached = cache.get(tenant: tenant, id: id) { return cached }
-        if cache.isVisiblyDeleted(tenant: tenant, id: id) { throw productNotFound }
-        let asked = ContinuousClock.now
-        guard let product = try await databaseProduct(tenant: tenant, id: id) else { throw productNotFound }
-        let cached = CachedProduct(product)
-        cache.apply(.fetched(id: id, .stored(cached), since: asked), tenant: tenant)
-        return cached
+        func find(askDatabase: Bool) async throws -> CachedProduct? {
+            if let cached = cache.get(tenant: tenant, id: id) { return cached }
+            if cache.isVisiblyDeleted(tenant: tenant, id: id) { throw productNotFound }
+            guard askDatabase else { return nil }
+            let asked = ContinuousClock.now
+            guard let product = try await databaseProduct(tenant: tenant, id: id) else { return nil }
+            let cached = CachedProduct(product)
+            cache.apply(.fetched(id: id, .stored(cached), since: asked), tenant: tenant)
+            return cached
+        }
+        if let found = try await find(askDatabase: true) { return found }
+        if let found = try await awaitingRecent(id: id, find) { return found }
+        throw productNotFound
     }
 
     /// One page of a listing: the products in creation order, and whether more match in the direction of paging.

@@ -23,6 +23,8 @@ final class Replica: Sendable {
     let variantIDs = ProductIDGenerator(prefix: VariantRules.variantIDPrefix)
     /// This replica's writer number, stamped on every version it makes; -1 until the Database Service gave one.
     let writer = Atomic<Int64>(-1)
+    /// Misses waiting for a product another replica may have just created (`awaitingRecent`).
+    let recentWaiters = Atomic<Int>(0)
 
     /// What a catalog is made of, opened on a data directory: the journal replayed into the cache and the
     /// idempotency store. Tests keep the parts to look inside.
@@ -266,7 +268,16 @@ final class Replica: Sendable {
                 return removed.name
             }
             if cache.isPendingDelete(tenant: tenant, id: id) { throw productNotFound }
-            guard let stored = try await databaseProduct(tenant: tenant, id: id) else { throw productNotFound }
+            guard let stored = try await databaseProduct(tenant: tenant, id: id) else {
+                // Just created on another replica: delete it once this one knows it (never a 404 that leaves it alive).
+                let appeared = try await awaitingRecent(id: id) { askDatabase async throws -> Bool? in
+                    if cache.latest(tenant: tenant, id: id) != nil { return true }
+                    if cache.isVisiblyDeleted(tenant: tenant, id: id) { throw productNotFound }
+                    return askDatabase ? try await databaseProduct(tenant: tenant, id: id).map { _ in true } : nil
+                }
+                if appeared != nil { continue }
+                throw productNotFound
+            }
             let version = try nextVersion(after: stored.version)
             let uncached = try journaling {
                 try cache.stageUncachedDelete(tenant: tenant, id: id, version: version) {

@@ -28,6 +28,18 @@ final class ProductIDGenerator: Sendable {
         return prefix + Self.encode(value)
     }
 
+    /// When a product id (`prod_` and a ULID) was minted; nil for any other id.
+    static func mintTime(of id: String) -> Date? {
+        let utf8 = id.utf8
+        guard utf8.count == prefix.utf8.count + 26, id.hasPrefix(prefix) else { return nil }
+        var milliseconds: UInt64 = 0
+        for byte in utf8.dropFirst(prefix.utf8.count).prefix(10) {
+            guard let digit = alphabet.firstIndex(of: byte) else { return nil }
+            milliseconds = milliseconds << 5 | UInt64(digit)
+        }
+        return Date(timeIntervalSince1970: Double(milliseconds) / 1000)
+    }
+
     static func encode(_ value: UInt128) -> String {
         var characters = [UInt8](repeating: 0, count: 26)
         var remaining = value
