@@ -9,6 +9,8 @@ struct DatabaseServiceSettings: Sendable {
     var host = "127.0.0.1"
     var port = 8081
     var logLevel: Logger.Level = .info
+    /// Deadlines for slow clients and the cap on open connections.
+    var connections = ConnectionLimits()
     /// The secret every `/api` call must carry; nil: open (development only).
     var serviceToken: String?
     /// How long the change log keeps a change.
@@ -31,6 +33,7 @@ func buildApplication(
     ).router
     var app = Application(
         router: router,
+        server: ConnectionGuard(limits: settings.connections).http1,
         configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "database-service"),
         onServerRunning: onServerRunning,
         logger: logger

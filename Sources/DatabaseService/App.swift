@@ -84,6 +84,8 @@ struct Serve: AsyncParsableCommand {
 
     @OptionGroup var storage: StorageOptions
 
+    @OptionGroup var connections: ConnectionOptions
+
     @Option(help: "Secret every /api call must carry as 'Authorization: Bearer <token>'; empty: none (env SERVICE_TOKEN).")
     var serviceToken: String = Settings.env("SERVICE_TOKEN", default: "")
 
@@ -136,14 +138,15 @@ struct Serve: AsyncParsableCommand {
         guard (1...120).contains(webhookTimeout) else { throw SettingError("--webhook-timeout (WEBHOOK_TIMEOUT): must be 1 to 120 seconds") }
         guard (1...64).contains(webhookConcurrency) else { throw SettingError("--webhook-concurrency (WEBHOOK_CONCURRENCY): must be 1 to 64") }
         guard webhookDisableAfter >= 1 else { throw SettingError("--webhook-disable-after (WEBHOOK_DISABLE_AFTER): must be at least 1 second") }
+        let limits = try connections.limits()
         let token = try Settings.secret(serviceToken, file: serviceTokenFile, name: "service-token")
         LoggingSetup.bootstrap(level: logLevel, format: logFormat, secrets: [token, storage.databasePassword].compactMap { $0 })
-        try await storage.withStore { store in try await serve(store, token: token) }
+        try await storage.withStore { store in try await serve(store, token: token, connections: limits) }
     }
 
-    private func serve(_ store: any DataStore, token: String?) async throws {
+    private func serve(_ store: any DataStore, token: String?, connections: ConnectionLimits) async throws {
         let settings = DatabaseServiceSettings(
-            host: host, port: port, logLevel: logLevel, serviceToken: token, changeRetention: .seconds(changeRetention),
+            host: host, port: port, logLevel: logLevel, connections: connections, serviceToken: token, changeRetention: .seconds(changeRetention),
             changePurgeInterval: .seconds(changePurgeInterval),
             webhooks: WebhookSettings(
                 retrySchedule: WebhookRetrySchedule(webhookRetrySchedule) ?? .standard, timeout: .seconds(webhookTimeout),
@@ -157,7 +160,7 @@ struct Serve: AsyncParsableCommand {
                 "listening",
                 metadata: [
                     "address": "\(settings.host):\(channel.localAddress?.port ?? settings.port)", "backend": "\(store.backend)",
-                    "pool": "\(store.poolDescription)",
+                    "pool": "\(store.poolDescription)", "max_connections": "\(settings.connections.maxConnections)",
                 ])
             if token == nil {
                 logger.warning("no service token: /api trusts any caller and its X-Tenant-ID; set --service-token (SERVICE_TOKEN) outside development")

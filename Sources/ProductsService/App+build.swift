@@ -20,6 +20,8 @@ struct ProductsServiceSettings: Sendable {
     var backlogAlertAfter: Duration = .seconds(60)
     /// How far behind the change feed this replica may fall before `/health` says `degraded`.
     var feedLagAlertAfter: Duration = .seconds(10)
+    /// Deadlines for slow clients and the cap on open connections.
+    var connections = ConnectionLimits()
     /// The token the services share; `/health`'s detail asks for it (nil: none is set, and the detail is public).
     var serviceToken: String?
     var syncFlushTimeout: Duration = .seconds(10)
@@ -93,6 +95,7 @@ func buildApplication(
     // then the journal closes, then whatever `services` holds.
     return Application(
         router: router,
+        server: ConnectionGuard(limits: settings.connections).http1,
         configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "products-service"),
         services: services + replica.services + [loader, follower, registrar, authMonitor, upkeep, imports],
         onServerRunning: onServerRunning,

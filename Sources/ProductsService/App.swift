@@ -52,6 +52,8 @@ struct ProductsServiceCommand: AsyncParsableCommand {
     @Option(help: "Seconds behind the Database Service's change feed after which /health reports degraded (env FEED_LAG_ALERT_AFTER).")
     var feedLagAlertAfter: Double = Settings.env("FEED_LAG_ALERT_AFTER", default: 10)
 
+    @OptionGroup var connections: ConnectionOptions
+
     @Option(help: "Secret sent to the Database Service on every call; must match its own (env SERVICE_TOKEN).")
     var serviceToken: String = Settings.env("SERVICE_TOKEN", default: "")
 
@@ -184,6 +186,7 @@ struct ProductsServiceCommand: AsyncParsableCommand {
         settings.backlogAlertAfter = .seconds(backlogAlertAfter)
         settings.feedLagAlertAfter = .seconds(feedLagAlertAfter)
         settings.serviceToken = token
+        settings.connections = try connections.limits()
         settings.requireAPIKeys = requireAPIKeys
         settings.keyOutageTrust = .seconds(keyOutageTrust)
         settings.rateLimit = rateLimit
@@ -200,6 +203,7 @@ struct ProductsServiceCommand: AsyncParsableCommand {
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
         let database = HTTPDatabaseServiceClient(http: http, baseURL: databaseServiceURL, serviceToken: token)
         let started = StartupFlag()
+        let maxConnections = settings.connections.maxConnections
         let address = "\(host):\(port)"
         let app: any ApplicationProtocol
         do {
@@ -210,6 +214,7 @@ struct ProductsServiceCommand: AsyncParsableCommand {
                     metadata: [
                         "address": "\(channel.localAddress.flatMap { $0.port.map { "\(host):\($0)" } } ?? address)",
                         "database_service": "\(databaseServiceURL)", "journal": "\(journal.rawValue)",
+                        "max_connections": "\(maxConnections)",
                     ])
             }
         } catch {
