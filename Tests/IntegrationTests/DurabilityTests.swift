@@ -23,6 +23,73 @@ struct DurabilityTests {
         }
     }
 
+    /// Runs a command to its end; throws if it fails.
+    static func run(_ path: String, _ arguments: [String]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        try process.run()
+        process.waitUntilExit()
+        try #require(process.terminationStatus == 0, "\(path) \(arguments) exited \(process.terminationStatus)")
+    }
+
+    @Test(
+        "a full journal volume: writes are 503 while it is full, taken again within 5 s of room returning without a restart, and nothing acknowledged is lost",
+        .enabled(if: getuid() == 0, "mounts a tmpfs, which needs root"))
+    func fullDisk() async throws {
+        let stack = try Stack()
+        try FileManager.default.createDirectory(atPath: stack.dataDirectory, withIntermediateDirectories: true)
+        try Self.run("/bin/mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", stack.dataDirectory])
+        defer { try? Self.run("/bin/umount", ["-l", stack.dataDirectory]) }
+        try await stack.startDatabase()
+        try await stack.startProducts()
+        try await stack.waitForStatus("healthy")
+        var acknowledged: Set<String> = []
+        for index in 0..<10 { acknowledged.insert(try await stack.create("Before \(index)").id) }
+
+        // Fill the volume to the last byte.
+        let filler = stack.dataDirectory + "/filler"
+        FileManager.default.createFile(atPath: filler, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: filler))
+        let chunk = Data(count: 64 << 10)
+        do { while true { try handle.write(contentsOf: chunk) } } catch {}
+        try? handle.close()
+        // What fits in the journal file's last page is still taken (and acknowledged); then writes are refused.
+        var refused: HTTPResult?
+        for _ in 0..<500 {
+            let answer = try await HTTP.post(stack.productsURL + "/products", json: #"{"name":"No room"}"#)
+            if answer.status == 201 {
+                acknowledged.insert(try answer.json(Product.self).id)
+                continue
+            }
+            refused = answer
+            break
+        }
+        #expect(refused?.status == 503 && refused?.error?.code == "journal_unavailable", "\(String(describing: refused?.text))")
+        #expect(try await HTTP.get(stack.productsURL + "/readyz").status == 503)
+
+        // Room again: writes are taken by themselves, within 5 s.
+        try FileManager.default.removeItem(atPath: filler)
+        let freed = ContinuousClock.now
+        try await eventually("writes are taken again", timeout: .seconds(5)) {
+            try await HTTP.post(stack.productsURL + "/products", json: #"{"name":"After 0"}"#).status == 201
+        }
+        #expect(ContinuousClock.now - freed < .seconds(5))
+        #expect(try await HTTP.get(stack.productsURL + "/readyz").status == 200)
+        for index in 1..<10 { acknowledged.insert(try await stack.create("After \(index)").id) }
+
+        try await stack.waitUntilPersisted()
+        let stored = try await stack.databaseProducts()
+        #expect(acknowledged.isSubset(of: Set(stored.map(\.id))), "every acknowledged write is in the database")
+        #expect(stored.filter { $0.name == "No room" }.count == acknowledged.count - 19, "the refused write is nowhere")
+        // The drained journal keeps one segment: the one before the failure is freed once confirmed.
+        try await eventually("confirmed segments are reclaimed") {
+            let files = try FileManager.default.contentsOfDirectory(atPath: stack.dataDirectory + "/journal")
+            return files.filter { $0.hasPrefix("segment-") }.count == 1
+        }
+        await stack.stop()
+    }
+
     @Test("Database Service down, writes acknowledged, Products Service killed -9: all of it lands after restart", arguments: Backend.available)
     func killDuringOutage(backend: Backend) async throws {
         let stack = try Stack(backend)

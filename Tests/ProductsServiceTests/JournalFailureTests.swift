@@ -64,6 +64,35 @@ struct JournalFailureTests {
         #expect(afterRestart == ["Kept"], "after a restart: not visible")
     }
 
+    @Test("once the disk takes writes again the journal resumes: writes are taken, and a restart has exactly those acknowledged")
+    func resumes() async throws {
+        let faults = SyncFaults()
+        let fixture = try ReplicaFixture(sync: faults.sync)
+        defer { fixture.remove() }
+        let replica = fixture.replica
+        let first = try await replica.create(tenant: defaultTenant, try input("First")).written
+        faults.failing = true
+        await #expect { try await replica.create(tenant: defaultTenant, try input("Phantom")) } throws: { isJournalUnavailable($0) }
+        #expect(await fixture.journal.resume() == false, "the disk still fails")
+        await #expect { try await replica.create(tenant: defaultTenant, try input("Refused")) } throws: { isJournalUnavailable($0) }
+        #expect(replica.writeFailure != nil)
+
+        faults.failing = false
+        #expect(await fixture.journal.resume())
+        #expect(replica.writeFailure == nil, "writes are taken again, without a restart")
+        let second = try await replica.create(tenant: defaultTenant, try input("Second")).written
+        let names = try await replica.list(tenant: defaultTenant, query: ProductQuery()).products.map(\.product.name)
+        #expect(names == ["First", "Second"])
+        fixture.close()
+
+        let restarted = try ReplicaFixture.reopen(fixture)
+        defer { restarted.close() }
+        #expect(
+            await restarted.journal.unconfirmedOperations() == [
+                .upsert(tenant: defaultTenant, product: first.product), .upsert(tenant: defaultTenant, product: second.product),
+            ])
+    }
+
     @Test("a write is visible to readers only once durable")
     func visibleOnceDurable() async throws {
         let held = HeldGroup()

@@ -189,7 +189,7 @@ struct RoutesTests {
         }
     }
 
-    @Test("after a journal failure, writes are 503, the failed write is nowhere, and /health and /readyz say so")
+    @Test("after a journal failure, writes are 503, the failed write is nowhere, /health and /readyz say so; once the disk works, writes resume")
     func writeFailure() async throws {
         let faults = SyncFaults()
         try await withApp(sync: faults.sync) { client async throws in
@@ -201,15 +201,22 @@ struct RoutesTests {
             #expect(String(buffer: failed.body).contains(#""code":"journal_unavailable""#))
             let listed = try await client.execute(uri: "/products", method: .get)
             #expect(try JSONDecoder().decode([Product].self, from: listed.body).map(\.name) == ["Before"])
-            faults.failing = false
-            #expect(try await create(client, #"{"name":"After"}"#).status == .serviceUnavailable, "refused until a restart")
+            #expect(try await create(client, #"{"name":"Still failing"}"#).status == .serviceUnavailable, "refused while the fault lasts")
             let health = try await client.execute(uri: "/health", method: .get)
             #expect(health.status == .serviceUnavailable)
             #expect(String(buffer: health.body).contains(#""status":"unhealthy""#))
             #expect(String(buffer: health.body).contains(#""journal_error":"#))
+            #expect(String(buffer: health.body).contains(#""journal_unavailable""#))
             let ready = try await client.execute(uri: "/readyz", method: .get)
             #expect(ready.status == .serviceUnavailable)
             #expect(String(buffer: ready.body).contains(#""code":"journal_unavailable""#))
+
+            // The fault gone, the journal takes writes again by itself within seconds, and /readyz follows.
+            faults.failing = false
+            try await eventually("ready again", timeout: .seconds(5)) { try await client.execute(uri: "/readyz", method: .get).status == .ok }
+            #expect(try await create(client, #"{"name":"After"}"#).status == .created)
+            let names = try JSONDecoder().decode([Product].self, from: try await client.execute(uri: "/products", method: .get).body).map(\.name)
+            #expect(names == ["Before", "After"])
         }
     }
 

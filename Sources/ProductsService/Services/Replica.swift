@@ -82,7 +82,7 @@ final class Replica: Sendable {
     }
 
     /// The services that persist the catalog: the persistence worker, and (after it stops) the journal's closing.
-    var services: [any Service] { [JournalCloser(journal: journal), worker] }
+    var services: [any Service] { [JournalCloser(journal: journal), JournalRecoveryService(journal: journal), worker] }
 
     /// True once the full catalog has been loaded from the Database Service: a cache miss is then authoritative.
     var isLoaded: Bool { replication.isLoaded }

@@ -20,6 +20,8 @@ final class AppendOnlyFile {
     private var isOpen = true
     /// Bytes in the file: where the next append starts.
     private(set) var size: Int64
+    /// False once a failed append could not be cut back: the file may end in bytes whose writer was told they failed.
+    private(set) var isIntact = true
 
     /// Opens (creating if needed) `path` for appending.
     init(path: String, sync: @escaping Sync = AppendOnlyFile.syncData) throws {
@@ -43,10 +45,18 @@ final class AppendOnlyFile {
             try sync(descriptor)
             size += Int64(bytes.readableBytes)
         } catch {
-            try? descriptor.resize(to: size)
-            try? sync(descriptor)
+            try? cutBack()
             throw error
         }
+    }
+
+    /// Cuts the file back to its last good append and syncs that, after a failed append; until this succeeds the
+    /// file is not `isIntact` (a later call may succeed, once the disk works again).
+    func cutBack() throws {
+        isIntact = false
+        try descriptor.resize(to: size)
+        try sync(descriptor)
+        isIntact = true
     }
 
     func close() {

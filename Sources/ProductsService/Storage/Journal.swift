@@ -18,8 +18,9 @@ import SystemPackage
 /// meanwhile wait, and when the group is durable the leader wakes them and hands the next group to one of them.
 /// Without a directory (`--journal off`), records are "durable" at once and pending writes live only in memory.
 ///
-/// A failed write or sync is final: the records of that group and every later one are discarded (their writers
-/// are told), the file is cut back, and from then on every write is refused until a restart.
+/// A failed write or sync loses the records of that group and every later one (their writers are told), the file
+/// is cut back, and writes are refused while the fault lasts: `resume`, tried every second, starts a fresh segment
+/// once the disk takes writes again (a full disk with room again), and writes are taken from then on.
 final class Journal: @unchecked Sendable {
     // Everything mutable below is guarded by `condition`.
     private let condition = NSCondition()
@@ -224,6 +225,33 @@ final class Journal: @unchecked Sendable {
         }
         // A failure is recorded in the journal, which refuses writes from then on; nothing more to do here.
         if let group { try? await commit(group) }
+    }
+
+    /// After a failure, tries the disk again: confirmed segments are removed first (that needs no room), then a
+    /// fresh segment is started for the next records. Returns whether the journal takes writes; a journal that has
+    /// not failed does.
+    @discardableResult
+    func resume() async -> Bool {
+        let attempt = condition.withLock { () -> (base: UInt64, confirmed: UInt64)? in
+            guard failure != nil, file != nil, !leading, !closed else { return nil }
+            // No group may start meanwhile (appends are refused while `failure` is set).
+            leading = true
+            return (durableSequence + 1, confirmedSequence)
+        }
+        guard let attempt else { return condition.withLock { failure == nil } }
+        let result = await onIOThread { file in
+            file.dropConfirmed(through: attempt.confirmed)
+            try file.restart(base: attempt.base, confirmed: attempt.confirmed)
+        }
+        return condition.withLock {
+            leading = false
+            defer { condition.broadcast() }
+            guard case .success = result else { return false }
+            logger.notice("journal writable again; taking writes", metadata: ["from_sequence": "\(attempt.base)"])
+            failure = nil
+            if confirmationToWrite == attempt.confirmed { confirmationToWrite = nil }
+            return true
+        }
     }
 
     /// Takes every unsynced record (and the confirmation mark) as the next group; call with the lock held.

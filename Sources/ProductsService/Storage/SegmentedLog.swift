@@ -176,11 +176,37 @@ final class SegmentedLog: @unchecked Sendable {
                 logger.error("cannot start a new journal segment; appending to the current one", metadata: ["error": "\(error)"])
             }
         }
-        // A segment can go once the next one starts at or before the first unconfirmed record.
+        dropConfirmed(through: confirmed)
+    }
+
+    /// Removes the segments whose every record is confirmed: a segment can go once the next one starts at or before
+    /// the first unconfirmed record. Needs no write, so it also frees space while appends fail.
+    func dropConfirmed(through confirmed: UInt64) {
         var droppable = 0
         while droppable + 1 < segmentBases.count, segmentBases[droppable + 1] <= confirmed + 1 { droppable += 1 }
         guard droppable > 0 else { return }
         for _ in 0..<droppable { try? FileManager.default.removeItem(atPath: segmentPath(segmentBases.removeFirst())) }
+    }
+
+    /// After a failed append: the next records (from `base`) go to a segment opened afresh, a descriptor whose
+    /// failed sync may have left its pages in doubt being trusted no more. The confirmation mark written and
+    /// synced there first is the proof that the disk takes writes again; throws while it does not. The failed bytes
+    /// are cut back first if that did not succeed when they failed.
+    func restart(base: UInt64, confirmed: UInt64) throws {
+        guard let current else { throw JournalError.writeFailed("the journal is closed") }
+        // The failed bytes must be gone for good before anything follows them.
+        if !current.isIntact { try current.cutBack() }
+        guard segmentBases.last == base else { return try openNewSegment(base: base, confirmed: confirmed) }
+        // The current segment holds no record yet: open it again.
+        let file = try AppendOnlyFile(path: segmentPath(base), sync: sync)
+        do {
+            try file.append(ByteBuffer(string: #"{"confirmed":\#(confirmed)}"# + "\n"))
+        } catch {
+            file.close()
+            throw error
+        }
+        current.close()
+        self.current = file
     }
 
     func close() {
