@@ -1,5 +1,9 @@
+import AsyncHTTPClient
 import Foundation
+import Hummingbird
+import HummingbirdTesting
 import NIOCore
+import Synchronization
 import Testing
 @testable import DatabaseService
 @testable import Shared
@@ -54,6 +58,44 @@ struct WebhookModelTests {
             return
         }
         #expect(refusal.description.contains("resolves to"))
+    }
+
+    @Test("DNS rebinding is refused: the name is resolved once, its first answer pinned; no answer in time is no target")
+    func pinnedTargets() async throws {
+        let answers = Mutex(["203.0.113.10", "127.0.0.1"])
+        let calls = Atomic<Int>(0)
+        let rebinding: WebhookTarget.Resolver = { _, _ in
+            calls.wrappingAdd(1, ordering: .relaxed)
+            let next = answers.withLock { $0.count > 1 ? $0.removeFirst() : $0[0] }
+            return [try! SocketAddress(ipAddress: next, port: 0)]
+        }
+        let first = try #require(await WebhookTarget.check(url: "http://rebind.example:8080/hook", resolver: rebinding))
+        #expect(try first.get() == WebhookTarget.Vetted(host: "rebind.example", address: "203.0.113.10"))
+        #expect(calls.load(ordering: .relaxed) == 1, "one lookup per check: the try connects to what it vetted")
+        // What the name says next (loopback) is refused, should it be asked again.
+        guard case .failure = try #require(await WebhookTarget.check(url: "http://rebind.example:8080/hook", resolver: rebinding)) else {
+            Issue.record("a loopback answer was allowed")
+            return
+        }
+        let silent: WebhookTarget.Resolver = { _, _ in nil }
+        #expect(await WebhookTarget.check(url: "http://slow.example/hook", resolver: silent) == nil, "no answer in time: no vetted target")
+        let literal = try #require(await WebhookTarget.check(url: "https://8.8.8.8/hook", resolver: silent))
+        #expect(try literal.get() == WebhookTarget.Vetted(host: "8.8.8.8", address: nil), "a literal address is connected to as it is")
+    }
+
+    @Test("a pinned client connects to its address, for a name no DNS knows, and the Host header keeps the name")
+    func pinnedClient() async throws {
+        let router = Router()
+        router.get("hook") { request, _ -> String in request.head.authority ?? "" }
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let pinned = PinnedClients(configuration: WebhookDeliveryService.clientConfiguration(WebhookSettings()))
+            let request = HTTPClientRequest(url: "http://rebind.invalid:\(port)/hook")
+            let response = try await pinned.client(host: "rebind.invalid", address: "127.0.0.1").execute(request, timeout: .seconds(5))
+            #expect(String(buffer: try await response.body.collect(upTo: 1024)) == "rebind.invalid:\(port)")
+            await pinned.shutdown()
+        }
     }
 
     @Test("event ids carry their cursor and sort in log order")

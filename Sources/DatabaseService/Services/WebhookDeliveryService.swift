@@ -37,22 +37,33 @@ final class WebhookDeliveryService: Service {
     let store: any DataStore
     let settings: WebhookSettings
     let http: HTTPClient
+    /// Clients that connect a name to the address its check vetted.
+    let pinned: PinnedClients
+    let resolver: WebhookTarget.Resolver
     let logger: Logger
     /// Rung when fan-out made deliveries, so they go out without waiting for the next poll.
     private let fannedOut = ChangeSignal()
     private let busyEndpoints = Mutex<Set<String>>([])
     private let oldestPending = Gauge(label: "webhook_oldest_pending_seconds")
 
-    init(store: any DataStore, settings: WebhookSettings, logger: Logger) {
+    init(store: any DataStore, settings: WebhookSettings, logger: Logger, resolver: @escaping WebhookTarget.Resolver = WebhookTarget.systemResolver) {
         self.store = store
         self.settings = settings
         self.logger = logger
+        self.resolver = resolver
+        let configuration = Self.clientConfiguration(settings)
+        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        pinned = PinnedClients(configuration: configuration)
+    }
+
+    /// How every try's client is set up.
+    static func clientConfiguration(_ settings: WebhookSettings) -> HTTPClient.Configuration {
         var configuration = HTTPClient.Configuration()
         // A redirect could lead anywhere, an internal address included: an answer of 3xx is a failed try.
         configuration.redirectConfiguration = .disallow
         configuration.timeout = .init(connect: .seconds(5), read: .seconds(Int64(settings.timeout.components.seconds)))
         configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: settings.concurrencyPerEndpoint)
-        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        return configuration
     }
 
     func run() async throws {
@@ -61,6 +72,7 @@ final class WebhookDeliveryService: Service {
             // A service that returns would stop the whole group: idle until shutdown.
             try? await gracefulShutdown()
             try await http.shutdown()
+            await pinned.shutdown()
             return
         }
         await cancelWhenGracefulShutdown {
@@ -72,6 +84,7 @@ final class WebhookDeliveryService: Service {
         }
         // Tries cut short by shutdown are leased, not lost: another try follows when the lease ends.
         try await http.shutdown()
+        await pinned.shutdown()
     }
 
     /// The lease on a claimed try: long enough for every try of its batch, and of the batch before it (the next
@@ -205,9 +218,15 @@ final class WebhookDeliveryService: Service {
         let attemptedMs = Timestamp.nowMilliseconds()
         var code: Int?
         var failure: String?
-        if !settings.allowPrivateTargets, case .failure(let refusal) = await checkTarget(endpoint.url) {
-            failure = "refused target: \(refusal)"
-        } else {
+        var client = http
+        if !settings.allowPrivateTargets {
+            switch await checkTarget(endpoint.url) {
+            case .failure(let refusal): failure = "refused target: \(refusal)"
+            case nil: failure = "refused target: its name did not resolve in time"
+            case .success(let vetted): if let address = vetted.address { client = pinned.client(host: vetted.host, address: address) }
+            }
+        }
+        if failure == nil {
             let timestamp = attemptedMs / 1000
             let body = ByteBuffer(string: delivery.body)
             var request = HTTPClientRequest(url: endpoint.url)
@@ -222,7 +241,7 @@ final class WebhookDeliveryService: Service {
                     id: delivery.eventID, timestamp: timestamp, body: body.readableBytesView, secrets: endpoint.signingSecrets(nowMs: attemptedMs)))
             request.body = .bytes(body)
             do {
-                let response = try await http.execute(request, timeout: .nanoseconds(Int64(settings.timeout.components.seconds) * 1_000_000_000))
+                let response = try await client.execute(request, timeout: .nanoseconds(Int64(settings.timeout.components.seconds) * 1_000_000_000))
                 code = Int(response.status.code)
                 // Read (and drop) at most 64 KiB of the answer, so the connection can be reused.
                 _ = try? await response.body.collect(upTo: 64 * 1024)
@@ -258,14 +277,15 @@ final class WebhookDeliveryService: Service {
     private static let succeededDuration = Metrics.Timer(label: "webhook_delivery_duration", dimensions: [("outcome", "succeeded")])
     private static let failedDuration = Metrics.Timer(label: "webhook_delivery_duration", dimensions: [("outcome", "failed")])
 
-    /// Target checks by URL, kept for 30 s: a delivery at 1,000 events/s should not ask DNS for each.
-    private let targetChecks = Mutex<[String: (result: Result<Void, WebhookTarget.Refusal>?, until: ContinuousClock.Instant)]>([:])
+    /// Target checks by URL, kept for 30 s: a delivery at 1,000 events/s should not ask DNS for each, and tries
+    /// meanwhile go to the address vetted.
+    private let targetChecks = Mutex<[String: (result: Result<WebhookTarget.Vetted, WebhookTarget.Refusal>?, until: ContinuousClock.Instant)]>([:])
 
-    /// Whether the URL's host is internal, as resolved now or in the last 30 s; nil when it does not resolve.
-    private func checkTarget(_ url: String) async -> Result<Void, WebhookTarget.Refusal>? {
+    /// The URL's target as checked now or in the last 30 s; nil when its name does not resolve.
+    func checkTarget(_ url: String) async -> Result<WebhookTarget.Vetted, WebhookTarget.Refusal>? {
         let now = ContinuousClock.now
         if let cached = targetChecks.withLock({ $0[url] }), cached.until > now { return cached.result }
-        let result = await WebhookTarget.check(url: url)
+        let result = await WebhookTarget.check(url: url, resolver: resolver)
         targetChecks.withLock { checks in
             if checks.count > 10_000 { checks.removeAll() }
             checks[url] = (result, now + .seconds(30))

@@ -19,10 +19,22 @@ enum WebhookTarget {
         let description: String
     }
 
-    /// Checks the URL's host: a literal address directly, a name by every address DNS gives for it. A name
-    /// that does not resolve (within `timeout`) is `unresolved`, not refused: it may resolve later, and every
-    /// delivery checks again.
-    static func check(url: String, timeout: Duration = .seconds(3)) async -> Result<Void, Refusal>? {
+    /// A name's addresses; nil when the resolver did not answer in time. Injected in tests.
+    typealias Resolver = @Sendable (_ host: String, _ timeout: Duration) async -> [SocketAddress]?
+
+    static let systemResolver: Resolver = { host, timeout in await resolve(host, timeout: timeout) }
+
+    /// A target found acceptable: its host, and the address to connect to (nil for a literal address).
+    struct Vetted: Sendable, Equatable {
+        let host: String
+        let address: String?
+    }
+
+    /// Checks the URL's host: a literal address directly, a name by every address the resolver gives for it,
+    /// asked once. The first address is the one to connect to, so that a second lookup (DNS rebinding) cannot
+    /// send the try elsewhere. A name that does not resolve (within `timeout`) is nil: not refused when an endpoint
+    /// is registered (it may resolve later), refused when a try is made.
+    static func check(url: String, timeout: Duration = .seconds(3), resolver: Resolver = systemResolver) async -> Result<Vetted, Refusal>? {
         guard let components = URLComponents(string: url), var host = components.host?.lowercased(), !host.isEmpty else {
             return .failure(Refusal(description: "the URL has no host"))
         }
@@ -33,16 +45,18 @@ enum WebhookTarget {
             return .failure(Refusal(description: "\(host) is a loopback name"))
         }
         let addresses: [SocketAddress]
+        let isLiteral: Bool
         if let literal = try? SocketAddress(ipAddress: host, port: 0) {
-            addresses = [literal]
+            (addresses, isLiteral) = ([literal], true)
         } else {
-            guard let resolved = await resolve(host, timeout: timeout), !resolved.isEmpty else { return nil }
-            addresses = resolved
+            guard let resolved = await resolver(host, timeout), !resolved.isEmpty else { return nil }
+            (addresses, isLiteral) = (resolved, false)
         }
         for address in addresses where isInternal(address) {
             return .failure(Refusal(description: "\(host) resolves to \(address.ipAddress ?? "?"), an internal address (loopback, private, link-local or metadata)"))
         }
-        return .success(())
+        guard !isLiteral, let pinned = addresses.first?.ipAddress else { return .success(Vetted(host: host, address: nil)) }
+        return .success(Vetted(host: host, address: pinned))
     }
 
     /// Whether an address is in a range webhooks must not reach.
