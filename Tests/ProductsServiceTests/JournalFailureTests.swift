@@ -93,6 +93,33 @@ struct JournalFailureTests {
             ])
     }
 
+    @Test("one shop's backlog does not hold up another's If-Match write or sync; each shop's pending count is its own")
+    func perShopFlush() async throws {
+        let fixture = try ReplicaFixture()
+        defer { fixture.close(); fixture.remove() }
+        let replica = fixture.replica
+        // No persistence worker runs: the busy shop's 300 writes stay pending, as behind a slow Database Service.
+        for index in 0..<300 { _ = try await replica.create(tenant: "busy", try input("Busy \(index)")) }
+        let now = Timestamp.now()
+        fixture.database.seed(Product(id: "prod_quiet", name: "Quiet", metadata: [:], createdAt: now, updatedAt: now, version: 1), tenant: "quiet")
+        #expect(fixture.journal.unconfirmedCount(tenant: "busy") == 300 && fixture.journal.unconfirmedCount(tenant: "quiet") == 0)
+
+        let updated = try await replica.update(tenant: "quiet", id: "prod_quiet", condition: .any) {
+            product throws(APIError) in
+            var product = product
+            product.name = "Quiet, renamed"
+            return product
+        }.written
+        #expect(updated.product.name == "Quiet, renamed", "answered without waiting for the busy shop's backlog")
+        _ = try await replica.sync(tenant: "quiet", flushTimeout: .seconds(5))
+
+        // A shop waits for its own pending writes: with none confirmed, its coordinated write times out (503).
+        _ = try await replica.create(tenant: "quiet", try input("Pending"))
+        await #expect { try await replica.sync(tenant: "quiet", flushTimeout: .milliseconds(200)) } throws: {
+            ($0 as? APIError)?.code == "database_unavailable"
+        }
+    }
+
     @Test("a write is visible to readers only once durable")
     func visibleOnceDurable() async throws {
         let held = HeldGroup()

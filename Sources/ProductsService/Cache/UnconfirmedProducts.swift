@@ -7,16 +7,23 @@ struct UnconfirmedProducts {
     private var writes: [UInt64: UInt32] = [:]
     /// Writes pending per tenant.
     private(set) var tenants: [String: Int] = [:]
+    /// The journal sequence of each tenant's newest pending write: writes are confirmed in journal order, so once
+    /// it is confirmed the tenant has none pending.
+    private(set) var newest: [String: UInt64] = [:]
 
-    mutating func add(_ operation: WriteOperation) {
+    mutating func add(_ operation: WriteOperation, sequence: UInt64) {
         writes[Self.key(tenant: operation.tenant, id: operation.productID), default: 0] += 1
         tenants[operation.tenant, default: 0] += 1
+        newest[operation.tenant] = max(newest[operation.tenant] ?? 0, sequence)
     }
 
     mutating func remove(_ operation: WriteOperation) {
         let key = Self.key(tenant: operation.tenant, id: operation.productID)
         if let count = writes[key] { writes[key] = count > 1 ? count - 1 : nil }
-        if let count = tenants[operation.tenant] { tenants[operation.tenant] = count > 1 ? count - 1 : nil }
+        if let count = tenants[operation.tenant] {
+            tenants[operation.tenant] = count > 1 ? count - 1 : nil
+            if count == 1 { newest[operation.tenant] = nil }
+        }
     }
 
     func contains(tenant: String, id: String) -> Bool {

@@ -17,7 +17,8 @@ struct CacheController<Context: TenantRequestContext> {
     /// GET /cache/stats: cache size and types, hit rate, and the persistence backlog with its dead letters.
     @Sendable func stats(_ request: Request, context: Context) async throws -> Response {
         let statistics = replica.statistics(tenant: context.tenant)
-        let persistence = PersistenceReport(replica.persistence, tenant: context.tenant)
+        var persistence = PersistenceReport(replica.persistence, tenant: context.tenant)
+        persistence.pending = replica.journal.unconfirmedCount(tenant: context.tenant)
         let kilobytes = Double(statistics.approximateBytes) / 1024
         return .json(
             CacheStats(

@@ -128,7 +128,7 @@ extension Replica {
     /// The product as the Database Service stores it, once this replica's own pending writes have reached it
     /// (so it stores what clients of this replica last saw), checked against `condition`; the cache learns it.
     func storedForCoordination(tenant: String, id: String, condition: EntityTag.Condition?) async throws -> Product {
-        try await flush(timeout: .seconds(5))
+        try await flush(tenant: tenant, timeout: .seconds(5))
         let asked = ContinuousClock.now
         let shown = cache.visibleVersion(tenant: tenant, id: id)
         func stored(askDatabase: Bool) async throws -> Product? {
@@ -163,7 +163,7 @@ extension Replica {
     /// in one transaction. This replica's pending writes are flushed first, so that the history holds what its
     /// clients last saw; the cache has the result at once, other replicas through the change feed.
     func restore(tenant: String, id: String, version: Int64) async throws -> RestoreResult {
-        try await flush(timeout: .seconds(5))
+        try await flush(tenant: tenant, timeout: .seconds(5))
         var body = ByteBuffer()
         body.writeStaticString("{\"version\":")
         body.writeString(String(version))
@@ -189,7 +189,7 @@ extension Replica {
     /// A product's versions, newest first, as the Database Service lists them from its change log, once this
     /// replica's pending writes have reached it (a client sees its own last write there).
     func versions(tenant: String, id: String, query: ProductHistory.Query) async throws -> ForwardedResponse {
-        try await flush(timeout: .seconds(5))
+        try await flush(tenant: tenant, timeout: .seconds(5))
         func history(askDatabase: Bool) async throws -> ForwardedResponse? {
             guard askDatabase || cache.get(tenant: tenant, id: id) != nil else { return nil }
             do {

@@ -129,7 +129,7 @@ extension Replica {
 
     /// Flushes pending writes, then makes the tenant's cache match the Database Service's full catalog.
     func sync(tenant: String, flushTimeout: Duration) async throws -> (updated: Int, dropped: Int) {
-        try await flush(timeout: flushTimeout)
+        try await flush(tenant: tenant, timeout: flushTimeout)
         do {
             return try await replication.resync(tenant: tenant)
         } catch let error as DatabaseClientError {
@@ -137,9 +137,10 @@ extension Replica {
         }
     }
 
-    /// Waits until every write accepted before the call is confirmed by the Database Service.
-    func flush(timeout: Duration) async throws(APIError) {
-        let target = journal.latestSequence
+    /// Waits until every write of `tenant` accepted before the call is confirmed by the Database Service; at once
+    /// when the shop has none pending, whatever other shops' backlog.
+    func flush(tenant: String, timeout: Duration) async throws(APIError) {
+        guard let target = journal.newestUnconfirmed(tenant: tenant) else { return }
         let journal = journal
         guard (try? await withDeadline(timeout, { try await journal.waitUntilConfirmed(target) })) != nil else {
             throw APIError.serviceUnavailable(

@@ -132,7 +132,7 @@ final class Journal: @unchecked Sendable {
             let read = try log.read(from: first, through: found.lastSequence, limit: .max) { sequence, record in
                 let isConfirmed = sequence <= found.confirmed
                 if !isConfirmed {
-                    products.add(record.operation)
+                    products.add(record.operation, sequence: sequence)
                     let cost = JournalEntry.memoryCost(record)
                     if spilled == nil && (held.isEmpty || heldBytes + cost <= limit) {
                         heldBytes += cost
@@ -170,7 +170,7 @@ final class Journal: @unchecked Sendable {
         lastSequence += 1
         let entry = JournalEntry(
             sequence: lastSequence, record: record, recordedAt: record.recordedAt(now: .now, nowMs: Timestamp.nowMilliseconds()))
-        unconfirmed.add(record.operation)
+        unconfirmed.add(record.operation, sequence: lastSequence)
         if file == nil {
             durableSequence = lastSequence
             pending.append(entry)
@@ -467,6 +467,16 @@ final class Journal: @unchecked Sendable {
     /// A copy of the products with writes not yet confirmed (copied on the journal's next change, if kept).
     func unconfirmedProducts() -> UnconfirmedProducts {
         condition.withLock { unconfirmed }
+    }
+
+    /// The sequence of the tenant's newest write not yet confirmed, if it has one: what its flush waits for.
+    func newestUnconfirmed(tenant: String) -> UInt64? {
+        condition.withLock { unconfirmed.newest[tenant] }
+    }
+
+    /// How many of the tenant's writes are not yet confirmed.
+    func unconfirmedCount(tenant: String) -> Int {
+        condition.withLock { unconfirmed.tenants[tenant] ?? 0 }
     }
 
     /// The tenants with writes not yet confirmed by the Database Service.
