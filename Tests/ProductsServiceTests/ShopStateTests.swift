@@ -36,6 +36,23 @@ struct ShopStateTests {
         #expect(shop.apply(.feed(id: "p", .put(CachedProduct(settled)), deletesOnly: false), at: at(3)) == (0, 0) as (Int, Int))
     }
 
+    @Test("a handle made from a name: the name's own, then -2, -3, … from the suffix the name last got, a freed one not reused")
+    func handleSuffixes() {
+        var shop = ShopState()
+        func take(_ id: String) {
+            var made = product(id, version: 1, name: "Shirt")
+            made.handle = shop.freeHandle(base: "shirt", id: id)
+            shop.apply(.feed(id: id, .put(CachedProduct(made)), deletesOnly: false), at: at(0))
+        }
+        for index in 1...500 { take("p\(index)") }
+        #expect(shop.handles["shirt"] == "p1" && shop.handles["shirt-2"] == "p2" && shop.handles["shirt-500"] == "p500")
+        #expect(shop.handleSuffixes["shirt"] == 500, "the next one starts at the last suffix, not at -2")
+        #expect(shop.freeHandle(base: "shirt", id: "p7") == "shirt-7", "a product's own handle is free for it")
+        shop.apply(.feed(id: "p3", .delete(version: 2), deletesOnly: false), at: at(1))
+        #expect(shop.freeHandle(base: "shirt", id: "p501") == "shirt-501")
+        #expect(shop.freeHandle(base: "other", id: "p501") == "other")
+    }
+
     @Test("a state fetched before a feed delete does not bring the product back")
     func fetchedRacingFeedDelete() {
         var shop = ShopState()

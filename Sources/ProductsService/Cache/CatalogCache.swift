@@ -201,11 +201,11 @@ final class CatalogCache: Sendable {
     /// cache holds no such product.
     func stageUpdate<Result>(
         tenant: String, id: String,
-        change: (_ current: CachedProduct, _ shop: ShopState) throws -> (CachedProduct, ticket: UInt64, Result)
+        change: (_ current: CachedProduct, _ shop: inout ShopState) throws -> (CachedProduct, ticket: UInt64, Result)
     ) rethrows -> (CachedProduct, Result)? {
         try withShop(tenant) { state in
             guard let current = state.latest(id) else { return nil }
-            let (updated, ticket, result) = try change(current, state)
+            let (updated, ticket, result) = try change(current, &state)
             stage(StagedWrite(ticket: ticket, tenant: tenant, id: id, change: .put(updated)), in: &state)
             return (updated, result)
         }

@@ -90,6 +90,9 @@ struct ShopState {
     private(set) var handles: [String: String] = [:]
     /// The products readers see by the SKUs of their variants, for `/variants?sku=`.
     private(set) var skus: [String: String] = [:]
+    /// The suffix each handle base last got: the next product of the same name starts looking there, not at `-2`
+    /// (a thousand "T-Shirt"s would otherwise each try every suffix before theirs).
+    private(set) var handleSuffixes: [String: Int] = [:]
     private(set) var jsonBytes = 0
     private(set) var productTypes: [String: Int] = [:]
     var hits = 0
@@ -142,11 +145,19 @@ struct ShopState {
         return tombstones[id].map { $0.version >= version } ?? false
     }
 
-    /// The first of `base`, `base-2`, … that no other product readers see holds.
-    func freeHandle(base: String, id: String) -> String {
-        var candidate = 1
-        while let owner = handles[VariantRules.handle(base, candidate: candidate)], owner != id { candidate += 1 }
-        return VariantRules.handle(base, candidate: candidate)
+    /// The product's own handle if it is `base` or `base-N`; else `base` if no other product readers see holds it,
+    /// else the first free `base-N` from the suffix the base last got (a suffix freed since is not reused).
+    mutating func freeHandle(base: String, id: String) -> String {
+        if let own = products[id]?.handle, own == base || (own.hasPrefix(base + "-") && Int(own.dropFirst(base.count + 1)) != nil) {
+            return own
+        }
+        if let owner = handles[base], owner != id {
+            var candidate = max(2, handleSuffixes[base] ?? 2)
+            while let owner = handles[VariantRules.handle(base, candidate: candidate)], owner != id { candidate += 1 }
+            handleSuffixes[base] = candidate
+            return VariantRules.handle(base, candidate: candidate)
+        }
+        return base
     }
 
     // MARK: The one door

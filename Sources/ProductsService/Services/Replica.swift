@@ -104,7 +104,7 @@ final class Replica: Sendable {
     func create(tenant: String, _ input: ProductInput, idempotent: IdempotentRequest? = nil) async throws -> WriteResult {
         let now = Timestamp.now()
         var product = input.applied(to: Product(id: ids.next(), createdAt: now, updatedAt: now, version: 1))
-        let claims = try cache.withShop(tenant) { shop in try completed(&product, previous: nil, tenant: tenant, shop: shop) }
+        let claims = try cache.withShop(tenant) { shop in try completed(&product, previous: nil, tenant: tenant, shop: &shop) }
         if idempotent != nil || claims.needCoordination {
             return try await coordinated(idempotent) { () async throws -> Decision in
                 .write(
@@ -129,7 +129,7 @@ final class Replica: Sendable {
         func decided() async throws -> WriteResult {
             try await coordinated(idempotent) { () async throws -> Decision in
                 let current = try await self.storedForCoordination(tenant: tenant, id: id, condition: condition)
-                let (product, claims) = try self.cache.withShop(tenant) { shop in try self.changed(current, by: change, tenant: tenant, shop: shop) }
+                let (product, claims) = try self.cache.withShop(tenant) { shop in try self.changed(current, by: change, tenant: tenant, shop: &shop) }
                 return .write(
                     .upsert(tenant: tenant, product: product), expectedVersion: current.version, answer: CachedProduct(product), status: 200,
                     handleGiven: claims.handleGiven)
@@ -148,7 +148,7 @@ final class Replica: Sendable {
             do {
                 staged = try journaling {
                     try cache.stageUpdate(tenant: tenant, id: id) { current, shop in
-                        let (product, claims) = try changed(current.product, by: change, tenant: tenant, shop: shop)
+                        let (product, claims) = try changed(current.product, by: change, tenant: tenant, shop: &shop)
                         if claims.needCoordination { throw NeedsCoordination() }
                         let cached = CachedProduct(product)
                         let ticket = try journal.append(JournalRecord(upsert: tenant, product, encoded: cached))
@@ -170,14 +170,14 @@ final class Replica: Sendable {
     /// `change` applied to `current`, as the next version: id and creation time kept, `updated_at` now, completed
     /// (see `completed`).
     func changed(
-        _ current: Product, by change: (Product) throws(APIError) -> Product, tenant: String, shop: ShopState
+        _ current: Product, by change: (Product) throws(APIError) -> Product, tenant: String, shop: inout ShopState
     ) throws(APIError) -> (Product, Claims) {
         var product = try change(current)
         product.id = current.id
         product.createdAt = current.createdAt
         product.updatedAt = Timestamp.now()
         product.version = try nextVersion(after: current.version)
-        let claims = try completed(&product, previous: current, tenant: tenant, shop: shop)
+        let claims = try completed(&product, previous: current, tenant: tenant, shop: &shop)
         return (product, claims)
     }
 
@@ -212,7 +212,7 @@ final class Replica: Sendable {
     /// knows. Checks the product's structure, and refuses at once (409) a handle or SKU this replica knows another
     /// product holds. Returns what it claims that only the Database Service can grant. `shop` is the shop's state,
     /// under its lock.
-    func completed(_ product: inout Product, previous: Product?, tenant: String, shop: ShopState) throws(APIError) -> Claims {
+    func completed(_ product: inout Product, previous: Product?, tenant: String, shop: inout ShopState) throws(APIError) -> Claims {
         product.assignVariantIDs(previous: previous?.variants ?? [], newID: { variantIDs.next() })
         var claims = Claims()
         if product.handle.isEmpty {

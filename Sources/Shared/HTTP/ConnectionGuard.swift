@@ -107,13 +107,21 @@ package final class ConnectionGuard: Sendable {
     fileprivate func expired(_ phase: ConnectionPhase) { timedOut[phase]?.increment() }
 
     fileprivate func timeout(_ phase: ConnectionPhase) -> TimeAmount? {
-        let duration: Duration
         switch phase {
-        case .header: duration = limits.headerTimeout
-        case .body: duration = limits.bodyTimeout
-        case .idle: duration = limits.idleTimeout
-        case .processing: return nil
+        case .header: Self.amount(limits.headerTimeout)
+        case .body: Self.amount(limits.bodyTimeout)
+        case .idle: Self.amount(limits.idleTimeout)
+        case .processing: nil
         }
+    }
+
+    /// The longest a connection's deadline check waits: half the shortest deadline, so that a deadline set while a
+    /// later check is pending (the head of a kept-alive connection's next request) is enforced at most that late.
+    fileprivate var checkInterval: TimeAmount {
+        .nanoseconds(Self.amount(min(limits.headerTimeout, limits.bodyTimeout, limits.idleTimeout)).nanoseconds / 2)
+    }
+
+    private static func amount(_ duration: Duration) -> TimeAmount {
         let (seconds, attoseconds) = duration.components
         return .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
@@ -156,7 +164,12 @@ final class ConnectionWatcher: ChannelInboundHandler, RemovableChannelHandler {
     private let `guard`: ConnectionGuard
     private var context: ChannelHandlerContext?
     private var phase = ConnectionPhase.header
-    private var deadline: Scheduled<Void>?
+    /// When the current phase's time is up; nil while the server works on a request.
+    private var deadline: NIODeadline?
+    /// Whether a deadline check is scheduled. Changing phase only sets `deadline`: a check is scheduled when none
+    /// is, and one that finds the deadline moved schedules the next. No timer is cancelled (NIO finds a cancelled
+    /// task by a linear search of the loop's timers) and a request schedules none of its own.
+    private var checkPending = false
     private var counted = false
     private var refusing = false
     /// Requests whose head arrived and whose response has not ended (more than one when a client pipelines).
@@ -170,7 +183,7 @@ final class ConnectionWatcher: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        deadline?.cancel()
+        deadline = nil
         self.context = nil
     }
 
@@ -180,7 +193,7 @@ final class ConnectionWatcher: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        deadline?.cancel()
+        deadline = nil
         if counted {
             counted = false
             self.guard.closed()
@@ -230,15 +243,25 @@ final class ConnectionWatcher: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func arm(_ next: ConnectionPhase) {
-        deadline?.cancel()
-        deadline = nil
         phase = next
-        guard let context, let timeout = self.guard.timeout(next) else { return }
-        deadline = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: timeout) { [weak self] in
-            guard let self, self.phase == next, let context = self.context else { return }
-            self.guard.expired(next)
-            context.close(promise: nil)
-        }
+        deadline = self.guard.timeout(next).map { .now() + $0 }
+        if !checkPending, let deadline { scheduleCheck(at: deadline) }
+    }
+
+    private func scheduleCheck(at time: NIODeadline) {
+        guard let context else { return }
+        checkPending = true
+        let at = min(time, .now() + self.guard.checkInterval)
+        context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(deadline: at) { [weak self] in self?.check() }
+    }
+
+    /// Closes the connection if its phase's time is up, else looks again at its deadline.
+    private func check() {
+        checkPending = false
+        guard let deadline, let context else { return }
+        guard deadline <= .now() else { return scheduleCheck(at: deadline) }
+        self.guard.expired(phase)
+        context.close(promise: nil)
     }
 }
 
