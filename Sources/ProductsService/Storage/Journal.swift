@@ -594,16 +594,3 @@ final class Journal: @unchecked Sendable {
         pendingSignal.finish()
     }
 }
-
-/// Why the journal refused a write.
-enum JournalError: Error, CustomStringConvertible {
-    case writeFailed(String)
-    case corrupt(String)
-
-    var description: String {
-        switch self {
-        case .writeFailed(let reason): "journal write failed: \(reason)"
-        case .corrupt(let reason): "journal is corrupt: \(reason)"
-        }
-    }
-}

@@ -127,3 +127,16 @@ final class JournalEntry: Sendable {
         return 256 + 2 * line.readableBytes + 8 * quotes
     }
 }
+
+/// Why the journal refused a write.
+enum JournalError: Error, CustomStringConvertible {
+    case writeFailed(String)
+    case corrupt(String)
+
+    var description: String {
+        switch self {
+        case .writeFailed(let reason): "journal write failed: \(reason)"
+        case .corrupt(let reason): "journal is corrupt: \(reason)"
+        }
+    }
+}
