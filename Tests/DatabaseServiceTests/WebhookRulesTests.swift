@@ -91,10 +91,17 @@ struct WebhookModelTests {
         try await app.test(.live) { client in
             let port = try #require(client.port)
             let pinned = PinnedClients(configuration: WebhookDeliveryService.clientConfiguration(WebhookSettings()))
-            let request = HTTPClientRequest(url: "http://rebind.invalid:\(port)/hook")
-            let response = try await pinned.client(host: "rebind.invalid", address: "127.0.0.1").execute(request, timeout: .seconds(5))
-            #expect(String(buffer: try await response.body.collect(upTo: 1024)) == "rebind.invalid:\(port)")
+            // Shut down on every path: a client dropped unshut stops a debug process.
+            let answer: Result<String, any Error>
+            do {
+                let request = HTTPClientRequest(url: "http://rebind.invalid:\(port)/hook")
+                let response = try await pinned.client(host: "rebind.invalid", address: "127.0.0.1").execute(request, timeout: .seconds(30))
+                answer = .success(String(buffer: try await response.body.collect(upTo: 1024)))
+            } catch {
+                answer = .failure(error)
+            }
             await pinned.shutdown()
+            #expect(try answer.get() == "rebind.invalid:\(port)")
         }
     }
 

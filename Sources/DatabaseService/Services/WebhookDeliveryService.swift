@@ -71,8 +71,8 @@ final class WebhookDeliveryService: Service {
             logger.notice("webhook delivery is off in this process (--no-webhook-delivery)")
             // A service that returns would stop the whole group: idle until shutdown.
             try? await gracefulShutdown()
-            try await http.shutdown()
             await pinned.shutdown()
+            try await http.shutdown()
             return
         }
         await cancelWhenGracefulShutdown {
@@ -83,8 +83,8 @@ final class WebhookDeliveryService: Service {
             }
         }
         // Tries cut short by shutdown are leased, not lost: another try follows when the lease ends.
-        try await http.shutdown()
         await pinned.shutdown()
+        try await http.shutdown()
     }
 
     /// The lease on a claimed try: long enough for every try of its batch, and of the batch before it (the next
