@@ -17,7 +17,11 @@ struct DatabaseServiceCommand: AsyncParsableCommand {
 
 /// The storage a command works on.
 struct StorageOptions: ParsableArguments {
-    @Option(help: "A SQLite file path, or postgres://user:password@host:port/database[?sslmode=disable|prefer|require] (env DATABASE).")
+    @Option(help: """
+        A SQLite file path, or a libpq-style postgres://user:password@host:port[,host:port...]/database URL with \
+        sslmode=disable|prefer|require, target_session_attrs=any|read-write|read-only|primary|standby|prefer-standby \
+        and connect_timeout (env DATABASE).
+        """)
     var database: String = Settings.env("DATABASE", default: "./data/db/products.sqlite")
 
     @Option(help: "File holding the PostgreSQL password, such as a Docker secret; wins over the URL's (env DATABASE_PASSWORD_FILE).")
@@ -28,15 +32,15 @@ struct StorageOptions: ParsableArguments {
 
     var isPostgres: Bool { database.hasPrefix("postgres://") || database.hasPrefix("postgresql://") }
 
-    /// The password in a PostgreSQL URL, so that logs can redact it.
-    var databasePassword: String? { isPostgres ? (try? postgresURL()).flatMap { URLComponents(string: $0)?.password } : nil }
+    /// The PostgreSQL password (from `--database-password-file`, else the URL's), so that logs can redact it.
+    var databasePassword: String? {
+        guard isPostgres else { return nil }
+        return (try? filePassword()) ?? (try? PostgresTarget(database))?.password
+    }
 
-    /// The PostgreSQL URL, with the password from `--database-password-file` when one is given.
-    func postgresURL() throws -> String {
-        guard let password = try Settings.secret("", file: databasePasswordFile, name: "database-password") else { return database }
-        guard var components = URLComponents(string: database) else { return database }
-        components.password = password
-        return components.string ?? database
+    /// The password in `--database-password-file`, when one is given.
+    func filePassword() throws -> String? {
+        try Settings.secret("", file: databasePasswordFile, name: "database-password")
     }
 
     /// Opens the store and runs `body` with it: for PostgreSQL, with the connection pool running and the
@@ -46,7 +50,7 @@ struct StorageOptions: ParsableArguments {
     ) async throws -> T {
         guard isPostgres else { return try await body(try openSQLite()) }
         guard (1...1000).contains(databasePoolSize) else { throw SettingError("--database-pool-size (DATABASE_POOL_SIZE): must be 1 to 1000") }
-        let store = try PostgresStore(url: try postgresURL(), logger: logger, maximumConnections: databasePoolSize)
+        let store = try PostgresStore(url: database, password: try filePassword(), logger: logger, maximumConnections: databasePoolSize)
         return try await store.run {
             do {
                 try await withDeadline(.seconds(15)) {
@@ -55,7 +59,7 @@ struct StorageOptions: ParsableArguments {
                 }
             } catch {
                 let reason = String(reflecting: error).split(whereSeparator: \.isNewline).joined(separator: " ")
-                throw SettingError("--database (DATABASE): cannot use PostgreSQL at \(PostgresStore.redacted(database)): \(reason)")
+                throw SettingError("--database (DATABASE): cannot use PostgreSQL at \(PostgresTarget.redacted(database)): \(reason)")
             }
             return try await body(store)
         }

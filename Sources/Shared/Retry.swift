@@ -1,3 +1,5 @@
+import Synchronization
+
 /// How a retried call waits between tries: doubling from `base` up to `cap`, each wait drawn between half and
 /// all of that ("equal jitter"), so that replicas failing together do not retry in step.
 package struct RetryPolicy: Sendable {
@@ -45,4 +47,39 @@ package func withDeadline<T: Sendable>(
         defer { group.cancelAll() }
         return try await group.next()!
     }
+}
+
+/// Runs `operation` in a task of its own; returns its result, or throws `DeadlineExceeded` after `timeout` without
+/// waiting for it: the operation is cancelled and left to end by itself. For calls that may not honour cancellation
+/// soon (a connection pool's wait for a connection, a server that accepts and never answers).
+package func withAbandonedDeadline<T: Sendable>(
+    _ timeout: Duration, _ operation: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    let work = Task { try await operation() }
+    return try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            let pending = OnceContinuation(continuation)
+            let timer = Task {
+                try? await Task.sleep(for: timeout)
+                guard let continuation = pending.take() else { return }
+                work.cancel()
+                continuation.resume(throwing: DeadlineExceeded(after: timeout))
+            }
+            Task {
+                let result = await work.result
+                timer.cancel()
+                pending.take()?.resume(with: result)
+            }
+        }
+    } onCancel: {
+        work.cancel()
+    }
+}
+
+/// A continuation resumed by whichever of several callers comes first; the others do nothing.
+package final class OnceContinuation<T: Sendable>: Sendable {
+    private let continuation: Mutex<CheckedContinuation<T, any Error>?>
+    package init(_ continuation: CheckedContinuation<T, any Error>) { self.continuation = Mutex(continuation) }
+    package func take() -> CheckedContinuation<T, any Error>? { continuation.withLock { $0.take() } }
+    package func resume(with result: Result<T, any Error>) { take()?.resume(with: result) }
 }

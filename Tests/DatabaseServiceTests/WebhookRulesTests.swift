@@ -90,12 +90,16 @@ struct WebhookModelTests {
         let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
         try await app.test(.live) { client in
             let port = try #require(client.port)
-            let pinned = PinnedClients(configuration: WebhookDeliveryService.clientConfiguration(WebhookSettings()))
+            // What is tested is where the client connects; a parallel test run on two cores can starve this process
+            // for longer than a webhook's 10 s read timeout.
+            var configuration = WebhookDeliveryService.clientConfiguration(WebhookSettings())
+            configuration.timeout.read = .seconds(90)
+            let pinned = PinnedClients(configuration: configuration)
             // Shut down on every path: a client dropped unshut stops a debug process.
             let answer: Result<String, any Error>
             do {
                 let request = HTTPClientRequest(url: "http://rebind.invalid:\(port)/hook")
-                let response = try await pinned.client(host: "rebind.invalid", address: "127.0.0.1").execute(request, timeout: .seconds(30))
+                let response = try await pinned.client(host: "rebind.invalid", address: "127.0.0.1").execute(request, timeout: .seconds(120))
                 answer = .success(String(buffer: try await response.body.collect(upTo: 1024)))
             } catch {
                 answer = .failure(error)

@@ -67,6 +67,11 @@ struct DurabilityTests {
         }
         #expect(refused?.status == 503 && refused?.error?.code == "journal_unavailable", "\(String(describing: refused?.text))")
         #expect(try await HTTP.get(stack.productsURL + "/readyz").status == 503)
+        // An import's file cannot be stored either: a 503 to retry, not a 500.
+        let upload = try await HTTP.send(
+            .POST, stack.productsURL + "/imports", body: String(repeating: #"{"name":"Imported"}"# + "\n", count: 2000),
+            contentType: "application/x-ndjson")
+        #expect(upload.status == 503 && upload.error?.code == "import_spool_unavailable", "\(upload.text)")
 
         // Room again: writes are taken by themselves, within 5 s.
         try FileManager.default.removeItem(atPath: filler)

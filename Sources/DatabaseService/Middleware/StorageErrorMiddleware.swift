@@ -13,8 +13,8 @@ struct StorageErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             throw unavailable(error, "\(error.resultCode)", request: request, context: context)
         } catch let error as PSQLError {
             throw unavailable(error, "\(error.code)", request: request, context: context)
-        } catch let error as PostgresTransactionError {
-            throw unavailable(error, "transaction failed", request: request, context: context)
+        } catch let error as PostgresUnavailable {
+            throw unavailable(error, error.reason, request: request, context: context)
         }
     }
 

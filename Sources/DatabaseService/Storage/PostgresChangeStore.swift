@@ -107,7 +107,7 @@ struct PostgresChangeStore: ChangeStore, PostgresFeatureStore {
         }
         while !Task.isCancelled {
             do {
-                try await client.withConnection { connection in
+                try await database.pool.withConnection { connection in
                     try await connection.listen(on: Self.changesChannel) { notifications in
                         // Whatever committed while not listening is caught up by the readers' next look.
                         self.changeSignal.signal()

@@ -30,7 +30,7 @@ struct PostgresProductStore: ProductStore, PostgresFeatureStore {
             if round == rounds.count { rounds.append([]) }
             rounds[round].append(index)
         }
-        let outcomes = try await retryingConflicts {
+        let outcomes = try await retryingConflicts { [rounds] in
             try await self.transaction(logger: self.logger) { connection in
                 var outcomes = [ApplyOutcome?](repeating: nil, count: operations.count)
                 if !recordedAtMs.isEmpty {

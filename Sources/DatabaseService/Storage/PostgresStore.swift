@@ -11,85 +11,39 @@ import Shared
 /// `INSERT ... ON CONFLICT DO UPDATE ... WHERE stored version < new version`, which PostgreSQL applies
 /// atomically per row, so no update is lost between processes; batches run in one transaction.
 final class PostgresStore: Sendable {
-    let client: PostgresClient
+    let pool: PostgresPool
     let logger: Logger
-    let maximumConnections: Int
+    var maximumConnections: Int { pool.maximumConnections }
     let changeSignal = ChangeSignal()
     var backend: String { "postgresql" }
 
-    /// Connects to `url` (`postgres://user:password@host:port/database?sslmode=disable|prefer|require`).
-    /// The pool runs as a service: add `client` to the service group (or call `run(_:)` around one-off work).
-    private let target: Target
-
-    init(url: String, logger: Logger, maximumConnections: Int = 20) throws {
+    /// Connects to `url`, a libpq-style URL of one or more hosts (`PostgresTarget`); `password`, when given, wins over
+    /// the URL's. The pool runs as a service: call `run(_:)` around the work that uses it.
+    init(url: String, password: String? = nil, logger: Logger, maximumConnections: Int = 20) throws {
         self.logger = logger
-        self.maximumConnections = maximumConnections
-        let target = try Target(url)
-        self.target = target
-        var tls = PostgresClient.Configuration.TLS.disable
-        if let configuration = target.tls { tls = target.requireTLS ? .require(configuration) : .prefer(configuration) }
-        var configuration = PostgresClient.Configuration(
-            host: target.host, port: target.port, username: target.user, password: target.password, database: target.database, tls: tls)
-        configuration.options.maximumConnections = maximumConnections
-        // The pool reports each failed connection attempt at info; requests that fail are logged by the service.
-        var poolLogger = logger
-        poolLogger.logLevel = max(logger.logLevel, .warning)
-        client = PostgresClient(configuration: configuration, backgroundLogger: poolLogger)
+        pool = PostgresPool(target: try PostgresTarget(url, password: password), maximumConnections: maximumConnections, logger: logger)
     }
 
-    /// Where a `postgres://` URL points.
-    struct Target {
-        var host: String
-        var port: Int
-        var user: String
-        var password: String?
-        var database: String?
-        var tls: TLSConfiguration?
-        var requireTLS: Bool
-
-        init(_ url: String) throws {
-            guard let components = URLComponents(string: url), ["postgres", "postgresql"].contains(components.scheme ?? ""),
-                  let host = components.host, !host.isEmpty
-            else { throw SettingError("--database (DATABASE): '\(PostgresStore.redacted(url))' is not a postgres://user:password@host:port/database URL") }
-            self.host = host
-            port = components.port ?? 5432
-            user = components.user ?? "postgres"
-            password = components.password?.removingPercentEncoding
-            let path = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
-            database = path.isEmpty ? nil : path
-            switch components.queryItems?.first(where: { $0.name == "sslmode" })?.value ?? "prefer" {
-            case "disable": (tls, requireTLS) = (nil, false)
-            case "prefer", "allow": (tls, requireTLS) = (.makeClientConfiguration(), false)
-            case "require", "verify-ca", "verify-full": (tls, requireTLS) = (.makeClientConfiguration(), true)
-            case let mode: throw SettingError("--database (DATABASE): sslmode '\(mode)' is not disable, prefer or require")
-            }
-        }
+    /// The pool of the server in use (see `PostgresPool`).
+    var client: PostgresClient {
+        get async throws { try await pool.client() }
     }
 
-    /// One direct connection attempt: the pool retries a refused connection forever, a start should not.
+    /// One direct connection attempt to a single server, or the first choice among several: the pool retries a
+    /// refused connection forever, a start should not.
     func checkConnection() async throws {
-        var tls = PostgresConnection.Configuration.TLS.disable
-        if let configuration = target.tls { tls = target.requireTLS ? .require(try .init(configuration: configuration)) : .prefer(try .init(configuration: configuration)) }
-        let connection = try await PostgresConnection.connect(
-            configuration: PostgresConnection.Configuration(
-                host: target.host, port: target.port, username: target.user, password: target.password, database: target.database,
-                tls: tls),
-            id: 0, logger: logger)
-        try await connection.close()
-    }
-
-    /// The URL with its password hidden, for messages.
-    static func redacted(_ url: String) -> String {
-        guard var components = URLComponents(string: url), components.password != nil else { return url }
-        components.password = "***"
-        return components.string ?? "postgres://***"
+        if pool.target.isSingleServer {
+            _ = try await pool.probe(pool.target.hosts[0])
+        } else {
+            try await pool.firstChoice()
+        }
     }
 
     /// Runs `body` with the pool running, for commands that do not start the server.
     func run<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
         try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
-                await self.client.run()
+                await self.pool.run()
                 return nil
             }
             defer { group.cancelAll() }
@@ -184,7 +138,7 @@ final class PostgresStore: Sendable {
 
     /// Applies the migrations not applied yet, in order; up to and including `last` when given (tests stop there).
     func migrate(upTo last: String? = nil) async throws {
-        try await transaction(logger: logger) { connection in
+        try await transaction(logger: logger) { [logger] connection in
             try await connection.query("SELECT pg_advisory_xact_lock(7206110)", logger: logger)
             try await connection.query(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
@@ -212,19 +166,33 @@ final class PostgresStore: Sendable {
 
     /// A statement on the pool, timed as the store method that sends it (`StoreMetrics`) until its rows start.
     func query(_ query: PostgresQuery, logger: Logger, _ function: String = #function) async throws -> PostgresRowSequence {
-        try await StoreMetrics.timed(function, backend: backend) { try await client.query(query, logger: logger) }
+        try await StoreMetrics.timed(function, backend: backend) {
+            do {
+                return try await client.query(query, logger: logger)
+            } catch {
+                pool.notice(error)
+                throw error
+            }
+        }
     }
 
     /// A transaction on one connection of the pool, timed as the store method that runs it (`StoreMetrics`).
     func transaction<T: Sendable>(
-        logger: Logger, _ function: String = #function, _ body: (PostgresConnection) async throws -> sending T
+        logger: Logger, _ function: String = #function, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws -> T {
         let started = ContinuousClock.now
         defer { StoreMetrics.record(function, backend: backend, since: started) }
-        return try await client.withTransaction(logger: logger, body)
+        do {
+            return try await pool.withTransaction(logger: logger, body)
+        } catch {
+            pool.notice(error)
+            throw error
+        }
     }
 
+    /// Whether a server is chosen and answers; does not wait while one is being chosen.
     func ping() async throws {
+        guard pool.isServing else { throw PostgresUnavailable(reason: pool.lastError ?? "no server chosen yet") }
         try await query("SELECT 1", logger: logger)
     }
 
@@ -257,7 +225,6 @@ protocol PostgresFeatureStore: Sendable {
 
 extension PostgresFeatureStore {
     var logger: Logger { database.logger }
-    var client: PostgresClient { database.client }
     var changeSignal: ChangeSignal { database.changeSignal }
 
     /// A statement on the pool, timed as the store method that sends it until its rows start.
@@ -268,7 +235,7 @@ extension PostgresFeatureStore {
 
     /// A transaction on one connection of the pool, timed as the store method that runs it.
     func transaction<T: Sendable>(
-        logger: Logger, _ function: String = #function, _ body: (PostgresConnection) async throws -> sending T
+        logger: Logger, _ function: String = #function, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws -> T {
         try await database.transaction(logger: logger, function, body)
     }
@@ -326,8 +293,8 @@ extension PostgresFeatureStore {
         while true {
             do {
                 return try await transaction()
-            } catch let error as PostgresTransactionError {
-                let state = (error.closureError as? PSQLError)?.serverInfo?[.sqlState]
+            } catch let error as PSQLError {
+                let state = error.serverInfo?[.sqlState]
                 guard state == "40P01" || state == "40001", attempt < 5 else { throw error }
                 attempt += 1
                 logger.debug("transaction conflict; retrying", metadata: ["sqlstate": "\(state ?? "")", "attempt": "\(attempt)"])

@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import NIOCore
 import Shared
+import SystemPackage
 
 /// `/imports`: bulk imports of products from JSON Lines, run in the background as jobs.
 struct ImportsController<Context: TenantRequestContext> {
@@ -64,11 +65,15 @@ struct ImportsController<Context: TenantRequestContext> {
                 imports.abandonUpload(id, tenant: tenant)
             }
         }
-        try FileManager.default.createDirectory(atPath: spool.directory, withIntermediateDirectories: true)
-        let upload = try ImportUploadWriter(path: spool.input)
+        let upload = try Self.spooling {
+            try FileManager.default.createDirectory(atPath: spool.directory, withIntermediateDirectories: true)
+            return try ImportUploadWriter(path: spool.input)
+        }
         do {
             for try await chunk in request.body { try upload.write(chunk) }
             try upload.finish()
+        } catch let error as Errno {
+            throw Self.spoolUnavailable(error)
         } catch let error as ImportUploadError {
             switch error {
             case .tooLarge: throw APIError.bodyTooLarge(limit: Int(ImportRules.maxBodyBytes))
@@ -95,11 +100,24 @@ struct ImportsController<Context: TenantRequestContext> {
             return .json(stored.publicView, status: .accepted, headers: headers)
         }
         let file = ImportSpool.JobFile(id: id, tenant: tenant, mode: mode, errorPolicy: policy, lines: upload.productLines)
-        try spool.saveJob(file)
+        try Self.spooling { try spool.saveJob(file) }
         kept = true
         imports.submit(file)
         context.logger.info("import job accepted", metadata: ["import_id": "\(id)", "lines": "\(upload.productLines)", "bytes": "\(upload.bytes)"])
         return .json(stored.publicView, status: .accepted, headers: headers)
+    }
+
+    /// Runs a file-system step of spooling an upload; a failure (a full or failing disk) is a 503 the client can retry.
+    private static func spooling<T>(_ step: () throws -> T) throws -> T {
+        do {
+            return try step()
+        } catch {
+            throw spoolUnavailable(error)
+        }
+    }
+
+    private static func spoolUnavailable(_ error: any Error) -> APIError {
+        .serviceUnavailable("import_spool_unavailable", "This replica cannot store the import file now (\(error)); try again later")
     }
 
     /// GET /imports/{id}: the job's status, counts, progress and times.

@@ -95,11 +95,12 @@ final class Stack: @unchecked Sendable {
     var databaseURL: String { "http://127.0.0.1:\(databasePort)" }
     var productsURL: String { products!.baseURL }
 
-    init(_ backend: Backend = .sqlite) throws {
+    /// A stack on `backend`; on PostgreSQL, on a fresh database of the test server unless `postgresURL` names one.
+    init(_ backend: Backend = .sqlite, postgresURL: String? = nil) throws {
         directory = try TemporaryDirectory()
         databasePort = try freePort()
-        self.backend = backend
-        postgresURL = backend == .postgresql ? try Backend.createPostgresDatabase() : nil
+        self.backend = postgresURL == nil ? backend : .postgresql
+        self.postgresURL = try postgresURL ?? (backend == .postgresql ? Backend.createPostgresDatabase() : nil)
     }
 
     /// The Database Service's `--database`.
