@@ -53,11 +53,23 @@ final class PostgresPool: Sendable {
     /// Runs `body` on a connection of the chosen server's pool, which is closed under it if that server is replaced
     /// meanwhile: a statement sent to a server being demoted can otherwise wait for an answer that never comes.
     func withConnection<T>(_ body: (PostgresConnection) async throws -> sending T) async throws -> sending T {
-        let (client, leases) = try await serving()
-        return try await client.withConnection { connection in
-            guard leases.add(connection) else { throw PostgresUnavailable(reason: "the server in use was replaced") }
-            defer { leases.remove(connection) }
-            return try await body(connection)
+        var attempt = 0
+        while true {
+            attempt += 1
+            let (client, leases) = try await serving()
+            var leased = false
+            do {
+                return try await client.withConnection { connection in
+                    leased = true
+                    guard leases.add(connection) else { throw PostgresUnavailable(reason: "the server in use was replaced") }
+                    defer { leases.remove(connection) }
+                    return try await body(connection)
+                }
+            } catch where !leased {
+                // No connection from a pool shut down as its server was replaced: nothing was sent, so the next
+                // server's pool may be tried once.
+                guard attempt == 1 else { throw PostgresUnavailable(reason: "no connection to the server: \(error)") }
+            }
         }
     }
 

@@ -206,9 +206,25 @@ final class ImportWorker: Service, Sendable {
             return
         }
         do {
-            var run = ImportRun(worker: self, file: file, spool: spool, logger: logger)
-            // Not finished and not shutting down: the job was finished elsewhere, or is gone.
-            if try await run.execute(resumingAt: state) || !Task.isCancelled { spool.remove() }
+            var resumeAt = state
+            var failures = 0
+            while true {
+                do {
+                    var run = ImportRun(worker: self, file: file, spool: spool, logger: logger)
+                    // Not finished and not shutting down: the job was finished elsewhere, or is gone.
+                    if try await run.execute(resumingAt: resumeAt) || !Task.isCancelled { spool.remove() }
+                    break
+                } catch where Self.isFileSystemFault(error) && !Task.isCancelled {
+                    // A full or failing disk lasts as long as it lasts: the job waits and goes on from its last
+                    // saved state (a batch sent again is found stale), rather than failing.
+                    failures += 1
+                    if failures == 1 || failures % 20 == 0 {
+                        logger.warning("import job cannot use its files; retrying", metadata: ["error": "\(error)", "attempt": "\(failures)"])
+                    }
+                    await RetryPolicy(base: .milliseconds(500), cap: .seconds(10)).wait(afterFailures: failures)
+                    resumeAt = spool.loadState()
+                }
+            }
         } catch {
             if Task.isCancelled { return }
             logger.error("import job failed", metadata: ["error": "\(error)"])
@@ -216,6 +232,13 @@ final class ImportWorker: Service, Sendable {
                 file.id, tenant: file.tenant, ImportProgress(status: .failed, error: "The import stopped: \(error)", finishedAt: Timestamp.now()))
             if failed != nil { spool.remove() }
         }
+    }
+
+    /// Whether `error` came from the file system (no space, an I/O error) rather than from the job's content.
+    static func isFileSystemFault(_ error: any Error) -> Bool {
+        if error is Errno { return true }
+        if let error = error as? CocoaError { return error.isFileError }
+        return error is POSIXError
     }
 
     // MARK: The Database Service
