@@ -70,7 +70,7 @@ final class ServiceProcess: @unchecked Sendable {
         let logURL = directory.url.appendingPathComponent("\(binary)-exit-\(UUID().uuidString.prefix(8)).log")
         let service = ServiceProcess(binary: binary, arguments: arguments, environment: environment, logURL: logURL)
         try service.launch()
-        let status = try await service.waitForExit(timeout: .seconds(30))
+        let status = try await service.waitForExit(timeout: .seconds(90))
         return (status, service.log)
     }
 
