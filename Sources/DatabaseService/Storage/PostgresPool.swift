@@ -178,13 +178,12 @@ final class PostgresPool: Sendable {
             }
             await watch(host: host)
             // Requests now wait for the next choice instead of queueing on a server that does not suit; those in
-            // progress end with an error (the pool's shutdown waits for them to give their connections back).
+            // progress end with an error. The old pool ends in the background: the next choice does not wait for it.
             state.withLock { state in
                 state.client = nil
                 return state.leases
             }.closeAll()
             running?.task.cancel()
-            await running?.task.value
             running = nil
         }
         running?.task.cancel()
