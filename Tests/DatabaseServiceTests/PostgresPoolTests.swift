@@ -26,6 +26,10 @@ struct PostgresPoolTests {
             try await store.checkConnection()
             #expect(store.pool.currentHost?.port != dead)
             try await store.ping()
+            // A transaction given up on cannot hold its locks for long.
+            var timeout = ""
+            for try await value in try await store.query("SHOW idle_in_transaction_session_timeout", logger: TestPostgres.logger).decode(String.self) { timeout = value }
+            #expect(timeout == "15s")
         }
     }
 

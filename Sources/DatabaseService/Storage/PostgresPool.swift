@@ -129,6 +129,12 @@ final class PostgresPool: Sendable {
         state.withLock { $0.suspected = true }
     }
 
+    /// Whether `error` is PostgresNIO's connection pool refusing a lease (shut down, or its circuit breaker open),
+    /// which `PostgresClient.withConnection` passes on as it is.
+    static func isPoolRefusal(_ error: any Error) -> Bool {
+        "\(type(of: error))" == "ConnectionPoolError"
+    }
+
     static func suggestsAnotherServer(_ error: any Error) -> Bool {
         guard let error = error as? PSQLError else { return false }
         return suggestsAnotherServer(code: error.code, sqlState: error.serverInfo?[.sqlState])
@@ -306,6 +312,9 @@ final class PostgresPool: Sendable {
             host: host.name, port: host.port, username: target.user, password: target.password, database: target.database, tls: tls)
         configuration.options.maximumConnections = maximumConnections
         configuration.options.connectTimeout = target.connectTimeout
+        // A transaction this process gave up on (its caller was told 503) must not keep its locks: the server ends
+        // a session left idle inside a transaction. Statements of one transaction follow each other at once.
+        configuration.options.additionalStartupParameters = [("idle_in_transaction_session_timeout", "15s")]
         // The pool reports each failed connection attempt at info; requests that fail are logged by the service.
         var poolLogger = logger
         poolLogger.logLevel = max(logger.logLevel, .warning)

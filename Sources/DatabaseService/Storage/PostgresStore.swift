@@ -169,6 +169,8 @@ final class PostgresStore: Sendable {
         try await StoreMetrics.timed(function, backend: backend) {
             do {
                 return try await client.query(query, logger: logger)
+            } catch where PostgresPool.isPoolRefusal(error) {
+                throw PostgresUnavailable(reason: "no connection to the server: \(error)")
             } catch {
                 pool.notice(error)
                 throw error
