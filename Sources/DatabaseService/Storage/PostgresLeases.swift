@@ -42,33 +42,30 @@ final class Leases: Sendable {
 
     /// Runs `work` in a task of its own, and throws `PostgresUnavailable` as soon as `connection` closes, leaving
     /// `work` cancelled to end by itself: a statement it writes to the closed connection would never be answered.
+    /// Cancelling the caller does not cancel `work`: a transaction, once begun, is finished or rolled back.
     func whileOpen<T: Sendable>(_ connection: PostgresConnection, _ work: @escaping @Sendable () async throws -> T) async throws -> T {
         let key = ObjectIdentifier(connection)
         let task = Task { try await work() }
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-                let pending = OnceContinuation(continuation)
-                let giveUp: GiveUp = {
-                    task.cancel()
-                    pending.resume(with: .failure(PostgresUnavailable(reason: "the connection to the server closed")))
-                }
-                let firstSeen = state.withLock { state in
-                    defer { state.watched[key] = giveUp }
-                    return state.watched[key] == nil
-                }
-                // One callback per connection for its whole life, not one per transaction.
-                if firstSeen { connection.closeFuture.whenComplete { _ in self.closed(key) } }
-                if connection.isClosed { giveUp() }
-                Task {
-                    let result = await task.result
-                    state.withLock { state in
-                        if state.watched[key] != nil { state.watched[key] = .some(nil) }
-                    }
-                    pending.resume(with: result)
-                }
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            let pending = OnceContinuation(continuation)
+            let giveUp: GiveUp = {
+                task.cancel()
+                pending.resume(with: .failure(PostgresUnavailable(reason: "the connection to the server closed")))
             }
-        } onCancel: {
-            task.cancel()
+            let firstSeen = state.withLock { state in
+                defer { state.watched[key] = giveUp }
+                return state.watched[key] == nil
+            }
+            // One callback per connection for its whole life, not one per transaction.
+            if firstSeen { connection.closeFuture.whenComplete { _ in self.closed(key) } }
+            if connection.isClosed { giveUp() }
+            Task {
+                let result = await task.result
+                state.withLock { state in
+                    if state.watched[key] != nil { state.watched[key] = .some(nil) }
+                }
+                pending.resume(with: result)
+            }
         }
     }
 

@@ -87,7 +87,12 @@ final class PostgresPool: Sendable {
                     try await connection.query("COMMIT", logger: logger)
                     return value
                 } catch {
-                    if !connection.isClosed { _ = try? await connection.query("ROLLBACK", logger: logger) }
+                    // Never hand the connection back inside a transaction, holding its locks: roll back in a task of
+                    // its own (so no cancellation stops it), and close the connection if that fails.
+                    if !connection.isClosed {
+                        let rolledBack = await Task { (try? await connection.query("ROLLBACK", logger: logger)) != nil }.value
+                        if !rolledBack { try? await connection.close() }
+                    }
                     throw error
                 }
             }
