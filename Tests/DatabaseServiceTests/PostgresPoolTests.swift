@@ -7,7 +7,8 @@ import Testing
 import Shared
 
 /// The pool's choice of server and its transactions, against the test server (the failover itself is in
-/// IntegrationTests' FailoverTests, on a pg_auto_failover formation).
+/// IntegrationTests' FailoverTests, on a pg_auto_failover formation). A full parallel run on two cores has delayed
+/// this process's first answer from the server past 12 s, so the choices here allow a minute.
 @Suite("PostgreSQL pool: choosing a server, transactions on a connection that closes", .enabled(if: TestPostgres.url != nil))
 struct PostgresPoolTests {
     /// The test server's URL with `hosts` in front of its own and `query` added.
@@ -21,7 +22,7 @@ struct PostgresPoolTests {
     @Test("hosts are tried in order: one that refuses is passed over for the next that suits")
     func skipsDeadHost() async throws {
         let dead = try freeLoopbackPort()
-        let store = try PostgresStore(url: try url(before: ["127.0.0.1:\(dead)"], "target_session_attrs=read-write&connect_timeout=10"), logger: TestPostgres.logger, maximumConnections: 2)
+        let store = try PostgresStore(url: try url(before: ["127.0.0.1:\(dead)"], "target_session_attrs=read-write&connect_timeout=60"), logger: TestPostgres.logger, maximumConnections: 2)
         try await store.run {
             try await store.checkConnection()
             #expect(store.pool.currentHost?.port != dead)
@@ -47,7 +48,7 @@ struct PostgresPoolTests {
 
     @Test("a transaction whose connection is closed under it ends with an error at once, never waits for ever")
     func closedUnderTransaction() async throws {
-        let store = try PostgresStore(url: try url(before: [], "target_session_attrs=read-write"), logger: TestPostgres.logger, maximumConnections: 3)
+        let store = try PostgresStore(url: try url(before: [], "target_session_attrs=read-write&connect_timeout=60"), logger: TestPostgres.logger, maximumConnections: 3)
         try await store.run {
             try await store.checkConnection()
             let terminated = Mutex<ContinuousClock.Instant?>(nil)
