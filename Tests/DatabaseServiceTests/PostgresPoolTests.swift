@@ -36,9 +36,9 @@ struct PostgresPoolTests {
 
     @Test("no host of the role asked for: start fails, naming each host and why")
     func noSuitableServer() async throws {
-        let store = try PostgresStore(url: try url(before: [], "target_session_attrs=standby"), logger: TestPostgres.logger, maximumConnections: 2)
+        let store = try PostgresStore(url: try url(before: [], "target_session_attrs=standby&connect_timeout=60"), logger: TestPostgres.logger, maximumConnections: 2)
         await #expect {
-            try await store.run { try await withAbandonedDeadline(.seconds(30)) { try await store.checkConnection() } }
+            try await store.run { try await withAbandonedDeadline(.seconds(150)) { try await store.checkConnection() } }
         } throws: { error in
             // The reason is "primary", or a timeout when a loaded machine delays the answer past connect_timeout.
             let host = "\(store.pool.target.hosts[0])"
@@ -53,7 +53,7 @@ struct PostgresPoolTests {
             try await store.checkConnection()
             let terminated = Mutex<ContinuousClock.Instant?>(nil)
             await #expect(throws: (any Error).self) {
-                try await withAbandonedDeadline(.seconds(90)) {
+                try await withAbandonedDeadline(.seconds(150)) {
                     try await store.transaction(logger: TestPostgres.logger) { connection in
                         var pid: Int32 = 0
                         for try await value in try await connection.query("SELECT pg_backend_pid()", logger: TestPostgres.logger).decode(Int32.self) { pid = value }
@@ -66,7 +66,7 @@ struct PostgresPoolTests {
                 }
             }
             let since = try #require(terminated.withLock { $0 }).duration(to: .now)
-            #expect(since < .seconds(30), "given up when the connection closed (\(since) after it was ended), not at the 90 s deadline")
+            #expect(since < .seconds(60), "given up when the connection closed (\(since) after it was ended), not at the 150 s deadline")
             // The pool goes on with a fresh connection.
             try await store.ping()
         }
