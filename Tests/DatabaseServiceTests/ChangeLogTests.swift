@@ -165,7 +165,7 @@ struct ChangeLogTests {
         try await StoreBackend.postgresql.withStore { store, _ async throws in
             let postgres = try #require(store as? PostgresStore)
             let start = try await store.changes.changeHead()
-            try await postgres.client.withConnection { slow in
+            try await postgres.pool.withConnection { slow in
                 // The slow transaction takes its position first...
                 try await slow.query("BEGIN", logger: postgres.logger)
                 try await slow.query(

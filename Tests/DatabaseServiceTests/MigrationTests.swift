@@ -80,18 +80,18 @@ struct MigrationTests {
             try await store.migrate(upTo: StoreSchema.first)
             let (metadata, images) = (Self.firstSchemaRow[0], Self.firstSchemaRow[1])
             let p = Self.product
-            try await store.client.query(
+            try await store.query(
                 """
                 INSERT INTO products (tenant, id, name, name_folded, type, metadata, created_at, created_ms, updated_at, version, deleted,
                                       description, images, active)
                 VALUES ('t', \(p.id), \(p.name), \(ProductQuery.fold(p.name)), \(p.type), \(metadata), \(p.createdAt),
                         \(Timestamp.epochMilliseconds(p.createdAt)), \(p.updatedAt), \(p.version), FALSE, \(p.description), \(images), FALSE)
-                """)
-            try await store.client.query(
+                """, logger: TestPostgres.logger)
+            try await store.query(
                 """
                 INSERT INTO products (tenant, id, name, name_folded, type, metadata, created_at, updated_at, version, deleted, deleted_ms)
                 VALUES ('t', 'prod_gone', 'Gone', 'gone', '', '{}', \(p.createdAt), \(p.createdAt), 5, TRUE, 1)
-                """)
+                """, logger: TestPostgres.logger)
             try await store.migrate()
             try await Self.check(store)
         }

@@ -146,7 +146,7 @@ struct PostgresCategoryStore: CategoryStore, PostgresFeatureStore {
         }
     }
 
-    static func categories(_ rows: PostgresRowSequence) async throws -> [Category] {
+    static func categories(_ rows: some AsyncSequence<PostgresRow, any Error>) async throws -> [Category] {
         var categories: [Category] = []
         for try await (id, name, handle, parent, position, created, updated) in rows.decode(Row.self) {
             categories.append(Category(id: id, name: name, handle: handle, parentID: parent, position: position, createdAt: created, updatedAt: updated))

@@ -42,11 +42,22 @@ final class Leases: Sendable {
 
     /// Runs `work` in a task of its own, and throws `PostgresUnavailable` as soon as `connection` closes, leaving
     /// `work` cancelled to end by itself: a statement it writes to the closed connection would never be answered.
-    /// Cancelling the caller does not cancel `work`: a transaction, once begun, is finished or rolled back.
-    func whileOpen<T: Sendable>(_ connection: PostgresConnection, _ work: @escaping @Sendable () async throws -> T) async throws -> T {
+    /// Cancelling the caller cancels `work` too, unless `finishing` (a transaction, once begun, is finished or
+    /// rolled back).
+    func whileOpen<T: Sendable>(
+        _ connection: PostgresConnection, finishing: Bool, _ work: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
         let key = ObjectIdentifier(connection)
         let task = Task { try await work() }
-        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+        return try await withTaskCancellationHandler {
+            try await watch(connection, key: key, task: task)
+        } onCancel: {
+            if !finishing { task.cancel() }
+        }
+    }
+
+    private func watch<T: Sendable>(_ connection: PostgresConnection, key: ObjectIdentifier, task: Task<T, any Error>) async throws -> T {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
             let pending = OnceContinuation(continuation)
             let giveUp: GiveUp = {
                 task.cancel()

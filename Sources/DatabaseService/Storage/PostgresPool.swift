@@ -50,9 +50,12 @@ final class PostgresPool: Sendable {
         throw PostgresUnavailable(reason: state.withLock { $0.lastError } ?? "no server chosen yet")
     }
 
-    /// Runs `body` on a connection of the chosen server's pool, which is closed under it if that server is replaced
-    /// meanwhile: a statement sent to a server being demoted can otherwise wait for an answer that never comes.
-    func withConnection<T>(_ body: (PostgresConnection) async throws -> sending T) async throws -> sending T {
+    /// Runs `work` on a connection of the chosen server's pool, in a task of its own that is given up (503) as soon
+    /// as the connection closes (`Leases.whileOpen`): PostgresNIO 1.33 never answers a statement written to a closed
+    /// channel, so a statement on a server that went away could otherwise wait for ever. The connection is closed
+    /// under `work` if its server is replaced meanwhile. With `finishing`, cancelling the caller leaves `work` to
+    /// run to its end (a transaction, once begun, commits or rolls back); otherwise it cancels `work`.
+    func withConnection<T: Sendable>(finishing: Bool = false, _ work: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         var attempt = 0
         while true {
             attempt += 1
@@ -63,7 +66,7 @@ final class PostgresPool: Sendable {
                     leased = true
                     guard leases.add(connection) else { throw PostgresUnavailable(reason: "the server in use was replaced") }
                     defer { leases.remove(connection) }
-                    return try await body(connection)
+                    return try await leases.whileOpen(connection, finishing: finishing) { try await work(connection) }
                 }
             } catch where !leased {
                 // No connection from a pool shut down as its server was replaced: nothing was sent, so the next
@@ -73,28 +76,31 @@ final class PostgresPool: Sendable {
         }
     }
 
-    /// BEGIN, `body` and COMMIT on one connection (ROLLBACK when `body` throws), as PostgresNIO's `withTransaction`,
-    /// except that the transaction is given up as soon as its connection closes: PostgresNIO 1.33 never answers a
-    /// statement written to a closed channel, so a transaction on a server that went away could wait for ever.
-    /// Errors are thrown as they are, not wrapped.
+    /// One statement and all its rows, on a watched connection (see `withConnection`).
+    func query(_ query: PostgresQuery, logger: Logger) async throws -> FetchedRows {
+        try await withConnection { connection in
+            FetchedRows(rows: try await connection.query(query, logger: logger).collect())
+        }
+    }
+
+    /// BEGIN, `body` and COMMIT on one watched connection (ROLLBACK when `body` throws), as PostgresNIO's
+    /// `withTransaction` but given up as soon as its connection closes (see `withConnection`), and run to its end
+    /// whatever happens to the caller. Errors are thrown as they are, not wrapped.
     func withTransaction<T: Sendable>(logger: Logger, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        let leases = try await serving().1
-        return try await withConnection { connection in
-            try await leases.whileOpen(connection) {
-                try await connection.query("BEGIN", logger: logger)
-                do {
-                    let value = try await body(connection)
-                    try await connection.query("COMMIT", logger: logger)
-                    return value
-                } catch {
-                    // Never hand the connection back inside a transaction, holding its locks: roll back in a task of
-                    // its own (so no cancellation stops it), and close the connection if that fails.
-                    if !connection.isClosed {
-                        let rolledBack = await Task { (try? await connection.query("ROLLBACK", logger: logger)) != nil }.value
-                        if !rolledBack { try? await connection.close() }
-                    }
-                    throw error
+        try await withConnection(finishing: true) { connection in
+            try await connection.query("BEGIN", logger: logger)
+            do {
+                let value = try await body(connection)
+                try await connection.query("COMMIT", logger: logger)
+                return value
+            } catch {
+                // Never hand the connection back inside a transaction, holding its locks: roll back in a task of
+                // its own (so no cancellation stops it), and close the connection if that fails.
+                if !connection.isClosed {
+                    let rolledBack = await Task { (try? await connection.query("ROLLBACK", logger: logger)) != nil }.value
+                    if !rolledBack { try? await connection.close() }
                 }
+                throw error
             }
         }
     }
@@ -325,6 +331,19 @@ final class PostgresPool: Sendable {
         poolLogger.logLevel = max(logger.logLevel, .warning)
         return PostgresClient(configuration: configuration, backgroundLogger: poolLogger)
     }
+}
+
+/// A statement's rows, read whole on a watched connection (`PostgresPool.query`); `decode` as PostgresNIO's rows.
+struct FetchedRows: AsyncSequence, Sendable {
+    typealias Element = PostgresRow
+    let rows: [PostgresRow]
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var rows: IndexingIterator<[PostgresRow]>
+        mutating func next() async throws -> PostgresRow? { rows.next() }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(rows: rows.makeIterator()) }
 }
 
 /// No PostgreSQL server to use: none of the hosts suits, or none answers. A 503 to clients.

@@ -24,11 +24,6 @@ final class PostgresStore: Sendable {
         pool = PostgresPool(target: try PostgresTarget(url, password: password), maximumConnections: maximumConnections, logger: logger)
     }
 
-    /// The pool of the server in use (see `PostgresPool`).
-    var client: PostgresClient {
-        get async throws { try await pool.client() }
-    }
-
     /// One direct connection attempt to a single server, or the first choice among several: the pool retries a
     /// refused connection forever, a start should not.
     func checkConnection() async throws {
@@ -164,11 +159,12 @@ final class PostgresStore: Sendable {
 
     var poolDescription: String { "up to \(maximumConnections) connections" }
 
-    /// A statement on the pool, timed as the store method that sends it (`StoreMetrics`) until its rows start.
-    func query(_ query: PostgresQuery, logger: Logger, _ function: String = #function) async throws -> PostgresRowSequence {
+    /// A statement on the pool and all its rows, timed as the store method that sends it (`StoreMetrics`).
+    @discardableResult
+    func query(_ query: PostgresQuery, logger: Logger, _ function: String = #function) async throws -> FetchedRows {
         try await StoreMetrics.timed(function, backend: backend) {
             do {
-                return try await client.query(query, logger: logger)
+                return try await pool.query(query, logger: logger)
             } catch where PostgresPool.isPoolRefusal(error) {
                 throw PostgresUnavailable(reason: "no connection to the server: \(error)")
             } catch {
@@ -229,9 +225,9 @@ extension PostgresFeatureStore {
     var logger: Logger { database.logger }
     var changeSignal: ChangeSignal { database.changeSignal }
 
-    /// A statement on the pool, timed as the store method that sends it until its rows start.
+    /// A statement on the pool and all its rows, timed as the store method that sends it.
     @discardableResult
-    func query(_ query: PostgresQuery, logger: Logger, _ function: String = #function) async throws -> PostgresRowSequence {
+    func query(_ query: PostgresQuery, logger: Logger, _ function: String = #function) async throws -> FetchedRows {
         try await database.query(query, logger: logger, function)
     }
 
@@ -276,7 +272,7 @@ extension PostgresFeatureStore {
     }
     static var changeColumns: String { "transaction_id, position, tenant, product_id, version, op, changed_at, recorded_ms, product, event_type" }
     /// Changes read with `changeColumns`.
-    static func changes(_ rows: PostgresRowSequence) async throws -> [LoggedChange] {
+    static func changes(_ rows: some AsyncSequence<PostgresRow, any Error>) async throws -> [LoggedChange] {
         var changes: [LoggedChange] = []
         for try await (transaction, position, tenant, id, version, op, changedAt, recordedMs, productText, eventType) in rows.decode(
             (Int64, Int64, String, String, Int64, String, String, Int64, String?, String?).self)
@@ -314,7 +310,7 @@ extension PostgresFeatureStore {
         return binds
     }
     /// The products of rows whose one column is a product's JSON.
-    static func products(_ rows: PostgresRowSequence) async throws -> [Product] {
+    static func products(_ rows: some AsyncSequence<PostgresRow, any Error>) async throws -> [Product] {
         var products: [Product] = []
         for try await body in rows.decode(String.self) { products.append(try Product(json: body)) }
         return products

@@ -255,7 +255,7 @@ struct PostgresWebhookStore: WebhookStore, PostgresFeatureStore {
         return purged
     }
 
-    private static func endpoints(_ rows: PostgresRowSequence) async throws -> [StoredEndpoint] {
+    private static func endpoints(_ rows: some AsyncSequence<PostgresRow, any Error>) async throws -> [StoredEndpoint] {
         var endpoints: [StoredEndpoint] = []
         for try await (id, tenant, url, events, description, status, secret, previousSecret, previousExpires, createdAt, createdMs) in rows.decode(
             (String, String, String, String, String?, String, String, String?, Int64?, String, Int64).self)

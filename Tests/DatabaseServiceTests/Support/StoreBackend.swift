@@ -68,6 +68,6 @@ enum TestPostgres {
 
     private static func administer(_ admin: String, _ sql: String) async throws {
         let store = try PostgresStore(url: admin, logger: logger, maximumConnections: 1)
-        _ = try await store.run { try await store.client.query(PostgresQuery(unsafeSQL: sql), logger: logger) }
+        _ = try await store.run { try await store.query(PostgresQuery(unsafeSQL: sql), logger: logger) }
     }
 }
