@@ -75,9 +75,12 @@ def shop_product(index):
             "created_at": stamp, "updated_at": stamp, "version": 1}
 
 
-def seed(port, count, batch=1000):
+def seed(port, count, batch=1000, make=None):
+    """Loads `count` products (`make(index)`, default `shop_product`) through the Database Service's batch API."""
+    make = make or shop_product
+
     def send(start):
-        products = [shop_product(i) for i in range(start, min(count, start + batch))]
+        products = [make(i) for i in range(start, min(count, start + batch))]
         body = {"operations": [{"op": "upsert", "tenant": "default", "product": p} for p in products]}
         status, answer = call(port, "POST", "/api/products/batch", body)
         assert status == 200 and all(r["outcome"] == "applied" for r in answer["results"]), (status, str(answer)[:300])

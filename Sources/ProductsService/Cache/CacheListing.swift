@@ -322,15 +322,20 @@ struct CacheListing: Sendable {
 extension ShopState {
     /// Adds the next products, in id order, to the name index being built; whether more remain.
     mutating func indexNextNames(limit: Int) -> Bool {
-        guard case .some(let last) = names.buildPosition else { return false }
-        var start = last.map { order.insertionIndex(of: $0) } ?? 0
-        if let last, start < order.count, order[start] == last { start += 1 }
-        let end = min(start + limit, order.count)
-        let ids = order[start..<end]
+        guard case .some(let last) = names.coverage.buildPosition else { return false }
+        let (ids, complete) = nextToIndex(after: last, limit: limit)
         names.extend(
             with: ids.lazy.compactMap { [products] id in products[id].map { (id: id, name: $0.name) } }, through: ids.last ?? last,
-            complete: end == order.count)
-        return end < order.count
+            complete: complete)
+        return !complete
+    }
+
+    /// Adds the next products, in id order, to the search index being built; whether more remain.
+    mutating func indexNextSearch(limit: Int) -> Bool {
+        guard case .some(let last) = search.coverage.buildPosition else { return false }
+        let (ids, complete) = nextToIndex(after: last, limit: limit)
+        search.extend(with: ids.lazy.compactMap { [products] in products[$0] }, through: ids.last ?? last, complete: complete)
+        return !complete
     }
 
     /// Copies up to `limit` products out, walking `ids` (sorted) in paging order from `position`.

@@ -19,15 +19,7 @@ struct NameIndex {
     private var freeSlots: [UInt32] = []
 
     /// Which products the index holds.
-    enum Coverage: Equatable {
-        /// None: no listing has asked for it.
-        case none
-        /// Those with ids up to this one (none yet when nil): being built.
-        case through(String?)
-        /// All of them.
-        case all
-    }
-    private(set) var coverage = Coverage.none
+    private(set) var coverage = IndexCoverage.none
 
     /// Products indexed.
     var count: Int { slotOfID.count }
@@ -39,31 +31,16 @@ struct NameIndex {
         return index
     }
 
-    /// Whether the index holds, or is to hold as it is built, the product with this id.
-    private func covers(_ id: String) -> Bool {
-        switch coverage {
-        case .none: false
-        case .through(let last): last.map { id <= $0 } ?? false
-        case .all: true
-        }
-    }
+    private func covers(_ id: String) -> Bool { coverage.covers(id) }
 
     /// Starts a build: `extend` then indexes the products in id order.
-    mutating func beginBuild() {
-        if coverage == .none { coverage = .through(nil) }
-    }
+    mutating func beginBuild() { coverage.begin() }
 
     /// Indexes the next products of a build, ids in order, up to `last`; the build is over when `complete`.
     mutating func extend(with products: some Sequence<(id: String, name: String)>, through last: String?, complete: Bool) {
         guard case .through = coverage else { return }
         for (id, name) in products { insert(id: id, name: name) }
         coverage = complete ? .all : .through(last)
-    }
-
-    /// Where the build has reached: the last id indexed (nil before the first); nil too when it is not building.
-    var buildPosition: String?? {
-        if case .through(let last) = coverage { return .some(last) }
-        return nil
     }
 
     /// Indexes a product's name, or re-indexes it when `oldName` (its previous name) differs.

@@ -86,6 +86,8 @@ struct ShopState {
     var names = NameIndex()
     /// Products by creation time, for `created[...]`.
     var created = CreatedIndex()
+    /// Words, filters and facets of the products readers see, for `/products/search`.
+    var search = SearchIndex()
     /// The products readers see by handle, for `?handle=` and for handles made from names.
     private(set) var handles: [String: String] = [:]
     /// The products readers see by the SKUs of their variants, for `/variants?sku=`.
@@ -116,7 +118,7 @@ struct ShopState {
     var approximateBytes: Int {
         jsonBytes * CatalogCache.bytesPerJSONByte + products.count * CatalogCache.bytesPerProduct
             + names.count * CatalogCache.bytesPerIndexedName + (handles.count + skus.count) * CatalogCache.bytesPerIndexedKey
-            + tombstones.bytes
+            + tombstones.bytes + search.approximateBytes
     }
 
     /// What a writer builds on: the staged change if there is one, else what readers see.
@@ -330,6 +332,7 @@ struct ShopState {
         let old = products.updateValue(cached, forKey: id)
         names.put(id: id, name: cached.name, oldName: old?.name)
         created.put(id: id, milliseconds: cached.createdAt, previous: old.map { $0.createdAt })
+        search.put(cached)
         indexKeys(id, old: old, new: cached)
         if let old {
             jsonBytes -= old.jsonByteCount
@@ -347,6 +350,7 @@ struct ShopState {
         guard let old = products.removeValue(forKey: id) else { return nil }
         names.remove(id: id, name: old.name)
         created.remove(count: products.count)
+        search.remove(id: id)
         indexKeys(id, old: old, new: nil)
         jsonBytes -= old.jsonByteCount
         countType(old.type, -1)

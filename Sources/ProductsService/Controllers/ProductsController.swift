@@ -13,6 +13,7 @@ struct ProductsController<Context: TenantRequestContext> {
             .add(middleware: auth)
             .post(use: create)
             .get(use: list)
+            .get("search", use: search)
             .get("{id}", use: show)
             .put("{id}", use: replace)
             .patch("{id}", use: update)
@@ -38,6 +39,39 @@ struct ProductsController<Context: TenantRequestContext> {
         body.writeJSONArray(page.products, opening: "[", closing: "]") { product, body in product.writeJSON(into: &body, locale: query.locale) }
         var response = Response.json(buffer: body)
         if let link = Self.link(for: page, query: query, request: request) { response.headers[.link] = link }
+        if let locale = query.locale { response.headers[.contentLanguage] = locale }
+        return response
+    }
+
+    /// GET /products/search: storefront search over the replica's index: words, filters, facet counts, a sort and
+    /// a page token; `total` and every count are exact, and a write this replica acknowledged is in its next search.
+    @Sendable func search(_ request: Request, context: Context) async throws -> Response {
+        let query = try SearchQuery.parse(query: request.uri.query)
+        let (outcome, products) = try await replica.search(tenant: context.tenant, query: query)
+        var body = ByteBuffer()
+        body.reserveCapacity(products.reduce(256) { $0 + $1.jsonByteCount + 1 })
+        body.writeJSONArray(products, opening: "{\"data\":[", closing: "]") { product, body in
+            product.writeJSON(into: &body, locale: query.locale)
+        }
+        body.writeStaticString(",\"facets\":{")
+        var first = true
+        for (name, counts) in outcome.valueFacets {
+            body.writeStaticString(first ? "" : ",")
+            first = false
+            JSONWriter.writeString(name, into: &body)
+            body.writeJSONArray(counts, opening: ":[", closing: "]") { entry, body in
+                body.writeJSONString(entry.value, after: "{\"value\":")
+                body.writeString(",\"count\":\(entry.count)}")
+            }
+        }
+        if outcome.pricesAsked {
+            body.writeStaticString(first ? "\"price\":" : ",\"price\":")
+            if let range = outcome.priceRange { body.writeString("{\"min\":\(range.min),\"max\":\(range.max)}") } else { body.writeStaticString("null") }
+        }
+        body.writeString("},\"total\":\(outcome.total),\"next_page_token\":")
+        if let token = outcome.nextPageToken { JSONWriter.writeString(token.encoded, into: &body) } else { body.writeStaticString("null") }
+        body.writeStaticString("}")
+        var response = Response.json(buffer: body)
         if let locale = query.locale { response.headers[.contentLanguage] = locale }
         return response
     }

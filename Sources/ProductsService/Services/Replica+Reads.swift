@@ -52,6 +52,24 @@ extension Replica {
         }
     }
 
+    /// A storefront search, from the shop's search index: only a replica that holds the shop's whole catalog can
+    /// count exactly, so one still loading it, or that evicted it, answers 503 (and uses it, so it comes back).
+    func search(tenant: String, query: SearchQuery) async throws -> (SearchOutcome, [CachedProduct]) {
+        guard isAuthoritative(tenant: tenant) else {
+            let tick = cache.tick()
+            cache.withExistingShop(tenant) { $0.lastUsed = tick }
+            throw APIError.serviceUnavailable(
+                "search_unavailable", "\(notCachedReason(tenant)); search answers once this replica holds the shop's whole catalog")
+        }
+        var categories: [String]?
+        if let asked = query.categories {
+            var subtrees = Set<String>()
+            for category in asked { subtrees.formUnion(try await subtree(tenant: tenant, category: category)) }
+            categories = subtrees.sorted()
+        }
+        return try await cache.searches.search(tenant: tenant, query: query, categories: categories)
+    }
+
     /// A category's id and its descendants', sorted, as the Database Service keeps the tree (none when it has no
     /// such category): what `?category=` lists.
     func subtree(tenant: String, category: String) async throws -> [String] {

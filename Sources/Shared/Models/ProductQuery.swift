@@ -202,16 +202,9 @@ package struct ProductQuery: Sendable, Equatable {
             case "category":
                 result.category = try VariantRules.checkCategoryID(value, param: name)
             case "locale":
-                guard let locale = LanguageTag.canonical(value) else {
-                    throw APIError.invalidParameter(name, "locale must be a BCP 47 language tag, such as fr or fr-FR")
-                }
-                result.locale = locale
+                result.locale = try locale(value, name)
             case "active":
-                switch value {
-                case "true": result.active = true
-                case "false": result.active = false
-                default: throw APIError.invalidParameter(name, "active must be true or false")
-                }
+                result.active = try flag(value, name)
             case "ids":
                 let ids = try value.split(separator: ",", omittingEmptySubsequences: false).map { id throws(APIError) in
                     try productID(String(id), name)
@@ -277,8 +270,25 @@ package struct ProductQuery: Sendable, Equatable {
         return value
     }
 
+    /// A BCP 47 locale, in canonical case.
+    package static func locale(_ value: String, _ name: String) throws(APIError) -> String {
+        guard let locale = LanguageTag.canonical(value) else {
+            throw APIError.invalidParameter(name, "locale must be a BCP 47 language tag, such as fr or fr-FR")
+        }
+        return locale
+    }
+
+    /// `true` or `false`.
+    package static func flag(_ value: String, _ name: String) throws(APIError) -> Bool {
+        switch value {
+        case "true": return true
+        case "false": return false
+        default: throw APIError.invalidParameter(name, "\(name) must be true or false")
+        }
+    }
+
     /// An RFC 3339 timestamp or whole Unix seconds, as epoch milliseconds.
-    private static func time(_ value: String, _ name: String) throws(APIError) -> Int64 {
+    package static func time(_ value: String, _ name: String) throws(APIError) -> Int64 {
         if let milliseconds = Timestamp.epochMilliseconds(value) { return milliseconds }
         if !value.isEmpty, value.count <= 12, value.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let seconds = Int64(value) {
             return seconds * 1000

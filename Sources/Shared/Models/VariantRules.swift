@@ -17,7 +17,7 @@ package enum VariantRules {
     package static let categoryIDPrefix = "cat_"
 
     /// An option's name or value: trimmed by nobody, 1 to 64 characters, not blank, no NUL.
-    static func checkLabel(_ label: String, param: String) throws(APIError) {
+    package static func checkLabel(_ label: String, param: String) throws(APIError) {
         try ProductRules.checkNoNUL(label, param: param)
         guard !ProductRules.trimmed(label).isEmpty, label.unicodeScalars.count <= maxLabelLength else {
             throw .invalidParameter(param, "'\(param)' must be 1 to \(maxLabelLength) characters, not blank")
