@@ -25,9 +25,14 @@ extension SearchIndex.Plan {
         var scan = Scan(plan: self, query: query)
         if !wordSets.contains(where: \.isEmpty) {
             if let candidates {
-                for slot in candidates { if let document = documents[Int(slot)] { scan.visit(document) } }
+                for slot in candidates {
+                    let document = documents[Int(slot)]
+                    if document.isLive { scan.visit(document) }
+                }
             } else {
-                documents.forEach { _, document in if let document { scan.visit(document) } }
+                documents.withEachChunk { documents in
+                    for document in documents where document.isLive { scan.visit(document) }
+                }
             }
         }
         // Else a word no product holds: nothing matches, and every count is zero.
@@ -37,45 +42,64 @@ extension SearchIndex.Plan {
     }
 
     /// One pass over the documents, with its counts kept in stored properties (not captured variables) for speed.
+    ///
+    /// Filters are bits (`FilterSlot`): a table gives, for each value code (a type, tag, category or option value),
+    /// the filters it satisfies and the facet it counts toward, so a document is judged in one pass over its values.
     private struct Scan {
         let plan: SearchIndex.Plan
         let query: SearchQuery
         var total = 0
         var counts: [Int32]
-        /// By group: whether its facet was asked for, and which filter its counts leave out (-1: none).
-        var groupWanted: [Bool]
-        var groupFilter: [Int]
-        let typeWanted: Bool
+        /// By value code: the filters the value satisfies.
+        let satisfies: [UInt64]
+        /// By value code: `notCounted`, `countedAlways` (its facet has no filter of its own) or the filter slot its
+        /// facet leaves out.
+        let countsWith: [Int8]
+        /// The filters a document must pass.
+        let required: UInt64
         let pricesAsked: Bool
-        let priced: Bool
         let low: Int64, high: Int64
         var lowestPrice = Int64.max, highestPrice = Int64.min
         var best: BestResults
 
+        static let notCounted: Int8 = -2
+        static let countedAlways: Int8 = -1
+
         init(plan: SearchIndex.Plan, query: SearchQuery) {
             self.plan = plan
             self.query = query
-            counts = [Int32](repeating: 0, count: plan.valueNames.count)
-            let groups = Int(SearchIndex.Group.firstOption) + (plan.valueGroups.max().map { Int($0) + 1 } ?? 0)
-            groupWanted = [Bool](repeating: false, count: groups)
-            groupFilter = [Int](repeating: -1, count: groups)
-            for facet in query.facets {
-                let group: UInt32, filter: Int
-                switch facet {
-                case .type: (group, filter) = (SearchIndex.Group.type, FilterSlot.type)
-                case .tag: (group, filter) = (SearchIndex.Group.tag, FilterSlot.tag)
-                case .category: (group, filter) = (SearchIndex.Group.category, FilterSlot.category)
-                case .price: continue
-                case .option(let name):
-                    group = plan.optionFacetGroups[name]!
-                    filter = plan.options.firstIndex { $0.group == group }.map { FilterSlot.firstOption + $0 } ?? -1
+            let values = plan.valueNames.count
+            counts = [Int32](repeating: 0, count: values)
+            var required: UInt64 = 0
+            var satisfies = [UInt64](repeating: 0, count: values)
+            var byGroup: [UInt32: (filter: Int, set: CodeSet?)] = [
+                SearchIndex.Group.type: (FilterSlot.type, plan.types), SearchIndex.Group.tag: (FilterSlot.tag, plan.tags),
+                SearchIndex.Group.category: (FilterSlot.category, plan.categories),
+            ]
+            for (index, option) in plan.options.enumerated() { byGroup[option.group] = (FilterSlot.firstOption + index, option.values) }
+            for (group, filter) in byGroup {
+                guard let set = filter.set else { continue }
+                required |= 1 << UInt64(filter.filter)
+                for code in 0..<values where plan.valueGroups[code] == group && set.contains(UInt32(code)) {
+                    satisfies[code] |= 1 << UInt64(filter.filter)
                 }
-                guard Int(group) < groups else { continue }  // an option no value was ever seen for
-                (groupWanted[Int(group)], groupFilter[Int(group)]) = (true, filter)
             }
-            typeWanted = groupWanted[Int(SearchIndex.Group.type)]
+            if query.priceGTE != nil || query.priceLTE != nil { required |= 1 << UInt64(FilterSlot.price) }
+            var countsWith = [Int8](repeating: Self.notCounted, count: values)
+            for facet in query.facets {
+                let group: UInt32
+                switch facet {
+                case .type: group = SearchIndex.Group.type
+                case .tag: group = SearchIndex.Group.tag
+                case .category: group = SearchIndex.Group.category
+                case .price: continue
+                case .option(let name): group = plan.optionFacetGroups[name]!
+                }
+                let own = byGroup[group].flatMap { $0.set == nil ? nil : Int8($0.filter) } ?? Self.countedAlways
+                for code in 0..<values where plan.valueGroups[code] == group { countsWith[code] = own }
+            }
+            (self.required, self.satisfies, self.countsWith) = (required, satisfies, countsWith)
             pricesAsked = query.facets.contains(.price)
-            priced = query.priceGTE != nil || query.priceLTE != nil
             (low, high) = (query.priceGTE ?? 0, query.priceLTE ?? SearchIndex.amountMask)
             best = BestResults(limit: query.limit + 1, descending: query.sort.descending)
         }
@@ -88,24 +112,18 @@ extension SearchIndex.Plan {
                 guard let matched = plan.matchWords(document) else { return }
                 score = matched
             }
-            var failures = 0, failed = -1
-            if let types = plan.types, !types.contains(document.type) { (failures, failed) = (failures + 1, FilterSlot.type) }
-            if let tags = plan.tags, !document.values.contains(where: tags.contains) { (failures, failed) = (failures + 1, FilterSlot.tag) }
-            if failures < 2, let categories = plan.categories, !document.values.contains(where: categories.contains) {
-                (failures, failed) = (failures + 1, FilterSlot.category)
-            }
-            if failures < 2, priced, !hasPrice(document, in: low...high) { (failures, failed) = (failures + 1, FilterSlot.price) }
-            if failures < 2 {
-                for (index, option) in plan.options.enumerated() where !document.values.contains(where: option.values.contains) {
-                    (failures, failed) = (failures + 1, FilterSlot.firstOption + index)
-                    if failures >= 2 { break }
+            var satisfied = satisfies[Int(document.type)]
+            document.values.withUnsafeBufferPointer { values in
+                satisfies.withUnsafeBufferPointer { satisfies in
+                    for value in values { satisfied |= satisfies[Int(value)] }
                 }
             }
-            switch failures {
+            if required & (1 << UInt64(FilterSlot.price)) != 0, hasPrice(document, in: low...high) { satisfied |= 1 << UInt64(FilterSlot.price) }
+            let missing = required & ~satisfied
+            switch missing.nonzeroBitCount {
             case 0:
                 total += 1
-                if typeWanted { counts[Int(document.type)] += 1 }
-                countValues(document, onlyFilter: nil)
+                count(document, only: nil)
                 if pricesAsked { countPrices(document) }
                 let key = plan.sortKey(document, sort: query.sort, score: score)
                 if let token = query.pageToken,
@@ -115,10 +133,11 @@ extension SearchIndex.Plan {
                 }
                 best.offer(key: key, id: document.id)
             case 1:
-                switch failed {
-                case FilterSlot.type: if typeWanted { counts[Int(document.type)] += 1 }
-                case FilterSlot.price: if pricesAsked { countPrices(document) }
-                default: countValues(document, onlyFilter: failed)
+                let failed = missing.trailingZeroBitCount
+                if failed == FilterSlot.price {
+                    if pricesAsked { countPrices(document) }
+                } else {
+                    count(document, only: Int8(failed))
                 }
             default: return
             }
@@ -126,7 +145,10 @@ extension SearchIndex.Plan {
 
         private func hasPrice(_ document: SearchIndex.Document, in range: ClosedRange<Int64>) -> Bool {
             guard let currency = plan.currency else { return false }
-            return document.prices.contains { $0 >> SearchIndex.amountBits == currency && range.contains($0 & SearchIndex.amountMask) }
+            for price in document.prices where price >> SearchIndex.amountBits == currency && range.contains(price & SearchIndex.amountMask) {
+                return true
+            }
+            return false
         }
 
         private mutating func countPrices(_ document: SearchIndex.Document) {
@@ -138,12 +160,19 @@ extension SearchIndex.Plan {
             }
         }
 
-        private mutating func countValues(_ document: SearchIndex.Document, onlyFilter: Int?) {
-            for value in document.values {
-                let group = Int(plan.valueGroups[Int(value)])
-                guard group < groupWanted.count, groupWanted[group] else { continue }
-                if let onlyFilter, groupFilter[group] != onlyFilter { continue }
-                counts[Int(value)] += 1
+        /// Counts the document's type and values toward their facets: every facet (`only` nil, it passed every
+        /// filter), or only the facet whose own filter is `only` (the one filter it failed).
+        private mutating func count(_ document: SearchIndex.Document, only: Int8?) {
+            let countsWith = self.countsWith
+            counts.withUnsafeMutableBufferPointer { counts in
+                countsWith.withUnsafeBufferPointer { countsWith in
+                    func add(_ value: UInt32) {
+                        let rule = countsWith[Int(value)]
+                        if let only { if rule == only { counts[Int(value)] += 1 } } else if rule != Self.notCounted { counts[Int(value)] += 1 }
+                    }
+                    add(document.type)
+                    for value in document.values { add(value) }
+                }
             }
         }
     }
@@ -187,9 +216,9 @@ extension SearchIndex.Plan {
     fileprivate func matchWords(_ document: SearchIndex.Document) -> Int64? {
         var score: Int64 = 0
         for set in wordSets {
-            if document.nameWords.contains(where: set.contains) {
+            if set.containsAny(of: document.nameWords) {
                 score += 2
-            } else if document.words.contains(where: set.contains)
+            } else if set.containsAny(of: document.words)
                 || (!locales.isEmpty && document.localeWords.contains { locales.contains(UInt32($0 >> 32)) && set.contains(UInt32(truncatingIfNeeded: $0)) })
             {
                 score += 1

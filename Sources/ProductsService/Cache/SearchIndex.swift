@@ -11,8 +11,8 @@ import Shared
 ///
 /// Built once a search asks for it, in id order, a chunk at a time, as `NameIndex` is: `coverage` says how far.
 struct SearchIndex {
-    /// One product as search reads it.
-    struct Document: Sendable {
+    /// One product as search reads it: a class, so that a scan takes one reference to it, not one to each array.
+    final class Document: Sendable {
         let id: String
         /// The folded name, for `sort=name`.
         let nameKey: String
@@ -29,6 +29,19 @@ struct SearchIndex {
         let nameWords: [UInt32]
         /// `locale << 32 | word` of its translations' words, sorted.
         let localeWords: [UInt64]
+
+        init(
+            id: String, nameKey: String, type: UInt32, active: Bool, createdMs: Int64, values: [UInt32], prices: [Int64], words: [UInt32],
+            nameWords: [UInt32], localeWords: [UInt64]
+        ) {
+            (self.id, self.nameKey, self.type, self.active, self.createdMs) = (id, nameKey, type, active, createdMs)
+            (self.values, self.prices, self.words, self.nameWords, self.localeWords) = (values, prices, words, nameWords, localeWords)
+        }
+
+        /// What a free slot holds.
+        static let free = Document(
+            id: "", nameKey: "", type: 0, active: false, createdMs: 0, values: [], prices: [], words: [], nameWords: [], localeWords: [])
+        var isLive: Bool { !id.isEmpty }
 
         /// The lowest price in `currency` (a code), if any.
         func lowestPrice(currency: Int64) -> Int64? {
@@ -56,7 +69,7 @@ struct SearchIndex {
         static let firstOption: UInt32 = 3
     }
 
-    private(set) var documents = Chunks<Document?>()
+    private(set) var documents = Chunks<Document>()
     private var slotOfID: [String: Int] = [:]
     private var freeSlots: [Int] = []
 
@@ -103,7 +116,8 @@ struct SearchIndex {
         guard covers(cached.id) else { return }
         var slot: Int?
         var posted = Set<UInt32>()
-        if let held = slotOfID[cached.id], let document = documents[held] {
+        if let held = slotOfID[cached.id] {
+            let document = documents[held]
             (slot, posted) = (held, document.distinctWords)
             unlist(document)
         }
@@ -112,8 +126,9 @@ struct SearchIndex {
 
     /// A product readers no longer see.
     mutating func remove(id: String) {
-        guard let slot = slotOfID.removeValue(forKey: id), let document = documents[slot] else { return }
-        documents[slot] = nil
+        guard let slot = slotOfID.removeValue(forKey: id) else { return }
+        let document = documents[slot]
+        documents[slot] = .free
         freeSlots.append(slot)
         unlist(document)
     }
@@ -183,7 +198,7 @@ struct SearchIndex {
         let index = Int(word)
         if postings[index].count > 2 * Int(liveCounts[index]) + 16 {
             let documents = self.documents
-            var kept = postings[index].filter { slot in documents[Int(slot)].map { $0.holds(word: word) } == true }
+            var kept = postings[index].filter { slot in documents[Int(slot)].holds(word: word) }
             kept.sort()
             var distinct: [UInt32] = []
             distinct.reserveCapacity(kept.count)
@@ -235,19 +250,19 @@ struct SearchIndex {
     /// What a search needs from the index, read under the lock: the documents (copied in O(1)), the codes its
     /// filters name, and its candidates by word.
     struct Plan: Sendable {
-        var documents: Chunks<Document?>
+        var documents: Chunks<Document>
         var valueNames: [String]
         var valueGroups: [UInt32]
         /// Word codes every result holds, one set per word of `q` (the last word's set holds every word it begins).
-        var wordSets: [Set<UInt32>]
+        var wordSets: [CodeSet]
         /// Locale codes whose words count besides the product's own.
         var locales: [UInt32]
         /// Slots to check, sorted and distinct; nil to check every document.
         var candidates: [UInt32]?
-        var types: Set<UInt32>?
-        var tags: Set<UInt32>?
-        var categories: Set<UInt32>?
-        var options: [(group: UInt32, values: Set<UInt32>)]
+        var types: CodeSet?
+        var tags: CodeSet?
+        var categories: CodeSet?
+        var options: [(group: UInt32, values: CodeSet)]
         /// The groups of the option facets asked for, by name.
         var optionFacetGroups: [String: UInt32]
         var currency: Int64?
@@ -256,15 +271,15 @@ struct SearchIndex {
     /// Plans `query`; `categories` holds the ids of its categories and their descendants. Throws 400 for an option
     /// name no product of the shop has ever had.
     func plan(_ query: SearchQuery, categories: [String]?) throws(APIError) -> Plan {
-        func codes(_ texts: [String]?, group: UInt32) -> Set<UInt32>? {
-            texts.map { Set($0.compactMap { valueCodes["\(group)\u{0}\($0)"] }) }
+        func codes(_ texts: [String]?, group: UInt32) -> CodeSet? {
+            texts.map { CodeSet($0.compactMap { valueCodes["\(group)\u{0}\($0)"] }) }
         }
-        var options: [(group: UInt32, values: Set<UInt32>)] = []
+        var options: [(group: UInt32, values: CodeSet)] = []
         for (name, values) in query.options {
             guard let group = optionGroups[name] else {
                 throw APIError.invalidParameter("option.\(name)", "no product of this shop has an option named '\(name)'")
             }
-            options.append((group, codes(values, group: group) ?? []))
+            options.append((group, codes(values, group: group) ?? CodeSet([])))
         }
         var optionFacetGroups: [String: UInt32] = [:]
         for case .option(let name) in query.facets {
@@ -273,15 +288,13 @@ struct SearchIndex {
             }
             optionFacetGroups[name] = group
         }
-        var wordSets: [Set<UInt32>] = []
+        var wordCodeLists: [[UInt32]] = []
         for (index, word) in query.words.enumerated() {
-            var set = Set<UInt32>()
             if index == query.words.count - 1 {
-                for code in prefixed(word) { set.insert(code) }
-            } else if let code = wordCodes[word] {
-                set.insert(code)
+                wordCodeLists.append(prefixed(word))
+            } else {
+                wordCodeLists.append(wordCodes[word].map { [$0] } ?? [])
             }
-            wordSets.append(set)
         }
         var locales: [UInt32] = []
         if let locale = query.locale {
@@ -292,8 +305,8 @@ struct SearchIndex {
             }
         }
         return Plan(
-            documents: documents, valueNames: valueNames, valueGroups: valueGroups, wordSets: wordSets, locales: locales,
-            candidates: candidates(wordSets), types: codes(query.types, group: Group.type), tags: codes(query.tags, group: Group.tag),
+            documents: documents, valueNames: valueNames, valueGroups: valueGroups, wordSets: wordCodeLists.map(CodeSet.init),
+            locales: locales, candidates: candidates(wordCodeLists), types: codes(query.types, group: Group.type), tags: codes(query.tags, group: Group.tag),
             categories: codes(categories, group: Group.category), options: options, optionFacetGroups: optionFacetGroups,
             currency: query.currency.flatMap { Self.currencyCodes[$0] })
     }
@@ -308,9 +321,9 @@ struct SearchIndex {
 
     /// The slots of the shortest union of posting lists among the words' sets; nil when it would hold more than a
     /// quarter of the documents (checking every document is then as quick).
-    private func candidates(_ wordSets: [Set<UInt32>]) -> [UInt32]? {
+    private func candidates(_ wordSets: [[UInt32]]) -> [UInt32]? {
         guard !wordSets.isEmpty else { return nil }
-        var best: Set<UInt32>?
+        var best: [UInt32]?
         var bestSize = Int.max
         for set in wordSets {
             let size = set.reduce(0) { $0 + postings[Int($1)].count }
@@ -355,6 +368,36 @@ extension Array where Element: Comparable {
     }
 }
 
+/// A set of codes (values, words) as a bitmap: a lookup is a shift and a mask, not a hash.
+struct CodeSet: Sendable {
+    private var bits: [UInt64] = []
+    let isEmpty: Bool
+
+    init(_ codes: some Sequence<UInt32>) {
+        var empty = true
+        for code in codes {
+            let word = Int(code >> 6)
+            if word >= bits.count { bits += [UInt64](repeating: 0, count: word + 1 - bits.count) }
+            bits[word] |= 1 << UInt64(code & 63)
+            empty = false
+        }
+        isEmpty = empty
+    }
+
+    func contains(_ code: UInt32) -> Bool {
+        let word = Int(code >> 6)
+        return word < bits.count && bits[word] & (1 << UInt64(code & 63)) != 0
+    }
+
+    /// Whether any of `codes` is in the set.
+    func containsAny(of codes: borrowing [UInt32]) -> Bool {
+        codes.withUnsafeBufferPointer { codes in
+            for code in codes where contains(code) { return true }
+            return false
+        }
+    }
+}
+
 /// An array in chunks of 1,024: a copy costs O(1), and a write to a copy copies one chunk, not the array.
 struct Chunks<Element: Sendable>: Sendable {
     private var chunks: [[Element]] = []
@@ -374,11 +417,8 @@ struct Chunks<Element: Sendable>: Sendable {
         count += 1
     }
 
-    /// Calls `body` with each element and its index, chunk by chunk.
-    func forEach(_ body: (Int, Element) -> Void) {
-        for (chunkIndex, chunk) in chunks.enumerated() {
-            let base = chunkIndex << 10
-            for (offset, element) in chunk.enumerated() { body(base + offset, element) }
-        }
+    /// Calls `body` with each chunk's elements in place (no element is copied).
+    func withEachChunk(_ body: (UnsafeBufferPointer<Element>) -> Void) {
+        for chunk in chunks { chunk.withUnsafeBufferPointer(body) }
     }
 }

@@ -103,6 +103,7 @@ package struct SearchQuery: Sendable, Equatable {
     package static let maxListValues = 100
     package static let maxFacetValues = 100
     package static let maxLimit = 100
+    package static let maxOptionFilters = 20
 
     package static let parameterNames: Set<String> = [
         "q", "type", "tag", "category", "price[gte]", "price[lte]", "currency", "active", "created[gte]", "created[gt]", "created[lte]",
@@ -187,6 +188,9 @@ package struct SearchQuery: Sendable, Equatable {
             }
         }
         result.options.sort { $0.name < $1.name }
+        if result.options.count > maxOptionFilters, let extra = result.options.last {
+            throw APIError.invalidParameter("option.\(extra.name)", "at most \(maxOptionFilters) option filters")
+        }
         if !sortGiven, !result.words.isEmpty { result.sort = .relevance }
         if result.sort == .relevance, result.words.isEmpty {
             throw APIError.invalidParameter("sort", "sort=relevance needs q")
