@@ -25,20 +25,25 @@ extension SearchIndex.Plan {
         var scan = Scan(plan: self, query: query)
         if !wordSets.contains(where: \.isEmpty) {
             if let candidates {
-                for slot in candidates {
-                    let document = documents[Int(slot)]
-                    if document.isLive { scan.visit(document) }
+                var start = 0
+                while start < candidates.count {
+                    // The candidates are sorted: a run of them shares a chunk.
+                    let chunkIndex = Int(candidates[start] >> 10)
+                    var end = start + 1
+                    while end < candidates.count, Int(candidates[end] >> 10) == chunkIndex { end += 1 }
+                    scan.visit(documents.chunks[chunkIndex], candidates[start..<end].lazy.map { Int($0 & 1023) })
+                    start = end
                 }
             } else {
-                documents.withEachChunk { documents in
-                    for document in documents where document.isLive { scan.visit(document) }
-                }
+                for chunk in documents.chunks { scan.visit(chunk, chunk.flags.indices) }
             }
         }
         // Else a word no product holds: nothing matches, and every count is zero.
         var outcome = SearchOutcome(total: scan.total, pricesAsked: scan.pricesAsked)
         if scan.lowestPrice <= scan.highestPrice { outcome.priceRange = (scan.lowestPrice, scan.highestPrice) }
-        return finish(outcome, query: query, counts: scan.counts, best: scan.best)
+        let counts = Array(scan.counts)
+        scan.deallocate()
+        return finish(outcome, query: query, counts: counts, best: scan.best)
     }
 
     /// One pass over the documents, with its counts kept in stored properties (not captured variables) for speed.
@@ -49,12 +54,13 @@ extension SearchIndex.Plan {
         let plan: SearchIndex.Plan
         let query: SearchQuery
         var total = 0
-        var counts: [Int32]
+        /// By value code: its count. The tables are buffers: the inner loop neither checks bounds nor counts references.
+        let counts: UnsafeMutableBufferPointer<Int32>
         /// By value code: the filters the value satisfies.
-        let satisfies: [UInt64]
+        let satisfies: UnsafeMutableBufferPointer<UInt64>
         /// By value code: `notCounted`, `countedAlways` (its facet has no filter of its own) or the filter slot its
         /// facet leaves out.
-        let countsWith: [Int8]
+        let countsWith: UnsafeMutableBufferPointer<Int8>
         /// The filters a document must pass.
         let required: UInt64
         let pricesAsked: Bool
@@ -69,7 +75,8 @@ extension SearchIndex.Plan {
             self.plan = plan
             self.query = query
             let values = plan.valueNames.count
-            counts = [Int32](repeating: 0, count: values)
+            counts = .allocate(capacity: values)
+            counts.initialize(repeating: 0)
             var required: UInt64 = 0
             var satisfies = [UInt64](repeating: 0, count: values)
             var byGroup: [UInt32: (filter: Int, set: CodeSet?)] = [
@@ -98,82 +105,117 @@ extension SearchIndex.Plan {
                 let own = byGroup[group].flatMap { $0.set == nil ? nil : Int8($0.filter) } ?? Self.countedAlways
                 for code in 0..<values where plan.valueGroups[code] == group { countsWith[code] = own }
             }
-            (self.required, self.satisfies, self.countsWith) = (required, satisfies, countsWith)
+            self.required = required
+            self.satisfies = .allocate(capacity: values)
+            _ = self.satisfies.initialize(from: satisfies)
+            self.countsWith = .allocate(capacity: values)
+            _ = self.countsWith.initialize(from: countsWith)
             pricesAsked = query.facets.contains(.price)
             (low, high) = (query.priceGTE ?? 0, query.priceLTE ?? SearchIndex.amountMask)
             best = BestResults(limit: query.limit + 1, descending: query.sort.descending)
         }
 
-        mutating func visit(_ document: SearchIndex.Document) {
-            if let active = query.active, document.active != active { return }
-            if !plan.admitsCreated(document.createdMs, query) { return }
-            var score: Int64 = 0
-            if !plan.wordSets.isEmpty {
-                guard let matched = plan.matchWords(document) else { return }
-                score = matched
-            }
-            var satisfied = satisfies[Int(document.type)]
-            document.values.withUnsafeBufferPointer { values in
-                satisfies.withUnsafeBufferPointer { satisfies in
-                    for value in values { satisfied |= satisfies[Int(value)] }
+        func deallocate() {
+            counts.deallocate()
+            satisfies.deallocate()
+            countsWith.deallocate()
+        }
+
+        /// Judges the chunk's documents at `indices`, reading its columns in place.
+        mutating func visit(_ chunk: SearchColumns.Chunk, _ indices: some Sequence<Int>) {
+            chunk.withBuffers { columns in visit(columns, indices) }
+        }
+
+        private mutating func visit(_ chunk: SearchColumns.Chunk.Buffers, _ indices: some Sequence<Int>) {
+            let checkWords = !plan.wordSets.isEmpty
+            let pricesRequired = required & (1 << UInt64(FilterSlot.price)) != 0
+            let activeFlag: UInt8? = query.active.map { $0 ? SearchColumns.Chunk.active : 0 }
+            let checkCreated = query.createdGTE != nil || query.createdGT != nil || query.createdLTE != nil || query.createdLT != nil
+            for index in indices {
+                let flags = chunk.flags[index]
+                guard flags & SearchColumns.Chunk.live != 0 else { continue }
+                if let activeFlag, flags & SearchColumns.Chunk.active != activeFlag { continue }
+                if checkCreated, !plan.admitsCreated(chunk.createdMs[index], query) { continue }
+                var score: Int64 = 0
+                if checkWords {
+                    guard let matched = plan.matchWords(chunk.documents[index]) else { continue }
+                    score = matched
                 }
-            }
-            if required & (1 << UInt64(FilterSlot.price)) != 0, hasPrice(document, in: low...high) { satisfied |= 1 << UInt64(FilterSlot.price) }
-            let missing = required & ~satisfied
-            switch missing.nonzeroBitCount {
-            case 0:
-                total += 1
-                count(document, only: nil)
-                if pricesAsked { countPrices(document) }
-                let key = plan.sortKey(document, sort: query.sort, score: score)
-                if let token = query.pageToken,
-                   !BestResults.precedes((token.key, token.id), (key, document.id), descending: query.sort.descending)
-                {
-                    return
+                let values = SearchColumns.Chunk.range(chunk.valueRuns[index])
+                var satisfied = satisfies[Int(chunk.types[index])]
+                for position in values { satisfied |= satisfies[Int(chunk.values[position])] }
+                let prices = SearchColumns.Chunk.range(chunk.priceRuns[index])
+                if pricesRequired, hasPrice(chunk.prices, prices) { satisfied |= 1 << UInt64(FilterSlot.price) }
+                let missing = required & ~satisfied
+                switch missing.nonzeroBitCount {
+                case 0:
+                    total += 1
+                    count(chunk.types[index], chunk.values, values, only: nil)
+                    if pricesAsked { countPrices(chunk.prices, prices) }
+                    // The document itself (a reference to count) only for a result that may make the page.
+                    let key: SearchQuery.SortKey
+                    switch query.sort {
+                    case .relevance: key = .number(score)
+                    case .price, .priceDescending: key = lowest(chunk.prices, prices).map { .number($0) } ?? .missing
+                    case .created, .createdDescending: key = .number(chunk.createdMs[index])
+                    case .name, .nameDescending: key = .text(chunk.documents[index].nameKey)
+                    }
+                    if let token = query.pageToken, best.keyPrecedes(key, token.key) { continue }
+                    if best.rejects(key) { continue }
+                    let id = chunk.documents[index].id
+                    if let token = query.pageToken, !BestResults.precedes((token.key, token.id), (key, id), descending: query.sort.descending) {
+                        continue
+                    }
+                    best.offer(key: key, id: id)
+                case 1:
+                    let failed = missing.trailingZeroBitCount
+                    if failed == FilterSlot.price {
+                        if pricesAsked { countPrices(chunk.prices, prices) }
+                    } else {
+                        count(chunk.types[index], chunk.values, values, only: Int8(failed))
+                    }
+                default: continue
                 }
-                best.offer(key: key, id: document.id)
-            case 1:
-                let failed = missing.trailingZeroBitCount
-                if failed == FilterSlot.price {
-                    if pricesAsked { countPrices(document) }
-                } else {
-                    count(document, only: Int8(failed))
-                }
-            default: return
             }
         }
 
-        private func hasPrice(_ document: SearchIndex.Document, in range: ClosedRange<Int64>) -> Bool {
+        private func hasPrice(_ pool: UnsafeBufferPointer<Int64>, _ run: Range<Int>) -> Bool {
             guard let currency = plan.currency else { return false }
-            for price in document.prices where price >> SearchIndex.amountBits == currency && range.contains(price & SearchIndex.amountMask) {
-                return true
+            for position in run {
+                let price = pool[position]
+                if price >> SearchIndex.amountBits == currency, (low...high).contains(price & SearchIndex.amountMask) { return true }
             }
             return false
         }
 
-        private mutating func countPrices(_ document: SearchIndex.Document) {
+        /// The lowest price in the currency among a document's prices.
+        private func lowest(_ pool: UnsafeBufferPointer<Int64>, _ run: Range<Int>) -> Int64? {
+            guard let currency = plan.currency else { return nil }
+            var lowest: Int64?
+            for position in run where pool[position] >> SearchIndex.amountBits == currency {
+                lowest = min(lowest ?? .max, pool[position] & SearchIndex.amountMask)
+            }
+            return lowest
+        }
+
+        private mutating func countPrices(_ pool: UnsafeBufferPointer<Int64>, _ run: Range<Int>) {
             guard let currency = plan.currency else { return }
-            for price in document.prices where price >> SearchIndex.amountBits == currency {
-                let amount = price & SearchIndex.amountMask
+            for position in run where pool[position] >> SearchIndex.amountBits == currency {
+                let amount = pool[position] & SearchIndex.amountMask
                 lowestPrice = min(lowestPrice, amount)
                 highestPrice = max(highestPrice, amount)
             }
         }
 
-        /// Counts the document's type and values toward their facets: every facet (`only` nil, it passed every
+        /// Counts a document's type and values toward their facets: every facet (`only` nil, it passed every
         /// filter), or only the facet whose own filter is `only` (the one filter it failed).
-        private mutating func count(_ document: SearchIndex.Document, only: Int8?) {
-            let countsWith = self.countsWith
-            counts.withUnsafeMutableBufferPointer { counts in
-                countsWith.withUnsafeBufferPointer { countsWith in
-                    func add(_ value: UInt32) {
-                        let rule = countsWith[Int(value)]
-                        if let only { if rule == only { counts[Int(value)] += 1 } } else if rule != Self.notCounted { counts[Int(value)] += 1 }
-                    }
-                    add(document.type)
-                    for value in document.values { add(value) }
-                }
+        private func count(_ type: UInt32, _ pool: UnsafeBufferPointer<UInt32>, _ run: Range<Int>, only: Int8?) {
+            func add(_ value: UInt32) {
+                let rule = countsWith[Int(value)]
+                if let only { if rule == only { counts[Int(value)] += 1 } } else if rule != Self.notCounted { counts[Int(value)] += 1 }
             }
+            add(type)
+            for position in run { add(pool[position]) }
         }
     }
 
@@ -228,15 +270,6 @@ extension SearchIndex.Plan {
         }
         return score
     }
-
-    fileprivate func sortKey(_ document: SearchIndex.Document, sort: SearchQuery.Sort, score: Int64) -> SearchQuery.SortKey {
-        switch sort {
-        case .relevance: .number(score)
-        case .price, .priceDescending: document.lowestPrice(currency: currency ?? -1).map { .number($0) } ?? .missing
-        case .created, .createdDescending: .number(document.createdMs)
-        case .name, .nameDescending: .text(document.nameKey)
-        }
-    }
 }
 
 /// The first `limit` results in sort order, kept in a heap whose top is the last of them.
@@ -259,6 +292,20 @@ struct BestResults {
             return descending ? a.key > b.key : a.key < b.key
         }
         return a.id < b.id
+    }
+
+    /// Whether `a` comes before `b` by key alone (a missing key last).
+    func keyPrecedes(_ a: SearchQuery.SortKey, _ b: SearchQuery.SortKey) -> Bool {
+        if a == b { return false }
+        if case .missing = a { return false }
+        if case .missing = b { return true }
+        return descending ? a > b : a < b
+    }
+
+    /// Whether a result with `key` cannot make the page, whatever its id: the heap is full of results before it.
+    func rejects(_ key: SearchQuery.SortKey) -> Bool {
+        guard heap.count == limit, let top = heap.first else { return false }
+        return keyPrecedes(top.key, key)
     }
 
     mutating func offer(key: SearchQuery.SortKey, id: String) {

@@ -4,7 +4,7 @@ import Shared
 /// option values and prices as small integer codes, kept with the cache so that it sees every write as readers
 /// do, and never rebuilt once built.
 ///
-/// Documents sit in slots, in chunks (`Chunks`): a search copies the index out of the shop's lock in O(1) and
+/// Documents sit in slots, in chunks (`SearchColumns`): a search copies the index out of the shop's lock in O(1) and
 /// scans it outside, while a write that follows copies one chunk, not the shop. Words have posting lists of slots,
 /// read under the lock to find a query's candidates; a list keeps the slots of removed documents until it is
 /// compacted, as every candidate is checked against its document anyway.
@@ -19,10 +19,6 @@ struct SearchIndex {
         let type: UInt32
         let active: Bool
         let createdMs: Int64
-        /// Tag, category and option-value codes, sorted.
-        let values: [UInt32]
-        /// `currency << 44 | amount` of every variant's prices, sorted.
-        let prices: [Int64]
         /// Word codes of the product's own language (name, description, tags, SKUs, option values), sorted.
         let words: [UInt32]
         /// Word codes of its name, sorted: a word found there ranks higher.
@@ -31,27 +27,16 @@ struct SearchIndex {
         let localeWords: [UInt64]
 
         init(
-            id: String, nameKey: String, type: UInt32, active: Bool, createdMs: Int64, values: [UInt32], prices: [Int64], words: [UInt32],
-            nameWords: [UInt32], localeWords: [UInt64]
+            id: String, nameKey: String, type: UInt32, active: Bool, createdMs: Int64, words: [UInt32], nameWords: [UInt32], localeWords: [UInt64]
         ) {
             (self.id, self.nameKey, self.type, self.active, self.createdMs) = (id, nameKey, type, active, createdMs)
-            (self.values, self.prices, self.words, self.nameWords, self.localeWords) = (values, prices, words, nameWords, localeWords)
+            (self.words, self.nameWords, self.localeWords) = (words, nameWords, localeWords)
         }
 
         /// What a free slot holds.
         static let free = Document(
-            id: "", nameKey: "", type: 0, active: false, createdMs: 0, values: [], prices: [], words: [], nameWords: [], localeWords: [])
+            id: "", nameKey: "", type: 0, active: false, createdMs: 0, words: [], nameWords: [], localeWords: [])
         var isLive: Bool { !id.isEmpty }
-
-        /// The lowest price in `currency` (a code), if any.
-        func lowestPrice(currency: Int64) -> Int64? {
-            var lowest: Int64?
-            for price in prices where price >> SearchIndex.amountBits == currency {
-                let amount = price & SearchIndex.amountMask
-                lowest = min(lowest ?? amount, amount)
-            }
-            return lowest
-        }
     }
 
     static let amountBits: Int64 = 44
@@ -69,7 +54,7 @@ struct SearchIndex {
         static let firstOption: UInt32 = 3
     }
 
-    private(set) var documents = Chunks<Document>()
+    private(set) var documents = SearchColumns()
     private var slotOfID: [String: Int] = [:]
     private var freeSlots: [Int] = []
 
@@ -119,7 +104,7 @@ struct SearchIndex {
         if let held = slotOfID[cached.id] {
             let document = documents[held]
             (slot, posted) = (held, document.distinctWords)
-            unlist(document)
+            unlist(document, slot: held)
         }
         insert(cached.product, slot: slot, posted: posted)
     }
@@ -127,17 +112,17 @@ struct SearchIndex {
     /// A product readers no longer see.
     mutating func remove(id: String) {
         guard let slot = slotOfID.removeValue(forKey: id) else { return }
-        let document = documents[slot]
-        documents[slot] = .free
+        unlist(documents[slot], slot: slot)
+        documents.free(slot)
         freeSlots.append(slot)
-        unlist(document)
     }
 
     /// Takes a document's words out of the live counts (its posting entries go stale) and its bytes off the total.
-    private mutating func unlist(_ document: Document) {
+    private mutating func unlist(_ document: Document, slot: Int) {
         let words = document.distinctWords
         for word in words { liveCounts[Int(word)] -= 1 }
-        approximateBytes -= Self.bytes(of: document, distinctWords: words.count)
+        let (values, prices) = (documents.values(slot).count, documents.prices(slot).count)
+        approximateBytes -= Self.bytes(of: document, values: values, prices: prices, distinctWords: words.count)
     }
 
     /// Indexes a product in `slot` (a free or new one when nil), whose posting lists already hold the words `posted`.
@@ -173,23 +158,22 @@ struct SearchIndex {
         }
         let document = Document(
             id: product.id, nameKey: ProductQuery.fold(product.name), type: value(product.type, group: Group.type), active: product.active,
-            createdMs: Timestamp.epochMilliseconds(product.createdAt) ?? .min, values: values.sorted(), prices: prices.sorted(),
-            words: words.sorted(), nameWords: nameWords.sorted(), localeWords: localeWords.sorted())
+            createdMs: Timestamp.epochMilliseconds(product.createdAt) ?? .min, words: words.sorted(), nameWords: nameWords.sorted(),
+            localeWords: localeWords.sorted())
         let distinct = document.distinctWords
         for word in distinct {
             liveCounts[Int(word)] += 1
             if !posted.contains(word) { post(word, slot: slot) }
         }
-        if slot == documents.count { documents.append(document) } else { documents[slot] = document }
+        documents.set(slot, document, values: values.sorted(), prices: prices.sorted())
         slotOfID[product.id] = slot
-        approximateBytes += Self.bytes(of: document, distinctWords: distinct.count)
+        approximateBytes += Self.bytes(of: document, values: values.count, prices: prices.count, distinctWords: distinct.count)
     }
 
-    private static func bytes(of document: Document, distinctWords: Int) -> Int {
-        // The document's fields and five array allocations, its id entry, and one posting entry per word.
-        200 + document.id.utf8.count + document.nameKey.utf8.count
-            + 4 * (document.values.count + document.words.count + document.nameWords.count)
-            + 8 * (document.prices.count + document.localeWords.count) + 4 * distinctWords
+    private static func bytes(of document: Document, values: Int, prices: Int, distinctWords: Int) -> Int {
+        // The document's object and three array allocations, its columns, its id entry, and one posting entry per word.
+        200 + document.id.utf8.count + document.nameKey.utf8.count + 4 * (values + document.words.count + document.nameWords.count)
+            + 8 * (prices + document.localeWords.count) + 4 * distinctWords
     }
 
     /// Adds `slot` to the word's posting list, compacting the list first when most of it is stale: entries of
@@ -250,7 +234,7 @@ struct SearchIndex {
     /// What a search needs from the index, read under the lock: the documents (copied in O(1)), the codes its
     /// filters name, and its candidates by word.
     struct Plan: Sendable {
-        var documents: Chunks<Document>
+        var documents: SearchColumns
         var valueNames: [String]
         var valueGroups: [UInt32]
         /// Word codes every result holds, one set per word of `q` (the last word's set holds every word it begins).
@@ -395,30 +379,5 @@ struct CodeSet: Sendable {
             for code in codes where contains(code) { return true }
             return false
         }
-    }
-}
-
-/// An array in chunks of 1,024: a copy costs O(1), and a write to a copy copies one chunk, not the array.
-struct Chunks<Element: Sendable>: Sendable {
-    private var chunks: [[Element]] = []
-    private(set) var count = 0
-
-    subscript(index: Int) -> Element {
-        get { chunks[index >> 10][index & 1023] }
-        set { chunks[index >> 10][index & 1023] = newValue }
-    }
-
-    mutating func append(_ element: Element) {
-        if count & 1023 == 0 {
-            chunks.append([])
-            chunks[chunks.count - 1].reserveCapacity(1024)
-        }
-        chunks[chunks.count - 1].append(element)
-        count += 1
-    }
-
-    /// Calls `body` with each chunk's elements in place (no element is copied).
-    func withEachChunk(_ body: (UnsafeBufferPointer<Element>) -> Void) {
-        for chunk in chunks { chunk.withUnsafeBufferPointer(body) }
     }
 }
