@@ -94,14 +94,7 @@ extension SearchIndex.Plan {
             if query.priceGTE != nil || query.priceLTE != nil { required |= 1 << UInt64(FilterSlot.price) }
             var countsWith = [Int8](repeating: Self.notCounted, count: values)
             for facet in query.facets {
-                let group: UInt32
-                switch facet {
-                case .type: group = SearchIndex.Group.type
-                case .tag: group = SearchIndex.Group.tag
-                case .category: group = SearchIndex.Group.category
-                case .price: continue
-                case .option(let name): group = plan.optionFacetGroups[name]!
-                }
+                guard let group = plan.group(of: facet) else { continue }
                 let own = byGroup[group].flatMap { $0.set == nil ? nil : Int8($0.filter) } ?? Self.countedAlways
                 for code in 0..<values where plan.valueGroups[code] == group { countsWith[code] = own }
             }
@@ -219,17 +212,21 @@ extension SearchIndex.Plan {
         }
     }
 
+    /// The group of a value facet's values; nil for the price facet.
+    func group(of facet: SearchQuery.Facet) -> UInt32? {
+        switch facet {
+        case .type: SearchIndex.Group.type
+        case .tag: SearchIndex.Group.tag
+        case .category: SearchIndex.Group.category
+        case .price: nil
+        case .option(let name): optionFacetGroups[name]
+        }
+    }
+
     private func finish(_ outcome: SearchOutcome, query: SearchQuery, counts: [Int32], best: BestResults) -> SearchOutcome {
         var outcome = outcome
         for facet in query.facets {
-            let group: UInt32
-            switch facet {
-            case .type: group = SearchIndex.Group.type
-            case .tag: group = SearchIndex.Group.tag
-            case .category: group = SearchIndex.Group.category
-            case .price: continue
-            case .option(let name): group = optionFacetGroups[name]!
-            }
+            guard let group = group(of: facet) else { continue }
             var values: [(value: String, count: Int)] = []
             for code in counts.indices where counts[code] > 0 && valueGroups[code] == group {
                 values.append((valueNames[code], Int(counts[code])))
