@@ -11,7 +11,7 @@ import Shared
 ///
 /// Built once a search asks for it, in id order, a chunk at a time, as `NameIndex` is: `coverage` says how far.
 struct SearchIndex {
-    /// One product as search reads it: a class, so that a scan takes one reference to it, not one to each array.
+    /// What search reads of a product besides its columns (`SearchColumns`): its id and words, for a match only.
     final class Document: Sendable {
         let id: String
         /// The folded name, for `sort=name`.
@@ -36,7 +36,6 @@ struct SearchIndex {
         /// What a free slot holds.
         static let free = Document(
             id: "", nameKey: "", type: 0, active: false, createdMs: 0, words: [], nameWords: [], localeWords: [])
-        var isLive: Bool { !id.isEmpty }
     }
 
     static let amountBits: Int64 = 44
