@@ -200,7 +200,7 @@ struct SearchIndexTests {
         return (Expected(ids: ids, facets: facets, price: first!.priceRange.map { [$0.min, $0.max] }), first!.total)
     }
 
-    @Test("5,000 random products, 150 random searches (4 pages each), then 1,500 random writes and deletes: the same answers as brute force")
+    @Test("5,000 random products, 60 random searches (3 pages each), then 1,500 random writes and deletes: the same answers as brute force")
     func bruteForceAgreement() async throws {
         var rng = SeededGenerator(seed: 27)
         let cache = CatalogCache()
@@ -215,14 +215,16 @@ struct SearchIndexTests {
         }
         for round in 0..<2 {
             let models = products.values.map(Model.init)
-            for _ in 0..<75 {
+            for _ in 0..<30 {
                 let query = Self.randomQuery(&rng)
                 let expected = Self.bruteForce(models, query)
-                var (found, total) = try await Self.search(cache, query, pages: 4)
+                var (found, total) = try await Self.search(cache, query, pages: 3)
                 #expect(total == expected.ids.count, "round \(round): \(query.fingerprint)")
-                #expect(found.ids.count == min(total, 4 * query.limit))
+                #expect(found.ids.count == min(total, 3 * query.limit))
                 found.ids += expected.ids.dropFirst(found.ids.count)
                 #expect(found == expected, "round \(round), sort \(query.sort), words \(query.words)")
+                // Seconds of work in a debug build: let the suite's other tasks and processes have the cores too.
+                await Task.yield()
             }
             // Updates (prices, options, names) and deletes, as writes and the feed bring them.
             for step in 0..<1_500 {
