@@ -127,21 +127,31 @@ struct SearchIndexTests {
             product.variants.flatMap { $0.prices.filter { $0.currency == query.currency }.map(\.amount) }
         }
         /// Whether the product passes every filter, but the one named `except`.
-        func passes(_ product: Product, except: String?) -> Bool {
-            if let active = query.active, product.active != active { return false }
+        /// The filters the product fails, by facet name ("" for those no facet leaves out: active, created, words).
+        func failures(_ product: Product) -> Set<String> {
+            var failed = Set<String>()
+            if let active = query.active, product.active != active { failed.insert("") }
             let created = Timestamp.epochMilliseconds(product.createdAt)!
-            if let bound = query.createdGTE, created < bound { return false }
-            if score(product) == nil { return false }
-            if except != "type", let types = query.types, !types.contains(product.type) { return false }
-            if except != "tag", let tags = query.tags, !product.tags.contains(where: tags.contains) { return false }
-            if except != "category", let categories = query.categories, !product.categoryIDs.contains(where: categories.contains) { return false }
-            if except != "price", query.priceGTE != nil || query.priceLTE != nil {
-                guard amounts(product).contains(where: { $0 >= (query.priceGTE ?? 0) && $0 <= (query.priceLTE ?? .max) }) else { return false }
+            if let bound = query.createdGTE, created < bound { failed.insert("") }
+            if score(product) == nil { failed.insert("") }
+            if let types = query.types, !types.contains(product.type) { failed.insert("type") }
+            if let tags = query.tags, !product.tags.contains(where: tags.contains) { failed.insert("tag") }
+            if let categories = query.categories, !product.categoryIDs.contains(where: categories.contains) { failed.insert("category") }
+            if query.priceGTE != nil || query.priceLTE != nil,
+               !amounts(product).contains(where: { $0 >= (query.priceGTE ?? 0) && $0 <= (query.priceLTE ?? .max) })
+            {
+                failed.insert("price")
             }
-            for (name, values) in query.options where except != "option.\(name)" {
-                guard product.variants.contains(where: { $0.options[name].map(values.contains) == true }) else { return false }
+            for (name, values) in query.options where !product.variants.contains(where: { $0.options[name].map(values.contains) == true }) {
+                failed.insert("option.\(name)")
             }
-            return true
+            return failed
+        }
+        let failed = Dictionary(uniqueKeysWithValues: products.map { ($0.id, failures($0)) })
+        /// Whether the product passes every filter, but the one named `except`.
+        func passes(_ product: Product, except: String?) -> Bool {
+            let failed = failed[product.id]!
+            return failed.isEmpty || (failed.count == 1 && failed.first == except)
         }
         let matched = products.filter { passes($0, except: nil) }
         func key(_ product: Product) -> SearchQuery.SortKey {

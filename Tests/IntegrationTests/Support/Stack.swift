@@ -73,6 +73,9 @@ enum Backend: String, Sendable, CustomTestStringConvertible {
         try #require(process.terminationStatus == 0, "psql could not create a database")
         var components = try #require(URLComponents(string: admin))
         components.path = "/" + name
+        // A full parallel run on two shared cores has kept a starting Database Service from its first answer for
+        // more than the default 10 s: the tests' processes allow a minute, as the pool tests do.
+        components.queryItems = (components.queryItems ?? []) + [URLQueryItem(name: "connect_timeout", value: "60")]
         return try #require(components.string)
     }
 }
