@@ -27,6 +27,36 @@ enum Formation {
         try #require(status == 0, "scripts/with-pg-ha \(action) exited \(status)")
     }
 
+    /// Each node's role and product count in `database`, asked directly (for a failure's diagnosis).
+    static func describeNodes(database url: String) async -> String {
+        guard let match = url.firstMatch(of: /@([^\/]+)(\/[^?]+)/) else { return "?" }
+        let (hosts, path) = (match.1, match.2)
+        var lines: [String] = []
+        for host in hosts.split(separator: ",") {
+            let single = "postgres://postgres@\(host)\(path)?sslmode=disable&connect_timeout=5"
+            let query = "SELECT pg_is_in_recovery(), current_setting('transaction_read_only'), pg_last_wal_replay_lsn(), (SELECT count(*) FROM products WHERE NOT deleted)"
+            let output = (try? await capture("/usr/bin/env", ["psql", single, "-XAtc", query])) ?? "unreachable"
+            lines.append("\(host): \(output.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+        return lines.joined(separator: "; ")
+    }
+
+    /// A command's standard output.
+    private static func capture(_ executable: String, _ arguments: [String]) async throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        return try await withCheckedThrowingContinuation { continuation in
+            process.terminationHandler = { _ in
+                continuation.resume(returning: String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+            }
+            do { try process.run() } catch { continuation.resume(throwing: error) }
+        }
+    }
+
     /// Runs a command without holding a thread of the concurrency pool while it runs.
     private static func run(_ executable: String, _ arguments: [String]) async throws -> Int32 {
         let process = Process()
@@ -132,6 +162,16 @@ struct FailoverTests {
         let stored = Set(try await stack.databaseProducts().map(\.id))
         let missing = Set(observed.acknowledged).subtracting(stored)
         #expect(missing.isEmpty, "\(missing.count) of \(observed.acknowledged.count) acknowledged products are missing")
+        if !missing.isEmpty || observed.conditional.last.map({ !(200..<300).contains($0.status) }) == true {
+            // For the diagnosis: when the missing ones were acknowledged, what each node holds, and what the
+            // Database Service said about its servers.
+            let missingAt = zip(observed.acknowledged, observed.acknowledgedAt).filter { missing.contains($0.0) }
+                .map { started.duration(to: $0.1).components.seconds }
+            print("failover: missing acknowledged between \(missingAt.min() ?? -1)s and \(missingAt.max() ?? -1)s")
+            print("failover: nodes: " + (await Formation.describeNodes(database: stack.postgresURL ?? "")))
+            let serverLines = stack.serviceLogs.split(separator: "\n").filter { $0.contains("PostgreSQL") || $0.contains("error") }
+            print("failover: Database Service log:\n" + serverLines.suffix(80).joined(separator: "\n"))
+        }
         let replaced = stack.serviceLogs.components(separatedBy: "PostgreSQL server replaced").count - 1
         #expect(replaced >= 2, "the Database Service moved to the promoted node each time")
         let health = try await HTTP.get(stack.databaseURL + "/health")
