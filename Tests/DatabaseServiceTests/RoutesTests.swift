@@ -51,6 +51,32 @@ struct RoutesTests {
         }
     }
 
+    @Test("GET /api/changes after a cursor the log does not reach (the database went back) is 410 cursor_ahead; at the head it is an empty page")
+    func cursorAhead() async throws {
+        try await withApp { client async throws in
+            func changes(after cursor: String) async throws -> TestResponse {
+                try await client.execute(uri: "/api/changes?after=\(cursor)&wait=0", method: .get)
+            }
+            #expect(try await changes(after: "0.0").status == .ok)
+            let ahead = try await changes(after: "0.7")
+            #expect(ahead.status == .gone)
+            let error = try JSONDecoder().decode(APIError.Body.self, from: ahead.body)
+            #expect(error.code == "cursor_ahead" && error.param == "after")
+
+            let now = Timestamp.now()
+            let product = #"{"id":"p1","name":"One","type":"shirt","description":null,"images":[],"active":true,"metadata":{},"created_at":"\#(now)","updated_at":"\#(now)","version":1}"#
+            let batch = try await post(client, "/api/products/batch", #"{"operations":[{"op":"upsert","tenant":"default","product":\#(product)}]}"#)
+            #expect(batch.status == .ok && String(buffer: batch.body).contains(#""outcome":"applied""#), "\(String(buffer: batch.body))")
+            let head = try JSONDecoder().decode(ChangeHead.self, from: try await client.execute(uri: "/api/changes/head", method: .get).body).cursor
+            #expect(head > .start)
+            let atHead = try await changes(after: head.description)
+            #expect(atHead.status == .ok && String(buffer: atHead.body).contains(#""changes":[]"#))
+            let past = ChangeCursor(transaction: head.transaction, position: head.position + 1)
+            #expect(try await changes(after: past.description).status == .gone)
+            #expect(try await changes(after: ChangeCursor.start.description).status == .ok, "a cursor behind the head reads on")
+        }
+    }
+
     func post(_ client: some TestClientProtocol, _ uri: String, _ json: String, headers: HTTPFields = [:]) async throws -> TestResponse {
         var headers = headers
         headers[.contentType] = "application/json"

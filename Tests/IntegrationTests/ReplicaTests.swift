@@ -295,6 +295,49 @@ struct ReplicaTests {
         #expect(try await replicas.listedIDs(1)[doomed.id] == nil)
     }
 
+    @Test("a database restored from an older backup: the replicas reload what it holds (older versions included), If-Match works again, and they follow its log")
+    func databaseRestoredFromBackup() async throws {
+        let replicas = try await Replicas(count: 2, backend: .sqlite)
+        let stack = replicas.stack
+        func persisted() async throws {
+            try await eventually("replica 0 has no pending writes") {
+                try await HTTP.get(replicas.url(0) + "/cache/stats").object["pending_writes"] as? Int == 0
+            }
+        }
+        let kept = try await create(replicas.url(0), "Kept")
+        try await persisted()
+        // Killed, not stopped: a graceful stop waits for the replicas' long polls; the files are as a crash left them.
+        stack.database?.kill()
+        let files = ["", "-wal", "-shm"].map { stack.sqlitePath + $0 }.filter { FileManager.default.fileExists(atPath: $0) }
+        for file in files { try FileManager.default.copyItem(atPath: file, toPath: file + ".backup") }
+        try await stack.startDatabase()
+        let lost = try await create(replicas.url(0), "Lost with the restore")
+        let url = replicas.url(0) + "/products/\(kept.id)"
+        #expect(try await HTTP.send(.PATCH, url, body: #"{"description":"lost too"}"#).status == 200)
+        try await persisted()
+        // The replica has seen its writes come back on the feed: it knows the log reached this far.
+        let head = try #require(try await HTTP.get(stack.databaseURL + "/api/changes/head").object["cursor"] as? String)
+        try await eventually("replica 0's feed reached the log's head") {
+            let feed = try await HTTP.get(replicas.url(0) + "/health").object["feed"] as? [String: Any]
+            return feed?["cursor"] as? String == head
+        }
+
+        stack.database?.kill()
+        for file in ["", "-wal", "-shm"].map({ stack.sqlitePath + $0 }) { try? FileManager.default.removeItem(atPath: file) }
+        for file in files { try FileManager.default.moveItem(atPath: file + ".backup", toPath: file) }
+        try await stack.startDatabase()
+        try await eventually("the replica shows what the restored database holds, though older than what it held", timeout: .seconds(60)) {
+            let gone = try await replicas.product(0, lost.id).status == 404
+            let restored = try await replicas.listedIDs(0)[kept.id] == 1
+            return gone && restored
+        }
+        let etag = try #require(try await HTTP.get(url).headers.first(name: "ETag"))
+        let patched = try await HTTP.send(.PATCH, url, body: #"{"description":"after the restore"}"#, headers: [("If-Match", etag)])
+        #expect(patched.status == 200, "If-Match builds on what the database holds: \(patched.text)")
+        let later = try await create(replicas.url(1), "Later")
+        try await eventually("and the replicas follow the log again", timeout: .seconds(60)) { try await replicas.product(0, later.id).status == 200 }
+    }
+
     @Test("the feed resumes after the Database Service is killed and restarted")
     func feedSurvivesDatabaseRestart() async throws {
         let replicas = try await Replicas(count: 2, backend: .sqlite)

@@ -180,4 +180,19 @@ struct ShopStateTests {
         #expect(shop.products["c"] != nil, "pending")
         #expect(shop.products["d"] != nil, "past the page's range")
     }
+
+    @Test("a reload page from a database that went back replaces newer versions, except pending and staged writes")
+    func reloadPageAfterTheDatabaseWentBack() {
+        var shop = ShopState()
+        for id in ["a", "b", "c"] { shop.apply(.replayed(id: id, put(id, 5)), at: at(0)) }
+        shop.apply(.staged(ticket: 9, id: "c", put("c", 6)), at: at(1))
+        let page = ["a", "b", "c"].map { CachedProduct(product($0, version: 2)) }
+        var ordinary = shop
+        #expect(ordinary.apply(.reloadPage(page, after: nil, through: nil, isPending: { _ in false }), at: at(2)).put == 0, "an ordinary reload keeps newer versions")
+        let applied = shop.apply(.reloadPage(page, after: nil, through: nil, isPending: { $0 == "b" }, databaseWentBack: true), at: at(2))
+        #expect(applied.put == 1)
+        #expect(shop.products["a"]?.version == 2, "what the database holds, though older")
+        #expect(shop.products["b"]?.version == 5, "a write still pending is persisted again, not undone")
+        #expect(shop.staged["c"] != nil && shop.products["c"]?.version == 5, "a staged write is left to finish")
+    }
 }

@@ -18,7 +18,7 @@ struct ChangesController<Context: RequestContext> {
 
     /// GET /api/changes?after=&limit=&wait=: up to `limit` changes after the cursor, oldest first, across
     /// tenants; when there are none, waits up to `wait` seconds for one. 410 `cursor_expired` when changes after
-    /// the cursor were purged: the caller must reload in full.
+    /// the cursor were purged, `cursor_ahead` when the log does not reach the cursor: the caller must reload in full.
     @Sendable func list(_ request: Request, context: Context) async throws -> ChangeLogPage {
         var after = ChangeCursor.start
         var limit = 1000
@@ -46,6 +46,7 @@ struct ChangesController<Context: RequestContext> {
         }
         let clock = ContinuousClock()
         let deadline = clock.now + .seconds(wait)
+        var headChecked = false
         while true {
             let generation = store.changeSignal.generation
             switch try await store.changes(after: after, limit: limit) {
@@ -55,6 +56,19 @@ struct ChangesController<Context: RequestContext> {
                     message: "Changes after \(after) are past the log's retention (purged through \(purgedThrough)); reload in full",
                     param: "after")
             case .page(let page):
+                if page.changes.isEmpty, !headChecked, after > .start {
+                    // A cursor no change in the log reaches: this database lost changes the caller had seen (a
+                    // restore from an older backup, a failover to a standby that had not received them). New
+                    // changes may sort below the cursor and would never be returned: the caller must reload.
+                    headChecked = true
+                    let head = try await store.changeHead()
+                    if after > head {
+                        throw APIError(
+                            .gone, code: "cursor_ahead",
+                            message: "Changes through \(after) are not in the log, whose newest is \(head): the database lost changes or was restored from a backup; reload in full",
+                            param: "after")
+                    }
+                }
                 let remaining = deadline - clock.now
                 if !page.changes.isEmpty || remaining <= .zero { return page.bounded() }
                 await store.changeSignal.wait(after: generation, timeout: min(remaining, recheckInterval))

@@ -278,10 +278,11 @@ final class CatalogCache: Sendable {
     /// A reload's page of the Database Service's catalog, pages read in id order (see `ShopInput.reloadPage`).
     /// Returns how many products it added or replaced, and how many it dropped.
     func reconcilePage(
-        tenant: String, _ products: [CachedProduct], after: String?, through: String?, isPending: (_ id: String) -> Bool
+        tenant: String, _ products: [CachedProduct], after: String?, through: String?, databaseWentBack: Bool = false,
+        isPending: (_ id: String) -> Bool
     ) -> (updated: Int, dropped: Int) {
         let applied = withoutActuallyEscaping(isPending) { isPending in
-            apply(.reloadPage(products, after: after, through: through, isPending: isPending), tenant: tenant)
+            apply(.reloadPage(products, after: after, through: through, isPending: isPending, databaseWentBack: databaseWentBack), tenant: tenant)
         }
         return (applied.put, applied.removed)
     }

@@ -52,8 +52,9 @@ enum ShopInput {
     case reloadBegan(isPending: (_ id: String) -> Bool)
     /// A page of the Database Service's catalog, read in id order during a reload while the feed waits: what is
     /// newer goes in, and what it lacks in its id range (after `after` through `through`, open when nil) is
-    /// dropped unless `isPending` explains it.
-    case reloadPage([CachedProduct], after: String?, through: String?, isPending: (_ id: String) -> Bool)
+    /// dropped unless `isPending` explains it. From a database that went back (it lost changes this replica saw),
+    /// what differs goes in even if older, unless `isPending` explains it or a write of it is staged.
+    case reloadPage([CachedProduct], after: String?, through: String?, isPending: (_ id: String) -> Bool, databaseWentBack: Bool = false)
     /// Time passed with nothing else coming in: tombstones past their retention go, as after any input.
     case aged
 }
@@ -141,6 +142,11 @@ struct ShopState {
         return !holds(cached.id, version: cached.version)
     }
 
+    /// Whether what readers see of the product is not `cached`, byte for byte.
+    func differs(_ cached: CachedProduct) -> Bool {
+        products[cached.id].map { !$0.hasSameJSON(as: cached) } ?? true
+    }
+
     /// Whether this shop knows the product at `version` or newer, or a delete at least that new.
     func holds(_ id: String, version: Int64) -> Bool {
         if let cached = products[id], cached.version >= version { return true }
@@ -198,9 +204,9 @@ struct ShopState {
         case .reloadBegan(let isPending):
             for (id, tombstone) in tombstones.entries where !tombstone.pinned || !isPending(id) { forget(tombstones.remove(id)) }
             return (0, 0)
-        case .reloadPage(let page, let after, let through, let isPending):
+        case .reloadPage(let page, let after, let through, let isPending, let databaseWentBack):
             var put = 0
-            for cached in page where supersedes(cached) {
+            for cached in page where supersedes(cached) || (databaseWentBack && differs(cached) && staged[cached.id] == nil && !isPending(cached.id)) {
                 insert(cached)
                 put += 1
             }

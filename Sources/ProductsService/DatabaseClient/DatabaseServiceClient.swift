@@ -25,9 +25,9 @@ protocol DatabaseServiceClient: Sendable {
     func keyStatus() async throws(DatabaseClientError) -> KeyStatus
     /// Every tenant with live products or an active key.
     func tenants() async throws(DatabaseClientError) -> [String]
-    /// Changes after `cursor`, oldest first, waiting up to `wait` for one; nil when the cursor is past the
-    /// log's retention (the caller reloads in full).
-    func changes(after cursor: ChangeCursor, limit: Int, wait: Duration) async throws(DatabaseClientError) -> ChangePage?
+    /// Changes after `cursor`, oldest first, waiting up to `wait` for one; or why the log cannot go on from the
+    /// cursor (the caller reloads in full).
+    func changes(after cursor: ChangeCursor, limit: Int, wait: Duration) async throws(DatabaseClientError) -> ChangeFeedRead
     /// The newest change's cursor.
     func changeHead() async throws(DatabaseClientError) -> ChangeCursor
     /// This replica's writer number (`preferred` if free).
@@ -134,3 +134,13 @@ enum DatabaseClientError: Error, Sendable, CustomStringConvertible {
     }
 }
 
+
+/// What `/api/changes` answers a replica following it.
+enum ChangeFeedRead: Sendable, Equatable {
+    case page(ChangePage)
+    /// Changes after the cursor were purged (410 `cursor_expired`).
+    case expired
+    /// The log does not reach the cursor (410 `cursor_ahead`): the database lost changes the replica saw, so what
+    /// the replica holds may be newer than what the database does.
+    case wentBack
+}

@@ -85,13 +85,16 @@ struct HTTPDatabaseServiceClient: DatabaseServiceClient {
         try decode(TenantList.self, try await send(.GET, "/api/tenants", route: "/api/tenants", tenant: nil, timeout: bulkTimeout).body).tenants
     }
 
-    func changes(after cursor: ChangeCursor, limit: Int, wait: Duration) async throws(DatabaseClientError) -> ChangePage? {
+    func changes(after cursor: ChangeCursor, limit: Int, wait: Duration) async throws(DatabaseClientError) -> ChangeFeedRead {
         let seconds = Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18
         let response = try await send(
             .GET, "/api/changes?after=\(cursor)&limit=\(limit)&wait=\(seconds)", route: "/api/changes", tenant: nil,
             timeout: bulkTimeout + .nanoseconds(Int64(seconds * 1e9)), accepting: [200, 410])
-        guard response.status != 410 else { return nil }
-        do { return try ChangePage(json: response.body) } catch { throw .invalidResponse("ChangePage: \(error)") }
+        guard response.status != 410 else {
+            let code = (try? JSONCoding.decoder.decode(APIError.Body.self, from: response.body))?.code
+            return code == "cursor_ahead" ? .wentBack : .expired
+        }
+        do { return .page(try ChangePage(json: response.body)) } catch { throw .invalidResponse("ChangePage: \(error)") }
     }
 
     func changeHead() async throws(DatabaseClientError) -> ChangeCursor {

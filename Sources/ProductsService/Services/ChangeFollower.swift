@@ -86,9 +86,17 @@ struct ChangeFollower: Service {
         while !Task.isCancelled {
             let sent = ContinuousClock.now
             do {
-                guard let page = try await replica.replication.changes(after: cursor, wait: wait) else {
-                    logger.warning("the change log no longer reaches back to this replica's cursor; reloading the catalog", metadata: ["after": "\(cursor)"])
-                    try await replica.replication.load(logger: logger)
+                let read = try await replica.replication.changes(after: cursor, wait: wait)
+                guard case .page(let page) = read else {
+                    if read == .wentBack {
+                        // Changes this replica applied are not in the log: the database was restored from an older
+                        // backup, or failed over to a standby that had not received them. What it holds now is the
+                        // truth to follow, even where this replica holds newer versions.
+                        logger.error("the database lost changes this replica had seen; reloading the catalog from it", metadata: ["after": "\(cursor)"])
+                    } else {
+                        logger.warning("the change log no longer reaches back to this replica's cursor; reloading the catalog", metadata: ["after": "\(cursor)"])
+                    }
+                    try await replica.replication.load(logger: logger, databaseWentBack: read == .wentBack)
                     cursor = replica.replication.feed.snapshot.loadedThrough ?? cursor
                     catchUpThrough = nil
                     continue

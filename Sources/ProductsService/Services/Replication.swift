@@ -64,8 +64,9 @@ final class Replication: Sendable {
     }
 
     /// Loads every tenant's full catalog (the Database Service's tenants, `default`, and those with writes in
-    /// the journal) over what the journal replayed, then marks the cache authoritative.
-    func load(logger: Logger) async throws {
+    /// the journal) over what the journal replayed, then marks the cache authoritative. After the database went
+    /// back (`ChangeFeedRead.wentBack`), what it holds replaces what this replica holds even where older.
+    func load(logger: Logger, databaseWentBack: Bool = false) async throws {
         // Taken first: a change committed during the load is either in the load or after this cursor.
         let head = try await database.changeHead()
         let tenants = Set([defaultTenant])
@@ -80,7 +81,8 @@ final class Replication: Sendable {
                 for tenant in tenants.sorted() {
                     let evictedAt = self.cache.evictedAt(tenant: tenant)
                     let result = try await self.reconcile(
-                        tenant: tenant, logger: logger, dropConfirmedTombstones: true, protecting: loadedTenants)
+                        tenant: tenant, logger: logger, dropConfirmedTombstones: true, protecting: loadedTenants,
+                        databaseWentBack: databaseWentBack)
                     guard result.complete else { continue }
                     if evictedAt != 0 { self.cache.markResident(tenant: tenant, evictedAt: evictedAt) }
                     loadedTenants.insert(tenant)
@@ -93,9 +95,8 @@ final class Replication: Sendable {
 
     // MARK: Change feed
 
-    /// The Database Service's changes after `cursor`, waiting up to `wait` for one; nil when the cursor is past
-    /// the log's retention.
-    func changes(after cursor: ChangeCursor, wait: Duration) async throws(DatabaseClientError) -> ChangePage? {
+    /// The Database Service's changes after `cursor`, waiting up to `wait` for one, or why they cannot follow it.
+    func changes(after cursor: ChangeCursor, wait: Duration) async throws(DatabaseClientError) -> ChangeFeedRead {
         try await database.changes(after: cursor, limit: 1000, wait: wait)
     }
 
@@ -160,7 +161,7 @@ final class Replication: Sendable {
     /// tenants (never those in `protecting`) are evicted to make room after each page; when that is not enough,
     /// the tenant itself is evicted and the reconciliation stops.
     func reconcile(
-        tenant: String, logger: Logger?, dropConfirmedTombstones: Bool, protecting: Set<String>
+        tenant: String, logger: Logger?, dropConfirmedTombstones: Bool, protecting: Set<String>, databaseWentBack: Bool = false
     ) async throws -> Reconciled {
         let database = database
         @Sendable func fetch(after cursor: String?) async throws -> ByteBuffer {
@@ -176,7 +177,9 @@ final class Replication: Sendable {
         var takenThrough: String?
         func take(_ page: CachedPage) {
             let through = page.hasMore ? page.products.last?.id : nil
-            let (updated, dropped) = cache.reconcilePage(tenant: tenant, page.products, after: takenThrough, through: through) {
+            let (updated, dropped) = cache.reconcilePage(
+                tenant: tenant, page.products, after: takenThrough, through: through, databaseWentBack: databaseWentBack
+            ) {
                 self.journal.isUnconfirmed(tenant: tenant, id: $0)
             }
             result.updated += updated

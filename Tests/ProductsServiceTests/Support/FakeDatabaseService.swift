@@ -138,7 +138,7 @@ final class FakeDatabaseService: DatabaseServiceClient {
         _ = try await apply(WriteBatch(operations: [operation]))
     }
 
-    func changes(after cursor: ChangeCursor, limit: Int, wait: Duration) async throws(DatabaseClientError) -> ChangePage? {
+    func changes(after cursor: ChangeCursor, limit: Int, wait: Duration) async throws(DatabaseClientError) -> ChangeFeedRead {
         guard !isDown else { throw .unreachable("connection refused") }
         func page() -> ChangePage {
             changeLog.withLock { log in
@@ -150,9 +150,9 @@ final class FakeDatabaseService: DatabaseServiceClient {
             }
         }
         let first = page()
-        guard first.changes.isEmpty, wait > .zero else { return first }
+        guard first.changes.isEmpty, wait > .zero else { return .page(first) }
         try? await Task.sleep(for: min(wait, .milliseconds(20)))
-        return page()
+        return .page(page())
     }
 
     func changeHead() async throws(DatabaseClientError) -> ChangeCursor {
