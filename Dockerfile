@@ -15,12 +15,14 @@ COPY Tests ./Tests
 # The package also names the benchmark's reference server; it is built, never shipped.
 COPY bench/bare ./bench/bare
 # The same release build bench/run runs on the development machines.
-# Each executable reads its OpenAPI document from the resource bundle beside it.
+# Each executable reads its OpenAPI document from the resource bundle beside it, and Swagger UI (for /docs) from
+# Shared's.
 RUN swift build -c release --static-swift-stdlib \
     && bin="$(swift build -c release --static-swift-stdlib --show-bin-path)" \
     && mkdir /staging \
     && cp "$bin/products-service" "$bin/database-service" /staging/ \
-    && cp -R "$bin/products-platform_ProductsService.resources" "$bin/products-platform_DatabaseService.resources" /staging/
+    && cp -R "$bin/products-platform_ProductsService.resources" "$bin/products-platform_DatabaseService.resources" \
+        "$bin/products-platform_Shared.resources" /staging/
 
 # ---- run ----
 FROM ubuntu:noble

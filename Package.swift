@@ -43,7 +43,9 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
-            ]
+            ],
+            // Swagger UI for both services' /docs (Resources/swagger-ui/VENDORED.md).
+            resources: [.copy("Resources/swagger-ui")]
         ),
         .executableTarget(
             name: "ProductsService",

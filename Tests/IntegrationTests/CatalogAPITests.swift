@@ -319,7 +319,22 @@ struct CatalogAPITests {
             let docs = try await HTTP.get(base + "/docs")
             #expect(docs.status == 200)
             #expect(docs.headers.first(name: "Content-Type")?.hasPrefix("text/html") == true)
-            #expect(docs.text.contains("swagger-ui-bundle.js") && docs.text.contains("openapi.json"))
+            #expect(docs.text.contains("docs/assets/swagger-ui-bundle.js") && docs.text.contains("docs/assets/docs.js"))
+            #expect(!docs.text.contains("http"), "no file from elsewhere (a CDN): the page works offline")
+            #expect(!docs.text.contains("<script>"), "no inline script")
+            // Every file the page names is served from the service's resources, as vendored, with the page's policy.
+            for (name, type) in [("swagger-ui.css", "text/css"), ("swagger-ui-bundle.js", "text/javascript"), ("docs.js", "text/javascript")] {
+                let asset = try await HTTP.get(base + "/docs/assets/" + name)
+                #expect(asset.status == 200, "\(name)")
+                #expect(asset.headers.first(name: "Content-Type")?.hasPrefix(type) == true, "\(name)")
+                let vendored = try Data(contentsOf: URL(fileURLWithPath: root + "/Sources/Shared/Resources/swagger-ui/" + name))
+                #expect(Data(buffer: asset.body) == vendored, "\(name)")
+                #expect(asset.headers.first(name: "X-Content-Type-Options") == "nosniff")
+            }
+            let policy = try #require(docs.headers.first(name: "Content-Security-Policy"))
+            #expect(policy.contains("script-src 'self';") && policy.contains("frame-ancestors 'none'"))
+            #expect(docs.headers.first(name: "X-Content-Type-Options") == "nosniff")
+            #expect(try await HTTP.get(base + "/docs/assets/other.js").status == 404)
         }
         await stack.stop()
     }
