@@ -178,6 +178,9 @@ extension RoutesTests {
                 (.patch, base + "/\(shirt.variants[0].id)", #"{"prices":[{"currency":"EUR","amount":-1}]}"#, .badRequest, "prices[0][amount]"),
                 (.patch, base + "/\(shirt.variants[0].id)", #"{"id":"var_x"}"#, .badRequest, "id"),
                 (.patch, base + "/\(shirt.variants[0].id)", #"{"colour":"red"}"#, .badRequest, "variant[colour]"),
+                (.patch, base + "/\(shirt.variants[0].id)", #"{"sku":"TS-L"}"#, .conflict, "sku"),
+                (.patch, base + "/\(shirt.variants[0].id)", #"{"options":{"Size":"M","Color":"Red"}}"#, .badRequest, "options"),
+                (.patch, base + "/\(shirt.variants[0].id)", #"{"sku":"TS-M"}"#, .badRequest, "sku"),
                 (.patch, base + "/\(shirt.variants[0].id)", #"{"sku":"MUG-1"}"#, .ok, ""),
             ] {
                 let response = try await send(client, method, uri, body)

@@ -2,6 +2,7 @@ import HTTPTypes
 import Hummingbird
 import NIOCore
 import Shared
+import Synchronization
 
 /// `/products/{id}/variants`: one variant at a time, so that a price change never resends the others. Each change
 /// is a new version of the product, with its event and its place in the history, and honours `If-Match` on the
@@ -51,14 +52,17 @@ struct ProductVariantsController<Context: TenantRequestContext> {
         let condition = try EntityTag.condition(.ifMatch, in: request.headers)
         let input = try VariantBody(try await request.collectJSONBody(), patching: false)
         let variantID = input.id ?? replica.variantIDs.next()
-        let result = try await replica.update(tenant: context.tenant, id: id, condition: condition) { product throws(APIError) in
-            var product = product
-            var variant = try input.variant(base: nil)
-            variant.id = variantID
-            if variant.position == 0 { variant.position = Int64(product.variants.count + 1) }
-            Self.place(variant, in: &product)
-            try Self.checkStructure(product, variant: variantID)
-            return product
+        let placed = VariantPlace(id: variantID)
+        let result = try await placed.naming {
+            try await replica.update(tenant: context.tenant, id: id, condition: condition) { product throws(APIError) in
+                var product = product
+                var variant = try input.variant(base: nil)
+                variant.id = variantID
+                if variant.position == 0 { variant.position = Int64(product.variants.count + 1) }
+                Self.place(variant, in: &product)
+                placed.record(product)
+                return product
+            }
         }
         return try Self.answer(result, variant: { $0.variants.first { $0.id == variantID } }, status: .created)
     }
@@ -70,18 +74,21 @@ struct ProductVariantsController<Context: TenantRequestContext> {
         let variantID = try context.parameters.require("variant_id")
         let condition = try EntityTag.condition(.ifMatch, in: request.headers)
         let input = try VariantBody(try await request.collectJSONBody(), patching: true)
-        let result = try await replica.update(tenant: context.tenant, id: id, condition: condition) { product throws(APIError) in
-            var product = product
-            guard let index = product.variants.firstIndex(where: { $0.id == variantID }) else { throw Self.variantNotFound }
-            let variant = try input.variant(base: product.variants[index])
-            if input.members["position"] != nil {
-                product.variants.remove(at: index)
-                Self.place(variant, in: &product)
-            } else {
-                product.variants[index] = variant
+        let placed = VariantPlace(id: variantID)
+        let result = try await placed.naming {
+            try await replica.update(tenant: context.tenant, id: id, condition: condition) { product throws(APIError) in
+                var product = product
+                guard let index = product.variants.firstIndex(where: { $0.id == variantID }) else { throw Self.variantNotFound }
+                let variant = try input.variant(base: product.variants[index])
+                if input.members["position"] != nil {
+                    product.variants.remove(at: index)
+                    Self.place(variant, in: &product)
+                } else {
+                    product.variants[index] = variant
+                }
+                placed.record(product)
+                return product
             }
-            try Self.checkStructure(product, variant: variantID)
-            return product
         }
         return try Self.answer(result, variant: { $0.variants.first { $0.id == variantID } }, status: .ok)
     }
@@ -125,21 +132,6 @@ struct ProductVariantsController<Context: TenantRequestContext> {
         for place in product.variants.indices { product.variants[place].position = Int64(place + 1) }
     }
 
-    /// Checks the product a variant's write makes; a fault of that variant is named as the body's member
-    /// (`options`, not `variants[3][options]`).
-    static func checkStructure(_ product: Product, variant id: String) throws(APIError) {
-        do { try product.checkStructure() } catch {
-            guard let index = product.variants.firstIndex(where: { $0.id == id }), let param = error.param,
-                  param.hasPrefix("variants[\(index)][")
-            else { throw error }
-            var named = error
-            let member = param.dropFirst("variants[\(index)][".count)
-            let close = member.firstIndex(of: "]") ?? member.endIndex
-            named.param = String(member[..<close]) + String(member[close...].dropFirst())
-            throw named
-        }
-    }
-
     /// A variant, with its product's `ETag` (what `If-Match` on a variant's change compares).
     static func response(_ variant: Variant, product etag: String, status: HTTPResponse.Status = .ok) -> Response {
         var body = ByteBuffer()
@@ -154,6 +146,46 @@ struct ProductVariantsController<Context: TenantRequestContext> {
         guard case .written(let written) = result else { return ProductsController<Context>.response(result, status: status) }
         guard let found = variant(written.product) else { throw APIError.versionConflict("The variant changed while being written; retry") }
         return response(found, product: written.etag, status: status)
+    }
+}
+
+/// Where a variant's write put the variant in its product, so that a fault of that variant, found as the product is
+/// checked (`Replica.completed`, or the Database Service for a SKU), is named as the body's member: `options`, not
+/// `variants[3][options]`; so is a clash with another variant of the product (the same options or SKU).
+final class VariantPlace: Sendable {
+    let id: String
+    private let written = Mutex<(product: Product, index: Int)?>(nil)
+
+    init(id: String) { self.id = id }
+
+    /// Notes the product the write makes (the last attempt's, when a write is retried).
+    func record(_ product: Product) {
+        let index = product.variants.firstIndex { $0.id == id }
+        written.withLock { $0 = index.map { (product, $0) } }
+    }
+
+    /// Runs the write, naming its variant's faults as the body's members.
+    func naming<T>(_ write: () async throws -> T) async throws -> T {
+        do { return try await write() } catch var error as APIError {
+            if let param = error.param, let member = member(of: param) { error.param = member }
+            throw error
+        }
+    }
+
+    /// `param` as a member of the variant's body, if it names this variant, or another that clashes with it.
+    private func member(of param: String) -> String? {
+        guard let (product, index) = written.withLock({ $0 }), param.hasPrefix("variants["),
+              let close = param.firstIndex(of: "]"), let named = Int(param[param.index(param.startIndex, offsetBy: 9)..<close])
+        else { return nil }
+        let rest = param[param.index(after: close)...]
+        guard rest.hasPrefix("["), let end = rest.firstIndex(of: "]") else { return nil }
+        let member = String(rest[rest.index(after: rest.startIndex)..<end]) + String(rest[rest.index(after: end)...])
+        if named == index { return member }
+        guard product.variants.indices.contains(named) else { return nil }
+        let (ours, other) = (product.variants[index], product.variants[named])
+        if member == "options", ours.options == other.options { return member }
+        if member == "sku", ours.sku != nil, ours.sku == other.sku { return member }
+        return nil
     }
 }
 
