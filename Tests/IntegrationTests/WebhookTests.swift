@@ -36,6 +36,11 @@ struct WebhookTests {
         try await eventually("\(count) deliveries to \(path)", timeout: timeout) { receiver.deliveries(to: path).count >= count }
     }
 
+    /// Waits until `count` distinct events reached `path`.
+    static func waitForEvents(_ receiver: WebhookReceiver, _ path: String, count: Int, timeout: Duration = .seconds(30)) async throws {
+        try await eventually("\(count) events at \(path)", timeout: timeout) { receiver.events(to: path).count >= count }
+    }
+
     @Test("every kind of change is delivered, signed, and listed as an event", arguments: Backend.available)
     func everyChangeDelivered(backend: Backend) async throws {
         let stack = try await Self.stack(backend)
@@ -54,8 +59,8 @@ struct WebhookTests {
             try await stack.waitUntilPersisted()
             try #require(try await HTTP.delete(stack.productsURL + "/products/\(product.id)").status == 200)
 
-            try await Self.waitForDeliveries(receiver, "/all", count: 3, timeout: .seconds(60))
-            let deliveries = receiver.deliveries(to: "/all").sorted { $0.id < $1.id }
+            try await Self.waitForEvents(receiver, "/all", count: 3, timeout: .seconds(60))
+            let deliveries = receiver.events(to: "/all").sorted { $0.id < $1.id }
             #expect(deliveries.map(\.type) == ["product.created", "product.updated", "product.deleted"])
             for delivery in deliveries {
                 #expect(delivery.verifies(with: secret), "signature of \(delivery.id)")
@@ -160,13 +165,13 @@ struct WebhookTests {
             _ = try await Self.endpoint(stack, url: base + "/globex", key: globex)
             let created = try await HTTP.send(.POST, stack.productsURL + "/products", body: #"{"name":"Anvil"}"#, headers: Self.auth(acme))
             try #require(created.status == 201)
-            try await Self.waitForDeliveries(receiver, "/acme", count: 1)
+            try await Self.waitForEvents(receiver, "/acme", count: 1)
             // Globex's own write, delivered to its endpoint after acme's: nothing of acme's came before it.
             let own = try await HTTP.send(.POST, stack.productsURL + "/products", body: #"{"name":"Rocket"}"#, headers: Self.auth(globex))
             try #require(own.status == 201)
-            try await Self.waitForDeliveries(receiver, "/globex", count: 1)
-            #expect(receiver.deliveries(to: "/globex").map { $0.object["name"] as? String } == ["Rocket"])
-            #expect(receiver.deliveries(to: "/acme").count == 1, "nor does acme see globex's")
+            try await Self.waitForEvents(receiver, "/globex", count: 1)
+            #expect(receiver.events(to: "/globex").map { $0.object["name"] as? String } == ["Rocket"])
+            #expect(receiver.events(to: "/acme").count == 1, "nor does acme see globex's")
             #expect(try await HTTP.send(.GET, stack.productsURL + "/events", headers: Self.auth(globex)).json([EventBody].self).count == 1)
             #expect(try await HTTP.send(.GET, stack.productsURL + "/events", headers: Self.auth(acme)).json([EventBody].self).count == 1)
             let foreign = try await HTTP.send(.GET, stack.productsURL + "/webhook_endpoints/\(acmeEndpoint.id)", headers: Self.auth(globex))
@@ -199,16 +204,16 @@ struct WebhookTests {
             let gone = try await stack.create("Gone")
             try await stack.waitUntilPersisted()
             try #require(try await HTTP.delete(stack.productsURL + "/products/\(gone.id)").status == 200)
-            try await Self.waitForDeliveries(receiver, "/deletes", count: 1)
-            #expect(receiver.deliveries(to: "/deletes").first?.object["id"] as? String == gone.id)
+            try await Self.waitForEvents(receiver, "/deletes", count: 1)
+            #expect(receiver.events(to: "/deletes").first?.object["id"] as? String == gone.id)
 
             let patched = try await HTTP.send(
                 .PATCH, stack.productsURL + "/webhook_endpoints/\(id)", body: #"{"enabled_events":["product.updated"],"description":"updates"}"#)
             #expect(patched.status == 200 && patched.object["enabled_events"] as? [String] == ["product.updated"])
             try #require(try await HTTP.send(.PATCH, stack.productsURL + "/products/\(kept.id)", body: #"{"name":"Kept still"}"#).status == 200)
-            try await Self.waitForDeliveries(receiver, "/deletes", count: 2)
+            try await Self.waitForEvents(receiver, "/deletes", count: 2)
             // The creates, made before the delete, were never delivered: the update came after it, and alone.
-            #expect(receiver.deliveries(to: "/deletes").map(\.type) == ["product.deleted", "product.updated"])
+            #expect(receiver.events(to: "/deletes").map(\.type) == ["product.deleted", "product.updated"])
 
             // A disabled endpoint gets nothing.
             #expect(try await HTTP.send(.PATCH, stack.productsURL + "/webhook_endpoints/\(id)", body: #"{"status":"disabled"}"#).status == 200)
@@ -216,7 +221,7 @@ struct WebhookTests {
             try await eventually("the witness hears the update made while the endpoint was disabled") {
                 receiver.deliveries(to: "/witness").contains { $0.object["name"] as? String == "Unheard" }
             }
-            #expect(receiver.deliveries(to: "/deletes").count == 2)
+            #expect(receiver.events(to: "/deletes").count == 2)
         }
         await stack.stop()
     }

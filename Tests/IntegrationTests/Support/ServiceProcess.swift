@@ -54,8 +54,8 @@ final class ServiceProcess: @unchecked Sendable {
                 service.port = port
                 return service
             }
-            if !service.process.isRunning {
-                throw ServiceProcessError.exited(binary: binary, status: service.process.terminationStatus, log: service.log)
+            if let status = service.process.exitStatus() {
+                throw ServiceProcessError.exited(binary: binary, status: status, log: service.log)
             }
             try await Task.sleep(for: .milliseconds(25))
         }
@@ -92,31 +92,31 @@ final class ServiceProcess: @unchecked Sendable {
         return Int(log[range].split(separator: ":").last!.prefix { $0.isNumber })
     }
 
-    /// `kill -9`: no chance to flush anything.
+    /// `kill -9`: no chance to flush anything. Returns once the process is gone (at most 30 s).
     func kill() {
-        guard process.isRunning else { return }
+        guard process.exitStatus() == nil else { return }
         deliver(SIGKILL, to: process.processIdentifier)
-        process.waitUntilExit()
+        _ = process.waitForExit(timeout: .seconds(30))
     }
 
     /// SIGTERM and wait for a graceful exit; returns the exit status.
     @discardableResult
     func terminate(timeout: Duration = .seconds(30)) async throws -> Int32 {
-        guard process.isRunning else { return process.terminationStatus }
+        if let status = process.exitStatus() { return status }
         process.terminate()  // SIGTERM
         return try await waitForExit(timeout: timeout)
     }
 
     private func waitForExit(timeout: Duration) async throws -> Int32 {
         let deadline = ContinuousClock.now + timeout
-        while process.isRunning {
+        while true {
+            if let status = process.exitStatus() { return status }
             guard ContinuousClock.now < deadline else {
                 kill()
                 throw ServiceProcessError.didNotExit(log: log)
             }
             try await Task.sleep(for: .milliseconds(20))
         }
-        return process.terminationStatus
     }
 
     deinit { kill() }
@@ -174,6 +174,36 @@ func freePort() throws -> Int {
 }
 
 /// Sends a signal; a free function, so `kill` here is the C call and not `ServiceProcess.kill()`.
+extension Process {
+    /// The exit status once the process has exited, even when Foundation has not noticed: under a full parallel
+    /// run, children have stayed zombies with `isRunning` true for good, and `waitUntilExit` (which blocks a thread
+    /// of the concurrency pool) then never returned, stalling every test. Such a zombie is reaped here.
+    func exitStatus() -> Int32? {
+        if !isRunning { return terminationStatus }
+        let pid = processIdentifier
+        let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
+        // The state follows the command's closing parenthesis: Z is a zombie, X dead.
+        guard let stat, let close = stat.lastIndex(of: ")") else { return isRunning ? nil : terminationStatus }
+        let state = stat[stat.index(after: close)...].drop { $0 == " " }.first
+        guard state == "Z" || state == "X" else { return nil }
+        var status: Int32 = 0
+        if waitpid(pid, &status, WNOHANG) == pid {
+            return status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        }
+        return isRunning ? nil : terminationStatus
+    }
+
+    /// Waits, without the run loop, until the process has exited; its status, or nil after `timeout`.
+    func waitForExit(timeout: Duration) -> Int32? {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let status = exitStatus() { return status }
+            usleep(10_000)
+        }
+        return nil
+    }
+}
+
 private func deliver(_ signal: Int32, to process: Int32) {
     _ = kill(process, signal)
 }

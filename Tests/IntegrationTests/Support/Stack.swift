@@ -69,8 +69,7 @@ enum Backend: String, Sendable, CustomTestStringConvertible {
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["psql", admin, "-q", "-c", "CREATE DATABASE \(name)"]
         try process.run()
-        process.waitUntilExit()
-        try #require(process.terminationStatus == 0, "psql could not create a database")
+        try #require(process.waitForExit(timeout: .seconds(120)) == 0, "psql could not create a database")
         var components = try #require(URLComponents(string: admin))
         components.path = "/" + name
         // A full parallel run on two shared cores has kept a starting Database Service from its first answer for

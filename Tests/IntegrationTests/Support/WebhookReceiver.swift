@@ -46,6 +46,13 @@ final class WebhookReceiver: Sendable {
 
     func deliveries(to path: String) -> [Delivery] { deliveries.filter { $0.path == path } }
 
+    /// The events delivered to `path`, each once (its first delivery): delivery is at least once, and a try that
+    /// outlasted its timeout on a loaded machine is made again with the same webhook-id.
+    func events(to path: String) -> [Delivery] {
+        var seen = Set<String>()
+        return deliveries(to: path).filter { seen.insert($0.id).inserted }
+    }
+
     /// Runs `body` with the receiver listening; its argument is the receiver's base URL.
     func run<T: Sendable>(_ body: @escaping @Sendable (String) async throws -> T) async throws -> T {
         let router = Router()
