@@ -309,6 +309,7 @@ struct CatalogAPITests {
     func documentation() async throws {
         let stack = try await Stack.started()
         let root = URL(fileURLWithPath: #filePath + "/../../..").standardized.path
+        let noRedirects = HTTPClient(configuration: .init(redirectConfiguration: .disallow))
         for (base, target) in [(stack.productsURL, "ProductsService"), (stack.databaseURL, "DatabaseService")] {
             let served = try await HTTP.get(base + "/openapi.json")
             #expect(served.status == 200)
@@ -335,7 +336,13 @@ struct CatalogAPITests {
             #expect(policy.contains("script-src 'self';") && policy.contains("frame-ancestors 'none'"))
             #expect(docs.headers.first(name: "X-Content-Type-Options") == "nosniff")
             #expect(try await HTTP.get(base + "/docs/assets/other.js").status == 404)
+            // `/docs/` sends the browser to `/docs`, where the page's relative asset paths resolve.
+            let slashed = try await noRedirects.execute(HTTPClientRequest(url: base + "/docs/"), timeout: .seconds(30))
+            #expect(slashed.status == .permanentRedirect)
+            #expect(slashed.headers.first(name: "Location") == "../docs")
+            #expect(URL(string: "../docs", relativeTo: URL(string: base + "/docs/"))?.absoluteString == base + "/docs")
         }
+        try await noRedirects.shutdown()
         await stack.stop()
     }
 }

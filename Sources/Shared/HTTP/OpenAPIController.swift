@@ -51,6 +51,13 @@ package struct OpenAPIController<Context: RequestContext> {
     /// GET /docs: interactive documentation.
     @Sendable func docs(_ request: Request, context: Context) -> Response {
         var headers = Self.securityHeaders
+        // The router also matches `/docs/`, where the page's relative asset paths would resolve under `/docs/docs/`:
+        // send the browser to `/docs` with a relative location, which holds behind a proxy's path prefix as well.
+        let trailingSlashes = request.uri.path.reversed().prefix { $0 == "/" }.count
+        if trailingSlashes > 0 {
+            headers[.location] = String(repeating: "../", count: trailingSlashes) + "docs"
+            return Response(status: .permanentRedirect, headers: headers)
+        }
         headers[.contentType] = "text/html; charset=utf-8"
         headers[.cacheControl] = "no-cache"
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: page))

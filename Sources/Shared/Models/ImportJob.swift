@@ -133,11 +133,23 @@ package struct ImportLineError: Codable, Sendable, Equatable {
     package var param: String?
     package var error: String
 
+    /// U+0000 (which a rejected line's member name can hold, and PostgreSQL's text cannot) becomes U+FFFD.
     package init(line: Int64, code: String, param: String?, error: String) {
         self.line = line
-        self.code = code
-        self.param = param
-        self.error = error
+        self.code = Self.storable(code)
+        self.param = param.map(Self.storable)
+        self.error = Self.storable(error)
+    }
+
+    package init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            line: try container.decode(Int64.self, forKey: .line), code: try container.decode(String.self, forKey: .code),
+            param: try container.decodeIfPresent(String.self, forKey: .param), error: try container.decode(String.self, forKey: .error))
+    }
+
+    private static func storable(_ text: String) -> String {
+        text.utf8.contains(0) ? text.replacingOccurrences(of: "\u{0}", with: "\u{FFFD}") : text
     }
 }
 
