@@ -36,6 +36,45 @@ struct CachedProductTests {
         }
     }
 
+    @Test("large products stay decoded for the very cached value they were made with, within their byte bound")
+    func decodedProducts() {
+        func wide(_ id: String, variants: Int, version: Int64 = 1) -> Product {
+            var product = Product(id: id, name: "Wide", metadata: [:], createdAt: "2026-01-01T00:00:00Z", updatedAt: "2026-01-01T00:00:00Z", version: version)
+            product.options = [ProductOption(name: "Size", values: (0..<variants).map { "S\($0)" })]
+            product.variants = (0..<variants).map { Variant(id: "var_\($0)", sku: "W-\($0)", options: ["Size": "S\($0)"], prices: [], position: Int64($0 + 1)) }
+            return product
+        }
+        let large = wide("prod_a", variants: 200)
+        let cached = CachedProduct(large)
+        #expect(cached.jsonByteCount >= DecodedProducts.minimumJSONBytes / 4 && cached.jsonByteCount < DecodedProducts.minimumJSONBytes)
+        let memo = DecodedProducts(byteLimit: 3 * DecodedProducts.minimumJSONBytes)
+        // Below the minimum: decoded each time, never held.
+        #expect(memo.product(of: cached, tenant: "t") == large)
+        #expect(memo.snapshot.products == 0)
+        let products = (0..<4).map { wide("prod_\($0)", variants: 800) }
+        let values = products.map { CachedProduct($0) }
+        #expect(values.allSatisfy { $0.jsonByteCount >= DecodedProducts.minimumJSONBytes && $0.jsonByteCount < 2 * DecodedProducts.minimumJSONBytes })
+        memo.remember(products[0], as: values[0], tenant: "t")
+        memo.remember(products[1], as: values[1], tenant: "t")
+        #expect(memo.snapshot.products == 2)
+        // Another value with the same JSON (the feed's copy, say) is decoded, not answered from the entry: then held instead.
+        var marked = products[0]
+        marked.name = "Held"
+        memo.remember(marked, as: values[0], tenant: "t")
+        #expect(memo.product(of: values[0], tenant: "t").name == "Held", "the entry answers for its own value")
+        #expect(memo.product(of: CachedProduct(products[0]), tenant: "t") == products[0])
+        #expect(memo.product(of: values[0], tenant: "t") == products[0], "the decoded copy replaced the entry")
+        #expect(memo.product(of: values[1], tenant: "u") == products[1], "tenants are apart")
+        // The bound, in bytes of JSON (two of these products): the least recently used goes first.
+        let bounded = DecodedProducts(byteLimit: 3 * DecodedProducts.minimumJSONBytes)
+        bounded.remember(products[0], as: values[0], tenant: "t")
+        bounded.remember(products[1], as: values[1], tenant: "t")
+        _ = bounded.product(of: values[0], tenant: "t")
+        bounded.remember(products[2], as: values[2], tenant: "t")
+        #expect(bounded.holds(values[0], tenant: "t") && !bounded.holds(values[1], tenant: "t") && bounded.holds(values[2], tenant: "t"))
+        #expect(bounded.snapshot.products == 2 && bounded.snapshot.jsonBytes <= bounded.byteLimit)
+    }
+
     @Test("a product read from JSON keeps the bytes as sent, whatever the key order, spacing or extra fields")
     func fromJSON() throws {
         let text = """

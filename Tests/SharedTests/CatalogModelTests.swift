@@ -99,6 +99,65 @@ struct CatalogModelTests {
         #expect(found?.code == code && found?.param == param, "\(String(describing: found))")
     }
 
+    @Test("a change of a few variants in place is checked against the others as the whole check would, fault for fault")
+    func structureAfterChange() {
+        let sizes = (0..<40).map { "S\($0)" }
+        let colors = (0..<25).map { "C\($0)" }
+        var base = Product(id: "prod_w", createdAt: "2026-01-01T00:00:00Z", updatedAt: "2026-01-01T00:00:00Z", version: 1)
+        base.options = [ProductOption(name: "Size", values: sizes), ProductOption(name: "Color", values: colors)]
+        base.variants = (0..<600).map { (index: Int) -> Variant in
+            let sku: String? = index % 3 == 0 ? nil : "SKU-\(index)"
+            let options: [String: String] = ["Size": sizes[index % 40], "Color": colors[index / 40]]
+            return Variant(id: "var_\(index)", sku: sku, options: options, prices: [Price(currency: "EUR", amount: Int64(index))], position: Int64(index + 1))
+        }
+        #expect(fault { try base.checkStructure() } == nil)
+        var generator = SystemRandomNumberGenerator()
+        var faults = 0
+        for _ in 0..<2_000 {
+            var changed = base
+            for _ in 0..<Int.random(in: 1...3, using: &generator) {
+                let index = Int.random(in: 0..<600, using: &generator)
+                var variant = changed.variants[index]
+                switch Int.random(in: 0..<8, using: &generator) {
+                case 0: variant.prices = [Price(currency: "USD", amount: 5)]
+                case 1: variant.sku = "SKU-\(Int.random(in: 0..<700, using: &generator))"
+                case 2: variant.sku = nil
+                case 3: variant.options["Size"] = sizes.randomElement(using: &generator)
+                case 4: variant.options["Color"] = ["C1", "C99"].randomElement(using: &generator)
+                case 5: variant.options["Fit"] = "Slim"
+                case 6: variant.options["Size"] = nil
+                default: variant.id = ["", "var_\(Int.random(in: 0..<700, using: &generator))"].randomElement(using: &generator)!
+                }
+                changed.variants[index] = variant
+            }
+            let whole = fault { try changed.checkStructure() }
+            let incremental = fault { try changed.checkStructure(after: base) }
+            #expect(whole?.code == incremental?.code && whole?.param == incremental?.param, "\(String(describing: whole)) vs \(String(describing: incremental))")
+            if whole != nil { faults += 1 }
+        }
+        #expect(faults > 200 && faults < 1_900, "both outcomes are tried: \(faults) faults")
+        // A fault is named as the whole check names it: at the later of the two variants, though it changed the earlier.
+        var moved = base
+        moved.variants.swapAt(0, 1)
+        moved.variants[1].sku = "SKU-2"
+        #expect(fault { try moved.checkStructure(after: base) }?.param == "variants[2][sku]")
+    }
+
+    @Test("SKUs kept: none new when each variant keeps its SKU, or the SKUs only move among the variants")
+    func keptSKUs() {
+        var changed = Self.shirt
+        #expect(changed.keepsSKUs(of: Self.shirt) && !changed.keepsSKUs(of: nil))
+        changed.variants[1].prices = [Price(currency: "USD", amount: 1)]
+        #expect(changed.keepsSKUs(of: Self.shirt))
+        changed.variants.reverse()
+        #expect(changed.keepsSKUs(of: Self.shirt))
+        changed.variants[0].sku = "TS-BLUE-M"
+        #expect(!changed.keepsSKUs(of: Self.shirt))
+        var none = Self.shirt
+        none.variants = none.variants.map { var variant = $0; variant.sku = nil; return variant }
+        #expect(none.keepsSKUs(of: nil))
+    }
+
     @Test("each field's own rule fails with its code and param", arguments: [
         (#"{"options":[{"name":"Size","values":[]}]}"#, "parameter_invalid", "options[0][values]"),
         (#"{"options":[{"name":"Size","values":["S","S"]}]}"#, "parameter_invalid", "options[0][values][1]"),

@@ -11,6 +11,24 @@ struct JSONWriterTests {
             updatedAt: "2026-01-07T14:00:01.000Z", version: 42)
     }
 
+    @Test("integers are written in decimal, the extremes included; objects of strings with their keys sorted")
+    func integersAndObjects() throws {
+        for value: Int64 in [0, 7, -7, 10, 1999, 10_000_000_000_000, .max, .min, .min + 1] {
+            var buffer = ByteBuffer()
+            JSONWriter.writeInteger(value, into: &buffer)
+            #expect(String(buffer: buffer) == String(value))
+        }
+        for object: [String: String] in [[:], ["a": "1"], ["b": "2", "a": "1"], ["é": "x", "e": "\"", "z": "", "A": "\n"]] {
+            var buffer = ByteBuffer()
+            JSONWriter.writeObject(object, into: &buffer)
+            let text = String(buffer: buffer)
+            #expect(try JSONDecoder().decode([String: String].self, from: Data(text.utf8)) == object)
+            let keys = object.keys.sorted()
+            let positions = keys.map { key in text.range(of: "\"\(key)\":")!.lowerBound }
+            #expect(positions == positions.sorted(), "\(text)")
+        }
+    }
+
     @Test("products and operations decode with Foundation to the same values, awkward strings included")
     func roundTrip() throws {
         let awkward = "quote \" backslash \\ slash / newline \n tab \t bell \u{07} nul \u{00} é 😀 \u{2028}"

@@ -32,11 +32,15 @@ struct CachedProduct: @unchecked Sendable {
 
     fileprivate final class Storage: ManagedBuffer<Fields, UInt8> {}
 
-    /// Caches a product this replica wrote or read: its JSON is encoded once, here.
-    init(_ product: Product) {
+    /// Caches a product this replica wrote or read: its JSON is encoded once, here. Most products fit in 512
+    /// bytes; a larger one grows the buffer (`estimatedJSONSize` would walk every field once more).
+    init(_ product: Product) { self.init(product, capacity: 512) }
+
+    /// The same, into a buffer of `capacity` bytes to start with (a change of a large product knows about how large
+    /// it will be).
+    init(_ product: Product, capacity: Int) {
         var buffer = ByteBuffer()
-        // Most products fit; a larger one grows the buffer (`estimatedJSONSize` would walk every field once more).
-        buffer.reserveCapacity(512)
+        buffer.reserveCapacity(capacity)
         let (name, handle) = product.writeJSON(into: &buffer)
         let fields = Fields(
             id: product.id, type: product.type, version: product.version, active: product.active,
@@ -153,6 +157,9 @@ struct CachedProduct: @unchecked Sendable {
     }
 
     /// The JSON, in a buffer of its own.
+    /// Whether both are one cached value (not merely equal JSON).
+    func isSameValue(as other: CachedProduct) -> Bool { storage === other.storage }
+
     var json: ByteBuffer { withJSONBytes { ByteBuffer(bytes: $0) } }
 
     /// Appends the JSON to `buffer`.

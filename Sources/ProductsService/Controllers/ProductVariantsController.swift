@@ -25,7 +25,8 @@ struct ProductVariantsController<Context: TenantRequestContext> {
     @Sendable func list(_ request: Request, context: Context) async throws -> Response {
         let product = try await replica.product(tenant: context.tenant, id: try context.productID())
         let locale = try ProductsController<Context>.locale(in: request)
-        let shown = locale.map { product.product.localized(to: $0) } ?? product.product
+        let decoded = replica.decodedProducts.product(of: product, tenant: context.tenant)
+        let shown = locale.map { decoded.localized(to: $0) } ?? decoded
         var body = ByteBuffer()
         body.writeJSONArray(shown.variants, opening: "[", closing: "]") { variant, body in variant.writeJSON(into: &body) }
         var response = Response.json(buffer: body)
@@ -39,7 +40,8 @@ struct ProductVariantsController<Context: TenantRequestContext> {
         let product = try await replica.product(tenant: context.tenant, id: try context.productID())
         let variantID = try context.parameters.require("variant_id")
         let locale = try ProductsController<Context>.locale(in: request)
-        let shown = locale.map { product.product.localized(to: $0) } ?? product.product
+        let decoded = replica.decodedProducts.product(of: product, tenant: context.tenant)
+        let shown = locale.map { decoded.localized(to: $0) } ?? decoded
         guard let variant = shown.variants.first(where: { $0.id == variantID }) else { throw Self.variantNotFound }
         var response = Self.response(variant, product: product.etag)
         if let locale { response.headers[.contentLanguage] = locale }
@@ -64,7 +66,7 @@ struct ProductVariantsController<Context: TenantRequestContext> {
                 return product
             }
         }
-        return try Self.answer(result, variant: { $0.variants.first { $0.id == variantID } }, status: .created)
+        return try answer(result, tenant: context.tenant, variantID: variantID, status: .created)
     }
 
     /// PATCH /products/{id}/variants/{variant_id}: changes the fields given (`metadata` merges key by key, `null`
@@ -90,7 +92,7 @@ struct ProductVariantsController<Context: TenantRequestContext> {
                 return product
             }
         }
-        return try Self.answer(result, variant: { $0.variants.first { $0.id == variantID } }, status: .ok)
+        return try answer(result, tenant: context.tenant, variantID: variantID, status: .ok)
     }
 
     /// DELETE /products/{id}/variants/{variant_id}: removes a variant, its SKU freed.
@@ -142,10 +144,11 @@ struct ProductVariantsController<Context: TenantRequestContext> {
     }
 
     /// The answer to a variant's write: the variant as the product written holds it.
-    static func answer(_ result: Replica.WriteResult, variant: (Product) -> Variant?, status: HTTPResponse.Status) throws -> Response {
+    func answer(_ result: Replica.WriteResult, tenant: String, variantID: String, status: HTTPResponse.Status) throws -> Response {
         guard case .written(let written) = result else { return ProductsController<Context>.response(result, status: status) }
-        guard let found = variant(written.product) else { throw APIError.versionConflict("The variant changed while being written; retry") }
-        return response(found, product: written.etag, status: status)
+        let product = replica.decodedProducts.product(of: written, tenant: tenant)
+        guard let found = product.variants.first(where: { $0.id == variantID }) else { throw APIError.versionConflict("The variant changed while being written; retry") }
+        return Self.response(found, product: written.etag, status: status)
     }
 }
 

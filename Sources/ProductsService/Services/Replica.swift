@@ -23,6 +23,8 @@ final class Replica: Sendable {
     let variantIDs = ProductIDGenerator(prefix: VariantRules.variantIDPrefix)
     /// This replica's writer number, stamped on every version it makes; -1 until the Database Service gave one.
     let writer = Atomic<Int64>(-1)
+    /// Large products as last written or decoded, for the next write on them.
+    let decodedProducts = DecodedProducts()
     /// Misses waiting for a product another replica may have just created (`awaitingRecent`).
     let recentWaiters = Atomic<Int>(0)
 
@@ -113,6 +115,7 @@ final class Replica: Sendable {
             } onConflict: { _ in }!
         }
         let cached = CachedProduct(product)
+        decodedProducts.remember(product, as: cached, tenant: tenant)
         let ticket = try journaling {
             try cache.stage(tenant: tenant, cached) { try journal.append(JournalRecord(upsert: tenant, product, encoded: cached)) }
         }
@@ -148,9 +151,11 @@ final class Replica: Sendable {
             do {
                 staged = try journaling {
                     try cache.stageUpdate(tenant: tenant, id: id) { current, shop in
-                        let (product, claims) = try changed(current.product, by: change, tenant: tenant, shop: &shop)
+                        let previous = decodedProducts.product(of: current, tenant: tenant)
+                        let (product, claims) = try changed(previous, by: change, tenant: tenant, shop: &shop)
                         if claims.needCoordination { throw NeedsCoordination() }
-                        let cached = CachedProduct(product)
+                        let cached = CachedProduct(product, capacity: current.jsonByteCount + 512)
+                        decodedProducts.remember(product, as: cached, tenant: tenant)
                         let ticket = try journal.append(JournalRecord(upsert: tenant, product, encoded: cached))
                         return (cached, ticket, ticket)
                     }
@@ -223,11 +228,9 @@ final class Replica: Sendable {
             }
             claims.handleGiven = true
         }
-        try product.checkStructure()
+        try product.checkStructure(after: previous)
         claims.newCategories = !Set(product.categoryIDs).isSubset(of: previous?.categoryIDs ?? [])
-        let held = Set(previous?.variants.lazy.compactMap(\.sku) ?? [])
-        let new = product.skus.filter { !held.contains($0.sku) }
-        if !new.isEmpty {
+        if !product.keepsSKUs(of: previous) {
             claims.newSKUs = true
             for (index, variant) in product.variants.enumerated() {
                 if let sku = variant.sku, let owner = shop.skus[sku], owner != product.id {

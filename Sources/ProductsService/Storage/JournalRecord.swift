@@ -52,32 +52,27 @@ struct JournalRecord: Sendable {
         line.writeInteger(UInt8(ascii: "}"))
     }
 
-    /// Reads a line back, keeping its bytes; nil when it is not a whole, valid record.
-    init?(line: Data) {
-        guard let decoded = try? JSONCoding.decoder.decode(Decoded.self, from: line) else { return nil }
-        operation = decoded.operation
-        recordedAtMs = decoded.recordedAtMs
-        self.line = ByteBuffer(bytes: line)
+    /// Reads a line back with the strict parser the Database Service reads batches with (a line is a batch's
+    /// element), keeping its bytes; nil when it is not a whole, valid record.
+    init?(line: ByteBuffer) {
+        var recordedAtMs: Int64?
+        let operation = line.withUnsafeReadableBytes { bytes -> WriteOperation? in
+            var parser = JSONParser(bytes: bytes)
+            parser.skipWhitespace()
+            guard let operation = try? WriteOperation(parsing: &parser, param: "record", recordedAtMs: &recordedAtMs) else { return nil }
+            parser.skipWhitespace()
+            return parser.index == bytes.count ? operation : nil
+        }
+        guard let operation, let recordedAtMs else { return nil }
+        self.init(operation, line: line, recordedAtMs: recordedAtMs)
     }
+
+    init?(line: Data) { self.init(line: ByteBuffer(bytes: line)) }
 
     /// When the write was recorded on the monotonic clock, from its wall-clock time: how long a write read back
     /// from disk (at a restart, or a refill during a long backlog) has been waiting.
     func recordedAt(now: ContinuousClock.Instant, nowMs: Int64) -> ContinuousClock.Instant {
         now - .milliseconds(max(0, nowMs - recordedAtMs))
-    }
-
-    private struct Decoded: Decodable {
-        var operation: WriteOperation
-        var recordedAtMs: Int64
-
-        enum CodingKeys: String, CodingKey {
-            case recordedAtMs = "recorded_at_ms"
-        }
-
-        init(from decoder: any Decoder) throws {
-            operation = try WriteOperation(from: decoder)
-            recordedAtMs = try decoder.container(keyedBy: CodingKeys.self).decode(Int64.self, forKey: .recordedAtMs)
-        }
     }
 }
 
@@ -122,7 +117,7 @@ final class JournalEntry: Sendable {
     /// The same for a record of `operation` made now.
     static func memoryCost(_ operation: WriteOperation) -> Int { memoryCost(JournalRecord(operation)) }
 
-    private static func memoryCost(line: ByteBuffer) -> Int {
+    static func memoryCost(line: ByteBuffer) -> Int {
         let quotes = line.withUnsafeReadableBytes { bytes in bytes.reduce(0) { $0 + ($1 == UInt8(ascii: "\"") ? 1 : 0) } }
         return 256 + 2 * line.readableBytes + 8 * quotes
     }

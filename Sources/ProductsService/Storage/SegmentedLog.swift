@@ -98,11 +98,24 @@ final class SegmentedLog: @unchecked Sendable {
     private var readPosition: (base: UInt64, offset: Int, next: UInt64)?
 
     /// Reads the records numbered `first` through `last` in journal order, at most `limit` of them, passing each
-    /// to `body`, and stopping before any record that `admits` refuses; returns how many it read. A read that starts where the previous one stopped goes on from there,
-    /// so draining a long backlog reads each byte once; memory held is a buffer of a megabyte (or the longest
-    /// record). Records must be durable: only the journal's leader touches the files.
+    /// to `body`; returns how many it read. See `readLines`.
     func read(
-        from first: UInt64, through last: UInt64, limit: Int, admits: ((JournalRecord) -> Bool)? = nil, _ body: (_ sequence: UInt64, _ record: JournalRecord) throws -> Void
+        from first: UInt64, through last: UInt64, limit: Int, _ body: (_ sequence: UInt64, _ record: JournalRecord) throws -> Void
+    ) throws -> Int {
+        try readLines(from: first, through: last, limit: limit) { sequence, line in
+            guard let record = JournalRecord(line: line) else { throw JournalError.corrupt("\(directory): unreadable record \(sequence)") }
+            try body(sequence, record)
+        }
+    }
+
+    /// Reads the lines of the records numbered `first` through `last` in journal order, unparsed, at most `limit`
+    /// of them, passing each to `body`, and stopping before any line that `admits` refuses; returns how many it
+    /// read. A read that starts where the previous one stopped goes on from there, so draining a long backlog reads
+    /// each byte once; memory held is a buffer of a megabyte (or the longest record). Records must be durable: only
+    /// the journal's leader touches the files.
+    func readLines(
+        from first: UInt64, through last: UInt64, limit: Int, admits: ((ByteBuffer) -> Bool)? = nil,
+        _ body: (_ sequence: UInt64, _ line: ByteBuffer) throws -> Void
     ) throws -> Int {
         guard first <= last, limit > 0 else { return 0 }
         var position: (base: UInt64, offset: Int, next: UInt64)
@@ -133,12 +146,10 @@ final class SegmentedLog: @unchecked Sendable {
                         continue
                     }
                     if position.next >= first {
-                        guard let record = JournalRecord(line: Data(line)) else {
-                            throw JournalError.corrupt("\(path): unreadable record at byte \(chunkStart + line.startIndex)")
-                        }
+                        let bytes = ByteBuffer(bytes: line)
                         // Refused: the next read starts at this record.
-                        if let admits, !admits(record) { break segments }
-                        try body(position.next, record)
+                        if let admits, !admits(bytes) { break segments }
+                        try body(position.next, bytes)
                         count += 1
                     }
                     lineStart = newline + 1

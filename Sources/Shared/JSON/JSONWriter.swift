@@ -32,10 +32,37 @@ package enum JSONWriter {
 
     /// A JSON object of strings, keys sorted.
     package static func writeObject(_ object: [String: String], into buffer: inout ByteBuffer) {
-        buffer.writeJSONArray(object.keys.sorted(), opening: "{", closing: "}") { key, buffer in
-            writeString(key, into: &buffer)
-            buffer.writeInteger(UInt8(ascii: ":"))
-            writeString(object[key]!, into: &buffer)
+        // Most objects (a variant's options and metadata) have none or one member: nothing to sort.
+        if object.count <= 1 {
+            buffer.writeInteger(UInt8(ascii: "{"))
+            if let (key, value) = object.first { writeMember(key, value, into: &buffer) }
+            buffer.writeInteger(UInt8(ascii: "}"))
+            return
+        }
+        buffer.writeJSONArray(object.sorted { $0.key < $1.key }, opening: "{", closing: "}") { entry, buffer in
+            writeMember(entry.key, entry.value, into: &buffer)
+        }
+    }
+
+    private static func writeMember(_ key: String, _ value: String, into buffer: inout ByteBuffer) {
+        writeString(key, into: &buffer)
+        buffer.writeInteger(UInt8(ascii: ":"))
+        writeString(value, into: &buffer)
+    }
+
+    /// An integer, in decimal.
+    package static func writeInteger(_ value: Int64, into buffer: inout ByteBuffer) {
+        if value < 0 { buffer.writeInteger(UInt8(ascii: "-")) }
+        var magnitude = value.magnitude
+        // At most 20 digits, written backwards into a stack buffer: no String per number.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            var start = 20
+            repeat {
+                start -= 1
+                digits[start] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                magnitude /= 10
+            } while magnitude > 0
+            buffer.writeBytes(UnsafeBufferPointer(rebasing: digits[start...]))
         }
     }
 

@@ -13,7 +13,8 @@ extension Product {
         var combinations = Set<[String]>(minimumCapacity: variants.count)
         let values = options.map { Set($0.values) }
         for (index, variant) in variants.enumerated() {
-            let param = "variants[\(index)]"
+            // Built only for a fault: at 10,000 variants, building it for each cost a tenth of the check.
+            var param: String { "variants[\(index)]" }
             guard !variant.id.isEmpty else { throw .missingParameter(param + "[id]", "'\(param)[id]' is required") }
             guard variant.position >= 1 else {
                 throw .invalidParameter(param + "[position]", "'\(param)[position]' must be at least 1 in a stored product")
@@ -24,17 +25,24 @@ extension Product {
             if let sku = variant.sku, !skus.insert(sku).inserted {
                 throw .invalidParameter(param + "[sku]", "SKU '\(sku)' is given to two variants of this product")
             }
-            if let unknown = variant.options.keys.filter({ name in !options.contains { $0.name == name } }).min() {
-                throw .invalidParameter("\(param)[options][\(unknown)]", "'\(unknown)' is not an option of this product")
+            // An option the product lacks is named before a missing or unknown value; with every option given
+            // once and nothing more, there is none to look for.
+            func unknownOption() throws(APIError) {
+                if let unknown = variant.options.keys.filter({ name in !options.contains { $0.name == name } }).min() {
+                    throw .invalidParameter("\(param)[options][\(unknown)]", "'\(unknown)' is not an option of this product")
+                }
             }
             for (option, allowed) in zip(options, values) {
                 guard let value = variant.options[option.name] else {
+                    try unknownOption()
                     throw .missingParameter("\(param)[options][\(option.name)]", "Each variant must give a value of option '\(option.name)'")
                 }
                 guard allowed.contains(value) else {
+                    try unknownOption()
                     throw .invalidParameter("\(param)[options][\(option.name)]", "'\(value)' is not a value of option '\(option.name)'")
                 }
             }
+            if variant.options.count != options.count { try unknownOption() }
             guard combinations.insert(variant.combination(options)).inserted else {
                 throw .invalidParameter(param + "[options]", "Another variant has the same options; each combination may be sold once")
             }
@@ -50,6 +58,55 @@ extension Product {
                 }
             }
         }
+    }
+
+    /// Checks the rules as `checkStructure()` does, for a product made from `previous` (which passed them). When
+    /// only a few variants changed in place (a price, a SKU, at 10,000 variants), only those are checked against
+    /// the others, without hashing every variant again; any doubt, or a fault, runs the whole check, which names it.
+    package func checkStructure(after previous: Product?) throws(APIError) {
+        if let previous, let changed = variantsChangedInPlace(since: previous), keepsStructure(changing: changed) { return }
+        try checkStructure()
+    }
+
+    /// The places of the variants that differ from `previous`'s, when options and translations are the same and
+    /// at most 16 variants changed without moving; nil otherwise. Variants a write did not touch share their
+    /// storage with `previous`'s, which makes each comparison a few pointer checks.
+    private func variantsChangedInPlace(since previous: Product) -> [Int]? {
+        guard variants.count == previous.variants.count, options == previous.options, translations == previous.translations else { return nil }
+        var changed: [Int] = []
+        for index in variants.indices where variants[index] != previous.variants[index] {
+            changed.append(index)
+            if changed.count > 16 { return nil }
+        }
+        return changed
+    }
+
+    /// Whether the variants at `changed` keep the rules, the others having kept them before.
+    private func keepsStructure(changing changed: [Int]) -> Bool {
+        for index in changed {
+            let variant = variants[index]
+            guard !variant.id.isEmpty, variant.position >= 1, variant.options.count == options.count else { return false }
+            for option in options {
+                guard let value = variant.options[option.name], option.values.contains(value) else { return false }
+            }
+            // Every variant names exactly the product's options: the same combination is the same dictionary.
+            for other in variants.indices where other != index {
+                let neighbour = variants[other]
+                if neighbour.id == variant.id || (variant.sku != nil && neighbour.sku == variant.sku) || neighbour.options == variant.options {
+                    return false
+                }
+            }
+        }
+        return true
+    }
+
+    /// Whether every SKU of the product was one of `previous`'s too (so a write claims none): at once when each
+    /// variant keeps its place and SKU.
+    package func keepsSKUs(of previous: Product?) -> Bool {
+        guard let previous else { return !variants.contains { $0.sku != nil } }
+        if variants.count == previous.variants.count, zip(variants, previous.variants).allSatisfy({ $0.sku == $1.sku }) { return true }
+        let held = Set(previous.variants.lazy.compactMap(\.sku))
+        return variants.allSatisfy { $0.sku.map(held.contains) ?? true }
     }
 
     /// Gives ids to the variants that have none, keeping the id of the variant of `previous` with the same options

@@ -138,11 +138,11 @@ package struct Variant: Sendable, Equatable, Codable {
         buffer.writeJSONArray(prices, opening: ",\"prices\":[", closing: "]") { price, buffer in
             buffer.writeJSONString(price.currency, after: "{\"currency\":")
             buffer.writeStaticString(",\"amount\":")
-            buffer.writeString(String(price.amount))
+            JSONWriter.writeInteger(price.amount, into: &buffer)
             buffer.writeInteger(UInt8(ascii: "}"))
         }
         buffer.writeStaticString(",\"position\":")
-        buffer.writeString(String(position))
+        JSONWriter.writeInteger(position, into: &buffer)
         buffer.writeStaticString(",\"metadata\":")
         JSONWriter.writeObject(metadata, into: &buffer)
         buffer.writeInteger(UInt8(ascii: "}"))

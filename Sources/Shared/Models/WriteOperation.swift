@@ -135,8 +135,9 @@ package struct WriteBatch: Codable, Sendable {
 }
 
 extension WriteOperation {
-    /// One operation of a batch, read by `WriteBatch(json:)`, with its `recorded_at_ms`; `param` names it in errors.
-    init(parsing parser: inout JSONParser, param: @autoclosure () -> String, recordedAtMs: inout Int64?) throws(JSONSyntaxError) {
+    /// One operation of a batch, read by `WriteBatch(json:)` (or a journal's line), with its `recorded_at_ms`;
+    /// `param` names it in errors.
+    package init(parsing parser: inout JSONParser, param: @autoclosure () -> String, recordedAtMs: inout Int64?) throws(JSONSyntaxError) {
         guard parser.current == UInt8(ascii: "{") else { throw try parser.mismatch(param(), "an object") }
         var op, tenant, id, deletedAt: String?
         var version: Int64?
