@@ -7,7 +7,7 @@ import Synchronization
 final class DecodedProducts: Sendable {
     /// Smaller products decode in well under a millisecond: they are not held.
     static let minimumJSONBytes = 64 << 10
-    /// 16 MiB of JSON: about five products of 10,000 variants, some 50 MiB decoded.
+    /// 16 MiB of JSON: about eight products of 10,000 variants, some 40 MiB decoded.
     static let defaultByteLimit = 16 << 20
 
     private struct Key: Hashable {
