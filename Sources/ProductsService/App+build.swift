@@ -136,6 +136,7 @@ func buildRouter(
     routes.addRoutes(
         try OpenAPIController(documentAt: Bundle.module.url(forResource: "openapi", withExtension: "json"), title: "Products Service")
             .endpoints)
+    routes.addRoutes(try AdminController<AppRequestContext>().endpoints)
     routes.addMethodNotAllowedHandling()
     return routes
 }

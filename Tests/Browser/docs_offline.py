@@ -8,7 +8,6 @@ GET /products did not get a 200 from the service that served the page. A screens
 
     Tests/Browser/docs_offline.py --bin .build/debug
 """
-import argparse
 import os
 import sys
 import tempfile
@@ -16,9 +15,11 @@ import tempfile
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "bench"))
 from replicas import Processes  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(__file__))
+from _support import arguments  # noqa: E402
+
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
 def check(browser, name, port, artifacts, try_path=None, path="/docs"):
@@ -66,12 +67,7 @@ def check(browser, name, port, artifacts, try_path=None, path="/docs"):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bin", required=True, help="the directory holding products-service and database-service")
-    parser.add_argument("--chromium", default=os.environ.get("CHROMIUM", "/usr/bin/chromium"))
-    args = parser.parse_args()
-    artifacts = os.path.join(ROOT, ".ci", "artifacts")
-    os.makedirs(artifacts, exist_ok=True)
+    args, artifacts = arguments(__doc__)
     with tempfile.TemporaryDirectory() as work:
         processes = Processes(os.path.abspath(args.bin), work)
         try:

@@ -305,6 +305,35 @@ struct CatalogAPITests {
         await stack.stop()
     }
 
+    @Test("the Products Service serves the console at /admin: its files as kept in the repository, no inline script, never framed")
+    func console() async throws {
+        let stack = try await Stack.started()
+        let root = URL(fileURLWithPath: #filePath + "/../../..").standardized.path + "/Sources/ProductsService/Resources/admin/"
+        let page = try await HTTP.get(stack.productsURL + "/admin")
+        #expect(page.status == 200)
+        #expect(page.headers.first(name: "Content-Type")?.hasPrefix("text/html") == true)
+        #expect(Data(buffer: page.body) == (try Data(contentsOf: URL(fileURLWithPath: root + "index.html"))))
+        #expect(!page.text.contains("<script>") && !page.text.contains("style="), "no inline script or style")
+        #expect(!page.text.contains("http"), "nothing from elsewhere (a CDN)")
+        let policy = try #require(page.headers.first(name: "Content-Security-Policy"))
+        #expect(policy.contains("script-src 'self';") && policy.contains("style-src 'self';") && policy.contains("frame-ancestors 'none'"))
+        #expect(page.headers.first(name: "X-Content-Type-Options") == "nosniff")
+        for (name, type) in [("admin.js", "text/javascript"), ("admin.css", "text/css")] {
+            let asset = try await HTTP.get(stack.productsURL + "/admin/assets/" + name)
+            #expect(asset.status == 200, "\(name)")
+            #expect(asset.headers.first(name: "Content-Type")?.hasPrefix(type) == true, "\(name)")
+            #expect(Data(buffer: asset.body) == (try Data(contentsOf: URL(fileURLWithPath: root + name))), "\(name)")
+            #expect(asset.headers.first(name: "Content-Security-Policy") == policy)
+        }
+        #expect(try await HTTP.get(stack.productsURL + "/admin/assets/other.js").status == 404)
+        // The console needs no key of its own: it is public, and calls the API with the merchant's.
+        let noRedirects = HTTPClient(configuration: .init(redirectConfiguration: .disallow))
+        let slashed = try await noRedirects.execute(HTTPClientRequest(url: stack.productsURL + "/admin/"), timeout: .seconds(30))
+        #expect(slashed.status == .permanentRedirect && slashed.headers.first(name: "Location") == "../admin")
+        try await noRedirects.shutdown()
+        await stack.stop()
+    }
+
     @Test("each service serves its repository OpenAPI document at /openapi.json and Swagger UI at /docs")
     func documentation() async throws {
         let stack = try await Stack.started()

@@ -8,11 +8,11 @@ import NIOCore
 package struct OpenAPIController<Context: RequestContext> {
     let document: ByteBuffer
     let page: ByteBuffer
-    /// Swagger UI's files and the script that starts it, by name under `/docs/assets/`.
-    let assets: [String: (contentType: String, body: ByteBuffer)]
+    /// Swagger UI's files and the script that starts it, under `/docs/assets/`.
+    let assets: StaticFiles
 
     /// The files `/docs/assets/` serves, with their types.
-    static var assetTypes: [(name: String, contentType: String)] {
+    static var assetTypes: [StaticFiles.File] {
         [("swagger-ui.css", "text/css; charset=utf-8"), ("swagger-ui-bundle.js", "text/javascript; charset=utf-8"),
          ("docs.js", "text/javascript; charset=utf-8")]
     }
@@ -23,22 +23,17 @@ package struct OpenAPIController<Context: RequestContext> {
         guard let url else { throw SettingError("the OpenAPI document is missing from the service's resources") }
         document = ByteBuffer(data: try Data(contentsOf: url))
         page = ByteBuffer(string: Self.page(title: title))
-        var assets: [String: (String, ByteBuffer)] = [:]
-        for (name, contentType) in Self.assetTypes {
-            let dot = name.lastIndex(of: ".")!
-            guard let file = Bundle.module.url(forResource: String(name[..<dot]), withExtension: String(name[name.index(after: dot)...]), subdirectory: "swagger-ui")
-            else { throw SettingError("Swagger UI's \(name) is missing from the service's resources") }
-            assets[name] = (contentType, ByteBuffer(data: try Data(contentsOf: file)))
-        }
-        self.assets = assets
+        // Swagger UI sets inline styles.
+        assets = try StaticFiles(
+            bundle: .module, subdirectory: "swagger-ui", files: Self.assetTypes, headers: StaticFiles.securityHeaders(styles: "'self' 'unsafe-inline'"))
     }
 
     package var endpoints: RouteCollection<Context> {
         var routes = RouteCollection(context: Context.self)
             .get("openapi.json", use: openAPI)
-            .get("docs", use: docs)
+            .get("docs") { request, _ in self.assets.page(self.page, at: "docs", for: request) }
         for (name, _) in Self.assetTypes {
-            routes = routes.get(RouterPath("docs/assets/\(name)")) { _, _ in self.asset(name) }
+            routes = routes.get(RouterPath("docs/assets/\(name)")) { _, _ in self.assets.response(name) }
         }
         return routes
     }
@@ -46,40 +41,6 @@ package struct OpenAPIController<Context: RequestContext> {
     /// GET /openapi.json: the OpenAPI 3.1 document.
     @Sendable func openAPI(_ request: Request, context: Context) -> Response {
         .json(buffer: document)
-    }
-
-    /// GET /docs: interactive documentation.
-    @Sendable func docs(_ request: Request, context: Context) -> Response {
-        var headers = Self.securityHeaders
-        // The router also matches `/docs/`, where the page's relative asset paths would resolve under `/docs/docs/`:
-        // send the browser to `/docs` with a relative location, which holds behind a proxy's path prefix as well.
-        let trailingSlashes = request.uri.path.reversed().prefix { $0 == "/" }.count
-        if trailingSlashes > 0 {
-            headers[.location] = String(repeating: "../", count: trailingSlashes) + "docs"
-            return Response(status: .permanentRedirect, headers: headers)
-        }
-        headers[.contentType] = "text/html; charset=utf-8"
-        headers[.cacheControl] = "no-cache"
-        return Response(status: .ok, headers: headers, body: .init(byteBuffer: page))
-    }
-
-    /// GET /docs/assets/{file}: one of Swagger UI's files, or the script that starts it.
-    func asset(_ name: String) -> Response {
-        let (contentType, body) = assets[name]!
-        var headers = Self.securityHeaders
-        headers[.contentType] = contentType
-        headers[.cacheControl] = "public, max-age=3600"
-        return Response(status: .ok, headers: headers, body: .init(byteBuffer: body))
-    }
-
-    /// Scripts and styles from this service only, no inline script, never framed. Swagger UI sets inline styles.
-    static var securityHeaders: HTTPFields {
-        [
-            .contentSecurityPolicy: "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-                + "font-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-            .xContentTypeOptions: "nosniff",
-            HTTPField.Name("Referrer-Policy")!: "no-referrer",
-        ]
     }
 
     /// The operations an OpenAPI document describes, as `METHOD /path/{parameter}`.
