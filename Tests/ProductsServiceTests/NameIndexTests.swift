@@ -15,7 +15,9 @@ struct NameIndexTests {
 
     @Test("q at 50,000 products reads only the candidates the name index gives, and finds what a scan finds")
     func selectiveSearch() async {
-        let cache = CatalogCache()
+        // A listing waits this long for the index to be built: long enough for a debug build on a starved machine
+        // (the default 20 s was once not), so that it never walks instead.
+        let cache = CatalogCache(nameIndexWait: .seconds(600))
         let words = ["Lamp", "Chair", "Table", "Shelf", "Desk", "Sofa", "Rug", "Mirror"]
         for index in 0..<50_000 {
             let id = String(format: "p%06d", index)

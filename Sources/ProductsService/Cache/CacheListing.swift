@@ -142,10 +142,10 @@ struct CacheListing: Sendable {
     /// The posting lists whose intersection holds every product a listing with `q` may find, copied out of the
     /// lock; nil when walking the catalog in order is the better plan (see `NameIndex.candidateLists`). The
     /// tenant's first such listing starts building its name index, and listings wait for the build (6.6 s at a
-    /// million products, where a walk competing with it took 7.4 s), up to `nameIndexWait`; past it, they walk.
+    /// million products, where a walk competing with it took 7.4 s), up to the cache's `nameIndexWait`; past it, they walk.
     private func searchCandidates(tenant: String, needle: String) async -> [[UInt32]]? {
         enum Plan { case lists([[UInt32]]?), build, wait }
-        let deadline = ContinuousClock.now + Self.nameIndexWait
+        let deadline = ContinuousClock.now + cache.nameIndexWait
         while true {
             let plan = cache.withExistingShop(tenant) { replica -> Plan in
                 switch replica.names.coverage {
@@ -168,8 +168,6 @@ struct CacheListing: Sendable {
         }
     }
 
-    /// How long a listing with `q` waits for its tenant's name index to be built before walking instead.
-    static let nameIndexWait = Duration.seconds(20)
 
     /// Builds the tenant's name index, begun by `searchCandidates` (or a test): `nameIndexChunk` products per lock
     /// hold, in id order. Returns when it is complete.

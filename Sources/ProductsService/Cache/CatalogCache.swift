@@ -26,7 +26,13 @@ final class CatalogCache: Sendable {
     private let clock = Atomic<UInt64>(0)
     let limits: ShopState.Limits
 
-    init(limits: ShopState.Limits = ShopState.Limits()) { self.limits = limits }
+    /// How long a listing with `q` waits for its shop's name index to be built before walking instead.
+    let nameIndexWait: Duration
+
+    init(limits: ShopState.Limits = ShopState.Limits(), nameIndexWait: Duration = .seconds(20)) {
+        self.limits = limits
+        self.nameIndexWait = nameIndexWait
+    }
 
     /// Products a listing copies out of the lock at a time: the longest any filter keeps others waiting.
     static let listChunk = 256
