@@ -3,6 +3,9 @@
 // text, never as markup.
 
 const main = document.getElementById("main");
+// The API is where the console is served from (behind a proxy's path prefix too): `/prefix/admin` calls `/prefix/products`.
+const apiBase = new URL(".", window.location.href).pathname;
+const apiURL = (path) => apiBase + path.replace(/^\//, "");
 const session = { key: sessionStorage.getItem("products-console-key") };
 
 /** An answer of the API other than 2xx, with its JSON error's fields. */
@@ -23,7 +26,7 @@ async function api(method, path, { body, headers = {}, contentType, raw = false 
   } else if (contentType) {
     sent["Content-Type"] = contentType;
   }
-  const response = await fetch(path, { method, headers: sent, body });
+  const response = await fetch(apiURL(path), { method, headers: sent, body });
   if (response.status === 401) {
     signOut("Your API key was not accepted; sign in again.");
     throw new APIError(401, { error: "authentication required", code: "authentication_required" });
@@ -620,7 +623,7 @@ async function healthView() {
   async function load() {
     let health, stats;
     try {
-      const response = await fetch("/health", { headers: session.key ? { Authorization: `Bearer ${session.key}` } : {} });
+      const response = await fetch(apiURL("/health"), { headers: session.key ? { Authorization: `Bearer ${session.key}` } : {} });
       health = await response.json();
       stats = (await api("GET", "/cache/stats")).data;
     } catch (error) {
@@ -669,7 +672,7 @@ window.addEventListener("hashchange", route);
 (async () => {
   try {
     const headers = session.key ? { Authorization: `Bearer ${session.key}` } : {};
-    const probe = await fetch("/products?limit=1", { headers });
+    const probe = await fetch(apiURL("/products?limit=1"), { headers });
     if (probe.status === 401) return signInView();
     document.getElementById("sign-out").hidden = !session.key;
     route();
