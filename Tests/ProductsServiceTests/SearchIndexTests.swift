@@ -213,7 +213,8 @@ struct SearchIndexTests {
     @Test("5,000 random products, 60 random searches (3 pages each), then 1,500 random writes and deletes: the same answers as brute force")
     func bruteForceAgreement() async throws {
         var rng = SeededGenerator(seed: 27)
-        let cache = CatalogCache()
+        // Searches wait for the index however long a starved debug run takes to build it (once over the default 30 s).
+        let cache = CatalogCache(searchIndexWait: .seconds(600))
         var products: [String: Product] = [:]
         // Every id's last version, deletes included: a write after a delete must be newer to bring the product back.
         var versions: [String: Int64] = [:]
@@ -256,7 +257,8 @@ struct SearchIndexTests {
     @Test("an unknown option name is a 400 naming it; a value no product has matches nothing and still counts the rest")
     func unknownNames() async throws {
         var rng = SeededGenerator(seed: 1)
-        let cache = CatalogCache()
+        // Searches wait for the index however long a starved debug run takes to build it (once over the default 30 s).
+        let cache = CatalogCache(searchIndexWait: .seconds(600))
         for index in 0..<100 { cache.replay(.upsert(tenant: "t", product: Self.randomProduct("prod_\(index)", version: 1, &rng))) }
         var query = SearchQuery()
         query.options = [("Material", ["Oak"])]

@@ -5,15 +5,13 @@ import Shared
 struct CacheSearch {
     let cache: CatalogCache
 
-    /// How long a search waits for its shop's index to be built before answering 503.
-    static let indexWait = Duration.seconds(30)
     /// Products the index's build adds per lock hold.
     static let buildChunk = 256
 
     /// The search's answer and its page's products; `categories` are the ids `query.categories` name and their
     /// descendants'. The shop's first search starts building its index, and searches wait for the build.
     func search(tenant: String, query: SearchQuery, categories: [String]?) async throws(APIError) -> (SearchOutcome, [CachedProduct]) {
-        let deadline = ContinuousClock.now + Self.indexWait
+        let deadline = ContinuousClock.now + cache.searchIndexWait
         var plan: SearchIndex.Plan?
         while plan == nil {
             enum Step { case plan(Result<SearchIndex.Plan, APIError>), build, wait }

@@ -28,10 +28,13 @@ final class CatalogCache: Sendable {
 
     /// How long a listing with `q` waits for its shop's name index to be built before walking instead.
     let nameIndexWait: Duration
+    /// How long a search waits for its shop's search index to be built before answering 503.
+    let searchIndexWait: Duration
 
-    init(limits: ShopState.Limits = ShopState.Limits(), nameIndexWait: Duration = .seconds(20)) {
+    init(limits: ShopState.Limits = ShopState.Limits(), nameIndexWait: Duration = .seconds(20), searchIndexWait: Duration = .seconds(30)) {
         self.limits = limits
         self.nameIndexWait = nameIndexWait
+        self.searchIndexWait = searchIndexWait
     }
 
     /// Products a listing copies out of the lock at a time: the longest any filter keeps others waiting.

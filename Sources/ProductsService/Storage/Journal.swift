@@ -450,7 +450,7 @@ final class Journal: @unchecked Sendable {
     }
 
     /// Spilled records read back at a time: the reads share the I/O thread with group commits, which wait behind
-    /// them (each record is parsed there, some microseconds), so a refill is kept to some milliseconds.
+    /// them (only their lines are read there, and parsed after), so a refill is kept to some milliseconds.
     static let refillBatch = 1_024
 
     /// Runs `body` with the segment files on the journal's I/O thread, after any group in flight.
