@@ -76,7 +76,7 @@ struct DurabilityTests {
         // Room again: writes are taken by themselves (how soon is measured on a quiet machine, not under the suite).
         try FileManager.default.removeItem(atPath: filler)
         let freed = ContinuousClock.now
-        try await eventually("writes are taken again", timeout: .seconds(30)) {
+        try await eventually("writes are taken again") {
             try await HTTP.post(stack.productsURL + "/products", json: #"{"name":"After 0"}"#).status == 201
         }
         print("durability: writes taken again \(ContinuousClock.now - freed) after the journal's volume had room")

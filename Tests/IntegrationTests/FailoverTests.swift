@@ -158,7 +158,7 @@ struct FailoverTests {
         }
 
         // Nothing acknowledged is lost: every product reaches the database that survived both promotions.
-        try await stack.waitUntilPersisted(timeout: .seconds(60))
+        try await stack.waitUntilPersisted()
         let stored = Set(try await stack.databaseProducts().map(\.id))
         let missing = Set(observed.acknowledged).subtracting(stored)
         #expect(missing.isEmpty, "\(missing.count) of \(observed.acknowledged.count) acknowledged products are missing")

@@ -44,7 +44,7 @@ struct ImportTests {
         return try await HTTP.send(.POST, base + "/imports" + query, body: lines, contentType: "application/x-ndjson", headers: headers)
     }
 
-    static func finished(_ base: String, _ id: String, key: String? = nil, timeout: Duration = .seconds(60)) async throws -> Job {
+    static func finished(_ base: String, _ id: String, key: String? = nil, timeout: Duration = .seconds(120)) async throws -> Job {
         var job: Job?
         try await eventually("import \(id) finishes", timeout: timeout) {
             job = try await HTTP.send(.GET, base + "/imports/\(id)", headers: key.map { [("Authorization", "Bearer " + $0)] } ?? []).json(Job.self)
@@ -225,7 +225,7 @@ struct ImportTests {
         let id = try accepted.json(Job.self).id
 
         var seen: Job?
-        try await eventually("the job is running", timeout: .seconds(120)) {
+        try await eventually("the job is running") {
             seen = try await HTTP.get(stack.productsURL + "/imports/\(id)").json(Job.self)
             return seen?.status == "running" && (seen?.validated ?? 0) > 0
         }

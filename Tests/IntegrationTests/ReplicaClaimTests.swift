@@ -29,7 +29,7 @@ struct ReplicaClaimTests {
         let plain = try await [HTTP.post(replicas.url(0) + "/products", json: #"{"name":"Twin"}"#),
                                HTTP.post(replicas.url(1) + "/products", json: #"{"name":"Twin"}"#)]
         #expect(plain.map(\.status) == [201, 201])
-        try await eventually("both replicas list the twins with distinct handles", timeout: .seconds(20)) {
+        try await eventually("both replicas list the twins with distinct handles") {
             for index in 0..<2 {
                 let listed = try await HTTP.get(replicas.url(index) + "/products?q=Twin").json([Product].self)
                 guard Set(listed.map(\.handle)) == ["twin", "twin-2"] else { return false }

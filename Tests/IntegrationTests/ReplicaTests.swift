@@ -326,7 +326,7 @@ struct ReplicaTests {
         for file in ["", "-wal", "-shm"].map({ stack.sqlitePath + $0 }) { try? FileManager.default.removeItem(atPath: file) }
         for file in files { try FileManager.default.moveItem(atPath: file + ".backup", toPath: file) }
         try await stack.startDatabase()
-        try await eventually("the replica shows what the restored database holds, though older than what it held", timeout: .seconds(60)) {
+        try await eventually("the replica shows what the restored database holds, though older than what it held") {
             let gone = try await replicas.product(0, lost.id).status == 404
             let restored = try await replicas.listedIDs(0)[kept.id] == 1
             return gone && restored
@@ -335,7 +335,7 @@ struct ReplicaTests {
         let patched = try await HTTP.send(.PATCH, url, body: #"{"description":"after the restore"}"#, headers: [("If-Match", etag)])
         #expect(patched.status == 200, "If-Match builds on what the database holds: \(patched.text)")
         let later = try await create(replicas.url(1), "Later")
-        try await eventually("and the replicas follow the log again", timeout: .seconds(60)) { try await replicas.product(0, later.id).status == 200 }
+        try await eventually("and the replicas follow the log again") { try await replicas.product(0, later.id).status == 200 }
     }
 
     @Test("the feed resumes after the Database Service is killed and restarted")
@@ -376,7 +376,7 @@ struct ReplicaTests {
         }
         var difference = ""
         do {
-            try await eventually("every replica's listing equals the database's", timeout: .seconds(20)) {
+            try await eventually("every replica's listing equals the database's") {
                 let stored = try await replicas.databaseIDs()
                 for index in 0..<3 {
                     let listed = try await replicas.listedIDs(index)

@@ -128,7 +128,7 @@ struct SlowClientTests {
         held.removeAll()
         // Once the held connections are gone, new clients are served again.
         refused.removeAll()
-        try await eventually("served again", timeout: .seconds(10)) {
+        try await eventually("served again") {
             try await RawConnection.exchange(port: port, "/livez").hasPrefix("HTTP/1.1 200")
         }
         #expect(try await RawConnection.exchange(port: port, "/metrics").contains("http_connections_refused_total"))

@@ -32,12 +32,12 @@ struct WebhookTests {
 
     static func auth(_ key: String?) -> [(String, String)] { key.map { [("Authorization", "Bearer " + $0)] } ?? [] }
 
-    static func waitForDeliveries(_ receiver: WebhookReceiver, _ path: String, count: Int, timeout: Duration = .seconds(30)) async throws {
+    static func waitForDeliveries(_ receiver: WebhookReceiver, _ path: String, count: Int, timeout: Duration = .seconds(120)) async throws {
         try await eventually("\(count) deliveries to \(path)", timeout: timeout) { receiver.deliveries(to: path).count >= count }
     }
 
     /// Waits until `count` distinct events reached `path`.
-    static func waitForEvents(_ receiver: WebhookReceiver, _ path: String, count: Int, timeout: Duration = .seconds(30)) async throws {
+    static func waitForEvents(_ receiver: WebhookReceiver, _ path: String, count: Int, timeout: Duration = .seconds(120)) async throws {
         try await eventually("\(count) events at \(path)", timeout: timeout) { receiver.events(to: path).count >= count }
     }
 
@@ -59,7 +59,7 @@ struct WebhookTests {
             try await stack.waitUntilPersisted()
             try #require(try await HTTP.delete(stack.productsURL + "/products/\(product.id)").status == 200)
 
-            try await Self.waitForEvents(receiver, "/all", count: 3, timeout: .seconds(60))
+            try await Self.waitForEvents(receiver, "/all", count: 3)
             let deliveries = receiver.events(to: "/all").sorted { $0.id < $1.id }
             #expect(deliveries.map(\.type) == ["product.created", "product.updated", "product.deleted"])
             for delivery in deliveries {
@@ -144,7 +144,7 @@ struct WebhookTests {
             let second = try await stack.create("During the outage")
             try await stack.startDatabase(
                 ["--webhook-timeout", "2"], environment: Self.allowPrivate.merging(["WEBHOOK_RETRY_SCHEDULE": "1,1,1,1,1,1,1,1,1,1"]) { $1 })
-            try await eventually("both products delivered", timeout: .seconds(60)) {
+            try await eventually("both products delivered") {
                 let succeeded = Set(receiver.deliveries(to: "/resume").map { $0.object["id"] as? String ?? "" })
                 return succeeded.isSuperset(of: [first.id, second.id]) && receiver.deliveries(to: "/resume").count >= 4
             }
@@ -299,7 +299,7 @@ struct WebhookTests {
                 try #require(response.status == 201, "\(response.text)")
                 ids.append(product.id)
             }
-            try await Self.waitForDeliveries(receiver, "/once", count: ids.count, timeout: .seconds(90))
+            try await Self.waitForDeliveries(receiver, "/once", count: ids.count, timeout: .seconds(180))
             // A last write, delivered after every other: no second delivery of any of them came before it.
             let last = try await stack.create("Last")
             try await eventually("the last product's delivery") {

@@ -214,7 +214,7 @@ struct RoutesTests {
             // The fault gone, the journal takes writes again by itself, and /readyz follows. (How soon is a figure for
             // a quiet machine, not for a test sharing two cores with the whole suite.)
             faults.failing = false
-            try await eventually("ready again", timeout: .seconds(30)) { try await client.execute(uri: "/readyz", method: .get).status == .ok }
+            try await eventually("ready again") { try await client.execute(uri: "/readyz", method: .get).status == .ok }
             #expect(try await create(client, #"{"name":"After"}"#).status == .created)
             let names = try JSONDecoder().decode([Product].self, from: try await client.execute(uri: "/products", method: .get).body).map(\.name)
             #expect(names == ["Before", "After"])

@@ -29,7 +29,7 @@ package struct TimedOut: Error, CustomStringConvertible {
 
 /// Polls `condition` every 20 ms until it holds; throws `TimedOut` (failing the test) after `timeout`. An error
 /// the condition throws counts as "not yet", and is reported if it never holds.
-package func eventually(_ what: String, timeout: Duration = .seconds(30), _ condition: () async throws -> Bool) async throws {
+package func eventually(_ what: String, timeout: Duration = .seconds(120), _ condition: () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + timeout
     var lastError: (any Error)?
     while ContinuousClock.now < deadline {

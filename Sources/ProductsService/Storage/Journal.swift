@@ -403,15 +403,7 @@ final class Journal: @unchecked Sendable {
                 }
                 return lines
             }
-            let (now, nowMs) = (ContinuousClock.now, Timestamp.nowMilliseconds())
-            let read = lines.flatMap { lines in
-                Result { () throws -> [JournalEntry] in
-                    try lines.map { sequence, line in
-                        guard let record = JournalRecord(line: line) else { throw JournalError.corrupt("unreadable record \(sequence)") }
-                        return JournalEntry(sequence: sequence, record: record, recordedAt: record.recordedAt(now: now, nowMs: nowMs))
-                    }
-                }
-            }
+            let read = lines.flatMap { lines in Result { try JournalEntry.parsing(lines) } }
             condition.withLock {
                 refilling = false
                 switch read {

@@ -109,6 +109,18 @@ final class JournalEntry: Sendable {
         memoryBytes = Self.memoryCost(line: line)
     }
 
+    /// The entries of lines read back from the journal's files, in order; a line that does not parse is corruption.
+    static func parsing(_ lines: [(sequence: UInt64, line: ByteBuffer)]) throws(JournalError) -> [JournalEntry] {
+        let (now, nowMs) = (ContinuousClock.now, Timestamp.nowMilliseconds())
+        var entries: [JournalEntry] = []
+        entries.reserveCapacity(lines.count)
+        for (sequence, line) in lines {
+            guard let record = JournalRecord(line: line) else { throw .corrupt("unreadable record \(sequence)") }
+            entries.append(JournalEntry(sequence: sequence, record: record, recordedAt: record.recordedAt(now: now, nowMs: nowMs)))
+        }
+        return entries
+    }
+
     /// What an entry held in memory costs, reckoned from its line without walking the product: the line itself,
     /// the operation's strings (no more bytes than the line's, which escapes them), a string's header (16 bytes)
     /// for every two quotes, and a fixed 256. The journal's window is bounded by it.

@@ -166,14 +166,14 @@ final class Stack: @unchecked Sendable {
         return stack
     }
 
-    func waitForStatus(_ status: String, timeout: Duration = .seconds(30)) async throws {
+    func waitForStatus(_ status: String, timeout: Duration = .seconds(120)) async throws {
         try await eventually("products-service /health is \(status)", timeout: timeout) {
             try await HTTP.get(self.productsURL + "/health").object["status"] as? String == status
         }
     }
 
     /// Waits until every acknowledged write has been confirmed by the Database Service.
-    func waitUntilPersisted(key: String? = nil, timeout: Duration = .seconds(60)) async throws {
+    func waitUntilPersisted(key: String? = nil, timeout: Duration = .seconds(120)) async throws {
         try await eventually("no pending writes", timeout: timeout) {
             let stats = try await HTTP.send(.GET, self.productsURL + "/cache/stats", headers: key.map { [("Authorization", "Bearer " + $0)] } ?? [])
             return stats.object["pending_writes"] as? Int == 0
