@@ -92,12 +92,12 @@ func buildApplication(
 
     let router = try buildRouter(replica: replica, authenticator: authenticator, imports: imports, settings: settings).router
     // Shutdown runs in reverse: the server stops taking requests, the loader stops, the worker flushes,
-    // then the journal closes, then whatever `services` holds.
+    // then the journal closes, then the backlog's last report, then whatever `services` holds.
     return Application(
         router: router,
         server: ConnectionGuard(limits: settings.connections).http1,
         configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "products-service"),
-        services: services + replica.services + [loader, follower, registrar, authMonitor, upkeep, imports],
+        services: services + [BacklogReporter(replica: replica, logger: logger)] + replica.services + [loader, follower, registrar, authMonitor, upkeep, imports],
         onServerRunning: onServerRunning,
         logger: logger
     )

@@ -148,6 +148,21 @@ struct ChangeLogTests {
         #expect(WriterNodes.choose(taken: full, nowMs: 1000 + WriterNodes.reuseAfterMs + 1)?.reused == true)
     }
 
+    @Test("backlog reports: the last one per writer, listed by writer with its age", arguments: StoreBackend.available)
+    func backlogReports(backend: StoreBackend) async throws {
+        try await backend.withStore { store, _ async throws in
+            #expect(try await store.keys.writerBacklogs() == [])
+            let reported = ContinuousClock.now
+            try await store.keys.reportBacklog(node: 9, BacklogReport(clearThroughMs: 1_000))
+            try await store.keys.reportBacklog(node: 3, BacklogReport(clearThroughMs: .max))
+            try await store.keys.reportBacklog(node: 9, BacklogReport(clearThroughMs: 500))
+            let listed = try await store.keys.writerBacklogs()
+            #expect(listed.map(\.node) == [3, 9] && listed.map(\.clearThroughMs) == [.max, 500], "the last report, even when it goes back (a restart)")
+            let since = reported.duration(to: .now).components
+            #expect(listed.allSatisfy { (0...since.seconds * 1000 + 1000).contains($0.reportedAgoMs) }, "\(listed)")
+        }
+    }
+
     @Test("versions: above the previous and the clock, stamped with the writer, exact in JavaScript")
     func versions() {
         let now: Int64 = 1_800_000_000_000

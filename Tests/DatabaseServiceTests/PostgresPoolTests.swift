@@ -2,6 +2,7 @@ import Foundation
 import PostgresNIO
 import Synchronization
 import Testing
+import TestSupport
 
 @testable import DatabaseService
 import Shared
@@ -50,7 +51,8 @@ struct PostgresPoolTests {
     func closedUnderTransaction() async throws {
         let store = try PostgresStore(url: try url(before: [], "target_session_attrs=read-write&connect_timeout=60"), logger: TestPostgres.logger, maximumConnections: 3)
         try await store.run {
-            try await store.checkConnection()
+            // Connected first (a starved run once lost its first connection's handshake); the claim is what follows.
+            try await eventually("connected") { try await store.checkConnection(); return true }
             let terminated = Mutex<ContinuousClock.Instant?>(nil)
             await #expect(throws: (any Error).self) {
                 try await withAbandonedDeadline(.seconds(150)) {

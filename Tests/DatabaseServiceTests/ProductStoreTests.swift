@@ -205,7 +205,7 @@ struct ProductStoreTests {
             let expected = stored
             try await reopen { reopened async throws in
                 #expect(try await reopened.products.product(tenant: "t", id: "p") == expected)
-                #expect(try await reopened.schemaVersion() == StoreSchema.catalogModel)
+                #expect(try await reopened.schemaVersion() == StoreSchema.writerBacklogs)
                 try await reopened.ping()
             }
         }

@@ -21,6 +21,29 @@ struct RoutesTests {
         try await withApp(serviceToken: nil) { client, _ in try await test(client) }
     }
 
+    @Test("PUT /api/writers/{node}/backlog keeps a replica's report (204), GET /api/writers/backlogs lists them; bad ones are 400 naming the param")
+    func backlogReports() async throws {
+        try await withApp { client async throws in
+            func put(_ uri: String, _ json: String) async throws -> TestResponse {
+                try await client.execute(uri: uri, method: .put, headers: [.contentType: "application/json"], body: ByteBuffer(string: json))
+            }
+            #expect(try await put("/api/writers/12/backlog", #"{"clear_through_ms":1780000000000}"#).status == .noContent)
+            let listed = try await client.execute(uri: "/api/writers/backlogs", method: .get)
+            let reports = try JSONDecoder().decode(WriterBacklogList.self, from: listed.body).data
+            #expect(reports.map(\.node) == [12] && reports.first?.clearThroughMs == 1_780_000_000_000)
+            for (uri, json, param) in [
+                ("/api/writers/0/backlog", #"{"clear_through_ms":1}"#, "node"), ("/api/writers/1024/backlog", #"{"clear_through_ms":1}"#, "node"),
+                ("/api/writers/x/backlog", #"{"clear_through_ms":1}"#, "node"), ("/api/writers/5/backlog", #"{"clear_through_ms":-1}"#, "clear_through_ms"),
+                ("/api/writers/5/backlog", #"{"clear_through_ms":"1"}"#, "clear_through_ms"), ("/api/writers/5/backlog", #"{}"#, "clear_through_ms"),
+                ("/api/writers/5/backlog", #"{"clear_through_ms":1,"x":2}"#, "x"),
+            ] {
+                let response = try await put(uri, json)
+                let body = try JSONDecoder().decode(APIError.Body.self, from: response.body)
+                #expect(response.status == .badRequest && body.param == param, "\(uri) \(json): \(response.status) \(String(buffer: response.body))")
+            }
+        }
+    }
+
     @Test("with a service token, every /api route refuses a missing or wrong token, and answers the right one")
     func serviceToken() async throws {
         try await withApp(serviceToken: "t0ken-for-tests") { client, store async throws in

@@ -129,7 +129,7 @@ struct ObservabilityTests {
         #expect(database["version"] as? String == ServiceVersion.current && database["backend"] as? String == "sqlite")
         #expect(healthy["version"] as? String == ServiceVersion.current && healthy["cache_ready"] as? Bool == true)
         let storage = try await HTTP.get(stack.databaseURL + "/health").object
-        #expect(storage["schema_version"] as? String == "v3-catalog-model" && storage["pool"] is String)
+        #expect(storage["schema_version"] as? String == "v4-writer-backlogs" && storage["pool"] is String)
         #expect(try await HTTP.get(stack.databaseURL + "/readyz").status == 200)
         await stack.stop()
     }

@@ -18,6 +18,10 @@ protocol KeyStore: Sendable {
     /// The writer number of a replica (by its stable id), assigned on first call (`preferred` if free); nil when
     /// every number is taken.
     func writerNode(replicaID: String, preferred: Int64?) async throws -> Int64?
+    /// Keeps a replica's report of its unconfirmed writes, replacing its last.
+    func reportBacklog(node: Int64, _ report: BacklogReport) async throws
+    /// Every replica's last report of the past hour (`WriterBacklogSchema.listedFor`), by writer number.
+    func writerBacklogs() async throws -> [WriterBacklog]
 }
 
 /// One stored key, as `keys list` shows it (never the secret).

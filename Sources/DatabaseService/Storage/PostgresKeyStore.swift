@@ -99,4 +99,24 @@ struct PostgresKeyStore: KeyStore, PostgresFeatureStore {
             return node
         }
     }
+
+    func reportBacklog(node: Int64, _ report: BacklogReport) async throws {
+        var binds = PostgresBindings()
+        binds.append(node)
+        binds.append(report.clearThroughMs)
+        binds.append(Timestamp.nowMilliseconds())
+        try await query(PostgresQuery(unsafeSQL: WriterBacklogSchema.upsert, binds: binds), logger: logger)
+    }
+
+    func writerBacklogs() async throws -> [WriterBacklog] {
+        let now = Timestamp.nowMilliseconds()
+        var binds = PostgresBindings()
+        binds.append(now - WriterBacklogSchema.listedFor)
+        var backlogs: [WriterBacklog] = []
+        let rows = try await query(PostgresQuery(unsafeSQL: WriterBacklogSchema.select, binds: binds), logger: logger)
+        for try await (node, clearThrough, reported) in rows.decode((Int64, Int64, Int64).self) {
+            backlogs.append(WriterBacklog(node: node, clearThroughMs: clearThrough, reportedAgoMs: max(0, now - reported)))
+        }
+        return backlogs
+    }
 }

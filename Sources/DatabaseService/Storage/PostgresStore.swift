@@ -129,6 +129,7 @@ final class PostgresStore: Sendable {
                 .replacingOccurrences(of: "handle TEXT NOT NULL", with: "handle TEXT COLLATE \"C\" NOT NULL"),
             CategorySchema.createIndex, CategorySchema.createLinks, CategorySchema.createLinksIndex,
         ]),
+        (StoreSchema.writerBacklogs, [WriterBacklogSchema.createTable]),
     ]
 
     /// Applies the migrations not applied yet, in order; up to and including `last` when given (tests stop there).

@@ -128,6 +128,8 @@ enum StoreSchema {
     static let productBody = "v2-product-body"
     /// Handles (unique among a shop's live products) and the SKU index (unique among its live variants).
     static let catalogModel = "v3-catalog-model"
+    /// Each replica's last report of its unconfirmed writes (`writer_backlogs`).
+    static let writerBacklogs = "v4-writer-backlogs"
 }
 
 /// A product's versions are read from the change log by product.
@@ -194,6 +196,27 @@ enum WriterNodeSchema {
             last_seen_ms BIGINT NOT NULL
         )
         """
+}
+
+/// The `writer_backlogs` table and its two statements, the same on both backends: a replica's last
+/// `BacklogReport`, and when it came (this service's clock).
+enum WriterBacklogSchema {
+    static let createTable = """
+        CREATE TABLE writer_backlogs (
+            node BIGINT NOT NULL PRIMARY KEY,
+            clear_through_ms BIGINT NOT NULL,
+            reported_ms BIGINT NOT NULL
+        )
+        """
+    /// Arguments: node, clear_through_ms, reported_ms (`$n`, which SQLite spells `?n`).
+    static let upsert = """
+        INSERT INTO writer_backlogs (node, clear_through_ms, reported_ms) VALUES ($1, $2, $3)
+        ON CONFLICT (node) DO UPDATE SET clear_through_ms = excluded.clear_through_ms, reported_ms = excluded.reported_ms
+        """
+    /// Argument: the oldest reported_ms listed.
+    static let select = "SELECT node, clear_through_ms, reported_ms FROM writer_backlogs WHERE reported_ms >= $1 ORDER BY node"
+    /// Reports older than this are not listed.
+    static let listedFor: Int64 = 3_600_000
 }
 
 extension ProductStore {

@@ -82,4 +82,23 @@ struct SQLiteKeyStore: KeyStore, SQLiteFeatureStore {
             return node
         }
     }
+
+    func reportBacklog(node: Int64, _ report: BacklogReport) async throws {
+        let now = Timestamp.nowMilliseconds()
+        try await write { db in
+            try db.execute(sql: Self.positional(WriterBacklogSchema.upsert), arguments: [node, report.clearThroughMs, now])
+        }
+    }
+
+    func writerBacklogs() async throws -> [WriterBacklog] {
+        let now = Timestamp.nowMilliseconds()
+        return try await read { db in
+            try GRDB.Row.fetchAll(db, sql: Self.positional(WriterBacklogSchema.select), arguments: [now - WriterBacklogSchema.listedFor]).map {
+                WriterBacklog(node: $0["node"], clearThroughMs: $0["clear_through_ms"], reportedAgoMs: max(0, now - ($0["reported_ms"] as Int64)))
+            }
+        }
+    }
+
+    /// PostgreSQL's `$n` parameters as SQLite's `?n`.
+    private static func positional(_ sql: String) -> String { sql.replacingOccurrences(of: "$", with: "?") }
 }

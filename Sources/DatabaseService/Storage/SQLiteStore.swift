@@ -117,6 +117,7 @@ final class SQLiteStore: Sendable {
             ]
             for statement in statements { try db.execute(sql: statement) }
         }
+        migrator.registerMigration(StoreSchema.writerBacklogs) { db in try db.execute(sql: WriterBacklogSchema.createTable) }
         return migrator
     }
 

@@ -32,6 +32,10 @@ protocol DatabaseServiceClient: Sendable {
     func changeHead() async throws(DatabaseClientError) -> ChangeCursor
     /// This replica's writer number (`preferred` if free).
     func writerNode(replicaID: String, preferred: Int64?) async throws(DatabaseClientError) -> Int64
+    /// Tells the Database Service what this replica's writes are confirmed through (`BacklogReport`).
+    func reportBacklog(node: Int64, _ report: BacklogReport) async throws(DatabaseClientError)
+    /// Every replica's last backlog report of the past hour.
+    func writerBacklogs() async throws(DatabaseClientError) -> [WriterBacklog]
     /// A call the Database Service answers itself for a tenant (events, webhook endpoints, history and restore,
     /// import jobs); its answer as given, whatever the status.
     func forward(_ method: HTTPRequest.Method, _ route: DatabaseRoute, tenant: String, body: ByteBuffer?) async throws(DatabaseClientError) -> ForwardedResponse

@@ -109,6 +109,15 @@ struct HTTPDatabaseServiceClient: DatabaseServiceClient {
         return try decode(WriterRegistration.self, try await send(.POST, "/api/writers", route: "/api/writers", tenant: nil, body: body, timeout: readTimeout).body).node
     }
 
+    func reportBacklog(node: Int64, _ report: BacklogReport) async throws(DatabaseClientError) {
+        let body = ByteBuffer(string: #"{"clear_through_ms":\#(report.clearThroughMs)}"#)
+        _ = try await send(.PUT, "/api/writers/\(node)/backlog", route: "/api/writers/{node}/backlog", tenant: nil, body: body, timeout: readTimeout, accepting: [204])
+    }
+
+    func writerBacklogs() async throws(DatabaseClientError) -> [WriterBacklog] {
+        try decode(WriterBacklogList.self, try await send(.GET, "/api/writers/backlogs", route: "/api/writers/backlogs", tenant: nil, timeout: readTimeout).body).data
+    }
+
     func forward(
         _ method: HTTPRequest.Method, _ route: DatabaseRoute, tenant: String, body: ByteBuffer?
     ) async throws(DatabaseClientError) -> ForwardedResponse {

@@ -27,6 +27,10 @@ final class Replica: Sendable {
     let decodedProducts = DecodedProducts()
     /// Misses waiting for a product another replica may have just created (`awaitingRecent`).
     let recentWaiters = Atomic<Int>(0)
+    /// Whether the Database Service has granted `writer` (not a provisional number): only then are backlog reports sent.
+    let writerConfirmed = Atomic<Bool>(false)
+    /// The other replicas' backlog reports, as last fetched (`awaitingRecent`).
+    let peerBacklogs = PeerBacklogs()
 
     /// What a catalog is made of, opened on a data directory: the journal replayed into the cache and the
     /// idempotency store. Tests keep the parts to look inside.
@@ -117,7 +121,9 @@ final class Replica: Sendable {
         let cached = CachedProduct(product)
         decodedProducts.remember(product, as: cached, tenant: tenant)
         let ticket = try journaling {
-            try cache.stage(tenant: tenant, cached) { try journal.append(JournalRecord(upsert: tenant, product, encoded: cached)) }
+            try cache.stage(tenant: tenant, cached) {
+                try journal.append(JournalRecord(upsert: tenant, product, encoded: cached), mintedAtMs: ProductIDGenerator.mintMilliseconds(of: product.id))
+            }
         }
         try await waitUntilDurable(ticket)
         return .written(cached)
@@ -374,6 +380,7 @@ final class Replica: Sendable {
     }
 
     static func unavailable(_ error: JournalError) -> APIError {
-        .serviceUnavailable("journal_unavailable", "Writes are refused: the journal cannot be written (\(error))")
+        if case .stalled = error { return .serviceUnavailable("write_stalled", "The write was refused: \(error); retry") }
+        return .serviceUnavailable("journal_unavailable", "Writes are refused: the journal cannot be written (\(error))")
     }
 }

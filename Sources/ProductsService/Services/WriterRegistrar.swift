@@ -49,6 +49,7 @@ struct WriterRegistrar: Service {
                     try Self.save(node, to: nodeFile)
                     replica.setWriterNode(node)
                 }
+                replica.writerConfirmed.store(true, ordering: .releasing)
                 if failures > 0 || refreshInterval == .zero {
                     logger.info("writer number confirmed", metadata: ["writer": "\(node)", "replica_id": "\(replicaID)"])
                 }

@@ -48,6 +48,8 @@ final class Journal: @unchecked Sendable {
     /// The first durable unconfirmed record held only on disk, if any: it and every later durable record are
     /// read back into `pending` as it empties (`oldestPending`).
     private var spilledFrom: UInt64?
+    /// When that record was recorded (Unix milliseconds).
+    private var spilledFromMs: Int64?
     private let memoryLimit: Int
     /// Whether the worker is reading spilled records back on the I/O thread (`close` waits for it).
     private var refilling = false
@@ -126,6 +128,7 @@ final class Journal: @unchecked Sendable {
         var held: Deque<JournalEntry> = []
         var heldBytes = 0
         var spilled: UInt64?
+        var spilledMs: Int64?
         var products = UnconfirmedProducts()
         if let first = found.firstSequence, first <= found.lastSequence {
             // One pass over the segments, holding at most `memoryLimit` bytes of records.
@@ -140,6 +143,7 @@ final class Journal: @unchecked Sendable {
                         held.append(JournalEntry(sequence: sequence, record: record, recordedAt: recordedAt))
                     } else if spilled == nil {
                         spilled = sequence
+                        spilledMs = record.recordedAtMs
                     }
                 }
                 try recovered(sequence, record, isConfirmed)
@@ -151,6 +155,7 @@ final class Journal: @unchecked Sendable {
         pending = held
         pendingBytes = heldBytes
         spilledFrom = spilled
+        spilledFromMs = spilledMs
         unconfirmed = products
         if !pending.isEmpty { pendingSignal.yield() }
         let io = NIOThreadPool(numberOfThreads: 1)
@@ -162,11 +167,17 @@ final class Journal: @unchecked Sendable {
 
     /// Records a write; call it inside the cache's critical section so journal order is cache order.
     /// Returns the ticket to wait on with `waitUntilDurable`.
-    func append(_ record: JournalRecord) throws(JournalError) -> UInt64 {
+    ///
+    /// A create passes when its product's id was minted (`mintedAtMs`): one minted more than `maxMintAge` ago is
+    /// refused (`JournalError.stalled`), which is what lets `clearThroughMs` vouch for ids minted before it.
+    func append(_ record: JournalRecord, mintedAtMs: Int64? = nil) throws(JournalError) -> UInt64 {
         condition.lock()
         defer { condition.unlock() }
         if let failure { throw failure }
         if closed { throw JournalError.writeFailed("the journal is closed") }
+        if let mintedAtMs, Timestamp.nowMilliseconds() - mintedAtMs > Self.maxMintAge {
+            throw JournalError.stalled("the product's id was minted over \(Self.maxMintAge) ms before its record")
+        }
         lastSequence += 1
         let entry = JournalEntry(
             sequence: lastSequence, record: record, recordedAt: record.recordedAt(now: .now, nowMs: Timestamp.nowMilliseconds()))
@@ -434,6 +445,7 @@ final class Journal: @unchecked Sendable {
             let cost = entry.memoryBytes
             if file != nil, !pending.isEmpty, pendingBytes + cost > memoryLimit {
                 spilledFrom = entry.sequence
+                spilledFromMs = entry.recordedAtMs ?? 0
                 return
             }
             pending.append(entry)
@@ -524,6 +536,22 @@ final class Journal: @unchecked Sendable {
         }
         condition.unlock()
         for continuation in ready { continuation.resume() }
+    }
+
+    /// The longest a create may take from minting its product's id to appending its record (`append`).
+    static let maxMintAge: Int64 = 2_000
+
+    /// Every write this replica has acknowledged, or will, of a product whose id it minted at or before the time
+    /// returned (Unix milliseconds, this clock) is confirmed by the Database Service: what it tells the other
+    /// replicas (`BacklogReport`). The oldest unconfirmed record's time, or now, less `maxMintAge` (a create
+    /// appended later was minted at most that long before).
+    var clearThroughMs: Int64 {
+        condition.withLock {
+            let now = Timestamp.nowMilliseconds()
+            let oldest = pending.first.map { $0.recordedAtMs ?? 0 } ?? (spilledFrom == nil ? nil : spilledFromMs)
+                ?? syncing.first.map { $0.recordedAtMs ?? 0 } ?? unsynced.first.map { $0.recordedAtMs ?? 0 }
+            return max(0, min(now, oldest ?? now) - Self.maxMintAge - 1)
+        }
     }
 
     /// Sequence number of the latest write accepted (and not lost to a journal failure).

@@ -139,11 +139,14 @@ final class JournalEntry: Sendable {
 enum JournalError: Error, CustomStringConvertible {
     case writeFailed(String)
     case corrupt(String)
+    /// A create took too long to reach the journal (`Journal.maxMintAge`); the journal itself is sound.
+    case stalled(String)
 
     var description: String {
         switch self {
         case .writeFailed(let reason): "journal write failed: \(reason)"
         case .corrupt(let reason): "journal is corrupt: \(reason)"
+        case .stalled(let reason): "write stalled: \(reason)"
         }
     }
 }

@@ -30,6 +30,11 @@ final class ProductIDGenerator: Sendable {
 
     /// When a product id (`prod_` and a ULID) was minted; nil for any other id.
     static func mintTime(of id: String) -> Date? {
+        mintMilliseconds(of: id).map { Date(timeIntervalSince1970: Double($0) / 1000) }
+    }
+
+    /// The same in Unix milliseconds.
+    static func mintMilliseconds(of id: String) -> Int64? {
         let utf8 = id.utf8
         guard utf8.count == prefix.utf8.count + 26, id.hasPrefix(prefix) else { return nil }
         var milliseconds: UInt64 = 0
@@ -37,7 +42,7 @@ final class ProductIDGenerator: Sendable {
             guard let digit = alphabet.firstIndex(of: byte) else { return nil }
             milliseconds = milliseconds << 5 | UInt64(digit)
         }
-        return Date(timeIntervalSince1970: Double(milliseconds) / 1000)
+        return Int64(exactly: milliseconds)
     }
 
     static func encode(_ value: UInt128) -> String {

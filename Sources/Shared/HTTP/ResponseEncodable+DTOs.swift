@@ -22,4 +22,5 @@ extension WriteBatchResult: ResponseGenerator {
 extension ChangePage: ResponseEncodable {}
 extension ChangeHead: ResponseEncodable {}
 extension WriterRegistration: ResponseEncodable {}
+extension WriterBacklogList: ResponseEncodable {}
 extension CoordinatedResult: ResponseEncodable {}

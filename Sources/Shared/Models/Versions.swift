@@ -21,6 +21,37 @@ package struct WriterRegistration: Codable, Sendable, Equatable {
     package init(node: Int64) { self.node = node }
 }
 
+/// What a replica tells the Database Service of its unconfirmed writes, every second: every write it acknowledged
+/// of a product whose id it minted at or before `clear_through_ms` (its own clock, Unix milliseconds) is confirmed.
+package struct BacklogReport: Codable, Sendable, Equatable {
+    package var clearThroughMs: Int64
+    package init(clearThroughMs: Int64) { self.clearThroughMs = clearThroughMs }
+    enum CodingKeys: String, CodingKey { case clearThroughMs = "clear_through_ms" }
+}
+
+/// A replica's last `BacklogReport`, and how long ago the Database Service received it.
+package struct WriterBacklog: Codable, Sendable, Equatable {
+    package var node: Int64
+    package var clearThroughMs: Int64
+    package var reportedAgoMs: Int64
+    package init(node: Int64, clearThroughMs: Int64, reportedAgoMs: Int64) {
+        self.node = node
+        self.clearThroughMs = clearThroughMs
+        self.reportedAgoMs = reportedAgoMs
+    }
+    enum CodingKeys: String, CodingKey {
+        case node
+        case clearThroughMs = "clear_through_ms"
+        case reportedAgoMs = "reported_ago_ms"
+    }
+}
+
+/// `GET /api/writers/backlogs`: every replica's last report of the past hour.
+package struct WriterBacklogList: Codable, Sendable, Equatable {
+    package var data: [WriterBacklog]
+    package init(data: [WriterBacklog]) { self.data = data }
+}
+
 /// Product versions: a hybrid logical clock in milliseconds with the writer's number in the low 10 bits.
 ///
 /// Every replica stamps its writes with its own writer number (0 is the Database Service's), so two

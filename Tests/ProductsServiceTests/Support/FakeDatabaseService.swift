@@ -165,6 +165,19 @@ final class FakeDatabaseService: DatabaseServiceClient {
         return preferred ?? 1
     }
 
+    /// What each writer last reported (`reportBacklog`), as the Database Service would list it.
+    let backlogReports = Mutex<[Int64: Int64]>([:])
+
+    func reportBacklog(node: Int64, _ report: BacklogReport) async throws(DatabaseClientError) {
+        guard !isDown else { throw .unreachable("connection refused") }
+        backlogReports.withLock { $0[node] = report.clearThroughMs }
+    }
+
+    func writerBacklogs() async throws(DatabaseClientError) -> [WriterBacklog] {
+        guard !isDown else { throw .unreachable("connection refused") }
+        return backlogReports.withLock { $0.map { WriterBacklog(node: $0.key, clearThroughMs: $0.value, reportedAgoMs: 0) }.sorted { $0.node < $1.node } }
+    }
+
     /// Keys by hash; none: the service runs open.
     private let keys = Mutex<[String: KeyGrant]>([:])
 
