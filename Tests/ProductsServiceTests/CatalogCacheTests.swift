@@ -131,7 +131,7 @@ struct CatalogCacheTests {
         await Self.wait(for: holding)
         let other = await Self.offThePool(timeout: .seconds(5)) { () -> Bool in
             let read = cache.get(tenant: "other", id: "o1") != nil
-            let ticket = cache.stage(tenant: "other", CachedProduct(product("o2"))) { 1 }
+            let ticket = cache.stage(tenant: "other", CachedProduct(product("o2"))) { 1 } ?? 0
             cache.promote(through: ticket)
             return read && cache.get(tenant: "other", id: "o2") != nil
         }

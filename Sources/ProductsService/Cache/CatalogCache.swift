@@ -196,9 +196,12 @@ final class CatalogCache: Sendable {
     }
 
     /// Stages a new product; `journal` records it in the same critical section, so that the journal holds the
-    /// changes of each product in the order the cache saw them. Returns the journal's ticket.
-    func stage(tenant: String, _ cached: CachedProduct, journal: () throws -> UInt64) rethrows -> UInt64 {
+    /// changes of each product in the order the cache saw them. Returns the journal's ticket; nil, changing
+    /// nothing, when another product took its handle since it was chosen (a concurrent create).
+    @discardableResult
+    func stage(tenant: String, _ cached: CachedProduct, journal: () throws -> UInt64) rethrows -> UInt64? {
         try withShop(tenant) { state in
+            if state.handleHolder(cached.handle, other: cached.id) != nil { return nil }
             let ticket = try journal()
             stage(StagedWrite(ticket: ticket, tenant: tenant, id: cached.id, change: .put(cached)), in: &state)
             return ticket

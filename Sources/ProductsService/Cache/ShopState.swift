@@ -91,6 +91,11 @@ struct ShopState {
     var search = SearchIndex()
     /// The products readers see by handle, for `?handle=` and for handles made from names.
     private(set) var handles: [String: String] = [:]
+    /// The handles of staged products (not yet durable): taken as much as those readers see, so that two creates
+    /// in one group commit never get the same made handle.
+    private(set) var stagedHandles: [String: String] = [:]
+    /// Handles made for creates being encoded, between choosing them and staging them (`reserveHandle`).
+    private(set) var reservedHandles: [String: String] = [:]
     /// The products readers see by the SKUs of their variants, for `/variants?sku=`.
     private(set) var skus: [String: String] = [:]
     /// The suffix each handle base last got: the next product of the same name starts looking there, not at `-2`
@@ -159,13 +164,28 @@ struct ShopState {
         if let own = products[id]?.handle, own == base || (own.hasPrefix(base + "-") && Int(own.dropFirst(base.count + 1)) != nil) {
             return own
         }
-        if let owner = handles[base], owner != id {
+        if handleHolder(base, other: id) != nil {
             var candidate = max(2, handleSuffixes[base] ?? 2)
-            while let owner = handles[VariantRules.handle(base, candidate: candidate)], owner != id { candidate += 1 }
+            while handleHolder(VariantRules.handle(base, candidate: candidate), other: id) != nil { candidate += 1 }
             handleSuffixes[base] = candidate
             return VariantRules.handle(base, candidate: candidate)
         }
         return base
+    }
+
+    /// The product other than `id` that holds `handle`, as readers see it or staged.
+    func handleHolder(_ handle: String, other id: String) -> String? {
+        if let owner = handles[handle], owner != id { return owner }
+        if let owner = stagedHandles[handle], owner != id { return owner }
+        if let owner = reservedHandles[handle], owner != id { return owner }
+        return nil
+    }
+
+    /// Holds a handle made for a create until `releaseHandle`, which the create calls once it is staged (or failed).
+    mutating func reserveHandle(_ handle: String, for id: String) { reservedHandles[handle] = id }
+
+    mutating func releaseHandle(_ handle: String, for id: String) {
+        if reservedHandles[handle] == id { reservedHandles[handle] = nil }
     }
 
     // MARK: The one door
@@ -176,16 +196,18 @@ struct ShopState {
         defer { expireTombstones(at: now) }
         switch input {
         case .staged(let ticket, let id, let change):
+            unstage(id, ticket: nil)
             staged[id] = (ticket, change)
+            if let handle = change.product?.handle, !handle.isEmpty { stagedHandles[handle] = id }
             return (0, 0)
         case .durable(let ticket, let id, let change):
             defer {
-                if staged[id]?.ticket == ticket { staged[id] = nil }
+                unstage(id, ticket: ticket)
                 lastDurableTicket = max(lastDurableTicket, ticket)
             }
             return own(id, change, at: now)
         case .failed(let ticket, let id):
-            if staged[id]?.ticket == ticket { staged[id] = nil }
+            unstage(id, ticket: ticket)
             return (0, 0)
         case .replayed(let id, let change):
             return own(id, change, at: now)
@@ -220,6 +242,13 @@ struct ShopState {
             for id in stale { _ = remove(id) }
             return (put, stale.count)
         }
+    }
+
+    /// Drops the product's staged write (only the one with `ticket`, when given) and the handle it held.
+    private mutating func unstage(_ id: String, ticket: UInt64?) {
+        guard let current = staged[id], ticket == nil || current.ticket == ticket else { return }
+        if let handle = current.change.product?.handle, stagedHandles[handle] == id { stagedHandles[handle] = nil }
+        staged[id] = nil
     }
 
     /// A write of this replica made visible (durable, or replayed from the journal): newer than what is known wins.
@@ -307,6 +336,8 @@ struct ShopState {
         kept.hits = hits
         kept.misses = misses
         kept.staged = staged
+        kept.stagedHandles = stagedHandles
+        kept.reservedHandles = reservedHandles
         kept.lastDurableTicket = lastDurableTicket
         kept.forgottenUpTo = forgottenUpTo
         for (id, tombstone) in tombstones.entries {

@@ -110,7 +110,14 @@ final class Replica: Sendable {
     func create(tenant: String, _ input: ProductInput, idempotent: IdempotentRequest? = nil) async throws -> WriteResult {
         let now = Timestamp.now()
         var product = input.applied(to: Product(id: ids.next(), createdAt: now, updatedAt: now, version: 1))
-        let claims = try cache.withShop(tenant) { shop in try completed(&product, previous: nil, tenant: tenant, shop: &shop) }
+        // The handle is chosen under the shop's lock and the product encoded outside it: held meanwhile, so that a
+        // concurrent create makes another.
+        let claims = try cache.withShop(tenant) { shop in
+            let claims = try completed(&product, previous: nil, tenant: tenant, shop: &shop)
+            shop.reserveHandle(product.handle, for: product.id)
+            return claims
+        }
+        defer { cache.withExistingShop(tenant) { [product] shop in shop.releaseHandle(product.handle, for: product.id) } }
         if idempotent != nil || claims.needCoordination {
             return try await coordinated(idempotent) { () async throws -> Decision in
                 .write(
@@ -119,12 +126,15 @@ final class Replica: Sendable {
             } onConflict: { _ in }!
         }
         let cached = CachedProduct(product)
-        decodedProducts.remember(product, as: cached, tenant: tenant)
-        let ticket = try journaling {
+        let staged = try journaling {
             try cache.stage(tenant: tenant, cached) {
                 try journal.append(JournalRecord(upsert: tenant, product, encoded: cached), mintedAtMs: ProductIDGenerator.mintMilliseconds(of: product.id))
             }
         }
+        guard let ticket = staged else {
+            throw APIError.versionConflict("Another product took this one's handle while it was being created; retry")
+        }
+        decodedProducts.remember(product, as: cached, tenant: tenant)
         try await waitUntilDurable(ticket)
         return .written(cached)
     }
@@ -229,7 +239,7 @@ final class Replica: Sendable {
         if product.handle.isEmpty {
             product.handle = shop.freeHandle(base: VariantRules.handle(from: product.name), id: product.id)
         } else if product.handle != previous?.handle {
-            if let owner = shop.handles[product.handle], owner != product.id {
+            if let owner = shop.handleHolder(product.handle, other: product.id) {
                 throw .handleTaken(product.handle, productID: owner)
             }
             claims.handleGiven = true
