@@ -123,40 +123,12 @@ final class Journal: @unchecked Sendable {
         lastSequence = found.lastSequence
         durableSequence = found.lastSequence
         confirmedSequence = found.confirmed
-        let (now, nowMs) = (ContinuousClock.now, Timestamp.nowMilliseconds())
-        let limit = self.memoryLimit
-        var held: Deque<JournalEntry> = []
-        var heldBytes = 0
-        var spilled: UInt64?
-        var spilledMs: Int64?
-        var products = UnconfirmedProducts()
-        if let first = found.firstSequence, first <= found.lastSequence {
-            // One pass over the segments, holding at most `memoryLimit` bytes of records.
-            let read = try log.read(from: first, through: found.lastSequence, limit: .max) { sequence, record in
-                let isConfirmed = sequence <= found.confirmed
-                if !isConfirmed {
-                    products.add(record.operation, sequence: sequence)
-                    let cost = JournalEntry.memoryCost(record)
-                    if spilled == nil && (held.isEmpty || heldBytes + cost <= limit) {
-                        heldBytes += cost
-                        let recordedAt = record.recordedAt(now: now, nowMs: nowMs)
-                        held.append(JournalEntry(sequence: sequence, record: record, recordedAt: recordedAt))
-                    } else if spilled == nil {
-                        spilled = sequence
-                        spilledMs = record.recordedAtMs
-                    }
-                }
-                try recovered(sequence, record, isConfirmed)
-            }
-            guard read == Int(found.lastSequence - first + 1) else {
-                throw JournalError.corrupt("\(directory): read \(read) records, expected \(found.lastSequence - first + 1)")
-            }
-        }
-        pending = held
-        pendingBytes = heldBytes
-        spilledFrom = spilled
-        spilledFromMs = spilledMs
-        unconfirmed = products
+        let reopened = try ReopenedJournal(log: log, found: found, memoryLimit: self.memoryLimit, directory: directory, recovered: recovered)
+        pending = reopened.held
+        pendingBytes = reopened.heldBytes
+        spilledFrom = reopened.spilledFrom
+        spilledFromMs = reopened.spilledFromMs
+        unconfirmed = reopened.unconfirmed
         if !pending.isEmpty { pendingSignal.yield() }
         let io = NIOThreadPool(numberOfThreads: 1)
         io.start()
