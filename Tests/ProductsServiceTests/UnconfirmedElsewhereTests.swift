@@ -79,6 +79,11 @@ struct UnconfirmedElsewhereTests {
             #expect(try await status(.get, "/products/\(id)").0 == .notFound)
             try await reports([900: 0])
             #expect(try await status(.get, "/products/prod_unknown").0 == .notFound)
+            // An id claiming a mint time an hour ahead waits no longer than one minted now.
+            let ahead = ProductIDGenerator().next(now: Date().addingTimeInterval(3600))
+            let asked = ContinuousClock.now
+            #expect(try await status(.get, "/products/\(ahead)").0 == .serviceUnavailable)
+            #expect(asked.duration(to: .now) < .seconds(60))
             #expect(try await status(.get, "/products/\(id)").0 == .serviceUnavailable)
         }
     }

@@ -65,10 +65,12 @@ extension Replica {
     /// Database Service being asked after each vouching report was made; what `find` answers if it appears
     /// meanwhile; 503 `product_unconfirmed` if a replica still does not vouch `vouchWaitMs` after the mint time.
     private func unlessHeldElsewhere<T>(id: String, minted: Int64, _ find: (_ askDatabase: Bool) async throws -> T?) async throws -> T? {
+        // Never longer than `vouchWaitMs` from now either: an id may claim a mint time far ahead.
+        let giveUp = min(minted, Timestamp.nowMilliseconds()) + Self.vouchWaitMs
         while true {
             let holders = try await possibleHolders(mintedAtMs: minted)
             if holders.isEmpty { return try await find(true) }
-            if Timestamp.nowMilliseconds() >= minted + Self.vouchWaitMs {
+            if Timestamp.nowMilliseconds() >= giveUp {
                 throw APIError.serviceUnavailable(
                     "product_unconfirmed",
                     "Product \(id) is not found here, but it may have been created on another replica (writer \(holders.map(String.init).joined(separator: ", "))) that has not stored it yet; retry")
