@@ -25,7 +25,8 @@ struct PostgresPoolTests {
         let dead = try freeLoopbackPort()
         let store = try PostgresStore(url: try url(before: ["127.0.0.1:\(dead)"], "target_session_attrs=read-write&connect_timeout=60"), logger: TestPostgres.logger, maximumConnections: 2)
         try await store.run {
-            try await store.checkConnection()
+            // Connected first (a starved run has lost a first handshake); the claim is what follows.
+            try await eventually("connected") { try await store.checkConnection(); return true }
             #expect(store.pool.currentHost?.port != dead)
             try await store.ping()
             // A transaction given up on cannot hold its locks for long.
@@ -78,7 +79,8 @@ struct PostgresPoolTests {
     func statementOnClosedConnection() async throws {
         let store = try PostgresStore(url: try url(before: [], "target_session_attrs=read-write&connect_timeout=60"), logger: TestPostgres.logger, maximumConnections: 2)
         try await store.run {
-            try await store.checkConnection()
+            // Connected first (a starved run has lost a first handshake); the claim is what follows.
+            try await eventually("connected") { try await store.checkConnection(); return true }
             let started = ContinuousClock.now
             await #expect(throws: PostgresUnavailable.self) {
                 try await withAbandonedDeadline(.seconds(150)) {

@@ -167,8 +167,10 @@ struct TenantTests {
         let first = ContinuousClock.now
         for _ in 0..<3 { statuses.append(try await Self.call(.GET, url, key: key.key).status) }
         #expect(statuses == [200, 200, 200])
-        let limited = try await Self.call(.GET, url, key: key.key)
-        #expect(limited.status == 429 && limited.error?.code == "rate_limited")
+        var limited = try await Self.call(.GET, url, key: key.key)
+        // A starved run may find the key's verification unanswered in time (503): asked again, not counted.
+        while limited.status == 503, ContinuousClock.now - first < .seconds(45) { limited = try await Self.call(.GET, url, key: key.key) }
+        #expect(limited.status == 429 && limited.error?.code == "rate_limited", "\(limited.status) \(limited.text)")
         // The next token comes a minute after the first was taken: what is left of that minute, however slow the machine.
         let left = 60 - Int((ContinuousClock.now - first).components.seconds)
         let retryAfter = Int(limited.headers.first(name: "Retry-After") ?? "") ?? 0

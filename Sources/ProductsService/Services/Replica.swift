@@ -109,34 +109,40 @@ final class Replica: Sendable {
     /// with the key's answer (see `coordinated`).
     func create(tenant: String, _ input: ProductInput, idempotent: IdempotentRequest? = nil) async throws -> WriteResult {
         let now = Timestamp.now()
-        var product = input.applied(to: Product(id: ids.next(), createdAt: now, updatedAt: now, version: 1))
-        // The handle is chosen under the shop's lock and the product encoded outside it: held meanwhile, so that a
-        // concurrent create makes another.
-        let claims = try cache.withShop(tenant) { shop in
-            let claims = try completed(&product, previous: nil, tenant: tenant, shop: &shop)
-            shop.reserveHandle(product.handle, for: product.id)
-            return claims
-        }
-        defer { cache.withExistingShop(tenant) { [product] shop in shop.releaseHandle(product.handle, for: product.id) } }
-        if idempotent != nil || claims.needCoordination {
-            return try await coordinated(idempotent) { () async throws -> Decision in
-                .write(
-                    .upsert(tenant: tenant, product: product), expectedVersion: nil, answer: CachedProduct(product), status: 201,
-                    handleGiven: claims.handleGiven)
-            } onConflict: { _ in }!
-        }
-        let cached = CachedProduct(product)
-        let staged = try journaling {
-            try cache.stage(tenant: tenant, cached) {
-                try journal.append(JournalRecord(upsert: tenant, product, encoded: cached), mintedAtMs: ProductIDGenerator.mintMilliseconds(of: product.id))
+        for attempt in 1...3 {
+            var product = input.applied(to: Product(id: ids.next(), createdAt: now, updatedAt: now, version: 1))
+            // The handle is chosen under the shop's lock and the product encoded outside it: held meanwhile, so that
+            // a concurrent create makes another.
+            let claims = try cache.withShop(tenant) { shop in
+                let claims = try completed(&product, previous: nil, tenant: tenant, shop: &shop)
+                shop.reserveHandle(product.handle, for: product.id)
+                return claims
             }
+            defer { cache.withExistingShop(tenant) { [product] shop in shop.releaseHandle(product.handle, for: product.id) } }
+            if idempotent != nil || claims.needCoordination {
+                return try await coordinated(idempotent) { () async throws -> Decision in
+                    .write(
+                        .upsert(tenant: tenant, product: product), expectedVersion: nil, answer: CachedProduct(product), status: 201,
+                        handleGiven: claims.handleGiven)
+                } onConflict: { _ in }!
+            }
+            let cached = CachedProduct(product)
+            let mintedAt = ProductIDGenerator.mintMilliseconds(of: product.id)
+            // Stalled since the id was minted (a starved process): minted again, rather than refused by the journal.
+            if attempt < 3, let mintedAt, Timestamp.nowMilliseconds() - mintedAt > Journal.maxMintAge / 2 { continue }
+            let staged = try journaling {
+                try cache.stage(tenant: tenant, cached) {
+                    try journal.append(JournalRecord(upsert: tenant, product, encoded: cached), mintedAtMs: mintedAt)
+                }
+            }
+            guard let ticket = staged else {
+                throw APIError.versionConflict("Another product took this one's handle while it was being created; retry")
+            }
+            decodedProducts.remember(product, as: cached, tenant: tenant)
+            try await waitUntilDurable(ticket)
+            return .written(cached)
         }
-        guard let ticket = staged else {
-            throw APIError.versionConflict("Another product took this one's handle while it was being created; retry")
-        }
-        decodedProducts.remember(product, as: cached, tenant: tenant)
-        try await waitUntilDurable(ticket)
-        return .written(cached)
+        throw Self.unavailable(.stalled("the process stalled three times between minting an id and journaling it"))
     }
 
     /// Updates a product (cached, or read through first) with `change`, at the next version; journaled like a
